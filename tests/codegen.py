@@ -1,0 +1,36 @@
+"""Helpers for codegen tests: compile a function, run it, and read the kernels inductor wrote.
+
+CPU kernels are the ``cpp_fused_*`` functions; CUDA kernels are counted by their launches
+(``.run(`` in the wrapper code).
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch._inductor.utils import run_and_get_code
+
+
+def compile_and_code(fn, *args, dynamic=False, **compile_options):
+    """Run ``torch.compile(fn, fullgraph=True)`` on ``args``; return (output, generated source)."""
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, dynamic=dynamic, **compile_options)
+    out, codes = run_and_get_code(compiled, *args)
+    return out, "\n".join(codes)
+
+
+def kernel_count(source: str, device: str) -> int:
+    """Number of kernels the generated wrapper launches on ``device`` ("cpu" or "cuda")."""
+    if device == "cpu":
+        return len(set(re.findall(r"\bcpp_fused_\w+", source)))
+    return len(re.findall(r"\.run\(", source))
+
+
+def allocations(source: str) -> list[tuple[int, ...]]:
+    """Shapes of the buffers the wrapper allocates (``empty_strided*((shape), ...)``)."""
+    shapes = []
+    for match in re.finditer(r"= empty_strided\w*\(\((.*?)\), \(", source):
+        dims = [d.strip() for d in match.group(1).split(",") if d.strip()]
+        shapes.append(tuple(int(d) if d.isdigit() else d for d in dims))
+    return shapes
