@@ -1,3 +1,10 @@
 """fpx: low-bit number formats for PyTorch (formats, exact conversion, quantization, linear)."""
 
+from .formats import (
+    E2M1, E2M3, E3M2, E4M3, E5M2, E8M0,
+    INT1, INT2, INT3, INT4, INT5, INT6, INT7, INT8,
+    UINT1, UINT2, UINT3, UINT4, UINT5, UINT6, UINT7, UINT8,
+    FloatFormat, IntFormat, exmy,
+)
+
 __version__ = "0.1.0"
