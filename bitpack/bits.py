@@ -1,0 +1,172 @@
+"""packbits / unpackbits: numpy-compatible boolean packing, eight truth values per byte.
+
+Same values, shapes, dtype (uint8) and error classes as ``numpy.packbits`` and
+``numpy.unpackbits``. The "little" bit order is exactly the 1-bit layout of :func:`pack`
+(element i in bit i mod 8 of byte i div 8); "big" (numpy's default) is the same bytes with the
+bits of each byte reversed. Both directions are gathers with the padding expressed as a mask,
+so under ``torch.compile`` each call is one pointwise kernel (no separate pad, cat or flip).
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from ._checks import check_tensor
+from .pack import _gather_or_zero, pack
+
+try:  # numpy >= 1.25
+    from numpy.exceptions import AxisError
+except ImportError:  # pragma: no cover - older numpy
+    from numpy import AxisError
+
+BITORDERS = ("big", "little")
+
+
+def packbits(x: torch.Tensor, dim=None, *, bitorder: str = "big", axis=None) -> torch.Tensor:
+    """Pack the truth values of ``x`` along ``dim`` into bytes, as ``numpy.packbits`` does.
+
+    Contract:
+      - ``x``: a bool or integer tensor (any integer dtype); every nonzero element is a 1 bit.
+        Floating and complex tensors are a TypeError, as in numpy.
+      - ``dim`` (alias ``axis``; giving both is a TypeError): the dim to pack along, negative
+        allowed; None (default) packs the flattened tensor (row-major order). A 0-d tensor
+        counts as shape (1,). An out-of-range dim raises ``numpy.exceptions.AxisError``
+        (a ValueError and an IndexError).
+      - ``bitorder``: "big" (default; the first element is the most significant bit of its
+        byte) or "little"; anything else is a ValueError (a non-str a TypeError).
+      - Returns a contiguous uint8 tensor shaped like ``x`` with ``shape[dim]`` replaced by
+        ceil(shape[dim] / 8); the unused bits of the last byte are 0.
+
+    >>> import torch
+    >>> x = torch.tensor([1, 0, 1, 1, 0, 0, 0, 0, 1, 1])
+    >>> packbits(x).tolist(), packbits(x, bitorder="little").tolist()
+    ([176, 192], [13, 3])
+    >>> packbits(torch.tensor([[True, False], [False, True]]), dim=0).tolist()
+    [[128, 64]]
+    """
+    dim = _resolve_dim(dim, axis)
+    check_tensor(x, "x")
+    if x.dtype.is_floating_point or x.dtype.is_complex:
+        raise TypeError(f"x must have an integer or bool dtype (as numpy.packbits), got {x.dtype}")
+    little = _check_bitorder(bitorder, strict=True)
+    bits, dim = _along_one_dim(x != 0, dim)
+    packed = pack(bits, 1, dim=dim, check=False)  # little order: element 8j+t is bit t of byte j
+    return packed if little else reverse_bits_in_byte(packed)
+
+
+def unpackbits(p: torch.Tensor, dim=None, *, count=None, bitorder: str = "big", axis=None) -> torch.Tensor:
+    """Unpack the bits of a uint8 tensor along ``dim`` into 0/1 bytes, as ``numpy.unpackbits``.
+
+    Contract:
+      - ``p``: a torch.uint8 tensor (any other dtype is a TypeError, as in numpy).
+      - ``dim`` / ``axis``, 0-d inputs and AxisError: as in :func:`packbits`; None unpacks
+        the flattened tensor.
+      - ``count``: how many bits to keep along ``dim``. None keeps all 8 * shape[dim];
+        a count larger than that pads with zeros; a negative count drops that many bits from
+        the end (ValueError when -count exceeds 8 * shape[dim]). A non-int is a TypeError.
+      - ``bitorder``: "big" (default) or "little"; like numpy, any str starting with "b" or
+        "l" is accepted (ValueError otherwise; TypeError for a non-str).
+      - Returns a contiguous uint8 tensor of 0s and 1s with ``shape[dim]`` replaced by the
+        count. Where numpy returns uninitialized memory (an empty input with a positive
+        count) this returns zeros.
+
+    >>> import torch
+    >>> p = torch.tensor([176, 192], dtype=torch.uint8)
+    >>> unpackbits(p, count=10).tolist()
+    [1, 0, 1, 1, 0, 0, 0, 0, 1, 1]
+    >>> unpackbits(p, count=-13, bitorder="little").tolist()
+    [0, 0, 0]
+    """
+    dim = _resolve_dim(dim, axis)
+    check_tensor(p, "p")
+    if p.dtype != torch.uint8:
+        raise TypeError(f"p must be a torch.uint8 tensor (as numpy.unpackbits), got {p.dtype}")
+    little = _check_bitorder(bitorder, strict=False)
+    p, dim = _along_one_dim(p, dim)
+    n = _resolve_count(count, 8 * p.shape[dim])
+    return bits_along(p, dim, n, little).to(torch.uint8).contiguous()
+
+
+def bits_along(p: torch.Tensor, dim: int, n, little: bool) -> torch.Tensor:
+    """The first ``n`` bits of uint8 ``p`` along ``dim`` as a bool tensor (bits past the end: False).
+
+    A gather, not a copy: under ``torch.compile`` it fuses into whatever consumes it, so no
+    bool tensor is materialized there. ``dim`` must be non-negative; ``little`` picks the order.
+    """
+    source = p.movedim(dim, -1)
+    length = source.shape[-1]
+    if length == 0 or n == 0:  # nothing to read: every requested bit is padding
+        return torch.zeros(*source.shape[:-1], n, dtype=torch.bool, device=p.device).movedim(-1, dim)
+    index = torch.arange(n, device=p.device)
+    position = (index % 8 if little else 7 - index % 8).to(torch.int32)  # int32 shifts vectorize better
+    byte = _gather_or_zero(source.to(torch.int32), index // 8, length)
+    return ((byte >> position) & 1).bool().movedim(-1, dim)
+
+
+def reverse_bits_in_byte(p: torch.Tensor) -> torch.Tensor:
+    """Reverse the bit order inside each byte of a uint8 tensor (big <-> little bit order).
+
+    >>> import torch
+    >>> reverse_bits_in_byte(torch.tensor([1, 6, 128], dtype=torch.uint8)).tolist()
+    [128, 96, 1]
+    """
+    v = p.to(torch.int32)
+    v = ((v & 0xF0) >> 4) | ((v & 0x0F) << 4)  # swap nibbles,
+    v = ((v & 0xCC) >> 2) | ((v & 0x33) << 2)  # then bit pairs,
+    v = ((v & 0xAA) >> 1) | ((v & 0x55) << 1)  # then single bits
+    return v.to(torch.uint8)
+
+
+def _resolve_dim(dim, axis):
+    """Merge the ``dim`` / ``axis`` aliases; return None or a Python int (not yet range-checked)."""
+    if axis is not None:
+        if dim is not None:
+            raise TypeError(f"give dim or its alias axis, not both (got dim={dim!r}, axis={axis!r})")
+        dim = axis
+    if dim is None:
+        return None
+    if isinstance(dim, bool):
+        raise TypeError(f"dim must be an int or None, got {dim!r}")
+    try:
+        return operator.index(dim)
+    except TypeError:
+        raise TypeError(f"dim must be an int or None, got {dim!r}") from None
+
+
+def _along_one_dim(t: torch.Tensor, dim):
+    """Flatten for dim=None, view a 0-d tensor as (1,) (both as numpy), and normalize ``dim``."""
+    if dim is None:
+        return t.reshape(-1), 0
+    ndim = max(t.ndim, 1)
+    if not -ndim <= dim < ndim:
+        raise AxisError(f"dim={dim} is out of bounds for a tensor of dimension {ndim}")
+    return t.reshape(1) if t.ndim == 0 else t, dim % ndim
+
+
+def _check_bitorder(bitorder, *, strict: bool) -> bool:
+    """True for little bit order. numpy's packbits wants "big"/"little"; unpackbits a prefix."""
+    if not isinstance(bitorder, str):
+        raise TypeError(f"bitorder must be 'big' or 'little', got {bitorder!r}")
+    accepted = bitorder in BITORDERS if strict else bitorder[:1] in ("b", "l")
+    if accepted:
+        return bitorder[:1] == "l"
+    raise ValueError(f"bitorder must be 'big' or 'little', got {bitorder!r}")
+
+
+def _resolve_count(count, available):
+    """numpy's count rule: None -> all bits, >= 0 -> that many (zero-padded), < 0 -> drop from the end."""
+    if count is None:
+        return available
+    if isinstance(count, bool):
+        raise TypeError(f"count must be an int or None, got {count!r}")
+    try:
+        count = operator.index(count)
+    except TypeError:
+        raise TypeError(f"count must be an int or None, got {count!r}") from None
+    if count >= 0:
+        return count
+    if available + count < 0:
+        raise ValueError(f"count={count} drops more than the {available} bits available")
+    return available + count
