@@ -9,8 +9,11 @@
 True
 """
 
+from .bits import packbits, unpackbits
 from .layout import packed_size, values_per_byte
+from .mask import PackedMask
 from .pack import pack, unpack, value_range
 
 __all__ = ["pack", "unpack", "packed_size", "values_per_byte", "value_range"]
+__all__ += ["packbits", "unpackbits", "PackedMask"]
 __version__ = "0.1.0"
