@@ -6,5 +6,7 @@ from .formats import (
     UINT1, UINT2, UINT3, UINT4, UINT5, UINT6, UINT7, UINT8,
     FloatFormat, IntFormat, exmy,
 )
+from .convert import decode, encode, mx_scale_exponent, round_to
+from .storage import pack_fp4, pack_fp6, unpack_fp4, unpack_fp6
 
 __version__ = "0.1.0"

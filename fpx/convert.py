@@ -1,0 +1,405 @@
+"""Correctly rounded conversion between ordinary floats and low-bit float codes.
+
+``encode`` turns float32 / bfloat16 / float16 / float64 values into uint8 codes of any
+:class:`~fpx.formats.FloatFormat`, ``decode`` turns codes back into floats (exactly), and
+``round_to`` is ``decode(encode(x))`` in ``x``'s dtype. Each is branch-free integer arithmetic on
+the bit pattern of the input, so ``torch.compile`` emits one pointwise kernel for each.
+
+Every input is rounded once, from its exact value: float32, bfloat16 and float16 give the same
+code for the same value, and float64 is rounded from its own 53-bit significand (never through
+float32, which would round twice).
+
+Semantics (``encode``; ``decode`` is exact):
+
+=====================  ======================================  ======================================
+input                  ``saturate=True`` (default)             ``saturate=False``
+=====================  ======================================  ======================================
+finite, in range       nearest value; ties to the even code    same
+                       (OFP8 5.2.1: rounded with the exponent
+                       unbounded, subnormals included)
+rounds above max       +-max                                   E4M3 ("fn"): NaN with the input's sign;
+(E4M3: > 464;                                                  E5M2 ("ieee"): +-inf; E8M0: NaN (0xFF);
+E5M2: >= 61440)                                                FP6/FP4 ("finite"): +-max (they
+                                                               always saturate: nothing else exists)
++-inf                  +-max                                   as above: E4M3 NaN, E5M2 +-inf,
+                                                               E8M0 NaN, FP6/FP4 +-max
+NaN                    NaN code with the input's sign bit      same
+                       (0x7F / 0xFF, like torch's float8
+                       casts); FP6/FP4 (no NaN): +max
+                       (0x1F / 0x7), whatever the sign bit;
+                       E8M0: 0xFF
+-0.0, tiny negatives   -0 (the sign bit is kept)               same
+E8M0 (no sign, no      encodes abs(x): nearest power of two    same, but beyond 2^127 and inf give
+zero)                  in [2^-127, 2^127]; ties go up (the     NaN (0xFF); equals torch's
+                       implicit bit is the lsb); 0 and values  ``x.to(torch.float8_e8m0fnu)``
+                       below 2^-127 give 0x00 (2^-127)
+=====================  ======================================  ======================================
+
+``rounding="stochastic"`` rounds abs(x) up to the next value with probability ``p`` = (distance to
+the value below) / (gap between the two), using a uniform draw ``u`` in [0, 1): up iff
+``floor(u * 2^24) < floor(p * 2^24)``. So E[decode(encode(x))] = x to within 2^-24 of the gap
+for every x inside the range (an exact value is never moved); beyond max the overflow rule
+above applies. Draws come from ``torch.rand(generator=generator)`` or from the ``uniform``
+argument (float32 in [0, 1), broadcastable to ``x``), which makes results identical in eager and
+compiled code.
+
+The MX shared scale (OCP MX v1.0, section 6.3) is :func:`mx_scale_exponent`.
+
+>>> import torch
+>>> from fpx import E4M3, E2M1
+>>> encode(torch.tensor([1.0, 464.0, 500.0, -0.0]), E4M3).tolist()
+[56, 126, 126, 128]
+>>> round_to(torch.tensor([0.25, 0.75, 1.25, 2.5, 5.0, 7.0]), E2M1).tolist()
+[0.0, 1.0, 1.0, 2.0, 4.0, 6.0]
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .formats import FloatFormat
+
+ROUNDINGS = ("nearest", "stochastic")
+MX_SCALE_ROUNDINGS = ("floor", "ceil")
+
+# (integer dtype of the same width, stored significand bits P, exponent bias) of the two
+# floating dtypes computed on directly; narrower floats are upcast to float32 exactly first.
+_IEEE = {torch.float32: (torch.int32, 23, 127), torch.float64: (torch.int64, 52, 1023)}
+
+# Stochastic rounding compares draws at this resolution (torch.rand's float32 resolution).
+_RANDOM_BITS = 24
+
+
+# ---- argument checks (pure Python on constants: free under torch.compile) --------------------
+def _check_format(fmt) -> FloatFormat:
+    if not isinstance(fmt, FloatFormat):
+        raise TypeError(f"fmt must be a fpx.FloatFormat (E4M3, E5M2, E2M1, exmy(...), ...), got {fmt!r}")
+    if not _fits_float32(fmt):
+        raise ValueError(f"fmt={fmt!r} (bias {fmt.bias}) has values outside float32's exact range")
+    return fmt
+
+
+def _fits_float32(fmt: FloatFormat) -> bool:
+    # decode builds float32 bit patterns: every value must be exact in float32, and subnormal
+    # codes are converted through a normal float32 (see _code_to_float32).
+    smallest = fmt.min_subnormal if fmt.has_subnormals else fmt.min_normal
+    return fmt.max < 2.0**128 and smallest >= 2.0**-149 and (not fmt.has_subnormals or smallest >= 2.0**-126)
+
+
+def _check_float_tensor(x, name: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating-point tensor (float32, bfloat16, float16, float64), got {x.dtype}")
+    return x
+
+
+def _check_rounding(rounding, generator, uniform) -> None:
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    if rounding == "nearest" and (generator is not None or uniform is not None):
+        raise ValueError("generator and uniform are only used with rounding='stochastic'")
+    if generator is not None and uniform is not None:
+        raise ValueError("pass either generator or uniform, not both")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if uniform is not None and not (isinstance(uniform, torch.Tensor) and uniform.dtype.is_floating_point):
+        raise TypeError(f"uniform must be a floating-point tensor of draws in [0, 1), got {uniform!r}")
+
+
+def _check_saturate(saturate) -> bool:
+    if not isinstance(saturate, bool):
+        raise TypeError(f"saturate must be a bool, got {saturate!r}")
+    return saturate
+
+
+# ---- float -> (sign, exponent, significand) ---------------------------------------------------
+def _as_ieee(x: torch.Tensor) -> torch.Tensor:
+    """x as float32 or float64; every narrower float converts to float32 exactly."""
+    return x if x.dtype in _IEEE else x.to(torch.float32)
+
+
+def _split(x: torch.Tensor):
+    """Sign, special-value masks, and abs(x) = sig * 2**(exponent - P) with sig normalized.
+
+    For finite nonzero x, ``sig`` lies in [2**P, 2**(P+1)); for zero it is 0. Subnormal inputs
+    are normalized by converting their (integer) fraction field to float, which is exact, and
+    reading its exponent: a leading-zero count without a clz op.
+    """
+    int_dtype, p, bias = _IEEE[x.dtype]
+    bits = x.view(int_dtype)
+    negative = bits < 0
+    magnitude = bits & ((1 << (p + (11 if p == 52 else 8))) - 1)
+    inf_bits = ((1 << (11 if p == 52 else 8)) - 1) << p
+    is_nan = magnitude > inf_bits
+    is_inf = magnitude == inf_bits
+
+    exponent_field = magnitude >> p
+    fraction = magnitude & ((1 << p) - 1)
+    as_float = fraction.to(x.dtype).view(int_dtype)  # exact: fraction < 2**P
+    sub_exponent = (as_float >> p) - (2 * bias - 1 + p)
+    sub_sig = torch.where(fraction == 0, 0, (as_float & ((1 << p) - 1)) | (1 << p))
+    normal = exponent_field != 0
+    exponent = torch.where(normal, exponent_field - bias, sub_exponent)
+    sig = torch.where(normal, fraction | (1 << p), sub_sig)
+    return negative, is_nan, is_inf, exponent, sig, p
+
+
+def _uniform_to_int(uniform: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """floor(u * 2**24) of draws u in [0, 1), clamped so that bad draws stay in range."""
+    scaled = (uniform.to(torch.float32) * float(1 << _RANDOM_BITS)).to(like.dtype)
+    return torch.clamp(scaled, 0, (1 << _RANDOM_BITS) - 1)
+
+
+def _round_magnitude(exponent, sig, p, fmt: FloatFormat, uniform):
+    """Code of abs(x) with the exponent unbounded (may exceed max_code), as an integer tensor.
+
+    The result's ulp is 2**(e - m) with e = max(exponent, emin), so ``s`` low bits of ``sig``
+    fall below it. Codes are monotonic in value, and one formula covers subnormal and normal
+    results (a carry out of the mantissa lands in the exponent field by itself).
+    """
+    m = fmt.mantissa_bits
+    emin = 1 - fmt.bias if fmt.has_subnormals else -fmt.bias
+    e = torch.clamp(exponent, min=emin)
+    # Beyond p + 2 every significand rounds to 0 (nearest); clamping keeps shifts defined.
+    s_exact = e - exponent + (p - m)
+    s = torch.clamp(s_exact, max=p + 2)
+    truncated = sig >> s
+    if uniform is None:
+        # Round to nearest, ties to even: add half an ulp minus one, plus the kept lsb.
+        r = (sig + ((1 << (s - 1)) - 1) + (truncated & 1)) >> s
+    else:
+        # Round up with probability floor(p * 2**24) / 2**24, p = remainder / 2**s_exact
+        # (remainder is all of sig once s_exact > p + 1).
+        remainder = sig - (truncated << s)
+        threshold = torch.where(
+            s <= _RANDOM_BITS,
+            remainder << torch.clamp(_RANDOM_BITS - s, min=0),
+            remainder >> torch.clamp(s_exact - _RANDOM_BITS, min=0, max=p + 2),
+        )
+        r = truncated + (_uniform_to_int(uniform, sig) < threshold).to(sig.dtype)
+    code = ((e + fmt.bias) << m) - (1 << m) + r
+    if not fmt.has_zero:
+        code = torch.clamp(code, min=0)  # below the smallest value: the smallest value
+    return code
+
+
+def _encode_int(x, fmt: FloatFormat, saturate: bool, uniform) -> torch.Tensor:
+    """The codes as an integer tensor (int32 or int64), before narrowing to uint8."""
+    negative, is_nan, is_inf, exponent, sig, p = _split(_as_ieee(x))
+    code = _round_magnitude(exponent, sig, p, fmt, uniform)
+    overflow = (code > fmt.max_code) | is_inf
+    if saturate or not (fmt.has_inf or fmt.has_nan):
+        overflow_code = fmt.max_code
+    else:
+        overflow_code = fmt.inf_code if fmt.has_inf else fmt.nan_code
+    code = torch.where(overflow, overflow_code, code)
+    if fmt.has_nan:
+        code = torch.where(is_nan, fmt.nan_code, code)
+    if fmt.signed:
+        code = code | (negative.to(code.dtype) << (fmt.bits - 1))
+    if not fmt.has_nan:
+        code = torch.where(is_nan, fmt.max_code, code)  # policy: NaN -> +max
+    return code
+
+
+def _draws(x: torch.Tensor, rounding: str, generator, uniform):
+    if rounding == "nearest":
+        return None
+    if uniform is not None:
+        return uniform
+    return torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float32)
+
+
+def encode(
+    x: torch.Tensor,
+    fmt: FloatFormat,
+    *,
+    saturate: bool = True,
+    rounding: str = "nearest",
+    generator: torch.Generator | None = None,
+    uniform: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Round ``x`` to the float format ``fmt``; return the codes as ``torch.uint8``.
+
+    Contract:
+      - ``x``: any floating dtype (float32, bfloat16, float16 and float64 are rounded from
+        their exact values; float64 is never rounded through float32). Any shape; the result
+        has ``x``'s shape, one code per element in its low ``fmt.bits`` bits, the
+        sign in the highest of them (``0x80`` for FP8, ``0x20`` FP6, ``0x8`` FP4).
+      - ``rounding="nearest"``: ties to even, subnormals included, exponent unbounded before
+        the comparison with max (OFP8 5.2.1). ``"stochastic"``: unbiased, see the module
+        docstring; draws from ``generator`` (a ``torch.Generator``, None: the global RNG) or
+        from ``uniform`` (floats in [0, 1) broadcastable to ``x``; bit-reproducible in eager
+        and compiled code alike). Under ``torch.compile`` a generator may cause a graph break.
+      - ``saturate``: see the table in the module docstring. Formats without inf and NaN
+        (FP6/FP4) always saturate; ``saturate=False`` is accepted and changes nothing for them.
+      - FP8 codes can be reinterpreted as torch's float8 dtypes bit-exactly:
+        ``encode(x, E4M3).view(torch.float8_e4m3fn)``, ``encode(x, E5M2).view(torch.float8_e5m2)``,
+        ``encode(x, E8M0).view(torch.float8_e8m0fnu)``.
+      - TypeError for a non-float ``x`` or a non-FloatFormat ``fmt``; ValueError for a bad
+        ``rounding`` or a ``generator``/``uniform`` given with ``rounding="nearest"``.
+
+    >>> import torch
+    >>> from fpx import E4M3, E5M2, E2M1
+    >>> encode(torch.tensor([448.0, 464.0, 465.0]), E4M3, saturate=False).tolist()
+    [126, 126, 127]
+    >>> encode(torch.tensor([61440.0, -float("inf")]), E5M2, saturate=False).tolist()
+    [124, 252]
+    >>> encode(torch.tensor([0.5, -1.5, 6.0]), E2M1).tolist()
+    [1, 11, 7]
+    """
+    _check_float_tensor(x, "x")
+    fmt = _check_format(fmt)
+    saturate = _check_saturate(saturate)
+    _check_rounding(rounding, generator, uniform)
+    code = _encode_int(x, fmt, saturate, _draws(x, rounding, generator, uniform))
+    return code.to(torch.uint8)
+
+
+# ---- code -> float --------------------------------------------------------------------------
+def _code_to_float32(code: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
+    """float32 values of integer codes (only their low ``fmt.bits`` bits are read); exact."""
+    m = fmt.mantissa_bits
+    magnitude = code & fmt.magnitude_mask
+    exponent_field = magnitude >> m
+    mantissa = magnitude & ((1 << m) - 1)
+    # Normal codes: float32 fields directly; a result below float32's normal range (only
+    # E8M0's 2^-127) becomes a float32 subnormal by shifting the significand right.
+    biased = exponent_field + (127 - fmt.bias)
+    significand = (1 << 23) | (mantissa << (23 - m))
+    bits = torch.where(
+        biased >= 1,
+        ((biased - 1) << 23) + significand,
+        significand >> torch.clamp(1 - biased, min=0, max=24),
+    )
+    if fmt.has_subnormals:
+        # mantissa * 2^(emin - m): the integer converts to float32 exactly; then shift its
+        # exponent field (the result is a normal float32, _check_format ensures it).
+        scaled = mantissa.to(torch.float32).view(torch.int32) + ((1 - fmt.bias - m) << 23)
+        bits = torch.where(exponent_field == 0, torch.where(mantissa == 0, 0, scaled), bits)
+    if fmt.has_inf:
+        bits = torch.where(magnitude == fmt.inf_code, 0x7F800000, bits)
+        bits = torch.where(magnitude > fmt.inf_code, 0x7FC00000, bits)
+    elif fmt.has_nan:
+        bits = torch.where(magnitude == fmt.nan_code, 0x7FC00000, bits)
+    value = bits.view(torch.float32)
+    if fmt.signed:
+        value = torch.where((code & fmt.sign_mask) != 0, -value, value)
+    return value
+
+
+def _check_codes(codes) -> None:
+    if not isinstance(codes, torch.Tensor):
+        raise TypeError(f"codes must be a torch.Tensor, got {type(codes).__name__}")
+    if codes.dtype != torch.uint8:
+        hint = " (view float8 tensors as codes with .view(torch.uint8))" if codes.dtype.itemsize == 1 else ""
+        raise TypeError(f"codes must be a torch.uint8 tensor, got {codes.dtype}{hint}")
+
+
+def _check_dtype(dtype) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    return dtype
+
+
+def decode(codes: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The values of ``fmt`` codes, as ``dtype`` (default float32); exact.
+
+    Contract:
+      - ``codes``: ``torch.uint8``, any shape; only the low ``fmt.bits`` bits of each are read.
+        Torch's float8 tensors decode after ``.view(torch.uint8)``.
+      - Returns ``codes``' shape in ``dtype``. Every code's value is exact in float32, float64 and
+        bfloat16; float16 holds all but E8M0's extremes (those round as float32 -> float16 does).
+      - Specials: NaN codes give a quiet NaN with the code's sign, E5M2's inf codes +-inf, the
+        -0 code -0.0, E8M0 0x00 2^-127 and 0xFF NaN.
+      - TypeError for non-uint8 ``codes``, a non-FloatFormat ``fmt`` or a non-float ``dtype``.
+
+    >>> import torch
+    >>> from fpx import E4M3, E2M1, E8M0
+    >>> decode(torch.tensor([0x7E, 0x80, 0x01, 0x7F], dtype=torch.uint8), E4M3).tolist()
+    [448.0, -0.0, 0.001953125, nan]
+    >>> decode(torch.arange(8, dtype=torch.uint8), E2M1).tolist()
+    [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
+    >>> decode(torch.tensor([127, 128, 0], dtype=torch.uint8), E8M0).tolist()[:2]
+    [1.0, 2.0]
+    """
+    _check_codes(codes)
+    fmt = _check_format(fmt)
+    dtype = _check_dtype(dtype)
+    return _code_to_float32(codes.to(torch.int32), fmt).to(dtype)
+
+
+def round_to(
+    x: torch.Tensor,
+    fmt: FloatFormat,
+    *,
+    saturate: bool = True,
+    rounding: str = "nearest",
+    generator: torch.Generator | None = None,
+    uniform: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``decode(encode(x, fmt, ...), fmt, x.dtype)`` without the uint8 codes in between.
+
+    Same arguments, rounding and errors as :func:`encode`; returns ``x``'s shape and dtype
+    (exact wherever that dtype holds the format's values, see :func:`decode`). Under
+    ``torch.compile`` it is one pointwise kernel. As with decode(encode(x)), a NaN input gives
+    +max for formats without NaN (FP6/FP4).
+
+    >>> import torch
+    >>> from fpx import E4M3, E2M3
+    >>> round_to(torch.tensor([0.3, 1000.0], dtype=torch.bfloat16), E4M3).tolist()
+    [0.3125, 448.0]
+    >>> round_to(torch.tensor([7.9, -0.0625, 1.0625]), E2M3).tolist()
+    [7.5, -0.0, 1.0]
+    """
+    _check_float_tensor(x, "x")
+    fmt = _check_format(fmt)
+    saturate = _check_saturate(saturate)
+    _check_rounding(rounding, generator, uniform)
+    code = _encode_int(x, fmt, saturate, _draws(x, rounding, generator, uniform))
+    return _code_to_float32(code, fmt).to(x.dtype)
+
+
+# ---- OCP MX shared scale ----------------------------------------------------------------------
+def mx_scale_exponent(amax: torch.Tensor, fmt: FloatFormat, *, rounding: str = "floor") -> torch.Tensor:
+    """E8M0 codes of the MX shared scale X for blocks whose largest magnitude is ``amax``.
+
+    Contract:
+      - ``amax``: float tensor (any floating dtype, any shape) of block maxima of abs(value);
+        its sign is ignored. ``fmt``: the element format (E4M3, E5M2, E3M2, E2M3, E2M1, ...).
+      - ``rounding="floor"`` (OCP MX v1.0, section 6.3): X = 2^(floor(log2(amax)) - fmt.emax).
+        Exact for every input (computed on the exponent bits, no log2). Elements of the block
+        may then exceed fmt.max by less than a factor 2 and saturate when encoded.
+        ``rounding="ceil"``: the smallest power of two X with amax / X <= fmt.max (no element
+        saturates; one fewer exponent of headroom for small values).
+      - Returns uint8 E8M0 codes (code = log2(X) + 127), ``amax``'s shape: decode them with
+        ``decode(codes, E8M0)``, or view them as ``torch.float8_e8m0fnu``. Exponents below -127
+        (including amax = 0 and subnormal amax) clamp to code 0 (X = 2^-127), above 127 to 254;
+        a NaN or infinite amax gives the NaN code 255 (the whole block decodes to NaN).
+
+    >>> import torch
+    >>> from fpx import E4M3, E2M1, E8M0
+    >>> amax = torch.tensor([448.0, 500.0, 1.0, 0.0])
+    >>> mx_scale_exponent(amax, E4M3).tolist()                  # 2^0, 2^0, 2^-8, 2^-127
+    [127, 127, 119, 0]
+    >>> mx_scale_exponent(amax, E4M3, rounding="ceil").tolist() # 500 / 2^1 <= 448
+    [127, 128, 119, 0]
+    >>> decode(mx_scale_exponent(torch.tensor([6.0, 12.0]), E2M1), E8M0).tolist()
+    [1.0, 2.0]
+    """
+    _check_float_tensor(amax, "amax")
+    fmt = _check_format(fmt)
+    if rounding not in MX_SCALE_ROUNDINGS:
+        raise ValueError(f"rounding must be one of {MX_SCALE_ROUNDINGS}, got {rounding!r}")
+    _, is_nan, is_inf, exponent, sig, p = _split(_as_ieee(amax))
+    scale = exponent - fmt.emax
+    if rounding == "ceil":
+        # amax / 2^scale = sig * 2^(emax - p) lies in [2^emax, 2^(emax+1)): it fits iff its
+        # significand is at most max's, scaled to the same p bits.
+        max_sig = int(fmt.max / 2.0**fmt.emax * (1 << p))
+        scale = scale + (sig > max_sig).to(scale.dtype)
+    code = torch.clamp(scale + 127, 0, 254)
+    code = torch.where(sig == 0, 0, code)  # amax = 0: any scale works; take the smallest
+    code = torch.where(is_nan | is_inf, 255, code)
+    return code.to(torch.uint8)
