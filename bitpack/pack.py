@@ -100,7 +100,7 @@ def pack(
 
     values = _low_bits(x, bits).movedim(dim, -1)
     n = values.shape[-1]
-    byte_index = torch.arange(packed_size(n, bits, layout), device=x.device)
+    byte_index = torch.arange(packed_size(n, bits, layout), device=x.device, dtype=_index_dtype(n))
 
     if is_byte_aligned(bits, layout):
         k = values_per_byte(bits)
@@ -118,6 +118,11 @@ def pack(
             index = first + t
             packed = packed | (_gather_or_zero(values, index, n) << (index * bits - first_bit))
     return (packed & 0xFF).to(torch.uint8).movedim(-1, dim).contiguous()
+
+
+def _index_dtype(n) -> torch.dtype:
+    """int32 index math where bit offsets (8 * n) fit, which keeps the kernels in 32-bit ops."""
+    return torch.int32 if n < 2**27 else torch.int64
 
 
 def _gather_or_zero(values: torch.Tensor, index: torch.Tensor, n) -> torch.Tensor:
@@ -172,7 +177,7 @@ def unpack(
             )
 
     source = packed.movedim(dim, -1).to(torch.int32)
-    value_index = torch.arange(n, device=packed.device)
+    value_index = torch.arange(n, device=packed.device, dtype=_index_dtype(n))
     mask = (1 << bits) - 1
     if is_byte_aligned(bits, layout):
         k = values_per_byte(bits)

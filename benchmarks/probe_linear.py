@@ -1,0 +1,150 @@
+"""Probe: which tensor formulations of a low-bit linear does inductor fuse, and how fast are they.
+
+Research script for the LowBitLinear forward (not part of the package). Weight codes are stored
+planar: W (N, K) viewed as (N, G, K/G) and packed with bitpack along dim 1, so one group of G
+values (one byte, or `bits` bytes for 3/5/6/7 bits) holds G values that lie K/G apart.
+
+Run on a GPU: python benchmarks/probe_linear.py --shapes 8192x8192 --m 1,16,64
+"""
+
+import argparse
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(__file__))
+import bitpack  # noqa: E402
+from timing import environment_line, time_cuda_graph  # noqa: E402
+
+
+def values_per_group(bits):
+    return 8 // bits if 8 % bits == 0 else 8
+
+
+def make_weight(n, k, bits, group_size, device, dtype=torch.bfloat16):
+    g = values_per_group(bits)
+    codes = torch.randint(0, 2**bits, (n, k), device=device, dtype=torch.uint8)
+    packed = bitpack.pack(codes.view(n, g, k // g), bits, dim=1)
+    scale = (torch.rand(n, k // group_size, device=device, dtype=torch.float32) * 0.02 + 0.001).to(dtype)
+    return codes, packed, scale
+
+
+def dequantize(packed, scale, bits, n, k, group_size, dtype=torch.bfloat16):
+    g = values_per_group(bits)
+    codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32).reshape(n, k)
+    centered = (codes - (1 << (bits - 1))).to(dtype)
+    return (centered.view(n, k // group_size, group_size) * scale.unsqueeze(-1)).view(n, k)
+
+
+def gemv_form(x, packed, scale, bits, n, k, group_size):
+    w = dequantize(packed, scale, bits, n, k, group_size, torch.float32)
+    return (x.unsqueeze(-2).float() * w).sum(-1).to(x.dtype)
+
+
+def mm_form(x, packed, scale, bits, n, k, group_size):
+    return x @ dequantize(packed, scale, bits, n, k, group_size, x.dtype).t()
+
+
+def mm_invoke_quant_form(x, packed, scale, bits, n, k, group_size):
+    from torch._higher_order_ops._invoke_quant import InvokeQuant
+
+    def dq(packed, scale):
+        return dequantize(packed, scale, bits, n, k, group_size, x.dtype)
+
+    return x @ InvokeQuant(codegen_low_precision=False)(dq, packed, scale, scheme="lowbit").t()
+
+
+VARIANTS = {
+    "gemv": (gemv_form, {}),
+    "gemv-cdt": (gemv_form, {"coordinate_descent_tuning": True}),
+    "gemv-ma": (gemv_form, {"max_autotune": True, "coordinate_descent_tuning": True}),
+    "mm-ma": (mm_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
+    "mm-iq-ma": (mm_invoke_quant_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
+}
+
+
+def count_kernels(fn, *args):
+    from torch._inductor.utils import run_and_get_code
+
+    out, codes = run_and_get_code(fn, *args)
+    src = "\n".join(codes)
+    return out, src.count(".run("), src
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shapes", default="8192x8192")
+    parser.add_argument("--m", default="1,16,64")
+    parser.add_argument("--bits", default="4")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--group-size", type=int, default=128)
+    parser.add_argument("--copies", type=int, default=4)
+    parser.add_argument("--log", default=None)
+    args = parser.parse_args()
+    device = "cuda"
+    print(f"# {environment_line()}", flush=True)
+    big = torch.empty(512 * 2**20, dtype=torch.uint8, device=device)
+    clone_bw = 2 * big.numel() / time_cuda_graph([lambda: big.clone()], replays_per_graph=3)
+    print(f"clone bandwidth {clone_bw / 1e12:.2f} TB/s", flush=True)
+    del big
+    rows = []
+    for shape in args.shapes.split(","):
+        n, k = map(int, shape.split("x"))
+        ws = [torch.randn(n, k, device=device, dtype=torch.bfloat16) for _ in range(2)]
+        for m in map(int, args.m.split(",")):
+            x = torch.randn(m, k, device=device, dtype=torch.bfloat16)
+            bf16 = time_cuda_graph([lambda w=w: F.linear(x, w) for w in ws])
+            rows.append((shape, m, "bf16", "-", bf16 * 1e6, 1.0, "-", "-"))
+            print(rows[-1], flush=True)
+            for bits in map(int, args.bits.split(",")):
+                weights = [make_weight(n, k, bits, args.group_size, device) for _ in range(args.copies)]
+                codes, packed, scale = weights[0]
+                ref = x.float() @ dequantize(packed, scale, bits, n, k, args.group_size, torch.float32).t()
+                weight_bytes = packed.numel() + scale.numel() * scale.element_size()
+                floor = weight_bytes / clone_bw
+                for name in args.variants.split(","):
+                    form, options = VARIANTS[name]
+                    torch._dynamo.reset()
+                    try:
+                        import time as _t
+
+                        t0 = _t.perf_counter()
+                        fn = torch.compile(form, fullgraph=True, options=options)
+                        out, kernels, src = count_kernels(fn, x, packed, scale, bits, n, k, args.group_size)
+                        compile_s = _t.perf_counter() - t0
+                        err = ((out.float() - ref).norm() / ref.norm()).item()
+                        full = f"({n}, {k})" in src or f"({k}, {n})" in src
+                        t = time_cuda_graph(
+                            [lambda p=p, s=s: fn(x, p, s, bits, n, k, args.group_size) for _, p, s in weights]
+                        )
+                        rows.append(
+                            (shape, m, f"int{bits} {name}", kernels, t * 1e6, bf16 / t, f"{floor / t:.0%}", f"err {err:.1e} full_w {full} compile {compile_s:.0f}s")
+                        )
+                        if args.log:
+                            with open(os.path.join(args.log, f"{name}_b{bits}_m{m}_{shape}.py"), "w") as fh:
+                                fh.write(src)
+                    except Exception as error:  # a research probe: record and go on
+                        rows.append((shape, m, f"int{bits} {name}", "FAIL", 0, 0, "-", repr(error)[:200]))
+                    print(rows[-1], flush=True)
+            if 4 in map(int, args.bits.split(",")) and m <= 64:
+                try:
+                    w = torch.randint(0, 16, (n, k), device=device, dtype=torch.int32)
+                    w_u8 = (w[:, ::2] << 4 | w[:, 1::2]).to(torch.uint8)
+                    tiny = [torch.ops.aten._convert_weight_to_int4pack(w_u8, 8) for _ in range(args.copies)]
+                    sz = torch.rand(k // args.group_size, n, 2, device=device, dtype=torch.bfloat16)
+                    t = time_cuda_graph(
+                        [lambda p=p: torch.ops.aten._weight_int4pack_mm(x, p, args.group_size, sz) for p in tiny]
+                    )
+                    rows.append((shape, m, "tinygemm int4", 1, t * 1e6, bf16 / t, "-", ""))
+                except Exception as error:
+                    rows.append((shape, m, "tinygemm int4", "FAIL", 0, 0, "-", repr(error)[:200]))
+                print(rows[-1], flush=True)
+    print(f"\n{'shape':>10} {'M':>4} {'variant':>18} {'kern':>5} {'us':>8} {'x bf16':>7} {'roof':>5}  notes")
+    for shape, m, name, kernels, us, speedup, roof, notes in rows:
+        print(f"{shape:>10} {m:>4} {name:>18} {kernels!s:>5} {us:>8.1f} {speedup:>7.2f} {roof:>5}  {notes}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Timing helpers shared by the benchmark scripts (not part of the package).
+
+CPU: median wall time over repeats. CUDA: median of CUDA-event timings of a captured CUDA graph
+that replays the call several times, so Python launch cost is excluded (DESIGN.md: per-call
+timings of small kernels mostly measure the launch path).
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import statistics
+import time
+
+import torch
+
+
+def environment_line() -> str:
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+    triton = ""
+    try:
+        import triton as triton_module
+
+        triton = f", triton {triton_module.__version__}"
+    except ImportError:
+        pass
+    return f"{device}; torch {torch.__version__}{triton}; {datetime.date.today().isoformat()}"
+
+
+def time_cpu(fn, *args, repeats: int = 10, min_seconds: float = 0.2) -> float:
+    """Median seconds per call of fn(*args) on the CPU."""
+    fn(*args)
+    samples = []
+    start_all = time.perf_counter()
+    while len(samples) < repeats or time.perf_counter() - start_all < min_seconds:
+        start = time.perf_counter()
+        fn(*args)
+        samples.append(time.perf_counter() - start)
+        if len(samples) > 1000:
+            break
+    return statistics.median(samples)
+
+
+def time_cuda_graph(calls, *, replays_per_graph: int = 10, trials: int = 20) -> float:
+    """Median seconds per call of the zero-argument callables in ``calls`` (cycled), on CUDA.
+
+    The calls are captured into one CUDA graph, ``replays_per_graph`` rounds of all of them, and
+    the graph's replay is timed with CUDA events. Cycling among several callables that read
+    different buffers keeps a small weight from being served by L2 on every call.
+    """
+    calls = list(calls)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for call in calls:  # warm up: compile, autotune, allocate
+            call()
+            call()
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(replays_per_graph):
+            for call in calls:
+                call()
+    graph.replay()
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(trials):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) / 1e3 / (replays_per_graph * len(calls)))
+    return statistics.median(samples)
+
+
+def time_call(fn, *args) -> float:
+    """Median seconds per call on the device of the first tensor argument."""
+    device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
+    if device.type == "cuda":
+        return time_cuda_graph([lambda: fn(*args)])
+    return time_cpu(fn, *args)
