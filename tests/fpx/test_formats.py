@@ -1,0 +1,239 @@
+"""Formats and decode: every code's value against the spec and a formula written here.
+
+``format_values`` (the formula) and the spec table below are the independent reference that
+test_encode.py rounds against; neither uses FloatFormat.code_value.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import fpx
+from fpx import E2M1, E2M3, E3M2, E4M3, E5M2, E8M0, FloatFormat, decode, encode, exmy
+from fpx.storage import pack_fp4, pack_fp6, unpack_fp4, unpack_fp6
+
+# The OCP formats as the specs state them (OFP8 rev 1.0 table 1, MX v1.0 tables), as data:
+# bits, bias, max and its code, min normal, min subnormal, inf codes, NaN codes, -0 code.
+SPEC = {
+    "E4M3": dict(bits=8, bias=7, max=448.0, max_code=0x7E, min_normal=2.0**-6, min_subnormal=2.0**-9,
+                 inf=[], nan=[0x7F, 0xFF], neg_zero=0x80),
+    "E5M2": dict(bits=8, bias=15, max=57344.0, max_code=0x7B, min_normal=2.0**-14, min_subnormal=2.0**-16,
+                 inf=[0x7C, 0xFC], nan=[0x7D, 0x7E, 0x7F, 0xFD, 0xFE, 0xFF], neg_zero=0x80),
+    "E3M2": dict(bits=6, bias=3, max=28.0, max_code=0x1F, min_normal=0.25, min_subnormal=0.0625,
+                 inf=[], nan=[], neg_zero=0x20),
+    "E2M3": dict(bits=6, bias=1, max=7.5, max_code=0x1F, min_normal=1.0, min_subnormal=0.125,
+                 inf=[], nan=[], neg_zero=0x20),
+    "E2M1": dict(bits=4, bias=1, max=6.0, max_code=0x7, min_normal=1.0, min_subnormal=0.5,
+                 inf=[], nan=[], neg_zero=0x8),
+    "E8M0": dict(bits=8, bias=127, max=2.0**127, max_code=0xFE, min_normal=2.0**-127, min_subnormal=None,
+                 inf=[], nan=[0xFF], neg_zero=None),
+}
+NAMED = {"E4M3": E4M3, "E5M2": E5M2, "E3M2": E3M2, "E2M3": E2M3, "E2M1": E2M1, "E8M0": E8M0}
+
+# Formats every conversion test runs on: the OCP ones plus a few ExMy ones (an m=0 format
+# exercises the tie rule where the implicit bit is the lsb).
+FORMATS = [E4M3, E5M2, E3M2, E2M3, E2M1, E8M0, exmy(3, 4), exmy(5, 2, special="finite"), exmy(4, 3, special="ieee"), exmy(2, 0)]
+FORMAT_IDS = [f"{f.name}-{f.special}" for f in FORMATS]
+
+
+def format_values(fmt: FloatFormat) -> np.ndarray:
+    """float64 value of every code 0 .. 2**bits - 1, from the sign/exponent/mantissa formula."""
+    e, m, bias = fmt.exponent_bits, fmt.mantissa_bits, fmt.bias
+    bits = int(fmt.signed) + e + m
+    codes = np.arange(2**bits)
+    magnitude = codes & (2 ** (e + m) - 1)
+    exponent = magnitude >> m
+    mantissa = (magnitude & (2**m - 1)).astype(np.float64)
+    normal = (1.0 + mantissa / 2**m) * np.exp2(exponent - bias)
+    if fmt.has_zero:
+        subnormal = mantissa / 2**m * 2.0 ** (1 - bias)
+        value = np.where(exponent == 0, subnormal, normal)
+    else:
+        value = normal
+    all_ones_exponent = exponent == 2**e - 1
+    if fmt.special == "ieee":
+        value = np.where(all_ones_exponent, np.where(mantissa == 0, np.inf, np.nan), value)
+    elif fmt.special == "fn" or not fmt.has_zero:
+        value = np.where(magnitude == 2 ** (e + m) - 1, np.nan, value)
+    if fmt.signed:
+        value = np.where(codes >> (bits - 1) == 1, -value, value)
+    return value
+
+
+def all_codes(fmt):
+    return torch.arange(2**fmt.bits, dtype=torch.uint8)
+
+
+def assert_same_floats(actual: np.ndarray, expected: np.ndarray):
+    """Equal values, NaN where NaN, and equal signs (so -0.0 != 0.0)."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape
+    nan = np.isnan(expected)
+    np.testing.assert_array_equal(np.isnan(actual), nan)
+    np.testing.assert_array_equal(actual[~nan], expected[~nan])
+    np.testing.assert_array_equal(np.signbit(actual[~nan]), np.signbit(expected[~nan]))
+
+
+# ---- the format definitions --------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(SPEC))
+def test_named_formats_match_the_spec(name):
+    fmt, spec = NAMED[name], SPEC[name]
+    assert (fmt.bits, fmt.bias, fmt.max, fmt.max_code) == (spec["bits"], spec["bias"], spec["max"], spec["max_code"])
+    assert fmt.min_normal == spec["min_normal"] and fmt.min_subnormal == spec["min_subnormal"]
+    values = format_values(fmt)
+    assert values[spec["max_code"]] == spec["max"]
+    assert np.nanmax(values[np.isfinite(values)]) == spec["max"]
+    assert sorted(np.flatnonzero(np.isnan(values))) == spec["nan"]
+    assert sorted(np.flatnonzero(np.isinf(values))) == spec["inf"]
+    if spec["neg_zero"] is not None:
+        assert values[spec["neg_zero"]] == 0 and np.signbit(values[spec["neg_zero"]])
+        assert values[1] == spec["min_subnormal"]
+    else:
+        assert values[0] == spec["min_normal"]  # E8M0: no zero, code 0 is 2^-127
+
+
+def test_e2m1_values_literally():
+    np.testing.assert_array_equal(format_values(E2M1)[:8], [0, 0.5, 1, 1.5, 2, 3, 4, 6])
+
+
+def test_emax():
+    assert [f.emax for f in (E4M3, E5M2, E3M2, E2M3, E2M1, E8M0)] == [8, 15, 4, 2, 2, 127]
+
+
+# ---- decode ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+def test_decode_every_code(fmt):
+    assert_same_floats(decode(all_codes(fmt), fmt).numpy(), format_values(fmt))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+def test_decode_dtypes(fmt, dtype):
+    expected = format_values(fmt)
+    if dtype == torch.float16:
+        # float16 holds every value except E8M0's extremes; those are float32 -> float16 casts.
+        expected = torch.from_numpy(expected).to(torch.float32).to(torch.float16).double().numpy()
+    out = decode(all_codes(fmt), fmt, dtype=dtype)
+    assert out.dtype == dtype
+    assert_same_floats(out.double().numpy(), expected)
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+def test_encode_inverts_decode(fmt):
+    codes = all_codes(fmt)
+    values = decode(codes, fmt)
+    finite = torch.from_numpy(np.isfinite(format_values(fmt)))
+    # Non-saturating mode keeps +-inf; every other non-NaN code comes back as itself.
+    keep = ~torch.from_numpy(np.isnan(format_values(fmt)))
+    assert torch.equal(encode(values, fmt, saturate=False)[keep], codes[keep])
+    assert torch.equal(encode(values, fmt)[finite], codes[finite])
+    assert torch.isnan(values[~keep]).all()
+
+
+def test_decode_reads_low_bits_only():
+    codes = torch.tensor([0x17, 0xF7, 0x3A], dtype=torch.uint8)
+    assert decode(codes, E2M1).tolist() == [6.0, 6.0, -1.0]
+
+
+def test_decode_keeps_shape_and_handles_empty():
+    codes = torch.arange(24, dtype=torch.uint8).reshape(2, 3, 4).transpose(0, 2)
+    out = decode(codes, E4M3)
+    assert out.shape == (4, 3, 2)
+    assert torch.equal(out, decode(codes.contiguous(), E4M3))
+    assert decode(torch.empty(0, 5, dtype=torch.uint8), E5M2).shape == (0, 5)
+
+
+@pytest.mark.parametrize(
+    "fmt, torch_dtype",
+    [(E4M3, "float8_e4m3fn"), (E5M2, "float8_e5m2"), (E8M0, "float8_e8m0fnu")],
+    ids=["E4M3", "E5M2", "E8M0"],
+)
+def test_decode_matches_torch_float8_views(fmt, torch_dtype):
+    dtype = getattr(torch, torch_dtype, None)
+    if dtype is None:
+        pytest.skip(f"torch {torch.__version__} has no {torch_dtype}")
+    codes = all_codes(fmt)
+    assert_same_floats(decode(codes, fmt).numpy(), codes.view(dtype).double().numpy())
+
+
+def test_nan_codes_keep_their_sign():
+    codes = torch.tensor([0x7F, 0xFF, 0x7D, 0xFE], dtype=torch.uint8)
+    for fmt, pair in ((E4M3, codes[:2]), (E5M2, codes[2:])):
+        out = decode(pair, fmt)
+        assert torch.isnan(out).all() and torch.signbit(out).tolist() == [False, True]
+
+
+# ---- errors ------------------------------------------------------------------------------------
+def test_decode_errors():
+    codes = torch.zeros(3, dtype=torch.uint8)
+    with pytest.raises(TypeError, match="codes must be a torch.uint8 tensor, got torch.int32"):
+        decode(codes.int(), E4M3)
+    with pytest.raises(TypeError, match=r"view\(torch.uint8\)"):
+        decode(codes.view(torch.float8_e4m3fn), E4M3)
+    with pytest.raises(TypeError, match="codes must be a torch.Tensor, got list"):
+        decode([1, 2], E4M3)
+    with pytest.raises(TypeError, match="fmt must be a fpx.FloatFormat.*INT4"):
+        decode(codes, fpx.INT4)
+    with pytest.raises(TypeError, match="fmt must be a fpx.FloatFormat.*'E4M3'"):
+        decode(codes, "E4M3")
+    with pytest.raises(TypeError, match="dtype must be a floating torch.dtype, got torch.int32"):
+        decode(codes, E4M3, dtype=torch.int32)
+
+
+def test_formats_outside_float32_are_refused():
+    with pytest.raises(ValueError, match="outside float32's exact range"):
+        decode(torch.zeros(1, dtype=torch.uint8), exmy(4, 3, bias=140))
+    with pytest.raises(ValueError, match="outside float32's exact range"):
+        encode(torch.zeros(1), exmy(4, 3, bias=-130))
+
+
+# ---- packed storage ----------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 8, 13])
+def test_fp6_storage(n):
+    generator = torch.Generator().manual_seed(n)
+    codes = torch.randint(0, 64, (3, n), generator=generator, dtype=torch.uint8)
+    packed = pack_fp6(codes)
+    assert packed.shape == (3, math.ceil(6 * n / 8)) and packed.dtype == torch.uint8
+    assert torch.equal(unpack_fp6(packed, n), codes)
+    # 4 values -> 3 bytes: one little-endian 24-bit word, value i at bits [6i, 6i + 6).
+    for row, row_codes in zip(packed[:, : (n // 4) * 3].reshape(3, -1, 3), codes[:, : (n // 4) * 4].reshape(3, -1, 4)):
+        for group, group_codes in zip(row.tolist(), row_codes.tolist()):
+            word = group[0] | group[1] << 8 | group[2] << 16
+            assert [(word >> (6 * i)) & 63 for i in range(4)] == group_codes
+
+
+def test_fp6_storage_dim_and_errors():
+    codes = encode(torch.randn(8, 5, generator=torch.Generator().manual_seed(0)), E3M2)
+    packed = pack_fp6(codes, dim=0)
+    assert packed.shape == (6, 5)
+    assert torch.equal(unpack_fp6(packed, 8, dim=0), codes)
+    with pytest.raises(ValueError, match="64"):
+        pack_fp6(torch.tensor([64], dtype=torch.uint8))
+    with pytest.raises(TypeError, match="codes must be a torch.uint8 tensor"):
+        pack_fp6(torch.tensor([1, 2]))
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 16])
+def test_fp4_storage(n):
+    codes = torch.randint(0, 16, (2, n), generator=torch.Generator().manual_seed(n), dtype=torch.uint8)
+    packed = pack_fp4(codes)
+    assert packed.shape == (2, math.ceil(n / 2))
+    low, high = packed & 0xF, packed >> 4
+    assert torch.equal(low, codes[:, 0::2])  # element 0 in the low nibble
+    assert torch.equal(high[:, : n // 2], codes[:, 1::2])
+    if n % 2:
+        assert (high[:, -1] == 0).all()
+    assert torch.equal(unpack_fp4(packed, n), codes)
+
+
+@pytest.mark.skipif(not hasattr(torch, "float4_e2m1fn_x2"), reason="torch has no float4_e2m1fn_x2")
+def test_fp4_storage_views_as_torch_float4():
+    x = torch.tensor([0.5, -1.0, 6.0, 0.0, -3.0, 1.5])
+    packed = pack_fp4(encode(x, E2M1))
+    as_float4 = packed.view(torch.float4_e2m1fn_x2)
+    assert as_float4.shape == (3,)
+    assert torch.equal(as_float4.view(torch.uint8), packed)
+    assert packed.tolist() == [0xA1, 0x07, 0x3D]  # (-1.0, 0.5), (0.0, 6.0), (1.5, -3.0)
+    assert torch.equal(decode(unpack_fp4(as_float4, 6), E2M1), x)
