@@ -14,7 +14,7 @@ import operator
 import torch
 
 from ._checks import check_tensor
-from .pack import _gather_or_zero, pack
+from .pack import _gather_or_zero, _index_dtype, pack
 
 try:  # numpy >= 1.25
     from numpy.exceptions import AxisError
@@ -99,8 +99,8 @@ def bits_along(p: torch.Tensor, dim: int, n, little: bool) -> torch.Tensor:
     length = source.shape[-1]
     if length == 0 or n == 0:  # nothing to read: every requested bit is padding
         return torch.zeros(*source.shape[:-1], n, dtype=torch.bool, device=p.device).movedim(-1, dim)
-    index = torch.arange(n, device=p.device)
-    position = (index % 8 if little else 7 - index % 8).to(torch.int32)  # int32 shifts vectorize better
+    index = torch.arange(n, device=p.device, dtype=_index_dtype(n))
+    position = (index % 8 if little else 7 - index % 8).to(torch.int32)  # 32-bit shifts vectorize better
     byte = _gather_or_zero(source.to(torch.int32), index // 8, length)
     return ((byte >> position) & 1).bool().movedim(-1, dim)
 
