@@ -66,6 +66,8 @@ MX_SCALE_ROUNDINGS = ("floor", "ceil")
 # floating dtypes computed on directly; narrower floats are upcast to float32 exactly first.
 _IEEE = {torch.float32: (torch.int32, 23, 127), torch.float64: (torch.int64, 52, 1023)}
 
+_SAME_WIDTH_INT = {1: torch.int8, 2: torch.int16}
+
 # Stochastic rounding compares draws at this resolution (torch.rand's float32 resolution).
 _RANDOM_BITS = 24
 
@@ -187,6 +189,9 @@ def _round_magnitude(exponent, sig, p, fmt: FloatFormat, uniform):
 def _encode_int(x, fmt: FloatFormat, saturate: bool, uniform) -> torch.Tensor:
     """The codes as an integer tensor (int32 or int64), before narrowing to uint8."""
     negative, is_nan, is_inf, exponent, sig, p = _split(_as_ieee(x))
+    if x.dtype.itemsize < 4:
+        # Read the sign from the input itself: torch's float16 -> float32 cast drops a NaN's sign.
+        negative = x.view(_SAME_WIDTH_INT[x.dtype.itemsize]) < 0
     code = _round_magnitude(exponent, sig, p, fmt, uniform)
     overflow = (code > fmt.max_code) | is_inf
     if saturate or not (fmt.has_inf or fmt.has_nan):
@@ -358,7 +363,7 @@ def round_to(
     saturate = _check_saturate(saturate)
     _check_rounding(rounding, generator, uniform)
     code = _encode_int(x, fmt, saturate, _draws(x, rounding, generator, uniform))
-    return _code_to_float32(code, fmt).to(x.dtype)
+    return _code_to_float32(code.to(torch.int32), fmt).to(x.dtype)
 
 
 # ---- OCP MX shared scale ----------------------------------------------------------------------
