@@ -38,6 +38,20 @@ def dequantize(packed, scale, bits, n, k, group_size, dtype=torch.bfloat16):
     return (centered.view(n, k // group_size, group_size) * scale.unsqueeze(-1)).view(n, k)
 
 
+def gemv_planes_form(x, packed, scale, bits, n, k, group_size):
+    """Reduction over the K/G bytes of a row; each element handles the G values of one group."""
+    g = values_per_group(bits)
+    j = k // g
+    codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32)  # (n, g, j)
+    xs = x.float().view(-1, g, j)
+    scales = scale.float().view(n, g, j // group_size, 1)
+    acc = 0
+    for p in range(g):
+        w = (codes[:, p, :] - (1 << (bits - 1))).float().view(n, j // group_size, group_size) * scales[:, p]
+        acc = acc + xs[:, None, p, :] * w.view(1, n, j)
+    return acc.sum(-1).to(x.dtype)
+
+
 def gemv_form(x, packed, scale, bits, n, k, group_size):
     w = dequantize(packed, scale, bits, n, k, group_size, torch.float32)
     return (x.unsqueeze(-2).float() * w).sum(-1).to(x.dtype)
@@ -51,12 +65,33 @@ def mm_invoke_quant_form(x, packed, scale, bits, n, k, group_size):
     from torch._higher_order_ops._invoke_quant import InvokeQuant
 
     def dq(packed, scale):
-        return dequantize(packed, scale, bits, n, k, group_size, x.dtype)
+        # the subgraph must end in a computed tensor, not a view (inductor cannot lower a
+        # ReinterpretView output of invoke_quant)
+        g = values_per_group(bits)
+        codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32).reshape(n, k)
+        return (codes - (1 << (bits - 1))).to(x.dtype) * scale.repeat_interleave(group_size, dim=1)
 
-    return x @ InvokeQuant(codegen_low_precision=False)(dq, packed, scale, scheme="lowbit").t()
+    return x @ InvokeQuant(codegen_low_precision=LOW_PRECISION)(dq, packed, scale, scheme="lowbit").t()
+
+
+LOW_PRECISION = False
+
+
+def mm_invoke_quant_lowp_form(*args):
+    global LOW_PRECISION
+    LOW_PRECISION = True
+    try:
+        return mm_invoke_quant_form(*args)
+    finally:
+        LOW_PRECISION = False
 
 
 VARIANTS = {
+    "planes": (gemv_planes_form, {}),
+    "planes-nosplit": (gemv_planes_form, {"split_reductions": False}),
+    "planes-cdt": (gemv_planes_form, {"coordinate_descent_tuning": True}),
+    "planes-nosplit-cdt": (gemv_planes_form, {"split_reductions": False, "coordinate_descent_tuning": True}),
+    "mm-iq-lowp-ma": (mm_invoke_quant_lowp_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "gemv": (gemv_form, {}),
     "gemv-cdt": (gemv_form, {"coordinate_descent_tuning": True}),
     "gemv-ma": (gemv_form, {"max_autotune": True, "coordinate_descent_tuning": True}),

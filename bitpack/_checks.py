@@ -16,7 +16,13 @@ _UNSUPPORTED_INT_DTYPES = tuple(
 
 
 def check_bits(bits, *, low: int = 1, high: int = 8, name: str = "bits") -> int:
-    """Return ``bits`` as an int after checking it is an integer in [low, high]."""
+    """Return ``bits`` as an int after checking it is an integer in [low, high].
+
+    ``int()`` also specializes a symbolic int under ``torch.compile(dynamic=True)``: the bit
+    width shapes the kernel and must be a constant.
+    """
+    if isinstance(bits, torch.SymInt):
+        bits = int(bits)
     if isinstance(bits, bool) or not isinstance(bits, int):
         raise TypeError(f"{name} must be an int in {low}..{high}, got {bits!r}")
     if not low <= bits <= high:

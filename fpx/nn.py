@@ -1,0 +1,323 @@
+"""LowBitLinear: a weight-only low-bit linear layer, and ``quantize_`` to swap it into a model.
+
+The weight (N, K) is quantized with :func:`fpx.quantize` along K and its codes are stored
+packed by :mod:`bitpack` in a *planar* layout: W is viewed as (N, G, K/G) and packed along the
+middle dim, so one group of G values (one byte, or ``bits`` bytes for 3, 5, 6 and 7 bits)
+holds G values that lie K/G apart in the row::
+
+    G = 8 div bits (bits in 1, 2, 4, 8)  or  8 (bits in 3, 5, 6, 7)
+    packed[n, :, j]  holds  W[n, j], W[n, j + K/G], ..., W[n, j + (G-1) K/G]
+
+With that layout the compiled small-batch forward is a reduction over the K/G byte groups of
+a row in which every step decodes all G values of its group and multiplies them with the G
+matching activations: the weight is read once, never written out dequantized.
+
+Forward paths:
+
+- eager (not compiling): ``F.linear(x, dequantize_weight())``.
+- compiled, at most ``gemv_max_rows`` rows of x (default 16 on CPU, 1 on CUDA): the fused
+  reduction above (one kernel on CPU, no N x K buffer).
+- compiled, more rows: ``x @ dequantize_weight().T``: inductor writes the dequantized weight,
+  then runs a matmul. On CUDA that is faster than re-reading the packed weight per row.
+
+>>> import torch, fpx
+>>> linear = torch.nn.Linear(256, 64)
+>>> q = fpx.LowBitLinear.from_linear(linear, fpx.INT4, group_size=128)
+>>> q
+LowBitLinear(in_features=256, out_features=64, fmt=INT4, group_size=128, bias=True, weight=8.5 KiB (4.25 bits/weight))
+>>> x = torch.randn(3, 256)
+>>> bool(torch.allclose(q(x), x @ q.dequantize_weight().T + linear.bias, atol=1e-5))
+True
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import bitpack
+
+from .convert import decode
+from .formats import E8M0, FloatFormat, IntFormat
+from .quantize import _code_values, _dequantize_grid, quantize
+
+__all__ = ["LowBitLinear", "quantize_"]
+
+SCALE_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+
+
+def planar_group(bits: int) -> int:
+    """G: how many values one planar group holds (8 div bits, or 8 for 3/5/6/7 bits)."""
+    return 8 // bits if 8 % bits == 0 else 8
+
+
+def _format_name(fmt) -> str:
+    return fmt.name
+
+
+class LowBitLinear(nn.Module):
+    """``y = x @ W.T + b`` with W stored as packed low-bit codes and scales (weight-only quantization).
+
+    Build it with :meth:`from_linear` (or :func:`quantize_` for a whole model). Formats:
+
+    - integer: ``INT1..INT8`` (symmetric) and ``UINT1..UINT8`` (asymmetric, uint8 zero-points),
+      one scale per ``group_size`` consecutive input features (32, 64, 128, ...), or per output
+      channel with ``group_size=None``;
+    - float: ``E4M3, E5M2, E3M2, E2M3, E2M1`` (any signed ``FloatFormat``) with per-channel,
+      per-group, or MX scales (``block="mx"``: E8M0 power-of-two scales per 32 features,
+      stored as one byte each).
+
+    Activations may be float32, bfloat16 or float16 with any leading batch dims; the output
+    has x's dtype. Scales are stored in ``scale_dtype`` (bf16, fp16 or fp32); ``.to(dtype)``
+    converts scales and bias, never the codes. The state dict holds ``packed`` (uint8),
+    ``scale``, ``zero_point`` (UINT formats), ``bias`` and the format/shape/group size as extra
+    state; loading a state dict made for another format, shape or group size raises ValueError.
+
+    Constraints (ValueError otherwise): ``in_features`` a multiple of 8 and of ``group_size``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        fmt,
+        *,
+        group_size: int | None = 128,
+        block: str | None = None,
+        bias: bool = True,
+        scale_dtype: torch.dtype = torch.bfloat16,
+        device=None,
+        gemv_max_rows: int | None = None,
+    ):
+        super().__init__()
+        _check_config(in_features, out_features, fmt, group_size, block, scale_dtype)
+        if block == "mx":
+            group_size = 32 if group_size is None else group_size
+        self.in_features = in_features
+        self.out_features = out_features
+        self.fmt = fmt
+        self.group_size = in_features if group_size is None else group_size
+        self.per_channel = group_size is None
+        self.block = block
+        self.gemv_max_rows = gemv_max_rows
+        bits, g = fmt.bits, planar_group(fmt.bits)
+        groups = in_features // self.group_size
+        packed_rows = bitpack.packed_size(g, bits)
+        self.register_buffer("packed", torch.zeros(out_features, packed_rows, in_features // g, dtype=torch.uint8, device=device))
+        scale_storage = torch.uint8 if block == "mx" else scale_dtype  # MX: E8M0 codes
+        self.register_buffer("scale", torch.ones(out_features, groups, dtype=scale_storage, device=device))
+        has_zero_point = isinstance(fmt, IntFormat) and not fmt.signed
+        self.register_buffer(
+            "zero_point", torch.zeros(out_features, groups, dtype=torch.uint8, device=device) if has_zero_point else None
+        )
+        self.register_buffer("bias", torch.zeros(out_features, dtype=scale_dtype, device=device) if bias else None)
+
+    # ---- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_linear(
+        cls,
+        linear: nn.Linear,
+        fmt,
+        *,
+        group_size: int | None = 128,
+        block: str | None = None,
+        scale_dtype: torch.dtype | None = None,
+        clip_search: bool | int = False,
+        gemv_max_rows: int | None = None,
+    ) -> "LowBitLinear":
+        """Quantize an ``nn.Linear``'s weight with :func:`fpx.quantize` (along in_features).
+
+        ``scale_dtype`` defaults to the linear's dtype when it is bf16/fp16/fp32. ``block="mx"``
+        gives OCP MX scales (float formats; ``group_size`` defaults to 32 then).
+        ``clip_search`` is passed to :func:`fpx.quantize` (MSE-optimal clipping per group).
+        """
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
+        weight = linear.weight.detach()
+        if scale_dtype is None:
+            scale_dtype = weight.dtype if weight.dtype in SCALE_DTYPES else torch.float32
+        if block == "mx" and group_size == 128:
+            group_size = 32  # the MX block size; 128 is only the integer default
+        layer = cls(
+            linear.in_features, linear.out_features, fmt, group_size=group_size, block=block,
+            bias=linear.bias is not None, scale_dtype=scale_dtype, device=weight.device, gemv_max_rows=gemv_max_rows,
+        )
+        q = quantize(weight.float(), fmt, axis=-1, group_size=group_size, block=block, clip_search=clip_search)
+        layer.load_quantized(q)
+        if linear.bias is not None:
+            layer.bias = linear.bias.detach().to(scale_dtype).clone()
+        return layer
+
+    def load_quantized(self, q) -> None:
+        """Store a :class:`fpx.QuantizedTensor` of the weight (shape (N, K), axis -1)."""
+        if tuple(q.shape) != (self.out_features, self.in_features) or q.axis != 1 or q.fmt != self.fmt:
+            raise ValueError(
+                f"expected a quantized ({self.out_features}, {self.in_features}) weight in {self.fmt!r} along "
+                f"axis 1, got shape {tuple(q.shape)}, axis {q.axis}, fmt {q.fmt!r}"
+            )
+        n, k, bits, g = self.out_features, self.in_features, self.fmt.bits, planar_group(self.fmt.bits)
+        codes = q.codes.view(n, g, k // g)
+        self.packed.copy_(bitpack.pack(codes, bits, dim=1, signed=self._signed_codes, check=False))
+        scale = q.scale.reshape(n, -1)
+        self.scale.copy_(q.scale_codes.reshape(n, -1) if self.block == "mx" else scale.to(self.scale.dtype))
+        if self.zero_point is not None:
+            self.zero_point.copy_(q.zero_point.reshape(n, -1))
+
+    # ---- the weight -----------------------------------------------------------------------------
+    @property
+    def _signed_codes(self) -> bool:
+        return isinstance(self.fmt, IntFormat) and self.fmt.signed
+
+    def _dequantized_planes(self) -> torch.Tensor:
+        """The weight in float32 as (N, G, K/G): plane p, column j is W[:, p * K/G + j]."""
+        n, k, g = self.out_features, self.in_features, planar_group(self.fmt.bits)
+        code_dtype = torch.uint8 if isinstance(self.fmt, FloatFormat) else torch.int32  # decode takes uint8
+        codes = bitpack.unpack(self.packed, self.fmt.bits, g, dim=1, signed=self._signed_codes, dtype=code_dtype)
+        # Scale (and zero-point) of the element at plane p, column j: group (p * K/G + j) // group_size.
+        group = (torch.arange(k, device=self.packed.device, dtype=torch.int32) // self.group_size).view(g, k // g)
+        scale = decode(self.scale, E8M0) if self.block == "mx" else self.scale.float()
+        zero_point = None if self.zero_point is None else self.zero_point[:, group]
+        grid = _code_values(codes, self.fmt, torch.float32)
+        return _dequantize_grid(grid, scale[:, group], zero_point, self.fmt)
+
+    def dequantize_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The dequantized weight, shape (out_features, in_features), in ``dtype``."""
+        return self._dequantized_planes().reshape(self.out_features, self.in_features).to(dtype)
+
+    @property
+    def weight_nbytes(self) -> int:
+        """Bytes of packed codes, scales and zero-points (bias not included)."""
+        tensors = [self.packed, self.scale] + ([self.zero_point] if self.zero_point is not None else [])
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    # ---- forward --------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.compiler.is_compiling():
+            _check_input(x, self.in_features)
+            return F.linear(x, self.dequantize_weight(x.dtype), self._bias(x.dtype))
+        rows = x.numel() // self.in_features
+        limit = self.gemv_max_rows
+        if limit is None:
+            limit = 1 if x.device.type == "cuda" else 16
+        if rows <= limit:
+            out = self._gemv(x.reshape(-1, self.in_features))
+            out = out.reshape(*x.shape[:-1], self.out_features)
+            return out if self.bias is None else out + self.bias.to(x.dtype)
+        return F.linear(x, self.dequantize_weight(x.dtype), self._bias(x.dtype))
+
+    def _bias(self, dtype):
+        return None if self.bias is None else self.bias.to(dtype)
+
+    def _gemv(self, x2d: torch.Tensor) -> torch.Tensor:
+        """(M, K) @ W.T as one reduction over the K/G planar groups, accumulated in float32."""
+        g = planar_group(self.fmt.bits)
+        xs = x2d.float().view(-1, g, self.in_features // g)
+        w = self._dequantized_planes()
+        # Summing the G planes before the reduction makes every reduction step consume one
+        # whole packed group (all G values of a byte), so each byte is loaded once.
+        terms = xs[:, None, 0, :] * w[None, :, 0, :]
+        for p in range(1, g):
+            terms = terms + xs[:, None, p, :] * w[None, :, p, :]
+        return terms.sum(-1).to(x2d.dtype)
+
+    # ---- state ----------------------------------------------------------------------------------
+    def _config(self) -> dict:
+        return {
+            "fmt": _format_name(self.fmt),
+            "bits": self.fmt.bits,
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "group_size": None if self.per_channel else self.group_size,
+            "block": self.block,
+        }
+
+    def get_extra_state(self) -> dict:
+        return self._config()
+
+    def set_extra_state(self, state) -> None:
+        mine = self._config()
+        if not isinstance(state, dict) or state != mine:
+            raise ValueError(f"this state dict was saved for a LowBitLinear with {state}, but this layer is {mine}")
+
+    def extra_repr(self) -> str:
+        where = "per-channel" if self.per_channel else f"group_size={self.group_size}"
+        block = ", block='mx'" if self.block else ""
+        bits_per_weight = 8 * self.weight_nbytes / (self.in_features * self.out_features)
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, fmt={self.fmt.name}, {where}{block}, "
+            f"bias={self.bias is not None}, weight={_human(self.weight_nbytes)} ({bits_per_weight:.3g} bits/weight)"
+        )
+
+
+def _human(nbytes: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.3g} {unit}" if unit != "B" else f"{nbytes} B"
+        nbytes /= 1024
+    raise AssertionError
+
+
+def _check_config(in_features, out_features, fmt, group_size, block, scale_dtype) -> None:
+    for name, value in (("in_features", in_features), ("out_features", out_features)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not isinstance(fmt, (IntFormat, FloatFormat)):
+        raise TypeError(f"fmt must be an fpx format such as fpx.INT4 or fpx.E2M1, got {fmt!r}")
+    if isinstance(fmt, FloatFormat) and (not fmt.signed or not fmt.has_zero):
+        raise ValueError(f"fmt={fmt!r} is a scale format; use a signed element format such as fpx.E2M1")
+    if block not in (None, "mx"):
+        raise ValueError(f"block must be None or 'mx', got {block!r}")
+    if block == "mx" and not isinstance(fmt, FloatFormat):
+        raise ValueError(f"block='mx' needs a float format, got fmt={fmt!r}")
+    if scale_dtype not in SCALE_DTYPES:
+        raise ValueError(f"scale_dtype must be one of {SCALE_DTYPES}, got {scale_dtype!r}")
+    if in_features % 8:
+        raise ValueError(f"in_features must be a multiple of 8 for the packed layout, got {in_features}")
+    if group_size is not None:
+        if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size <= 0:
+            raise ValueError(f"group_size must be a positive int or None, got {group_size!r}")
+        if in_features % group_size:
+            raise ValueError(f"group_size={group_size} does not divide in_features={in_features}")
+
+
+def _check_input(x, in_features: int) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in SCALE_DTYPES:
+        raise TypeError(f"x must be float32, bfloat16 or float16, got {x.dtype}")
+    if x.ndim == 0 or x.shape[-1] != in_features:
+        raise ValueError(f"x must have in_features={in_features} in its last dim, got shape {tuple(x.shape)}")
+
+
+def quantize_(model: nn.Module, fmt, *, group_size: int | None = 128, block: str | None = None, filter_fn=None, **kwargs) -> nn.Module:
+    """Replace the ``nn.Linear`` modules of ``model`` in place by :class:`LowBitLinear` and return it.
+
+    ``filter_fn(module, name) -> bool`` picks the layers (default: every ``nn.Linear``);
+    further keyword arguments go to :meth:`LowBitLinear.from_linear`. A chosen layer whose
+    shape the format cannot hold raises ValueError naming the layer, before anything changes.
+
+    >>> import torch, fpx
+    >>> model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+    >>> fpx.quantize_(model, fpx.INT4, group_size=32)[0].fmt
+    fpx.INT4
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    chosen = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and (filter_fn is None or filter_fn(module, name))
+    ]
+    for name, module in chosen:  # check every layer first, so a bad one changes nothing
+        try:
+            _check_config(module.in_features, module.out_features, fmt, group_size, block, torch.float32)
+        except ValueError as error:
+            raise ValueError(f"cannot quantize layer {name!r}: {error} (exclude it with filter_fn)") from None
+    for name, module in chosen:
+        replacement = LowBitLinear.from_linear(module, fmt, group_size=group_size, block=block, **kwargs)
+        if name == "":
+            raise ValueError("model is itself an nn.Linear; use LowBitLinear.from_linear(model, fmt)")
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, replacement)
+    return model

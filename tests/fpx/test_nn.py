@@ -1,0 +1,173 @@
+"""LowBitLinear and quantize_: correctness against the dequantized weight, state, errors."""
+
+import io
+
+import pytest
+import torch
+from torch import nn
+
+import fpx
+from fpx import LowBitLinear, quantize_
+
+# (fmt, keyword arguments) covering every kind of scale the layer stores.
+CASES = [
+    (fpx.INT1, {"group_size": 32}),
+    (fpx.INT2, {"group_size": 32}),
+    (fpx.INT3, {"group_size": 64}),
+    (fpx.INT4, {"group_size": 128}),
+    (fpx.INT5, {"group_size": 32}),
+    (fpx.INT8, {"group_size": None}),
+    (fpx.UINT3, {"group_size": 32}),
+    (fpx.UINT4, {"group_size": 64}),
+    (fpx.E4M3, {"group_size": None}),
+    (fpx.E5M2, {"group_size": 64}),
+    (fpx.E3M2, {"group_size": 32}),
+    (fpx.E2M3, {"group_size": 128}),
+    (fpx.E2M1, {"group_size": 32}),
+    (fpx.E2M1, {"block": "mx"}),
+    (fpx.E4M3, {"block": "mx"}),
+]
+IDS = [f"{fmt.name}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for fmt, kw in CASES]
+
+
+def make_linear(k=256, n=48, bias=True, seed=0, dtype=torch.float32):
+    torch.manual_seed(seed)
+    return nn.Linear(k, n, bias=bias).to(dtype)
+
+
+@pytest.mark.parametrize("fmt, kwargs", CASES, ids=IDS)
+def test_weight_round_trips_through_the_packed_layout(fmt, kwargs):
+    linear = make_linear()
+    layer = LowBitLinear.from_linear(linear, fmt, scale_dtype=torch.float32, **kwargs)
+    group_size = kwargs.get("group_size", 128)
+    if kwargs.get("block") == "mx":
+        group_size = 32
+    expected = fpx.quantize(linear.weight.detach(), fmt, axis=-1, group_size=group_size, block=kwargs.get("block"))
+    assert torch.equal(layer.dequantize_weight(), expected.dequantize(torch.float32))
+
+
+@pytest.mark.parametrize("fmt, kwargs", CASES, ids=IDS)
+def test_eager_forward_matches_dequantized_matmul(fmt, kwargs):
+    linear = make_linear()
+    layer = LowBitLinear.from_linear(linear, fmt, **kwargs)
+    x = torch.randn(2, 5, 256)
+    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
+    torch.testing.assert_close(layer(x).double(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 7])
+@pytest.mark.parametrize("fmt, kwargs", [CASES[3], CASES[6], CASES[12], CASES[13]], ids=[IDS[3], IDS[6], IDS[12], IDS[13]])
+def test_compiled_forward_matches_dequantized_matmul(fmt, kwargs, rows):
+    layer = LowBitLinear.from_linear(make_linear(), fmt, **kwargs)
+    x = torch.randn(rows, 256)
+    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
+    compiled = torch.compile(layer, fullgraph=True)
+    torch.testing.assert_close(compiled(x).double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_large_batch_path_matches():
+    layer = LowBitLinear.from_linear(make_linear(), fpx.INT4, gemv_max_rows=2)
+    x = torch.randn(3, 4, 256)
+    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
+    torch.testing.assert_close(torch.compile(layer, fullgraph=True)(x).double(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_activations(dtype):
+    layer = LowBitLinear.from_linear(make_linear(), fpx.INT4).to(dtype)
+    assert layer.scale.dtype == dtype and layer.bias.dtype == dtype and layer.packed.dtype == torch.uint8
+    x = torch.randn(3, 256, dtype=dtype)
+    out = layer(x)
+    assert out.dtype == dtype
+    expected = x.float() @ layer.dequantize_weight().T + layer.bias.float()
+    torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=2e-2)
+    compiled = torch.compile(layer, fullgraph=True)(x[:1])
+    torch.testing.assert_close(compiled.float(), expected[:1], rtol=2e-2, atol=2e-2)
+
+
+def test_quantization_error_is_small_for_8_bit_and_larger_for_fewer_bits():
+    linear = make_linear(k=512, n=64)
+    x = torch.randn(16, 512)
+    ref = linear(x)
+    errors = {}
+    for fmt in (fpx.INT8, fpx.INT4, fpx.INT2):
+        out = LowBitLinear.from_linear(linear, fmt, scale_dtype=torch.float32)(x)
+        errors[fmt.name] = ((out - ref).norm() / ref.norm()).item()
+    assert errors["INT8"] < 0.01 < errors["INT4"] < 0.2 < errors["INT2"] < 1.0
+
+
+def test_state_dict_round_trip_with_weights_only_load():
+    layer = LowBitLinear.from_linear(make_linear(), fpx.UINT4, group_size=64)
+    buffer = io.BytesIO()
+    torch.save(layer.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    fresh = LowBitLinear(256, 48, fpx.UINT4, group_size=64, scale_dtype=torch.float32)
+    fresh.load_state_dict(state)
+    x = torch.randn(4, 256)
+    assert torch.equal(fresh(x), layer(x))
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        dict(in_features=256, out_features=48, fmt=fpx.E2M1, group_size=64),  # same packed shape, other format
+        dict(in_features=256, out_features=48, fmt=fpx.UINT4, group_size=128),
+        dict(in_features=512, out_features=48, fmt=fpx.UINT4, group_size=64),
+    ],
+)
+def test_loading_a_state_dict_of_another_configuration_is_an_error(other):
+    state = LowBitLinear.from_linear(make_linear(), fpx.UINT4, group_size=64).state_dict()
+    layer = LowBitLinear(other.pop("in_features"), other.pop("out_features"), other.pop("fmt"), **other)
+    with pytest.raises(ValueError, match="saved for a LowBitLinear with"):
+        layer.load_state_dict(state)
+
+
+def test_repr_shows_format_group_and_memory():
+    layer = LowBitLinear.from_linear(make_linear(k=1024, n=1024), fpx.INT4, group_size=128, scale_dtype=torch.bfloat16)
+    text = repr(layer)
+    assert "fmt=INT4" in text and "group_size=128" in text
+    # 4 bits per code + one bf16 scale per 128 codes = 4.125 bits per weight
+    assert "528 KiB (4.12 bits/weight)" in text
+    assert layer.weight_nbytes == 1024 * 1024 // 2 + 1024 * 8 * 2
+
+
+def test_bad_configurations_raise():
+    with pytest.raises(ValueError, match="group_size=100 does not divide in_features=256"):
+        LowBitLinear(256, 8, fpx.INT4, group_size=100)
+    with pytest.raises(ValueError, match="in_features must be a multiple of 8"):
+        LowBitLinear(20, 8, fpx.INT4, group_size=None)
+    with pytest.raises(TypeError, match="fmt must be an fpx format"):
+        LowBitLinear(256, 8, "int4")
+    with pytest.raises(ValueError, match="block='mx' needs a float format"):
+        LowBitLinear(256, 8, fpx.INT4, block="mx")
+    with pytest.raises(ValueError, match="scale format"):
+        LowBitLinear(256, 8, fpx.E8M0)
+    with pytest.raises(ValueError, match="scale_dtype must be one of"):
+        LowBitLinear(256, 8, fpx.INT4, scale_dtype=torch.int8)
+    with pytest.raises(TypeError, match="linear must be a torch.nn.Linear"):
+        LowBitLinear.from_linear(nn.Conv1d(2, 2, 1), fpx.INT4)
+    layer = LowBitLinear(256, 8, fpx.INT4)
+    with pytest.raises(ValueError, match=r"in_features=256 in its last dim, got shape \(2, 128\)"):
+        layer(torch.randn(2, 128))
+    with pytest.raises(TypeError, match="x must be float32, bfloat16 or float16, got torch.int64"):
+        layer(torch.ones(2, 256, dtype=torch.int64))
+
+
+def test_quantize_swaps_linears_in_place_with_filter():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Sequential(nn.Linear(128, 64), nn.Linear(64, 10)))
+    x = torch.randn(5, 64)
+    ref = model(x)
+    out_model = quantize_(model, fpx.INT8, group_size=32, filter_fn=lambda module, name: name != "2.1")
+    assert out_model is model
+    assert isinstance(model[0], LowBitLinear) and isinstance(model[2][0], LowBitLinear)
+    assert type(model[2][1]) is nn.Linear
+    torch.testing.assert_close(model(x), ref, rtol=0.05, atol=0.05)
+
+
+def test_quantize_checks_every_layer_before_changing_any():
+    model = nn.Sequential(nn.Linear(64, 32), nn.Linear(32, 20), nn.Linear(20, 4))
+    with pytest.raises(ValueError, match=r"cannot quantize layer '2'.*in_features must be a multiple of 8"):
+        quantize_(model, fpx.INT4, group_size=None)
+    assert all(type(m) is nn.Linear for m in model)
