@@ -213,6 +213,9 @@ def _draws(x: torch.Tensor, rounding: str, generator, uniform):
         return None
     if uniform is not None:
         return uniform
+    if generator is None:
+        # rand_like, not rand(generator=None): the latter fails to trace with dynamic shapes.
+        return torch.rand_like(x, dtype=torch.float32)
     return torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float32)
 
 

@@ -88,6 +88,8 @@ def test_dynamic_shapes_one_kernel(device):
     codes = check_one_kernel(encode_fn, x, device=device, dynamic=True)
     assert_bits_equal(codes, encode_fn(x))
     assert_bits_equal(check_one_kernel(decode_fn, codes, device=device, dynamic=True), decode_fn(codes))
+    stochastic_fn = lambda x: encode(x, E4M3, rounding="stochastic")  # noqa: E731
+    assert check_one_kernel(stochastic_fn, x, device=device, dynamic=True).shape == x.shape
 
 
 # ---- GPU correctness: eager and compiled CUDA against CPU eager on every kind of input --------
