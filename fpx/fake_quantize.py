@@ -57,8 +57,13 @@ def fake_quantize(
         ``+-scale``, ``|x| <= 2 * scale``); floats pass ``|x / scale| <= fmt.max +
         ulp(fmt.max) / 2``. With min/max scales the gradient is all ones, except that for UINT
         formats the rounded zero-point can put an extreme value half a step past the end of
-        the grid, which then counts as clamped (as in torch). ``clip_search`` clips the tails,
-        which then get 0.
+        the grid, which then counts as clamped (as in torch), and that MX's power-of-two scale
+        (floor(log2(amax)), per the spec) lets a block's largest elements saturate.
+        ``clip_search`` clips the tails, which then get 0.
+      - Idempotent: ``fake_quantize(fake_quantize(x)) == fake_quantize(x)`` bitwise for INT,
+        float and MX formats (tested). UINT is not exactly: the range of ``fq(x)`` is the
+        rounded grid's, so the re-derived scale moves by about an ulp (codes are kept in
+        float32; in bf16/fp16 a code can move by one step).
 
     >>> import torch, fpx
     >>> x = torch.tensor([0.5, -1.0, 0.25, 1.0])

@@ -62,7 +62,8 @@ import torch
 
 import bitpack
 
-from .formats import FloatFormat, IntFormat
+from .convert import decode, encode, mx_scale_exponent, round_to
+from .formats import E8M0, FloatFormat, IntFormat
 
 BLOCKS = (None, "mx")
 MX_BLOCK_SIZE = 32
@@ -134,9 +135,6 @@ class QuantizedTensor:
         """E8M0 codes (``torch.uint8``) of the scales; only for ``block="mx"``, where they are exact."""
         if self.block != "mx":
             raise ValueError(f"scale_codes needs block='mx' (power-of-two scales), this tensor has block={self.block!r}")
-        from .convert import encode
-        from .formats import E8M0
-
         return encode(self.scale, E8M0)
 
     @property
@@ -341,15 +339,7 @@ def _affine_params(low, high, fmt):
 
 def _mx_scale(amax, fmt):
     """OCP MX shared scale 2**(floor(log2(amax)) - emax_elem), as a float (exact power of two)."""
-    from .convert import decode, mx_scale_exponent  # noqa: PLC0415 (optional until convert lands)
-
-    return decode(mx_scale_exponent(amax, fmt), _e8m0(), dtype=amax.dtype)
-
-
-def _e8m0():
-    from .formats import E8M0
-
-    return E8M0
+    return decode(mx_scale_exponent(amax, fmt), E8M0, dtype=amax.dtype)
 
 
 def _clip_ratios(clip_search) -> list[float]:
@@ -386,8 +376,6 @@ def _round_to_grid(v, zero_point, fmt):
     values that round to a finite code without saturating).
     """
     if isinstance(fmt, FloatFormat):
-        from .convert import round_to  # noqa: PLC0415
-
         boundary = fmt.max + 2.0 ** (fmt.emax - fmt.mantissa_bits - 1)
         return round_to(v, fmt), v.abs() <= boundary
     if _is_sign_only(fmt):
@@ -405,8 +393,6 @@ def _round_to_grid(v, zero_point, fmt):
 def _encode_codes(v, zero_point, fmt):
     """Integer codes of the scaled values ``v``: int8 (INT), uint8 (UINT, float formats)."""
     if isinstance(fmt, FloatFormat):
-        from .convert import encode  # noqa: PLC0415
-
         return encode(v, fmt)
     grid, _ = _round_to_grid(v, zero_point, fmt)
     return grid.to(torch.int8 if fmt.signed else torch.uint8)
@@ -415,14 +401,16 @@ def _encode_codes(v, zero_point, fmt):
 def _code_values(codes, fmt, dtype):
     """Grid values (code units, ``dtype``) of integer codes: the inverse of :func:`_encode_codes`."""
     if isinstance(fmt, FloatFormat):
-        from .convert import decode  # noqa: PLC0415
-
         return decode(codes, fmt, dtype=dtype)
     return codes.to(dtype)
 
 
 def _dequantize_grid(grid, scale, zero_point, fmt):
-    """Values of grid points: ``grid * scale``, minus the zero-point (UINT), or ``+-scale`` (INT1)."""
+    """Values of grid points: ``grid * scale``, minus the zero-point (UINT), or ``+-scale`` (INT1).
+
+    The one place the dequantization rule lives (fpx.nn's LowBitLinear calls it too): ``grid``
+    holds code values as floats, ``scale``/``zero_point`` broadcast against it.
+    """
     if _is_sign_only(fmt):
         return (2.0 * grid + 1.0) * scale
     if zero_point is not None:
