@@ -40,7 +40,7 @@ import bitpack
 
 from .convert import decode
 from .formats import E8M0, FloatFormat, IntFormat
-from .quantize import _code_values, _dequantize_grid, quantize
+from .quantize import _dequantize_grid, quantize
 
 __all__ = ["LowBitLinear", "quantize_"]
 
@@ -112,6 +112,12 @@ class LowBitLinear(nn.Module):
             "zero_point", torch.zeros(out_features, groups, dtype=torch.uint8, device=device) if has_zero_point else None
         )
         self.register_buffer("bias", torch.zeros(out_features, dtype=scale_dtype, device=device) if bias else None)
+        # Values of the 2**bits float codes as float32 bit patterns: an integer buffer, so
+        # .to(dtype) leaves it exact. Derived from fmt, hence not part of the state dict.
+        table = None
+        if isinstance(fmt, FloatFormat):
+            table = decode(torch.arange(2**bits, dtype=torch.uint8, device=device), fmt).view(torch.int32)
+        self.register_buffer("code_table", table, persistent=False)
 
     # ---- construction ---------------------------------------------------------------------------
     @classmethod
@@ -169,16 +175,25 @@ class LowBitLinear(nn.Module):
     def _signed_codes(self) -> bool:
         return isinstance(self.fmt, IntFormat) and self.fmt.signed
 
-    def _dequantized_planes(self) -> torch.Tensor:
-        """The weight in float32 as (N, G, K/G): plane p, column j is W[:, p * K/G + j]."""
+    def _dequantized_planes(self, planes=None) -> torch.Tensor:
+        """The weight in float32 as (N, G, K/G): plane p, column j is W[:, p * K/G + j].
+
+        ``planes`` (a range) selects some planes only, as (N, len(planes), K/G).
+        """
         n, k, g = self.out_features, self.in_features, planar_group(self.fmt.bits)
-        code_dtype = torch.uint8 if isinstance(self.fmt, FloatFormat) else torch.int32  # decode takes uint8
-        codes = bitpack.unpack(self.packed, self.fmt.bits, g, dim=1, signed=self._signed_codes, dtype=code_dtype)
+        codes = bitpack.unpack(self.packed, self.fmt.bits, g, dim=1, signed=self._signed_codes, dtype=torch.int32)
         # Scale (and zero-point) of the element at plane p, column j: group (p * K/G + j) // group_size.
         group = (torch.arange(k, device=self.packed.device, dtype=torch.int32) // self.group_size).view(g, k // g)
+        if planes is not None:
+            codes, group = codes[:, planes], group[planes]
         scale = decode(self.scale, E8M0) if self.block == "mx" else self.scale.float()
         zero_point = None if self.zero_point is None else self.zero_point[:, group]
-        grid = _code_values(codes, self.fmt, torch.float32)
+        if isinstance(self.fmt, FloatFormat):
+            # A table lookup keeps the decode a single load, which inductor keeps inline in the
+            # matmul reduction (the bit-level decode is large enough that it writes it out).
+            grid = self.code_table[codes].view(torch.float32)
+        else:
+            grid = codes.to(torch.float32)
         return _dequantize_grid(grid, scale[:, group], zero_point, self.fmt)
 
     def dequantize_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -210,16 +225,19 @@ class LowBitLinear(nn.Module):
         return None if self.bias is None else self.bias.to(dtype)
 
     def _gemv(self, x2d: torch.Tensor) -> torch.Tensor:
-        """(M, K) @ W.T as one reduction over the K/G planar groups, accumulated in float32."""
+        """(M, K) @ W.T as G reductions over the K/G planar groups, accumulated in float32.
+
+        One reduction per plane: inductor puts reductions of the same size into one kernel,
+        where the G of them share each packed byte they load. (A single reduction over an
+        expression summing the G planes reads so many inputs that inductor writes it out.)
+        """
         g = planar_group(self.fmt.bits)
         xs = x2d.float().view(-1, g, self.in_features // g)
-        w = self._dequantized_planes()
-        # Summing the G planes before the reduction makes every reduction step consume one
-        # whole packed group (all G values of a byte), so each byte is loaded once.
-        terms = xs[:, None, 0, :] * w[None, :, 0, :]
-        for p in range(1, g):
-            terms = terms + xs[:, None, p, :] * w[None, :, p, :]
-        return terms.sum(-1).to(x2d.dtype)
+        out = 0
+        for p in range(g):
+            w = self._dequantized_planes(slice(p, p + 1))[:, 0]  # (N, K/G)
+            out = out + (xs[:, None, p, :] * w[None]).sum(-1)
+        return out.to(x2d.dtype)
 
     # ---- state ----------------------------------------------------------------------------------
     def _config(self) -> dict:

@@ -1,0 +1,54 @@
+"""The compiled LowBitLinear forward fuses the weight decode into the matmul.
+
+For every format at M=1 and M=16 (CPU), and at the M where the fused path is used on CUDA: one
+kernel, and no buffer as large as the weight (N x K elements) is allocated.
+"""
+
+import math
+
+import pytest
+import torch
+
+import fpx
+
+from ..codegen import allocations, compile_and_code, kernel_count
+
+N, K = 64, 256
+CASES = [
+    (fpx.INT1, {"group_size": 32}),
+    (fpx.INT2, {"group_size": 64}),
+    (fpx.INT3, {"group_size": 64}),
+    (fpx.INT4, {"group_size": 128}),
+    (fpx.INT8, {"group_size": 32}),
+    (fpx.UINT4, {"group_size": 128}),
+    (fpx.E4M3, {"group_size": None}),
+    (fpx.E5M2, {"group_size": 128}),
+    (fpx.E3M2, {"group_size": 32}),
+    (fpx.E2M3, {"group_size": 64}),
+    (fpx.E2M1, {"block": "mx"}),
+]
+IDS = [fmt.name + ("-mx" if kw.get("block") else "") for fmt, kw in CASES]
+
+
+def assert_fused(fmt, kwargs, rows, device, expected_kernels):
+    torch.manual_seed(0)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(K, N), fmt, **kwargs).to(device)
+    x = torch.randn(rows, K, device=device)
+    out, source = compile_and_code(layer, x)
+    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
+    torch.testing.assert_close(out.double(), expected, rtol=1e-4, atol=1e-4)
+    assert kernel_count(source, device) == expected_kernels, source
+    sizes = [math.prod(s) for s in allocations(source) if all(isinstance(d, int) for d in s)]
+    assert all(size < N * K for size in sizes), allocations(source)
+
+
+@pytest.mark.parametrize("rows", [1, 16])
+@pytest.mark.parametrize("fmt, kwargs", CASES, ids=IDS)
+def test_cpu_forward_is_one_kernel_without_a_dequantized_weight(fmt, kwargs, rows):
+    assert_fused(fmt, kwargs, rows, "cpu", expected_kernels=1)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("fmt, kwargs", CASES, ids=IDS)
+def test_cuda_forward_at_one_row_is_fused(fmt, kwargs):
+    assert_fused(fmt, kwargs, 1, "cuda", expected_kernels=1)
