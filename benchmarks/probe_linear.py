@@ -86,7 +86,36 @@ def mm_invoke_quant_lowp_form(*args):
         LOW_PRECISION = False
 
 
+def mm_t_form(x, packed, scale, bits, n, k, group_size):
+    """x @ W^T with W^T computed directly in (K, N) layout, the template's own input layout."""
+    g = values_per_group(bits)
+    codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32).reshape(n, k)
+    w = (codes - (1 << (bits - 1))).to(x.dtype) * scale.repeat_interleave(group_size, dim=1)
+    return x @ w.t().contiguous()
+
+
+def mm_t_iq_form(x, packed, scale, bits, n, k, group_size):
+    from torch._higher_order_ops._invoke_quant import InvokeQuant
+
+    def dq(packed, scale):
+        g = values_per_group(bits)
+        codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32).reshape(n, k)
+        w = (codes - (1 << (bits - 1))).to(x.dtype) * scale.repeat_interleave(group_size, dim=1)
+        return w.t().contiguous()
+
+    return x @ InvokeQuant(codegen_low_precision=False)(dq, packed, scale, scheme="lowbit")
+
+
+def mm_int8_kmajor_form(x, packed, scale, bits, n, k, group_size):
+    """Control from DESIGN.md: int8 stored (K, N), x @ w8T.to(bf16), per-channel scale after."""
+    w8t = packed.view(torch.int8).view(k, n)  # reinterpret the bytes; values are not meaningful
+    return (x @ w8t.to(x.dtype)) * scale[:, 0]
+
+
 VARIANTS = {
+    "mm-t-ma": (mm_t_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
+    "mm-t-iq-ma": (mm_t_iq_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
+    "mm-int8k-ma": (mm_int8_kmajor_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "planes": (gemv_planes_form, {}),
     "planes-nosplit": (gemv_planes_form, {"split_reductions": False}),
     "planes-cdt": (gemv_planes_form, {"coordinate_descent_tuning": True}),
