@@ -21,10 +21,9 @@ def check_bits(bits, *, low: int = 1, high: int = 8, name: str = "bits") -> int:
     ``int()`` also specializes a symbolic int under ``torch.compile(dynamic=True)``: the bit
     width shapes the kernel and must be a constant.
     """
-    if isinstance(bits, torch.SymInt):
-        bits = int(bits)
-    if isinstance(bits, bool) or not isinstance(bits, int):
+    if isinstance(bits, bool) or not isinstance(bits, (int, torch.SymInt)):
         raise TypeError(f"{name} must be an int in {low}..{high}, got {bits!r}")
+    bits = int(bits)
     if not low <= bits <= high:
         raise ValueError(f"{name} must be in {low}..{high}, got {bits}")
     return bits
