@@ -9,31 +9,23 @@ Every input is rounded once, from its exact value: float32, bfloat16 and float16
 code for the same value, and float64 is rounded from its own 53-bit significand (never through
 float32, which would round twice).
 
-Semantics (``encode``; ``decode`` is exact):
+Semantics of ``encode`` (``decode`` is exact; ``round_to`` = decode of encode):
 
-=====================  ======================================  ======================================
-input                  ``saturate=True`` (default)             ``saturate=False``
-=====================  ======================================  ======================================
-finite, in range       nearest value; ties to the even code    same
-                       (OFP8 5.2.1: rounded with the exponent
-                       unbounded, subnormals included)
-rounds above max       +-max                                   E4M3 ("fn"): NaN with the input's sign;
-(E4M3: > 464;                                                  E5M2 ("ieee"): +-inf; E8M0: NaN (0xFF);
-E5M2: >= 61440)                                                FP6/FP4 ("finite"): +-max (they
-                                                               always saturate: nothing else exists)
-+-inf                  +-max                                   as above: E4M3 NaN, E5M2 +-inf,
-                                                               E8M0 NaN, FP6/FP4 +-max
-NaN                    NaN code with the input's sign bit      same
-                       (0x7F / 0xFF, like torch's float8
-                       casts); FP6/FP4 (no NaN): +max
-                       (0x1F / 0x7), whatever the sign bit;
-                       E8M0: 0xFF
--0.0, tiny negatives   -0 (the sign bit is kept)               same
-E8M0 (no sign, no      encodes abs(x): nearest power of two    same, but beyond 2^127 and inf give
-zero)                  in [2^-127, 2^127]; ties go up (the     NaN (0xFF); equals torch's
-                       implicit bit is the lsb); 0 and values  ``x.to(torch.float8_e8m0fnu)``
-                       below 2^-127 give 0x00 (2^-127)
-=====================  ======================================  ======================================
+| input | E4M3 ("fn") | E5M2 ("ieee") | E3M2, E2M3, E2M1 ("finite") | E8M0 (scale) |
+|---|---|---|---|---|
+| finite | nearest, ties to even code, subnormals included | same | same | nearest power of two, ties up (the implicit bit is the lsb) |
+| rounds above max (exponent unbounded, OFP8 5.2.1), saturate=True | +-max 0x7E/0xFE (464 -> 448, above 464 overflows) | +-max 0x7B/0xFB (61440 overflows) | +-max | 0xFE (2^127) |
+| same, saturate=False | NaN 0x7F/0xFF | +-inf 0x7C/0xFC | +-max: always saturates, nothing else exists | NaN 0xFF |
+| +-inf | as above max | as above max | +-max | as above max |
+| NaN | NaN, input's sign: 0x7F/0xFF | NaN, input's sign: 0x7F/0xFF | +max 0x1F / 0x7 (policy: no NaN code; sign ignored) | 0xFF |
+| -0.0, negatives rounding to 0 | -0 0x80 | -0 0x80 | -0 0x20 / 0x8 | 0x00 |
+| sign | kept | kept | kept | dropped: encodes abs(x) (no sign bit) |
+| below the smallest value | rounds to +-0 or +-min subnormal | same | same | 0x00 (2^-127; no zero) |
+
+Native agreement: E5M2 and E8M0 with ``saturate=False`` equal torch's ``x.to(torch.float8_e5m2)``
+and ``x.to(torch.float8_e8m0fnu)`` (bar torch's rounding of float32 subnormals to E8M0), E4M3 with
+``saturate=True`` equals ``x.to(torch.float8_e4m3fn)`` on torch 2.13 (on 2.11 and earlier, which
+gave NaN, ``saturate=False`` does).
 
 ``rounding="stochastic"`` rounds abs(x) up to the next value with probability ``p`` = (distance to
 the value below) / (gap between the two), using a uniform draw ``u`` in [0, 1): up iff
@@ -65,8 +57,6 @@ MX_SCALE_ROUNDINGS = ("floor", "ceil")
 # (integer dtype of the same width, stored significand bits P, exponent bias) of the two
 # floating dtypes computed on directly; narrower floats are upcast to float32 exactly first.
 _IEEE = {torch.float32: (torch.int32, 23, 127), torch.float64: (torch.int64, 52, 1023)}
-
-_SAME_WIDTH_INT = {1: torch.int8, 2: torch.int16}
 
 # Stochastic rounding compares draws at this resolution (torch.rand's float32 resolution).
 _RANDOM_BITS = 24
@@ -191,7 +181,8 @@ def _encode_int(x, fmt: FloatFormat, saturate: bool, uniform) -> torch.Tensor:
     negative, is_nan, is_inf, exponent, sig, p = _split(_as_ieee(x))
     if x.dtype.itemsize < 4:
         # Read the sign from the input itself: torch's float16 -> float32 cast drops a NaN's sign.
-        negative = x.view(_SAME_WIDTH_INT[x.dtype.itemsize]) < 0
+        # (signbit, not a view as int16: inductor's CPU backend vectorizes only the former.)
+        negative = torch.signbit(x)
     code = _round_magnitude(exponent, sig, p, fmt, uniform)
     overflow = (code > fmt.max_code) | is_inf
     if saturate or not (fmt.has_inf or fmt.has_nan):
