@@ -33,7 +33,8 @@ the value below) / (gap between the two), using a uniform draw ``u`` in [0, 1): 
 for every x inside the range (an exact value is never moved); beyond max the overflow rule
 above applies. Draws come from ``torch.rand(generator=generator)`` or from the ``uniform``
 argument (float32 in [0, 1), broadcastable to ``x``), which makes results identical in eager and
-compiled code.
+compiled code. (Compiled code draws from the global RNG inside the kernel: reproducible after
+``torch.manual_seed``, but not the same draws as eager.)
 
 The MX shared scale (OCP MX v1.0, section 6.3) is :func:`mx_scale_exponent`.
 
@@ -230,7 +231,8 @@ def encode(
         the comparison with max (OFP8 5.2.1). ``"stochastic"``: unbiased, see the module
         docstring; draws from ``generator`` (a ``torch.Generator``, None: the global RNG) or
         from ``uniform`` (floats in [0, 1) broadcastable to ``x``; bit-reproducible in eager
-        and compiled code alike). Under ``torch.compile`` a generator may cause a graph break.
+        and compiled code alike). Under ``torch.compile`` a ``generator`` causes a graph break
+        (``fullgraph=True`` fails): pass ``uniform`` or use the global RNG there.
       - ``saturate``: see the table in the module docstring. Formats without inf and NaN
         (FP6/FP4) always saturate; ``saturate=False`` is accepted and changes nothing for them.
       - FP8 codes can be reinterpreted as torch's float8 dtypes bit-exactly:
