@@ -237,6 +237,11 @@ class PackedMask:
         Returns int64 like ``self.to_bool().sum(dim)``. Over the packed dim this is a sum of
         byte popcounts; along the other dims the result has one count per bit, so each bit is
         read inside the reduction (one fused kernel under ``torch.compile``).
+
+        >>> import torch
+        >>> m = PackedMask.from_bool(torch.tensor([[True, True, False], [False, True, False]]))
+        >>> int(m.count()), m.count(1).tolist(), m.count(0).tolist(), m.count((0, 1)).item()
+        (3, [2, 1], [1, 2, 0], 3)
         """
         if dim is None:
             return popcount(self.data).sum()
