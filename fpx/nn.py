@@ -16,9 +16,15 @@ Forward paths:
 
 - eager (not compiling): ``F.linear(x, dequantize_weight())``.
 - compiled, at most ``gemv_max_rows`` rows of x (default 16 on CPU, 1 on CUDA): the fused
-  reduction above (one kernel on CPU, no N x K buffer).
-- compiled, more rows: ``x @ dequantize_weight().T``: inductor writes the dequantized weight,
-  then runs a matmul. On CUDA that is faster than re-reading the packed weight per row.
+  reduction above: one kernel, no N x K buffer.
+- compiled, more rows: ``x @ W.T`` with W.T decoded in the (K, N) layout a matmul template
+  reads, marked with torch's InvokeQuant on CUDA. Compiled with ``COMPILE_OPTIONS``
+  (max-autotune), inductor fuses the decode into the Triton matmul template as a prologue: one
+  kernel, no dequantized weight in memory. Without max-autotune, and on CPU, inductor writes
+  the dequantized weight and calls a library matmul.
+
+Compile with ``torch.compile(model, options=fpx.nn.COMPILE_OPTIONS)`` for the fused kernels;
+the options are scoped to that compile.
 
 >>> import torch, fpx
 >>> linear = torch.nn.Linear(256, 64)
@@ -42,9 +48,14 @@ from .convert import decode
 from .formats import E8M0, FloatFormat, IntFormat
 from .quantize import _dequantize_grid, quantize
 
-__all__ = ["LowBitLinear", "quantize_"]
+__all__ = ["LowBitLinear", "quantize_", "COMPILE_OPTIONS"]
 
 SCALE_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+
+#: Inductor options for compiling models with LowBitLinear layers: max-autotune lets the
+#: weight decode fuse into Triton matmul templates; coordinate descent tunes the reduction
+#: kernels of the small-batch path. Pass them per compile: ``torch.compile(m, options=...)``.
+COMPILE_OPTIONS = {"max_autotune": True, "coordinate_descent_tuning": True}
 
 
 def planar_group(bits: int) -> int:
@@ -175,26 +186,14 @@ class LowBitLinear(nn.Module):
     def _signed_codes(self) -> bool:
         return isinstance(self.fmt, IntFormat) and self.fmt.signed
 
-    def _dequantized_planes(self, planes=None) -> torch.Tensor:
-        """The weight in float32 as (N, G, K/G): plane p, column j is W[:, p * K/G + j].
+    def _weight_tensors(self) -> tuple:
+        """The tensors the weight is computed from (None where the format has none)."""
+        return self.packed, self.scale, self.zero_point, self.code_table
 
-        ``planes`` (a range) selects some planes only, as (N, len(planes), K/G).
-        """
-        n, k, g = self.out_features, self.in_features, planar_group(self.fmt.bits)
-        codes = bitpack.unpack(self.packed, self.fmt.bits, g, dim=1, signed=self._signed_codes, dtype=torch.int32)
-        # Scale (and zero-point) of the element at plane p, column j: group (p * K/G + j) // group_size.
-        group = (torch.arange(k, device=self.packed.device, dtype=torch.int32) // self.group_size).view(g, k // g)
-        if planes is not None:
-            codes, group = codes[:, planes], group[planes]
-        scale = decode(self.scale, E8M0) if self.block == "mx" else self.scale.float()
-        zero_point = None if self.zero_point is None else self.zero_point[:, group]
-        if isinstance(self.fmt, FloatFormat):
-            # A table lookup keeps the decode a single load, which inductor keeps inline in the
-            # matmul reduction (the bit-level decode is large enough that it writes it out).
-            grid = self.code_table[codes].view(torch.float32)
-        else:
-            grid = codes.to(torch.float32)
-        return _dequantize_grid(grid, scale[:, group], zero_point, self.fmt)
+    def _dequantized_planes(self, planes=None) -> torch.Tensor:
+        return dequantize_planes(
+            *self._weight_tensors(), fmt=self.fmt, group_size=self.group_size, block=self.block, planes=planes
+        )
 
     def dequantize_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The dequantized weight, shape (out_features, in_features), in ``dtype``."""
@@ -219,7 +218,32 @@ class LowBitLinear(nn.Module):
             out = self._gemv(x.reshape(-1, self.in_features))
             out = out.reshape(*x.shape[:-1], self.out_features)
             return out if self.bias is None else out + self.bias.to(x.dtype)
-        return F.linear(x, self.dequantize_weight(x.dtype), self._bias(x.dtype))
+        out = x.reshape(-1, self.in_features) @ self._transposed_weight(x.dtype)
+        out = out.reshape(*x.shape[:-1], self.out_features)
+        return out if self.bias is None else out + self.bias.to(x.dtype)
+
+    def _transposed_weight(self, dtype: torch.dtype) -> torch.Tensor:
+        """W.T (K, N) in ``dtype``, as a compiled matmul's prologue.
+
+        Computed directly in the (K, N) layout the matmul template reads, and wrapped in
+        torch's InvokeQuant marker, inductor can fuse the decode into a Triton matmul template
+        (``max_autotune``) instead of writing the dequantized weight out first. Without
+        max-autotune it is one decode kernel plus a library matmul.
+        """
+        fmt, group_size, block = self.fmt, self.group_size, self.block
+        present = [t for t in self._weight_tensors() if t is not None]
+        slots = [t is not None for t in self._weight_tensors()]
+
+        def transposed(*tensors):
+            it = iter(tensors)
+            args = [next(it) if slot else None for slot in slots]
+            w = dequantize_planes(*args, fmt=fmt, group_size=group_size, block=block)
+            return w.reshape(w.shape[0], -1).to(dtype).t().contiguous()
+
+        marker = _invoke_quant() if self.packed.device.type == "cuda" else None
+        if marker is None:
+            return transposed(*present)
+        return marker(transposed, *present, scheme="fpx.lowbit")
 
     def _bias(self, dtype):
         return None if self.bias is None else self.bias.to(dtype)
@@ -266,6 +290,40 @@ class LowBitLinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, fmt={self.fmt.name}, {where}{block}, "
             f"bias={self.bias is not None}, weight={_human(self.weight_nbytes)} ({bits_per_weight:.3g} bits/weight)"
         )
+
+
+def dequantize_planes(packed, scale, zero_point, code_table, *, fmt, group_size, block, planes=None) -> torch.Tensor:
+    """The weight in float32 as (N, G, K/G) from its stored tensors: plane p, column j is W[:, p * K/G + j].
+
+    ``planes`` (a slice) selects some planes only, as (N, len(planes), K/G).
+    """
+    n, rows, columns = packed.shape
+    g = planar_group(fmt.bits)
+    k = g * columns
+    signed = isinstance(fmt, IntFormat) and fmt.signed
+    codes = bitpack.unpack(packed, fmt.bits, g, dim=1, signed=signed, dtype=torch.int32)
+    # Scale (and zero-point) of the element at plane p, column j: group (p * K/G + j) // group_size.
+    group = (torch.arange(k, device=packed.device, dtype=torch.int32) // group_size).view(g, columns)
+    if planes is not None:
+        codes, group = codes[:, planes], group[planes]
+    scale = decode(scale, E8M0) if block == "mx" else scale.float()
+    zero_point = None if zero_point is None else zero_point[:, group]
+    if isinstance(fmt, FloatFormat):
+        # A table lookup keeps the decode a single load, which inductor keeps inline in the
+        # matmul reduction (the bit-level decode is large enough that it writes it out).
+        grid = code_table[codes].view(torch.float32)
+    else:
+        grid = codes.to(torch.float32)
+    return _dequantize_grid(grid, scale[:, group], zero_point, fmt)
+
+
+def _invoke_quant():
+    """torch's InvokeQuant wrapper (torch >= 2.7), or None where this torch has none."""
+    try:
+        from torch._higher_order_ops._invoke_quant import InvokeQuant
+    except ImportError:
+        return None
+    return InvokeQuant(codegen_low_precision=False)
 
 
 def _human(nbytes: int) -> str:

@@ -52,3 +52,18 @@ def test_cpu_forward_is_one_kernel_without_a_dequantized_weight(fmt, kwargs, row
 @pytest.mark.parametrize("fmt, kwargs", CASES, ids=IDS)
 def test_cuda_forward_at_one_row_is_fused(fmt, kwargs):
     assert_fused(fmt, kwargs, 1, "cuda", expected_kernels=1)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("fmt, kwargs", [CASES[2], CASES[3], CASES[10]], ids=[IDS[2], IDS[3], IDS[10]])
+def test_cuda_forward_at_16_rows_fuses_the_decode_into_the_matmul_template(fmt, kwargs):
+    torch.manual_seed(0)
+    n, k = 512, 1024
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n), fmt, **kwargs).to("cuda", torch.bfloat16)
+    x = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
+    out, source = compile_and_code(layer, x, options=fpx.nn.COMPILE_OPTIONS)
+    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
+    torch.testing.assert_close(out.double(), expected, rtol=2e-2, atol=2e-2)
+    sizes = [math.prod(s) for s in allocations(source) if all(isinstance(d, int) for d in s)]
+    assert all(size < n * k for size in sizes), allocations(source)
+    assert kernel_count(source, "cuda") <= 2, source  # the template (+ the bias epilogue if unfused)
