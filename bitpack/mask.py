@@ -85,12 +85,11 @@ class PackedMask:
         """
         check_tensor(data, "data")
         shape, dim, bitorder = _check_layout(shape, dim, bitorder)
+        self.data, self.shape, self.dim, self.bitorder = data, shape, dim, bitorder
         if not torch.compiler.is_compiling():
             _check_data(data, shape, dim)
-        mask = PackedMask._wrap(data, shape, dim, bitorder)
-        if not torch.compiler.is_compiling() and bool((data & ~mask._valid_bits()).any()):
-            raise ValueError("data has nonzero padding bits (the unused bits of each row's last byte)")
-        self.data, self.shape, self.dim, self.bitorder = data, shape, dim, bitorder
+            if bool((data & ~self._valid_bits()).any()):
+                raise ValueError("data has nonzero padding bits (the unused bits of each row's last byte)")
 
     @classmethod
     def _wrap(cls, data, shape, dim, bitorder) -> "PackedMask":
