@@ -112,30 +112,43 @@ def _as_ieee(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype in _IEEE else x.to(torch.float32)
 
 
-def _split(x: torch.Tensor):
-    """Sign, special-value masks, and abs(x) = sig * 2**(exponent - P) with sig normalized.
+def _split(x: torch.Tensor, min_exponent: int):
+    """Sign, special-value masks, and abs(x) = sig * 2**(exponent - P).
 
-    For finite nonzero x, ``sig`` lies in [2**P, 2**(P+1)); for zero it is 0. Subnormal inputs
-    are normalized by converting their (integer) fraction field to float, which is exact, and
-    reading its exponent: a leading-zero count without a clz op.
+    ``sig`` is normalized, in [2**P, 2**(P+1)), for every finite nonzero x whose exponent can
+    reach ``min_exponent`` (the caller's smallest exponent that matters); zero gives sig = 0.
+    Subnormal inputs are normalized by converting their (integer) fraction field to float,
+    which is exact, and reading its exponent: a leading-zero count without a clz op. When
+    ``min_exponent`` lies above the input's subnormal range that step is skipped (it only
+    matters for E8M0): a subnormal keeps exponent 1 - bias and sig = fraction, the same value.
     """
     int_dtype, p, bias = _IEEE[x.dtype]
+    exponent_bits = 11 if p == 52 else 8
     bits = x.view(int_dtype)
     negative = bits < 0
-    magnitude = bits & ((1 << (p + (11 if p == 52 else 8))) - 1)
-    inf_bits = ((1 << (11 if p == 52 else 8)) - 1) << p
+    magnitude = bits & ((1 << (p + exponent_bits)) - 1)
+    inf_bits = ((1 << exponent_bits) - 1) << p
     is_nan = magnitude > inf_bits
     is_inf = magnitude == inf_bits
 
     exponent_field = magnitude >> p
     fraction = magnitude & ((1 << p) - 1)
-    as_float = fraction.to(x.dtype).view(int_dtype)  # exact: fraction < 2**P
-    sub_exponent = (as_float >> p) - (2 * bias - 1 + p)
-    sub_sig = torch.where(fraction == 0, 0, (as_float & ((1 << p) - 1)) | (1 << p))
     normal = exponent_field != 0
-    exponent = torch.where(normal, exponent_field - bias, sub_exponent)
-    sig = torch.where(normal, fraction | (1 << p), sub_sig)
+    if min_exponent > 1 - bias:
+        exponent = torch.clamp(exponent_field, min=1) - bias
+        sig = fraction | (normal.to(int_dtype) << p)
+    else:
+        as_float = fraction.to(x.dtype).view(int_dtype)  # exact: fraction < 2**P
+        sub_exponent = (as_float >> p) - (2 * bias - 1 + p)
+        sub_sig = torch.where(fraction == 0, 0, (as_float & ((1 << p) - 1)) | (1 << p))
+        exponent = torch.where(normal, exponent_field - bias, sub_exponent)
+        sig = torch.where(normal, fraction | (1 << p), sub_sig)
     return negative, is_nan, is_inf, exponent, sig, p
+
+
+def _min_exponent(fmt: FloatFormat) -> int:
+    """Exponent of the format's smallest normal value (the bottom of its exponent range)."""
+    return 1 - fmt.bias if fmt.has_subnormals else -fmt.bias
 
 
 def _uniform_to_int(uniform: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -152,7 +165,7 @@ def _round_magnitude(exponent, sig, p, fmt: FloatFormat, uniform):
     results (a carry out of the mantissa lands in the exponent field by itself).
     """
     m = fmt.mantissa_bits
-    emin = 1 - fmt.bias if fmt.has_subnormals else -fmt.bias
+    emin = _min_exponent(fmt)
     e = torch.clamp(exponent, min=emin)
     # Beyond p + 2 every significand rounds to 0 (nearest); clamping keeps shifts defined.
     s_exact = e - exponent + (p - m)
@@ -179,7 +192,7 @@ def _round_magnitude(exponent, sig, p, fmt: FloatFormat, uniform):
 
 def _encode_int(x, fmt: FloatFormat, saturate: bool, uniform) -> torch.Tensor:
     """The codes as an integer tensor (int32 or int64), before narrowing to uint8."""
-    negative, is_nan, is_inf, exponent, sig, p = _split(_as_ieee(x))
+    negative, is_nan, is_inf, exponent, sig, p = _split(_as_ieee(x), _min_exponent(fmt))
     if x.dtype.itemsize < 4:
         # Read the sign from the input itself: torch's float16 -> float32 cast drops a NaN's sign.
         # (signbit, not a view as int16: inductor's CPU backend vectorizes only the former.)
@@ -393,7 +406,8 @@ def mx_scale_exponent(amax: torch.Tensor, fmt: FloatFormat, *, rounding: str = "
     fmt = _check_format(fmt)
     if rounding not in MX_SCALE_ROUNDINGS:
         raise ValueError(f"rounding must be one of {MX_SCALE_ROUNDINGS}, got {rounding!r}")
-    _, is_nan, is_inf, exponent, sig, p = _split(_as_ieee(amax))
+    # The code clamps at 0 below exponent emax - 127: smaller exponents need not be exact.
+    _, is_nan, is_inf, exponent, sig, p = _split(_as_ieee(amax), fmt.emax - 127)
     scale = exponent - fmt.emax
     if rounding == "ceil":
         # amax / 2^scale = sig * 2^(emax - p) lies in [2^emax, 2^(emax+1)): it fits iff its
