@@ -9,7 +9,7 @@ from .formats import (
 from .convert import decode, encode, mx_scale_exponent, round_to
 from .storage import pack_fp4, pack_fp6, unpack_fp4, unpack_fp6
 from .quantize import QuantizedTensor, dequantize, quantize
-from .fake_quantize import fake_quantize
+from .fake_quantize import fake_quantize, fake_quantize_lsq
 from .nn import LowBitLinear, quantize_
 from . import nn
 

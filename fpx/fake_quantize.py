@@ -21,8 +21,12 @@ tensor([[1., 1., 1., 1.]])
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from .convert import round_to
+from .formats import FloatFormat, IntFormat
 from .quantize import (
     _check_arguments,
     _choose_scale,
@@ -32,7 +36,7 @@ from .quantize import (
     _round_to_grid,
 )
 
-__all__ = ["fake_quantize"]
+__all__ = ["fake_quantize", "fake_quantize_lsq"]
 
 
 def fake_quantize(
@@ -100,3 +104,124 @@ class _StraightThrough(torch.autograd.Function):
     def backward(ctx, grad):
         (in_range,) = ctx.saved_tensors
         return torch.where(in_range, grad, torch.zeros((), dtype=grad.dtype, device=grad.device)), None, None, None, None, None
+
+
+# ---- learnable scales (LSQ) ------------------------------------------------------------------------
+
+
+def fake_quantize_lsq(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    fmt,
+    *,
+    axis: int | None = -1,
+    group_size: int | None = None,
+    zero_point: torch.Tensor | None = None,
+    grad_scale: float | None = None,
+) -> torch.Tensor:
+    """Fake quantization with a learnable ``scale`` (LSQ, Esser et al. 2020): gradients reach x and scale.
+
+    Contract:
+      - ``x``, ``fmt``, ``axis``, ``group_size``: as :func:`fake_quantize` (no MX, no clip
+        search: the scale is the caller's). INT1 is refused (its sign grid has no LSQ form).
+      - ``scale``: positive floats shaped like :func:`fpx.quantize`'s ``scale`` for the same
+        arguments (e.g. (N, K // g) for an (N, K) weight), typically an ``nn.Parameter``
+        initialised from ``fpx.quantize(x, fmt, ...).scale``. ``zero_point``: required for
+        UINT formats (integer values, e.g. ``fpx.quantize(...).zero_point``), held fixed.
+      - Forward: ``v = x * (1 / scale)`` clamped to the grid's range, rounded (ties to even;
+        ``fpx.round_to`` for floats), times ``scale``; returned in ``x``'s dtype. With the
+        min/max scale and zero-point it is bitwise equal to :func:`fake_quantize`.
+      - Backward (LSQ): d/dx = 1 where ``v`` lies in the grid's range, else 0; d/dscale =
+        ``round(v) - v`` inside, the range end (``min`` or ``max``, zero-point removed)
+        outside, times ``grad_scale`` (default ``1 / sqrt(elements per scale * Qp)``, Qp the
+        number of positive grid values), summed over each group.
+
+    >>> import torch, fpx
+    >>> w = torch.tensor([[0.3, -1.0, 0.6, 2.0]], requires_grad=True)
+    >>> scale = torch.tensor([[0.5]], requires_grad=True)      # INT2 grid: -2, -1, 0, 1
+    >>> y = fpx.fake_quantize_lsq(w, scale, fpx.INT2, grad_scale=1.0)
+    >>> y.tolist()                                             # v = 0.6, -2, 1.2 -> 1, 4 -> 1
+    [[0.5, -1.0, 0.5, 0.5]]
+    >>> y.sum().backward()
+    >>> scale.grad, w.grad             # (1 - 0.6) + (-2 + 2) + 1 + 1; clamped: 0
+    (tensor([[2.4000]]), tensor([[1., 1., 0., 0.]]))
+    """
+    axis, group_size = _check_arguments(x, fmt, axis, group_size, None, False)
+    geometry = _Geometry(x.shape, axis, group_size)
+    if not torch.compiler.is_compiling():
+        _check_lsq_arguments(scale, zero_point, fmt, geometry)
+    if grad_scale is None:
+        grad_scale = 1.0 / math.sqrt(geometry.grouped_shape[geometry.group_dim] * _positive_levels(fmt))
+    return _LearnedStepSize.apply(x, scale, zero_point, fmt, axis, group_size, grad_scale)
+
+
+class _LearnedStepSize(torch.autograd.Function):
+    """LSQ as one Function, so that d/dx is exactly 1 inside (no ``scale * (1 / scale)`` rounding)."""
+
+    @staticmethod
+    def forward(ctx, x, scale, zero_point, fmt, axis, group_size, grad_scale):
+        geometry = _Geometry(x.shape, axis, group_size)
+        compute = _compute_dtype(x)
+        xg = x.to(compute).reshape(geometry.grouped_shape)
+        s = scale.to(compute).reshape(geometry.scale_keepdim_shape)
+        low, high = _grid_range(fmt)
+        if zero_point is not None:  # codes v + zero_point in [low, high]
+            shift = zero_point.to(compute).reshape(geometry.scale_keepdim_shape)
+            low, high = low - shift, high - shift
+        v = xg * (1.0 / s)
+        clamped = torch.clamp(v, min=low, max=high)
+        grid = _round_to_grid_lsq(clamped, fmt)
+        inside = (v >= low) & (v <= high)
+        # d out / d scale per element: round(v) - v inside, the end of the range outside
+        ctx.save_for_backward(inside, grid - torch.where(inside, v, 0.0))
+        ctx.geometry, ctx.grad_scale, ctx.scale_dtype, ctx.x_dtype = geometry, grad_scale, scale.dtype, x.dtype
+        return (grid * s).reshape(x.shape).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        inside, scale_term = ctx.saved_tensors
+        geometry = ctx.geometry
+        grad_x = grad_scale = None
+        if ctx.needs_input_grad[0]:
+            zero = torch.zeros((), dtype=grad.dtype, device=grad.device)
+            grad_x = torch.where(inside.reshape(grad.shape), grad, zero)
+        if ctx.needs_input_grad[1]:
+            per_element = grad.to(scale_term.dtype).reshape(geometry.grouped_shape) * scale_term
+            summed = per_element.sum(geometry.group_dim, keepdim=True) * ctx.grad_scale
+            grad_scale = summed.reshape(geometry.scale_shape).to(ctx.scale_dtype)
+        return grad_x, grad_scale, None, None, None, None, None
+
+
+def _round_to_grid_lsq(v, fmt):
+    """Round already clamped values onto the grid: ties to even (+0.0 for zero), or fpx.round_to."""
+    if isinstance(fmt, FloatFormat):
+        return round_to(v, fmt)
+    rounded = torch.round(v)
+    return torch.where(rounded == 0, 0.0, rounded)
+
+
+def _grid_range(fmt):
+    if isinstance(fmt, FloatFormat):
+        return -fmt.max, fmt.max
+    return float(fmt.min), float(fmt.max)
+
+
+def _positive_levels(fmt) -> int:
+    """LSQ's Qp: how many grid values are positive (max_code for floats: every code up to max)."""
+    return fmt.max_code if isinstance(fmt, FloatFormat) else fmt.max
+
+
+def _check_lsq_arguments(scale, zero_point, fmt, geometry) -> None:
+    if isinstance(fmt, IntFormat) and fmt.signed and fmt.bits == 1:
+        raise ValueError("fake_quantize_lsq needs a grid with a zero: INT1 (sign quantization) has none; use INT2 or more")
+    if not isinstance(scale, torch.Tensor) or not scale.dtype.is_floating_point:
+        raise TypeError(f"scale must be a floating-point torch.Tensor, got {type(scale).__name__}")
+    if tuple(scale.shape) != tuple(geometry.scale_shape):
+        raise ValueError(f"scale must have shape {tuple(geometry.scale_shape)} (as fpx.quantize gives), got {tuple(scale.shape)}")
+    unsigned = isinstance(fmt, IntFormat) and not fmt.signed
+    if unsigned and zero_point is None:
+        raise ValueError(f"fmt={fmt!r} needs a zero_point (e.g. fpx.quantize(x, fmt, ...).zero_point)")
+    if not unsigned and zero_point is not None:
+        raise ValueError(f"zero_point is only for UINT formats, got fmt={fmt!r}")
+    if zero_point is not None and tuple(zero_point.shape) != tuple(geometry.scale_shape):
+        raise ValueError(f"zero_point must have shape {tuple(geometry.scale_shape)}, got {tuple(zero_point.shape)}")

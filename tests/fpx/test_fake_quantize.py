@@ -233,6 +233,93 @@ def test_integer_input_is_a_type_error():
         fpx.fake_quantize(torch.ones(4, 32, dtype=torch.int32), fpx.INT4)
 
 
+# ---- learnable scales (LSQ) ----------------------------------------------------------------------
+
+
+@st.composite
+def lsq_configs(draw):
+    shape, axis, group_size = draw(layouts())
+    fmt = draw(st.sampled_from([f for f in ALL_FMTS if f != fpx.INT1]))
+    dtype = draw(st.sampled_from(FLOAT_DTYPES))
+    return draw(tensors(shape, dtype)), fmt, dict(axis=axis, group_size=group_size)
+
+
+@given(lsq_configs())
+def test_lsq_forward_at_the_minmax_scale_equals_fake_quantize(config):
+    x, fmt, kwargs = config
+    q = fpx.quantize(x, fmt, **kwargs)
+    out = fpx.fake_quantize_lsq(x, q.scale, fmt, zero_point=q.zero_point, **kwargs)
+    assert_bitwise_equal(out, fpx.fake_quantize(x, fmt, **kwargs))
+
+
+@given(lsq_configs(), st.floats(0.3, 1.5))
+def test_lsq_gradients(config, shrink):
+    x, fmt, kwargs = config
+    x = x.float()  # gradients compared in float32 (the scale's dtype)
+    q = fpx.quantize(x, fmt, **kwargs)
+    scale = (q.scale * shrink).requires_grad_()  # shrink < 1 clamps the tails
+    xr = x.clone().requires_grad_()
+    fpx.fake_quantize_lsq(xr, scale, fmt, zero_point=q.zero_point, grad_scale=1.0, **kwargs).sum().backward()
+    # LSQ by its definition, per element, then summed per group like the scale
+    s = broadcast_scale(q, scale.detach())
+    v = x * (1.0 / s)
+    if isinstance(fmt, fpx.FloatFormat):
+        low, high = torch.full_like(v, -fmt.max), torch.full_like(v, fmt.max)
+        rounded = fpx.round_to(v, fmt)
+    else:
+        shift = 0.0 if q.zero_point is None else broadcast_scale(q, q.zero_point).float()
+        low, high = fmt.min - shift, fmt.max - shift
+        low, high = torch.as_tensor(low).expand_as(v), torch.as_tensor(high).expand_as(v)
+        rounded = torch.round(v)
+    inside = (v >= low) & (v <= high)
+    assert torch.equal(xr.grad, inside.float())
+    per_element = torch.where(inside, rounded - v, torch.where(v < low, low, high))
+    if q.axis is None:
+        expected = per_element.sum().reshape(scale.shape)
+    else:
+        grouped = per_element.unflatten(q.axis, (scale.shape[q.axis], q.group_size))
+        expected = grouped.sum(q.axis + 1)
+    torch.testing.assert_close(scale.grad, expected, rtol=1e-5, atol=1e-5 * float(v.abs().max()) + 1e-6)
+
+
+def test_lsq_default_grad_scale_and_training_step_compile():
+    w = torch.randn(16, 64, generator=torch.Generator().manual_seed(0))
+    q = fpx.quantize(w, fpx.INT4, group_size=32)
+
+    def step(weight, scale):
+        return fpx.fake_quantize_lsq(weight, scale, fpx.INT4, group_size=32).square().sum()
+
+    grads = []
+    for fn in (step, torch.compile(step, fullgraph=True)):
+        weight, scale = w.clone().requires_grad_(), q.scale.clone().requires_grad_()
+        fn(weight, scale).backward()
+        grads.append((weight.grad, scale.grad))
+    torch.testing.assert_close(grads[1][0], grads[0][0])
+    torch.testing.assert_close(grads[1][1], grads[0][1])
+    # the default grad_scale is 1 / sqrt(32 * 7): compare with grad_scale=1
+    scale = q.scale.clone().requires_grad_()
+    step(w, scale).backward()
+    unscaled = q.scale.clone().requires_grad_()
+    fpx.fake_quantize_lsq(w, unscaled, fpx.INT4, group_size=32, grad_scale=1.0).square().sum().backward()
+    torch.testing.assert_close(scale.grad, unscaled.grad / (32 * 7) ** 0.5)
+
+
+@pytest.mark.parametrize(
+    "fmt, kwargs, error, match",
+    [
+        (fpx.INT4, dict(scale=torch.ones(4, 2)), ValueError, r"scale must have shape \(4, 1\).*got \(4, 2\)"),
+        (fpx.INT1, dict(scale=torch.ones(4, 1)), ValueError, "INT1"),
+        (fpx.UINT4, dict(scale=torch.ones(4, 1)), ValueError, "needs a zero_point"),
+        (fpx.INT4, dict(scale=torch.ones(4, 1), zero_point=torch.zeros(4, 1)), ValueError, "zero_point is only for UINT"),
+        (fpx.INT4, dict(scale=torch.ones(4, 1, dtype=torch.int32)), TypeError, "scale must be a floating-point"),
+    ],
+)
+def test_lsq_bad_arguments(fmt, kwargs, error, match):
+    scale = kwargs.pop("scale")
+    with pytest.raises(error, match=match):
+        fpx.fake_quantize_lsq(torch.randn(4, 32), scale, fmt, **kwargs)
+
+
 # ---- CUDA (skipped where there is no GPU) --------------------------------------------------------
 
 CUDA_CASES = [case for case in SINGLE_KERNEL_CASES if not case[3].get("clip_search") and case[3].get("axis", -1) == -1]
