@@ -58,6 +58,7 @@ MX_SCALE_ROUNDINGS = ("floor", "ceil")
 # (integer dtype of the same width, stored significand bits P, exponent bias) of the two
 # floating dtypes computed on directly; narrower floats are upcast to float32 exactly first.
 _IEEE = {torch.float32: (torch.int32, 23, 127), torch.float64: (torch.int64, 52, 1023)}
+_INPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 # Stochastic rounding compares draws at this resolution (torch.rand's float32 resolution).
 _RANDOM_BITS = 24
@@ -82,12 +83,13 @@ def _fits_float32(fmt: FloatFormat) -> bool:
 def _check_float_tensor(x, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating-point tensor (float32, bfloat16, float16, float64), got {x.dtype}")
+    if x.dtype not in _INPUT_DTYPES:
+        hint = " (convert it with .float() first: exact)" if x.dtype.is_floating_point else ""
+        raise TypeError(f"{name} must be a floating-point tensor (float32, bfloat16, float16, float64), got {x.dtype}{hint}")
     return x
 
 
-def _check_rounding(rounding, generator, uniform) -> None:
+def _check_rounding(rounding, generator, uniform, x: torch.Tensor) -> None:
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
     if rounding == "nearest" and (generator is not None or uniform is not None):
@@ -98,6 +100,13 @@ def _check_rounding(rounding, generator, uniform) -> None:
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if uniform is not None and not (isinstance(uniform, torch.Tensor) and uniform.dtype.is_floating_point):
         raise TypeError(f"uniform must be a floating-point tensor of draws in [0, 1), got {uniform!r}")
+    if uniform is not None and not torch.compiler.is_compiling():
+        try:
+            fits = torch.broadcast_shapes(uniform.shape, x.shape) == x.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"uniform of shape {tuple(uniform.shape)} does not broadcast to x's shape {tuple(x.shape)}")
 
 
 def _check_saturate(saturate) -> bool:
@@ -236,8 +245,8 @@ def encode(
     """Round ``x`` to the float format ``fmt``; return the codes as ``torch.uint8``.
 
     Contract:
-      - ``x``: any floating dtype (float32, bfloat16, float16 and float64 are rounded from
-        their exact values; float64 is never rounded through float32). Any shape; the result
+      - ``x``: float32, bfloat16, float16 or float64, each rounded from its exact value
+        (float64 is never rounded through float32). Any shape; the result
         has ``x``'s shape, one code per element in its low ``fmt.bits`` bits, the
         sign in the highest of them (``0x80`` for FP8, ``0x20`` FP6, ``0x8`` FP4).
       - ``rounding="nearest"``: ties to even, subnormals included, exponent unbounded before
@@ -251,8 +260,9 @@ def encode(
       - FP8 codes can be reinterpreted as torch's float8 dtypes bit-exactly:
         ``encode(x, E4M3).view(torch.float8_e4m3fn)``, ``encode(x, E5M2).view(torch.float8_e5m2)``,
         ``encode(x, E8M0).view(torch.float8_e8m0fnu)``.
-      - TypeError for a non-float ``x`` or a non-FloatFormat ``fmt``; ValueError for a bad
-        ``rounding`` or a ``generator``/``uniform`` given with ``rounding="nearest"``.
+      - TypeError for another ``x`` dtype or a non-FloatFormat ``fmt``; ValueError for a bad
+        ``rounding``, a ``generator``/``uniform`` given with ``rounding="nearest"``, or a
+        ``uniform`` that does not broadcast to ``x``'s shape.
 
     >>> import torch
     >>> from fpx import E4M3, E5M2, E2M1
@@ -266,7 +276,7 @@ def encode(
     _check_float_tensor(x, "x")
     fmt = _check_format(fmt)
     saturate = _check_saturate(saturate)
-    _check_rounding(rounding, generator, uniform)
+    _check_rounding(rounding, generator, uniform, x)
     code = _encode_int(x, fmt, saturate, _draws(x, rounding, generator, uniform))
     return code.to(torch.uint8)
 
@@ -370,7 +380,7 @@ def round_to(
     _check_float_tensor(x, "x")
     fmt = _check_format(fmt)
     saturate = _check_saturate(saturate)
-    _check_rounding(rounding, generator, uniform)
+    _check_rounding(rounding, generator, uniform, x)
     code = _encode_int(x, fmt, saturate, _draws(x, rounding, generator, uniform))
     return _code_to_float32(code.to(torch.int32), fmt).to(x.dtype)
 
@@ -380,7 +390,7 @@ def mx_scale_exponent(amax: torch.Tensor, fmt: FloatFormat, *, rounding: str = "
     """E8M0 codes of the MX shared scale X for blocks whose largest magnitude is ``amax``.
 
     Contract:
-      - ``amax``: float tensor (any floating dtype, any shape) of block maxima of abs(value);
+      - ``amax``: float32/bfloat16/float16/float64 tensor, any shape, of block maxima of abs(value);
         its sign is ignored. ``fmt``: the element format (E4M3, E5M2, E3M2, E2M3, E2M1, ...).
       - ``rounding="floor"`` (OCP MX v1.0, section 6.3): X = 2^(floor(log2(amax)) - fmt.emax).
         Exact for every input (computed on the exponent bits, no log2). Elements of the block

@@ -460,6 +460,10 @@ def test_encode_errors():
             fn(x, E4M3, saturate="no")
     with pytest.raises(TypeError, match="x must be a floating-point tensor.*torch.complex64"):
         encode(torch.ones(2, dtype=torch.complex64), E4M3)
+    with pytest.raises(TypeError, match=r"got torch.float8_e4m3fn \(convert it with .float\(\) first"):
+        encode(torch.ones(2).to(torch.float8_e4m3fn), E2M1)
+    with pytest.raises(ValueError, match=r"uniform of shape \(3,\) does not broadcast to x's shape \(1,\)"):
+        encode(torch.ones(1), E4M3, rounding="stochastic", uniform=torch.rand(3))
 
 
 # ---- MX shared scale ---------------------------------------------------------------------------
