@@ -344,10 +344,9 @@ def test_cuda_forward_is_one_kernel_and_matches_cpu(case):
 
 
 @pytest.mark.cuda
-def test_cuda_backward_compiles():
+@pytest.mark.parametrize("fmt, kwargs", [(fpx.INT4, dict(group_size=32)), (fpx.E4M3, dict())])
+def test_cuda_backward_compiles(fmt, kwargs):
     w = torch.randn(32, 128, device="cuda", requires_grad=True)
-    out = torch.compile(lambda t: fpx.fake_quantize(t, fpx.INT4, group_size=32, clip_search=True), fullgraph=True)(w)
-    out.backward(torch.ones_like(out))
-    q = fpx.quantize(w.detach().cpu(), fpx.INT4, group_size=32, clip_search=True)
-    expected = _expected_mask(w.detach().cpu(), q).float()
-    assert float((w.grad.cpu() != expected).float().mean()) < 1e-2  # see the 1-ulp note above
+    out = torch.compile(lambda t: fpx.fake_quantize(t, fmt, **kwargs), fullgraph=True)(w)
+    out.backward(torch.full_like(out, 3.0))
+    assert torch.equal(w.grad, torch.full_like(w, 3.0))  # min/max scales clamp nothing
