@@ -6,9 +6,14 @@ gradient is the straight-through estimator of ``torch.fake_quantize_per_channel_
 1 where the value was inside the representable range, 0 where it was clamped (saturated).
 Scales are treated as constants (no gradient flows through the min/max reduction).
 
-Written as plain tensor code, so ``torch.compile(fullgraph=True)`` fuses it: on CPU the forward
-of per-channel and per-group fake quantization along the last dim is one kernel (the amax
-reduction and the elementwise rounding share the loop over the group).
+``fake_quantize_lsq(x, scale, fmt, ...)`` is the learnable-scale variant (LSQ): the caller owns
+the scale (e.g. an ``nn.Parameter`` initialised from ``fpx.quantize(x, ...).scale``) and gets
+its gradient.
+
+Written as plain tensor code, so ``torch.compile(fullgraph=True)`` fuses it, forward and
+backward: on CPU the forward is one kernel for every granularity measured (per-tensor,
+per-channel along the last dim or dim 0, per-group, MX, with clip search too): inductor puts
+the amax reduction and the elementwise rounding in one loop nest.
 
 >>> import torch, fpx
 >>> x = torch.tensor([[0.2, -0.9, 0.7, 1.5]], requires_grad=True)
