@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_tensor, normalize_dim
-from .bits import bits_along, packbits
+from .bits import bit_values, packbits
 
 BITORDERS = ("little", "big")
 
@@ -316,7 +316,8 @@ class PackedMask:
 
     def _bits(self) -> torch.Tensor:
         """The mask as a lazy bool expression (a gather that fuses into its consumer)."""
-        return bits_along(self.data, self.dim, self.shape[self.dim], self.bitorder == "little")
+        little = self.bitorder == "little"
+        return bit_values(self.data, self.dim, self.shape[self.dim], little, torch.int32).bool()
 
     def _valid_bits(self) -> torch.Tensor:
         """Per byte along ``dim``, the bits that hold values (uint8, broadcastable to ``data``)."""
