@@ -8,7 +8,7 @@ replays timed with CUDA events, see benchmarks/timing.py):
     Goal: packed >= 20x the bool versions.
   - ``mask.where(x, -inf)``: PackedMask compiled against bool ``torch.where`` compiled (float32 x).
   - packbits: compiled ``bitpack.packbits`` against ``numpy.packbits`` (CPU only), same bool
-    input, numpy's default big bit order along the last dim. Goal: >= 1.0x.
+    input, numpy's default big bit order along the last dim. Goal: >= 1.0x. Same for unpackbits.
 """
 
 import argparse
@@ -45,6 +45,10 @@ def packbits_big(x):
     return bitpack.packbits(x, -1)
 
 
+def unpackbits_big(p):
+    return bitpack.unpackbits(p, -1)
+
+
 def bench_device(device: str, mbits: int) -> list[tuple[str, str, float, float]]:
     """Rows of (operation, baseline name, baseline seconds, ours seconds) on one device."""
     rows, cols = 8192, mbits * 1024 * 1024 // 8192
@@ -78,6 +82,12 @@ def bench_device(device: str, mbits: int) -> list[tuple[str, str, float, float]]
         assert np.array_equal(packbits(a).numpy(), np.packbits(a_numpy, axis=-1))
         results.append(
             ("packbits(bool, -1)", "numpy.packbits", *compare(np.packbits, (a_numpy, -1), packbits, (a,)))
+        )
+        unpackbits = compiled(unpackbits_big)
+        p = packbits(a)
+        assert np.array_equal(unpackbits(p).numpy(), np.unpackbits(p.numpy(), axis=-1))
+        results.append(
+            ("unpackbits(p, -1)", "numpy.unpackbits", *compare(np.unpackbits, (p.numpy(), -1), unpackbits, (p,)))
         )
     return results
 
