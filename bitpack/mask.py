@@ -263,7 +263,7 @@ class PackedMask:
         """``torch.where(mask, values, other)``, broadcasting as torch.where does.
 
         Under ``torch.compile`` the bit is unpacked inside the one kernel that writes the
-        result; no bool tensor is materialized.
+        result; no bool tensor is materialized (in eager mode one is, transiently).
 
         >>> import torch
         >>> m = PackedMask.from_bool(torch.tensor([True, False, True]))
@@ -307,15 +307,15 @@ class PackedMask:
             raise TypeError(f"{op} needs a PackedMask, got {type(other).__name__}")
         if self.shape != other.shape or self.dim != other.dim:
             raise ValueError(
-                f"{op}: mask shapes differ: {tuple(self.shape)} packed along dim {self.dim} vs "
-                f"{tuple(other.shape)} packed along dim {other.dim}"
+                f"{op}: masks differ: shape {tuple(self.shape)} packed along dim {self.dim} vs "
+                f"shape {tuple(other.shape)} packed along dim {other.dim}"
             )
         if self.bitorder != other.bitorder:
             raise ValueError(f"{op}: bit orders differ: {self.bitorder!r} vs {other.bitorder!r}")
         return other
 
     def _bits(self) -> torch.Tensor:
-        """The mask as a lazy bool expression (a gather that fuses into its consumer)."""
+        """The mask as a bool expression on ``data`` (pointwise: it fuses into its consumer)."""
         little = self.bitorder == "little"
         return bit_values(self.data, self.dim, self.shape[self.dim], little, torch.int32).bool()
 
