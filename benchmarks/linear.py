@@ -66,29 +66,11 @@ def main():
             layers = [layer] + [copy.deepcopy(layer) for _ in range(copies_for(layer.weight_nbytes) - 1)]
             floor_s = layer.weight_nbytes / bandwidth
             for m in map(int, args.m.split(",")):
-                x = torch.randn(m, k, device=device, dtype=dtype)
-                bf16_s = time_cuda_graph([lambda w=w: F.linear(x, w) for w in dense_weights])
-                torch._dynamo.reset()
-                compiled = [torch.compile(l, fullgraph=True, dynamic=False, options=fpx.nn.COMPILE_OPTIONS) for l in layers]
-                start = time.perf_counter()
-                out = compiled[0](x)
-                torch.cuda.synchronize()
-                compile_s = time.perf_counter() - start
-                for c in compiled[1:]:
-                    c(x)
-                reference = x.float() @ layer.dequantize_weight().T
-                error = ((out.float() - reference).norm() / reference.norm()).item()
-                kernels = kernels_launched(compiled[0], x)
-                t = time_cuda_graph([lambda c=c: c(x) for c in compiled])
-                tiny = tinygemm_seconds(x, n, k, args.group_size) if name in ("INT4", "UINT4") else float("nan")
-                rows.append(dict(shape=shape, m=m, fmt=name, us=t * 1e6, bf16_us=bf16_s * 1e6, speedup=bf16_s / t,
-                                 roofline=floor_s / t, kernels=kernels, compile_s=compile_s, rel_err=error,
-                                 tinygemm_us=tiny * 1e6))
-                r = rows[-1]
-                print(f"{shape:>11} M={m:<4} {name:>7}: {r['us']:8.1f} us  {r['speedup']:5.2f}x bf16 ({r['bf16_us']:.1f} us)  "
-                      f"{r['roofline']:5.0%} roofline  {kernels} kernels  compile {compile_s:5.1f} s  err {error:.1e}  "
-                      f"tinygemm {r['tinygemm_us']:.1f} us", flush=True)
-    if args.csv:
+                try:
+                    rows.append(measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s))
+                except Exception as error:  # keep going: one failing case must not hide the rest
+                    print(f"{shape} M={m} {name}: FAILED {error!r}"[:400], flush=True)
+    if args.csv and rows:
         with open(args.csv, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
@@ -97,6 +79,32 @@ def main():
     for r in rows:
         print(f"{r['shape']:>11} {r['m']:>4} {r['fmt']:>7} {r['us']:>8.1f} {r['speedup']:>7.2f} {r['roofline']:>5.0%} "
               f"{r['kernels']:>4} {r['tinygemm_us']:>8.1f} {r['compile_s']:>6.1f}s")
+
+
+def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
+    """Time one (shape, M, format) case; returns its row."""
+    device, dtype = "cuda", torch.bfloat16
+    x = torch.randn(m, k, device=device, dtype=dtype)
+    bf16_s = time_cuda_graph([lambda w=w: F.linear(x, w) for w in dense_weights])
+    torch._dynamo.reset()
+    compiled = [torch.compile(l, fullgraph=True, dynamic=False, options=fpx.nn.COMPILE_OPTIONS) for l in layers]
+    start = time.perf_counter()
+    out = compiled[0](x)
+    torch.cuda.synchronize()
+    compile_s = time.perf_counter() - start
+    for c in compiled[1:]:
+        c(x)
+    reference = x.float() @ layer.dequantize_weight().T
+    error = ((out.float() - reference).norm() / reference.norm()).item()
+    kernels = kernels_launched(compiled[0], x)
+    t = time_cuda_graph([lambda c=c: c(x) for c in compiled])
+    tiny = tinygemm_seconds(x, n, k, args.group_size) if name in ("INT4", "UINT4") else float("nan")
+    r = dict(shape=shape, m=m, fmt=name, us=t * 1e6, bf16_us=bf16_s * 1e6, speedup=bf16_s / t,
+             roofline=floor_s / t, kernels=kernels, compile_s=compile_s, rel_err=error, tinygemm_us=tiny * 1e6)
+    print(f"{shape:>11} M={m:<4} {name:>7}: {r['us']:8.1f} us  {r['speedup']:5.2f}x bf16 ({r['bf16_us']:.1f} us)  "
+          f"{r['roofline']:5.0%} roofline  {kernels} kernels  compile {compile_s:5.1f} s  err {error:.1e}  "
+          f"tinygemm {r['tinygemm_us']:.1f} us", flush=True)
+    return r
 
 
 def tinygemm_seconds(x, n, k, group_size):

@@ -16,17 +16,16 @@ _UNSUPPORTED_INT_DTYPES = tuple(
 
 
 def check_bits(bits, *, low: int = 1, high: int = 8, name: str = "bits") -> int:
-    """Return ``bits`` as an int after checking it is an integer in [low, high].
-
-    ``int()`` also specializes a symbolic int under ``torch.compile(dynamic=True)``: the bit
-    width shapes the kernel and must be a constant.
-    """
+    """Return ``bits`` as a plain int after checking it is an integer in [low, high]."""
     if isinstance(bits, bool) or not isinstance(bits, (int, torch.SymInt)):
         raise TypeError(f"{name} must be an int in {low}..{high}, got {bits!r}")
-    bits = int(bits)
-    if not low <= bits <= high:
-        raise ValueError(f"{name} must be in {low}..{high}, got {bits}")
-    return bits
+    for candidate in range(low, high + 1):
+        # Comparing with each candidate returns a plain int even when torch.compile made
+        # ``bits`` symbolic (the equality guard specializes it): the bit width shapes the
+        # kernel and must be a constant.
+        if bits == candidate:
+            return candidate
+    raise ValueError(f"{name} must be in {low}..{high}, got {bits}")
 
 
 def check_layout(layout) -> str:
