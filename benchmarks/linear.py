@@ -87,7 +87,7 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
     x = torch.randn(m, k, device=device, dtype=dtype)
     bf16_s = time_cuda_graph([lambda w=w: F.linear(x, w) for w in dense_weights])
     torch._dynamo.reset()
-    compiled = [torch.compile(l, fullgraph=True, dynamic=False, options=fpx.nn.COMPILE_OPTIONS) for l in layers]
+    compiled = [torch.compile(l, fullgraph=True, dynamic=False, options=fpx.nn.compile_options("cuda")) for l in layers]
     start = time.perf_counter()
     out = compiled[0](x)
     torch.cuda.synchronize()

@@ -18,13 +18,13 @@ Forward paths:
 - compiled, at most ``gemv_max_rows`` rows of x (default 16 on CPU, 1 on CUDA): the fused
   reduction above: one kernel, no N x K buffer.
 - compiled, more rows: ``x @ W.T`` with W.T decoded in the (K, N) layout a matmul template
-  reads, marked with torch's InvokeQuant on CUDA. Compiled with ``COMPILE_OPTIONS``
+  reads, marked with torch's InvokeQuant on CUDA. Compiled with ``compile_options("cuda")``
   (max-autotune), inductor fuses the decode into the Triton matmul template as a prologue: one
   kernel, no dequantized weight in memory. Without max-autotune, and on CPU, inductor writes
   the dequantized weight and calls a library matmul.
 
-Compile with ``torch.compile(model, options=fpx.nn.COMPILE_OPTIONS)`` for the fused kernels;
-the options are scoped to that compile.
+Compile with ``torch.compile(model, options=fpx.nn.compile_options(device))`` for the fused
+kernels; the options are scoped to that compile.
 
 >>> import torch, fpx
 >>> linear = torch.nn.Linear(256, 64)
@@ -48,17 +48,26 @@ from .convert import decode
 from .formats import E8M0, FloatFormat, IntFormat
 from .quantize import _dequantize_grid, quantize
 
-__all__ = ["LowBitLinear", "quantize_", "COMPILE_OPTIONS"]
+__all__ = ["LowBitLinear", "quantize_", "compile_options"]
 
 SCALE_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
-#: Inductor options for compiling models with LowBitLinear layers: max-autotune with Triton
-#: matmul templates lets the weight decode fuse into the matmul as a prologue (measured on an
-#: H100 with torch 2.11: with cuBLAS among the choices inductor kept the unfused pair);
-#: coordinate descent tunes the reduction kernels of the small-batch path. Note that the
-#: model's other matmuls then use Triton templates too. Pass them per compile:
-#: ``torch.compile(model, options=fpx.nn.COMPILE_OPTIONS)``.
-COMPILE_OPTIONS = {"max_autotune": True, "max_autotune_gemm_backends": "TRITON", "coordinate_descent_tuning": True}
+def compile_options(device="cuda") -> dict:
+    """Inductor options for ``torch.compile`` of a model with LowBitLinear layers on ``device``.
+
+    CUDA: max-autotune with Triton matmul templates, so the weight decode fuses into the matmul
+    as a prologue (measured on an H100, torch 2.11: with cuBLAS among the choices inductor kept
+    the unfused pair), and coordinate-descent tuning of the small-batch reduction kernels. The
+    model's other matmuls then use Triton templates too. CPU: inductor's defaults (the fused
+    path needs no option there). The options are scoped to the one compile:
+
+    >>> import torch, fpx
+    >>> model = fpx.quantize_(torch.nn.Sequential(torch.nn.Linear(64, 32)), fpx.INT4, group_size=32)
+    >>> compiled = torch.compile(model, options=fpx.nn.compile_options("cpu"))
+    """
+    if torch.device(device).type == "cuda":
+        return {"max_autotune": True, "max_autotune_gemm_backends": "TRITON", "coordinate_descent_tuning": True}
+    return {}
 
 
 def planar_group(bits: int) -> int:

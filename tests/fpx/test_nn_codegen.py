@@ -61,7 +61,7 @@ def test_cuda_forward_at_16_rows_fuses_the_decode_into_the_matmul_template(fmt, 
     n, k = 512, 1024
     layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n), fmt, **kwargs).to("cuda", torch.bfloat16)
     x = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
-    out, source = compile_and_code(layer, x, options=fpx.nn.COMPILE_OPTIONS)
+    out, source = compile_and_code(layer, x, options=fpx.nn.compile_options("cuda"))
     expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
     torch.testing.assert_close(out.double(), expected, rtol=2e-2, atol=2e-2)
     sizes = [math.prod(s) for s in allocations(source) if all(isinstance(d, int) for d in s)]
