@@ -97,10 +97,18 @@ def pack_bool_last(bits: torch.Tensor, little: bool) -> torch.Tensor:
     Byte j holds bits 8j .. 8j+7, the first in bit 0 (``little``) or bit 7. The whole bytes read
     eight fixed offsets of a (..., n // 8, 8) view, plain loads for inductor; a clamped gather
     (what :func:`pack` does for any length) compiled 10-20x slower on CPU. The partial last
-    byte is computed apart and concatenated, which inductor keeps inside the same kernel.
+    byte is computed apart and concatenated, which inductor keeps inside the same kernel on CPU;
+    on other devices the bits are padded to whole bytes instead (see below).
     """
     n = bits.shape[-1]
     whole = n // 8
+    if n % 8 and bits.device.type != "cpu":
+        # Triton: pad with zeros instead. Inductor stores a long pointwise chain (over 30 ops:
+        # six or more of the eight terms) in a buffer midway; shaped like the output it fuses
+        # back into the one kernel, but the cat's inputs are one byte shorter, and that made a
+        # second kernel. (On CPU the padded form hits an inductor C++ codegen error.)
+        bits = F.pad(bits, (0, 8 - n % 8))
+        return _or_shifted(bits.unflatten(-1, (whole + 1, 8)), little).to(torch.uint8)
     packed = _or_shifted(bits[..., : 8 * whole].unflatten(-1, (whole, 8)), little)
     if n % 8:
         tail = _or_shifted(bits[..., 8 * whole :].unsqueeze(-2), little)

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import torch
 
-from .formats import FloatFormat
+from .formats import E2M1, E2M3, E3M2, E4M3, E5M2, E8M0, INT_FORMATS, UINT_FORMATS, FloatFormat, IntFormat
 
 ROUNDINGS = ("nearest", "stochastic")
 MX_SCALE_ROUNDINGS = ("floor", "ceil")
@@ -63,11 +63,80 @@ _INPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 # Stochastic rounding compares draws at this resolution (torch.rand's float32 resolution).
 _RANDOM_BITS = 24
 
+# float32's sign bit as an int32 (bit 31 set).
+_INT32_SIGN_BIT = -(1 << 31)
+
+
+# ---- formats as compile-time constants ---------------------------------------------------------
+# torch.compile(dynamic=True) turns the int fields of a format object that it reaches through a
+# local variable or a closure (not a global) into symbolic ints. Those would reach Python shifts
+# (``1 << fmt.mantissa_bits``; torch 2.11's dynamo crashes on ``1 << SymInt``), scalar kernel
+# arguments and guards, while the format must shape the kernel as constants. So every public
+# entry point swaps ``fmt`` for an equal object whose fields are plain ints.
+_FIELDS_TO_FORMAT: dict = {}
+
+
+def _register(fmt) -> None:
+    """Remember ``fmt`` by its fields (eager only). The first equal object stays: the dict only
+    changes for a new format, which keeps dynamo's guards on it (and compiled code) valid."""
+    if isinstance(fmt, IntFormat):
+        key = ("int", fmt.name, fmt.bits, fmt.signed)
+    else:
+        key = ("float", fmt.name, fmt.exponent_bits, fmt.mantissa_bits, fmt.bias, fmt.special, fmt.signed, fmt.has_zero)
+    if key not in _FIELDS_TO_FORMAT:
+        _FIELDS_TO_FORMAT[key] = fmt
+
+
+for _known in (E4M3, E5M2, E3M2, E2M3, E2M1, E8M0, *INT_FORMATS, *UINT_FORMATS):
+    _register(_known)
+
+
+def _constant_int(value, candidates) -> int:
+    """The candidate equal to ``value``: a plain int even when ``value`` is a symbolic int.
+
+    ``value == c`` on a symbolic int makes dynamo guard on the answer and hand back a plain
+    bool (``int(symint)`` does not specialize in torch 2.11's dynamo; and under dynamo a
+    symbolic int passes ``type(v) is int``, so it cannot be told from a constant).
+    """
+    for candidate in candidates:
+        if value == candidate:
+            return candidate
+    raise ValueError(f"format field {value} is outside the supported range")
+
+
+def constant_format(fmt):
+    """``fmt`` (a FloatFormat or IntFormat) with plain-int fields, equal to it (see above).
+
+    In eager mode this is ``fmt`` itself; anything that is not a format is returned unchanged
+    for the caller's type check.
+    """
+    if not torch.compiler.is_compiling():
+        return fmt
+    if isinstance(fmt, IntFormat):
+        key = ("int", fmt.name, _constant_int(fmt.bits, range(1, 9)), fmt.signed)
+    elif isinstance(fmt, FloatFormat):
+        exponent_bits = _constant_int(fmt.exponent_bits, range(1, 9))
+        mantissa_bits = _constant_int(fmt.mantissa_bits, range(0, 8))
+        # The default bias first (one guard), then every bias that _fits_float32 can accept.
+        bias = _constant_int(fmt.bias, [(1 << (exponent_bits - 1)) - 1, *range(-128, 160)])
+        key = ("float", fmt.name, exponent_bits, mantissa_bits, bias, fmt.special, fmt.signed, fmt.has_zero)
+    else:
+        return fmt
+    # A registered object is reached through a global, whose int fields dynamo keeps constant;
+    # otherwise build one from the constants.
+    known = _FIELDS_TO_FORMAT.get(key)
+    if known is not None:
+        return known
+    return IntFormat(*key[1:]) if key[0] == "int" else FloatFormat(*key[1:])
+
 
 # ---- argument checks (pure Python on constants: free under torch.compile) --------------------
 def _check_format(fmt) -> FloatFormat:
+    fmt = constant_format(fmt)
     if not isinstance(fmt, FloatFormat):
         raise TypeError(f"fmt must be a fpx.FloatFormat (E4M3, E5M2, E2M1, exmy(...), ...), got {fmt!r}")
+    if not torch.compiler.is_compiling():
+        _register(fmt)  # compiled code then finds this very object by its fields (above)
     if not _fits_float32(fmt):
         raise ValueError(f"fmt={fmt!r} (bias {fmt.bias}) has values outside float32's exact range")
     return fmt
@@ -203,9 +272,11 @@ def _encode_int(x, fmt: FloatFormat, saturate: bool, uniform) -> torch.Tensor:
     """The codes as an integer tensor (int32 or int64), before narrowing to uint8."""
     negative, is_nan, is_inf, exponent, sig, p = _split(_as_ieee(x), _min_exponent(fmt))
     if x.dtype.itemsize < 4:
-        # Read the sign from the input itself: torch's float16 -> float32 cast drops a NaN's sign.
-        # (signbit, not a view as int16: inductor's CPU backend vectorizes only the former.)
-        negative = torch.signbit(x)
+        # Read the sign from the input itself: a float16 -> float32 cast may drop a NaN's sign.
+        # CUDA converts to float32 inside signbit too (and its conversion returns a NaN's sign
+        # as it likes), so there only the bits can be trusted. On CPU signbit keeps the sign
+        # and, unlike a view as int16, inductor's CPU backend vectorizes it.
+        negative = torch.signbit(x) if x.device.type == "cpu" else x.view(torch.int16) < 0
     code = _round_magnitude(exponent, sig, p, fmt, uniform)
     overflow = (code > fmt.max_code) | is_inf
     if saturate or not (fmt.has_inf or fmt.has_nan):
@@ -292,9 +363,11 @@ def _code_to_float32(code: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
     # E8M0's 2^-127) becomes a float32 subnormal by shifting the significand right.
     biased = exponent_field + (127 - fmt.bias)
     significand = (1 << 23) | (mantissa << (23 - m))
+    # Both branches are computed for every code: clamp so that neither shifts a negative value
+    # or by an amount outside [0, 31] (undefined in C++ and on CUDA, whatever where() keeps).
     bits = torch.where(
         biased >= 1,
-        ((biased - 1) << 23) + significand,
+        ((torch.clamp(biased, min=1) - 1) << 23) + significand,
         significand >> torch.clamp(1 - biased, min=0, max=24),
     )
     if fmt.has_subnormals:
@@ -307,10 +380,12 @@ def _code_to_float32(code: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
         bits = torch.where(magnitude > fmt.inf_code, 0x7FC00000, bits)
     elif fmt.has_nan:
         bits = torch.where(magnitude == fmt.nan_code, 0x7FC00000, bits)
-    value = bits.view(torch.float32)
     if fmt.signed:
-        value = torch.where((code & fmt.sign_mask) != 0, -value, value)
-    return value
+        # Set the sign bit on the integer pattern, not by negating the float: Triton's unary
+        # minus is 0 - x (so -(+0.0) gives +0.0), and a GPU's negation of a NaN may return any
+        # NaN. (An OR with INT32_MIN, not a shift into bit 31, which would overflow an int32.)
+        bits = torch.where((code & fmt.sign_mask) != 0, bits | _INT32_SIGN_BIT, bits)
+    return bits.view(torch.float32)
 
 
 def _check_codes(codes) -> None:
