@@ -73,22 +73,15 @@ _INT32_SIGN_BIT = -(1 << 31)
 # (``1 << fmt.mantissa_bits``; torch 2.11's dynamo crashes on ``1 << SymInt``), scalar kernel
 # arguments and guards, while the format must shape the kernel as constants. So every public
 # entry point swaps ``fmt`` for an equal object whose fields are plain ints.
-_FIELDS_TO_FORMAT: dict = {}
-
-
-def _register(fmt) -> None:
-    """Remember ``fmt`` by its fields (eager only). The first equal object stays: the dict only
-    changes for a new format, which keeps dynamo's guards on it (and compiled code) valid."""
-    if isinstance(fmt, IntFormat):
-        key = ("int", fmt.name, fmt.bits, fmt.signed)
-    else:
-        key = ("float", fmt.name, fmt.exponent_bits, fmt.mantissa_bits, fmt.bias, fmt.special, fmt.signed, fmt.has_zero)
-    if key not in _FIELDS_TO_FORMAT:
-        _FIELDS_TO_FORMAT[key] = fmt
-
-
-for _known in (E4M3, E5M2, E3M2, E2M3, E2M1, E8M0, *INT_FORMATS, *UINT_FORMATS):
-    _register(_known)
+_KNOWN_FORMATS = {
+    _fmt_key: _fmt
+    for _fmt in (E4M3, E5M2, E3M2, E2M3, E2M1, E8M0, *INT_FORMATS, *UINT_FORMATS)
+    for _fmt_key in [
+        ("int", _fmt.name, _fmt.bits, _fmt.signed)
+        if isinstance(_fmt, IntFormat)
+        else ("float", _fmt.name, _fmt.exponent_bits, _fmt.mantissa_bits, _fmt.bias, _fmt.special, _fmt.signed, _fmt.has_zero)
+    ]
+}
 
 
 def _constant_int(value, candidates) -> int:
@@ -104,7 +97,7 @@ def _constant_int(value, candidates) -> int:
     raise ValueError(f"format field {value} is outside the supported range")
 
 
-def constant_format(fmt):
+def _constant_format(fmt):
     """``fmt`` (a FloatFormat or IntFormat) with plain-int fields, equal to it (see above).
 
     In eager mode this is ``fmt`` itself; anything that is not a format is returned unchanged
@@ -122,9 +115,9 @@ def constant_format(fmt):
         key = ("float", fmt.name, exponent_bits, mantissa_bits, bias, fmt.special, fmt.signed, fmt.has_zero)
     else:
         return fmt
-    # A registered object is reached through a global, whose int fields dynamo keeps constant;
-    # otherwise build one from the constants.
-    known = _FIELDS_TO_FORMAT.get(key)
+    # The module's own formats come from a global (dynamo keeps their fields constant); any
+    # other is rebuilt from the constants.
+    known = _KNOWN_FORMATS.get(key)
     if known is not None:
         return known
     return IntFormat(*key[1:]) if key[0] == "int" else FloatFormat(*key[1:])
@@ -132,11 +125,9 @@ def constant_format(fmt):
 
 # ---- argument checks (pure Python on constants: free under torch.compile) --------------------
 def _check_format(fmt) -> FloatFormat:
-    fmt = constant_format(fmt)
+    fmt = _constant_format(fmt)
     if not isinstance(fmt, FloatFormat):
         raise TypeError(f"fmt must be a fpx.FloatFormat (E4M3, E5M2, E2M1, exmy(...), ...), got {fmt!r}")
-    if not torch.compiler.is_compiling():
-        _register(fmt)  # compiled code then finds this very object by its fields (above)
     if not _fits_float32(fmt):
         raise ValueError(f"fmt={fmt!r} (bias {fmt.bias}) has values outside float32's exact range")
     return fmt

@@ -13,7 +13,10 @@ its gradient.
 Written as plain tensor code, so ``torch.compile(fullgraph=True)`` fuses it, forward and
 backward: on CPU the forward is one kernel for every granularity measured (per-tensor,
 per-channel along the last dim or dim 0, per-group, MX, with clip search too): inductor puts
-the amax reduction and the elementwise rounding in one loop nest.
+the amax reduction and the elementwise rounding in one loop nest. On CUDA (Triton) it is one
+kernel too for per-channel, per-group and MX scales; a per-tensor amax is a split reduction
+there (more kernels). CUDA results equal the CPU's bit for bit, except with clip search, whose
+error sums are reduced in another order.
 
 >>> import torch, fpx
 >>> x = torch.tensor([[0.2, -0.9, 0.7, 1.5]], requires_grad=True)
@@ -30,7 +33,7 @@ import math
 
 import torch
 
-from .convert import round_to
+from .convert import _constant_format, round_to
 from .formats import FloatFormat, IntFormat
 from .quantize import (
     _check_arguments,
@@ -38,6 +41,7 @@ from .quantize import (
     _compute_dtype,
     _dequantize_grid,
     _Geometry,
+    _reciprocal,
     _round_to_grid,
 )
 
@@ -79,6 +83,7 @@ def fake_quantize(
     >>> fpx.fake_quantize(x, fpx.UINT4, axis=None)
     tensor([ 0.5333, -0.9333,  0.2667,  0.9333])
     """
+    fmt = _constant_format(fmt)  # plain-int fields under torch.compile(dynamic=True), see fpx.convert
     axis, group_size = _check_arguments(x, fmt, axis, group_size, block, clip_search)
     if x.requires_grad and torch.is_grad_enabled():
         return _StraightThrough.apply(x, fmt, axis, group_size, block, clip_search)
@@ -91,9 +96,23 @@ def _fake_quantize_with_mask(x, fmt, axis, group_size, block, clip_search):
     geometry = _Geometry(x.shape, axis, group_size)
     xg = x.to(_compute_dtype(x)).reshape(geometry.grouped_shape)
     scale, zero_point = _choose_scale(xg, fmt, geometry.group_dim, block, clip_search)
-    grid, in_range = _round_to_grid(xg * (1.0 / scale), zero_point, fmt)
+    grid, in_range = _round_to_grid(xg * _reciprocal(scale), zero_point, fmt)
     out = _dequantize_grid(grid, scale, zero_point, fmt)
-    return out.reshape(x.shape).to(x.dtype), in_range.reshape(x.shape)
+    return _as_output(out, x), in_range.reshape(x.shape)
+
+
+def _as_output(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``out`` (grouped shape) in ``x``'s dtype and shape, for an autograd.Function to return.
+
+    - No ``.to(x.dtype)`` when the dtype already matches: that no-op returns an alias, and
+      torch 2.11's compiled autograd.Function then hands its backward a zero gradient.
+    - Convert, then reshape: the conversion then iterates over the groups like the amax
+      reduction, so inductor's Triton backend fuses it into the reduction's kernel (converted
+      after the reshape, a bf16 output took a second kernel).
+    """
+    if out.dtype != x.dtype:
+        out = out.to(x.dtype)
+    return out.reshape(x.shape)
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -151,6 +170,7 @@ def fake_quantize_lsq(
     >>> scale.grad, w.grad             # (1 - 0.6) + (-2 + 2) + 1 + 1; clamped: 0
     (tensor([[2.4000]]), tensor([[1., 1., 0., 0.]]))
     """
+    fmt = _constant_format(fmt)
     axis, group_size = _check_arguments(x, fmt, axis, group_size, None, False)
     geometry = _Geometry(x.shape, axis, group_size)
     if not torch.compiler.is_compiling():
@@ -173,14 +193,14 @@ class _LearnedStepSize(torch.autograd.Function):
         if zero_point is not None:  # codes v + zero_point in [low, high]
             shift = zero_point.to(compute).reshape(geometry.scale_keepdim_shape)
             low, high = low - shift, high - shift
-        v = xg * (1.0 / s)
+        v = xg * _reciprocal(s)
         clamped = torch.clamp(v, min=low, max=high)
         grid = _round_to_grid_lsq(clamped, fmt)
         inside = (v >= low) & (v <= high)
         # d out / d scale per element: round(v) - v inside, the end of the range outside
         ctx.save_for_backward(inside, grid - torch.where(inside, v, 0.0))
         ctx.geometry, ctx.grad_scale, ctx.scale_dtype, ctx.x_dtype = geometry, grad_scale, scale.dtype, x.dtype
-        return (grid * s).reshape(x.shape).to(x.dtype)
+        return _as_output(grid * s, x)
 
     @staticmethod
     def backward(ctx, grad):

@@ -21,7 +21,10 @@ In general the scale has ``x.shape`` with ``shape[axis]`` replaced by the number
 along ``axis`` (1 for per-channel). Note that this ``axis`` is the *reduced* dim, the opposite
 of ``torch.fake_quantize_per_channel_affine``'s ``axis`` (the dim that keeps its own scales).
 
-Rules per format (``v = x * (1 / scale)``, computed in float32, or float64 for float64 input):
+Rules per format (``v = x * (1 / scale)``, computed in float32, or float64 for float64 input;
+every quotient, ``scale`` and ``1 / scale`` included, is correctly rounded on every device, eager
+or compiled, so CPU and CUDA give the same bits; clip search aside, whose error sums are
+reduced in each device's order):
 
 - signed ``INTb`` (b >= 2), symmetric: ``scale = amax / (2**(b-1) - 1)``, codes
   ``clamp(round(v), -2**(b-1), 2**(b-1) - 1)`` (ties to even, as torch), value ``code * scale``.
@@ -62,7 +65,7 @@ import torch
 
 import bitpack
 
-from .convert import decode, encode, mx_scale_exponent, round_to
+from .convert import _constant_format, decode, encode, mx_scale_exponent, round_to
 from .formats import E8M0, FloatFormat, IntFormat
 
 BLOCKS = (None, "mx")
@@ -245,11 +248,12 @@ def quantize(
     >>> fpx.quantize(torch.randn(4, 64), fpx.E2M1, block="mx").scale.shape
     torch.Size([4, 2])
     """
+    fmt = _constant_format(fmt)  # plain-int fields under torch.compile(dynamic=True), see fpx.convert
     axis, group_size = _check_arguments(x, fmt, axis, group_size, block, clip_search)
     geometry = _Geometry(x.shape, axis, group_size)
     xg = x.to(_compute_dtype(x)).reshape(geometry.grouped_shape)
     scale, zero_point = _choose_scale(xg, fmt, geometry.group_dim, block, clip_search)
-    codes = _encode_codes(xg * (1.0 / scale), zero_point, fmt).reshape(x.shape)
+    codes = _encode_codes(xg * _reciprocal(scale), zero_point, fmt).reshape(x.shape)
     q = QuantizedTensor(
         codes,
         scale.reshape(geometry.scale_shape),
@@ -324,16 +328,46 @@ def _choose_scale(xg, fmt, dim, block, clip_search):
     return _search_clip_ratio(xg, fmt, dim, candidate, _clip_ratios(clip_search))
 
 
+def _divide(t: torch.Tensor, divisor: float) -> torch.Tensor:
+    """``t / divisor``, correctly rounded on every device, eager and compiled.
+
+    Two rewrites to defeat: eager CUDA computes ``tensor / python_scalar`` as ``tensor * (1 /
+    scalar)`` (ATen's div_true_kernel_cuda), and inductor, on GPUs, turns a division by a
+    constant into a multiplication by its rounded reciprocal; both are often 1 ulp off. So the
+    divisor is a tensor that inductor cannot see as a constant (the ``where`` changes no
+    quotient: NaN / anything is NaN), and float32 is divided in float64 (see
+    :func:`_reciprocal`).
+    """
+    wide = _widen(t)
+    return (wide / torch.where(torch.isnan(wide), wide, divisor)).to(t.dtype)
+
+
+def _reciprocal(t: torch.Tensor) -> torch.Tensor:
+    """``1 / t``, correctly rounded on every device.
+
+    Triton lowers a float32 ``/`` to the approximate div.full.f32 (up to 2 ulp off; 30% of
+    random quotients differ from IEEE division), so float32 is divided in float64 (correctly
+    rounded on CPU and GPU) and rounded back: with 53 >= 2 * 24 + 2 bits, rounding twice
+    gives the correctly rounded quotient. Scales are per group, so this costs next to nothing.
+    """
+    wide = _widen(t)
+    return (1.0 / wide).to(t.dtype)
+
+
+def _widen(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.float64) if t.dtype == torch.float32 else t
+
+
 def _symmetric_scale(amax, fmt):
     tiny = torch.finfo(amax.dtype).tiny
-    return torch.clamp(amax / _grid_max(fmt), min=tiny)
+    return torch.clamp(_divide(amax, _grid_max(fmt)), min=tiny)
 
 
 def _affine_params(low, high, fmt):
     """MinMaxObserver-style scale and integer zero-point (as floats) for the range [low, high] (low <= 0 <= high)."""
     tiny = torch.finfo(low.dtype).tiny
-    scale = torch.clamp((high - low) / float(fmt.max), min=tiny)
-    zero_point = torch.clamp(torch.round(-low * (1.0 / scale)), 0, fmt.max)
+    scale = torch.clamp(_divide(high - low, float(fmt.max)), min=tiny)
+    zero_point = torch.clamp(torch.round(-low * _reciprocal(scale)), 0, fmt.max)
     return scale, zero_point
 
 
@@ -354,7 +388,7 @@ def _search_clip_ratio(xg, fmt, dim, candidate, ratios):
     best_scale = best_zero_point = best_error = None
     for ratio in ratios:
         scale, zero_point = candidate(ratio)
-        grid, _ = _round_to_grid(xg * (1.0 / scale), zero_point, fmt)
+        grid, _ = _round_to_grid(xg * _reciprocal(scale), zero_point, fmt)
         error = (_dequantize_grid(grid, scale, zero_point, fmt) - xg).square().sum(dim, keepdim=True)
         if best_error is None:
             best_scale, best_zero_point, best_error = scale, zero_point, error

@@ -5,11 +5,14 @@ without a GPU the cuda cases skip. Each compile takes seconds, so the cases are 
 representative few: every op, a 16-bit input, float64, stochastic rounding, dynamic shapes.
 """
 
+import re
+
 import numpy as np
 import pytest
 import torch
 
-from fpx import E2M1, E3M2, E4M3, E5M2, E8M0, decode, encode, mx_scale_exponent, round_to
+import fpx
+from fpx import E2M1, E3M2, E4M3, E5M2, E8M0, FloatFormat, decode, encode, exmy, mx_scale_exponent, round_to
 
 from ..codegen import compile_and_code, kernel_count
 from .test_encode import all_16_bit, boundaries, in_range_float32, random_float32_bits
@@ -90,6 +93,33 @@ def test_dynamic_shapes_one_kernel(device):
     assert_bits_equal(check_one_kernel(decode_fn, codes, device=device, dynamic=True), decode_fn(codes))
     stochastic_fn = lambda x: encode(x, E4M3, rounding="stochastic")  # noqa: E731
     assert check_one_kernel(stochastic_fn, x, device=device, dynamic=True).shape == x.shape
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_format_from_a_closure_compiles_to_constants(device):
+    """Under dynamic=True dynamo makes the int fields of a format reached through a closure
+    symbolic (torch 2.11 then crashed on ``1 << symint``): they must reach the kernel as
+    constants, so the only symbolic kernel argument left is the length."""
+    x = sample(device)
+    # exmy(3, 4) and the bias-5 format are not module constants: rebuilt inside the trace.
+    for fmt in (E3M2, exmy(3, 4), FloatFormat("E3M2-bias5", 3, 2, 5), fpx.INT4):
+        if isinstance(fmt, FloatFormat):
+            fn, t = (lambda t: round_to(t, fmt)), x  # noqa: E731
+        else:  # non-finite inputs give unspecified values: leave them out
+            fn, t = (lambda t: fpx.fake_quantize(t, fmt, axis=None)), x[torch.isfinite(x)]  # noqa: E731
+        out, source = compile_and_code(fn, t, dynamic=True)
+        assert kernel_count(source, device) == 1
+        assert_bits_equal(out, fn(t))
+        assert len(set(re.findall(r"\bks\d+\b", source))) <= 1, source
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_decode_keeps_the_sign_of_zero_and_nan_compiled(device):
+    """The sign bit is set on the integer pattern: Triton's unary minus is 0 - x, which turns
+    -0.0 into +0.0, and a GPU may negate a NaN into any NaN."""
+    codes = torch.tensor([0x80, 0xFF, 0x7F, 0x00], dtype=torch.uint8, device=device)
+    out = torch.compile(lambda c: decode(c, E4M3), fullgraph=True)(codes)
+    assert out.view(torch.int32).tolist() == [-(2**31), 0xFFC00000 - 2**32, 0x7FC00000, 0]
 
 
 # ---- GPU correctness: eager and compiled CUDA against CPU eager on every kind of input --------

@@ -334,19 +334,17 @@ def test_cuda_forward_is_one_kernel_and_matches_cpu(case):
     assert kernel_count(source, "cuda") == 1
     reference = fpx.fake_quantize(x, fmt, **kwargs)
     assert_bitwise_equal(fpx.fake_quantize(x.cuda(), fmt, **kwargs).cpu(), reference)  # eager CUDA
-    # Triton's fp32 "/" (used for 1 / scale) may be 1 ulp off IEEE, which can move a value that
-    # sits right at a rounding boundary by one grid step: allow that, and only rarely.
-    q = fpx.quantize(x, fmt, **kwargs)
-    step = broadcast_scale(q, q.scale) * (2.0 ** (fmt.emax - fmt.mantissa_bits) if isinstance(fmt, fpx.FloatFormat) else 1.0)
-    diff = (out.cpu().float() - reference.float()).abs()
-    assert bool((diff <= step * 1.001 + reference.float().abs() * 1e-2).all())
-    assert int((out.cpu() != reference).sum()) <= max(1, x.numel() // 1000)
+    # Compiled too: scales and their reciprocals are divided in float64 (Triton's float32 "/"
+    # is approximate, and inductor turns a division by a constant into a multiplication).
+    assert_bitwise_equal(out.cpu(), reference)
 
 
-@pytest.mark.cuda
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 @pytest.mark.parametrize("fmt, kwargs", [(fpx.INT4, dict(group_size=32)), (fpx.E4M3, dict())])
-def test_cuda_backward_compiles(fmt, kwargs):
-    w = torch.randn(32, 128, device="cuda", requires_grad=True)
+def test_backward_compiles(device, fmt, kwargs):
+    # torch 2.11 handed a zero gradient to a compiled autograd.Function whose forward returned
+    # the alias of a no-op .to(dtype): on CPU as on CUDA.
+    w = torch.randn(32, 128, device=device, requires_grad=True)
     out = torch.compile(lambda t: fpx.fake_quantize(t, fmt, **kwargs), fullgraph=True)(w)
     out.backward(torch.full_like(out, 3.0))
     assert torch.equal(w.grad, torch.full_like(w, 3.0))  # min/max scales clamp nothing

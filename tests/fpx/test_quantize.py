@@ -388,6 +388,42 @@ def test_quantize_and_dequantize_compile_fullgraph():
     assert kernel_count(source, "cpu") == 1
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_scales_are_correctly_rounded_quotients(dtype):
+    """scale = amax / 7 and its reciprocal are IEEE-rounded (computed in float64 for float32 input:
+    CUDA's eager tensor / scalar and Triton's float32 division are not)."""
+    x = torch.randn(64, 256, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    q = fpx.quantize(x, fpx.INT4, group_size=32)
+    amax = x.abs().unflatten(1, (8, 32)).amax(-1)
+    exact = (amax.double() / 7).to(dtype)  # float64 then float32: correctly rounded (53 >= 2 * 24 + 2)
+    assert torch.equal(q.scale, exact)
+
+
+CUDA_QUANTIZE_CASES = [
+    (fpx.INT4, dict(group_size=32)),
+    (fpx.UINT4, dict()),
+    (fpx.INT8, dict(axis=0)),
+    (fpx.E4M3, dict(axis=None)),
+    (fpx.E2M1, dict(block="mx")),
+]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("fmt, kwargs", CUDA_QUANTIZE_CASES, ids=[f"{f.name}-{k}" for f, k in CUDA_QUANTIZE_CASES])
+def test_cuda_quantize_matches_cpu(fmt, kwargs, dtype):
+    """Eager and compiled CUDA give the CPU's codes, scales and zero-points bit for bit."""
+    x = torch.randn(64, 256, generator=torch.Generator().manual_seed(0)).to(dtype)
+    expected = fpx.quantize(x, fmt, **kwargs)
+    quantize = lambda t: fpx.quantize(t, fmt, **kwargs)  # noqa: E731
+    for q in (quantize(x.cuda()), torch.compile(quantize, fullgraph=True)(x.cuda())):
+        assert torch.equal(q.codes.cpu(), expected.codes)
+        assert torch.equal(q.scale.cpu().view(torch.uint8), expected.scale.view(torch.uint8))
+        if expected.zero_point is not None:
+            assert torch.equal(q.zero_point.cpu(), expected.zero_point)
+        assert torch.equal(q.dequantize().cpu().view(torch.uint8), expected.dequantize().view(torch.uint8))
+
+
 # ---- errors --------------------------------------------------------------------------------------
 
 
