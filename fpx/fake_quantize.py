@@ -40,6 +40,7 @@ from .quantize import (
     _choose_scale,
     _compute_dtype,
     _dequantize_grid,
+    _saturating_cast,
     _Geometry,
     _reciprocal,
     _round_to_grid,
@@ -111,7 +112,7 @@ def _as_output(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
       after the reshape, a bf16 output took a second kernel).
     """
     if out.dtype != x.dtype:
-        out = out.to(x.dtype)
+        out = _saturating_cast(out, x.dtype)
     return out.reshape(x.shape)
 
 

@@ -180,7 +180,7 @@ class QuantizedTensor:
         zero_point = None if self.zero_point is None else self.zero_point.reshape(geometry.scale_keepdim_shape)
         grid = _code_values(codes, self.fmt, compute)
         out = _dequantize_grid(grid, scale, zero_point, self.fmt)
-        return out.reshape(self.shape).to(self.dtype if dtype is None else dtype)
+        return _saturating_cast(out.reshape(self.shape), self.dtype if dtype is None else dtype)
 
     def __repr__(self) -> str:
         where = "per-tensor" if self.axis is None else f"axis={self.axis}, group_size={self.group_size}"
@@ -437,6 +437,20 @@ def _code_values(codes, fmt, dtype):
     if isinstance(fmt, FloatFormat):
         return decode(codes, fmt, dtype=dtype)
     return codes.to(dtype)
+
+
+def _saturating_cast(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``values`` in ``dtype``, finite values beyond its range clamped to its largest finite value.
+
+    A grid point can lie beyond float16's range (UINT levels are ``(code - zero_point) * scale``
+    with a rounded zero-point); it saturates instead of becoming inf. NaN stays NaN.
+    """
+    if values.dtype == dtype:
+        return values
+    limit = torch.finfo(dtype).max
+    if limit < torch.finfo(values.dtype).max:
+        values = values.clamp(-limit, limit)
+    return values.to(dtype)
 
 
 def _dequantize_grid(grid, scale, zero_point, fmt):

@@ -348,3 +348,12 @@ def test_backward_compiles(device, fmt, kwargs):
     out = torch.compile(lambda t: fpx.fake_quantize(t, fmt, **kwargs), fullgraph=True)(w)
     out.backward(torch.full_like(out, 3.0))
     assert torch.equal(w.grad, torch.full_like(w, 3.0))  # min/max scales clamp nothing
+
+
+def test_float16_grid_points_beyond_its_range_saturate_instead_of_becoming_inf():
+    # UINT1 levels are {0, hi - lo}: 100000 does not fit float16, so it saturates at 65504.
+    x = torch.tensor([[60000.0, -40000.0, 0.0, 1.0]], dtype=torch.float16)
+    out = fpx.fake_quantize(x, fpx.UINT1)
+    assert torch.isfinite(out).all()
+    assert out.abs().max().item() == torch.finfo(torch.float16).max
+    assert_bitwise_equal(out, fpx.quantize(x, fpx.UINT1).dequantize())
