@@ -249,7 +249,7 @@ class LowBitLinear(nn.Module):
         def transposed(*tensors):
             it = iter(tensors)
             args = [next(it) if slot else None for slot in slots]
-            w = dequantize_planes(*args, fmt=fmt, group_size=group_size, block=block)
+            w = dequantize_planes(*args, fmt=fmt, group_size=group_size, block=block, table=False)
             return w.reshape(w.shape[0], -1).to(dtype).t().contiguous()
 
         marker = _invoke_quant() if self.packed.device.type == "cuda" else None
@@ -304,10 +304,15 @@ class LowBitLinear(nn.Module):
         )
 
 
-def dequantize_planes(packed, scale, zero_point, code_table, *, fmt, group_size, block, planes=None) -> torch.Tensor:
+def dequantize_planes(
+    packed, scale, zero_point, code_table, *, fmt, group_size, block, planes=None, table=True
+) -> torch.Tensor:
     """The weight in float32 as (N, G, K/G) from its stored tensors: plane p, column j is W[:, p * K/G + j].
 
-    ``planes`` (a slice) selects some planes only, as (N, len(planes), K/G).
+    ``planes`` (a slice) selects some planes only, as (N, len(planes), K/G). ``table`` picks how
+    float codes are decoded: a lookup in ``code_table`` (small code, stays inline in a
+    reduction) or :func:`fpx.decode`'s bit arithmetic (no indirect load, which a matmul
+    template's prologue cannot take).
     """
     n, rows, columns = packed.shape
     g = planar_group(fmt.bits)
@@ -320,10 +325,12 @@ def dequantize_planes(packed, scale, zero_point, code_table, *, fmt, group_size,
         codes, group = codes[:, planes], group[planes]
     scale = decode(scale, E8M0) if block == "mx" else scale.float()
     zero_point = None if zero_point is None else zero_point[:, group]
-    if isinstance(fmt, FloatFormat):
+    if isinstance(fmt, FloatFormat) and table:
         # A table lookup keeps the decode a single load, which inductor keeps inline in the
         # matmul reduction (the bit-level decode is large enough that it writes it out).
         grid = code_table[codes].view(torch.float32)
+    elif isinstance(fmt, FloatFormat):
+        grid = decode(codes.to(torch.uint8), fmt)
     else:
         grid = codes.to(torch.float32)
     return _dequantize_grid(grid, scale[:, group], zero_point, fmt)

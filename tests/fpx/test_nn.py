@@ -65,8 +65,9 @@ def test_compiled_forward_matches_dequantized_matmul(fmt, kwargs, rows):
     torch.testing.assert_close(compiled(x).double(), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_compiled_large_batch_path_matches():
-    layer = LowBitLinear.from_linear(make_linear(), fpx.INT4, gemv_max_rows=2)
+@pytest.mark.parametrize("fmt, kwargs", [CASES[3], CASES[13]], ids=[IDS[3], IDS[13]])
+def test_compiled_large_batch_path_matches(fmt, kwargs):
+    layer = LowBitLinear.from_linear(make_linear(), fmt, gemv_max_rows=2, **kwargs)
     x = torch.randn(3, 4, 256)
     expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
     torch.testing.assert_close(torch.compile(layer, fullgraph=True)(x).double(), expected, rtol=1e-5, atol=1e-5)
