@@ -124,10 +124,12 @@ def test_out_of_range_values_are_reported_with_index():
 
 
 @pytest.mark.parametrize("layout", ["dense", "padded"])
-def test_unchecked_values_are_masked_not_spilled(layout):
-    x = torch.tensor([0, 0xFF, 0, 0, 0x1F3, 0])
-    packed = pack(x, 3, layout=layout, check=False)
-    assert torch.equal(unpack(packed, 3, 6, layout=layout).long(), x & 7)
+@pytest.mark.parametrize("bits", [3, 4])
+@pytest.mark.parametrize("x", [[0, 0xFF, 0, 0, 0x1F3, 0], [0, 0xFF, 0, -1, 0x1F3, 0, 0, 9] * 2])
+def test_unchecked_values_are_masked_not_spilled(layout, bits, x):
+    x = torch.tensor(x)
+    packed = pack(x, bits, layout=layout, check=False)
+    assert torch.equal(unpack(packed, bits, len(x), layout=layout).long(), x & ((1 << bits) - 1))
 
 
 def test_bad_arguments():

@@ -17,8 +17,19 @@ CASES = [(bits, "dense", -1) for bits in range(1, 9)] + [
 ]
 
 
-def check_one_kernel(bits, layout, dim, device, dynamic=False):
-    x = torch.randint(0, 2**bits, (5, 13), device=device)
+# A length that is a multiple of 8 takes the grouped form (kernels write (..., groups, 8) or
+# (..., groups, bytes per group) and the output is a view of that buffer): every bit width, both
+# dims.
+WHOLE_GROUP_CASES = [(bits, "dense", -1) for bits in range(1, 9)] + [
+    (3, "padded", 0),
+    (5, "dense", 0),
+    (6, "padded", -1),
+    (7, "dense", 0),
+]
+
+
+def check_one_kernel(bits, layout, dim, device, dynamic=False, shape=(5, 13)):
+    x = torch.randint(0, 2**bits, shape, device=device)
     n = x.shape[dim]
 
     packed, source = compile_and_code(lambda t: pack(t, bits, dim=dim, layout=layout), x, dynamic=dynamic)
@@ -39,9 +50,15 @@ def test_one_kernel_cpu(bits, layout, dim):
     check_one_kernel(bits, layout, dim, "cpu")
 
 
+@pytest.mark.parametrize("bits, layout, dim", WHOLE_GROUP_CASES)
+def test_one_kernel_cpu_whole_groups(bits, layout, dim):
+    check_one_kernel(bits, layout, dim, "cpu", shape=(16, 24) if dim == 0 else (3, 24))
+
+
 @pytest.mark.parametrize("bits, layout", [(3, "dense"), (5, "padded")])
 def test_one_kernel_cpu_dynamic(bits, layout):
     check_one_kernel(bits, layout, -1, "cpu", dynamic=True)
+    check_one_kernel(bits, layout, -1, "cpu", dynamic=True, shape=(5, 16))
 
 
 def test_dynamic_lengths_share_one_compiled_graph():
@@ -52,8 +69,9 @@ def test_dynamic_lengths_share_one_compiled_graph():
         assert compiled(x).shape[-1] == packed_size(n, 3)
 
 
-def test_compiled_pack_masks_out_of_range_values():
-    x = torch.tensor([0, 0xFF, 0, 0x1F3, 0])
+@pytest.mark.parametrize("x", [[0, 0xFF, 0, 0x1F3, 0], [0, 0xFF, 0, -1, 0x1F3, 0, 0, 9]])
+def test_compiled_pack_masks_out_of_range_values(x):
+    x = torch.tensor(x)
     compiled = torch.compile(lambda t: pack(t, 3), fullgraph=True)
     assert torch.equal(compiled(x), pack(x & 7, 3))
 
@@ -65,6 +83,13 @@ def test_one_kernel_cuda(bits, layout, dim):
 
 
 @pytest.mark.cuda
+@pytest.mark.parametrize("bits, layout, dim", WHOLE_GROUP_CASES)
+def test_one_kernel_cuda_whole_groups(bits, layout, dim):
+    check_one_kernel(bits, layout, dim, "cuda", shape=(16, 24) if dim == 0 else (3, 24))
+
+
+@pytest.mark.cuda
 @pytest.mark.parametrize("bits, layout", [(3, "dense"), (5, "padded")])
 def test_one_kernel_cuda_dynamic(bits, layout):
     check_one_kernel(bits, layout, -1, "cuda", dynamic=True)
+    check_one_kernel(bits, layout, -1, "cuda", dynamic=True, shape=(5, 16))
