@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 import fpx  # noqa: E402
 from fpx import E2M1, E4M3  # noqa: E402
-from timing import environment_line, time_call, time_cpu  # noqa: E402
+from timing import chosen_devices, environment_line, time_call, time_cpu  # noqa: E402
 
 
 def compiled(fn):
@@ -96,8 +96,7 @@ def main():
     parser.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
     parser.add_argument("--mib", type=int, default=64, help="input size in MiB")
     args = parser.parse_args()
-    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
-    devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
+    devices = chosen_devices(args.device)
     print(f"# fpx conversion bandwidth, {args.mib} MiB input; {environment_line()}")
     if "cpu" in devices:
         print(f"# CPU threads: {torch.get_num_threads()}")

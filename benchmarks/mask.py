@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import bitpack  # noqa: E402
-from timing import environment_line, time_cuda_graph  # noqa: E402
+from timing import chosen_devices, environment_line, time_cuda_graph  # noqa: E402
 
 
 def and_count_bool(a, b):
@@ -118,8 +118,7 @@ def main():
     parser.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
     parser.add_argument("--bits", type=int, default=64, help="mask size in Mi-bits (64 -> 8192 x 8192)")
     args = parser.parse_args()
-    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
-    devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
+    devices = chosen_devices(args.device)
     print(f"# bitpack PackedMask / packbits, {args.bits} Mi-bit masks; {environment_line()}")
     print(f"# cpu threads: {torch.get_num_threads()}")
     print("| device | operation | baseline | baseline time | ours | speedup |")

@@ -27,6 +27,12 @@ def environment_line() -> str:
     return f"{device}; torch {torch.__version__}{triton}; {datetime.date.today().isoformat()}"
 
 
+def chosen_devices(choice: str) -> list[str]:
+    """The devices a ``--device cpu|cuda|all`` argument names, leaving out CUDA where there is none."""
+    devices = ["cpu", "cuda"] if choice == "all" else [choice]
+    return [d for d in devices if d == "cpu" or torch.cuda.is_available()]
+
+
 def time_cpu(fn, *args, repeats: int = 10, min_seconds: float = 0.2) -> float:
     """Median seconds per call of fn(*args) on the CPU."""
     fn(*args)
