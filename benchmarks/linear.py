@@ -9,6 +9,7 @@ in this run), kernels launched, and the cold compile time. --csv writes the rows
 import argparse
 import copy
 import csv
+import json
 import os
 import sys
 import time
@@ -46,6 +47,8 @@ def main():
     parser.add_argument("--formats", default="INT8,INT4,INT3,INT2,INT1,E4M3,E3M2,E2M1")
     parser.add_argument("--group-size", type=int, default=128)
     parser.add_argument("--csv", default=None)
+    parser.add_argument("--gemv-max-rows", type=int, default=None, help="LowBitLinear gemv_max_rows (default: the layer's)")
+    parser.add_argument("--options", default="{}", help="JSON inductor options added to compile_options('cuda')")
     args = parser.parse_args()
     device, dtype = "cuda", torch.bfloat16
     print(f"# LowBitLinear vs bf16 F.linear; {environment_line()}", flush=True)
@@ -61,7 +64,7 @@ def main():
         dense_weights = [linear.weight.detach().clone() for _ in range(copies_for(2 * n * k))]
         for name in args.formats.split(","):
             fmt, kwargs = FORMATS[name]
-            kwargs = {"group_size": args.group_size, **kwargs}
+            kwargs = {"group_size": args.group_size, "gemv_max_rows": args.gemv_max_rows, **kwargs}
             layer = fpx.LowBitLinear.from_linear(linear, fmt, **kwargs)
             layers = [layer] + [copy.deepcopy(layer) for _ in range(copies_for(layer.weight_nbytes) - 1)]
             floor_s = layer.weight_nbytes / bandwidth
@@ -84,10 +87,11 @@ def main():
 def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
     """Time one (shape, M, format) case; returns its row."""
     device, dtype = "cuda", torch.bfloat16
+    options = {**fpx.nn.compile_options("cuda"), **json.loads(args.options)}
     x = torch.randn(m, k, device=device, dtype=dtype)
     bf16_s = time_cuda_graph([lambda w=w: F.linear(x, w) for w in dense_weights])
     torch._dynamo.reset()
-    compiled = [torch.compile(l, fullgraph=True, dynamic=False, options=fpx.nn.compile_options("cuda")) for l in layers]
+    compiled = [torch.compile(l, fullgraph=True, dynamic=False, options=options) for l in layers]
     start = time.perf_counter()
     out = compiled[0](x)
     torch.cuda.synchronize()

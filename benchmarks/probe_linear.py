@@ -52,6 +52,43 @@ def gemv_planes_form(x, packed, scale, bits, n, k, group_size):
     return acc.sum(-1).to(x.dtype)
 
 
+def gemv_words_form(x, packed, scale, bits, n, k, group_size):
+    """INT4: the planar bytes read as int32 words (4 bytes = 8 values); one reduction over the
+    words whose body decodes the 8 values and applies one scale per plane per word."""
+    assert bits == 4 and group_size % 4 == 0
+    j = k // 2
+    words = packed.reshape(n, j).view(torch.int32)  # (n, j/4)
+    xs = x.float().view(-1, 2, j // 4, 4)
+    groups = j // group_size
+    scales = scale.float().view(n, 2, groups, 1).expand(n, 2, groups, group_size // 4).reshape(n, 2, j // 4)
+    acc = 0
+    for p in range(2):
+        part = 0
+        for b in range(4):
+            v = ((words >> (8 * b + 4 * p)) & 15).float() - 8
+            part = part + xs[:, None, p, :, b] * v[None]
+        acc = acc + part * scales[None, :, p]
+    return acc.sum(-1).to(x.dtype)
+
+
+def gemv_group_sum_form(x, packed, scale, bits, n, k, group_size):
+    """Two levels: dot products of raw codes per scale group (inner reduction of group_size),
+    then the scaled, centred sum over groups (a small second reduction)."""
+    g = values_per_group(bits)
+    j = k // g
+    groups = j // group_size
+    codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32)  # (n, g, j)
+    xs = x.float().view(-1, g, groups, group_size)
+    xsum = xs.sum(-1)  # (M, g, groups)
+    scales = scale.float().view(n, g, groups)
+    out = 0
+    for p in range(g):
+        c = codes[:, p].float().view(n, groups, group_size)
+        dots = (xs[:, None, p] * c[None]).sum(-1)  # (M, n, groups)
+        out = out + ((dots - (1 << (bits - 1)) * xsum[:, None, p]) * scales[None, :, p]).sum(-1)
+    return out.to(x.dtype)
+
+
 def gemv_form(x, packed, scale, bits, n, k, group_size):
     w = dequantize(packed, scale, bits, n, k, group_size, torch.float32)
     return (x.unsqueeze(-2).float() * w).sum(-1).to(x.dtype)
@@ -121,6 +158,12 @@ VARIANTS = {
     "planes-cdt": (gemv_planes_form, {"coordinate_descent_tuning": True}),
     "planes-nosplit-cdt": (gemv_planes_form, {"split_reductions": False, "coordinate_descent_tuning": True}),
     "mm-iq-lowp-ma": (mm_invoke_quant_lowp_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
+    "words-cdt": (gemv_words_form, {"coordinate_descent_tuning": True}),
+    "words-cdt-big": (gemv_words_form, {"coordinate_descent_tuning": True, "realize_acc_reads_threshold": 64, "realize_opcount_threshold": 256}),
+    "groupsum-cdt": (gemv_group_sum_form, {"coordinate_descent_tuning": True}),
+    "planes-cdt-big": (gemv_planes_form, {"coordinate_descent_tuning": True, "realize_acc_reads_threshold": 64, "realize_opcount_threshold": 256}),
+    "mm-native": (mm_form, {"triton.native_matmul": True}),
+    "mm-native-cdt": (mm_form, {"triton.native_matmul": True, "coordinate_descent_tuning": True}),
     "gemv": (gemv_form, {}),
     "gemv-cdt": (gemv_form, {"coordinate_descent_tuning": True}),
     "gemv-ma": (gemv_form, {"max_autotune": True, "coordinate_descent_tuning": True}),

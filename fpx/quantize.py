@@ -466,6 +466,20 @@ def _dequantize_grid(grid, scale, zero_point, fmt):
     return grid * scale
 
 
+def _grid_affine(scale, zero_point, fmt):
+    """``(slope, offset)`` with ``_dequantize_grid(grid, scale, zero_point, fmt) == grid * slope + offset``
+    up to rounding; ``offset`` is None where it is zero.
+
+    A sum of x * value over a scale group is then ``slope * sum(x * grid) + offset * sum(x)``:
+    what LowBitLinear's small-batch forward computes (the same rule as ``_dequantize_grid``).
+    """
+    if _is_sign_only(fmt):
+        return 2.0 * scale, scale
+    if zero_point is not None:
+        return scale, -zero_point.to(scale.dtype) * scale
+    return scale, None
+
+
 # ---- argument checks (eager only) ---------------------------------------------------------------
 
 

@@ -172,3 +172,37 @@ def test_quantize_checks_every_layer_before_changing_any():
     with pytest.raises(ValueError, match=r"cannot quantize layer '2'.*in_features must be a multiple of 8"):
         quantize_(model, fpx.INT4, group_size=None)
     assert all(type(m) is nn.Linear for m in model)
+
+
+def _reference_value(code: int, fmt) -> float:
+    """The value of a signed ExMy code from its fields (independent of fpx.decode)."""
+    e_bits, m_bits = fmt.exponent_bits, fmt.mantissa_bits
+    sign = -1.0 if code >> (e_bits + m_bits) & 1 else 1.0
+    e, m = (code >> m_bits) & ((1 << e_bits) - 1), code & ((1 << m_bits) - 1)
+    if fmt.special == "fn" and e == (1 << e_bits) - 1 and m == (1 << m_bits) - 1:
+        return float("nan")
+    if fmt.special == "ieee" and e == (1 << e_bits) - 1:
+        return sign * float("inf") if m == 0 else float("nan")
+    if e == 0:
+        return sign * m / 2**m_bits * 2.0 ** (1 - fmt.bias)
+    return sign * (1 + m / 2**m_bits) * 2.0 ** (e - fmt.bias)
+
+
+GRID_FORMATS = [fpx.E4M3, fpx.E5M2, fpx.E3M2, fpx.E2M3, fpx.E2M1, fpx.exmy(4, 2), fpx.exmy(5, 1), fpx.exmy(6, 1), fpx.exmy(1, 2)]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("fmt", GRID_FORMATS, ids=lambda f: f.name)
+def test_weight_decode_gives_every_codes_exact_value(fmt, device):
+    """The layer's fast float decode (float8 / float16 casts) against the codes' field values."""
+    from fpx.nn import _grid_values
+
+    codes = torch.arange(2**fmt.bits, dtype=torch.int32, device=device)
+    expected = torch.tensor([_reference_value(c, fmt) for c in range(2**fmt.bits)], dtype=torch.float64)
+    for decode in (_grid_values, torch.compile(_grid_values, fullgraph=True)):
+        got = decode(codes, fmt).cpu()
+        assert got.dtype == torch.float32
+        assert torch.equal(got.isnan(), expected.isnan())
+        finite = ~expected.isnan()
+        assert torch.equal(got[finite].double(), expected[finite])
+        assert torch.equal(got[finite].signbit(), expected[finite].signbit())  # -0.0 included

@@ -1,7 +1,9 @@
 """The compiled LowBitLinear forward fuses the weight decode into the matmul.
 
-For every format at M=1 and M=16 (CPU), and at the M where the fused path is used on CUDA: one
-kernel, and no buffer as large as the weight (N x K elements) is allocated.
+For every format at M=1 and M=16 (CPU), and at the M where the fused path is used on CUDA: no
+buffer as large as the weight (N x K elements) is allocated, in one kernel on CPU; on CUDA the
+small-batch reductions take at most two kernels (three where sum(x) per group is needed, UINT
+and INT1, or the E8M0 scales of MX blocks are decoded).
 """
 
 import math
@@ -30,14 +32,14 @@ CASES = [
 IDS = [fmt.name + ("-mx" if kw.get("block") else "") for fmt, kw in CASES]
 
 
-def assert_fused(fmt, kwargs, rows, device, expected_kernels):
+def assert_fused(fmt, kwargs, rows, device, max_kernels):
     torch.manual_seed(0)
     layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(K, N), fmt, **kwargs).to(device)
     x = torch.randn(rows, K, device=device)
     out, source = compile_and_code(layer, x)
     expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
     torch.testing.assert_close(out.double(), expected, rtol=1e-4, atol=1e-4)
-    assert kernel_count(source, device) == expected_kernels, source
+    assert 1 <= kernel_count(source, device) <= max_kernels, source
     sizes = [math.prod(s) for s in allocations(source) if all(isinstance(d, int) for d in s)]
     assert all(size < N * K for size in sizes), allocations(source)
 
@@ -45,20 +47,23 @@ def assert_fused(fmt, kwargs, rows, device, expected_kernels):
 @pytest.mark.parametrize("rows", [1, 16])
 @pytest.mark.parametrize("fmt, kwargs", CASES, ids=IDS)
 def test_cpu_forward_is_one_kernel_without_a_dequantized_weight(fmt, kwargs, rows):
-    assert_fused(fmt, kwargs, rows, "cpu", expected_kernels=1)
+    assert_fused(fmt, kwargs, rows, "cpu", max_kernels=1)
 
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("fmt, kwargs", CASES, ids=IDS)
-def test_cuda_forward_at_one_row_is_fused(fmt, kwargs):
-    assert_fused(fmt, kwargs, 1, "cuda", expected_kernels=1)
+@pytest.mark.parametrize("rows", [1, 2])
+def test_cuda_forward_at_few_rows_is_fused(fmt, kwargs, rows):
+    third_kernel = fmt in (fpx.INT1, fpx.UINT4) or kwargs.get("block") == "mx"
+    assert_fused(fmt, kwargs, rows, "cuda", max_kernels=3 if third_kernel else 2)
 
 
-# INT3 (values straddle bytes: two loads per value) and MX E2M1 (E8M0 scale decode) do not fuse
-# into the template yet on torch 2.11 (measured: a decode kernel, then the template); see
-# docs/inductor.md. The formats listed here do, and must keep doing so.
+# Inductor decides a prologue fusion by timing the fused kernel against the unfused pair while
+# compiling. INT8 (a bare cast) wins every time; INT4 fused in some runs and not in others, at
+# this size and at 8192 x 8192 (H100, torch 2.11), and the other formats do not fuse yet; see
+# docs/inductor.md. So only INT8 is pinned.
 @pytest.mark.cuda
-@pytest.mark.parametrize("fmt, kwargs", [CASES[3], CASES[4]], ids=[IDS[3], IDS[4]])
+@pytest.mark.parametrize("fmt, kwargs", [CASES[4]], ids=[IDS[4]])
 def test_cuda_forward_at_16_rows_fuses_the_decode_into_the_matmul_template(fmt, kwargs):
     torch.manual_seed(0)
     n, k = 512, 1024
