@@ -4,6 +4,8 @@ import io
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 import fpx
@@ -206,3 +208,45 @@ def test_weight_decode_gives_every_codes_exact_value(fmt, device):
         finite = ~expected.isnan()
         assert torch.equal(got[finite].double(), expected[finite])
         assert torch.equal(got[finite].signbit(), expected[finite].signbit())  # -0.0 included
+
+
+FORMULATION_FORMATS = [
+    (fpx.INT1, None), (fpx.INT2, None), (fpx.INT3, None), (fpx.INT4, None), (fpx.INT7, None), (fpx.INT8, None),
+    (fpx.UINT2, None), (fpx.UINT5, None), (fpx.E4M3, None), (fpx.E5M2, None), (fpx.E3M2, None),
+    (fpx.E2M3, None), (fpx.E2M1, None), (fpx.E2M1, "mx"), (fpx.E3M2, "mx"),
+]
+
+
+@st.composite
+def layer_configs(draw):
+    fmt, block = draw(st.sampled_from(FORMULATION_FORMATS))
+    k = 8 * draw(st.integers(1, 24))
+    if block == "mx":
+        k = 32 * draw(st.integers(1, 6))
+        group_size = 32
+    else:
+        divisors = [d for d in range(1, k + 1) if k % d == 0]
+        group_size = draw(st.sampled_from(divisors + [None]))
+    return fmt, block, k, group_size, draw(st.integers(1, 9)), draw(st.integers(1, 5)), draw(st.booleans())
+
+
+@given(config=layer_configs())
+def test_both_compiled_formulations_match_the_dequantized_weight(config):
+    """The two forms the compiled forward uses, run eagerly on many shapes: the small-batch
+    reductions (segments of scale groups that may span planes, or planes that span groups) and
+    the transposed decode of the matmul path."""
+    fmt, block, k, group_size, n, rows, with_zero_codes = config
+    torch.manual_seed(k * 131 + n)
+    linear = nn.Linear(k, n, bias=False)
+    if with_zero_codes:
+        with torch.no_grad():
+            linear.weight[:, : k // 2] = 0  # whole groups of zeros: zero scales, zero-points at 0
+    layer = LowBitLinear.from_linear(linear, fmt, group_size=group_size, block=block)
+    x = torch.randn(rows, k)
+    weight = layer.dequantize_weight()
+    expected = x.double() @ weight.double().T
+    scale = x.double().abs() @ weight.double().abs().T
+    got = layer._gemv(x).double()
+    assert got.shape == (rows, n)
+    assert bool(((got - expected).abs() <= 1e-5 * scale + 1e-6).all()), (got, expected)
+    assert torch.equal(layer._transposed_weight(torch.float32), weight.T)
