@@ -89,6 +89,50 @@ def gemv_group_sum_form(x, packed, scale, bits, n, k, group_size):
     return out.to(x.dtype)
 
 
+# ---- K-major storage: the weight as W.T (K, N), planar along N ----------------------------------
+# The matmul template reads its B operand as (K, N) tiles; the N-major layout above makes the
+# prologue load bytes K/G apart across a tile's N dim. Stored K-major, a tile's bytes are
+# contiguous along N, as in the int8 K-major control (36 us at M = 16 on an H100).
+
+
+def make_weight_kmajor(n, k, bits, group_size, device, dtype=torch.bfloat16):
+    """Codes of W.T (K, N) packed planar along N: packed[k, :, j] holds W.T[k, j + p N/G]."""
+    g = values_per_group(bits)
+    codes = torch.randint(0, 2**bits, (k, n), device=device, dtype=torch.uint8)
+    packed = bitpack.pack(codes.view(k, g, n // g), bits, dim=1)
+    scale = (torch.rand(k // group_size, n, device=device, dtype=torch.float32) * 0.02 + 0.001).to(dtype)
+    return codes, packed, scale
+
+
+def dequantize_kmajor(packed, scale, bits, n, k, group_size, dtype=torch.bfloat16):
+    """W.T (K, N), computed in that layout (not a view), from K-major storage."""
+    g = values_per_group(bits)
+    codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32).reshape(k, n)
+    centered = (codes - (1 << (bits - 1))).to(dtype)
+    return centered * scale.repeat_interleave(group_size, dim=0)  # ends computed, not as a view
+
+
+def mm_kmajor_iq_form(x, packed, scale, bits, n, k, group_size):
+    from torch._higher_order_ops._invoke_quant import InvokeQuant
+
+    def dq(packed, scale):
+        return dequantize_kmajor(packed, scale, bits, n, k, group_size, x.dtype)
+
+    return x @ InvokeQuant(codegen_low_precision=False)(dq, packed, scale, scheme="lowbit")
+
+
+def gemv_kmajor_group_sum_form(x, packed, scale, bits, n, k, group_size):
+    """Two levels on K-major storage: per scale group, sum over k of x[k] * raw code[k, n]
+    (a reduction over the strided dim, N contiguous across threads), then the scaled sum."""
+    g = values_per_group(bits)
+    groups = k // group_size
+    codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32).reshape(groups, group_size, n)
+    xs = x.float().view(-1, groups, group_size, 1)
+    dots = (xs * codes.float()[None]).sum(2)  # (M, groups, N)
+    centred = dots - (1 << (bits - 1)) * xs.sum(2)  # sum x * (code - offset)
+    return (centred * scale.float()[None]).sum(1).to(x.dtype)
+
+
 def gemv_form(x, packed, scale, bits, n, k, group_size):
     w = dequantize(packed, scale, bits, n, k, group_size, torch.float32)
     return (x.unsqueeze(-2).float() * w).sum(-1).to(x.dtype)
@@ -162,6 +206,8 @@ VARIANTS = {
     "words-cdt-big": (gemv_words_form, {"coordinate_descent_tuning": True, "realize_acc_reads_threshold": 64, "realize_opcount_threshold": 256}),
     "groupsum-cdt": (gemv_group_sum_form, {"coordinate_descent_tuning": True}),
     "planes-cdt-big": (gemv_planes_form, {"coordinate_descent_tuning": True, "realize_acc_reads_threshold": 64, "realize_opcount_threshold": 256}),
+    "mm-kmajor-iq-ma": (mm_kmajor_iq_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
+    "gemv-kmajor-groupsum-cdt": (gemv_kmajor_group_sum_form, {"coordinate_descent_tuning": True}),
     "mm-native": (mm_form, {"triton.native_matmul": True}),
     "mm-native-cdt": (mm_form, {"triton.native_matmul": True, "coordinate_descent_tuning": True}),
     "gemv": (gemv_form, {}),
@@ -206,13 +252,18 @@ def main():
             rows.append((shape, m, "bf16", "-", bf16 * 1e6, 1.0, "-", "-"))
             print(rows[-1], flush=True)
             for bits in map(int, args.bits.split(",")):
-                weights = [make_weight(n, k, bits, args.group_size, device) for _ in range(args.copies)]
-                codes, packed, scale = weights[0]
-                ref = x.float() @ dequantize(packed, scale, bits, n, k, args.group_size, torch.float32).t()
+                n_major = [make_weight(n, k, bits, args.group_size, device) for _ in range(args.copies)]
+                k_major = [make_weight_kmajor(n, k, bits, args.group_size, device) for _ in range(args.copies)]
+                _, packed, scale = n_major[0]
+                ref_n = x.float() @ dequantize(packed, scale, bits, n, k, args.group_size, torch.float32).t()
+                _, packed_k, scale_k = k_major[0]
+                ref_k = x.float() @ dequantize_kmajor(packed_k, scale_k, bits, n, k, args.group_size, torch.float32)
                 weight_bytes = packed.numel() + scale.numel() * scale.element_size()
                 floor = weight_bytes / clone_bw
                 for name in args.variants.split(","):
                     form, options = VARIANTS[name]
+                    weights, ref = (k_major, ref_k) if "kmajor" in name else (n_major, ref_n)
+                    _, packed, scale = weights[0]
                     torch._dynamo.reset()
                     try:
                         import time as _t
