@@ -1,9 +1,11 @@
 """Compiled LowBitLinear against bf16 F.linear and torch's int4 kernel, side by side in one run.
 
 Run (GPU): python benchmarks/linear.py --shapes 8192x8192 --m 1,16,64 --formats INT4,INT2
-Prints, per (shape, M, format): microseconds (CUDA-graph replay, median), speedup over bf16
-F.linear, % of the weight-read roofline (packed weight + scales at the copy bandwidth measured
-in this run), kernels launched, and the cold compile time. --csv writes the rows to a file.
+Run (CPU): python benchmarks/linear.py --device cpu --dtype float32 --shapes 4096x4096 --m 1,4,16
+Prints, per (shape, M, format): microseconds (CUDA-graph replay or CPU wall time, median),
+speedup over F.linear with a dense weight in the activations' dtype (bf16 by default), % of the
+weight-read roofline (packed weight + scales at the copy bandwidth measured in this run),
+kernels launched, and the cold compile time. --csv writes the rows to a file.
 """
 
 import argparse
@@ -19,7 +21,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fpx  # noqa: E402
-from timing import environment_line, time_cuda_graph  # noqa: E402
+from timing import environment_line, time_cpu, time_cuda_graph  # noqa: E402
 
 FORMATS = {
     "INT8": (fpx.INT8, {}), "INT4": (fpx.INT4, {}), "INT3": (fpx.INT3, {}), "INT2": (fpx.INT2, {}),
@@ -28,16 +30,31 @@ FORMATS = {
 }
 
 
-def copies_for(nbytes, l2_bytes=50 * 2**20):
-    """Enough copies of a weight that cycling through them reads from HBM, not L2."""
+def copies_for(nbytes, device, l2_bytes=50 * 2**20):
+    """Enough copies of a weight that cycling through them reads from HBM, not L2 (CUDA); one
+    on CPU, whose timing calls one function."""
+    if device == "cpu":
+        return 1
     return max(2, min(8, -(-3 * l2_bytes // max(nbytes, 1))))
 
 
 def kernels_launched(fn, x):
+    import re
+
     from torch._inductor.utils import run_and_get_code
 
     _, codes = run_and_get_code(fn, x)
-    return "\n".join(codes).count(".run(")
+    source = "\n".join(codes)
+    if x.device.type == "cpu":
+        return len(set(re.findall(r"\bcpp_fused_\w+", source)))
+    return source.count(".run(")
+
+
+def seconds_per_call(calls, device):
+    """Median seconds of one call among ``calls`` (cycled on CUDA; the first one on CPU)."""
+    if device == "cpu":
+        return time_cpu(calls[0])
+    return time_cuda_graph(calls)
 
 
 def main():
@@ -48,25 +65,27 @@ def main():
     parser.add_argument("--group-size", type=int, default=128)
     parser.add_argument("--csv", default=None)
     parser.add_argument("--gemv-max-rows", type=int, default=None, help="LowBitLinear gemv_max_rows (default: the layer's)")
-    parser.add_argument("--options", default="{}", help="JSON inductor options added to compile_options('cuda')")
+    parser.add_argument("--options", default="{}", help="JSON inductor options added to compile_options(device)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     args = parser.parse_args()
-    device, dtype = "cuda", torch.bfloat16
-    print(f"# LowBitLinear vs bf16 F.linear; {environment_line()}", flush=True)
-    big = torch.empty(512 * 2**20, dtype=torch.uint8, device=device)
-    bandwidth = 2 * big.numel() / time_cuda_graph([lambda: big.clone()], replays_per_graph=3)
+    device, dtype = args.device, getattr(torch, args.dtype)
+    print(f"# LowBitLinear vs {args.dtype} F.linear on {device}; {environment_line()}", flush=True)
+    big = torch.empty((512 if device == "cuda" else 256) * 2**20, dtype=torch.uint8, device=device)
+    bandwidth = 2 * big.numel() / seconds_per_call([lambda: big.clone()], device)
     del big
-    print(f"# copy bandwidth {bandwidth / 1e12:.2f} TB/s (read + write)", flush=True)
+    print(f"# copy bandwidth {bandwidth / 1e9:.1f} GB/s (read + write)", flush=True)
     rows = []
     for shape in args.shapes.split(","):
         n, k = map(int, shape.split("x"))
         torch.manual_seed(0)
         linear = torch.nn.Linear(k, n, bias=False, device=device, dtype=dtype)
-        dense_weights = [linear.weight.detach().clone() for _ in range(copies_for(2 * n * k))]
+        dense_weights = [linear.weight.detach().clone() for _ in range(copies_for(2 * n * k, device))]
         for name in args.formats.split(","):
             fmt, kwargs = FORMATS[name]
             kwargs = {"group_size": args.group_size, "gemv_max_rows": args.gemv_max_rows, **kwargs}
             layer = fpx.LowBitLinear.from_linear(linear, fmt, **kwargs)
-            layers = [layer] + [copy.deepcopy(layer) for _ in range(copies_for(layer.weight_nbytes) - 1)]
+            layers = [layer] + [copy.deepcopy(layer) for _ in range(copies_for(layer.weight_nbytes, device) - 1)]
             floor_s = layer.weight_nbytes / bandwidth
             for m in map(int, args.m.split(",")):
                 try:
@@ -78,7 +97,7 @@ def main():
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    print(f"\n{'shape':>11} {'M':>4} {'fmt':>7} {'us':>8} {'x bf16':>7} {'roof':>5} {'kern':>4} {'tiny us':>8} {'compile':>7}")
+    print(f"\n{'shape':>11} {'M':>4} {'fmt':>7} {'us':>8} {'x dense':>7} {'roof':>5} {'kern':>4} {'tiny us':>8} {'compile':>7}")
     for r in rows:
         print(f"{r['shape']:>11} {r['m']:>4} {r['fmt']:>7} {r['us']:>8.1f} {r['speedup']:>7.2f} {r['roofline']:>5.0%} "
               f"{r['kernels']:>4} {r['tinygemm_us']:>8.1f} {r['compile_s']:>6.1f}s")
@@ -86,26 +105,28 @@ def main():
 
 def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
     """Time one (shape, M, format) case; returns its row."""
-    device, dtype = "cuda", torch.bfloat16
-    options = {**fpx.nn.compile_options("cuda"), **json.loads(args.options)}
+    device, dtype = args.device, getattr(torch, args.dtype)
+    options = {**fpx.nn.compile_options(device), **json.loads(args.options)}
     x = torch.randn(m, k, device=device, dtype=dtype)
-    bf16_s = time_cuda_graph([lambda w=w: F.linear(x, w) for w in dense_weights])
+    bf16_s = seconds_per_call([lambda w=w: F.linear(x, w) for w in dense_weights], device)
     torch._dynamo.reset()
     compiled = [torch.compile(l, fullgraph=True, dynamic=False, options=options) for l in layers]
     start = time.perf_counter()
     out = compiled[0](x)
-    torch.cuda.synchronize()
+    if device == "cuda":
+        torch.cuda.synchronize()
     compile_s = time.perf_counter() - start
     for c in compiled[1:]:
         c(x)
     reference = x.float() @ layer.dequantize_weight().T
     error = ((out.float() - reference).norm() / reference.norm()).item()
     kernels = kernels_launched(compiled[0], x)
-    t = time_cuda_graph([lambda c=c: c(x) for c in compiled])
-    tiny = tinygemm_seconds(x, n, k, args.group_size) if name in ("INT4", "UINT4") else float("nan")
+    t = seconds_per_call([lambda c=c: c(x) for c in compiled], device)
+    tinygemm = name in ("INT4", "UINT4") and device == "cuda" and dtype == torch.bfloat16
+    tiny = tinygemm_seconds(x, n, k, args.group_size) if tinygemm else float("nan")
     r = dict(shape=shape, m=m, fmt=name, us=t * 1e6, bf16_us=bf16_s * 1e6, speedup=bf16_s / t,
              roofline=floor_s / t, kernels=kernels, compile_s=compile_s, rel_err=error, tinygemm_us=tiny * 1e6)
-    print(f"{shape:>11} M={m:<4} {name:>7}: {r['us']:8.1f} us  {r['speedup']:5.2f}x bf16 ({r['bf16_us']:.1f} us)  "
+    print(f"{shape:>11} M={m:<4} {name:>7}: {r['us']:8.1f} us  {r['speedup']:5.2f}x dense ({r['bf16_us']:.1f} us)  "
           f"{r['roofline']:5.0%} roofline  {kernels} kernels  compile {compile_s:5.1f} s  err {error:.1e}  "
           f"tinygemm {r['tinygemm_us']:.1f} us", flush=True)
     return r
@@ -116,7 +137,7 @@ def tinygemm_seconds(x, n, k, group_size):
     try:
         codes = torch.randint(0, 16, (n, k), device=x.device, dtype=torch.int32)
         packed = (codes[:, ::2] << 4 | codes[:, 1::2]).to(torch.uint8)
-        weights = [torch.ops.aten._convert_weight_to_int4pack(packed, 8) for _ in range(copies_for(n * k // 2))]
+        weights = [torch.ops.aten._convert_weight_to_int4pack(packed, 8) for _ in range(copies_for(n * k // 2, "cuda"))]
         scales = torch.rand(k // group_size, n, 2, device=x.device, dtype=x.dtype)
         return time_cuda_graph([lambda w=w: torch.ops.aten._weight_int4pack_mm(x, w, group_size, scales) for w in weights])
     except Exception as error:  # not every torch build ships it
