@@ -190,7 +190,10 @@ def _reference_value(code: int, fmt) -> float:
     return sign * (1 + m / 2**m_bits) * 2.0 ** (e - fmt.bias)
 
 
-GRID_FORMATS = [fpx.E4M3, fpx.E5M2, fpx.E3M2, fpx.E2M3, fpx.E2M1, fpx.exmy(4, 2), fpx.exmy(5, 1), fpx.exmy(6, 1), fpx.exmy(1, 2)]
+GRID_FORMATS = [
+    fpx.E4M3, fpx.E5M2, fpx.E3M2, fpx.E2M3, fpx.E2M1, fpx.exmy(4, 2), fpx.exmy(5, 1), fpx.exmy(6, 1), fpx.exmy(1, 2),
+    fpx.exmy(3, 2, special="fn"), fpx.exmy(4, 1, special="fn"),
+]
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
@@ -232,9 +235,9 @@ def layer_configs(draw):
 
 @given(config=layer_configs())
 def test_both_compiled_formulations_match_the_dequantized_weight(config):
-    """The two forms the compiled forward uses, run eagerly on many shapes: the small-batch
-    reductions (segments of scale groups that may span planes, or planes that span groups) and
-    the transposed decode of the matmul path."""
+    """The forms the compiled forward uses, run eagerly on many shapes: the small-batch
+    reductions over byte or word planes (segments of scale groups that may span planes, or
+    planes that span groups) and the transposed decode of the matmul path."""
     fmt, block, k, group_size, n, rows, with_zero_codes = config
     torch.manual_seed(k * 131 + n)
     linear = nn.Linear(k, n, bias=False)
@@ -246,7 +249,8 @@ def test_both_compiled_formulations_match_the_dequantized_weight(config):
     weight = layer.dequantize_weight()
     expected = x.double() @ weight.double().T
     scale = x.double().abs() @ weight.double().abs().T
-    got = layer._gemv(x).double()
-    assert got.shape == (rows, n)
-    assert bool(((got - expected).abs() <= 1e-5 * scale + 1e-6).all()), (got, expected)
+    for words in (False, True):  # byte planes (CUDA's default), 32-bit word planes (CPU's)
+        got = layer._gemv(x, words=words).double()
+        assert got.shape == (rows, n)
+        assert bool(((got - expected).abs() <= 1e-5 * scale + 1e-6).all()), (words, got, expected)
     assert torch.equal(layer._transposed_weight(torch.float32), weight.T)
