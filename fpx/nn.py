@@ -415,12 +415,14 @@ def _grid_values(codes: torch.Tensor, fmt, code_table: torch.Tensor | None = Non
     """Grid values of int32 ``codes`` as float32: integer codes as they are, float codes decoded
     exactly in the fewest instructions a compiled kernel can take.
 
+    - On CPU: :func:`_float_values_in_32_bit_lanes` (inductor's C++ vectorizes it; the float8
+      cast and float16 views below compile to scalar loops there).
     - E4M3 on CUDA: torch's float8_e4m3fn cast (one conversion instruction).
     - E5M2: the top byte of a float16 (same exponent width, bias and specials).
-    - Other formats of at most 4 exponent bits without inf (E4M3 on CPU, where the float8 cast
-      is a slow scalar conversion; E3M2, E2M3, E2M1): the code's fields placed in a float16's,
-      converted to float32 (subnormals map to float16 subnormals, which the conversion keeps),
-      times 2^(15 - bias), and NaN where the format has it.
+    - Other formats of at most 4 exponent bits without inf (E3M2, E2M3, E2M1): the code's
+      fields placed in a float16's, converted to float32 (subnormals map to float16
+      subnormals, which the conversion keeps), times 2^(15 - bias), and NaN where the format
+      has it.
     - Anything else: a lookup in ``code_table`` when given, else :func:`fpx.decode`.
 
     ``casts_only`` keeps the float16 route to E5M2 and uses fpx.decode for the other formats:
@@ -432,6 +434,9 @@ def _grid_values(codes: torch.Tensor, fmt, code_table: torch.Tensor | None = Non
     """
     if not isinstance(fmt, FloatFormat):
         return codes.to(torch.float32)
+    unit_range = (1 - fmt.bias - fmt.mantissa_bits, (1 << fmt.exponent_bits) - 1 - fmt.bias - fmt.mantissa_bits)
+    if codes.device.type == "cpu" and not casts_only and -126 <= unit_range[0] and unit_range[1] <= 127:
+        return _float_values_in_32_bit_lanes(codes, fmt)
     fields = (fmt.exponent_bits, fmt.mantissa_bits, fmt.bias, fmt.special, fmt.signed)
     if fields == (4, 3, 7, "fn", True) and codes.device.type == "cuda":
         return codes.to(torch.uint8).view(torch.float8_e4m3fn).to(torch.float32)
@@ -452,6 +457,29 @@ def _grid_values(codes: torch.Tensor, fmt, code_table: torch.Tensor | None = Non
     if code_table is not None:
         return code_table[codes].view(torch.float32)
     return decode(codes.to(torch.uint8), fmt)
+
+
+def _float_values_in_32_bit_lanes(codes: torch.Tensor, fmt) -> torch.Tensor:
+    """Values of int32 float ``codes`` by 32-bit integer and float operations only: the
+    significand (with its implicit bit) times 2^(exponent - bias - mantissa bits), the unit
+    built as float32 bits. Exact for every code: the significand has at most 8 bits, and the
+    caller checks that the unit is a normal float32 (true for every standard bias). Subnormals
+    need no branch.
+    """
+    m_bits, e_max = fmt.mantissa_bits, (1 << fmt.exponent_bits) - 1
+    magnitude = codes & (fmt.sign_mask - 1)
+    exponent = magnitude >> m_bits
+    mantissa = magnitude & ((1 << m_bits) - 1)
+    significand = mantissa | ((exponent > 0).to(torch.int32) << m_bits)
+    unit = ((exponent.clamp(min=1) - (fmt.bias + m_bits) + 127) << 23).view(torch.float32)
+    values = significand.to(torch.float32) * unit
+    values = torch.where((codes & fmt.sign_mask) != 0, -values, values)  # -0.0 included
+    if fmt.special == "fn":  # only the all-ones magnitude is NaN
+        values = torch.where(magnitude == fmt.sign_mask - 1, float("nan"), values)
+    elif fmt.special == "ieee":  # the all-ones exponent: inf (mantissa 0) or NaN
+        special = torch.where(mantissa == 0, float("inf"), float("nan"))
+        values = torch.where(exponent == e_max, torch.copysign(special, values), values)
+    return values
 
 
 def _invoke_quant():
