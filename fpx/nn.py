@@ -346,8 +346,9 @@ class LowBitLinear(nn.Module):
         """Whether the packed bytes read as int32 words with whole groups per word (and the byte
         order of :meth:`_plane_grid`)."""
         columns = self.packed.shape[-1]
+        whole_words = columns % 4 == 0 and self.packed.storage_offset() % 4 == 0 and self.packed.is_contiguous()
         little = sys.byteorder == "little"
-        return little and 8 % self.fmt.bits == 0 and columns % 4 == 0 and self.group_size % 4 == 0
+        return little and whole_words and 8 % self.fmt.bits == 0 and self.group_size % 4 == 0
 
     def _plane_grid(self, q: int, word: torch.Tensor | None) -> torch.Tensor:
         """Grid values (N, columns of the plane) of plane ``q`` of the packed bytes, or with

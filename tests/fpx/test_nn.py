@@ -254,3 +254,16 @@ def test_both_compiled_formulations_match_the_dequantized_weight(config):
         assert got.shape == (rows, n)
         assert bool(((got - expected).abs() <= 1e-5 * scale + 1e-6).all()), (words, got, expected)
     assert torch.equal(layer._transposed_weight(torch.float32), weight.T)
+
+
+def test_misaligned_packed_storage_falls_back_to_byte_planes():
+    """Word planes read the packed bytes as int32: a buffer at an odd storage offset (as from a
+    memory-mapped checkpoint) must give the same result through byte planes, not an error."""
+    layer = LowBitLinear.from_linear(make_linear(), fpx.INT4, group_size=32)
+    x = torch.randn(1, 256)
+    expected = layer._gemv(x, words=True)
+    storage = torch.zeros(layer.packed.numel() + 1, dtype=torch.uint8)
+    storage[1:] = layer.packed.flatten()
+    layer.packed = storage[1:].view(layer.packed.shape)
+    assert layer.packed.storage_offset() == 1
+    torch.testing.assert_close(layer._gemv(x, words=True), expected, rtol=1e-6, atol=1e-6)
