@@ -346,7 +346,12 @@ class LowBitLinear(nn.Module):
         """Whether the packed bytes read as int32 words with whole groups per word (and the byte
         order of :meth:`_plane_grid`)."""
         columns = self.packed.shape[-1]
-        whole_words = columns % 4 == 0 and self.packed.storage_offset() % 4 == 0 and self.packed.is_contiguous()
+        whole_words = columns % 4 == 0
+        if not torch.compiler.is_compiling():  # dynamo cannot trace storage_offset()
+            # The layer's own buffer starts a storage; one assigned from elsewhere (say a view
+            # into a memory-mapped file) may not. Compiled, such a buffer fails to trace the
+            # int32 view with torch's "storage_offset() must be divisible by 4" error.
+            whole_words = whole_words and self.packed.storage_offset() % 4 == 0 and self.packed.is_contiguous()
         little = sys.byteorder == "little"
         return little and whole_words and 8 % self.fmt.bits == 0 and self.group_size % 4 == 0
 
