@@ -138,12 +138,12 @@ def _pack_stream(values: torch.Tensor, bits: int) -> tuple[torch.Tensor, bool]:
 
     Byte j covers stream bits [8j, 8j+8): the value holding bit 8j (it may start before the
     byte: shift right), then the following ones (shift left; those starting past the byte
-    land above bit 7). Eight values make exactly ``bits`` bytes, so
-    when the length is a whole number of groups of 8 the bytes are computed as (..., groups,
-    bits) from a (..., groups, 8) view of the values: the offsets inside a group are constants,
-    and the C++ kernel is a plain loop over groups with a constant inner loop (3x faster on CPU
-    than the flat form below, whose every index needs a division by ``bits``). Returns the bytes
-    and whether they come grouped.
+    land above bit 7). Eight values make exactly ``bits`` bytes, so when the length is a whole
+    number of groups of 8 the bytes are computed as (..., groups, bits) from a (..., groups, 8)
+    view of the values: the offsets inside a group are constants, and the C++ kernel is a plain
+    loop over groups with a constant inner loop (3x faster on CPU than the flat form below,
+    whose every index needs a division by ``bits``). Returns the bytes and whether they come
+    grouped.
     """
     n = values.shape[-1]
     groups = (n + 7) // 8

@@ -51,7 +51,7 @@ from torch import nn
 
 import bitpack
 
-from .convert import decode
+from .convert import _INT32_SIGN_BIT, decode
 from .formats import E8M0, FloatFormat, IntFormat
 from .quantize import _dequantize_grid, _grid_affine, quantize
 
@@ -450,15 +450,15 @@ def _grid_values(codes: torch.Tensor, fmt, code_table: torch.Tensor | None = Non
     # float16 exponents 1-30 are finite: formats of <= 4 exponent bits fit, their NaN aside.
     small = fmt.special in ("finite", "fn") and fmt.exponent_bits <= 4 and not casts_only
     if like_half or small:
-        magnitude = codes & (fmt.sign_mask - 1)
+        magnitude = codes & fmt.magnitude_mask
         negative = (codes >> (fmt.bits - 1)) & 1
         half_bits = (magnitude << (10 - fmt.mantissa_bits)) - (negative << 15)  # sign as int16's: no wrap
         half = half_bits.to(torch.int16).view(torch.float16).to(torch.float32)
         if like_half:
             return half
         values = half * 2.0 ** (15 - fmt.bias)
-        if fmt.special == "fn":  # the all-ones magnitude is NaN
-            values = torch.where(magnitude == fmt.sign_mask - 1, float("nan"), values)
+        if fmt.has_nan:  # "fn": the NaN code's exponent is finite in float16
+            values = torch.where(magnitude == fmt.nan_code, float("nan"), values)
         return values
     if code_table is not None:
         return code_table[codes].view(torch.float32)
@@ -472,20 +472,20 @@ def _float_values_in_32_bit_lanes(codes: torch.Tensor, fmt) -> torch.Tensor:
     caller checks that the unit is a normal float32 (true for every standard bias). Subnormals
     need no branch.
     """
-    m_bits, e_max = fmt.mantissa_bits, (1 << fmt.exponent_bits) - 1
-    magnitude = codes & (fmt.sign_mask - 1)
+    m_bits = fmt.mantissa_bits
+    magnitude = codes & fmt.magnitude_mask
     exponent = magnitude >> m_bits
-    mantissa = magnitude & ((1 << m_bits) - 1)
-    significand = mantissa | ((exponent > 0).to(torch.int32) << m_bits)
+    significand = (magnitude & ((1 << m_bits) - 1)) | ((exponent > 0).to(torch.int32) << m_bits)
     unit = ((exponent.clamp(min=1) - (fmt.bias + m_bits) + 127) << 23).view(torch.float32)
     values = significand.to(torch.float32) * unit
-    values = torch.where((codes & fmt.sign_mask) != 0, -values, values)  # -0.0 included
-    if fmt.special == "fn":  # only the all-ones magnitude is NaN
-        values = torch.where(magnitude == fmt.sign_mask - 1, float("nan"), values)
-    elif fmt.special == "ieee":  # the all-ones exponent: inf (mantissa 0) or NaN
-        special = torch.where(mantissa == 0, float("inf"), float("nan"))
-        values = torch.where(exponent == e_max, torch.copysign(special, values), values)
-    return values
+    # Specials as fpx.decode (_code_to_float32) places them, then the sign on the bit pattern.
+    if fmt.has_inf:
+        values = torch.where(magnitude == fmt.inf_code, float("inf"), values)
+        values = torch.where(magnitude > fmt.inf_code, float("nan"), values)
+    elif fmt.has_nan:
+        values = torch.where(magnitude == fmt.nan_code, float("nan"), values)
+    bits = values.view(torch.int32)
+    return torch.where((codes & fmt.sign_mask) != 0, bits | _INT32_SIGN_BIT, bits).view(torch.float32)
 
 
 def _invoke_quant():
