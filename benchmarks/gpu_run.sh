@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # One GPU session: every CUDA test, then the benchmarks. Logs go to $OUT (or ./gpu_out).
-# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|all]
+# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|all]
+#   grid: the linear grid of benchmarks/RESULTS.md inside one 10-minute call: the CUDA tests and
+#         cold compiles of every case side by side (phase 1, warming inductor's caches), then the
+#         timed runs side by side with each timing under one lock (phase 2).
 #   probe: the open questions of docs/inductor.md (K-major storage; per-row reductions at M=2-8).
 set -u
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
@@ -26,4 +29,54 @@ if [[ $what == probe ]]; then
   tail -14 "$OUT/probe_kmajor.log"
   timeout 240 python3 benchmarks/linear.py --m 2,4,8 --formats INT4,INT2 --gemv-max-rows 8 > "$OUT/rows.log" 2>&1
   grep -E "M=|FAILED" "$OUT/rows.log" | cut -c1-150
+fi
+
+if [[ $what == grid ]]; then
+  lock=/tmp/fpx_timing.lock; logs=$OUT/logs; mkdir -p "$logs"
+  export TORCHINDUCTOR_COMPILE_THREADS=${COMPILE_THREADS:-4}
+  all_m=1,2,4,8,16,32,64,128
+  jobs=()
+  for f in INT8 INT4 INT3 INT2 INT1 E4M3 E3M2 E2M1; do jobs+=("8192x8192 $f $all_m"); done
+  for s in 4096x4096 4096x14336 14336x4096 8192x28672; do jobs+=("$s INT4,INT8,E4M3,E2M1 1,16,64"); done
+  [[ -n ${GRID_JOBS:-} ]] && IFS=';' read -ra jobs <<< "$GRID_JOBS"  # "SHAPES FORMATS MS;..."
+  # Phase 1: the CUDA tests (3 processes) and a cold compile of every case.
+  timeout ${TEST_TIMEOUT:-330} python3 -m pytest -q -m cuda -p no:cacheprovider tests/bitpack tests/fpx/test_convert_codegen.py > "$logs/tests_a.log" 2>&1 &
+  timeout ${TEST_TIMEOUT:-330} python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn_codegen.py > "$logs/tests_b.log" 2>&1 &
+  timeout ${TEST_TIMEOUT:-330} python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn.py tests/fpx/test_fake_quantize.py tests/fpx/test_quantize.py > "$logs/tests_c.log" 2>&1 &
+  i=0
+  for job in "${jobs[@]}"; do
+    set -- $job
+    timeout ${WARM_TIMEOUT:-320} python3 benchmarks/linear.py --compile-only --shapes $1 --formats $2 --m $3 --csv "$logs/cold_$i.csv" > "$logs/cold_$i.log" 2>&1 &
+    i=$((i + 1))
+  done
+  wait
+  for t in a b c; do echo "tests_$t: $(grep -E "passed|failed|error" "$logs/tests_$t.log" | tail -1)"; grep -E "^(FAILED|ERROR)" "$logs/tests_$t.log" | head -8; done
+  # Phase 2: timed, one timing at a time.
+  i=0
+  for job in "${jobs[@]}"; do
+    set -- $job
+    timeout ${TIMED_TIMEOUT:-210} python3 benchmarks/linear.py --timing-lock $lock --shapes $1 --formats $2 --m $3 --csv "$logs/timed_$i.csv" > "$logs/timed_$i.log" 2>&1 &
+    i=$((i + 1))
+  done
+  wait
+  python3 - "$logs" "$OUT/grid.csv" <<'PY'
+import csv, glob, sys
+logs, out = sys.argv[1:]
+def rows(pattern):
+    return [r for path in sorted(glob.glob(f"{logs}/{pattern}")) for r in csv.DictReader(open(path))]
+cold = {(r["shape"], r["m"], r["fmt"]): r["compile_s"] for r in rows("cold_*.csv")}
+timed = rows("timed_*.csv")
+for r in timed:
+    r["cold_compile_s"] = cold.get((r["shape"], r["m"], r["fmt"]), "nan")
+if timed:
+    with open(out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(timed[0]))
+        writer.writeheader()
+        writer.writerows(timed)
+print(f"{len(cold)} cases compiled, {len(timed)} timed")
+for r in timed:
+    print(f"{r['shape']:>11} {r['m']:>4} {r['fmt']:>5} {float(r['us']):7.1f} us {float(r['speedup']):5.2f}x "
+          f"{float(r['roofline']):4.0%} k{r['kernels']} tiny {float(r['tinygemm_us']):5.1f} cold {float(r['cold_compile_s']):4.0f}s")
+PY
+  tar czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$logs"
 fi

@@ -9,6 +9,7 @@ kernels launched, and the cold compile time. --csv writes the rows to a file.
 """
 
 import argparse
+import contextlib
 import copy
 import csv
 import json
@@ -50,11 +51,31 @@ def kernels_launched(fn, x):
     return source.count(".run(")
 
 
+TIMING_LOCK = None  # path of a file locked around each timing (--timing-lock)
+
+
 def seconds_per_call(calls, device):
     """Median seconds of one call among ``calls`` (cycled on CUDA; the first one on CPU)."""
-    if device == "cpu":
-        return time_cpu(calls[0])
-    return time_cuda_graph(calls)
+    with timing_lock():
+        if device == "cpu":
+            return time_cpu(calls[0])
+        return time_cuda_graph(calls)
+
+
+@contextlib.contextmanager
+def timing_lock():
+    """Holds TIMING_LOCK exclusively (when set), so that no other benchmark process times at once."""
+    if TIMING_LOCK is None:
+        yield
+        return
+    import fcntl
+
+    with open(TIMING_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def main():
@@ -68,7 +89,14 @@ def main():
     parser.add_argument("--options", default="{}", help="JSON inductor options added to compile_options(device)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    parser.add_argument("--timing-lock", default=None,
+                        help="a file locked around every timing, so that processes run side by side time one at a time")
+    parser.add_argument("--compile-only", action="store_true",
+                        help="compile each case once and record its cold compile time, without timing: several such "
+                             "processes warm inductor's caches in parallel before one timed run")
     args = parser.parse_args()
+    global TIMING_LOCK
+    TIMING_LOCK = args.timing_lock
     device, dtype = args.device, getattr(torch, args.dtype)
     print(f"# LowBitLinear vs {args.dtype} F.linear on {device}; {environment_line()}", flush=True)
     big = torch.empty((512 if device == "cuda" else 256) * 2**20, dtype=torch.uint8, device=device)
@@ -90,17 +118,21 @@ def main():
             for m in map(int, args.m.split(",")):
                 try:
                     rows.append(measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s))
+                    if args.csv:  # row by row, so that a run cut short keeps what it measured
+                        write_csv(args.csv, rows)
                 except Exception as error:  # keep going: one failing case must not hide the rest
                     print(f"{shape} M={m} {name}: FAILED {error!r}"[:400], flush=True)
-    if args.csv and rows:
-        with open(args.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
     print(f"\n{'shape':>11} {'M':>4} {'fmt':>7} {'us':>8} {'x dense':>7} {'roof':>5} {'kern':>4} {'tiny us':>8} {'compile':>7}")
     for r in rows:
         print(f"{r['shape']:>11} {r['m']:>4} {r['fmt']:>7} {r['us']:>8.1f} {r['speedup']:>7.2f} {r['roofline']:>5.0%} "
               f"{r['kernels']:>4} {r['tinygemm_us']:>8.1f} {r['compile_s']:>6.1f}s")
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
@@ -108,7 +140,7 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
     device, dtype = args.device, getattr(torch, args.dtype)
     options = {**fpx.nn.compile_options(device), **json.loads(args.options)}
     x = torch.randn(m, k, device=device, dtype=dtype)
-    bf16_s = seconds_per_call([lambda w=w: F.linear(x, w) for w in dense_weights], device)
+    bf16_s = float("nan") if args.compile_only else seconds_per_call([lambda w=w: F.linear(x, w) for w in dense_weights], device)
     torch._dynamo.reset()
     compiled = [torch.compile(l, fullgraph=True, dynamic=False, options=options) for l in layers]
     start = time.perf_counter()
@@ -116,6 +148,12 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
     if device == "cuda":
         torch.cuda.synchronize()
     compile_s = time.perf_counter() - start
+    if args.compile_only:
+        kernels = kernels_launched(compiled[0], x)
+        print(f"{shape:>11} M={m:<4} {name:>7}: compiled in {compile_s:5.1f} s, {kernels} kernels", flush=True)
+        nan = float("nan")
+        return dict(shape=shape, m=m, fmt=name, us=nan, bf16_us=nan, speedup=nan, roofline=nan, kernels=kernels,
+                    compile_s=compile_s, rel_err=nan, tinygemm_us=nan)
     for c in compiled[1:]:
         c(x)
     reference = x.float() @ layer.dequantize_weight().T
@@ -139,7 +177,9 @@ def tinygemm_seconds(x, n, k, group_size):
         packed = (codes[:, ::2] << 4 | codes[:, 1::2]).to(torch.uint8)
         weights = [torch.ops.aten._convert_weight_to_int4pack(packed, 8) for _ in range(copies_for(n * k // 2, "cuda"))]
         scales = torch.rand(k // group_size, n, 2, device=x.device, dtype=x.dtype)
-        return time_cuda_graph([lambda w=w: torch.ops.aten._weight_int4pack_mm(x, w, group_size, scales) for w in weights])
+        calls = [lambda w=w: torch.ops.aten._weight_int4pack_mm(x, w, group_size, scales) for w in weights]
+        with timing_lock():
+            return time_cuda_graph(calls)
     except Exception as error:  # not every torch build ships it
         print(f"# tinygemm unavailable: {error!r}"[:200])
         return float("nan")
