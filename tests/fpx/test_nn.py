@@ -213,6 +213,35 @@ def test_weight_decode_gives_every_codes_exact_value(fmt, device):
         assert torch.equal(got[finite].signbit(), expected[finite].signbit())  # -0.0 included
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("fmt", [f for f in GRID_FORMATS if f.exponent_bits <= 4 or f.name == "E5M2"], ids=lambda f: f.name)
+def test_float16_placement_gives_every_codes_exact_value(fmt, device):
+    """The CUDA decode of small float formats, checked on every device."""
+    from fpx.nn import _float_values_by_float16_placement
+
+    codes = torch.arange(2**fmt.bits, dtype=torch.int32, device=device)
+    expected = torch.tensor([_reference_value(c, fmt) for c in range(2**fmt.bits)], dtype=torch.float64)
+    for decode in (_float_values_by_float16_placement, torch.compile(_float_values_by_float16_placement, fullgraph=True)):
+        got = decode(codes, fmt).cpu()
+        assert torch.equal(got.isnan(), expected.isnan())
+        finite = ~expected.isnan()
+        assert torch.equal(got[finite].double(), expected[finite])
+        assert torch.equal(got[finite].signbit(), expected[finite].signbit())
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_e8m0_scale_decode_gives_every_codes_exact_value(device):
+    from fpx.nn import _e8m0_values
+
+    codes = torch.arange(256, dtype=torch.uint8, device=device)
+    expected = [2.0 ** (c - 127) for c in range(255)] + [float("nan")]
+    for decode in (_e8m0_values, torch.compile(_e8m0_values, fullgraph=True)):
+        got = decode(codes).cpu()
+        assert got.dtype == torch.float32
+        assert [float(v) for v in got[:255].double()] == expected[:255]
+        assert got[255].isnan()
+
+
 FORMULATION_FORMATS = [
     (fpx.INT1, None), (fpx.INT2, None), (fpx.INT3, None), (fpx.INT4, None), (fpx.INT7, None), (fpx.INT8, None),
     (fpx.UINT2, None), (fpx.UINT5, None), (fpx.E4M3, None), (fpx.E5M2, None), (fpx.E3M2, None),
