@@ -16,7 +16,7 @@ raw grid values (a second, small reduction).
 Forward paths:
 
 - eager (not compiling): ``F.linear(x, dequantize_weight())``.
-- compiled, at most ``gemv_max_rows`` rows of x (default 16 on CPU, 2 on CUDA): the fused
+- compiled, at most ``gemv_max_rows`` rows of x (default: see :func:`default_gemv_max_rows`): the fused
   reductions above: one kernel on CPU, two or three on CUDA (the per-group dot products, the
   scaled sum over groups, and sum(x) per group for UINT and INT1), no N x K buffer. A static
   batch of a few rows gets one reduction per row and plane, so the rows share each decoded
@@ -55,7 +55,7 @@ from .convert import _INT32_SIGN_BIT, decode
 from .formats import FloatFormat, IntFormat
 from .quantize import _dequantize_grid, _grid_affine, quantize
 
-__all__ = ["LowBitLinear", "quantize_", "compile_options"]
+__all__ = ["LowBitLinear", "quantize_", "compile_options", "default_gemv_max_rows"]
 
 SCALE_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
@@ -80,6 +80,27 @@ def compile_options(device="cuda") -> dict:
 # The most (rows x planes) reductions the small-batch forward writes per row instead of sharing
 # one reduction among all rows (measured on CPU: 32 of them compile in about 10 s, 128 in 67 s).
 ROW_REDUCTIONS = 32
+
+
+def default_gemv_max_rows(device_type: str, fmt) -> int:
+    """The most rows of x the compiled forward takes through the small-batch reductions by
+    default (more go through the matmul path); ``gemv_max_rows`` overrides it per layer.
+
+    - CPU: 16 (measured, 4096 x 4096: the reductions, which share each decoded weight among the
+      rows, beat inductor's dequantize-then-matmul up to there).
+    - CUDA, integer codes: 4. Float codes: 8, since their decode in the matmul template's
+      prologue is slow. Measured on an H100 (torch 2.11, 8192 x 8192, same day, separate runs):
+      reductions / matmul template at M = 4: INT4 75 / 72 us, INT8 57 / 55 us, E4M3 56 / 115
+      us, E2M1 83 / 141 us; at M = 3 the reductions take 45-66 us; at M = 8, E4M3 92 us against
+      the template's 115-123 at M = 4-16.
+
+    >>> import fpx
+    >>> fpx.nn.default_gemv_max_rows("cuda", fpx.INT4), fpx.nn.default_gemv_max_rows("cuda", fpx.E2M1)
+    (4, 8)
+    """
+    if device_type != "cuda":
+        return 16
+    return 8 if isinstance(fmt, FloatFormat) else 4
 
 
 def planar_group(bits: int) -> int:
@@ -233,9 +254,7 @@ class LowBitLinear(nn.Module):
         rows = x.numel() // self.in_features
         limit = self.gemv_max_rows
         if limit is None:
-            # CUDA crossover measured on an H100 (INT4, 8192 x 8192): the reductions take 32 us
-            # at M=1, 50 us at M=2 and 96 us at M=4, where the matmul template takes about 70.
-            limit = 2 if x.device.type == "cuda" else 16
+            limit = default_gemv_max_rows(x.device.type, self.fmt)
         if rows <= limit:
             out = self._gemv(x.reshape(-1, self.in_features), bias=self.bias)
             return out.reshape(*x.shape[:-1], self.out_features)
