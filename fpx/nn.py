@@ -92,15 +92,18 @@ def default_gemv_max_rows(device_type: str, fmt) -> int:
       prologue is slow. Measured on an H100 (torch 2.11, 8192 x 8192, same day, separate runs):
       reductions / matmul template at M = 4: INT4 75 / 72 us, INT8 57 / 55 us, E4M3 56 / 115
       us, E2M1 83 / 141 us; at M = 3 the reductions take 45-66 us; at M = 8, E4M3 92 us against
-      the template's 115-123 at M = 4-16.
+      the template's 115-123 at M = 4-16. Formats of 8 planes (3, 5, 6, 7 bits and INT1) stop
+      at 4 rows, where one reduction per row and plane (32 of them) still shares each decoded
+      weight among the rows (see ``ROW_REDUCTIONS``).
 
     >>> import fpx
-    >>> fpx.nn.default_gemv_max_rows("cuda", fpx.INT4), fpx.nn.default_gemv_max_rows("cuda", fpx.E2M1)
-    (4, 8)
+    >>> [fpx.nn.default_gemv_max_rows("cuda", f) for f in (fpx.INT4, fpx.E2M1, fpx.E3M2)]
+    [4, 8, 4]
     """
     if device_type != "cuda":
         return 16
-    return 8 if isinstance(fmt, FloatFormat) else 4
+    rows = 8 if isinstance(fmt, FloatFormat) else 4
+    return max(1, min(rows, ROW_REDUCTIONS // planar_group(fmt.bits)))
 
 
 def planar_group(bits: int) -> int:
