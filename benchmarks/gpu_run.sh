@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # One GPU session: every CUDA test, then the benchmarks. Logs go to $OUT (or ./gpu_out).
-# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|all]
+# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|all]
 #   grid: the linear grid of benchmarks/RESULTS.md inside one 10-minute call: the CUDA tests and
 #         cold compiles of every case side by side (phase 1, warming inductor's caches), then the
 #         timed runs side by side with each timing under one lock (phase 2).
 #   probe: the open questions of docs/inductor.md (K-major storage; per-row reductions at M=2-8).
+#   verify: every CUDA test in 3 processes side by side (nothing timed), then one sequential,
+#         timed linear sweep (VERIFY_ARGS) compiled alone: about 8 minutes.
 set -u
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
@@ -79,4 +81,16 @@ for r in timed:
           f"{float(r['roofline']):4.0%} k{r['kernels']} tiny {float(r['tinygemm_us']):5.1f} cold {float(r['cold_compile_s']):4.0f}s")
 PY
   tar czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$logs"
+fi
+
+if [[ $what == verify ]]; then
+  # Side by side only while nothing is timed: timing or autotuning under contention is wrong.
+  timeout 300 python3 -m pytest -q -m cuda -p no:cacheprovider tests/bitpack tests/fpx/test_convert_codegen.py tests/fpx/test_encode.py > "$OUT/tests_a.log" 2>&1 &
+  timeout 300 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn_codegen.py > "$OUT/tests_b.log" 2>&1 &
+  timeout 300 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn.py tests/fpx/test_fake_quantize.py tests/fpx/test_quantize.py tests/fpx/test_formats.py > "$OUT/tests_c.log" 2>&1 &
+  wait
+  for t in a b c; do echo "tests_$t: $(grep -E "passed|failed|error" "$OUT/tests_$t.log" | tail -1)"; grep -E "^(FAILED|ERROR)" "$OUT/tests_$t.log" | head -8; done
+  rm -rf /tmp/torchinductor_$(whoami)  # compile the timed cases alone, not from the tests' caches
+  timeout ${LINEAR_TIMEOUT:-240} python3 benchmarks/linear.py ${VERIFY_ARGS:---shapes 8192x8192 --formats INT4,INT2,INT3,INT8,UINT4 --m 1,2,4} --csv "$OUT/verify.csv" > "$OUT/verify.log" 2>&1
+  grep -E "M=|FAILED|copy bandwidth|#" "$OUT/verify.log" | cut -c1-150 | tail -30
 fi
