@@ -204,6 +204,7 @@ def test_weight_decode_gives_every_codes_exact_value(fmt, device):
 
     codes = torch.arange(2**fmt.bits, dtype=torch.int32, device=device)
     expected = torch.tensor([_reference_value(c, fmt) for c in range(2**fmt.bits)], dtype=torch.float64)
+    torch._dynamo.reset()  # each case compiles anew, never past dynamo's recompile limit into eager
     for decode in (_grid_values, torch.compile(_grid_values, fullgraph=True)):
         got = decode(codes, fmt).cpu()
         assert got.dtype == torch.float32
@@ -221,6 +222,7 @@ def test_float16_placement_gives_every_codes_exact_value(fmt, device):
 
     codes = torch.arange(2**fmt.bits, dtype=torch.int32, device=device)
     expected = torch.tensor([_reference_value(c, fmt) for c in range(2**fmt.bits)], dtype=torch.float64)
+    torch._dynamo.reset()  # each case compiles anew, never past dynamo's recompile limit into eager
     for decode in (_float_values_by_float16_placement, torch.compile(_float_values_by_float16_placement, fullgraph=True)):
         got = decode(codes, fmt).cpu()
         assert torch.equal(got.isnan(), expected.isnan())
@@ -235,6 +237,7 @@ def test_e8m0_scale_decode_gives_every_codes_exact_value(device):
 
     codes = torch.arange(256, dtype=torch.uint8, device=device)
     expected = [2.0 ** (c - 127) for c in range(255)] + [float("nan")]
+    torch._dynamo.reset()  # each case compiles anew, never past dynamo's recompile limit into eager
     for decode in (_e8m0_values, torch.compile(_e8m0_values, fullgraph=True)):
         got = decode(codes).cpu()
         assert got.dtype == torch.float32
@@ -250,6 +253,7 @@ def test_integer_fields_convert_exactly_without_a_conversion_instruction(bits, s
 
     fields = torch.arange(2**bits, dtype=torch.int32, device=device)
     expected = [f - 2**bits if signed and f >= 2 ** (bits - 1) else f for f in range(2**bits)]
+    torch._dynamo.reset()  # each case compiles anew, never past dynamo's recompile limit into eager
     for convert in (_int_field_values, torch.compile(_int_field_values, fullgraph=True)):
         got = convert(fields, bits, signed).cpu()
         assert got.dtype == torch.float32
