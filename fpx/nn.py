@@ -82,7 +82,7 @@ def compile_options(device="cuda") -> dict:
 ROW_REDUCTIONS = 32
 
 
-def default_gemv_max_rows(device_type: str, fmt) -> int:
+def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True) -> int:
     """The most rows of x the compiled forward takes through the small-batch reductions by
     default (more go through the matmul path); ``gemv_max_rows`` overrides it per layer.
 
@@ -94,14 +94,20 @@ def default_gemv_max_rows(device_type: str, fmt) -> int:
       us, E2M1 83 / 141 us; at M = 3 the reductions take 45-66 us; at M = 8, E4M3 92 us against
       the template's 115-123 at M = 4-16. Formats of 8 planes (3, 5, 6, 7 bits and INT1) stop
       at 4 rows, where one reduction per row and plane (32 of them) still shares each decoded
-      weight among the rows (see ``ROW_REDUCTIONS``).
+      weight among the rows (see ``ROW_REDUCTIONS``). A symbolic row count (``dynamic=True``)
+      shares one reduction among the rows, which repeats the decode per row: 2 rows (INT4: 50 us
+      at M = 2 against the template's 70).
 
     >>> import fpx
     >>> [fpx.nn.default_gemv_max_rows("cuda", f) for f in (fpx.INT4, fpx.E2M1, fpx.E3M2)]
     [4, 8, 4]
+    >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E2M1, static_rows=False)
+    2
     """
     if device_type != "cuda":
         return 16
+    if not static_rows:
+        return 2
     rows = 8 if isinstance(fmt, FloatFormat) else 4
     return max(1, min(rows, ROW_REDUCTIONS // planar_group(fmt.bits)))
 
@@ -257,7 +263,7 @@ class LowBitLinear(nn.Module):
         rows = x.numel() // self.in_features
         limit = self.gemv_max_rows
         if limit is None:
-            limit = default_gemv_max_rows(x.device.type, self.fmt)
+            limit = default_gemv_max_rows(x.device.type, self.fmt, static_rows=isinstance(rows, int))
         if rows <= limit:
             out = self._gemv(x.reshape(-1, self.in_features), bias=self.bias)
             return out.reshape(*x.shape[:-1], self.out_features)
