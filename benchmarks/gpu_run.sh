@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # One GPU session: every CUDA test, then the benchmarks. Logs go to $OUT (or ./gpu_out).
-# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|all]
+# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|all]
 #   grid: the linear grid of benchmarks/RESULTS.md inside one 10-minute call: the CUDA tests and
 #         cold compiles of every case side by side (phase 1, warming inductor's caches), then the
 #         timed runs side by side with each timing under one lock (phase 2).
 #   probe: the open questions of docs/inductor.md (K-major storage; per-row reductions at M=2-8).
 #   verify: every CUDA test in 3 processes side by side (nothing timed), then one sequential,
 #         timed linear sweep (VERIFY_ARGS) compiled alone: about 8 minutes.
+#   conversions: int -> float by conversion instruction or by the 2^23 mantissa trick, side by
+#         side in one run (the two-level reduction at M=1, the template prologue at M=16), then
+#         the dense pack formulations of benchmarks/probe_pack.py.
 set -u
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
@@ -93,4 +96,12 @@ if [[ $what == verify ]]; then
   rm -rf /tmp/torchinductor_$(whoami)  # compile the timed cases alone, not from the tests' caches
   timeout ${LINEAR_TIMEOUT:-240} python3 benchmarks/linear.py ${VERIFY_ARGS:---shapes 8192x8192 --formats INT4,INT2,INT3,INT8,UINT4 --m 1,2,4} --csv "$OUT/verify.csv" > "$OUT/verify.log" 2>&1
   grep -E "M=|FAILED|copy bandwidth|#" "$OUT/verify.log" | cut -c1-150 | tail -30
+fi
+
+if [[ $what == conversions ]]; then
+  timeout 330 python3 benchmarks/probe_linear.py --m 1,16 --bits 4,2 \
+    --variants groupsum-cdt,groupsum-fields-cdt,mm-t-iq-ma,mm-t-iq-fields-ma > "$OUT/conversions.log" 2>&1
+  tail -14 "$OUT/conversions.log"
+  timeout 200 python3 benchmarks/probe_pack.py > "$OUT/probe_pack.log" 2>&1
+  tail -26 "$OUT/probe_pack.log"
 fi

@@ -89,6 +89,43 @@ def gemv_group_sum_form(x, packed, scale, bits, n, k, group_size):
     return out.to(x.dtype)
 
 
+def fields_as_float(fields):
+    """Unsigned int32 fields (< 2**23) as float32 without an int -> float conversion
+    instruction: the field in the mantissa of 2^23, minus 2^23 (exact)."""
+    return (fields | 0x4B000000).view(torch.float32) - 8388608.0
+
+
+def gemv_group_sum_fields_form(x, packed, scale, bits, n, k, group_size):
+    """gemv_group_sum_form with the codes converted by fields_as_float (no I2F per weight)."""
+    g = values_per_group(bits)
+    j = k // g
+    groups = j // group_size
+    codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32)
+    xs = x.float().view(-1, g, groups, group_size)
+    xsum = xs.sum(-1)
+    scales = scale.float().view(n, g, groups)
+    out = 0
+    for p in range(g):
+        c = fields_as_float(codes[:, p]).view(n, groups, group_size)
+        dots = (xs[:, None, p] * c[None]).sum(-1)
+        out = out + ((dots - (1 << (bits - 1)) * xsum[:, None, p]) * scales[None, :, p]).sum(-1)
+    return out.to(x.dtype)
+
+
+def mm_t_iq_fields_form(x, packed, scale, bits, n, k, group_size):
+    """mm_t_iq_form with the codes converted by fields_as_float in the prologue."""
+    from torch._higher_order_ops._invoke_quant import InvokeQuant
+
+    def dq(packed, scale):
+        g = values_per_group(bits)
+        codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32).reshape(n, k)
+        centred = fields_as_float(codes) - float(1 << (bits - 1))
+        w = (centred * scale.float().repeat_interleave(group_size, dim=1)).to(x.dtype)
+        return w.t().contiguous()
+
+    return x @ InvokeQuant(codegen_low_precision=False)(dq, packed, scale, scheme="lowbit")
+
+
 # ---- K-major storage: the weight as W.T (K, N), planar along N ----------------------------------
 # The matmul template reads its B operand as (K, N) tiles; the N-major layout above makes the
 # prologue load bytes K/G apart across a tile's N dim. Stored K-major, a tile's bytes are
@@ -205,6 +242,8 @@ VARIANTS = {
     "words-cdt": (gemv_words_form, {"coordinate_descent_tuning": True}),
     "words-cdt-big": (gemv_words_form, {"coordinate_descent_tuning": True, "realize_acc_reads_threshold": 64, "realize_opcount_threshold": 256}),
     "groupsum-cdt": (gemv_group_sum_form, {"coordinate_descent_tuning": True}),
+    "groupsum-fields-cdt": (gemv_group_sum_fields_form, {"coordinate_descent_tuning": True}),
+    "mm-t-iq-fields-ma": (mm_t_iq_fields_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "planes-cdt-big": (gemv_planes_form, {"coordinate_descent_tuning": True, "realize_acc_reads_threshold": 64, "realize_opcount_threshold": 256}),
     "mm-kmajor-iq-ma": (mm_kmajor_iq_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "gemv-kmajor-groupsum-cdt": (gemv_kmajor_group_sum_form, {"coordinate_descent_tuning": True}),
