@@ -8,8 +8,8 @@
 #   verify: every CUDA test in 3 processes side by side (nothing timed), then one sequential,
 #         timed linear sweep (VERIFY_ARGS) compiled alone: about 8 minutes.
 #   conversions: int -> float by conversion instruction or by the 2^23 mantissa trick, side by
-#         side in one run (the two-level reduction at M=1, the template prologue at M=16), then
-#         the dense pack formulations of benchmarks/probe_pack.py.
+#         side in one run (the two-level reduction at M=1, with E2M1 decoded three ways; the
+#         template prologue at M=16), then the dense pack formulations of probe_pack.py.
 set -u
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
@@ -99,9 +99,12 @@ if [[ $what == verify ]]; then
 fi
 
 if [[ $what == conversions ]]; then
-  timeout 330 python3 benchmarks/probe_linear.py --m 1,16 --bits 4,2 \
-    --variants groupsum-cdt,groupsum-fields-cdt,mm-t-iq-ma,mm-t-iq-fields-ma > "$OUT/conversions.log" 2>&1
-  tail -14 "$OUT/conversions.log"
+  timeout 200 python3 benchmarks/probe_linear.py --m 1 --bits 4,2 \
+    --variants groupsum-cdt,groupsum-fields-cdt,e2m1-half-cdt,e2m1-unit-cdt,e2m1-subnormal-cdt > "$OUT/conversions_m1.log" 2>&1
+  tail -10 "$OUT/conversions_m1.log"
+  timeout 150 python3 benchmarks/probe_linear.py --m 16 --bits 4 \
+    --variants mm-t-iq-ma,mm-t-iq-fields-ma > "$OUT/conversions_m16.log" 2>&1
+  tail -5 "$OUT/conversions_m16.log"
   timeout 200 python3 benchmarks/probe_pack.py > "$OUT/probe_pack.log" 2>&1
   tail -26 "$OUT/probe_pack.log"
 fi

@@ -126,6 +126,59 @@ def mm_t_iq_fields_form(x, packed, scale, bits, n, k, group_size):
     return x @ InvokeQuant(codegen_low_precision=False)(dq, packed, scale, scheme="lowbit")
 
 
+# ---- E2M1 codes: the decode of the two-level reduction, with and without conversions -----------
+# The codes of make_weight (4 bits) read as E2M1 (sign, 2 exponent bits, 1 mantissa bit, bias 1).
+
+
+def e2m1_reference(packed, scale, n, k, group_size):
+    import fpx
+
+    codes = bitpack.unpack(packed, 4, 2, dim=1, dtype=torch.uint8).reshape(n, k)
+    values = fpx.decode(codes, fpx.E2M1).view(n, k // group_size, group_size)
+    return (values * scale.float().unsqueeze(-1)).view(n, k)
+
+
+def e2m1_by_half(c):
+    """float16 placement (the layer's CUDA decode): 2 conversions (int16, float16 -> float32)."""
+    placed = ((c << 12).to(torch.int16) >> 3) & (-(1 << 15) | (7 << 9))
+    return placed.view(torch.float16).to(torch.float32) * 16384.0
+
+
+def e2m1_by_unit(c):
+    """significand (by the 2^23 mantissa trick) times 2^(max(e, 1) - 2) built as float32 bits;
+    the sign set on the bits. No conversion instruction, no subnormal float32."""
+    magnitude = c & 7
+    exponent = magnitude >> 1
+    significand = (magnitude & 1) | ((exponent > 0).to(torch.int32) << 1)
+    unit = ((exponent.clamp(min=1) + 125) << 23).view(torch.float32)
+    value = ((significand | 0x4B000000).view(torch.float32) - 8388608.0) * unit
+    return (value.view(torch.int32) | ((c & 8) << 28)).view(torch.float32)
+
+
+def e2m1_by_subnormal(c):
+    """The magnitude's fields as a float32's exponent and mantissa (code 1: a float32 subnormal),
+    times 2^126: one multiply, no conversion; wrong where the GPU flushes subnormals."""
+    value = ((c & 7) << 22).view(torch.float32) * 2.0**126
+    return (value.view(torch.int32) | ((c & 8) << 28)).view(torch.float32)
+
+
+def e2m1_group_sum_form(decode):
+    def form(x, packed, scale, bits, n, k, group_size):
+        j = k // 2
+        groups = j // group_size
+        codes = bitpack.unpack(packed, 4, 2, dim=1, dtype=torch.int32)
+        xs = x.float().view(-1, 2, groups, group_size)
+        scales = scale.float().view(n, 2, groups)
+        out = 0
+        for p in range(2):
+            v = decode(codes[:, p]).view(n, groups, group_size)
+            dots = (xs[:, None, p] * v[None]).sum(-1)
+            out = out + (dots * scales[None, :, p]).sum(-1)
+        return out.to(x.dtype)
+
+    return form
+
+
 # ---- K-major storage: the weight as W.T (K, N), planar along N ----------------------------------
 # The matmul template reads its B operand as (K, N) tiles; the N-major layout above makes the
 # prologue load bytes K/G apart across a tile's N dim. Stored K-major, a tile's bytes are
@@ -243,6 +296,9 @@ VARIANTS = {
     "words-cdt-big": (gemv_words_form, {"coordinate_descent_tuning": True, "realize_acc_reads_threshold": 64, "realize_opcount_threshold": 256}),
     "groupsum-cdt": (gemv_group_sum_form, {"coordinate_descent_tuning": True}),
     "groupsum-fields-cdt": (gemv_group_sum_fields_form, {"coordinate_descent_tuning": True}),
+    "e2m1-half-cdt": (e2m1_group_sum_form(e2m1_by_half), {"coordinate_descent_tuning": True}),
+    "e2m1-unit-cdt": (e2m1_group_sum_form(e2m1_by_unit), {"coordinate_descent_tuning": True}),
+    "e2m1-subnormal-cdt": (e2m1_group_sum_form(e2m1_by_subnormal), {"coordinate_descent_tuning": True}),
     "mm-t-iq-fields-ma": (mm_t_iq_fields_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "planes-cdt-big": (gemv_planes_form, {"coordinate_descent_tuning": True, "realize_acc_reads_threshold": 64, "realize_opcount_threshold": 256}),
     "mm-kmajor-iq-ma": (mm_kmajor_iq_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
@@ -302,6 +358,10 @@ def main():
                 for name in args.variants.split(","):
                     form, options = VARIANTS[name]
                     weights, ref = (k_major, ref_k) if "kmajor" in name else (n_major, ref_n)
+                    if name.startswith("e2m1"):
+                        if bits != 4:
+                            continue
+                        ref = x.float() @ e2m1_reference(packed, scale, n, k, args.group_size).t()
                     _, packed, scale = weights[0]
                     torch._dynamo.reset()
                     try:
