@@ -358,11 +358,11 @@ def main():
                 for name in args.variants.split(","):
                     form, options = VARIANTS[name]
                     weights, ref = (k_major, ref_k) if "kmajor" in name else (n_major, ref_n)
-                    if name.startswith("e2m1"):
-                        if bits != 4:
-                            continue
-                        ref = x.float() @ e2m1_reference(packed, scale, n, k, args.group_size).t()
+                    if name.startswith("e2m1") and bits != 4:
+                        continue
                     _, packed, scale = weights[0]
+                    if name.startswith("e2m1"):
+                        ref = x.float() @ e2m1_reference(packed, scale, n, k, args.group_size).t()
                     torch._dynamo.reset()
                     try:
                         import time as _t
