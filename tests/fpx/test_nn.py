@@ -196,39 +196,34 @@ GRID_FORMATS = [
 ]
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
-@pytest.mark.parametrize("fmt", GRID_FORMATS, ids=lambda f: f.name)
-def test_weight_decode_gives_every_codes_exact_value(fmt, device):
-    """The layer's fast float decode (float8 / float16 casts) against the codes' field values."""
-    from fpx.nn import _grid_values
+def _float16_placement_cases():
+    return [f for f in GRID_FORMATS if f.exponent_bits <= 4 or f.name == "E5M2"]
 
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize(
+    "decoder, fmt",
+    [("_grid_values", f) for f in GRID_FORMATS]
+    # The CUDA decode of small float formats, also checked on CPU (which decodes otherwise).
+    + [("_float_values_by_float16_placement", f) for f in _float16_placement_cases()],
+    ids=lambda v: v if isinstance(v, str) else v.name,
+)
+def test_weight_decode_gives_every_codes_exact_value(decoder, fmt, device):
+    """The layer's fast float decodes (float8 / float16 casts, 32-bit lanes) against the codes'
+    field values."""
+    import fpx.nn
+
+    fn = getattr(fpx.nn, decoder)
     codes = torch.arange(2**fmt.bits, dtype=torch.int32, device=device)
     expected = torch.tensor([_reference_value(c, fmt) for c in range(2**fmt.bits)], dtype=torch.float64)
     torch._dynamo.reset()  # each case compiles anew, never past dynamo's recompile limit into eager
-    for decode in (_grid_values, torch.compile(_grid_values, fullgraph=True)):
+    for decode in (fn, torch.compile(fn, fullgraph=True)):
         got = decode(codes, fmt).cpu()
         assert got.dtype == torch.float32
         assert torch.equal(got.isnan(), expected.isnan())
         finite = ~expected.isnan()
         assert torch.equal(got[finite].double(), expected[finite])
         assert torch.equal(got[finite].signbit(), expected[finite].signbit())  # -0.0 included
-
-
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
-@pytest.mark.parametrize("fmt", [f for f in GRID_FORMATS if f.exponent_bits <= 4 or f.name == "E5M2"], ids=lambda f: f.name)
-def test_float16_placement_gives_every_codes_exact_value(fmt, device):
-    """The CUDA decode of small float formats, checked on every device."""
-    from fpx.nn import _float_values_by_float16_placement
-
-    codes = torch.arange(2**fmt.bits, dtype=torch.int32, device=device)
-    expected = torch.tensor([_reference_value(c, fmt) for c in range(2**fmt.bits)], dtype=torch.float64)
-    torch._dynamo.reset()  # each case compiles anew, never past dynamo's recompile limit into eager
-    for decode in (_float_values_by_float16_placement, torch.compile(_float_values_by_float16_placement, fullgraph=True)):
-        got = decode(codes, fmt).cpu()
-        assert torch.equal(got.isnan(), expected.isnan())
-        finite = ~expected.isnan()
-        assert torch.equal(got[finite].double(), expected[finite])
-        assert torch.equal(got[finite].signbit(), expected[finite].signbit())
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
