@@ -86,8 +86,9 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True) -> in
     """The most rows of x the compiled forward takes through the small-batch reductions by
     default (more go through the matmul path); ``gemv_max_rows`` overrides it per layer.
 
-    - CPU: 16 (measured, 4096 x 4096: the reductions, which share each decoded weight among the
-      rows, beat inductor's dequantize-then-matmul up to there).
+    - CPU: 16, where the reductions share each decoded weight among the rows (up to
+      ``ROW_REDUCTIONS`` row-plane pairs); the crossover against inductor's
+      dequantize-then-matmul on CPU is not measured yet.
     - CUDA, integer codes: 4. Float codes: 8, since their decode in the matmul template's
       prologue is slow. Measured on an H100 (torch 2.11, 8192 x 8192, same day, separate runs):
       reductions / matmul template at M = 4: INT4 75 / 72 us, INT8 57 / 55 us, E4M3 56 / 115
