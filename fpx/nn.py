@@ -391,19 +391,15 @@ class LowBitLinear(nn.Module):
         ``word`` (the packed bytes as int32) of plane ``q`` of the words (see :meth:`_gemv`)."""
         fmt, bits, g = self.fmt, self.fmt.bits, planar_group(self.fmt.bits)
         if word is None:
-            if isinstance(fmt, IntFormat):
-                # Raw fields, converted without an int -> float instruction (see _int_field_values;
-                # on CPU on par with the conversion: INT4 4096 x 4096, M = 4 and 16, within noise).
-                fields = bitpack.unpack(self.packed, bits, g, dim=1, dtype=torch.int32)
-                return _int_field_values(fields[:, q], bits, fmt.signed)
-            codes = bitpack.unpack(self.packed, bits, g, dim=1, signed=self._signed_codes, dtype=torch.int32)
-            return _grid_values(codes[:, q], fmt, self.code_table)
-        p, b = divmod(q, 4)  # byte b of a little-endian word is its bits 8b..8b+7
-        codes = (word >> (8 * b + bits * p)) & ((1 << bits) - 1)  # as bitpack's dense layout places them
-        if self._signed_codes:
-            sign = 1 << (bits - 1)
-            codes = (codes ^ sign) - sign
-        return _grid_values(codes, fmt, self.code_table)
+            fields = bitpack.unpack(self.packed, bits, g, dim=1, dtype=torch.int32)[:, q]
+        else:
+            p, b = divmod(q, 4)  # byte b of a little-endian word is its bits 8b..8b+7
+            fields = (word >> (8 * b + bits * p)) & ((1 << bits) - 1)  # as bitpack's dense layout places them
+        if isinstance(fmt, IntFormat):
+            # Converted without an int -> float instruction (see _int_field_values; on CPU on
+            # par with the conversion: INT4 4096 x 4096, M = 1, 4 and 16, within noise).
+            return _int_field_values(fields, bits, fmt.signed)
+        return _grid_values(fields, fmt, self.code_table)
 
     # ---- state ----------------------------------------------------------------------------------
     def _config(self) -> dict:
