@@ -13,8 +13,10 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fpx  # noqa: E402
 from fpx.nn import LowBitLinear, compile_options  # noqa: E402
+from timing import run_and_count_kernels  # noqa: E402
 
 
 def main():
@@ -24,8 +26,6 @@ def main():
     parser.add_argument("--shape", default="8192x8192")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    from torch._inductor.utils import run_and_get_code
-
     os.makedirs(args.out, exist_ok=True)
     n, k = map(int, args.shape.split("x"))
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
@@ -38,11 +38,9 @@ def main():
         x = torch.randn(int(m), k, device=args.device, dtype=dtype)
         torch._dynamo.reset()
         compiled = torch.compile(layer, options=compile_options(args.device))
-        out, codes = run_and_get_code(compiled, x)
+        out, kernels, source = run_and_count_kernels(compiled, x)
         ref = x.float() @ layer.dequantize_weight().T + layer.bias.float()
         err = ((out.float() - ref).norm() / ref.norm()).item()
-        source = "\n".join(codes)
-        kernels = source.count(".run(") if args.device == "cuda" else source.count("cpp_fused_") // 2
         path = os.path.join(args.out, f"{name}_m{m}.py")
         with open(path, "w") as fh:
             fh.write(source)

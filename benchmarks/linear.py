@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fpx  # noqa: E402
-from timing import environment_line, time_cpu, time_cuda_graph  # noqa: E402
+from timing import environment_line, run_and_count_kernels, time_cpu, time_cuda_graph  # noqa: E402
 
 FORMATS = {
     "INT8": (fpx.INT8, {}), "INT4": (fpx.INT4, {}), "INT3": (fpx.INT3, {}), "INT2": (fpx.INT2, {}),
@@ -37,18 +37,6 @@ def copies_for(nbytes, device, l2_bytes=50 * 2**20):
     if device == "cpu":
         return 1
     return max(2, min(8, -(-3 * l2_bytes // max(nbytes, 1))))
-
-
-def kernels_launched(fn, x):
-    import re
-
-    from torch._inductor.utils import run_and_get_code
-
-    _, codes = run_and_get_code(fn, x)
-    source = "\n".join(codes)
-    if x.device.type == "cpu":
-        return len(set(re.findall(r"\bcpp_fused_\w+", source)))
-    return source.count(".run(")
 
 
 TIMING_LOCK = None  # path of a file locked around each timing (--timing-lock)
@@ -149,7 +137,7 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
         torch.cuda.synchronize()
     compile_s = time.perf_counter() - start
     if args.compile_only:
-        kernels = kernels_launched(compiled[0], x)
+        kernels = run_and_count_kernels(compiled[0], x)[1]
         print(f"{shape:>11} M={m:<4} {name:>7}: compiled in {compile_s:5.1f} s, {kernels} kernels", flush=True)
         nan = float("nan")
         return dict(shape=shape, m=m, fmt=name, us=nan, bf16_us=nan, speedup=nan, roofline=nan, kernels=kernels,
@@ -158,7 +146,7 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
         c(x)
     reference = x.float() @ layer.dequantize_weight().T
     error = ((out.float() - reference).norm() / reference.norm()).item()
-    kernels = kernels_launched(compiled[0], x)
+    kernels = run_and_count_kernels(compiled[0], x)[1]
     t = seconds_per_call([lambda c=c: c(x) for c in compiled], device)
     tinygemm = name in ("INT4", "UINT4") and device == "cuda" and dtype == torch.bfloat16
     tiny = tinygemm_seconds(x, n, k, args.group_size) if tinygemm else float("nan")

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 import bitpack  # noqa: E402
-from timing import environment_line, time_cuda_graph  # noqa: E402
+from timing import environment_line, run_and_count_kernels, time_cuda_graph  # noqa: E402
 
 
 def values_per_group(bits):
@@ -313,14 +313,6 @@ VARIANTS = {
 }
 
 
-def count_kernels(fn, *args):
-    from torch._inductor.utils import run_and_get_code
-
-    out, codes = run_and_get_code(fn, *args)
-    src = "\n".join(codes)
-    return out, src.count(".run("), src
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--shapes", default="8192x8192")
@@ -369,7 +361,7 @@ def main():
 
                         t0 = _t.perf_counter()
                         fn = torch.compile(form, fullgraph=True, options=options)
-                        out, kernels, src = count_kernels(fn, x, packed, scale, bits, n, k, args.group_size)
+                        out, kernels, src = run_and_count_kernels(fn, x, packed, scale, bits, n, k, args.group_size)
                         compile_s = _t.perf_counter() - t0
                         err = ((out.float() - ref).norm() / ref.norm()).item()
                         full = f"({n}, {k})" in src or f"({k}, {n})" in src

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bitpack  # noqa: E402
-from timing import environment_line, time_call  # noqa: E402
+from timing import environment_line, run_and_count_kernels, time_call  # noqa: E402
 
 
 def _overlaps(bits, byte):
@@ -81,14 +81,6 @@ UNPACKS = {
 }
 
 
-def kernels(fn, *args):
-    from torch._inductor.utils import run_and_get_code
-
-    out, codes = run_and_get_code(fn, *args)
-    source = "\n".join(codes)
-    return out, source.count(".run(") if "cuda" in str(args[0].device) else source.count("cpp_fused_") // 2
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -115,7 +107,7 @@ def main():
                     fn = torch.compile(lambda p, form=form: form(p, bits, cols), fullgraph=True)
                     arg, expected = reference, values
                 try:
-                    out, count = kernels(fn, arg)
+                    out, count, _ = run_and_count_kernels(fn, arg)
                     if not torch.equal(out, expected):
                         table.append((bits, kind, name, count, float("nan"), "WRONG"))
                     else:

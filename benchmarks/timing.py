@@ -27,6 +27,22 @@ def environment_line() -> str:
     return f"{device}; torch {torch.__version__}{triton}; {datetime.date.today().isoformat()}"
 
 
+def run_and_count_kernels(fn, *args):
+    """(output, kernels launched, generated source) of one call of the compiled ``fn``: CPU
+    kernels are the distinct ``cpp_fused_*`` functions, CUDA kernels the launches (``.run(``
+    in the wrapper), as tests/codegen.py counts them."""
+    import re
+
+    from torch._inductor.utils import run_and_get_code
+
+    out, codes = run_and_get_code(fn, *args)
+    source = "\n".join(codes)
+    first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+    if first is not None and first.device.type == "cpu":
+        return out, len(set(re.findall(r"\bcpp_fused_\w+", source))), source
+    return out, source.count(".run("), source
+
+
 def chosen_devices(choice: str) -> list[str]:
     """The devices a ``--device cpu|cuda|all`` argument names, leaving out CUDA where there is none."""
     devices = ["cpu", "cuda"] if choice == "all" else [choice]
