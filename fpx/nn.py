@@ -527,7 +527,7 @@ def _float_values_by_float16_placement(codes: torch.Tensor, fmt) -> torch.Tensor
         return half
     values = half * 2.0 ** (15 - fmt.bias)
     if fmt.has_nan:  # "fn": the NaN code's exponent is finite in float16
-        nan_bits = (fmt.nan_code << (10 - m_bits))
+        nan_bits = fmt.nan_code << (10 - m_bits)
         values = torch.where((placed & 0x7FFF) == nan_bits, float("nan"), values)
     return values
 

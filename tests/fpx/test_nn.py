@@ -196,16 +196,12 @@ GRID_FORMATS = [
 ]
 
 
-def _float16_placement_cases():
-    return [f for f in GRID_FORMATS if f.exponent_bits <= 4 or f.name == "E5M2"]
-
-
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 @pytest.mark.parametrize(
     "decoder, fmt",
     [("_grid_values", f) for f in GRID_FORMATS]
     # The CUDA decode of small float formats, also checked on CPU (which decodes otherwise).
-    + [("_float_values_by_float16_placement", f) for f in _float16_placement_cases()],
+    + [("_float_values_by_float16_placement", f) for f in GRID_FORMATS if f.exponent_bits <= 4 or f.name == "E5M2"],
     ids=lambda v: v if isinstance(v, str) else v.name,
 )
 def test_weight_decode_gives_every_codes_exact_value(decoder, fmt, device):
