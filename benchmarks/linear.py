@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fpx  # noqa: E402
-from timing import environment_line, run_and_count_kernels, time_cpu, time_cuda_graph  # noqa: E402
+from timing import environment_line, run_and_count_kernels, time_cpu, time_cuda_graph, tuned_configs  # noqa: E402
 
 FORMATS = {
     "INT8": (fpx.INT8, {}), "INT4": (fpx.INT4, {}), "INT3": (fpx.INT3, {}), "INT2": (fpx.INT2, {}),
@@ -141,7 +141,7 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
         print(f"{shape:>11} M={m:<4} {name:>7}: compiled in {compile_s:5.1f} s, {kernels} kernels", flush=True)
         nan = float("nan")
         return dict(shape=shape, m=m, fmt=name, us=nan, bf16_us=nan, speedup=nan, roofline=nan, kernels=kernels,
-                    compile_s=compile_s, rel_err=nan, tinygemm_us=nan)
+                    compile_s=compile_s, rel_err=nan, tinygemm_us=nan, configs=tuned_configs())
     for c in compiled[1:]:
         c(x)
     reference = x.float() @ layer.dequantize_weight().T
@@ -150,11 +150,15 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
     t = seconds_per_call([lambda c=c: c(x) for c in compiled], device)
     tinygemm = name in ("INT4", "UINT4") and device == "cuda" and dtype == torch.bfloat16
     tiny = tinygemm_seconds(x, n, k, args.group_size) if tinygemm else float("nan")
+    configs = tuned_configs()
     r = dict(shape=shape, m=m, fmt=name, us=t * 1e6, bf16_us=bf16_s * 1e6, speedup=bf16_s / t,
-             roofline=floor_s / t, kernels=kernels, compile_s=compile_s, rel_err=error, tinygemm_us=tiny * 1e6)
+             roofline=floor_s / t, kernels=kernels, compile_s=compile_s, rel_err=error, tinygemm_us=tiny * 1e6,
+             configs=configs)
     print(f"{shape:>11} M={m:<4} {name:>7}: {r['us']:8.1f} us  {r['speedup']:5.2f}x dense ({r['bf16_us']:.1f} us)  "
           f"{r['roofline']:5.0%} roofline  {kernels} kernels  compile {compile_s:5.1f} s  err {error:.1e}  "
           f"tinygemm {r['tinygemm_us']:.1f} us", flush=True)
+    if configs:
+        print(f"{'':>11} configs {configs}", flush=True)
     return r
 
 

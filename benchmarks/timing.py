@@ -43,6 +43,34 @@ def run_and_count_kernels(fn, *args):
     return out, source.count(".run("), source
 
 
+def tuned_configs() -> str:
+    """The launch configs of the Triton kernels compiled and tuned since the last call, as
+    ``kernel: XBLOCK=..,R0_BLOCK=.. w<warps> s<stages>`` joined by ``; `` ('' on CPU).
+
+    Inductor tunes its reductions at compile time (coordinate descent when the layer's options
+    ask for it); recording the choice next to a timing tells a poor choice from a slow kernel.
+    """
+    import gc
+
+    try:
+        from torch._inductor.runtime.triton_heuristics import CachingAutotuner
+    except ImportError:
+        return ""
+    found = []
+    for obj in gc.get_objects():
+        if type(obj) is not CachingAutotuner and not issubclass(type(obj), CachingAutotuner):
+            continue  # type(), not isinstance(): a dead weakref proxy raises on __class__
+        if getattr(obj, "_reported_by_timing", False) or not obj.launchers:
+            continue
+        obj._reported_by_timing = True
+        config = obj.launchers[0].config
+        name = obj.inductor_meta.get("kernel_name", "kernel")
+        short = "_".join(name.split("_")[:2] + name.split("_")[-1:])  # triton_red_..._0 -> triton_red_0
+        sizes = ",".join(f"{key}={value}" for key, value in sorted(config.kwargs.items()))
+        found.append(f"{short}: {sizes} w{config.num_warps} s{config.num_stages}")
+    return "; ".join(sorted(found))
+
+
 def chosen_devices(choice: str) -> list[str]:
     """The devices a ``--device cpu|cuda|all`` argument names, leaving out CUDA where there is none."""
     devices = ["cpu", "cuda"] if choice == "all" else [choice]
