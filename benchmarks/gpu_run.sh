@@ -7,6 +7,9 @@
 #   probe: the open questions of docs/inductor.md (K-major storage; per-row reductions at M=2-8).
 #   verify: every CUDA test in 3 processes side by side (nothing timed), then one sequential,
 #         timed linear sweep (VERIFY_ARGS) compiled alone: about 8 minutes.
+#   tuning: the reductions' tuning, coordinate descent or not, each in 3 fresh compiles (own
+#         inductor cache per process): the spread and the best time per option set, with the
+#         configs chosen (TUNING_ARGS; about 5 minutes).
 #   conversions: int -> float by conversion instruction or by the 2^23 mantissa trick, side by
 #         side in one run (the two-level reduction at M=1, with E2M1 decoded three ways; the
 #         template prologue at M=16), then the dense pack formulations of probe_pack.py.
@@ -109,4 +112,15 @@ if [[ $what == conversions ]]; then
   tail -5 "$OUT/conversions_m16.log"
   timeout 200 python3 benchmarks/probe_pack.py > "$OUT/probe_pack.log" 2>&1
   tail -26 "$OUT/probe_pack.log"
+fi
+
+if [[ $what == tuning ]]; then
+  # One process per compile, each with an empty cache, so every compile tunes anew.
+  for options in '{}' '{"coordinate_descent_tuning": false}'; do
+    for i in 1 2 3; do
+      TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 90 python3 benchmarks/linear.py \
+        ${TUNING_ARGS:---shapes 8192x8192 --formats INT4,INT3 --m 1,4} --options "$options" >> "$OUT/tuning.log" 2>&1
+      echo "== options $options, compile $i"; grep -E "M=|FAILED|configs" "$OUT/tuning.log" | tail -8 | cut -c1-110
+    done
+  done
 fi
