@@ -71,19 +71,23 @@ def gemv_words_form(x, packed, scale, bits, n, k, group_size):
     return acc.sum(-1).to(x.dtype)
 
 
-def gemv_group_sum_form(x, packed, scale, bits, n, k, group_size):
+def group_sum_inputs(x, packed, scale, bits, n, k, group_size):
+    """What the group-sum forms share: planes g, groups per plane, codes (n, g, j), x as
+    (M, g, groups, group_size) float32, its sums per group and the scales (n, g, groups)."""
+    g = values_per_group(bits)
+    groups = k // g // group_size
+    codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32)
+    xs = x.float().view(-1, g, groups, group_size)
+    return g, groups, codes, xs, xs.sum(-1), scale.float().view(n, g, groups)
+
+
+def gemv_group_sum_form(x, packed, scale, bits, n, k, group_size, as_float=lambda c: c.float()):
     """Two levels: dot products of raw codes per scale group (inner reduction of group_size),
     then the scaled, centred sum over groups (a small second reduction)."""
-    g = values_per_group(bits)
-    j = k // g
-    groups = j // group_size
-    codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32)  # (n, g, j)
-    xs = x.float().view(-1, g, groups, group_size)
-    xsum = xs.sum(-1)  # (M, g, groups)
-    scales = scale.float().view(n, g, groups)
+    g, groups, codes, xs, xsum, scales = group_sum_inputs(x, packed, scale, bits, n, k, group_size)
     out = 0
     for p in range(g):
-        c = codes[:, p].float().view(n, groups, group_size)
+        c = as_float(codes[:, p]).view(n, groups, group_size)
         dots = (xs[:, None, p] * c[None]).sum(-1)  # (M, n, groups)
         out = out + ((dots - (1 << (bits - 1)) * xsum[:, None, p]) * scales[None, :, p]).sum(-1)
     return out.to(x.dtype)
@@ -91,15 +95,9 @@ def gemv_group_sum_form(x, packed, scale, bits, n, k, group_size):
 
 def gemv_group_major_sum_form(x, packed, scale, bits, n, k, group_size):
     """gemv_group_sum_form with the per-group dots laid out (M, groups, N) instead of (M, N,
-    groups): a program of the reduction then covers rows of one group, so every row of its tile
-    reads the same slice of x (a broadcast) instead of XBLOCK / groups different slices."""
-    g = values_per_group(bits)
-    j = k // g
-    groups = j // group_size
-    codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32)  # (n, g, j)
-    xs = x.float().view(-1, g, groups, group_size)
-    xsum = xs.sum(-1)  # (M, g, groups)
-    scales = scale.float().view(n, g, groups)
+    groups), meant to give a program rows of one group, all reading the same slice of x.
+    (Measured: inductor reorders the loop to the weight's memory order; same kernel.)"""
+    g, groups, codes, xs, xsum, scales = group_sum_inputs(x, packed, scale, bits, n, k, group_size)
     out = 0
     for p in range(g):
         c = codes[:, p].float().view(n, groups, group_size).permute(1, 0, 2)  # (groups, n, group_size)
@@ -117,19 +115,7 @@ def fields_as_float(fields):
 
 def gemv_group_sum_fields_form(x, packed, scale, bits, n, k, group_size):
     """gemv_group_sum_form with the codes converted by fields_as_float (no I2F per weight)."""
-    g = values_per_group(bits)
-    j = k // g
-    groups = j // group_size
-    codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32)
-    xs = x.float().view(-1, g, groups, group_size)
-    xsum = xs.sum(-1)
-    scales = scale.float().view(n, g, groups)
-    out = 0
-    for p in range(g):
-        c = fields_as_float(codes[:, p]).view(n, groups, group_size)
-        dots = (xs[:, None, p] * c[None]).sum(-1)
-        out = out + ((dots - (1 << (bits - 1)) * xsum[:, None, p]) * scales[None, :, p]).sum(-1)
-    return out.to(x.dtype)
+    return gemv_group_sum_form(x, packed, scale, bits, n, k, group_size, as_float=fields_as_float)
 
 
 def mm_t_iq_fields_form(x, packed, scale, bits, n, k, group_size):
