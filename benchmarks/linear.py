@@ -131,13 +131,14 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
     bf16_s = float("nan") if args.compile_only else seconds_per_call([lambda w=w: F.linear(x, w) for w in dense_weights], device)
     torch._dynamo.reset()
     compiled = [torch.compile(l, fullgraph=True, dynamic=False, options=options) for l in layers]
+    # One compile, timed cold and counted: run_and_get_code resets dynamo, so counting after a
+    # first call would compile (and tune) the case a second time.
     start = time.perf_counter()
-    out = compiled[0](x)
+    out, kernels, _ = run_and_count_kernels(compiled[0], x)
     if device == "cuda":
         torch.cuda.synchronize()
     compile_s = time.perf_counter() - start
     if args.compile_only:
-        kernels = run_and_count_kernels(compiled[0], x)[1]
         print(f"{shape:>11} M={m:<4} {name:>7}: compiled in {compile_s:5.1f} s, {kernels} kernels", flush=True)
         nan = float("nan")
         return dict(shape=shape, m=m, fmt=name, us=nan, bf16_us=nan, speedup=nan, roofline=nan, kernels=kernels,
@@ -146,7 +147,6 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
         c(x)
     reference = x.float() @ layer.dequantize_weight().T
     error = ((out.float() - reference).norm() / reference.norm()).item()
-    kernels = run_and_count_kernels(compiled[0], x)[1]
     t = seconds_per_call([lambda c=c: c(x) for c in compiled], device)
     tinygemm = name in ("INT4", "UINT4") and device == "cuda" and dtype == torch.bfloat16
     tiny = tinygemm_seconds(x, n, k, args.group_size) if tinygemm else float("nan")

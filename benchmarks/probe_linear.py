@@ -170,13 +170,9 @@ def e2m1_by_subnormal(c):
 
 def e2m1_group_sum_form(decode):
     def form(x, packed, scale, bits, n, k, group_size):
-        j = k // 2
-        groups = j // group_size
-        codes = bitpack.unpack(packed, 4, 2, dim=1, dtype=torch.int32)
-        xs = x.float().view(-1, 2, groups, group_size)
-        scales = scale.float().view(n, 2, groups)
+        g, groups, codes, xs, _, scales = group_sum_inputs(x, packed, scale, 4, n, k, group_size)
         out = 0
-        for p in range(2):
+        for p in range(g):
             v = decode(codes[:, p]).view(n, groups, group_size)
             dots = (xs[:, None, p] * v[None]).sum(-1)
             out = out + (dots * scales[None, :, p]).sum(-1)

@@ -398,7 +398,7 @@ class LowBitLinear(nn.Module):
         else:
             p, b = divmod(q, 4)  # byte b of a little-endian word is its bits 8b..8b+7
             fields = (word >> (8 * b + bits * p)) & ((1 << bits) - 1)  # as bitpack's dense layout places them
-        if isinstance(fmt, IntFormat) and fmt.signed:
+        if self._signed_codes:
             # Sign extension by the field's sign bit. Converting with a cast is as fast as building
             # the float from the bits (2^23 mantissa placement; H100 8192 x 8192, M = 1, INT2/3/4,
             # within the run-to-run spread; see docs/inductor.md), and simpler.
