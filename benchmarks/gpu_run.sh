@@ -9,7 +9,7 @@
 #         timed linear sweep (VERIFY_ARGS) compiled alone: about 8 minutes.
 #   tuning: the reductions' tuning, coordinate descent or not, each in 3 fresh compiles (own
 #         inductor cache per process): the spread and the best time per option set, with the
-#         configs chosen (TUNING_ARGS; about 5 minutes).
+#         configs chosen (TUNING_ARGS, TUNING_OPTIONS, TUNING_COMPILES; about 5 minutes).
 #   conversions: int -> float by conversion instruction or by the 2^23 mantissa trick, side by
 #         side in one run (the two-level reduction at M=1, with E2M1 decoded three ways; the
 #         template prologue at M=16), then the dense pack formulations of probe_pack.py.
@@ -116,11 +116,16 @@ fi
 
 if [[ $what == tuning ]]; then
   # One process per compile, each with an empty cache, so every compile tunes anew.
-  for options in '{}' '{"coordinate_descent_tuning": false}'; do
-    for i in 1 2 3; do
-      TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 90 python3 benchmarks/linear.py \
-        ${TUNING_ARGS:---shapes 8192x8192 --formats INT4,INT3 --m 1,4} --options "$options" >> "$OUT/tuning.log" 2>&1
-      echo "== options $options, compile $i"; grep -E "M=|FAILED|configs" "$OUT/tuning.log" | tail -8 | cut -c1-110
+  # TUNING_OPTIONS: option sets separated by ';' (JSON objects added to compile_options).
+  default_sets='{};{"coordinate_descent_tuning": false}'
+  IFS=';' read -ra option_sets <<< "${TUNING_OPTIONS:-$default_sets}"
+  for options in "${option_sets[@]}"; do
+    for i in $(seq ${TUNING_COMPILES:-3}); do
+      run_log=$(mktemp)
+      TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${TUNING_TIMEOUT:-90} python3 benchmarks/linear.py \
+        ${TUNING_ARGS:---shapes 8192x8192 --formats INT4,INT3 --m 1,4} --options "$options" > "$run_log" 2>&1
+      echo "== options $options, compile $i" | tee -a "$OUT/tuning.log"; cat "$run_log" >> "$OUT/tuning.log"
+      grep -E "M=|FAILED|configs" "$run_log" | cut -c1-110
     done
   done
 fi
