@@ -64,19 +64,26 @@ def compile_options(device="cuda") -> dict:
 
     CUDA: max-autotune with Triton matmul templates, so the weight decode fuses into the matmul
     as a prologue (measured on an H100, torch 2.11: with cuBLAS among the choices inductor kept
-    the unfused pair), and coordinate-descent tuning of the small-batch reduction kernels. The
-    model's other matmuls then use Triton templates too. CPU: inductor's defaults (the fused
-    path needs no option there). The options are scoped to the one compile.
+    the unfused pair), and coordinate-descent tuning of the small-batch reduction kernels that
+    looks in all directions. The model's other matmuls then use Triton templates too. CPU:
+    inductor's defaults (the fused path needs no option there). The options are scoped to the
+    one compile.
 
-    The tuning is noisy: three fresh compiles of the same INT4 layer (8192 x 8192, one row, H100)
-    ran 24.2, 25.1 and 41.1 us, each with the launch config its tuning chose (docs/inductor.md).
+    Why all directions: the plain coordinate descent stops wherever one step at a time finds no
+    gain, and over fresh compiles of one INT4 layer (8192 x 8192, one row, H100) it ran 24.2 to
+    41.1 us; looking in all directions, 24.5 to 26.9 us (docs/inductor.md).
 
     >>> import torch, fpx
     >>> model = fpx.quantize_(torch.nn.Sequential(torch.nn.Linear(64, 32)), fpx.INT4, group_size=32)
     >>> compiled = torch.compile(model, options=fpx.nn.compile_options("cpu"))
     """
     if torch.device(device).type == "cuda":
-        return {"max_autotune": True, "max_autotune_gemm_backends": "TRITON", "coordinate_descent_tuning": True}
+        return {
+            "max_autotune": True,
+            "max_autotune_gemm_backends": "TRITON",
+            "coordinate_descent_tuning": True,
+            "coordinate_descent_check_all_directions": True,
+        }
     return {}
 
 
