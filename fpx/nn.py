@@ -83,6 +83,7 @@ def compile_options(device="cuda") -> dict:
             "max_autotune_gemm_backends": "TRITON",
             "coordinate_descent_tuning": True,
             "coordinate_descent_check_all_directions": True,
+            "max_epilogue_benchmarked_choices": 4,
         }
     return {}
 
