@@ -71,7 +71,13 @@ def compile_options(device="cuda") -> dict:
 
     Why all directions: the plain coordinate descent stops wherever one step at a time finds no
     gain, and over fresh compiles of one INT4 layer (8192 x 8192, one row, H100) it ran 24.2 to
-    41.1 us; looking in all directions, 24.5 to 26.9 us (docs/inductor.md).
+    41.1 us; looking in all directions, 24.0 to 26.9 us (INT3: 24.5-39.4 against 25.4-29.7),
+    at a longer compile (INT3: 20-49 s against 10 s). Why four benchmarked choices: inductor
+    times the decode fused into the best template configs for a plain matmul, by default only
+    the best one, and keeps the unfused pair when that one config suits the decode poorly
+    (INT4 at 16 rows: 105-117 us unfused in some compiles, 63-72 fused in others). With four,
+    INT4 and E4M3 at 16 rows fused to one kernel of 68 and 64 us in one fresh compile each.
+    Tuning still varies between compiles; docs/inductor.md has the spreads.
 
     >>> import torch, fpx
     >>> model = fpx.quantize_(torch.nn.Sequential(torch.nn.Linear(64, 32)), fpx.INT4, group_size=32)
