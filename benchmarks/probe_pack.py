@@ -10,6 +10,8 @@ gathers them with up to four loads. The variants here make every index and shift
   are masked off).
 - ``columns-i32``: the same, stacked as int32 and narrowed after the stack.
 - ``word``: the group's bits as one int64 stream word, each output byte a shift of it.
+- ``word-view``: the same stream word, built from the group's 8 bytes read as one int64 (a
+  dtype view: one 8-byte load per group instead of 8 byte loads).
 
 Each variant is checked bit for bit against bitpack before it is timed, and its kernels are
 counted. Run: python benchmarks/probe_pack.py [--device cuda] [--mib 64] [--bits 3 5 6 7]
@@ -56,6 +58,18 @@ def pack_word(values, bits):
     return ((stream[..., None] >> shifts) & 0xFF).to(torch.uint8).flatten(-2)
 
 
+def pack_word_view(values, bits):
+    # The 8 values of a group are the 8 bytes of one little-endian int64; no value reaches bit 7
+    # of its byte (bits <= 7), so the word is non-negative and the right shifts are logical.
+    word = values.contiguous().view(torch.int64)
+    mask = (1 << bits) - 1
+    stream = word & mask
+    for i in range(1, 8):
+        stream = stream | (((word >> (8 * i)) & mask) << (bits * i))
+    shifts = 8 * torch.arange(bits, device=values.device, dtype=torch.int64)
+    return ((stream[..., None] >> shifts) & 0xFF).to(torch.uint8).flatten(-2)
+
+
 def unpack_columns(packed, bits):
     src = packed.to(torch.int32).unflatten(-1, (-1, bits))
     mask = (1 << bits) - 1
@@ -74,6 +88,7 @@ PACKS = {
     "columns": pack_columns,
     "columns-i32": lambda v, bits: pack_columns(v, bits, narrow_after_stack=True),
     "word": pack_word,
+    "word-view": pack_word_view,
 }
 UNPACKS = {
     "bitpack": lambda p, bits, n: bitpack.unpack(p, bits, n),
