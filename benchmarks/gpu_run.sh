@@ -17,6 +17,13 @@ set -u
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 what=${1:-all}
+
+summarize_tests() {  # the last line and the failures of DIR/tests_{a,b,c}.log
+  for t in a b c; do
+    echo "tests_$t: $(grep -E "passed|failed|error" "$1/tests_$t.log" | tail -1)"
+    grep -E "^(FAILED|ERROR)" "$1/tests_$t.log" | head -8
+  done
+}
 if [[ $what == tests || $what == all ]]; then
   python3 -m pytest -q -m cuda -p no:cacheprovider tests > "$OUT/cuda_tests.log" 2>&1
   grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/cuda_tests.log" | tail -25
@@ -58,7 +65,7 @@ if [[ $what == grid ]]; then
     i=$((i + 1))
   done
   wait
-  for t in a b c; do echo "tests_$t: $(grep -E "passed|failed|error" "$logs/tests_$t.log" | tail -1)"; grep -E "^(FAILED|ERROR)" "$logs/tests_$t.log" | head -8; done
+  summarize_tests "$logs"
   # Phase 2: timed, one timing at a time.
   i=0
   for job in "${jobs[@]}"; do
@@ -97,7 +104,7 @@ if [[ $what == verify ]]; then
   timeout 300 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn.py tests/fpx/test_fake_quantize.py tests/fpx/test_quantize.py tests/fpx/test_formats.py > "$OUT/tests_c.log" 2>&1 &
   wait
   timeout 200 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn_codegen.py > "$OUT/tests_b.log" 2>&1
-  for t in a b c; do echo "tests_$t: $(grep -E "passed|failed|error" "$OUT/tests_$t.log" | tail -1)"; grep -E "^(FAILED|ERROR)" "$OUT/tests_$t.log" | head -8; done
+  summarize_tests "$OUT"
   rm -rf /tmp/torchinductor_$(whoami)  # compile the timed cases alone, not from the tests' caches
   timeout ${LINEAR_TIMEOUT:-240} python3 benchmarks/linear.py ${VERIFY_ARGS:---shapes 8192x8192 --formats INT4,INT2,INT3,INT8,UINT4 --m 1,2,4} --csv "$OUT/verify.csv" > "$OUT/verify.log" 2>&1
   grep -E "M=|FAILED|copy bandwidth|#" "$OUT/verify.log" | cut -c1-150 | tail -30

@@ -145,9 +145,11 @@ def e2m1_reference(packed, scale, n, k, group_size):
 
 
 def e2m1_by_half(c):
-    """float16 placement (the layer's CUDA decode): 2 conversions (int16, float16 -> float32)."""
-    placed = ((c << 12).to(torch.int16) >> 3) & (-(1 << 15) | (7 << 9))
-    return placed.view(torch.float16).to(torch.float32) * 16384.0
+    """float16 placement (the layer's own CUDA decode): 2 conversions (int16, float16 -> float32)."""
+    import fpx
+    from fpx.nn import _float_values_by_float16_placement
+
+    return _float_values_by_float16_placement(c, fpx.E2M1)
 
 
 def e2m1_by_unit(c):

@@ -54,7 +54,12 @@ def pack_word(values, bits):
     stream = v[..., 0]
     for i in range(1, 8):
         stream = stream | (v[..., i] << (bits * i))
-    shifts = 8 * torch.arange(bits, device=values.device, dtype=torch.int64)
+    return stream_bytes(stream, bits)
+
+
+def stream_bytes(stream, bits):
+    """The ``bits`` bytes of each int64 stream word (8 values of ``bits`` bits), low byte first."""
+    shifts = 8 * torch.arange(bits, device=stream.device, dtype=torch.int64)
     return ((stream[..., None] >> shifts) & 0xFF).to(torch.uint8).flatten(-2)
 
 
@@ -66,8 +71,7 @@ def pack_word_view(values, bits):
     stream = word & mask
     for i in range(1, 8):
         stream = stream | (((word >> (8 * i)) & mask) << (bits * i))
-    shifts = 8 * torch.arange(bits, device=values.device, dtype=torch.int64)
-    return ((stream[..., None] >> shifts) & 0xFF).to(torch.uint8).flatten(-2)
+    return stream_bytes(stream, bits)
 
 
 def unpack_columns(packed, bits):
