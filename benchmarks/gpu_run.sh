@@ -10,6 +10,10 @@
 #   tuning: the reductions' tuning, coordinate descent or not, each in 3 fresh compiles (own
 #         inductor cache per process): the spread and the best time per option set, with the
 #         configs chosen (TUNING_ARGS, TUNING_OPTIONS, TUNING_COMPILES; about 5 minutes).
+#   repeat: one test (REPEAT_TEST, a pytest node id) REPEAT_TIMES times, each in a fresh inductor
+#         cache: for decisions inductor makes by timing, such as a template's prologue fusion.
+#   sweep: linear.py once per argument set (SWEEP_JOBS, separated by ';'), one after another,
+#         each compiled alone in a fresh inductor cache (no side-by-side tuning).
 #   conversions: int -> float by conversion instruction or by the 2^23 mantissa trick, side by
 #         side in one run (the two-level reduction at M=1, with E2M1 decoded three ways; the
 #         template prologue at M=16), then the dense pack formulations of probe_pack.py.
@@ -134,5 +138,24 @@ if [[ $what == tuning ]]; then
       echo "== options $options, compile $i" | tee -a "$OUT/tuning.log"; cat "$run_log" >> "$OUT/tuning.log"
       grep -E "M=|FAILED|configs" "$run_log" | cut -c1-110
     done
+  done
+fi
+
+if [[ $what == repeat ]]; then
+  for i in $(seq ${REPEAT_TIMES:-3}); do
+    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${REPEAT_TIMEOUT:-120} python3 -m pytest -q -m cuda \
+      -p no:cacheprovider "$REPEAT_TEST" > "$OUT/repeat_$i.log" 2>&1
+    echo "repeat $i: $(grep -E "passed|failed|error" "$OUT/repeat_$i.log" | tail -1)"
+  done
+fi
+
+if [[ $what == sweep ]]; then
+  IFS=';' read -ra sweep_jobs <<< "${SWEEP_JOBS:---shapes 8192x8192 --formats INT4 --m 64}"
+  i=0
+  for job in "${sweep_jobs[@]}"; do
+    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${SWEEP_TIMEOUT:-240} python3 benchmarks/linear.py $job \
+      --csv "$OUT/sweep_$i.csv" > "$OUT/sweep_$i.log" 2>&1
+    echo "== $job"; grep -E "M=|FAILED|copy bandwidth|Error" "$OUT/sweep_$i.log" | cut -c1-150
+    i=$((i + 1))
   done
 fi

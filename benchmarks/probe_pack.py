@@ -12,6 +12,11 @@ gathers them with up to four loads. The variants here make every index and shift
 - ``word``: the group's bits as one int64 stream word, each output byte a shift of it.
 - ``word-view``: the same stream word, built from the group's 8 bytes read as one int64 (a
   dtype view: one 8-byte load per group instead of 8 byte loads).
+- ``words32``: 32 values at a time in int32 words in and out: each input word's 4 values
+  compressed to 4 * bits stream bits (SWAR), each output word the OR of the 2-4 chunks that
+  overlap it (run-time indices); input words built from 4 byte loads.
+- ``words32-view``: the same on the values read as int32 words (a dtype view). Unpack: the
+  inverse, each output word of 4 values from one or two input words.
 
 Each variant is checked bit for bit against bitpack before it is timed, and its kernels are
 counted. Run: python benchmarks/probe_pack.py [--device cuda] [--mib 64] [--bits 3 5 6 7]
@@ -74,6 +79,77 @@ def pack_word_view(values, bits):
     return stream_bytes(stream, bits)
 
 
+def _chunks_per_word(bits):
+    """The most 4-value chunks (4 * bits stream bits each) that overlap one 32-bit output word."""
+    width = 4 * bits
+    return max(len({i // width for i in range(32 * o, 32 * o + 32)}) for o in range(bits))
+
+
+def _compress_words(words, bits):
+    """Each int32 word of 4 byte values (< 2**bits each) -> its 4 * bits stream bits, low first:
+    pairs of bytes into 16-bit lanes, then pairs of lanes (SWAR, 8 operations)."""
+    low = (1 << bits) - 1
+    pair = (low | (low << 16))
+    words = (words & pair) | ((words >> (8 - bits)) & (pair << bits))
+    low2 = (1 << (2 * bits)) - 1
+    return (words & low2) | ((words >> (16 - 2 * bits)) & (low2 << (2 * bits)))
+
+
+def pack_words32(words, bits):
+    """Dense pack of (..., 8 * G) int32 words (4 byte values each, 32 values per group of 8
+    words) into (..., bits * G) int32 words: output word o of a group ORs the chunks j that
+    overlap its 32 stream bits, each read at a run-time index (j0 + t) and shifted into place."""
+    chunks = _compress_words(words.unflatten(-1, (-1, 8)), bits)  # (..., G, 8)
+    o = torch.arange(bits, device=words.device, dtype=torch.int32)
+    first = (8 * o) // bits  # the chunk holding the word's first bit
+    out = None
+    for t in range(_chunks_per_word(bits)):
+        j = first + t
+        shift = 4 * bits * j - 32 * o  # where chunk j starts, relative to the word
+        valid = (j < 8) & (shift < 32)
+        chunk = chunks[..., torch.clamp(j, max=7)]
+        left = chunk << torch.clamp(shift, min=0, max=31)
+        right = chunk >> torch.clamp(-shift, min=0, max=31)
+        piece = torch.where(valid, torch.where(shift >= 0, left, right), 0)
+        out = piece if out is None else out | piece
+    return out.flatten(-2)
+
+
+def pack_words32_bytes(values, bits):
+    """pack_words32 with each input word built from 4 byte loads (any layout, any values dtype)."""
+    v = values.to(torch.int32).unflatten(-1, (-1, 4))
+    words = v[..., 0] | (v[..., 1] << 8) | (v[..., 2] << 16) | (v[..., 3] << 24)
+    return _as_bytes(pack_words32(words, bits))
+
+
+def _as_bytes(words):
+    return words.view(torch.uint8)
+
+
+def pack_words32_view(values, bits):
+    """pack_words32 on the uint8 values read as int32 words (a dtype view: one 4-byte load)."""
+    return _as_bytes(pack_words32(values.contiguous().view(torch.int32), bits))
+
+
+def unpack_words32(packed, bits):
+    """Dense unpack into int32 words of 4 byte values: output word i of a group of 32 values is
+    the stream bits [4 bits i, 4 bits (i + 1)) of the group's ``bits`` input words (one or two
+    of them), spread into 4 bytes (SWAR, the inverse of _compress_words)."""
+    words = packed.contiguous().view(torch.int32).unflatten(-1, (-1, bits))  # (..., G, bits)
+    i = torch.arange(8, device=packed.device, dtype=torch.int32)
+    start = 4 * bits * i
+    q, r = start // 32, start % 32
+    lo = (words[..., q] >> r) & ((1 << (32 - r).clamp(max=31)) - 1)  # logical shift of the low word
+    hi = words[..., torch.clamp(q + 1, max=bits - 1)] << torch.clamp(32 - r, max=31)
+    chunk = torch.where(r + 4 * bits > 32, lo | hi, lo)
+    low2 = (1 << (2 * bits)) - 1
+    chunk = (chunk & low2) | ((chunk << (16 - 2 * bits)) & (low2 << 16))
+    low = (1 << bits) - 1
+    pair = low | (low << 16)
+    chunk = (chunk & pair) | ((chunk << (8 - bits)) & (pair << 8))
+    return _as_bytes(chunk.flatten(-2))
+
+
 def unpack_columns(packed, bits):
     src = packed.to(torch.int32).unflatten(-1, (-1, bits))
     mask = (1 << bits) - 1
@@ -93,10 +169,13 @@ PACKS = {
     "columns-i32": lambda v, bits: pack_columns(v, bits, narrow_after_stack=True),
     "word": pack_word,
     "word-view": pack_word_view,
+    "words32": pack_words32_bytes,
+    "words32-view": pack_words32_view,
 }
 UNPACKS = {
     "bitpack": lambda p, bits, n: bitpack.unpack(p, bits, n),
     "columns": lambda p, bits, n: unpack_columns(p, bits),
+    "words32-view": lambda p, bits, n: unpack_words32(p, bits),
 }
 
 
@@ -105,6 +184,7 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--mib", type=int, default=64)
     parser.add_argument("--bits", type=int, nargs="*", default=[3, 5, 6, 7])
+    parser.add_argument("--variants", nargs="*", help="only these variants (default: all)")
     args = parser.parse_args()
     rows = 1024
     cols = args.mib * 1024 * 1024 // rows
@@ -118,6 +198,8 @@ def main():
         moved = values.numel() + reference.numel()
         for kind, variants in (("pack", PACKS), ("unpack", UNPACKS)):
             for name, form in variants.items():
+                if args.variants and name not in args.variants:
+                    continue
                 torch._dynamo.reset()
                 if kind == "pack":
                     fn = torch.compile(lambda v, form=form: form(v, bits), fullgraph=True)

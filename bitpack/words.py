@@ -1,0 +1,132 @@
+"""The dense 3/5/6/7-bit stream, 32 values at a time, in int32 words.
+
+A byte-at-a-time kernel gathers 2-4 single-byte loads per output byte and runs at about half
+of the memory bandwidth on an H100. Here the 32 values of a group are 8 int32 words (the uint8
+values read through a dtype view, 4 per word, little-endian) and come out as ``bits`` int32
+words of the stream; unpack is the inverse. Each word's 4 values are compressed to (or
+expanded from) 4 * bits contiguous stream bits by two SWAR steps, with no per-value loads.
+
+Used by :func:`bitpack.pack` (1-byte integer inputs) and :func:`bitpack.unpack` (uint8 or int8
+outputs) when the bytes lie contiguous along the packed dim in whole groups of 32 values
+(:func:`words_fit`); they give the same bytes as the byte-at-a-time form.
+
+>>> import torch
+>>> values = torch.arange(32, dtype=torch.uint8) % 8
+>>> words = pack_words(values.view(torch.int32), 3)
+>>> words.shape, words.dtype
+(torch.Size([3]), torch.int32)
+>>> torch.equal(unpack_words(words, 3).view(torch.uint8), values)
+True
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+GROUP = 32  # values per group: 8 input words of 4 values, ``bits`` output words
+
+
+def words_fit(t: torch.Tensor, multiple: int) -> bool:
+    """True when the last dim of ``t`` (1-byte elements) can be read as int32 words of 4
+    elements: a non-zero multiple of ``multiple`` long (32 values to pack, 4 * bits bytes to
+    unpack), unit stride, every other stride in whole words, and the storage offset too.
+
+    Under ``torch.compile`` the storage offset cannot be read while tracing (dynamo does not
+    trace ``storage_offset()``), so there the tensor must also be contiguous, and its offset
+    is taken to be whole words, as it is for every tensor torch allocates. A contiguous 1-byte
+    slice that starts inside a word fails to compile with torch's message about viewing Byte
+    as Int; ``.clone()`` it (see the docstrings of pack and unpack).
+    """
+    if sys.byteorder != "little" or t.element_size() != 1 or t.ndim == 0:
+        return False
+    n = t.shape[-1]
+    aligned = [n % multiple == 0, n > 0, t.stride(-1) == 1]
+    aligned += [stride % 4 == 0 for size, stride in zip(t.shape[:-1], t.stride()[:-1]) if size != 1]
+    if not all(statically_known_true(condition) for condition in aligned):
+        return False
+    if torch.compiler.is_compiling():
+        return t.is_contiguous()
+    return t.storage_offset() % 4 == 0
+
+
+def _lane_masks(bits: int) -> tuple[int, int]:
+    """Masks of ``bits`` low bits in each 16-bit lane, and of ``2 * bits`` low bits."""
+    low = (1 << bits) - 1
+    return low | (low << 16), (1 << (2 * bits)) - 1
+
+
+def compress(words: torch.Tensor, bits: int) -> torch.Tensor:
+    """int32 words of 4 byte values -> their low ``bits`` bits each, side by side (4 * bits
+    stream bits, low value first). Bits above ``bits`` in a byte are dropped."""
+    pair, low2 = _lane_masks(bits)
+    # Bytes 1 and 3 move down next to bytes 0 and 2 (two values per 16-bit lane) ...
+    words = (words & pair) | ((words >> (8 - bits)) & (pair << bits))
+    # ... then the high lane next to the low one.
+    return (words & low2) | ((words >> (16 - 2 * bits)) & (low2 << (2 * bits)))
+
+
+def expand(chunks: torch.Tensor, bits: int) -> torch.Tensor:
+    """The inverse of :func:`compress`: 4 * bits stream bits -> 4 byte values in an int32."""
+    pair, low2 = _lane_masks(bits)
+    chunks = (chunks & low2) | ((chunks << (16 - 2 * bits)) & (low2 << 16))
+    return (chunks & pair) | ((chunks << (8 - bits)) & (pair << 8))
+
+
+def chunks_per_word(bits: int) -> int:
+    """The most chunks (4 values, 4 * bits stream bits) that overlap one 32-bit output word."""
+    width = 4 * bits
+    return max(len({b // width for b in range(32 * o, 32 * o + 32)}) for o in range(bits))
+
+
+def pack_words(words: torch.Tensor, bits: int) -> torch.Tensor:
+    """(..., 8 G) int32 words of byte values -> (..., bits G) int32 words of the dense stream.
+
+    Output word o of a group holds stream bits [32 o, 32 o + 32): the OR of the chunks j that
+    overlap them, from j = 8 o div bits on, each shifted to where it starts (left, or right
+    for the one that began in the previous word). The chunk indices and shifts depend only on
+    o, so inductor computes them from the output index; no value is loaded twice per word.
+    """
+    chunks = compress(words.unflatten(-1, (-1, 8)), bits)
+    o = torch.arange(bits, device=words.device, dtype=torch.int32)
+    first = (8 * o) // bits
+    out = None
+    for t in range(chunks_per_word(bits)):
+        j = first + t
+        shift = 4 * bits * j - 32 * o
+        chunk = chunks[..., torch.clamp(j, max=7)]
+        # Shifts stay in [0, 31] (wider is undefined in int32); a chunk past the group or the
+        # word contributes nothing.
+        placed = torch.where(
+            shift >= 0, chunk << torch.clamp(shift, 0, 31), chunk >> torch.clamp(-shift, 0, 31)
+        )
+        piece = torch.where((j < 8) & (shift < 32), placed, 0)
+        out = piece if out is None else out | piece
+    return out.flatten(-2)
+
+
+def unpack_words(words: torch.Tensor, bits: int, signed: bool = False) -> torch.Tensor:
+    """(..., bits G) int32 words of the dense stream -> (..., 8 G) int32 words of 4 byte values
+    each (two's complement in each byte when ``signed``).
+
+    Output word i of a group holds stream bits [4 bits i, 4 bits (i + 1)): from input word q =
+    4 bits i div 32 at offset r, plus the next word when the chunk straddles it.
+    """
+    words = words.unflatten(-1, (-1, bits))
+    i = torch.arange(8, device=words.device, dtype=torch.int32)
+    start = 4 * bits * i
+    q, r = start // 32, start % 32
+    # Right shifts of int32 are arithmetic: clear the copies of the sign bit they bring in
+    # (at r = 0 the mask keeps bits 0..30, more than the 4 * bits <= 28 needed).
+    low = (words[..., q] >> r) & ((1 << torch.clamp(32 - r, max=31)) - 1)
+    high = words[..., torch.clamp(q + 1, max=bits - 1)] << torch.clamp(32 - r, max=31)
+    values = expand(torch.where(r + 4 * bits > 32, low | high, low), bits)
+    if signed:
+        # Copy each value's sign bit into the bits above it, byte by byte (shifts and ORs: no
+        # carry crosses a byte, and no int32 arithmetic can overflow).
+        sign = values & ((1 << (bits - 1)) * 0x01010101)
+        for t in range(1, 9 - bits):
+            values = values | (sign << t)
+    return values.flatten(-2)

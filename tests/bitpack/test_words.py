@@ -1,0 +1,137 @@
+"""The int32-word form of the dense 3/5/6/7-bit stream (bitpack.words), through pack / unpack.
+
+Every case here is one the word form takes (checked with ``words_fit``), so a wrong word kernel
+fails against the bit-by-bit reference, not against the byte-at-a-time form it replaces.
+"""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bitpack import pack, unpack
+from bitpack.words import GROUP, chunks_per_word, words_fit
+
+from ..codegen import allocations, compile_and_code, kernel_count
+from .reference import reference_pack
+
+STRAY_BITS = [3, 5, 6, 7]
+
+
+def values(shape, bits, signed, seed):
+    generator = torch.Generator().manual_seed(seed)
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    dtype = torch.int8 if signed else torch.uint8
+    return torch.randint(low, high + 1, shape, generator=generator).to(dtype)
+
+
+def expected_bytes(x, bits, signed, dim=-1):
+    return torch.from_numpy(np.ascontiguousarray(reference_pack(x.numpy(), bits, "dense", dim, signed)))
+
+
+@st.composite
+def word_cases(draw):
+    bits = draw(st.sampled_from(STRAY_BITS))
+    signed = draw(st.booleans())
+    lead = tuple(draw(st.lists(st.integers(1, 4), min_size=0, max_size=2)))
+    groups = draw(st.integers(1, 5))
+    seed = draw(st.integers(0, 2**31 - 1))
+    return bits, signed, lead + (GROUP * groups,), seed
+
+
+@given(word_cases())
+def test_word_form_matches_reference_and_round_trips(case):
+    bits, signed, shape, seed = case
+    x = values(shape, bits, signed, seed)
+    assert words_fit(x, GROUP)
+    packed = pack(x, bits, signed=signed)
+    assert torch.equal(packed, expected_bytes(x, bits, signed))
+    assert words_fit(packed, 4 * bits)
+    restored = unpack(packed, bits, shape[-1], signed=signed)
+    assert restored.dtype == x.dtype
+    assert torch.equal(restored, x)
+
+
+@pytest.mark.parametrize("bits", STRAY_BITS)
+@pytest.mark.parametrize("signed", [False, True])
+def test_every_value_in_every_position(bits, signed):
+    # Each of the 32 positions of a group takes every value of the format.
+    codes = torch.arange(1 << bits).repeat_interleave(GROUP)
+    x = (codes.view(-1, GROUP) + torch.arange(GROUP)) % (1 << bits)  # rows: shifted sequences
+    if signed:
+        x = x - (1 << (bits - 1))
+    x = x.to(torch.int8 if signed else torch.uint8)
+    packed = pack(x, bits, signed=signed)
+    assert torch.equal(packed, expected_bytes(x, bits, signed))
+    assert torch.equal(unpack(packed, bits, GROUP, signed=signed), x)
+
+
+@pytest.mark.parametrize("bits", STRAY_BITS)
+def test_unchecked_high_bits_are_dropped_not_spilled(bits):
+    # Every byte value, including those whose top bit makes the int32 word negative.
+    x = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(8, GROUP)
+    packed = pack(x, bits, check=False)
+    assert torch.equal(packed, expected_bytes(x.long() & ((1 << bits) - 1), bits, False))
+
+
+@pytest.mark.parametrize("bits", STRAY_BITS)
+def test_unpack_ignores_nothing_it_should_read(bits):
+    # Every byte pattern in the packed stream (all 256 values in every byte position).
+    packed = (torch.arange(4 * bits * 64) * 37 % 256).to(torch.uint8).view(16, -1)
+    n = packed.shape[-1] * 8 // bits
+    stream = np.unpackbits(packed.numpy(), axis=-1, bitorder="little").reshape(16, n, bits)
+    expected = (stream * (1 << np.arange(bits))).sum(-1)
+    assert torch.equal(unpack(packed, bits, n).long(), torch.from_numpy(expected))
+    signed = np.where(expected >= 1 << (bits - 1), expected - (1 << bits), expected)
+    assert torch.equal(unpack(packed, bits, n, signed=True).long(), torch.from_numpy(signed))
+
+
+def test_layouts_the_word_form_leaves_to_the_byte_form():
+    x = values((4, 64), 3, False, 0)
+    assert words_fit(x, GROUP)
+    assert not words_fit(x[:, :40], GROUP)  # not whole groups
+    assert not words_fit(x.t(), GROUP)  # packed dim not contiguous
+    assert not words_fit(x[:, 1:33], GROUP)  # starts inside a word
+    assert not words_fit(x.long(), GROUP)  # 8-byte lanes
+    assert not words_fit(x[:, :0], GROUP)
+    flat = values((4 + 3 * GROUP,), 5, False, 1)
+    for start in range(4):  # eager reads the storage offset: a slice inside a word falls back
+        part = flat[start : start + 3 * GROUP]
+        assert words_fit(part, GROUP) == (start % 4 == 0)
+        assert torch.equal(pack(part, 5), expected_bytes(part, 5, False))
+        stream = torch.cat([torch.zeros(start, dtype=torch.uint8), pack(part, 5)])[start:]
+        assert words_fit(stream, 4 * 5) == (start % 4 == 0)
+        assert torch.equal(unpack(stream, 5, 3 * GROUP), part)
+
+
+def test_chunks_per_word():
+    # Counted by hand: 12-bit chunks start at 24 and 60 in stream bits [32, 64), so 4 chunks
+    # touch that word; 20-bit chunks: 3 in [0, 32) (0, 20) ... [32, 64) (20, 40, 60); 24- and
+    # 28-bit chunks: never more than 2.
+    assert [chunks_per_word(b) for b in STRAY_BITS] == [4, 3, 2, 2]
+
+
+@pytest.mark.parametrize("bits, signed", [(3, False), (7, True)])
+def test_word_form_compiles_to_one_kernel_cpu(bits, signed):
+    x = values((4, 2 * GROUP), bits, signed, bits)
+    packed, source = compile_and_code(lambda t: pack(t, bits, signed=signed), x)
+    assert torch.equal(packed, expected_bytes(x, bits, signed))
+    assert kernel_count(source, "cpu") == 1, source
+    assert len(allocations(source)) == 1, allocations(source)
+    restored, source = compile_and_code(lambda p: unpack(p, bits, 2 * GROUP, signed=signed), packed)
+    assert torch.equal(restored, x)
+    assert kernel_count(source, "cpu") == 1, source
+    assert len(allocations(source)) == 1, allocations(source)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("bits", STRAY_BITS)
+def test_word_form_compiles_to_one_kernel_cuda(bits):
+    x = values((64, 4 * GROUP), bits, False, bits).cuda()
+    packed, source = compile_and_code(lambda t: pack(t, bits), x)
+    assert torch.equal(packed.cpu(), expected_bytes(x.cpu(), bits, False))
+    assert kernel_count(source, "cuda") == 1, source
+    restored, source = compile_and_code(lambda p: unpack(p, bits, 4 * GROUP), packed)
+    assert torch.equal(restored, x)
+    assert kernel_count(source, "cuda") == 1, source
