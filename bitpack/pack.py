@@ -115,7 +115,7 @@ def pack(
     if check and not torch.compiler.is_compiling():
         _check_values_in_range(x, bits, signed)
 
-    if not is_byte_aligned(bits, layout) and x.dtype in (torch.uint8, torch.int8):
+    if _word_form(bits, layout, x.device) and x.dtype in (torch.uint8, torch.int8):
         raw = x.movedim(dim, -1)
         if words_fit(raw, WORD_GROUP):
             # The compress step keeps each byte's low bits, as _low_bits would.
@@ -124,6 +124,19 @@ def pack(
     if is_byte_aligned(bits, layout):
         return _pack_aligned(values, bits).movedim(-1, dim).contiguous()
     return _place(*_pack_stream(values, bits), dim)
+
+
+def _word_form(bits: int, layout: str, device: torch.device) -> bool:
+    """Whether this stream goes through int32 words (:mod:`bitpack.words`) when the bytes fit.
+
+    CUDA only: on an H100 the word form ran the dense 3/5/6/7-bit stream at 0.77-0.99x of
+    clone() against 0.34-0.49x byte at a time; on CPU inductor's C++ kernels of the word form
+    (loads at run-time indices) were about 2x slower than the grouped byte form's constant
+    offsets (benchmarks/RESULTS.md). The padded layout of 3/5/6/7 bits is not a stream.
+    """
+    if device.type != "cuda" or bits == 8:
+        return False
+    return layout == "dense" or 8 % bits == 0
 
 
 def _pack_aligned(values: torch.Tensor, bits: int) -> torch.Tensor:
@@ -244,7 +257,7 @@ def unpack(
             )
 
     source = packed.movedim(dim, -1)
-    if not is_byte_aligned(bits, layout) and dtype == (torch.int8 if signed else torch.uint8):
+    if _word_form(bits, layout, packed.device) and dtype == (torch.int8 if signed else torch.uint8):
         if words_fit(source, 4 * bits):
             values = unpack_words(source.view(torch.int32), bits, signed).view(dtype)
             return _place(values, False, dim)

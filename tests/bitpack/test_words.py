@@ -1,7 +1,9 @@
-"""The int32-word form of the dense 3/5/6/7-bit stream (bitpack.words), through pack / unpack.
+"""The int32-word form of the dense stream (bitpack.words), against the bit-by-bit reference.
 
-Every case here is one the word form takes (checked with ``words_fit``), so a wrong word kernel
-fails against the bit-by-bit reference, not against the byte-at-a-time form it replaces.
+pack / unpack take the word form on CUDA only, so the CPU tests call it directly (the same
+tensor code), and the CUDA tests go through pack / unpack. Every case is one the word form
+takes (checked with ``words_fit``), so a wrong word kernel fails against the reference, not
+against the byte-at-a-time form it replaces.
 """
 
 import numpy as np
@@ -11,12 +13,24 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bitpack import pack, unpack
-from bitpack.words import GROUP, chunks_per_word, words_fit
+from bitpack.words import GROUP, chunks_per_word, pack_words, unpack_words, words_fit
 
 from ..codegen import allocations, compile_and_code, kernel_count
 from .reference import reference_pack
 
 STRAY_BITS = [3, 5, 6, 7]
+WORD_BITS = [1, 2, 3, 4, 5, 6, 7]
+
+
+def word_pack(x, bits, signed=False):
+    """pack(x, bits) through the word form, on any device (x: uint8 or int8, last dim)."""
+    assert words_fit(x, GROUP)
+    return pack_words(x.view(torch.int32), bits).view(torch.uint8)
+
+
+def word_unpack(packed, bits, signed=False):
+    assert words_fit(packed, 4 * bits)
+    return unpack_words(packed.view(torch.int32), bits, signed).view(torch.int8 if signed else torch.uint8)
 
 
 def values(shape, bits, signed, seed):
@@ -32,7 +46,7 @@ def expected_bytes(x, bits, signed, dim=-1):
 
 @st.composite
 def word_cases(draw):
-    bits = draw(st.sampled_from(STRAY_BITS))
+    bits = draw(st.sampled_from(WORD_BITS))
     signed = draw(st.booleans())
     lead = tuple(draw(st.lists(st.integers(1, 4), min_size=0, max_size=2)))
     groups = draw(st.integers(1, 5))
@@ -44,16 +58,12 @@ def word_cases(draw):
 def test_word_form_matches_reference_and_round_trips(case):
     bits, signed, shape, seed = case
     x = values(shape, bits, signed, seed)
-    assert words_fit(x, GROUP)
-    packed = pack(x, bits, signed=signed)
+    packed = word_pack(x, bits)
     assert torch.equal(packed, expected_bytes(x, bits, signed))
-    assert words_fit(packed, 4 * bits)
-    restored = unpack(packed, bits, shape[-1], signed=signed)
-    assert restored.dtype == x.dtype
-    assert torch.equal(restored, x)
+    assert torch.equal(word_unpack(packed, bits, signed), x)
 
 
-@pytest.mark.parametrize("bits", STRAY_BITS)
+@pytest.mark.parametrize("bits", WORD_BITS)
 @pytest.mark.parametrize("signed", [False, True])
 def test_every_value_in_every_position(bits, signed):
     # Each of the 32 positions of a group takes every value of the format.
@@ -62,29 +72,29 @@ def test_every_value_in_every_position(bits, signed):
     if signed:
         x = x - (1 << (bits - 1))
     x = x.to(torch.int8 if signed else torch.uint8)
-    packed = pack(x, bits, signed=signed)
+    packed = word_pack(x, bits)
     assert torch.equal(packed, expected_bytes(x, bits, signed))
-    assert torch.equal(unpack(packed, bits, GROUP, signed=signed), x)
+    assert torch.equal(word_unpack(packed, bits, signed), x)
 
 
-@pytest.mark.parametrize("bits", STRAY_BITS)
+@pytest.mark.parametrize("bits", WORD_BITS)
 def test_unchecked_high_bits_are_dropped_not_spilled(bits):
     # Every byte value, including those whose top bit makes the int32 word negative.
     x = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(8, GROUP)
-    packed = pack(x, bits, check=False)
+    packed = word_pack(x, bits)
     assert torch.equal(packed, expected_bytes(x.long() & ((1 << bits) - 1), bits, False))
 
 
-@pytest.mark.parametrize("bits", STRAY_BITS)
-def test_unpack_ignores_nothing_it_should_read(bits):
+@pytest.mark.parametrize("bits", WORD_BITS)
+def test_unpack_reads_every_stream_bit(bits):
     # Every byte pattern in the packed stream (all 256 values in every byte position).
     packed = (torch.arange(4 * bits * 64) * 37 % 256).to(torch.uint8).view(16, -1)
     n = packed.shape[-1] * 8 // bits
     stream = np.unpackbits(packed.numpy(), axis=-1, bitorder="little").reshape(16, n, bits)
     expected = (stream * (1 << np.arange(bits))).sum(-1)
-    assert torch.equal(unpack(packed, bits, n).long(), torch.from_numpy(expected))
+    assert torch.equal(word_unpack(packed, bits).long(), torch.from_numpy(expected))
     signed = np.where(expected >= 1 << (bits - 1), expected - (1 << bits), expected)
-    assert torch.equal(unpack(packed, bits, n, signed=True).long(), torch.from_numpy(signed))
+    assert torch.equal(word_unpack(packed, bits, signed=True).long(), torch.from_numpy(signed))
 
 
 def test_layouts_the_word_form_leaves_to_the_byte_form():
@@ -106,32 +116,45 @@ def test_layouts_the_word_form_leaves_to_the_byte_form():
 
 
 def test_chunks_per_word():
-    # Counted by hand: 12-bit chunks start at 24 and 60 in stream bits [32, 64), so 4 chunks
-    # touch that word; 20-bit chunks: 3 in [0, 32) (0, 20) ... [32, 64) (20, 40, 60); 24- and
-    # 28-bit chunks: never more than 2.
-    assert [chunks_per_word(b) for b in STRAY_BITS] == [4, 3, 2, 2]
+    # Counted by hand: chunks of 4 bits values tile a word exactly when bits divides 8 (8, 4,
+    # 2); 12-bit chunks start at 24, 36, 48 and 60 and all touch stream bits [32, 64); 20-bit
+    # chunks at 20, 40, 60 touch [32, 64); 24- and 28-bit chunks: never more than 2.
+    assert [chunks_per_word(b) for b in WORD_BITS] == [8, 4, 4, 2, 3, 2, 2]
 
 
 @pytest.mark.parametrize("bits, signed", [(3, False), (7, True)])
 def test_word_form_compiles_to_one_kernel_cpu(bits, signed):
     x = values((4, 2 * GROUP), bits, signed, bits)
-    packed, source = compile_and_code(lambda t: pack(t, bits, signed=signed), x)
+    packed, source = compile_and_code(lambda t: word_pack(t, bits), x)
     assert torch.equal(packed, expected_bytes(x, bits, signed))
     assert kernel_count(source, "cpu") == 1, source
     assert len(allocations(source)) == 1, allocations(source)
-    restored, source = compile_and_code(lambda p: unpack(p, bits, 2 * GROUP, signed=signed), packed)
+    restored, source = compile_and_code(lambda p: word_unpack(p, bits, signed), packed)
     assert torch.equal(restored, x)
     assert kernel_count(source, "cpu") == 1, source
     assert len(allocations(source)) == 1, allocations(source)
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("bits", STRAY_BITS)
+@pytest.mark.parametrize("bits", WORD_BITS)
+@pytest.mark.parametrize("signed", [False, True])
+def test_pack_and_unpack_take_the_word_form_on_cuda(bits, signed):
+    x = values((3, 4 * GROUP + 4), bits, signed, bits).cuda()
+    for part in (x[:, :-4], x[:, 1:-3]):  # the second starts inside a word: byte form
+        assert words_fit(part, GROUP) == (part.storage_offset() == 0)
+        packed = pack(part, bits, signed=signed)
+        assert torch.equal(packed.cpu(), expected_bytes(part.cpu(), bits, signed))
+        assert torch.equal(unpack(packed, bits, 4 * GROUP, signed=signed), part)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("bits", WORD_BITS)
 def test_word_form_compiles_to_one_kernel_cuda(bits):
     x = values((64, 4 * GROUP), bits, False, bits).cuda()
     packed, source = compile_and_code(lambda t: pack(t, bits), x)
     assert torch.equal(packed.cpu(), expected_bytes(x.cpu(), bits, False))
     assert kernel_count(source, "cuda") == 1, source
+    assert "'*i32'" in source, source  # the values read as int32 words
     restored, source = compile_and_code(lambda p: unpack(p, bits, 4 * GROUP), packed)
     assert torch.equal(restored, x)
     assert kernel_count(source, "cuda") == 1, source
