@@ -93,6 +93,11 @@ def pack(
         and its index; it costs one reduction and a host sync. With ``check=False``, and
         always under ``torch.compile``, each value is masked to its low ``bits`` bits, so a
         bad value never spills into its neighbours.
+      - On CUDA, uint8/int8 values contiguous along ``dim`` (the last dim) in whole groups of
+        32 are packed through int32 words (:mod:`bitpack.words`). Under ``torch.compile``
+        their storage offset must then be a multiple of 4, as it is for every tensor torch
+        allocates; a contiguous slice starting inside a word (``buf[1:33]``) fails to compile
+        with torch's message about viewing Byte as Int: pass ``.clone()`` of it.
 
     Eight uint3 values make three bytes (dense), or four (padded):
 
@@ -115,7 +120,7 @@ def pack(
     if check and not torch.compiler.is_compiling():
         _check_values_in_range(x, bits, signed)
 
-    if _word_form(bits, layout, x.device) and x.dtype in (torch.uint8, torch.int8):
+    if _word_form(bits, layout, x.device, packing=True) and x.dtype in (torch.uint8, torch.int8):
         raw = x.movedim(dim, -1)
         if words_fit(raw, WORD_GROUP):
             # The compress step keeps each byte's low bits, as _low_bits would.
@@ -126,15 +131,17 @@ def pack(
     return _place(*_pack_stream(values, bits), dim)
 
 
-def _word_form(bits: int, layout: str, device: torch.device) -> bool:
+def _word_form(bits: int, layout: str, device: torch.device, packing: bool) -> bool:
     """Whether this stream goes through int32 words (:mod:`bitpack.words`) when the bytes fit.
 
-    CUDA only: on an H100 the word form ran the dense 3/5/6/7-bit stream at 0.77-0.99x of
-    clone() against 0.34-0.49x byte at a time; on CPU inductor's C++ kernels of the word form
-    (loads at run-time indices) were about 2x slower than the grouped byte form's constant
-    offsets (benchmarks/RESULTS.md). The padded layout of 3/5/6/7 bits is not a stream.
+    CUDA only: on an H100 the word form ran the dense 3/5/6/7-bit stream at 0.72-1.01x of
+    clone() against 0.34-0.49x byte at a time, and 2- and 4-bit at 0.96-1.03x against
+    0.72-0.85x; on CPU inductor's C++ kernels of the word form (loads at run-time indices) were
+    about 2x slower than the grouped byte form's constant offsets (benchmarks/RESULTS.md).
+    1-bit pack stays byte at a time (0.72x; 0.38x as words, which OR 8 chunks per word); 1-bit
+    unpack takes the words (1.18x against 0.77x). The padded 3/5/6/7 bits are not a stream.
     """
-    if device.type != "cuda" or bits == 8:
+    if device.type != "cuda" or bits == 8 or (packing and bits == 1):
         return False
     return layout == "dense" or 8 % bits == 0
 
@@ -231,6 +238,9 @@ def unpack(
         ``dtype`` (default uint8, or int8 when ``signed``). ``dtype`` may be any integer or
         floating dtype that holds every value (bool for unsigned 1-bit values).
         Signed values are sign-extended. Padding bits are ignored.
+      - On CUDA, uint8 (int8 when ``signed``) outputs of a stream contiguous along ``dim`` in
+        whole words go through int32 words, with the storage-offset condition of :func:`pack`
+        under ``torch.compile``.
 
     >>> import torch
     >>> p = pack(torch.tensor([[1, -2, 3], [-4, 0, 2]]), 3, dim=0, signed=True)
@@ -257,7 +267,7 @@ def unpack(
             )
 
     source = packed.movedim(dim, -1)
-    if _word_form(bits, layout, packed.device) and dtype == (torch.int8 if signed else torch.uint8):
+    if _word_form(bits, layout, packed.device, packing=False) and dtype == (torch.int8 if signed else torch.uint8):
         if words_fit(source, 4 * bits):
             values = unpack_words(source.view(torch.int32), bits, signed).view(dtype)
             return _place(values, False, dim)
