@@ -107,10 +107,10 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True) -> in
       inductor's decode kernel plus a library matmul: M = 4: INT4 11.8 / 70.0 ms, INT8 19.1 /
       67.7, E2M1 16.5 / 98.6; M = 16: INT4 40.1 / 67.7, INT8 28.2 / 74.5, E2M1 46.5 / 86.5.
     - CUDA, integer codes: 4. Float codes: 8, since their decode in the matmul template's
-      prologue is slow. Measured on an H100 (torch 2.11, 8192 x 8192, same day, separate runs):
-      reductions / matmul template at M = 4: INT4 75 / 72 us, INT8 57 / 55 us, E4M3 56 / 115
-      us, E2M1 83 / 141 us; at M = 3 the reductions take 45-66 us; at M = 8, E4M3 92 us against
-      the template's 115-123 at M = 4-16. Formats of 8 planes (3, 5, 6, 7 bits and INT1) stop
+      prologue is slow. Measured on an H100 (torch 2.11, 8192 x 8192, compiled alone with
+      :func:`compile_options`): reductions / matmul template at M = 4: INT4 60 / 90 us, INT2
+      77 / 89 us, E2M1 58 / 136 us. With the earlier one-step tuning: INT8 57 / 55 us, E4M3
+      56 / 115 us; at M = 8, E4M3 92 us against the template's 115-123 at M = 4-16. Formats of 8 planes (3, 5, 6, 7 bits and INT1) stop
       at 4 rows, where one reduction per row and plane (32 of them) still shares each decoded
       weight among the rows (see ``ROW_REDUCTIONS``). A symbolic row count (``dynamic=True``)
       shares one reduction among the rows, which repeats the decode per row: 2 rows (INT4: 50 us
