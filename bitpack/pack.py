@@ -30,7 +30,7 @@ from ._checks import (
 )
 from .layout import is_byte_aligned, packed_size, values_per_byte
 from .words import GROUP as WORD_GROUP
-from .words import pack_words, unpack_words, words_fit
+from .words import pack_padded3_words, pack_words, unpack_padded3_words, unpack_words, words_fit
 
 
 def value_range(bits: int, signed: bool) -> tuple[int, int]:
@@ -120,15 +120,43 @@ def pack(
     if check and not torch.compiler.is_compiling():
         _check_values_in_range(x, bits, signed)
 
-    if _word_form(bits, layout, x.device, packing=True) and x.dtype in (torch.uint8, torch.int8):
-        raw = x.movedim(dim, -1)
-        if words_fit(raw, WORD_GROUP):
-            # The compress step keeps each byte's low bits, as _low_bits would.
-            return _place(pack_words(raw.view(torch.int32), bits).view(torch.uint8), False, dim)
+    words = _pack_in_words(x, bits, layout, dim)
+    if words is not None:
+        return words
     values = _low_bits(x, bits).movedim(dim, -1)
     if is_byte_aligned(bits, layout):
         return _pack_aligned(values, bits).movedim(-1, dim).contiguous()
     return _place(*_pack_stream(values, bits), dim)
+
+
+def _pack_in_words(x: torch.Tensor, bits: int, layout: str, dim: int) -> torch.Tensor | None:
+    """pack through int32 words (:mod:`bitpack.words`) when the form and the bytes allow it,
+    else None. The word kernels keep each byte's low ``bits`` bits, as _low_bits would."""
+    if x.dtype not in (torch.uint8, torch.int8):
+        return None
+    raw = x.movedim(dim, -1)
+    if _word_form(bits, layout, x.device, packing=True) and words_fit(raw, WORD_GROUP):
+        return _place(pack_words(raw.view(torch.int32), bits).view(torch.uint8), False, dim)
+    if _padded3_word_form(bits, layout, x.device) and words_fit(raw, 8):
+        return _place(pack_padded3_words(raw.view(torch.int32)).view(torch.uint8), False, dim)
+    return None
+
+
+def _unpack_in_words(source: torch.Tensor, bits: int, layout: str, signed: bool, dtype, dim: int):
+    """unpack of ``source`` (the packed dim last) through int32 words, or None (see above)."""
+    if dtype != (torch.int8 if signed else torch.uint8):
+        return None
+    if _word_form(bits, layout, source.device, packing=False) and words_fit(source, 4 * bits):
+        return _place(unpack_words(source.view(torch.int32), bits, signed).view(dtype), False, dim)
+    if _padded3_word_form(bits, layout, source.device) and words_fit(source, 4):
+        return _place(unpack_padded3_words(source.view(torch.int32), signed).view(dtype), False, dim)
+    return None
+
+
+def _padded3_word_form(bits: int, layout: str, device: torch.device) -> bool:
+    """The padded 3-bit layout (2 values per byte) in words, on CUDA: H100 unpack 0.59-0.61x of
+    clone byte at a time (see _word_form for why CUDA only)."""
+    return device.type == "cuda" and bits == 3 and layout == "padded"
 
 
 def _word_form(bits: int, layout: str, device: torch.device, packing: bool) -> bool:
@@ -267,10 +295,9 @@ def unpack(
             )
 
     source = packed.movedim(dim, -1)
-    if _word_form(bits, layout, packed.device, packing=False) and dtype == (torch.int8 if signed else torch.uint8):
-        if words_fit(source, 4 * bits):
-            values = unpack_words(source.view(torch.int32), bits, signed).view(dtype)
-            return _place(values, False, dim)
+    words = _unpack_in_words(source, bits, layout, signed, dtype, dim)
+    if words is not None:
+        return words
     grouped = _whole_groups(n)
     if grouped:
         # Eight values fill a whole number of bytes in either layout: read (..., groups, bytes

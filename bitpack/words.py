@@ -6,6 +6,9 @@ values read through a dtype view, 4 per word, little-endian) and come out as ``b
 words of the stream; unpack is the inverse. Each word's 4 values are compressed to (or
 expanded from) 4 * bits contiguous stream bits by two SWAR steps, with no per-value loads.
 
+The padded 3-bit layout (2 values per byte) has its own pair, :func:`pack_padded3_words` and
+:func:`unpack_padded3_words`: 2 input words per output word, at constant offsets.
+
 Used by :func:`bitpack.pack` (1-byte integer inputs) and :func:`bitpack.unpack` (uint8 or int8
 outputs) when the bytes lie contiguous along the packed dim in whole groups of 32 values
 (:func:`words_fit`); they give the same bytes as the byte-at-a-time form.
@@ -124,9 +127,44 @@ def unpack_words(words: torch.Tensor, bits: int, signed: bool = False) -> torch.
     high = words[..., torch.clamp(q + 1, max=bits - 1)] << torch.clamp(32 - r, max=31)
     values = expand(torch.where(r + 4 * bits > 32, low | high, low), bits)
     if signed:
-        # Copy each value's sign bit into the bits above it, byte by byte (shifts and ORs: no
-        # carry crosses a byte, and no int32 arithmetic can overflow).
-        sign = values & ((1 << (bits - 1)) * 0x01010101)
-        for t in range(1, 9 - bits):
-            values = values | (sign << t)
+        values = _sign_extend_bytes(values, bits)
     return values.flatten(-2)
+
+
+def pack_padded3_words(words: torch.Tensor) -> torch.Tensor:
+    """The padded 3-bit layout (2 values per byte, bits 6-7 zero) from (..., 2 W) int32 words of
+    byte values to (..., W) int32 words: each input word's 4 values make 2 bytes."""
+    pairs = words.unflatten(-1, (-1, 2))
+
+    def two_bytes(word):
+        # v0 | v1 << 3 in byte 0 and v2 | v3 << 3 in byte 2, then byte 2 moved down to byte 1.
+        packed = (word & 0x00070007) | ((word >> 5) & 0x00380038)
+        return (packed & 0xFF) | ((packed >> 8) & 0xFF00)
+
+    return two_bytes(pairs[..., 0]) | (two_bytes(pairs[..., 1]) << 16)
+
+
+def unpack_padded3_words(words: torch.Tensor, signed: bool = False) -> torch.Tensor:
+    """The inverse of :func:`pack_padded3_words`: (..., W) int32 words -> (..., 2 W) words of 4
+    byte values each (two's complement in each byte when ``signed``)."""
+
+    def four_values(half):
+        # Bytes 0 and 1 of the half to bytes 0 and 2, then each byte's high value to the byte
+        # above it.
+        spread = (half | (half << 8)) & 0x00FF00FF
+        return (spread & 0x00070007) | ((spread << 5) & 0x07000700)
+
+    halves = torch.tensor([0, 16], dtype=torch.int32, device=words.device)
+    values = four_values((words[..., None] >> halves) & 0xFFFF)  # (..., W, 2)
+    if signed:
+        values = _sign_extend_bytes(values, 3)
+    return values.flatten(-2)
+
+
+def _sign_extend_bytes(values: torch.Tensor, bits: int) -> torch.Tensor:
+    """Copy each byte's bit ``bits - 1`` into the bits above it (shifts and ORs: no carry crosses
+    a byte, and no int32 arithmetic can overflow)."""
+    sign = values & ((1 << (bits - 1)) * 0x01010101)
+    for t in range(1, 9 - bits):
+        values = values | (sign << t)
+    return values

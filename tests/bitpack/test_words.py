@@ -13,7 +13,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bitpack import pack, unpack
-from bitpack.words import GROUP, chunks_per_word, pack_words, unpack_words, words_fit
+from bitpack.words import (
+    GROUP,
+    chunks_per_word,
+    pack_padded3_words,
+    pack_words,
+    unpack_padded3_words,
+    unpack_words,
+    words_fit,
+)
 
 from ..codegen import allocations, compile_and_code, kernel_count
 from .reference import reference_pack
@@ -40,8 +48,8 @@ def values(shape, bits, signed, seed):
     return torch.randint(low, high + 1, shape, generator=generator).to(dtype)
 
 
-def expected_bytes(x, bits, signed, dim=-1):
-    return torch.from_numpy(np.ascontiguousarray(reference_pack(x.numpy(), bits, "dense", dim, signed)))
+def expected_bytes(x, bits, signed, dim=-1, layout="dense"):
+    return torch.from_numpy(np.ascontiguousarray(reference_pack(x.numpy(), bits, layout, dim, signed)))
 
 
 @st.composite
@@ -97,6 +105,28 @@ def test_unpack_reads_every_stream_bit(bits):
     assert torch.equal(word_unpack(packed, bits, signed=True).long(), torch.from_numpy(signed))
 
 
+@given(st.booleans(), st.integers(1, 12), st.integers(0, 2**31 - 1))
+def test_padded_3_bit_words_match_reference(signed, words, seed):
+    x = values((3, 8 * words), 3, signed, seed)
+    packed = pack_padded3_words(x.view(torch.int32)).view(torch.uint8)
+    assert torch.equal(packed, expected_bytes(x, 3, signed, layout="padded"))
+    restored = unpack_padded3_words(packed.view(torch.int32), signed).view(x.dtype)
+    assert torch.equal(restored, x)
+
+
+def test_padded_3_bit_words_every_byte():
+    # Unpack: every byte value (bits 6-7 are padding and ignored). Pack: every byte value as
+    # input, whose bits above 3 are dropped.
+    packed = torch.arange(256, dtype=torch.int32).to(torch.uint8)
+    expected = torch.stack([packed & 7, (packed >> 3) & 7], -1).flatten()
+    assert torch.equal(unpack_padded3_words(packed.view(torch.int32)).view(torch.uint8), expected)
+    signed = torch.where(expected >= 4, expected.to(torch.int16) - 8, expected.to(torch.int16))
+    assert torch.equal(unpack_padded3_words(packed.view(torch.int32), True).view(torch.int8), signed.to(torch.int8))
+    x = torch.arange(256, dtype=torch.int32).to(torch.uint8)
+    packed = pack_padded3_words(x.view(torch.int32)).view(torch.uint8)
+    assert torch.equal(packed, expected_bytes(x.long() & 7, 3, False, layout="padded"))
+
+
 def test_layouts_the_word_form_leaves_to_the_byte_form():
     x = values((4, 64), 3, False, 0)
     assert words_fit(x, GROUP)
@@ -145,6 +175,23 @@ def test_pack_and_unpack_take_the_word_form_on_cuda(bits, signed):
         packed = pack(part, bits, signed=signed)
         assert torch.equal(packed.cpu(), expected_bytes(part.cpu(), bits, signed))
         assert torch.equal(unpack(packed, bits, 4 * GROUP, signed=signed), part)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("signed", [False, True])
+def test_padded_3_bits_take_the_word_form_on_cuda(signed):
+    x = values((3, 4 * GROUP + 4), 3, signed, 7).cuda()
+    for part in (x[:, :-4], x[:, 1:-3]):  # the second starts inside a word: byte form
+        packed = pack(part, 3, layout="padded", signed=signed)
+        assert torch.equal(packed.cpu(), expected_bytes(part.cpu(), 3, signed, layout="padded"))
+        assert torch.equal(unpack(packed, 3, 4 * GROUP, layout="padded", signed=signed), part)
+    whole = x[:, :-4].contiguous()
+    packed, source = compile_and_code(lambda t: pack(t, 3, layout="padded", signed=signed), whole)
+    assert torch.equal(packed.cpu(), expected_bytes(whole.cpu(), 3, signed, layout="padded"))
+    assert kernel_count(source, "cuda") == 1 and "'*i32'" in source, source
+    restored, source = compile_and_code(lambda p: unpack(p, 3, 4 * GROUP, layout="padded", signed=signed), packed)
+    assert torch.equal(restored, whole)
+    assert kernel_count(source, "cuda") == 1 and "'*i32'" in source, source
 
 
 @pytest.mark.cuda
