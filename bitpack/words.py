@@ -154,7 +154,7 @@ def unpack_padded3_words(words: torch.Tensor, signed: bool = False) -> torch.Ten
         spread = (half | (half << 8)) & 0x00FF00FF
         return (spread & 0x00070007) | ((spread << 5) & 0x07000700)
 
-    halves = torch.tensor([0, 16], dtype=torch.int32, device=words.device)
+    halves = 16 * torch.arange(2, dtype=torch.int32, device=words.device)
     values = four_values((words[..., None] >> halves) & 0xFFFF)  # (..., W, 2)
     if signed:
         values = _sign_extend_bytes(values, 3)
