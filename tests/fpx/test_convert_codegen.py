@@ -59,7 +59,9 @@ def test_encode_one_kernel(device, case):
 
 
 @pytest.mark.parametrize(
-    "fmt, dtype", [(E5M2, torch.float32), (E3M2, torch.bfloat16), (E8M0, torch.float32)], ids=["E5M2", "E3M2", "E8M0"]
+    "fmt, dtype",
+    [(E5M2, torch.float32), (E3M2, torch.bfloat16), (E4M3, torch.bfloat16), (E8M0, torch.float32)],
+    ids=["E5M2", "E3M2", "E4M3-bf16", "E8M0"],
 )
 @pytest.mark.parametrize("device", DEVICES)
 def test_decode_one_kernel(device, fmt, dtype):
@@ -141,6 +143,8 @@ def test_cuda_matches_cpu(fmt):
             assert_bits_equal(encode(x.cuda(), fmt, saturate=saturate), expected)
             assert_bits_equal(compiled_encode(x.cuda()), expected)
     codes = torch.arange(2**fmt.bits, dtype=torch.uint8)
-    compiled_decode = torch.compile(lambda c: decode(c, fmt), fullgraph=True)
-    assert_bits_equal(decode(codes.cuda(), fmt), decode(codes, fmt))
-    assert_bits_equal(compiled_decode(codes.cuda()), decode(codes, fmt))
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        compiled_decode = torch.compile(lambda c: decode(c, fmt, dtype), fullgraph=True)
+        expected = decode(codes, fmt, dtype)
+        assert_bits_equal(decode(codes.cuda(), fmt, dtype), expected)
+        assert_bits_equal(compiled_decode(codes.cuda()), expected)

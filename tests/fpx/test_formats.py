@@ -120,6 +120,22 @@ def test_decode_dtypes(fmt, dtype):
     assert_same_floats(out.double().numpy(), expected)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+def test_decode_nan_codes_keep_their_sign(fmt, dtype):
+    # The contract: a quiet NaN with the code's sign, in every dtype (float32 -> bfloat16 casts
+    # may drop it).
+    codes = all_codes(fmt)
+    nan = np.isnan(format_values(fmt))
+    out = decode(codes, fmt, dtype=dtype)[torch.from_numpy(nan)]
+    assert torch.isnan(out).all()
+    negative = (codes[torch.from_numpy(nan)].long() & fmt.sign_mask) != 0
+    assert torch.equal(torch.signbit(out), negative)
+    if dtype in (torch.bfloat16, torch.float16):
+        quiet_bit = 0x0040 if dtype == torch.bfloat16 else 0x0200
+        assert ((out.view(torch.int16).long() & quiet_bit) != 0).all()
+
+
 @pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
 def test_encode_inverts_decode(fmt):
     codes = all_codes(fmt)
