@@ -1,7 +1,7 @@
-"""The dense 3/5/6/7-bit stream, 32 values at a time, in int32 words.
+"""The dense stream of 1..7-bit values, 32 values at a time, in int32 words.
 
-A byte-at-a-time kernel gathers 2-4 single-byte loads per output byte and runs at about half
-of the memory bandwidth on an H100. Here the 32 values of a group are 8 int32 words (the uint8
+A byte-at-a-time kernel of the 3/5/6/7-bit stream gathers 2-4 single-byte loads per output
+byte and runs at about half of the memory bandwidth on an H100. Here the 32 values of a group are 8 int32 words (the uint8
 values read through a dtype view, 4 per word, little-endian) and come out as ``bits`` int32
 words of the stream; unpack is the inverse. Each word's 4 values are compressed to (or
 expanded from) 4 * bits contiguous stream bits by two SWAR steps, with no per-value loads.
