@@ -142,21 +142,34 @@ def _pack_in_words(x: torch.Tensor, bits: int, layout: str, dim: int) -> torch.T
     return None
 
 
-def _unpack_in_words(source: torch.Tensor, bits: int, layout: str, signed: bool, dtype, dim: int):
-    """unpack of ``source`` (the packed dim last) through int32 words, or None (see above)."""
+def _unpack_in_words(source: torch.Tensor, n, bits: int, layout: str, signed: bool, dtype, dim: int):
+    """unpack of ``n`` values from ``source`` (the packed dim last) through int32 words, or None
+    (see above). ``n`` must fill the words exactly: the last byte of 31 3-bit values ends a
+    word too, but the word form would make 32 values of it."""
     if dtype != (torch.int8 if signed else torch.uint8):
         return None
-    if _word_form(bits, layout, source.device, packing=False) and words_fit(source, 4 * bits):
-        return _place(unpack_words(source.view(torch.int32), bits, signed).view(dtype), False, dim)
-    if _padded3_word_form(bits, layout, source.device) and words_fit(source, 4):
-        return _place(unpack_padded3_words(source.view(torch.int32), signed).view(dtype), False, dim)
+    if _word_form(bits, layout, source.device, packing=False) and _fills_words(n, WORD_GROUP):
+        if words_fit(source, 4 * bits):
+            return _place(unpack_words(source.view(torch.int32), bits, signed).view(dtype), False, dim)
+    if _padded3_word_form(bits, layout, source.device) and _fills_words(n, 8):
+        if words_fit(source, 4):
+            return _place(unpack_padded3_words(source.view(torch.int32), signed).view(dtype), False, dim)
     return None
+
+
+def _fills_words(n, group: int) -> bool:
+    return statically_known_true(n % group == 0)
+
+
+def _words_pay_off(device: torch.device) -> bool:
+    """The word forms run where they are faster: CUDA (see _word_form)."""
+    return device.type == "cuda"
 
 
 def _padded3_word_form(bits: int, layout: str, device: torch.device) -> bool:
     """The padded 3-bit layout (2 values per byte) in words, on CUDA: H100 unpack 0.59-0.61x of
     clone byte at a time (see _word_form for why CUDA only)."""
-    return device.type == "cuda" and bits == 3 and layout == "padded"
+    return _words_pay_off(device) and bits == 3 and layout == "padded"
 
 
 def _word_form(bits: int, layout: str, device: torch.device, packing: bool) -> bool:
@@ -169,7 +182,7 @@ def _word_form(bits: int, layout: str, device: torch.device, packing: bool) -> b
     1-bit pack stays byte at a time (0.72x; 0.38x as words, which OR 8 chunks per word); 1-bit
     unpack takes the words (1.18x against 0.77x). The padded 3/5/6/7 bits are not a stream.
     """
-    if device.type != "cuda" or bits == 8 or (packing and bits == 1):
+    if not _words_pay_off(device) or bits == 8 or (packing and bits == 1):
         return False
     return layout == "dense" or 8 % bits == 0
 
@@ -295,7 +308,7 @@ def unpack(
             )
 
     source = packed.movedim(dim, -1)
-    words = _unpack_in_words(source, bits, layout, signed, dtype, dim)
+    words = _unpack_in_words(source, n, bits, layout, signed, dtype, dim)
     if words is not None:
         return words
     grouped = _whole_groups(n)

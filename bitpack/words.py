@@ -47,7 +47,7 @@ def words_fit(t: torch.Tensor, multiple: int) -> bool:
         return False
     n = t.shape[-1]
     aligned = [n % multiple == 0, n > 0, t.stride(-1) == 1]
-    aligned += [stride % 4 == 0 for size, stride in zip(t.shape[:-1], t.stride()[:-1]) if size != 1]
+    aligned += [stride % 4 == 0 for stride in t.stride()[:-1]]  # torch asks it of size-1 dims too
     if not all(statically_known_true(condition) for condition in aligned):
         return False
     if torch.compiler.is_compiling():

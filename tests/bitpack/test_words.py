@@ -6,11 +6,15 @@ takes (checked with ``words_fit``), so a wrong word kernel fails against the ref
 against the byte-at-a-time form it replaces.
 """
 
+import contextlib
+import importlib
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from unittest import mock
 
 from bitpack import pack, unpack
 from bitpack.words import (
@@ -125,6 +129,81 @@ def test_padded_3_bit_words_every_byte():
     x = torch.arange(256, dtype=torch.int32).to(torch.uint8)
     packed = pack_padded3_words(x.view(torch.int32)).view(torch.uint8)
     assert torch.equal(packed, expected_bytes(x.long() & 7, 3, False, layout="padded"))
+
+
+@contextlib.contextmanager
+def words_everywhere():
+    """pack / unpack take the word forms on CPU too (they are CUDA only by default); yields a
+    dict counting the calls of each word kernel."""
+    pack_module = importlib.import_module("bitpack.pack")  # the module, not bitpack.pack()
+    calls = {}
+
+    def counted(name):
+        original = getattr(pack_module, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] = calls.get(name, 0) + 1
+            return original(*args, **kwargs)
+
+        return mock.patch.object(pack_module, name, wrapper)
+
+    names = ("pack_words", "unpack_words", "pack_padded3_words", "unpack_padded3_words")
+    with contextlib.ExitStack() as stack:
+        for name in names:
+            stack.enter_context(counted(name))
+        stack.enter_context(mock.patch.object(pack_module, "_words_pay_off", lambda device: True))
+        yield calls
+
+
+@given(case=word_cases(), dim_first=st.booleans())
+def test_api_word_form_matches_reference(case, dim_first):
+    bits, signed, shape, seed = case
+    x = values(shape, bits, signed, seed)
+    dim = -1
+    if dim_first and x.ndim > 1:
+        # Packed dim first with size-1 dims after it: contiguous, but torch's int32 view wants
+        # whole-word strides on the size-1 dims too, which such tensors may or may not have.
+        x, dim = x.reshape(-1, shape[-1])[0].reshape(shape[-1], *([1] * (x.ndim - 1))), 0
+    with words_everywhere() as calls:
+        packed = pack(x, bits, dim=dim, signed=signed)
+        assert torch.equal(packed, expected_bytes(x, bits, signed, dim=dim))
+        assert torch.equal(unpack(packed, bits, x.shape[dim], dim=dim, signed=signed), x)
+    if dim == -1:
+        assert calls.get("unpack_words") == 1
+        assert calls.get("pack_words") == (1 if bits > 1 else None)
+
+
+@pytest.mark.parametrize("bits, layout, n", [(3, "dense", 31), (7, "dense", 28), (3, "padded", 7), (1, "dense", 30)])
+@pytest.mark.parametrize("signed", [False, True])
+def test_api_lengths_that_end_a_word_but_not_a_group(bits, layout, n, signed):
+    # 31 3-bit values end on a word boundary (12 bytes), as do 7 padded 3-bit values (4 bytes);
+    # the word forms would unpack 32 or 8 values of them, so these lengths take the byte form.
+    x = values((2, n), bits, signed, n)
+    with words_everywhere() as calls:
+        packed = pack(x, bits, layout=layout, signed=signed)
+        assert torch.equal(packed, expected_bytes(x, bits, signed, layout=layout))
+        assert torch.equal(unpack(packed, bits, n, layout=layout, signed=signed), x)
+    assert not calls
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_api_padded_3_bits_in_words(signed):
+    x = values((5, 8 * 7), 3, signed, 3)
+    with words_everywhere() as calls:
+        packed = pack(x, 3, layout="padded", signed=signed)
+        assert torch.equal(packed, expected_bytes(x, 3, signed, layout="padded"))
+        assert torch.equal(unpack(packed, 3, 8 * 7, layout="padded", signed=signed), x)
+    assert calls == {"pack_padded3_words": 1, "unpack_padded3_words": 1}
+
+
+def test_api_word_form_under_compile():
+    x = values((4, 2 * GROUP), 5, False, 5)
+    with words_everywhere() as calls:
+        packed, source = compile_and_code(lambda t: pack(t, 5), x)
+        assert torch.equal(packed, expected_bytes(x, 5, False))
+        restored, source = compile_and_code(lambda p: unpack(p, 5, 2 * GROUP), packed)
+        assert torch.equal(restored, x)
+    assert calls == {"pack_words": 1, "unpack_words": 1}  # traced once each
 
 
 def test_layouts_the_word_form_leaves_to_the_byte_form():
