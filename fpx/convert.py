@@ -422,7 +422,10 @@ def decode(codes: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype = torch.flo
 
 def _decode_int(code: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype) -> torch.Tensor:
     """decode of int32 codes (what decode and round_to share)."""
-    if dtype in _QUIET_NAN_BITS and _fits_float16_placement(fmt):
+    # On CPU, a bfloat16 result of float16 arithmetic makes inductor warn ("bf16 and fp16 are
+    # mixed in the scheduler node"); there bfloat16 takes the general path.
+    placement_dtypes = (torch.float16,) if code.device.type == "cpu" else tuple(_QUIET_NAN_BITS)
+    if dtype in placement_dtypes and _fits_float16_placement(fmt):
         return _decode_by_float16_placement(code, fmt, dtype)
     values = _code_to_float32(code, fmt)
     if dtype in _QUIET_NAN_BITS and fmt.has_nan:
