@@ -468,6 +468,15 @@ def _fits_float16_placement(fmt: FloatFormat) -> bool:
     return fmt.exponent_bits < 5 and not fmt.has_inf
 
 
+def _float16_placed(code: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
+    """int16 float16 bits of int32 codes (at most 5 exponent bits): the code's sign on bit 15,
+    its exponent and mantissa fields where float16 keeps them (see the next function). Each
+    code is read once, which matters to inductor (a value several expressions read may be
+    written out in full)."""
+    keep = -(1 << 15) | (fmt.magnitude_mask << (10 - fmt.mantissa_bits))
+    return ((code << (16 - fmt.bits)).to(torch.int16) >> (5 - fmt.exponent_bits)) & keep
+
+
 def _decode_by_float16_placement(code: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype) -> torch.Tensor:
     """decode to bfloat16 or float16 in about half the operations of the general path.
 
@@ -478,9 +487,7 @@ def _decode_by_float16_placement(code: torch.Tensor, fmt: FloatFormat, dtype: to
     value the dtype holds (the general path's float32 -> dtype rounding otherwise). NaN codes
     become the quiet NaN of their sign by bit pattern.
     """
-    m = fmt.mantissa_bits
-    keep = -(1 << 15) | (fmt.magnitude_mask << (10 - m))
-    placed = ((code << (16 - fmt.bits)).to(torch.int16) >> (5 - fmt.exponent_bits)) & keep
+    placed = _float16_placed(code, fmt)
     values = placed.view(torch.float16)
     if fmt.bias != 15:
         values = values.to(torch.float32) * 2.0 ** (15 - fmt.bias)

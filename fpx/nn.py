@@ -51,7 +51,7 @@ from torch import nn
 
 import bitpack
 
-from .convert import _INT32_SIGN_BIT, decode
+from .convert import _INT32_SIGN_BIT, _float16_placed, decode
 from .formats import FloatFormat, IntFormat
 from .quantize import _dequantize_grid, _grid_affine, quantize
 
@@ -520,10 +520,8 @@ def _float_values_by_float16_placement(codes: torch.Tensor, fmt) -> torch.Tensor
     in full before the reduction that consumes it (on CUDA, 8 planes of E3M2 codes, unpacked
     from straddling bytes, were: 9 kernels and 167 us at M = 1 for 8192 x 8192).
     """
-    shift = 5 - fmt.exponent_bits
     m_bits = fmt.mantissa_bits
-    keep = -(1 << 15) | (fmt.magnitude_mask << (10 - m_bits))  # the sign bit (as int16's) and the magnitude
-    placed = ((codes << (16 - fmt.bits)).to(torch.int16) >> shift) & keep
+    placed = _float16_placed(codes, fmt)
     half = placed.view(torch.float16).to(torch.float32)
     if fmt.exponent_bits == 5:
         return half
