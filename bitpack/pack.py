@@ -148,17 +148,13 @@ def _unpack_in_words(source: torch.Tensor, n, bits: int, layout: str, signed: bo
     word too, but the word form would make 32 values of it."""
     if dtype != (torch.int8 if signed else torch.uint8):
         return None
-    if _word_form(bits, layout, source.device, packing=False) and _fills_words(n, WORD_GROUP):
+    if _word_form(bits, layout, source.device, packing=False) and _whole_groups(n, WORD_GROUP):
         if words_fit(source, 4 * bits):
             return _place(unpack_words(source.view(torch.int32), bits, signed).view(dtype), False, dim)
-    if _padded3_word_form(bits, layout, source.device) and _fills_words(n, 8):
+    if _padded3_word_form(bits, layout, source.device) and _whole_groups(n, 8):
         if words_fit(source, 4):
             return _place(unpack_padded3_words(source.view(torch.int32), signed).view(dtype), False, dim)
     return None
-
-
-def _fills_words(n, group: int) -> bool:
-    return statically_known_true(n % group == 0)
 
 
 def _words_pay_off(device: torch.device) -> bool:
@@ -240,9 +236,10 @@ def _pack_stream(values: torch.Tensor, bits: int) -> tuple[torch.Tensor, bool]:
     return (packed & 0xFF).to(torch.uint8), grouped
 
 
-def _whole_groups(n) -> bool:
-    """True when ``n`` is known (without a guard on a symbolic length) to be a multiple of 8."""
-    return statically_known_true(n % 8 == 0)
+def _whole_groups(n, size: int = 8) -> bool:
+    """True when ``n`` is known (without a guard on a symbolic length) to be a multiple of
+    ``size``."""
+    return statically_known_true(n % size == 0)
 
 
 def _place(out: torch.Tensor, grouped: bool, dim: int) -> torch.Tensor:

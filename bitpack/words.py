@@ -121,10 +121,13 @@ def unpack_words(words: torch.Tensor, bits: int, signed: bool = False) -> torch.
     i = torch.arange(8, device=words.device, dtype=torch.int32)
     start = 4 * bits * i
     q, r = start // 32, start % 32
+    # The bits of word q above r, and how far the next word's bits go up to follow them (31,
+    # not 32, at r = 0, where no chunk straddles: shifts stay below the int32 width).
+    room = torch.clamp(32 - r, max=31)
     # Right shifts of int32 are arithmetic: clear the copies of the sign bit they bring in
     # (at r = 0 the mask keeps bits 0..30, more than the 4 * bits <= 28 needed).
-    low = (words[..., q] >> r) & ((1 << torch.clamp(32 - r, max=31)) - 1)
-    high = words[..., torch.clamp(q + 1, max=bits - 1)] << torch.clamp(32 - r, max=31)
+    low = (words[..., q] >> r) & ((1 << room) - 1)
+    high = words[..., torch.clamp(q + 1, max=bits - 1)] << room
     values = expand(torch.where(r + 4 * bits > 32, low | high, low), bits)
     if signed:
         values = _sign_extend_bytes(values, bits)

@@ -470,9 +470,14 @@ def _fits_float16_placement(fmt: FloatFormat) -> bool:
 
 def _float16_placed(code: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
     """int16 float16 bits of int32 codes (at most 5 exponent bits): the code's sign on bit 15,
-    its exponent and mantissa fields where float16 keeps them (see the next function). Each
-    code is read once, which matters to inductor (a value several expressions read may be
-    written out in full)."""
+    its exponent and mantissa fields where float16 keeps them, so that the float16 is the
+    code's value times 2^(bias - 15), subnormals included.
+
+    Shifted left so that its sign lands on bit 15 of an int16, the code shifts back right
+    arithmetically by 5 - exponent bits: the magnitude lands where float16 keeps it, the sign
+    stays on bit 15 and fills the bits between them, which one mask clears. Each code is read
+    once, which matters to inductor (a value several expressions read may be written out in
+    full)."""
     keep = -(1 << 15) | (fmt.magnitude_mask << (10 - fmt.mantissa_bits))
     return ((code << (16 - fmt.bits)).to(torch.int16) >> (5 - fmt.exponent_bits)) & keep
 
@@ -480,12 +485,9 @@ def _float16_placed(code: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
 def _decode_by_float16_placement(code: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype) -> torch.Tensor:
     """decode to bfloat16 or float16 in about half the operations of the general path.
 
-    The code shifted so that its sign lands on bit 15 of an int16 shifts back arithmetically
-    by 5 - exponent bits: the magnitude lands where float16 keeps it, the sign stays on bit 15
-    and fills the bits between them, which one mask clears. That float16 (subnormals included)
-    is the value times 2^(bias - 15), exact; scaled in float32 and narrowed, exact for every
-    value the dtype holds (the general path's float32 -> dtype rounding otherwise). NaN codes
-    become the quiet NaN of their sign by bit pattern.
+    The float16 of :func:`_float16_placed`, scaled by 2^(15 - bias) in float32 and narrowed:
+    exact for every value the dtype holds (the general path's float32 -> dtype rounding
+    otherwise). NaN codes become the quiet NaN of their sign by bit pattern.
     """
     placed = _float16_placed(code, fmt)
     values = placed.view(torch.float16)

@@ -509,12 +509,9 @@ def _grid_values(codes: torch.Tensor, fmt, code_table: torch.Tensor | None = Non
 
 def _float_values_by_float16_placement(codes: torch.Tensor, fmt) -> torch.Tensor:
     """Values of int32 float ``codes`` of at most 5 exponent bits (and float16's bias when 5)
-    as float32: the code's fields placed in a float16's, converted, and scaled by 2^(15 - bias).
-
-    Shifted left so that its sign lands on bit 15 of an int16, the code shifts back right
-    arithmetically by 5 - exponent bits: the magnitude lands where float16 keeps it, the sign
-    stays on bit 15 and fills the bits between them, which one mask clears. Subnormals map to
-    float16 subnormals, which the conversion keeps; NaN codes are placed by ``fmt.nan_code``.
+    as float32: the code's fields placed in a float16's (``fpx.convert._float16_placed``),
+    converted, and scaled by 2^(15 - bias). Subnormals map to float16 subnormals, which the
+    conversion keeps; NaN codes are placed by ``fmt.nan_code``.
 
     ``codes`` is read once: a code that several expressions read is one inductor may write out
     in full before the reduction that consumes it (on CUDA, 8 planes of E3M2 codes, unpacked

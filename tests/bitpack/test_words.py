@@ -1,8 +1,9 @@
 """The int32-word form of the dense stream (bitpack.words), against the bit-by-bit reference.
 
 pack / unpack take the word form on CUDA only, so the CPU tests call it directly (the same
-tensor code), and the CUDA tests go through pack / unpack. Every case is one the word form
-takes (checked with ``words_fit``), so a wrong word kernel fails against the reference, not
+tensor code) or through pack / unpack with the device choice patched, and the CUDA tests go
+through pack / unpack. Every case is one the word form takes (checked with ``words_fit`` or by
+counting the word kernels' calls), so a wrong word kernel fails against the reference, not
 against the byte-at-a-time form it replaces.
 """
 
@@ -29,12 +30,12 @@ from bitpack.words import (
 
 from ..codegen import allocations, compile_and_code, kernel_count
 from .reference import reference_pack
+from .test_pack import random_values
 
-STRAY_BITS = [3, 5, 6, 7]
 WORD_BITS = [1, 2, 3, 4, 5, 6, 7]
 
 
-def word_pack(x, bits, signed=False):
+def word_pack(x, bits):
     """pack(x, bits) through the word form, on any device (x: uint8 or int8, last dim)."""
     assert words_fit(x, GROUP)
     return pack_words(x.view(torch.int32), bits).view(torch.uint8)
@@ -46,10 +47,8 @@ def word_unpack(packed, bits, signed=False):
 
 
 def values(shape, bits, signed, seed):
-    generator = torch.Generator().manual_seed(seed)
-    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-    dtype = torch.int8 if signed else torch.uint8
-    return torch.randint(low, high + 1, shape, generator=generator).to(dtype)
+    """Random values in 1-byte lanes, the ones the word form reads."""
+    return random_values(shape, bits, signed, torch.int8 if signed else torch.uint8, seed)
 
 
 def expected_bytes(x, bits, signed, dim=-1, layout="dense"):
