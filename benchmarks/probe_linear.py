@@ -301,6 +301,23 @@ def mm_t_iq_sx_form(x, packed, scale, bits, n, k, group_size):
     return x @ InvokeQuant(codegen_low_precision=False)(dq, packed, scale, scheme="lowbit")
 
 
+def mm_t_iq_sx_st_form(x, packed, scale_t, bits, n, k, group_size):
+    """mm_t_iq_sx_form with the scales stored (K / group_size, N) (the probe passes them so for
+    the "-st" variants): the prologue's scale load runs along n, the tile's contiguous dim, a
+    vector load, instead of a gather at n * K / group_size + k // group_size."""
+    from torch._higher_order_ops._invoke_quant import InvokeQuant
+
+    assert bits == 4
+
+    def dq(packed, scale_t):
+        twos = packed.reshape(n, 1, k // 2).to(torch.int32) ^ 0x88
+        lift = 28 - 4 * torch.arange(2, device=packed.device, dtype=torch.int32).view(1, 2, 1)
+        values_t = ((twos << lift) >> 28).reshape(n, k).t()
+        return (values_t.to(x.dtype) * scale_t.repeat_interleave(group_size, dim=0)).contiguous()
+
+    return x @ InvokeQuant(codegen_low_precision=False)(dq, packed, scale_t, scheme="lowbit")
+
+
 def mm_int8_kmajor_form(x, packed, scale, bits, n, k, group_size):
     """Control from DESIGN.md: int8 stored (K, N), x @ w8T.to(bf16), per-channel scale after."""
     w8t = packed.view(torch.int8).view(k, n)  # reinterpret the bytes; values are not meaningful
@@ -311,6 +328,7 @@ VARIANTS = {
     "mm-t-ma": (mm_t_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "mm-t-iq-ma": (mm_t_iq_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "mm-t-iq-sx-ma": (mm_t_iq_sx_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
+    "mm-t-iq-sx-st-ma": (mm_t_iq_sx_st_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "mm-int8k-ma": (mm_int8_kmajor_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "planes": (gemv_planes_form, {}),
     "planes-nosplit": (gemv_planes_form, {"split_reductions": False}),
@@ -381,6 +399,8 @@ def main():
                     weights, ref = (k_major, ref_k) if "kmajor" in name else (n_major, ref_n)
                     if name.startswith("e2m1") and bits != 4:
                         continue
+                    if "-st-" in name:  # scales stored (K / group_size, N)
+                        weights = [(c, p, s.t().contiguous()) for c, p, s in weights]
                     _, packed, scale = weights[0]
                     if name.startswith("e2m1"):
                         ref = x.float() @ e2m1_reference(packed, scale, n, k, args.group_size).t()
