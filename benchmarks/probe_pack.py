@@ -163,6 +163,35 @@ def unpack_columns(packed, bits):
     return torch.stack(columns, -1).flatten(-2)
 
 
+def pack1_mul64(values, bits):
+    """1 bit: the 8 values of an output byte are the 8 bytes of one int64 (a dtype view); one
+    multiply by 0x0102040810204080 moves value i (bit 8 i) to bit 56 + i, with no two partial
+    products meeting in bits 56-63 (the masked bytes are 0 or 1)."""
+    assert bits == 1
+    word = values.contiguous().view(torch.int64) & 0x0101010101010101
+    return ((word * 0x0102040810204080) >> 56).to(torch.uint8)
+
+
+def pack1_shift64(values, bits):
+    """1 bit: the int64 of 8 values folded by three shift-ORs (7, 14, 28): its low byte then
+    holds value i at bit i."""
+    assert bits == 1
+    word = values.contiguous().view(torch.int64) & 0x0101010101010101
+    word = word | (word >> 7)
+    word = word | (word >> 14)
+    word = word | (word >> 28)
+    return word.to(torch.uint8)
+
+
+def pack1_mul32(values, bits):
+    """1 bit: two int32 words (4 values each) per output byte, each folded by one multiply by
+    0x10204080 (value i to bit 28 + i; the product wraps, its top nibble is exact)."""
+    assert bits == 1
+    word = (values.contiguous().view(torch.int32) & 0x01010101).unflatten(-1, (-1, 2))
+    nibbles = ((word * 0x10204080) >> 28) & 0xF
+    return (nibbles[..., 0] | (nibbles[..., 1] << 4)).to(torch.uint8)
+
+
 PACKS = {
     "bitpack": lambda v, bits: bitpack.pack(v, bits),
     "columns": pack_columns,
@@ -171,7 +200,11 @@ PACKS = {
     "word-view": pack_word_view,
     "words32": pack_words32_bytes,
     "words32-view": pack_words32_view,
+    "mul64": pack1_mul64,
+    "shift64": pack1_shift64,
+    "mul32": pack1_mul32,
 }
+ONE_BIT_ONLY = {"mul64", "shift64", "mul32"}
 UNPACKS = {
     "bitpack": lambda p, bits, n: bitpack.unpack(p, bits, n),
     "columns": lambda p, bits, n: unpack_columns(p, bits),
@@ -199,6 +232,8 @@ def main():
         for kind, variants in (("pack", PACKS), ("unpack", UNPACKS)):
             for name, form in variants.items():
                 if args.variants and name not in args.variants:
+                    continue
+                if name in ONE_BIT_ONLY and bits != 1:
                     continue
                 torch._dynamo.reset()
                 if kind == "pack":

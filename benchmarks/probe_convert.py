@@ -1,0 +1,157 @@
+"""Probe: E4M3 encode/decode on CUDA through the GPU's float8 conversion instruction.
+
+Research script (not part of the package). On Hopper the integer-heavy bit-level paths of
+``fpx.encode`` / ``fpx.decode`` run at 0.60-0.63x of clone for bfloat16 data (twice the
+elements per byte of float32, and integer instructions issue at half the float rate). The
+variants here let the conversion instruction do the rounding (``x.to(torch.float8_e4m3fn)``)
+or the decode (``codes.view(torch.float8_e4m3fn).to(dtype)``) and then patch what fpx's
+contract says and the instruction may not: saturation, inf, and NaN signs.
+
+Every variant is checked bit for bit against ``fpx`` on the CPU: every bfloat16 and float16
+bit pattern, every code, and float32 boundary neighbours plus random bit patterns. The
+generated Triton code of each variant goes to ``--dump`` when given.
+
+Run on a GPU: python benchmarks/probe_convert.py [--mib 64] [--dump DIR]
+"""
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import fpx  # noqa: E402
+from fpx import E4M3  # noqa: E402
+from fpx.convert import _with_signed_nans  # noqa: E402
+from timing import environment_line, time_cuda_graph  # noqa: E402
+
+_INT_VIEW = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float16: torch.int16}
+
+
+def encode_by_cvt_raw(x):
+    """The instruction alone: no fix-ups (speed reference; not fpx's contract)."""
+    return x.to(torch.float8_e4m3fn).view(torch.uint8)
+
+
+def encode_by_cvt(x):
+    """fpx.encode(x, E4M3) (saturate=True): the instruction rounds (to nearest, ties to even,
+    subnormals included); magnitudes at or above 448, inf included, take the max code whatever
+    the instruction does with them; NaN takes 0x7F; the sign comes from the input's bits."""
+    magnitude = x.to(torch.float8_e4m3fn).view(torch.uint8) & 0x7F
+    size = x.abs()
+    magnitude = torch.where(size >= 448.0, 0x7E, magnitude)
+    magnitude = torch.where(size != size, 0x7F, magnitude)
+    negative = x.view(_INT_VIEW[x.dtype]) < 0
+    return (magnitude | (negative.to(torch.uint8) << 7)).to(torch.uint8)
+
+
+def decode_by_cvt_raw(codes, dtype):
+    return codes.view(torch.float8_e4m3fn).to(dtype)
+
+
+def decode_by_cvt(codes, dtype):
+    """fpx.decode(codes, E4M3, dtype): the instruction decodes; NaN codes get the quiet NaN of
+    their sign by bit pattern."""
+    values = codes.view(torch.float8_e4m3fn).to(dtype)
+    code = codes.to(torch.int32)
+    if dtype == torch.float32:
+        nan = torch.where((code & 0x80) != 0, -4194304, 0x7FC00000).to(torch.int32)  # -4194304: 0xFFC00000
+        is_nan = (code & 0x7F) == 0x7F
+        return torch.where(is_nan, nan, values.view(torch.int32)).view(torch.float32)
+    return _with_signed_nans(values, code, E4M3)
+
+
+def encode_variants():
+    return {
+        "fpx": lambda x: fpx.encode(x, E4M3),
+        "cvt-raw": encode_by_cvt_raw,
+        "cvt": encode_by_cvt,
+    }
+
+
+def decode_variants(dtype):
+    return {
+        "fpx": lambda c: fpx.decode(c, E4M3, dtype),
+        "cvt-raw": lambda c: decode_by_cvt_raw(c, dtype),
+        "cvt": lambda c: decode_by_cvt(c, dtype),
+    }
+
+
+def exhaustive_inputs(dtype):
+    """Every 16-bit pattern; for float32 the bfloat16 patterns widened, each E4M3 midpoint and
+    its float32 neighbours, and 4 Mi random bit patterns."""
+    if dtype != torch.float32:
+        return torch.arange(1 << 16, dtype=torch.int32).to(torch.int16).view(dtype)
+    widened = (torch.arange(1 << 16, dtype=torch.int32) << 16).view(torch.float32)
+    table = fpx.decode(torch.arange(0x7F, dtype=torch.uint8), E4M3)
+    table = torch.cat([table, torch.tensor([480.0])])  # 480: the first step past max
+    mid = (table[1:] + table[:-1]) / 2
+    near = torch.cat([mid, mid.nextafter(torch.tensor(0.0)), mid.nextafter(torch.tensor(1e9))])
+    near = torch.cat([near, -near])
+    random = torch.randint(-(2**31), 2**31, (4 << 20,), dtype=torch.int64).to(torch.int32).view(torch.float32)
+    return torch.cat([widened, near, random])
+
+
+def bits(t):
+    return t.view(_INT_VIEW.get(t.dtype, torch.uint8))
+
+
+def mismatches(got, want):
+    return int((bits(got.cpu()) != bits(want)).sum())
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mib", type=int, default=64)
+    parser.add_argument("--dump", default=None)
+    args = parser.parse_args()
+    from torch._inductor.utils import run_and_get_code
+
+    print(f"# {environment_line()}", flush=True)
+    rows = []
+    codes_all = torch.arange(256, dtype=torch.uint8)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        n = args.mib * 2**20 // dtype.itemsize
+        x = (torch.randn(n, device="cuda") * 100).to(dtype)
+        codes = fpx.encode(x, E4M3)
+        clone = time_cuda_graph([lambda: x.clone()])
+        size = n * dtype.itemsize
+        name_of = str(dtype).replace("torch.", "")
+        rows.append((name_of, "clone", "", clone * 1e6, 1.0, ""))
+        inputs = exhaustive_inputs(dtype)
+        want = fpx.encode(inputs, E4M3)
+        for name, fn in encode_variants().items():
+            compiled = torch.compile(fn, fullgraph=True)
+            _, sources = run_and_get_code(compiled, x)
+            if args.dump:
+                with open(os.path.join(args.dump, f"encode_{name}_{name_of}.py"), "w") as handle:
+                    handle.write("\n\n".join(sources))
+            bad = mismatches(compiled(inputs.cuda()), want)
+            t = time_cuda_graph([lambda: compiled(x)])
+            rows.append((name_of, "encode", name, t * 1e6, (size + n) / (2 * size) * clone / t, f"{bad} of {inputs.numel()} differ"))
+        want = fpx.decode(codes_all, E4M3, dtype)
+        for name, fn in decode_variants(dtype).items():
+            compiled = torch.compile(fn, fullgraph=True)
+            _, sources = run_and_get_code(compiled, codes)
+            if args.dump:
+                with open(os.path.join(args.dump, f"decode_{name}_{name_of}.py"), "w") as handle:
+                    handle.write("\n\n".join(sources))
+            bad = mismatches(compiled(codes_all.cuda()), want)
+            t = time_cuda_graph([lambda: compiled(codes)])
+            rows.append((name_of, "decode", name, t * 1e6, (size + n) / (2 * size) * clone / t, f"{bad} of 256 differ"))
+        uniform = torch.compile(lambda x: torch.rand_like(x, dtype=torch.float32), fullgraph=True)
+        t = time_cuda_graph([lambda: uniform(x)])
+        rows.append((name_of, "rand_like f32", "", t * 1e6, 4 * n / (2 * size) * clone / t, "RNG alone"))
+        stochastic = torch.compile(lambda x: fpx.encode(x, E4M3, rounding="stochastic"), fullgraph=True)
+        t = time_cuda_graph([lambda: stochastic(x)])
+        rows.append((name_of, "encode", "fpx stochastic", t * 1e6, (size + n) / (2 * size) * clone / t, ""))
+        for row in rows[-8:]:
+            print(row, flush=True)
+    print(f"\n{'input':>9} {'op':>13} {'variant':>15} {'us':>8} {'x clone':>8}  notes")
+    for dtype, op, name, us, ratio, notes in rows:
+        print(f"{dtype:>9} {op:>13} {name:>15} {us:>8.1f} {ratio:>8.2f}  {notes}")
+
+
+if __name__ == "__main__":
+    main()
