@@ -11,7 +11,8 @@ and both functions work on (..., groups, per group) views: the offsets inside a 
 constants, and the output is a view of the (..., groups, per group) buffer. Other lengths use the
 flat form, whose indices need a division by the bit width per element (slower on CPU). The dense
 3/5/6/7-bit stream of 1-byte values contiguous along the packed dim, 32 at a time, goes through
-int32 words instead (:mod:`bitpack.words`: about twice the bandwidth on an H100).
+int32 words instead (:mod:`bitpack.words`: about twice the bandwidth on an H100), and 1-bit
+values, 8 at a time, through int64 words.
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from ._checks import (
 )
 from .layout import is_byte_aligned, packed_size, values_per_byte
 from .words import GROUP as WORD_GROUP
-from .words import pack_padded3_words, pack_words, unpack_padded3_words, unpack_words, words_fit
+from .words import (
+    pack_bit_words,
+    pack_padded3_words,
+    pack_words,
+    unpack_padded3_words,
+    unpack_words,
+    words_fit,
+)
 
 
 def value_range(bits: int, signed: bool) -> tuple[int, int]:
@@ -94,10 +102,11 @@ def pack(
         always under ``torch.compile``, each value is masked to its low ``bits`` bits, so a
         bad value never spills into its neighbours.
       - On CUDA, uint8/int8 values contiguous along ``dim`` (the last dim) in whole groups of
-        32 are packed through int32 words (:mod:`bitpack.words`). Under ``torch.compile``
-        their storage offset must then be a multiple of 4, as it is for every tensor torch
-        allocates; a contiguous slice starting inside a word (``buf[1:33]``) fails to compile
-        with torch's message about viewing Byte as Int: pass ``.clone()`` of it.
+        32 are packed through int32 words (:mod:`bitpack.words`); 1-bit values in whole
+        groups of 8 through int64 words. Under ``torch.compile`` their storage offset must
+        then be a multiple of 4 (1 bit: 8), as it is for every tensor torch allocates; a
+        contiguous slice starting inside a word (``buf[1:33]``) fails to compile with torch's
+        message about viewing Byte as Int (or Long): pass ``.clone()`` of it.
 
     Eight uint3 values make three bytes (dense), or four (padded):
 
@@ -139,6 +148,8 @@ def _pack_in_words(x: torch.Tensor, bits: int, layout: str, dim: int) -> torch.T
         return _place(pack_words(raw.view(torch.int32), bits).view(torch.uint8), False, dim)
     if _padded3_word_form(bits, layout, x.device) and words_fit(raw, 8):
         return _place(pack_padded3_words(raw.view(torch.int32)).view(torch.uint8), False, dim)
+    if bits == 1 and _words_pay_off(x.device) and words_fit(raw, 8, word_bytes=8):
+        return _place(pack_bit_words(raw.view(torch.int64)), False, dim)
     return None
 
 
@@ -175,8 +186,9 @@ def _word_form(bits: int, layout: str, device: torch.device, packing: bool) -> b
     clone() against 0.34-0.49x byte at a time, and 2- and 4-bit at 0.96-1.03x against
     0.72-0.85x; on CPU inductor's C++ kernels of the word form (loads at run-time indices) were
     about 2x slower than the grouped byte form's constant offsets (benchmarks/RESULTS.md).
-    1-bit pack stays byte at a time (0.72x; 0.38x as words, which OR 8 chunks per word); 1-bit
-    unpack takes the words (1.18x against 0.77x). The padded 3/5/6/7 bits are not a stream.
+    1-bit pack takes int64 words instead (:func:`bitpack.words.pack_bit_words`, 0.98x; 0.71x
+    byte at a time, 0.38x as int32 words, which OR 8 chunks per word); 1-bit unpack takes the
+    int32 words (1.18x against 0.77x). The padded 3/5/6/7 bits are not a stream.
     """
     if not _words_pay_off(device) or bits == 8 or (packing and bits == 1):
         return False

@@ -21,6 +21,7 @@ from bitpack import pack, unpack
 from bitpack.words import (
     GROUP,
     chunks_per_word,
+    pack_bit_words,
     pack_padded3_words,
     pack_words,
     unpack_padded3_words,
@@ -130,6 +131,18 @@ def test_padded_3_bit_words_every_byte():
     assert torch.equal(packed, expected_bytes(x.long() & 7, 3, False, layout="padded"))
 
 
+def test_bit_words_every_pattern():
+    # Every pattern of 8 bits, with random stray bits above bit 0 of each byte (dropped), and
+    # bit 7 of the last byte set, which makes the int64 word negative.
+    patterns = (torch.arange(256)[:, None] >> torch.arange(8)) & 1
+    stray = torch.randint(0, 128, (256, 8), generator=torch.Generator().manual_seed(0)) << 1
+    stray[:, 7] |= 0x80
+    values = (patterns | stray).to(torch.uint8)
+    packed = pack_bit_words(values.view(torch.int64))
+    assert torch.equal(packed.view(-1), torch.arange(256).to(torch.uint8))
+    assert torch.equal(packed, expected_bytes(patterns.to(torch.uint8), 1, False))
+
+
 @contextlib.contextmanager
 def words_everywhere():
     """pack / unpack take the word forms on CPU too (they are CUDA only by default); yields a
@@ -146,7 +159,7 @@ def words_everywhere():
 
         return mock.patch.object(pack_module, name, wrapper)
 
-    names = ("pack_words", "unpack_words", "pack_padded3_words", "unpack_padded3_words")
+    names = ("pack_words", "unpack_words", "pack_bit_words", "pack_padded3_words", "unpack_padded3_words")
     with contextlib.ExitStack() as stack:
         for name in names:
             stack.enter_context(counted(name))
@@ -170,6 +183,7 @@ def test_api_word_form_matches_reference(case, dim_first):
     if dim == -1:
         assert calls.get("unpack_words") == 1
         assert calls.get("pack_words") == (1 if bits > 1 else None)
+        assert calls.get("pack_bit_words") == (1 if bits == 1 else None)
 
 
 @pytest.mark.parametrize("bits, layout, n", [(3, "dense", 31), (7, "dense", 28), (3, "padded", 7), (1, "dense", 30)])
@@ -221,6 +235,24 @@ def test_layouts_the_word_form_leaves_to_the_byte_form():
         stream = torch.cat([torch.zeros(start, dtype=torch.uint8), pack(part, 5)])[start:]
         assert words_fit(stream, 4 * 5) == (start % 4 == 0)
         assert torch.equal(unpack(stream, 5, 3 * GROUP), part)
+
+
+@pytest.mark.parametrize("n", [8, 24, 40, 8 * 9])
+def test_api_one_bit_pack_in_int64_words(n):
+    # Any whole number of bytes (8 values each), not only groups of 32; eager reads the offset:
+    # a slice starting inside an int64 word (even on an int32 boundary) falls back to bytes.
+    flat = values((8 + 3 * n,), 1, False, n)
+    for start in range(0, 9):
+        part = flat[start : start + n]
+        with words_everywhere() as calls:
+            packed = pack(part, 1)
+        assert torch.equal(packed, expected_bytes(part, 1, False))
+        assert calls.get("pack_bit_words") == (1 if start % 8 == 0 else None), start
+    rows = values((3, 2 * n), 1, True, n)[:, :n]  # signed, rows strided by whole words
+    with words_everywhere() as calls:
+        assert torch.equal(pack(rows, 1, signed=True), expected_bytes(rows, 1, True))
+        assert torch.equal(pack(rows, 1, layout="padded", signed=True), expected_bytes(rows, 1, True))
+    assert calls == {"pack_bit_words": 2}
 
 
 def test_chunks_per_word():
@@ -279,7 +311,7 @@ def test_word_form_compiles_to_one_kernel_cuda(bits):
     packed, source = compile_and_code(lambda t: pack(t, bits), x)
     assert torch.equal(packed.cpu(), expected_bytes(x.cpu(), bits, False))
     assert kernel_count(source, "cuda") == 1, source
-    assert ("'*i32'" in source) == (bits > 1), source  # values read as int32 words (not 1-bit)
+    assert ("'*i64'" if bits == 1 else "'*i32'") in source, source  # values read as words
     restored, source = compile_and_code(lambda p: unpack(p, bits, 4 * GROUP), packed)
     assert torch.equal(restored, x)
     assert kernel_count(source, "cuda") == 1, source
