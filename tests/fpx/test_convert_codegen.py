@@ -124,6 +124,22 @@ def test_decode_keeps_the_sign_of_zero_and_nan_compiled(device):
     assert out.view(torch.int32).tolist() == [-(2**31), 0xFFC00000 - 2**32, 0x7FC00000, 0]
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("fmt, triton_dtype", [(E4M3, "tl.float8e4nv"), (E5M2, "tl.float8e5")], ids=["E4M3", "E5M2"])
+def test_fp8_encode_rounds_by_the_conversion_instruction_cuda(fmt, triton_dtype):
+    # Compute capability 8.9+ (the GPUs with FP8 conversion): one kernel that converts, and
+    # the contract's overflow / NaN rules on top (checked against the CPU's bit-level path).
+    if torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("no FP8 conversion instruction on this GPU")
+    x = sample("cuda", torch.bfloat16)
+    for saturate in (True, False):
+        fn = lambda x: encode(x, fmt, saturate=saturate)  # noqa: E731
+        out, source = compile_and_code(fn, x)
+        assert kernel_count(source, "cuda") == 1, source
+        assert triton_dtype in source, source
+        assert_bits_equal(out, encode(x.cpu(), fmt, saturate=saturate))
+
+
 # ---- GPU correctness: eager and compiled CUDA against CPU eager on every kind of input --------
 @pytest.mark.cuda
 @pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)

@@ -6,6 +6,10 @@ format's values (``format_values``, a formula in test_formats.py), ties to the e
 exponent unbounded (the table is extended by the next value above max, OFP8 5.2.1).
 """
 
+import contextlib
+import importlib
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -168,6 +172,51 @@ def test_encode_matches_reference(fmt, inputs):
             f"{bad.size} wrong codes, saturate={saturate}; first: x={x[bad[0]].item()!r} "
             f"-> {actual[bad[0]]:#x}, expected {expected[bad[0]]:#x}"
         )
+
+
+@contextlib.contextmanager
+def conversion_everywhere():
+    """encode rounds E4M3 / E5M2 through torch's float8 casts on CPU too (by default only on
+    CUDA devices with a conversion instruction); yields a dict counting those encodes."""
+    convert = importlib.import_module("fpx.convert")
+    calls = {"conversion": 0}
+    original = convert._encode_by_conversion
+
+    def counted(*args):
+        calls["conversion"] += 1
+        return original(*args)
+
+    with mock.patch.object(convert, "_conversion_pays_off", lambda device: True):
+        with mock.patch.object(convert, "_encode_by_conversion", counted):
+            yield calls
+
+
+@pytest.mark.parametrize("inputs", INPUT_SETS)
+@pytest.mark.parametrize("fmt", [E4M3, E5M2], ids=["E4M3", "E5M2"])
+def test_encode_by_conversion_matches_reference(fmt, inputs):
+    # The cast rounds; overflow, inf, NaN and signs are set after it: every rule of the table.
+    x = make_inputs(inputs, fmt)
+    for saturate in (True, False):
+        expected = reference(fmt).nearest(as_float64(x), saturate)
+        with conversion_everywhere() as calls:
+            actual = encode(x, fmt, saturate=saturate).numpy()
+            rounded = round_to(x, fmt, saturate=saturate)
+        assert calls["conversion"] == 2
+        bad = np.flatnonzero(actual != expected)
+        assert bad.size == 0, f"{bad.size} wrong codes, saturate={saturate}; first: x={x[bad[0]].item()!r}"
+        assert torch.equal(rounded.view(-1).view(torch.uint8), decode(torch.from_numpy(expected), fmt, x.dtype).view(-1).view(torch.uint8))
+
+
+def test_encode_by_conversion_only_where_it_applies():
+    x = torch.tensor([1.0, 300.0, float("nan")])
+    with conversion_everywhere() as calls:
+        encode(x.double(), E4M3)  # float64: rounded from its own significand, never cast
+        encode(x, E4M3, rounding="stochastic")
+        encode(x, E2M1)  # no float8 dtype
+        encode(x, exmy(4, 3, special="ieee"))  # E4M3 fields but IEEE specials: not e4m3fn
+        assert calls["conversion"] == 0
+        encode(x, exmy(4, 3, special="fn"))  # equal fields, whatever the name
+        assert calls["conversion"] == 1
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
