@@ -255,6 +255,18 @@ def test_api_one_bit_pack_in_int64_words(n):
     assert calls == {"pack_bit_words": 2}
 
 
+@pytest.mark.parametrize("bits, start", [(1, 4), (3, 1)])
+def test_compiled_slice_inside_a_word_raises(bits, start):
+    # Under compile the offset cannot be read (see words_fit): a contiguous slice that starts
+    # inside a word must fail loudly in torch's dtype view, never give wrong bytes.
+    flat = values((start + 64,), bits, False, start)
+    with words_everywhere():
+        torch._dynamo.reset()
+        with pytest.raises(Exception, match="storage_offset"):
+            torch.compile(lambda t: pack(t, bits), fullgraph=True)(flat[start:])
+    torch._dynamo.reset()
+
+
 def test_chunks_per_word():
     # Counted by hand: chunks of 4 bits values tile a word exactly when bits divides 8 (8, 4,
     # 2); 12-bit chunks start at 24, 36, 48 and 60 and all touch stream bits [32, 64); 20-bit
