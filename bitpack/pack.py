@@ -30,6 +30,7 @@ from ._checks import (
     normalize_dim,
 )
 from .layout import is_byte_aligned, packed_size, values_per_byte
+from . import words as _words  # words_pay_off looked up at call time: tests patch it
 from .words import GROUP as WORD_GROUP
 from .words import (
     pack_bit_words,
@@ -148,7 +149,7 @@ def _pack_in_words(x: torch.Tensor, bits: int, layout: str, dim: int) -> torch.T
         return _place(pack_words(raw.view(torch.int32), bits).view(torch.uint8), False, dim)
     if _padded3_word_form(bits, layout, x.device) and words_fit(raw, 8):
         return _place(pack_padded3_words(raw.view(torch.int32)).view(torch.uint8), False, dim)
-    if bits == 1 and _words_pay_off(x.device) and words_fit(raw, 8, word_bytes=8):
+    if bits == 1 and _words.words_pay_off(x.device) and words_fit(raw, 8, word_bytes=8):
         return _place(pack_bit_words(raw.view(torch.int64)), False, dim)
     return None
 
@@ -168,15 +169,10 @@ def _unpack_in_words(source: torch.Tensor, n, bits: int, layout: str, signed: bo
     return None
 
 
-def _words_pay_off(device: torch.device) -> bool:
-    """The word forms run where they are faster: CUDA (see _word_form)."""
-    return device.type == "cuda"
-
-
 def _padded3_word_form(bits: int, layout: str, device: torch.device) -> bool:
     """The padded 3-bit layout (2 values per byte) in words, on CUDA: H100 unpack 0.59-0.61x of
     clone byte at a time (see _word_form for why CUDA only)."""
-    return _words_pay_off(device) and bits == 3 and layout == "padded"
+    return _words.words_pay_off(device) and bits == 3 and layout == "padded"
 
 
 def _word_form(bits: int, layout: str, device: torch.device, packing: bool) -> bool:
@@ -190,7 +186,7 @@ def _word_form(bits: int, layout: str, device: torch.device, packing: bool) -> b
     byte at a time, 0.38x as int32 words, which OR 8 chunks per word); 1-bit unpack takes the
     int32 words (1.18x against 0.77x). The padded 3/5/6/7 bits are not a stream.
     """
-    if not _words_pay_off(device) or bits == 8 or (packing and bits == 1):
+    if not _words.words_pay_off(device) or bits == 8 or (packing and bits == 1):
         return False
     return layout == "dense" or 8 % bits == 0
 

@@ -148,6 +148,7 @@ def words_everywhere():
     """pack / unpack take the word forms on CPU too (they are CUDA only by default); yields a
     dict counting the calls of each word kernel."""
     pack_module = importlib.import_module("bitpack.pack")  # the module, not bitpack.pack()
+    words_module = importlib.import_module("bitpack.words")
     calls = {}
 
     def counted(name):
@@ -163,7 +164,7 @@ def words_everywhere():
     with contextlib.ExitStack() as stack:
         for name in names:
             stack.enter_context(counted(name))
-        stack.enter_context(mock.patch.object(pack_module, "_words_pay_off", lambda device: True))
+        stack.enter_context(mock.patch.object(words_module, "words_pay_off", lambda device: True))
         yield calls
 
 
