@@ -44,12 +44,14 @@ def words_fit(t: torch.Tensor, multiple: int, word_bytes: int = 4) -> bool:
     """True when the last dim of ``t`` (1-byte elements) can be read as words of
     ``word_bytes`` elements (4: int32, 8: int64): a non-zero multiple of ``multiple`` long (32
     values to pack, 4 * bits bytes to unpack, 8 values for :func:`pack_bit_words`), unit
-    stride, every other stride in whole words, and the storage offset too.
+    stride, every other stride in whole words, and the first element's address too (eager
+    reads ``data_ptr()``: a tensor can sit at offset 0 of a storage that itself starts
+    inside a word, as ``torch.from_numpy`` of a sliced array does).
 
-    Under ``torch.compile`` the storage offset cannot be read while tracing (dynamo does not
-    trace ``storage_offset()``), so there the tensor must also be contiguous, and its offset
-    is taken to be whole words, as it is for every tensor torch allocates (their storage
-    starts on a 256-byte boundary or wider). A contiguous 1-byte
+    Under ``torch.compile`` neither the address nor the storage offset can be read while
+    tracing (dynamo does not trace ``storage_offset()``), so there the tensor must also be
+    contiguous, and its address is taken to be whole words, as it is for every tensor torch
+    allocates (their storage starts on a 256-byte boundary or wider). A contiguous 1-byte
     slice that starts inside a word fails to compile with torch's message about viewing Byte
     as Int; ``.clone()`` it (see the docstrings of pack and unpack).
     """
@@ -63,7 +65,7 @@ def words_fit(t: torch.Tensor, multiple: int, word_bytes: int = 4) -> bool:
         return False
     if torch.compiler.is_compiling():
         return t.is_contiguous()
-    return t.storage_offset() % word_bytes == 0
+    return t.data_ptr() % word_bytes == 0
 
 
 def _lane_masks(bits: int) -> tuple[int, int]:

@@ -228,6 +228,11 @@ def test_layouts_the_word_form_leaves_to_the_byte_form():
     assert not words_fit(x[:, 1:33], GROUP)  # starts inside a word
     assert not words_fit(x.long(), GROUP)  # 8-byte lanes
     assert not words_fit(x[:, :0], GROUP)
+    # Offset 0 of a storage that itself starts inside a word (from_numpy of a sliced array):
+    # eager reads the address, not the storage offset.
+    shifted = torch.from_numpy(np.zeros(4 + 2 * GROUP, np.uint8)[1 : 1 + 2 * GROUP])
+    assert shifted.storage_offset() == 0 and shifted.data_ptr() % 4 == 1
+    assert not words_fit(shifted, GROUP)
     flat = values((4 + 3 * GROUP,), 5, False, 1)
     for start in range(4):  # eager reads the storage offset: a slice inside a word falls back
         part = flat[start : start + 3 * GROUP]
