@@ -17,9 +17,7 @@ import operator
 import torch
 import torch.nn.functional as F
 
-from . import words as _words  # words_pay_off looked up at call time: tests patch it
 from ._checks import check_tensor
-from .words import pack_bit_words, words_fit
 
 try:  # numpy >= 1.25
     from numpy.exceptions import AxisError
@@ -56,26 +54,8 @@ def packbits(x: torch.Tensor, dim=None, *, bitorder: str = "big", axis=None) -> 
     if x.dtype.is_floating_point or x.dtype.is_complex:
         raise TypeError(f"x must have an integer or bool dtype (as numpy.packbits), got {x.dtype}")
     little = _check_bitorder(bitorder, strict=True)
-    flattened = dim is None
     bits, dim = _along_one_dim(x if x.dtype == torch.bool else x != 0, dim)
-    bits = bits.movedim(dim, -1)
-    if _takes_int64_words(x, bits, flattened):
-        return pack_bit_words(bits.view(torch.int64), little).movedim(-1, dim).contiguous()
-    return pack_bool_last(bits, little).movedim(-1, dim).contiguous()
-
-
-def _takes_int64_words(x: torch.Tensor, bits: torch.Tensor, flattened: bool) -> bool:
-    """Whether packbits reads 8 truth values at a time as one int64 (:func:`bitpack.words.
-    pack_bit_words`; H100: 0.98x of clone() against 0.71x byte at a time for bitpack.pack's
-    1-bit stream): on CUDA, for a bool ``x`` whose packed dim (``bits``' last) is contiguous
-    in whole int64 words (:func:`bitpack.words.words_fit`). Only views of ``x`` itself: the
-    int64 view of a computed tensor (``x != 0``, or the flattened copy of a non-contiguous x)
-    would make inductor write that tensor out first."""
-    if x.dtype != torch.bool or not _words.words_pay_off(x.device):
-        return False
-    if flattened and not x.is_contiguous():
-        return False
-    return words_fit(bits, 8, word_bytes=8)
+    return pack_bool_last(bits.movedim(dim, -1), little).movedim(-1, dim).contiguous()
 
 
 def unpackbits(p: torch.Tensor, dim=None, *, count=None, bitorder: str = "big", axis=None) -> torch.Tensor:

@@ -147,9 +147,9 @@ def unpack_words(words: torch.Tensor, bits: int, signed: bool = False) -> torch.
     return values.flatten(-2)
 
 
-def pack_bit_words(words: torch.Tensor, little: bool = True) -> torch.Tensor:
+def pack_bit_words(words: torch.Tensor) -> torch.Tensor:
     """1-bit pack: int64 words of 8 byte values (the low bit of each is read) -> one uint8
-    each, value i in bit i (``little``) or in bit 7 - i (numpy's "big" bit order).
+    each, value i in bit i.
 
     Three shift-ORs fold the word: value i moves down by 7 i bits, into bit i of the low byte.
     Right shifts only, on a non-negative word (the mask clears bit 63), so nothing overflows
@@ -157,25 +157,15 @@ def pack_bit_words(words: torch.Tensor, little: bool = True) -> torch.Tensor:
     byte loads per output byte (benchmarks/probe_pack.py), and 0.38x as int32 words, which OR
     8 chunks per output word.
 
-    Big order: values 0-6 first move up by 7 (value 6 to bit 55: still no overflow), then a
-    fold by 9, 18 and 36 moves value i down by 9 i, to bit 7 - i (i = a + 2b + 4c picks its
-    copy; every other copy of it lands outside the low byte). Value 7 goes to bit 0 apart.
-
     >>> values = torch.tensor([1, 0, 1, 1, 0, 0, 0, 1], dtype=torch.uint8)
-    >>> pack_bit_words(values.view(torch.int64)).tolist(), pack_bit_words(values.view(torch.int64), False).tolist()
-    ([141], [177])
+    >>> pack_bit_words(values.view(torch.int64)).tolist()
+    [141]
     """
-    if little:
-        folded = words & 0x0101010101010101
-        folded = folded | (folded >> 7)
-        folded = folded | (folded >> 14)
-        folded = folded | (folded >> 28)
-        return (folded & 0xFF).to(torch.uint8)
-    folded = (words & 0x0001010101010101) << 7
-    folded = folded | (folded >> 9)
-    folded = folded | (folded >> 18)
-    folded = folded | (folded >> 36)
-    return ((folded & 0xFE) | ((words >> 56) & 1)).to(torch.uint8)
+    words = words & 0x0101010101010101
+    words = words | (words >> 7)
+    words = words | (words >> 14)
+    words = words | (words >> 28)
+    return (words & 0xFF).to(torch.uint8)
 
 
 def pack_padded3_words(words: torch.Tensor) -> torch.Tensor:

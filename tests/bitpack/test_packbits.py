@@ -5,10 +5,6 @@ that where numpy returns uninitialized memory (an empty input unpacked with a po
 we return zeros.
 """
 
-import contextlib
-import importlib
-from unittest import mock
-
 import numpy as np
 import pytest
 import torch
@@ -172,78 +168,6 @@ def test_non_tensor_input_is_a_type_error():
         packbits([1, 0, 1])
     with pytest.raises(TypeError, match="p must be a torch.Tensor"):
         unpackbits(np.zeros(3, np.uint8))
-
-
-# ------------------------------------------------------------- int64 words (CUDA's form)
-@contextlib.contextmanager
-def int64_words_everywhere():
-    """packbits takes its int64-word form on CPU too (CUDA only by default); yields a dict
-    counting the calls of the word kernel."""
-    bits_module = importlib.import_module("bitpack.bits")
-    words_module = importlib.import_module("bitpack.words")
-    calls = {"pack_bit_words": 0}
-    original = bits_module.pack_bit_words
-
-    def counted(*args, **kwargs):
-        calls["pack_bit_words"] += 1
-        return original(*args, **kwargs)
-
-    with mock.patch.object(words_module, "words_pay_off", lambda device: True):
-        with mock.patch.object(bits_module, "pack_bit_words", counted):
-            yield calls
-
-
-@given(
-    shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=5),
-    bytes_per_row=st.integers(1, 4),
-    bitorder=st.sampled_from(["big", "little"]),
-    flat=st.booleans(),
-    seed=st.integers(0, 2**31 - 1),
-)
-def test_packbits_in_int64_words_equals_numpy(shape, bytes_per_row, bitorder, flat, seed):
-    a = np.random.default_rng(seed).random(shape[:-1] + (8 * bytes_per_row,)) < 0.5
-    dim = None if flat else -1
-    with int64_words_everywhere() as calls:
-        got = packbits(torch.from_numpy(a), dim, bitorder=bitorder)
-    assert torch.equal(got, torch.from_numpy(np.packbits(a, axis=dim, bitorder=bitorder)))
-    assert calls["pack_bit_words"] == 1
-
-
-def test_packbits_int64_words_only_where_they_fit():
-    a = np.random.default_rng(0).random((4, 24)) < 0.5
-    cases = [
-        (a[:, :20], -1),  # not whole bytes
-        (a, 0),  # packed dim not contiguous
-        (a[:, 4:20], -1),  # whole bytes, rows 24 bytes apart, but starts inside an int64 word
-        ((np.random.default_rng(0).random((4, 12)) < 0.5)[:, 4:], -1),  # rows 12 bytes apart
-        (a.astype(np.uint8), -1),  # not bool: the words would be of x != 0, a computed tensor
-        (np.ascontiguousarray(a.T).T, None),  # flattened from a non-contiguous tensor
-    ]
-    for array, dim in cases:
-        with int64_words_everywhere() as calls:
-            got = packbits(torch.from_numpy(array), dim)
-        assert torch.equal(got, torch.from_numpy(np.packbits(array, axis=dim)))
-        assert calls["pack_bit_words"] == 0, (array.shape, array.strides, dim)
-    flat = torch.from_numpy(np.random.default_rng(1).random(8 * 10) < 0.5)
-    for start in (0, 4, 8):  # eager reads the storage offset: only whole int64 words
-        part = flat[start : start + 64]
-        with int64_words_everywhere() as calls:
-            got = packbits(part)
-        assert torch.equal(got, torch.from_numpy(np.packbits(part.numpy())))
-        assert calls["pack_bit_words"] == (0 if start % 8 else 1)
-    rows = torch.from_numpy(a)[:, 8:]  # rows 24 bytes apart: whole words, not contiguous
-    with int64_words_everywhere() as calls:
-        assert torch.equal(packbits(rows, -1), torch.from_numpy(np.packbits(rows.numpy(), axis=-1)))
-    assert calls["pack_bit_words"] == 1
-
-
-@pytest.mark.cuda
-@pytest.mark.parametrize("bitorder", ["big", "little"])
-def test_bool_packbits_reads_int64_words_on_cuda(bitorder):
-    x = torch.rand(33, 8 * 65, device="cuda") < 0.5
-    out, source = compile_and_code(lambda t: packbits(t, -1, bitorder=bitorder), x)
-    assert torch.equal(out.cpu(), torch.from_numpy(np.packbits(x.cpu().numpy(), axis=-1, bitorder=bitorder)))
-    assert kernel_count(source, "cuda") == 1 and "'*i64'" in source, source
 
 
 # ---------------------------------------------------------------------------------- codegen
