@@ -127,33 +127,28 @@ def main():
         size = n * dtype.itemsize
         name_of = str(dtype).replace("torch.", "")
         rows.append((name_of, "clone", "", clone * 1e6, 1.0, ""))
+        scaled_clone = (size + n) / (2 * size) * clone  # over a time: the bandwidth ratio to clone
         inputs = exhaustive_inputs(dtype)
-        want = fpx.encode(inputs, E4M3)
-        for name, fn in encode_variants().items():
-            compiled = torch.compile(fn, fullgraph=True)
-            _, sources = run_and_get_code(compiled, x)
-            if args.dump:
-                with open(os.path.join(args.dump, f"encode_{name}_{name_of}.py"), "w") as handle:
-                    handle.write("\n\n".join(sources))
-            t = time_cuda_graph([lambda: compiled(x)])
-            bad = mismatches(checked(fn)(inputs.cuda()), want)
-            rows.append((name_of, "encode", name, t * 1e6, (size + n) / (2 * size) * clone / t, f"{bad} of {inputs.numel()} differ"))
-        want = fpx.decode(codes_all, E4M3, dtype)
-        for name, fn in decode_variants(dtype).items():
-            compiled = torch.compile(fn, fullgraph=True)
-            _, sources = run_and_get_code(compiled, codes)
-            if args.dump:
-                with open(os.path.join(args.dump, f"decode_{name}_{name_of}.py"), "w") as handle:
-                    handle.write("\n\n".join(sources))
-            t = time_cuda_graph([lambda: compiled(codes)])
-            bad = mismatches(checked(fn)(codes_all.cuda()), want)
-            rows.append((name_of, "decode", name, t * 1e6, (size + n) / (2 * size) * clone / t, f"{bad} of 256 differ"))
+        checks = (
+            ("encode", encode_variants(), x, inputs, fpx.encode(inputs, E4M3)),
+            ("decode", decode_variants(dtype), codes, codes_all, fpx.decode(codes_all, E4M3, dtype)),
+        )
+        for op, variants, timed_input, checked_input, want in checks:
+            for name, fn in variants.items():
+                compiled = torch.compile(fn, fullgraph=True)
+                _, sources = run_and_get_code(compiled, timed_input)
+                if args.dump:
+                    with open(os.path.join(args.dump, f"{op}_{name}_{name_of}.py"), "w") as handle:
+                        handle.write("\n\n".join(sources))
+                t = time_cuda_graph([lambda: compiled(timed_input)])
+                bad = mismatches(checked(fn)(checked_input.cuda()), want)
+                rows.append((name_of, op, name, t * 1e6, scaled_clone / t, f"{bad} of {checked_input.numel()} differ"))
         uniform = torch.compile(lambda x: torch.rand_like(x, dtype=torch.float32), fullgraph=True)
         t = time_cuda_graph([lambda: uniform(x)])
         rows.append((name_of, "rand_like f32", "", t * 1e6, 4 * n / (2 * size) * clone / t, "RNG alone"))
         stochastic = torch.compile(lambda x: fpx.encode(x, E4M3, rounding="stochastic"), fullgraph=True)
         t = time_cuda_graph([lambda: stochastic(x)])
-        rows.append((name_of, "encode", "fpx stochastic", t * 1e6, (size + n) / (2 * size) * clone / t, ""))
+        rows.append((name_of, "encode", "fpx stochastic", t * 1e6, scaled_clone / t, ""))
         for row in rows[-8:]:
             print(row, flush=True)
     print(f"\n{'input':>9} {'op':>13} {'variant':>15} {'us':>8} {'x clone':>8}  notes")

@@ -1,14 +1,16 @@
 """The dense stream of 1..7-bit values, 32 values at a time, in int32 words.
 
 A byte-at-a-time kernel of the 3/5/6/7-bit stream gathers 2-4 single-byte loads per output
-byte and runs at about half of the memory bandwidth on an H100. Here the 32 values of a group are 8 int32 words (the uint8
-values read through a dtype view, 4 per word, little-endian) and come out as ``bits`` int32
-words of the stream; unpack is the inverse. Each word's 4 values are compressed to (or
-expanded from) 4 * bits contiguous stream bits by two SWAR steps, with no per-value loads.
+byte and runs at about half of the memory bandwidth on an H100. Here the 32 values of a group
+are 8 int32 words (the uint8 values read through a dtype view, 4 per word, little-endian) and
+come out as ``bits`` int32 words of the stream; unpack is the inverse. Each word's 4 values
+are compressed to (or expanded from) 4 * bits contiguous stream bits by two SWAR steps, with
+no per-value loads.
 
 The 1-bit pack folds the 8 values of each output byte, read as one int64, in
-:func:`pack_bit_words`. The padded 3-bit layout (2 values per byte) has its own pair, :func:`pack_padded3_words` and
-:func:`unpack_padded3_words`: 2 input words per output word, at constant offsets.
+:func:`pack_bit_words`. The padded 3-bit layout (2 values per byte) has its own pair,
+:func:`pack_padded3_words` and :func:`unpack_padded3_words`: 2 input words per output word, at
+constant offsets.
 
 Used by :func:`bitpack.pack` (1-byte integer inputs) and :func:`bitpack.unpack` (uint8 or int8
 outputs) when the bytes lie contiguous along the packed dim in whole groups of 32 values
