@@ -17,6 +17,11 @@ gathers them with up to four loads. The variants here make every index and shift
   overlap it (run-time indices); input words built from 4 byte loads.
 - ``words32-view``: the same on the values read as int32 words (a dtype view). Unpack: the
   inverse, each output word of 4 values from one or two input words.
+- ``words-window``: ``bitpack.words.pack_words`` with each output word cut from a 64-bit
+  window: the chunks that can overlap it ORed into one int64 at constant shifts, then one
+  shift right by the word's offset and a truncation. One run-time shift per word instead of
+  two per chunk, and no validity masks or selects (a chunk past the group lands above the
+  32 bits kept).
 
 Each variant is checked bit for bit against bitpack before it is timed, and its kernels are
 counted. Run: python benchmarks/probe_pack.py [--device cuda] [--mib 64] [--bits 3 5 6 7]
@@ -131,6 +136,27 @@ def pack_words32_view(values, bits):
     return _as_bytes(pack_words32(values.contiguous().view(torch.int32), bits))
 
 
+def pack_words_window(values, bits):
+    """Dense pack through int32 words (as bitpack.words.pack_words), each output word o of a
+    group taken from a 64-bit window: chunks j0 .. j0 + T - 1 (j0 = 8 o div bits, T =
+    chunks_per_word, at most 4 * bits * T = 60 bits for 1-7 bits) placed at 4 * bits * t,
+    shifted right by 32 o - 4 * bits * j0 (< 4 * bits) and truncated to 32 bits. A chunk
+    index past the group is clamped to the last chunk, whose copy then starts at or above
+    bit 32 of the shifted window and is cut off; the window is non-negative (chunks are at
+    most 28 bits), so the right shift is logical."""
+    from bitpack.words import chunks_per_word, compress
+
+    chunks = compress(values.contiguous().view(torch.int32).unflatten(-1, (-1, 8)), bits)
+    o = torch.arange(bits, device=values.device, dtype=torch.int32)
+    first = (8 * o) // bits
+    window = None
+    for t in range(chunks_per_word(bits)):
+        chunk = chunks[..., torch.clamp(first + t, max=7)].to(torch.int64) << (4 * bits * t)
+        window = chunk if window is None else window | chunk
+    offset = (32 * o - 4 * bits * first).to(torch.int64)
+    return _as_bytes((window >> offset).to(torch.int32).flatten(-2))
+
+
 def unpack_words32(packed, bits):
     """Dense unpack into int32 words of 4 byte values: output word i of a group of 32 values is
     the stream bits [4 bits i, 4 bits (i + 1)) of the group's ``bits`` input words (one or two
@@ -200,6 +226,7 @@ PACKS = {
     "word-view": pack_word_view,
     "words32": pack_words32_bytes,
     "words32-view": pack_words32_view,
+    "words-window": pack_words_window,
     "mul64": pack1_mul64,
     "shift64": pack1_shift64,
     "mul32": pack1_mul32,
