@@ -1,0 +1,203 @@
+"""Count the machine instructions of inductor's Triton kernels for Hopper (sm_90a) without a GPU.
+
+Research tool (not part of the package). Several bitpack/fpx kernels ran at the same GB/s on
+an H100 and an H200 (benchmarks/RESULTS.md): they are bound by instruction issue, not memory,
+so their instruction count predicts their speed. This script gets that count on a CPU machine:
+
+1. inductor writes Triton kernels for CPU tensors when ``cpu_backend="triton"``; a stand-in
+   Triton driver that reports an sm_90 target lets it generate them (they are never run);
+2. Triton compiles each kernel for sm_90a (``triton.compile`` needs no GPU);
+3. the ``cuobjdump`` shipped with Triton disassembles the cubin, and the SASS instructions are
+   counted per kernel, whole-kernel static counts (the kernels counted here have no loops).
+
+The package's device choices (``bitpack.words.words_pay_off``, FP8 conversion) are switched to
+their CUDA forms while tracing. Launch configs are chosen here, not tuned: ``XBLOCK=1024`` and 4
+warps, inductor's usual pick for a large pointwise kernel, so each thread handles 8 elements.
+
+Caveats: the Triton source comes from inductor's CPU-device Triton path, which matches the CUDA
+one for pointwise kernels (same index expressions and operations) but not necessarily for
+reductions (persistent reductions, split decisions, configs); on the device, ``cubins DIR``
+counts the real kernels of an inductor cache to check the two against each other.
+
+Needs a CPU build of torch and ``pip install triton==3.6.0`` (the device's Triton), e.g. in a
+venv made with ``--system-site-packages``. Verified with torch 2.13.0 and Triton 3.6.0.
+
+    python benchmarks/sass_offline.py pack --bits 2 3 4 5 6 7     # bitpack.pack's CUDA form
+    python benchmarks/sass_offline.py unpack --bits 3 5 6 7
+    python benchmarks/sass_offline.py cubins ~/.cache/torchinductor  # on the device
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import glob
+import importlib
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from unittest import mock
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+SM90 = ("cuda", 90, 32)
+
+
+def _cuobjdump() -> str:
+    import triton
+
+    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+
+
+class _Sm90Driver:
+    """Enough of a Triton driver for inductor's code generation: an sm_90 target."""
+
+    def get_current_target(self):
+        from triton.backends.compiler import GPUTarget
+
+        return GPUTarget(*SM90)
+
+    def get_active_torch_device(self):
+        return torch.device("cpu")
+
+    def get_current_device(self):
+        return 0
+
+
+@contextlib.contextmanager
+def cuda_paths():
+    """bitpack/fpx take their CUDA code paths for CPU tensors."""
+    words = importlib.import_module("bitpack.words")
+    convert = importlib.import_module("fpx.convert")
+    with mock.patch.object(words, "words_pay_off", lambda device: True), mock.patch.object(
+        convert, "_conversion_pays_off", lambda device: True
+    ):
+        yield
+
+
+def triton_sources(fn, *args) -> list[tuple[str, str]]:
+    """(kernel name, source) of every Triton kernel inductor writes for ``fn(*args)`` (CPU
+    tensors, static shapes); the kernels are generated, never compiled or run by inductor."""
+    from torch._inductor import async_compile, config
+    from triton.runtime.driver import driver
+
+    captured = []
+
+    class NotRun:
+        """Stands in for a compiled kernel: the wrapper's launches do nothing."""
+
+        def run(self, *args, **kwargs):
+            pass
+
+    def capture(self, kernel_name, source_code, device_str="cuda"):
+        captured.append((kernel_name, source_code))
+        return NotRun()
+
+    driver.set_active(_Sm90Driver())
+    torch._dynamo.reset()
+    with config.patch(cpu_backend="triton", fx_graph_cache=False), mock.patch.object(async_compile.AsyncCompile, "triton", capture):
+        torch.compile(fn, fullgraph=True, dynamic=False)(*args)  # outputs are left unwritten
+    torch._dynamo.reset()
+    # A graph is sometimes generated twice (seen after several compiles in one process): the
+    # same kernel under the same name; count it once.
+    return list(dict.fromkeys(captured))
+
+
+def sass(source: str, constexprs: dict, num_warps: int = 4, num_stages: int = 1) -> str:
+    """The SASS of the Triton kernel in inductor's ``source``, compiled for sm_90a."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    body = source[source.index("@triton.jit") :]
+    header = (
+        "import triton\nimport triton.language as tl\n"
+        "from torch._inductor.runtime import triton_helpers\n"
+        "from torch._inductor.runtime.triton_helpers import libdevice, math as tl_math\n"
+    )
+    folder = tempfile.mkdtemp(prefix="sass_offline_")
+    path = os.path.join(folder, "kernel.py")
+    with open(path, "w") as handle:
+        handle.write(header + body)
+    spec = importlib.util.spec_from_file_location("sass_offline_kernel", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fn = getattr(module, re.search(r"def (\w+)\(", body).group(1))
+    signature = re.search(r"'signature': (\{.*?\})", source).group(1)
+    # The alignment and divisibility hints inductor passes for the pointers and sizes.
+    hints = re.search(r"'configs': \[(\{.*?\})\]", source)
+    attrs = eval(hints.group(1)) if hints else None
+    compiled = triton.compile(
+        ASTSource(fn=fn, signature=eval(signature), constexprs=constexprs, attrs=attrs),
+        target=GPUTarget(*SM90),
+        options={"num_warps": num_warps, "num_stages": num_stages},
+    )
+    cubin = os.path.join(folder, "kernel.cubin")
+    with open(cubin, "wb") as handle:
+        handle.write(compiled.asm["cubin"])
+    return subprocess.run([_cuobjdump(), "--dump-sass", cubin], capture_output=True, text=True, check=True).stdout
+
+
+def opcodes(sass_text: str) -> collections.Counter:
+    """Instructions of a SASS listing by opcode (NOPs left out)."""
+    found = re.findall(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_]+)", sass_text)
+    return collections.Counter(op for op in found if op != "NOP")
+
+
+def instructions(fn, *args, elements_per_thread: int = 8) -> tuple[int, float, collections.Counter]:
+    """(kernels, instructions per output element, opcodes) of ``fn(*args)``'s pointwise kernels
+    compiled with XBLOCK = 1024 and 4 warps (``elements_per_thread`` outputs per thread)."""
+    with cuda_paths():
+        sources = triton_sources(fn, *args)
+    total = collections.Counter()
+    for _, source in sources:
+        total += opcodes(sass(source, {"XBLOCK": 1024}))
+    return len(sources), sum(total.values()) / elements_per_thread, total
+
+
+def _pack_rows(args):
+    import bitpack
+
+    print(f"{'bits':>4} {'op':>6} {'kernels':>7} {'instr/value byte':>16}  top opcodes")
+    for bits in args.bits:
+        x = torch.randint(0, 2**bits, (1024, 4096), dtype=torch.uint8)
+        if args.what == "pack":
+            # One output int32 word holds 32 / bits values.
+            count, per_word, ops = instructions(lambda t: bitpack.pack(t, bits), x)
+            per_byte = per_word * bits / 32
+        else:
+            packed = bitpack.pack(x, bits)
+            # One output int32 word holds 4 values.
+            count, per_word, ops = instructions(lambda p: bitpack.unpack(p, bits, x.shape[-1]), packed)
+            per_byte = per_word / 4
+        top = ", ".join(f"{op} {n}" for op, n in ops.most_common(6))
+        print(f"{bits:>4} {args.what:>6} {count:>7} {per_byte:>16.2f}  {top}", flush=True)
+
+
+def _cubin_rows(args):
+    print(f"{'instructions':>12}  kernel")
+    for path in sorted(glob.glob(os.path.join(os.path.expanduser(args.folder), "**", "*.cubin"), recursive=True)):
+        listing = subprocess.run([_cuobjdump(), "--dump-sass", path], capture_output=True, text=True).stdout
+        print(f"{sum(opcodes(listing).values()):>12}  {os.path.basename(path)}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    for name in ("pack", "unpack"):
+        p = sub.add_parser(name)
+        p.add_argument("--bits", type=int, nargs="*", default=[2, 3, 4, 5, 6, 7])
+    p = sub.add_parser("cubins", help="count the SASS of every cubin under a folder (on the device)")
+    p.add_argument("folder")
+    args = parser.parse_args()
+    (_cubin_rows if args.what == "cubins" else _pack_rows)(args)
+
+
+if __name__ == "__main__":
+    main()
