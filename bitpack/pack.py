@@ -146,7 +146,11 @@ def _pack_in_words(x: torch.Tensor, bits: int, layout: str, dim: int) -> torch.T
         return None
     raw = x.movedim(dim, -1)
     if _word_form(bits, layout, x.device, packing=True) and words_fit(raw, WORD_GROUP):
-        return _place(pack_words(raw.view(torch.int32), bits).view(torch.uint8), False, dim)
+        # Rows of whole groups, contiguous, are one stream: packed flat, the kernel's index
+        # arithmetic per output word is simpler (a third fewer instructions at 7 bits).
+        flat = raw.reshape(-1) if raw.is_contiguous() else raw
+        packed = pack_words(flat.view(torch.int32), bits).view(torch.uint8)
+        return _place(packed.reshape(*raw.shape[:-1], -1), False, dim)
     if _padded3_word_form(bits, layout, x.device) and words_fit(raw, 8):
         return _place(pack_padded3_words(raw.view(torch.int32)).view(torch.uint8), False, dim)
     if bits == 1 and _words.words_pay_off(x.device) and words_fit(raw, 8, word_bytes=8):

@@ -211,10 +211,13 @@ def test_api_padded_3_bits_in_words(signed):
 
 
 def test_api_word_form_under_compile():
-    x = values((4, 2 * GROUP), 5, False, 5)
+    # Rows packed as one flat stream (contiguous input): still one kernel writing only the
+    # output, not an int32 buffer copied into the output's shape after.
+    x = values((2, 2, 2 * GROUP), 5, False, 5)
     with words_everywhere() as calls:
         packed, source = compile_and_code(lambda t: pack(t, 5), x)
         assert torch.equal(packed, expected_bytes(x, 5, False))
+        assert kernel_count(source, "cpu") == 1 and len(allocations(source)) == 1, source
         restored, source = compile_and_code(lambda p: unpack(p, 5, 2 * GROUP), packed)
         assert torch.equal(restored, x)
     assert calls == {"pack_words": 1, "unpack_words": 1}  # traced once each
@@ -328,7 +331,7 @@ def test_word_form_compiles_to_one_kernel_cuda(bits):
     x = values((64, 4 * GROUP), bits, False, bits).cuda()
     packed, source = compile_and_code(lambda t: pack(t, bits), x)
     assert torch.equal(packed.cpu(), expected_bytes(x.cpu(), bits, False))
-    assert kernel_count(source, "cuda") == 1, source
+    assert kernel_count(source, "cuda") == 1 and len(allocations(source)) == 1, source
     assert ("'*i64'" if bits == 1 else "'*i32'") in source, source  # values read as words
     restored, source = compile_and_code(lambda p: unpack(p, bits, 4 * GROUP), packed)
     assert torch.equal(restored, x)
