@@ -99,9 +99,16 @@ def triton_sources(fn, *args) -> list[tuple[str, str]]:
         captured.append((kernel_name, source_code))
         return NotRun()
 
+    from torch._inductor import graph, utils
+
     driver.set_active(_Sm90Driver())
     torch._dynamo.reset()
-    with config.patch(cpu_backend="triton", fx_graph_cache=False), mock.patch.object(async_compile.AsyncCompile, "triton", capture):
+    # Inductor takes the alignment of GPU inputs from the example (CPU inputs count as
+    # unaligned): as on CUDA, so that loads of aligned inputs vectorize as they would there.
+    aligned_as_on_gpu = mock.patch.object(graph, "should_assume_input_aligned", utils.tensor_is_aligned)
+    with config.patch(cpu_backend="triton", fx_graph_cache=False), aligned_as_on_gpu, mock.patch.object(
+        async_compile.AsyncCompile, "triton", capture
+    ):
         torch.compile(fn, fullgraph=True, dynamic=False)(*args)  # outputs are left unwritten
     torch._dynamo.reset()
     # A graph is sometimes generated twice (seen after several compiles in one process): the
