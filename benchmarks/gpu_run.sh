@@ -10,6 +10,8 @@
 #   tuning: the reductions' tuning, coordinate descent or not, each in 3 fresh compiles (own
 #         inductor cache per process): the spread and the best time per option set, with the
 #         configs chosen (TUNING_ARGS, TUNING_OPTIONS, TUNING_COMPILES; about 5 minutes).
+#   sass: the device's SASS instruction counts of the pack / unpack kernels (3/5/6/7 bits), to
+#         compare with benchmarks/sass_offline.py's offline counts.
 #   repeat: one test (REPEAT_TEST, a pytest node id) REPEAT_TIMES times, each in a fresh inductor
 #         cache: for decisions inductor makes by timing, such as a template's prologue fusion.
 #   sweep: linear.py once per argument set (SWEEP_JOBS, separated by ';'), one after another,
@@ -140,6 +142,22 @@ if [[ $what == tuning ]]; then
       echo "== options $options, compile $i" | tee -a "$OUT/tuning.log"; cat "$run_log" >> "$OUT/tuning.log"
       grep -E "M=|FAILED|configs" "$run_log" | cut -c1-110
     done
+  done
+fi
+
+if [[ $what == sass ]]; then
+  # The device's own SASS counts of the pack / unpack kernels, one fresh inductor cache per
+  # width, to check benchmarks/sass_offline.py's offline counts (instructions per value byte:
+  # a pointwise kernel with 4 warps and XBLOCK 1024 runs 8 output int32 words per thread).
+  for bits in ${SASS_BITS:-3 5 6 7}; do
+    cache=$(mktemp -d)
+    TORCHINDUCTOR_CACHE_DIR=$cache python3 -c "
+import torch, bitpack
+x = torch.randint(0, 2**$bits, (1024, 4096), dtype=torch.uint8, device='cuda')
+p = torch.compile(lambda t: bitpack.pack(t, $bits))(x)
+torch.compile(lambda q: bitpack.unpack(q, $bits, 4096))(p)" > "$OUT/sass_$bits.log" 2>&1
+    echo "== $bits bits (pack words hold 32/$bits values, unpack words 4)"
+    python3 benchmarks/sass_offline.py cubins "$cache" 2>&1 | tail -4
   done
 fi
 

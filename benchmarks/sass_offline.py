@@ -188,10 +188,16 @@ def _pack_rows(args):
 
 
 def _cubin_rows(args):
-    print(f"{'instructions':>12}  kernel")
+    """Every cubin under a folder (Triton's cache inside an inductor cache on the device): its
+    static instruction count, its warps (Triton's metadata beside it) and its name."""
+    import json
+
+    print(f"{'instructions':>12} {'warps':>5}  kernel")
     for path in sorted(glob.glob(os.path.join(os.path.expanduser(args.folder), "**", "*.cubin"), recursive=True)):
         listing = subprocess.run([_cuobjdump(), "--dump-sass", path], capture_output=True, text=True).stdout
-        print(f"{sum(opcodes(listing).values()):>12}  {os.path.basename(path)}")
+        meta_path = path[: -len(".cubin")] + ".json"
+        warps = json.load(open(meta_path)).get("num_warps", "?") if os.path.exists(meta_path) else "?"
+        print(f"{sum(opcodes(listing).values()):>12} {warps!s:>5}  {os.path.basename(path)}")
 
 
 def main():
