@@ -24,6 +24,7 @@ venv made with ``--system-site-packages``. Verified with torch 2.13.0 and Triton
 
     python benchmarks/sass_offline.py pack --bits 2 3 4 5 6 7     # bitpack.pack's CUDA form
     python benchmarks/sass_offline.py unpack --bits 3 5 6 7
+    python benchmarks/sass_offline.py gemv --formats INT4 INT2 INT8  # LowBitLinear, M = 1
     python benchmarks/sass_offline.py cubins ~/.cache/torchinductor  # on the device
 """
 
@@ -157,6 +158,29 @@ def opcodes(sass_text: str) -> collections.Counter:
     return collections.Counter(op for op in found if op != "NOP")
 
 
+def executed(sass_text: str, trips: int = 1) -> collections.Counter:
+    """Instructions executed per thread, by opcode, when the kernel's one loop (a backward
+    branch, as a looped reduction has) runs ``trips`` times: the loop body counts ``trips``
+    times, the rest once. Kernels without a loop: the static count. More than one loop:
+    ValueError (count them by hand)."""
+    rows = re.findall(r"/\*([0-9a-f]{4,})\*/\s+((?:@!?U?P\w+\s+)?([A-Z0-9_]+)[^;]*);", sass_text)
+    address = [int(a, 16) for a, _, _ in rows]
+    loops = []
+    for i, (_, text, op) in enumerate(rows):
+        target = re.search(r"BRA\s+(?:\S+,\s*)?0x([0-9a-f]+)", text)
+        if op == "BRA" and target and int(target.group(1), 16) < address[i]:
+            loops.append((address.index(int(target.group(1), 16)), i))
+    if len(loops) > 1:
+        raise ValueError(f"{len(loops)} loops")
+    counts = collections.Counter()
+    for i, (_, _, op) in enumerate(rows):
+        if op == "NOP":
+            continue
+        inside = loops and loops[0][0] <= i <= loops[0][1]
+        counts[op] += trips if inside else 1
+    return counts
+
+
 def instructions(fn, *args, elements_per_thread: int = 8) -> tuple[int, float, collections.Counter]:
     """(kernels, instructions per output element, opcodes) of ``fn(*args)``'s pointwise kernels
     compiled with XBLOCK = 1024 and 4 warps (``elements_per_thread`` outputs per thread)."""
@@ -187,6 +211,71 @@ def _pack_rows(args):
         print(f"{bits:>4} {args.what:>6} {count:>7} {per_byte:>16.2f}  {top}", flush=True)
 
 
+# Per SM and clock on Hopper: 4 schedulers issue 128 thread-instructions; int -> float and
+# other conversions run at 16 (the CUDA programming guide's throughput table).
+ISSUE_PER_CLOCK = 128
+CONVERSIONS_PER_CLOCK = 16
+REDUCTION_CONFIGS = [(8, 32, 1), (16, 32, 2), (8, 64, 1), (16, 64, 2), (32, 32, 4)]  # XBLOCK, R0_BLOCK, warps
+
+
+def weight_cost(fn, args, weights: int) -> tuple[float, float, str]:
+    """(instructions per weight, conversions per weight, config) of the per-weight reduction
+    of ``fn(*args)`` (the kernel whose elements times reduction length reaches half of
+    ``weights``), at the cheapest of REDUCTION_CONFIGS, counting the loop's trips."""
+    with cuda_paths():
+        sources = triton_sources(fn, *args)
+    best = None
+    for name, source in sources:
+        xnumel = int(re.search(r"xnumel = (\d+)", source).group(1))
+        rnumel = int(re.search(r"r0_numel = (\d+)", source).group(1)) if "r0_numel = " in source else 0
+        if not rnumel or xnumel * rnumel * 8 < weights // 2:
+            continue
+        per_element = weights / (xnumel * rnumel)  # weights per reduction element (planes, bytes)
+        for xblock, rblock, warps in REDUCTION_CONFIGS:
+            looped = "triton_red" in name
+            constexprs = {"XBLOCK": xblock, "R0_BLOCK": rblock} if looped else {"XBLOCK": xblock}
+            trips = -(-rnumel // rblock) if looped else 1
+            counts = executed(sass(source, constexprs, num_warps=warps), trips)
+            per_thread = xblock * rnumel * per_element / (32 * warps)
+            total = sum(counts.values()) / per_thread
+            conversions = sum(n for op, n in counts.items() if op.startswith(("I2F", "F2I", "F2F"))) / per_thread
+            if best is None or total < best[0]:
+                best = (total, conversions, f"XBLOCK {xblock}, R0_BLOCK {rblock}, {warps} warps")
+    return best
+
+
+def _gemv_rows(args):
+    """LowBitLinear's one-row reduction (its CUDA form: planes, not words) against the probe's
+    forms, 8192 x 8192, group 128: instructions and conversions per weight, and the bound
+    they set (clocks per weight per SM: the larger of issue and conversion throughput)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import fpx
+    import probe_linear as probe
+    from fpx.nn import LowBitLinear
+
+    n = k = 8192
+    group = 128
+    print(f"{'fmt':>5} {'form':>22} {'instr/weight':>12} {'conv/weight':>11} {'bound':>7}  config")
+    for name in args.formats:
+        fmt = getattr(fpx, name)
+        layer = LowBitLinear.from_linear(torch.nn.Linear(k, n, bias=False), fmt, group_size=group)
+        x = torch.randn(1, k, dtype=torch.bfloat16)
+        forms = [("LowBitLinear", lambda x: layer._gemv(x, words=False), (x,))]
+        if isinstance(fmt, fpx.IntFormat) and 8 % fmt.bits == 0:
+            _, packed, scale = probe.make_weight(n, k, fmt.bits, group, "cpu")
+            for label, form, dtype in (
+                ("probe groupsum", probe.gemv_group_sum_form, torch.bfloat16),
+                ("probe floatbits", probe.gemv_float_bits_form, torch.bfloat16),
+                ("probe floatbits, x f32", probe.gemv_float_bits_form, torch.float32),
+            ):
+                call = lambda x, p, s, form=form, bits=fmt.bits: form(x, p, s, bits, n, k, group)  # noqa: E731
+                forms.append((label, call, (x.to(dtype), packed, scale)))
+        for label, fn, fn_args in forms:
+            total, conversions, config = weight_cost(fn, fn_args, n * k)
+            bound = max(total / ISSUE_PER_CLOCK, conversions / CONVERSIONS_PER_CLOCK)
+            print(f"{name:>5} {label:>22} {total:>12.2f} {conversions:>11.2f} {bound:>7.4f}  {config}", flush=True)
+
+
 def _cubin_rows(args):
     """Every cubin under a folder (Triton's cache inside an inductor cache on the device): its
     static instruction count, its warps (Triton's metadata beside it) and its name."""
@@ -206,10 +295,12 @@ def main():
     for name in ("pack", "unpack"):
         p = sub.add_parser(name)
         p.add_argument("--bits", type=int, nargs="*", default=[2, 3, 4, 5, 6, 7])
+    p = sub.add_parser("gemv", help="LowBitLinear's M = 1 reduction against the probe's forms")
+    p.add_argument("--formats", nargs="*", default=["INT4", "INT2", "INT8"])
     p = sub.add_parser("cubins", help="count the SASS of every cubin under a folder (on the device)")
     p.add_argument("folder")
     args = parser.parse_args()
-    (_cubin_rows if args.what == "cubins" else _pack_rows)(args)
+    {"cubins": _cubin_rows, "gemv": _gemv_rows}.get(args.what, _pack_rows)(args)
 
 
 if __name__ == "__main__":
