@@ -107,25 +107,6 @@ def gemv_group_major_sum_form(x, packed, scale, bits, n, k, group_size):
     return out.to(x.dtype)
 
 
-def gemv_group_sum_unit_form(x, packed, scale, bits, n, k, group_size):
-    """gemv_group_sum_form with each unsigned field c read as the top mantissa bits of a float
-    in [1, 2): f = 1 + c / 2^bits, built by one shift and one OR (no conversion instruction,
-    no subtraction per weight). Then sum x (c - offset) = 2^bits (sum x f - sum x) - offset
-    sum x: the -x and the offset move to the per-group step, which has sum x already. Per
-    weight: shift, mask-and-OR (one LOP3), FFMA, against about six decode instructions with
-    the conversion (sign extension, I2F). The cancellation in sum x f - sum x costs a few
-    float32 ulps of sum |x| per group, far below bf16's rounding of the output."""
-    g, groups, codes, xs, xsum, scales = group_sum_inputs(x, packed, scale, bits, n, k, group_size)
-    out = 0
-    for p in range(g):
-        f = ((codes[:, p] << (23 - bits)) | 0x3F800000).view(torch.float32).view(n, groups, group_size)
-        dots = (xs[:, None, p] * f[None]).sum(-1)  # (M, n, groups): sum x f
-        xs_p = xsum[:, None, p]
-        centred = (dots - xs_p) * float(1 << bits) - float(1 << (bits - 1)) * xs_p
-        out = out + (centred * scales[None, :, p]).sum(-1)
-    return out.to(x.dtype)
-
-
 def float_bits_weights(packed_bytes, bits, offset_binary=True):
     """The G planes' values of each byte, v_p * 2^(b p - 8), as float32, with no int -> float
     conversion: one shift per byte, then per value one LOP3, one FADD.
@@ -137,7 +118,18 @@ def float_bits_weights(packed_bytes, bits, offset_binary=True):
     in also K_p = o sum_(q<p) 2^(b q - 8) (bits 14 + b (q + 1), all below the mask) gives
     a_p, whose differences a_p - a_(p+1) = (u_p - o) 2^(b p - 8) are exact (Sterbenz: both in
     [1, 2)); the last plane subtracts a constant. ``offset_binary``: fields stored as value +
-    o (the probe's codes), else two's complement (LowBitLinear's)."""
+    o (the probe's codes), else two's complement (LowBitLinear's).
+
+    Exact for every byte (INT4, two's complement nibbles):
+
+    >>> byte = torch.arange(256, dtype=torch.uint8)
+    >>> low, high = float_bits_weights(byte, 4, offset_binary=False)
+    >>> nibble = lambda v: (v ^ 8) - 8  # two's complement
+    >>> torch.equal(low * 2**8, nibble(byte.int() & 15).float())
+    True
+    >>> torch.equal(high * 2**4, nibble(byte.int() >> 4).float())
+    True
+    """
     g = values_per_group(bits)
     o = 1 << (bits - 1)
     flip = 0 if offset_binary else sum(o << (bits * p) for p in range(g))
@@ -167,37 +159,6 @@ def gemv_float_bits_form(x, packed, scale, bits, n, k, group_size):
     for p in range(g):
         dots = (xs[:, None, p] * weights[p].view(n, groups, group_size)[None]).sum(-1)  # (M, n, groups)
         out = out + (dots * (scales[None, :, p] * float(2 ** (8 - bits * p)))).sum(-1)
-    return out.to(x.dtype)
-
-
-def gemv_words_float_bits_form(x, packed, scale, bits, n, k, group_size):
-    """gemv_float_bits_form on the packed bytes read as int32 words (4 bytes, 4 G values):
-    byte b of a word reaches the mantissa top by one shift of the word (left 15 - 8 b, or
-    right), with no byte extraction; then per value one LOP3, one FADD, one FFMA. One
-    reduction per (byte, plane) of the words, all sharing each word's load."""
-    assert 8 % bits == 0 and group_size % 4 == 0
-    g = values_per_group(bits)
-    j = k // g
-    words = packed.reshape(n, j).view(torch.int32)  # (n, j / 4), little-endian bytes
-    per_group = group_size // 4  # words per scale group of a plane
-    groups = j // group_size
-    xs = x.float().view(-1, g, groups, per_group, 4)
-    scales = scale.float().view(n, g, groups)
-    o = 1 << (bits - 1)
-    last = 1.0 + o * sum(2.0 ** (bits * q - 8) for q in range(g))
-    out = 0
-    for b in range(4):
-        shift = 15 - 8 * b
-        s = words << shift if shift >= 0 else words >> -shift
-        a = []
-        for p in range(g):
-            mask = ((1 << (8 - bits * p)) - 1) << (15 + bits * p)
-            k_bits = sum(1 << (14 + bits * (q + 1)) for q in range(p))
-            a.append(((s & mask) | (0x3F800000 | k_bits)).view(torch.float32))
-        for p in range(g):
-            w = (a[p] - a[p + 1] if p + 1 < g else a[p] - last).view(n, groups, per_group)
-            dots = (xs[:, None, p, :, :, b] * w[None]).sum(-1)  # (M, n, groups)
-            out = out + (dots * (scales[None, :, p] * float(2 ** (8 - bits * p)))).sum(-1)
     return out.to(x.dtype)
 
 
@@ -433,11 +394,8 @@ VARIANTS = {
     "words-cdt-big": (gemv_words_form, {"coordinate_descent_tuning": True, "realize_acc_reads_threshold": 64, "realize_opcount_threshold": 256}),
     "groupsum-cdt": (gemv_group_sum_form, {"coordinate_descent_tuning": True}),
     "groupsum-fields-cdt": (gemv_group_sum_fields_form, {"coordinate_descent_tuning": True}),
-    "groupsum-unit-cdt": (gemv_group_sum_unit_form, {"coordinate_descent_tuning": True}),
     "groupsum-floatbits-cdt": (gemv_float_bits_form, {"coordinate_descent_tuning": True}),
     "groupsum-floatbits-xf32-cdt": (gemv_float_bits_form, {"coordinate_descent_tuning": True}),
-    "words-floatbits-cdt": (gemv_words_float_bits_form, {"coordinate_descent_tuning": True}),
-    "words-floatbits-xf32-cdt": (gemv_words_float_bits_form, {"coordinate_descent_tuning": True}),
     "groupsum-gmajor-cdt": (gemv_group_major_sum_form, {"coordinate_descent_tuning": True}),
     # x given as float32 (converted once outside): no bf16 -> float32 conversion per weight.
     "groupsum-xf32-cdt": (gemv_group_sum_form, {"coordinate_descent_tuning": True}),
