@@ -25,6 +25,7 @@ venv made with ``--system-site-packages``. Verified with torch 2.13.0 and Triton
     python benchmarks/sass_offline.py pack --bits 2 3 4 5 6 7     # bitpack.pack's CUDA form
     python benchmarks/sass_offline.py unpack --bits 3 5 6 7
     python benchmarks/sass_offline.py gemv --formats INT4 INT2 INT8  # LowBitLinear, M = 1
+    python benchmarks/sass_offline.py encode --formats E2M1 E3M2       # fpx.encode on CUDA
     python benchmarks/sass_offline.py cubins ~/.cache/torchinductor  # on the device
 """
 
@@ -78,7 +79,7 @@ def cuda_paths():
     convert = importlib.import_module("fpx.convert")
     with mock.patch.object(words, "words_pay_off", lambda device: True), mock.patch.object(
         convert, "_conversion_pays_off", lambda device: True
-    ):
+    ), mock.patch.object(convert, "_float_add_pays_off", lambda device: True):
         yield
 
 
@@ -276,6 +277,20 @@ def _gemv_rows(args):
             print(f"{name:>5} {label:>22} {total:>12.2f} {conversions:>11.2f} {bound:>7.4f}  {config}", flush=True)
 
 
+def _encode_rows(args):
+    """fpx.encode's CUDA kernels: instructions per element (8 per thread) by format and input."""
+    import fpx
+
+    print(f"{'fmt':>5} {'input':>9} {'kernels':>7} {'instr/element':>13}  top opcodes")
+    for name in args.formats:
+        fmt = getattr(fpx, name)
+        for dtype in (torch.float32, torch.bfloat16, torch.float16):
+            x = (torch.randn(1 << 22) * 4).to(dtype)
+            count, per_element, ops = instructions(lambda t: fpx.encode(t, fmt), x)
+            top = ", ".join(f"{op} {n}" for op, n in ops.most_common(6))
+            print(f"{name:>5} {str(dtype)[6:]:>9} {count:>7} {per_element:>13.2f}  {top}", flush=True)
+
+
 def _cubin_rows(args):
     """Every cubin under a folder (Triton's cache inside an inductor cache on the device): its
     static instruction count, its warps (Triton's metadata beside it) and its name."""
@@ -297,10 +312,12 @@ def main():
         p.add_argument("--bits", type=int, nargs="*", default=[2, 3, 4, 5, 6, 7])
     p = sub.add_parser("gemv", help="LowBitLinear's M = 1 reduction against the probe's forms")
     p.add_argument("--formats", nargs="*", default=["INT4", "INT2", "INT8"])
+    p = sub.add_parser("encode", help="fpx.encode's CUDA kernels")
+    p.add_argument("--formats", nargs="*", default=["E2M1", "E3M2", "E2M3", "E4M3"])
     p = sub.add_parser("cubins", help="count the SASS of every cubin under a folder (on the device)")
     p.add_argument("folder")
     args = parser.parse_args()
-    {"cubins": _cubin_rows, "gemv": _gemv_rows}.get(args.what, _pack_rows)(args)
+    {"cubins": _cubin_rows, "gemv": _gemv_rows, "encode": _encode_rows}.get(args.what, _pack_rows)(args)
 
 
 if __name__ == "__main__":

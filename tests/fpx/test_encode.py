@@ -219,6 +219,61 @@ def test_encode_by_conversion_only_where_it_applies():
         assert calls["conversion"] == 1
 
 
+@contextlib.contextmanager
+def float_add_everywhere():
+    """encode rounds FP6/FP4 by _encode_by_float_add on CPU too (by default only on CUDA);
+    yields the list of (format, dtype) it was called with."""
+    convert = importlib.import_module("fpx.convert")
+    calls = []
+    original = convert._encode_by_float_add
+
+    def counted(x, fmt):
+        calls.append((fmt, x.dtype))
+        return original(x, fmt)
+
+    with mock.patch.object(convert, "_float_add_pays_off", lambda device: True):
+        with mock.patch.object(convert, "_encode_by_float_add", counted):
+            yield calls
+
+
+FLOAT_ADD_FORMATS = [f for f in FORMATS if not (f.has_inf or f.has_nan) and f.signed]
+
+
+@pytest.mark.parametrize("inputs", INPUT_SETS)
+@pytest.mark.parametrize("fmt", FLOAT_ADD_FORMATS, ids=[f"{f.name}-{f.special}" for f in FLOAT_ADD_FORMATS])
+def test_encode_by_float_add_matches_reference(fmt, inputs):
+    # The CUDA path of formats that always saturate, run on CPU: every rule of the table.
+    x = make_inputs(inputs, fmt)
+    expected = reference(fmt).nearest(as_float64(x), True)
+    with float_add_everywhere() as calls:
+        actual = encode(x, fmt).numpy()
+        compiled = torch.compile(lambda t: encode(t, fmt), fullgraph=True, dynamic=False)(x).numpy()
+    assert len(calls) == (2 if x.dtype != torch.float64 else 0)
+    for codes in (actual, compiled):
+        bad = np.flatnonzero(codes != expected)
+        assert bad.size == 0, f"{bad.size} wrong codes; first: x={x[bad[0]].item()!r}"
+    torch._dynamo.reset()
+
+
+def test_encode_by_float_add_only_where_it_applies():
+    x = torch.tensor([0.3, -2.5, 7.0, float("nan"), -0.0])
+    with float_add_everywhere() as calls:
+        for fmt in (E2M1, E2M3, E3M2):
+            for dtype in (torch.float32, torch.bfloat16, torch.float16):
+                encode(x.to(dtype), fmt)
+        assert len(calls) == 9
+        encode(x.double(), E2M1)  # float64: rounded from its own significand
+        encode(x, E2M1, rounding="stochastic")
+        encode(x, E4M3)  # NaN codes
+        encode(x, E8M0)  # no sign, no zero
+        encode(x, exmy(3, 2, special="ieee"))  # inf codes
+        assert len(calls) == 9
+        encode(x, exmy(3, 4))  # a finite format of 8 bits
+        assert calls[-1][0] == exmy(3, 4)
+    encode(x, E2M1)  # on CPU by default: the bit-level path
+    assert len(calls) == 10
+
+
 @pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
 def test_encode_float64_is_rounded_once(fmt):
     # float64 neighbours of every value and midpoint: float32 would round them onto the midpoint.
