@@ -10,6 +10,8 @@
 #   tuning: the reductions' tuning, coordinate descent or not, each in 3 fresh compiles (own
 #         inductor cache per process): the spread and the best time per option set, with the
 #         configs chosen (TUNING_ARGS, TUNING_OPTIONS, TUNING_COMPILES; about 5 minutes).
+#   pending: what the 2026-11-30 session changed without a GPU (tests, pack/convert timings,
+#         the float-bits reductions, the device's SASS counts): about 8 minutes.
 #   sass: the device's SASS instruction counts of the pack / unpack kernels (3/5/6/7 bits), to
 #         compare with benchmarks/sass_offline.py's offline counts.
 #   repeat: one test (REPEAT_TEST, a pytest node id) REPEAT_TIMES times, each in a fresh inductor
@@ -143,6 +145,26 @@ if [[ $what == tuning ]]; then
       grep -E "M=|FAILED|configs" "$run_log" | cut -c1-110
     done
   done
+fi
+
+if [[ $what == pending ]]; then
+  # What the 2026-11-30 session changed without a GPU, in one call of about 8 minutes: the CUDA
+  # tests of the changed kernels (side by side: nothing timed), then alone and timed: pack /
+  # convert (fresh caches), the float-bits M = 1 reductions against the group-sum one, and the
+  # device's SASS counts of the pack kernels.
+  timeout 200 python3 -m pytest -q -m cuda -p no:cacheprovider tests/bitpack > "$OUT/tests_a.log" 2>&1 &
+  timeout 200 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_encode.py tests/fpx/test_convert_codegen.py \
+    tests/fpx/test_fake_quantize.py tests/fpx/test_quantize.py > "$OUT/tests_b.log" 2>&1 &
+  wait
+  for t in a b; do echo "tests_$t: $(grep -E "passed|failed|error" "$OUT/tests_$t.log" | tail -1)"; grep -E "^(FAILED|ERROR)" "$OUT/tests_$t.log" | head -8; done
+  for script in pack convert; do
+    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 110 python3 benchmarks/$script.py --device cuda > "$OUT/$script.log" 2>&1
+    grep -vE "^\s*$|Warning|warn" "$OUT/$script.log" | tail -14
+  done
+  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 150 python3 benchmarks/probe_linear.py --m 1 --bits 4,2 \
+    --variants groupsum-cdt,groupsum-floatbits-cdt,groupsum-floatbits-xf32-cdt > "$OUT/floatbits.log" 2>&1
+  tail -9 "$OUT/floatbits.log"
+  SASS_BITS="3 5" bash "$0" sass
 fi
 
 if [[ $what == sass ]]; then
