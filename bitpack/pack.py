@@ -166,7 +166,11 @@ def _unpack_in_words(source: torch.Tensor, n, bits: int, layout: str, signed: bo
         return None
     if _word_form(bits, layout, source.device, packing=False) and _whole_groups(n, WORD_GROUP):
         if words_fit(source, 4 * bits):
-            return _place(unpack_words(source.view(torch.int32), bits, signed).view(dtype), False, dim)
+            # Contiguous rows of whole groups are one stream, unpacked flat (as in
+            # _pack_in_words: simpler index arithmetic per word).
+            flat = source.reshape(-1) if source.is_contiguous() else source
+            values = unpack_words(flat.view(torch.int32), bits, signed).view(dtype)
+            return _place(values.reshape(*source.shape[:-1], -1), False, dim)
     if _padded3_word_form(bits, layout, source.device) and _whole_groups(n, 8):
         if words_fit(source, 4):
             return _place(unpack_padded3_words(source.view(torch.int32), signed).view(dtype), False, dim)

@@ -220,6 +220,7 @@ def test_api_word_form_under_compile():
         assert kernel_count(source, "cpu") == 1 and len(allocations(source)) == 1, source
         restored, source = compile_and_code(lambda p: unpack(p, 5, 2 * GROUP), packed)
         assert torch.equal(restored, x)
+        assert kernel_count(source, "cpu") == 1 and len(allocations(source)) == 1, source
     assert calls == {"pack_words": 1, "unpack_words": 1}  # traced once each
 
 
