@@ -108,8 +108,8 @@ def pack_words(words: torch.Tensor, bits: int) -> torch.Tensor:
     before), chunk j0 + t left by 4 bits t - s. Chunks are non-negative (at most 28 bits), so
     the right shift is logical; where a left shift could reach 32 it is split in two, the
     first by a constant, so that each stays in [0, 31] and a total of 32 or more clears the
-    chunk: a chunk past the word, or a clamped index past the group (a copy of the group's
-    last chunk). The indices and shifts depend only on o, so inductor computes them from the
+    chunk: a chunk past the word, or one past the group (its index wrapped by & 7 to a chunk
+    of the same group, whose bits are shifted out all the same). The indices and shifts depend only on o, so inductor computes them from the
     output index; no value is loaded twice per word.
 
     Against the earlier form (each chunk shifted by its own clamped amount, kept by a
@@ -128,8 +128,8 @@ def pack_words(words: torch.Tensor, bits: int) -> torch.Tensor:
     out = chunks[..., first] >> s
     last_first = (8 * (bits - 1)) // bits  # first's largest value
     for t in range(1, chunks_per_word(bits)):
-        # Clamped only where the index can pass the group: a clamp the index arithmetic
-        # cannot see through costs instructions per word.
+        # Wrapped only where the index can pass the group; & 7 costs fewer instructions per
+        # word than a clamp, which inductor prints as comparisons and products (sympy's Min).
         chunk = chunks[..., first + t if last_first + t <= 7 else (first + t) & 7]
         start = 4 * bits * t  # the shift, start - s, lies in [start - 4 * bits + 1, start]
         if start <= 31:
