@@ -146,11 +146,8 @@ def _pack_in_words(x: torch.Tensor, bits: int, layout: str, dim: int) -> torch.T
         return None
     raw = x.movedim(dim, -1)
     if _word_form(bits, layout, x.device, packing=True) and words_fit(raw, WORD_GROUP):
-        # Rows of whole groups, contiguous, are one stream: packed flat, the kernel's index
-        # arithmetic per output word is simpler (a third fewer instructions at 7 bits).
-        flat = raw.reshape(-1) if raw.is_contiguous() else raw
-        packed = pack_words(flat.view(torch.int32), bits).view(torch.uint8)
-        return _place(packed.reshape(*raw.shape[:-1], -1), False, dim)
+        packed = _as_one_stream(raw, lambda r: pack_words(r.view(torch.int32), bits).view(torch.uint8))
+        return _place(packed, False, dim)
     if _padded3_word_form(bits, layout, x.device) and words_fit(raw, 8):
         return _place(pack_padded3_words(raw.view(torch.int32)).view(torch.uint8), False, dim)
     if bits == 1 and _words.words_pay_off(x.device) and words_fit(raw, 8, word_bytes=8):
@@ -166,15 +163,23 @@ def _unpack_in_words(source: torch.Tensor, n, bits: int, layout: str, signed: bo
         return None
     if _word_form(bits, layout, source.device, packing=False) and _whole_groups(n, WORD_GROUP):
         if words_fit(source, 4 * bits):
-            # Contiguous rows of whole groups are one stream, unpacked flat (as in
-            # _pack_in_words: simpler index arithmetic per word).
-            flat = source.reshape(-1) if source.is_contiguous() else source
-            values = unpack_words(flat.view(torch.int32), bits, signed).view(dtype)
-            return _place(values.reshape(*source.shape[:-1], -1), False, dim)
+            values = _as_one_stream(source, lambda r: unpack_words(r.view(torch.int32), bits, signed).view(dtype))
+            return _place(values, False, dim)
     if _padded3_word_form(bits, layout, source.device) and _whole_groups(n, 8):
         if words_fit(source, 4):
             return _place(unpack_padded3_words(source.view(torch.int32), signed).view(dtype), False, dim)
     return None
+
+
+def _as_one_stream(rows: torch.Tensor, word_form) -> torch.Tensor:
+    """``word_form`` (bytes in, bytes out, along the last dim) of ``rows``, each a whole number
+    of word groups: contiguous rows go in as one flat stream and the result is reshaped to rows
+    after its byte view. Inductor's index arithmetic per word is then that of one flat index,
+    not a row and a column: about half the instructions of the word kernels at 3-7 bits (SASS
+    for sm_90a, benchmarks/sass_offline.py)."""
+    if not rows.is_contiguous():
+        return word_form(rows)
+    return word_form(rows.reshape(-1)).reshape(*rows.shape[:-1], -1)
 
 
 def _padded3_word_form(bits: int, layout: str, device: torch.device) -> bool:

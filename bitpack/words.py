@@ -109,8 +109,9 @@ def pack_words(words: torch.Tensor, bits: int) -> torch.Tensor:
     the right shift is logical; where a left shift could reach 32 it is split in two, the
     first by a constant, so that each stays in [0, 31] and a total of 32 or more clears the
     chunk: a chunk past the word, or one past the group (its index wrapped by & 7 to a chunk
-    of the same group, whose bits are shifted out all the same). The indices and shifts depend only on o, so inductor computes them from the
-    output index; no value is loaded twice per word.
+    of the same group, whose bits are shifted out all the same). The indices and shifts
+    depend only on o, so inductor computes them from the output index; no value is loaded
+    twice per word.
 
     Against the earlier form (each chunk shifted by its own clamped amount, kept by a
     validity mask and a select) and with bitpack.pack handing it contiguous rows as one flat
