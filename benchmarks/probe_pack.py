@@ -22,9 +22,8 @@ gathers them with up to four loads. The variants here make every index and shift
   shift right by the word's offset and a truncation. One run-time shift per word instead of
   two per chunk, and no validity masks or selects (a chunk past the group lands above the
   32 bits kept).
-- ``words-shifted``: the same chunks ORed in int32, each shifted by a run-time amount kept in
-  [0, 31] (a constant pre-shift where the amount could reach 32): no masks, selects or
-  64-bit operations.
+  (Its int32 twin, each chunk shifted by an amount kept in [0, 31], is bitpack's own form
+  since 2026-11-30: the ``bitpack`` variant.)
 
 Each variant is checked bit for bit against bitpack before it is timed, and its kernels are
 counted. Run: python benchmarks/probe_pack.py [--device cuda] [--mib 64] [--bits 3 5 6 7]
@@ -160,31 +159,6 @@ def pack_words_window(values, bits):
     return _as_bytes((window >> offset).to(torch.int32).flatten(-2))
 
 
-def pack_words_shifted(values, bits):
-    """Dense pack through int32 words, each output word o of a group as the OR of its chunks
-    j0 + t (j0 = 8 o div bits) shifted by run-time amounts that are always in [0, 31]: chunk
-    j0 right by s = 32 o - 4 * bits * j0 (< 4 * bits: its low s bits belong to the word
-    before), chunk j0 + t left by 4 * bits * t - s, in two shifts where that can reach 32 (the
-    first by a constant, so that each stays below 32 and a total of 32 or more clears the
-    chunk: a chunk past the word, or a clamped index past the group). Chunks are non-negative,
-    so the right shift is logical. No masks, selects or 64-bit operations."""
-    from bitpack.words import chunks_per_word, compress
-
-    chunks = compress(values.contiguous().view(torch.int32).unflatten(-1, (-1, 8)), bits)
-    o = torch.arange(bits, device=values.device, dtype=torch.int32)
-    first = (8 * o) // bits
-    s = 32 * o - 4 * bits * first
-    out = chunks[..., first] >> s
-    for t in range(1, chunks_per_word(bits)):
-        chunk = chunks[..., torch.clamp(first + t, max=7)]
-        start = 4 * bits * t  # the shift is start - s, in [start - 4 * bits + 1, start]
-        if start <= 31:
-            out = out | (chunk << (start - s))
-        else:
-            out = out | ((chunk << (start - 31)) << (31 - s))
-    return _as_bytes(out.flatten(-2))
-
-
 def unpack_words32(packed, bits):
     """Dense unpack into int32 words of 4 byte values: output word i of a group of 32 values is
     the stream bits [4 bits i, 4 bits (i + 1)) of the group's ``bits`` input words (one or two
@@ -255,7 +229,6 @@ PACKS = {
     "words32": pack_words32_bytes,
     "words32-view": pack_words32_view,
     "words-window": pack_words_window,
-    "words-shifted": pack_words_shifted,
     "mul64": pack1_mul64,
     "shift64": pack1_shift64,
     "mul32": pack1_mul32,

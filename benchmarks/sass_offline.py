@@ -8,10 +8,12 @@ so their instruction count predicts their speed. This script gets that count on 
    Triton driver that reports an sm_90 target lets it generate them (they are never run);
 2. Triton compiles each kernel for sm_90a (``triton.compile`` needs no GPU);
 3. the ``cuobjdump`` shipped with Triton disassembles the cubin, and the SASS instructions are
-   counted per kernel, whole-kernel static counts (the kernels counted here have no loops).
+   counted per kernel: statically for pointwise kernels, and with a looped reduction's body
+   counted once per trip (``executed``).
 
-The package's device choices (``bitpack.words.words_pay_off``, FP8 conversion) are switched to
-their CUDA forms while tracing. Launch configs are chosen here, not tuned: ``XBLOCK=1024`` and 4
+The package's device choices (``bitpack.words.words_pay_off``, the FP8 conversion and the
+FP6/FP4 float add of ``fpx.convert``) are switched to their CUDA forms while tracing; the
+inline device checks of LowBitLinear's float decode are not. Launch configs are chosen here, not tuned: ``XBLOCK=1024`` and 4
 warps, inductor's usual pick for a large pointwise kernel, so each thread handles 8 elements.
 
 Caveats: the Triton source comes from inductor's CPU-device Triton path, which matches the CUDA
@@ -86,7 +88,7 @@ def cuda_paths():
 def triton_sources(fn, *args) -> list[tuple[str, str]]:
     """(kernel name, source) of every Triton kernel inductor writes for ``fn(*args)`` (CPU
     tensors, static shapes); the kernels are generated, never compiled or run by inductor."""
-    from torch._inductor import async_compile, config
+    from torch._inductor import async_compile, config, graph, utils
     from triton.runtime.driver import driver
 
     captured = []
@@ -100,8 +102,6 @@ def triton_sources(fn, *args) -> list[tuple[str, str]]:
     def capture(self, kernel_name, source_code, device_str="cuda"):
         captured.append((kernel_name, source_code))
         return NotRun()
-
-    from torch._inductor import graph, utils
 
     driver.set_active(_Sm90Driver())
     torch._dynamo.reset()
