@@ -4,7 +4,10 @@
 test_encode.py rounds against; neither uses FloatFormat.code_value.
 """
 
+import contextlib
+import importlib
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -179,6 +182,58 @@ def test_nan_codes_keep_their_sign():
     for fmt, pair in ((E4M3, codes[:2]), (E5M2, codes[2:])):
         out = decode(pair, fmt)
         assert torch.isnan(out).all() and torch.signbit(out).tolist() == [False, True]
+
+
+# ---- decode by float32 placement (the CUDA route, run here on CPU) -------------------------------
+@contextlib.contextmanager
+def float32_placement_everywhere():
+    """decode takes _decode_by_float32_placement on CPU too (by default only on CUDA); yields
+    the list of its calls' formats."""
+    convert = importlib.import_module("fpx.convert")
+    calls = []
+    original = convert._decode_by_float32_placement
+
+    def counted(code, fmt, dtype):
+        calls.append(fmt)
+        return original(code, fmt, dtype)
+
+    with mock.patch.object(convert, "_float32_placement_pays_off", lambda device: True), mock.patch.object(
+        convert, "_decode_by_float32_placement", counted
+    ):
+        yield calls
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f.has_zero], ids=[i for f, i in zip(FORMATS, FORMAT_IDS) if f.has_zero])
+def test_decode_by_float32_placement_matches_reference(fmt, dtype):
+    # Every code, with bits above the format's set (they must be ignored), eager and compiled:
+    # values, signs of zero, and NaN codes as quiet NaNs of the code's sign.
+    codes = all_codes(fmt)
+    noisy = codes | (0xFF << fmt.bits & 0xFF)
+    compiled = torch.compile(lambda c: decode(c, fmt, dtype), fullgraph=True, dynamic=False)
+    with float32_placement_everywhere() as calls:
+        outs = [decode(codes, fmt, dtype), decode(noisy, fmt, dtype), compiled(noisy)]
+    assert calls == [fmt] * 3
+    expected = format_values(fmt)
+    nan = torch.from_numpy(np.isnan(expected))
+    for out in outs:
+        assert out.dtype == dtype
+        assert_same_floats(out.double().numpy(), expected)
+        assert torch.equal(torch.signbit(out[nan]), (codes[nan].long() & fmt.sign_mask) != 0)
+        quiet_bit = 0x0040 if dtype == torch.bfloat16 else 0x00400000
+        bits = out.view(torch.int16 if dtype == torch.bfloat16 else torch.int32).long()
+        assert ((bits[nan] & quiet_bit) != 0).all()
+
+
+def test_decode_by_float32_placement_only_where_it_applies():
+    codes = all_codes(E4M3)
+    with float32_placement_everywhere() as calls:
+        decode(codes, E8M0)  # no zero: its code 0 is 2^-127, not a subnormal
+        decode(codes, E4M3, torch.float16)  # float16 keeps its own placement
+        decode(codes, E4M3, torch.float64)
+        decode(codes, exmy(3, 2, bias=-1))  # the scale 2^(127 - bias) = 2^128 is no float32
+    assert calls == []
+    assert decode(codes, E4M3).device.type == "cpu"
 
 
 # ---- errors ------------------------------------------------------------------------------------
