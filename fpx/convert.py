@@ -7,8 +7,8 @@ the bit pattern of the input, so ``torch.compile`` emits one pointwise kernel fo
 GPUs with FP8 conversion instructions, compute capability 8.9 and up, E4M3 and E5M2 round to
 nearest through the instruction instead, with the same results: see _encode_by_conversion.
 On CUDA, formats without inf or NaN codes, FP6 and FP4, round to nearest by one float add:
-see _encode_by_float_add; and decode to float32 / bfloat16 places the fields in a float32 and
-scales it once: see _decode_by_float32_placement.)
+see _encode_by_float_add; and decode places the fields in a float32 and scales it once: see
+_decode_by_float32_placement.)
 
 Every input is rounded once, from its exact value: float32, bfloat16 and float16 give the same
 code for the same value, and float64 is rounded from its own 53-bit significand (never through
@@ -538,7 +538,7 @@ def _decode_int(code: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype) -> tor
     """decode of int32 codes (what decode and round_to share)."""
     # On CPU, a bfloat16 result of float16 arithmetic makes inductor warn ("bf16 and fp16 are
     # mixed in the scheduler node"); there bfloat16 takes the float32 path below.
-    if dtype in (torch.float32, torch.bfloat16) and _float32_placement_pays_off(code.device) and _fits_float32_placement(fmt):
+    if _float32_placement_pays_off(code.device) and _fits_float32_placement(fmt, dtype):
         return _decode_by_float32_placement(code, fmt, dtype)
     placement_dtypes = (torch.float16,) if code.device.type == "cpu" else tuple(_QUIET_NAN_BITS)
     if dtype in placement_dtypes and _fits_float16_placement(fmt):
@@ -615,9 +615,9 @@ def _decode_by_float16_placement(code: torch.Tensor, fmt: FloatFormat, dtype: to
 
 # ---- decode by float32 placement (CUDA) ------------------------------------------------------
 # _code_to_float32 takes about 24 instructions per code for sm_90a (benchmarks/sass_offline.py)
-# and the float16 placement to bfloat16 about 19, most of them int16 byte moves; on an H200 the
-# E4M3 -> bfloat16 decode ran at 0.70x of clone. Placing the fields in a float32 and scaling
-# once takes about 12.
+# and the float16 placement about 17-19, most of them int16 byte moves; on an H200 E4M3 ->
+# bfloat16 decode ran at 0.70x of clone that way. Placing the fields in a float32 and scaling
+# once takes about 12 (15 to float16): 0.94x of clone to bfloat16 on the H200.
 def _float32_placement_pays_off(device: torch.device) -> bool:
     """Decode by _decode_by_float32_placement: on CUDA, where Triton's float multiply keeps
     subnormal inputs (FMUL, not FMUL.FTZ). On CPU ``torch.set_flush_denormal(True)`` would
@@ -625,38 +625,58 @@ def _float32_placement_pays_off(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-def _fits_float32_placement(fmt: FloatFormat) -> bool:
+def _fits_float32_placement(fmt: FloatFormat, dtype: torch.dtype) -> bool:
     """Formats whose fields placed in a float32's make the code's value times 2^(bias - 127):
     zero and IEEE subnormals (exponent field 0), at most 8 exponent bits, and a bias in
     [0, 127], so that the scale 2^(127 - bias) is a float32 of at least 1 and every product is
-    exact."""
-    return fmt.has_zero and fmt.has_subnormals and fmt.exponent_bits <= 8 and 0 <= 127 - fmt.bias <= 127
+    exact. float16 also needs every nonzero finite value to be a float16 normal."""
+    fits = fmt.has_zero and fmt.has_subnormals and fmt.exponent_bits <= 8 and 0 <= 127 - fmt.bias <= 127
+    if dtype == torch.float16:
+        return fits and fmt.min_subnormal >= 2.0**-14 and fmt.max <= 65504 and fmt.mantissa_bits <= 10
+    return fits and dtype in (torch.float32, torch.bfloat16)
+
+
+# (inf, quiet NaN) bit patterns, sign clear, and the sign bit, of the patterns built.
+_SPECIAL_BITS = {
+    torch.float32: (0x7F800000, 0x7FC00000, _INT32_SIGN_BIT),
+    torch.float16: (0x7C00, 0x7E00, 0x8000),
+}
 
 
 def _decode_by_float32_placement(code: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype) -> torch.Tensor:
-    """decode to float32 or bfloat16 in about half the instructions of _code_to_float32.
+    """decode in about half the instructions of _code_to_float32 (formats and dtypes of
+    _fits_float32_placement).
 
     The magnitude shifted to float32's field positions is the code's value times 2^(bias - 127)
     (a float32 subnormal for a subnormal code, both being 0.m times the lowest binade's scale);
-    one multiply by 2^(127 - bias) makes it the value, exactly. Specials and the sign are set on
-    the bit pattern. bfloat16 is the float32's top half: every value of an 8-bit format has at
-    most 7 mantissa bits, so the truncation is exact (and keeps NaN signs, which a cast may
-    not).
+    one multiply by 2^(127 - bias) makes it the value, exactly. bfloat16 is the float32's top
+    half: an 8-bit format's values have at most 7 mantissa bits, so the truncation is exact.
+    float16 moves the exponent from float32's bias to float16's (every nonzero value being a
+    float16 normal). Specials and the sign are set on the bit pattern, which keeps NaN signs
+    (a cast may not).
     """
+    # bfloat16 works on the float32 pattern and takes its top half last (fewer instructions).
+    bits_dtype = torch.float32 if dtype == torch.bfloat16 else dtype
+    inf, nan, sign_bit = _SPECIAL_BITS[bits_dtype]
     magnitude = code & fmt.magnitude_mask
     placed = (magnitude << (23 - fmt.mantissa_bits)).view(torch.float32)
     bits = (placed * 2.0 ** (127 - fmt.bias)).view(torch.int32)
+    if dtype == torch.float16:
+        bits = torch.where(magnitude == 0, 0, (bits >> 13) - ((127 - 15) << 10))
     if fmt.has_inf:
-        bits = torch.where(magnitude == fmt.inf_code, 0x7F800000, bits)
-        bits = torch.where(magnitude > fmt.inf_code, 0x7FC00000, bits)
+        bits = torch.where(magnitude == fmt.inf_code, inf, bits)
+        bits = torch.where(magnitude > fmt.inf_code, nan, bits)
     elif fmt.has_nan:
-        bits = torch.where(magnitude == fmt.nan_code, 0x7FC00000, bits)
+        bits = torch.where(magnitude == fmt.nan_code, nan, bits)
     if fmt.signed:
-        # The code's sign bit moved to bit 31; the bits above the code's fall off the top.
-        bits = bits | ((code << (32 - fmt.bits)) & _INT32_SIGN_BIT)
+        # The code's sign bit moved to the result's; the bits above the code's fall off the top.
+        width = 8 * bits_dtype.itemsize
+        bits = bits | ((code << (width - fmt.bits)) & sign_bit)
+    if dtype == torch.float32:
+        return bits.view(torch.float32)
     if dtype == torch.bfloat16:
-        return (bits >> 16).to(torch.int16).view(torch.bfloat16)
-    return bits.view(torch.float32)
+        bits = bits >> 16
+    return bits.to(torch.int16).view(dtype)
 
 
 def round_to(
