@@ -2,7 +2,7 @@
 
 Run: python benchmarks/convert.py [--device cpu|cuda|all] [--mib 64]
 
-For each input dtype (float32, bfloat16; ``--mib`` MiB of input), GB/s counts the bytes read
+For each input dtype (float32, bfloat16, float16; ``--mib`` MiB of input), GB/s counts the bytes read
 plus the bytes written by one call (median time per call; CPU: wall time, CUDA: CUDA-graph
 replays timed with CUDA events, see benchmarks/timing.py). Rows:
   - ``clone()`` of the input: the copy bandwidth an elementwise op can hope for.
@@ -71,7 +71,7 @@ def check(x: torch.Tensor, encode_fn) -> None:
 
 def bench_device(device: str, mib: int):
     rows = []
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
         n = mib * 2**20 // dtype.itemsize
         x = (torch.randn(n, generator=torch.Generator().manual_seed(0)) * 100).to(dtype).to(device)
         baseline = {}

@@ -12,6 +12,8 @@
 #         configs chosen (TUNING_ARGS, TUNING_OPTIONS, TUNING_COMPILES; about 5 minutes).
 #   pending: what the 2026-11-30 session changed without a GPU (tests, pack/convert timings,
 #         the float-bits reductions, the device's SASS counts): about 8 minutes.
+#   decode: the float32-placement decode's CUDA tests and timings, and float bits at M = 1 in
+#         3 fresh compiles (about 6 minutes).
 #   sass: the device's SASS instruction counts of the pack / unpack kernels (3/5/6/7 bits), to
 #         compare with benchmarks/sass_offline.py's offline counts.
 #   repeat: one test (REPEAT_TEST, a pytest node id) REPEAT_TIMES times, each in a fresh inductor
@@ -165,6 +167,20 @@ if [[ $what == pending ]]; then
     --variants groupsum-cdt,groupsum-floatbits-cdt,groupsum-floatbits-xf32-cdt > "$OUT/floatbits.log" 2>&1
   tail -9 "$OUT/floatbits.log"
   SASS_BITS="3 5" bash "$0" sass
+fi
+
+if [[ $what == decode ]]; then
+  # The float32-placement decode (CUDA tests of every code and dtype, then convert.py with
+  # float16 rows), and the M = 1 float-bits reductions in 3 fresh compiles against group-sum.
+  timeout 200 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_convert_codegen.py tests/fpx/test_formats.py > "$OUT/tests.log" 2>&1
+  echo "tests: $(grep -E "passed|failed|error" "$OUT/tests.log" | tail -1)"; grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -8
+  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 130 python3 benchmarks/convert.py --device cuda > "$OUT/convert.log" 2>&1
+  grep -E "^\| cuda" "$OUT/convert.log"
+  for i in 1 2 3; do
+    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 100 python3 benchmarks/probe_linear.py --m 1 --bits 4 \
+      --variants groupsum-cdt,groupsum-floatbits-cdt,groupsum-floatbits-xf32-cdt > "$OUT/floatbits_$i.log" 2>&1
+    grep -E "^ +8192x8192" "$OUT/floatbits_$i.log" | cut -c1-240
+  done
 fi
 
 if [[ $what == sass ]]; then

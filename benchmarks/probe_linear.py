@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 import bitpack  # noqa: E402
-from timing import environment_line, run_and_count_kernels, time_cuda_graph  # noqa: E402
+from timing import environment_line, run_and_count_kernels, time_cuda_graph, tuned_configs  # noqa: E402
 
 
 def values_per_group(bits):
@@ -476,7 +476,7 @@ def main():
                             [lambda p=p, s=s: fn(xin, p, s, bits, n, k, args.group_size) for _, p, s in weights]
                         )
                         rows.append(
-                            (shape, m, f"int{bits} {name}", kernels, t * 1e6, bf16 / t, f"{floor / t:.0%}", f"err {err:.1e} full_w {full} compile {compile_s:.0f}s")
+                            (shape, m, f"int{bits} {name}", kernels, t * 1e6, bf16 / t, f"{floor / t:.0%}", f"err {err:.1e} full_w {full} compile {compile_s:.0f}s {tuned_configs()}")
                         )
                         if args.log:
                             with open(os.path.join(args.log, f"{name}_b{bits}_m{m}_{shape}.py"), "w") as fh:
