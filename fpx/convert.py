@@ -536,10 +536,10 @@ def decode(codes: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype = torch.flo
 
 def _decode_int(code: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype) -> torch.Tensor:
     """decode of int32 codes (what decode and round_to share)."""
-    # On CPU, a bfloat16 result of float16 arithmetic makes inductor warn ("bf16 and fp16 are
-    # mixed in the scheduler node"); there bfloat16 takes the float32 path below.
     if _float32_placement_pays_off(code.device) and _fits_float32_placement(fmt, dtype):
         return _decode_by_float32_placement(code, fmt, dtype)
+    # On CPU, a bfloat16 result of float16 arithmetic makes inductor warn ("bf16 and fp16 are
+    # mixed in the scheduler node"); there bfloat16 takes the float32 path below.
     placement_dtypes = (torch.float16,) if code.device.type == "cpu" else tuple(_QUIET_NAN_BITS)
     if dtype in placement_dtypes and _fits_float16_placement(fmt):
         return _decode_by_float16_placement(code, fmt, dtype)
@@ -630,7 +630,7 @@ def _fits_float32_placement(fmt: FloatFormat, dtype: torch.dtype) -> bool:
     zero and IEEE subnormals (exponent field 0), at most 8 exponent bits, and a bias in
     [0, 127], so that the scale 2^(127 - bias) is a float32 of at least 1 and every product is
     exact. float16 also needs every nonzero finite value to be a float16 normal."""
-    fits = fmt.has_zero and fmt.has_subnormals and fmt.exponent_bits <= 8 and 0 <= 127 - fmt.bias <= 127
+    fits = fmt.has_zero and fmt.has_subnormals and fmt.exponent_bits <= 8 and 0 <= fmt.bias <= 127
     if dtype == torch.float16:
         return fits and fmt.min_subnormal >= 2.0**-14 and fmt.max <= 65504 and fmt.mantissa_bits <= 10
     return fits and dtype in (torch.float32, torch.bfloat16)

@@ -486,8 +486,11 @@ def _grid_values(codes: torch.Tensor, fmt, code_table: torch.Tensor | None = Non
     in a matmul template's prologue (M = 16, 8192 x 8192, H100) the float16 route measured
     slower there (E2M1: 201 vs 142 us).
 
-    Table lookups and fpx.decode's general arithmetic cost an indirect load or about 30
-    operations per weight; the casts cost 1-6 (measured in benchmarks/linear.py).
+    Table lookups cost an indirect load per weight, fpx.decode 10-15 instructions on CUDA (its
+    float32 placement, counted for sm_90a) and about 30 operations elsewhere; the casts cost 1-6
+    (measured in benchmarks/linear.py). In the M = 1 reduction the float32 placement counts
+    the same as the float16 one (E2M1 11.0 against 11.4 instructions per weight, E3M2 6.4
+    against 6.25; benchmarks/sass_offline.py), so the float16 route stays.
     """
     if not isinstance(fmt, FloatFormat):
         return codes.to(torch.float32)
