@@ -11,8 +11,9 @@ so their instruction count predicts their speed. This script gets that count on 
    counted per kernel: statically for pointwise kernels, and with a looped reduction's body
    counted once per trip (``executed``).
 
-The package's device choices (``bitpack.words.words_pay_off``, the FP8 conversion and the
-FP6/FP4 float add of ``fpx.convert``) are switched to their CUDA forms while tracing; the
+The package's device choices (``bitpack.words.words_pay_off``, the FP8 conversion, the
+FP6/FP4 float add and the float32-placement decode of ``fpx.convert``) are switched to their
+CUDA forms while tracing; the
 inline device checks of LowBitLinear's float decode are not. Launch configs are chosen here, not tuned: ``XBLOCK=1024`` and 4
 warps, inductor's usual pick for a large pointwise kernel, so each thread handles 8 elements.
 
@@ -28,6 +29,7 @@ venv made with ``--system-site-packages``. Verified with torch 2.13.0 and Triton
     python benchmarks/sass_offline.py unpack --bits 3 5 6 7
     python benchmarks/sass_offline.py gemv --formats INT4 INT2 INT8  # LowBitLinear, M = 1
     python benchmarks/sass_offline.py encode --formats E2M1 E3M2       # fpx.encode on CUDA
+    python benchmarks/sass_offline.py decode --formats E4M3 E2M1       # fpx.decode on CUDA
     python benchmarks/sass_offline.py cubins ~/.cache/torchinductor  # on the device
 """
 
@@ -81,7 +83,9 @@ def cuda_paths():
     convert = importlib.import_module("fpx.convert")
     with mock.patch.object(words, "words_pay_off", lambda device: True), mock.patch.object(
         convert, "_conversion_pays_off", lambda device: True
-    ), mock.patch.object(convert, "_float_add_pays_off", lambda device: True):
+    ), mock.patch.object(convert, "_float_add_pays_off", lambda device: True), mock.patch.object(
+        convert, "_float32_placement_pays_off", lambda device: True
+    ):
         yield
 
 
@@ -291,6 +295,20 @@ def _encode_rows(args):
             print(f"{name:>5} {str(dtype)[6:]:>9} {count:>7} {per_element:>13.2f}  {top}", flush=True)
 
 
+def _decode_rows(args):
+    """fpx.decode's CUDA kernels: instructions per code (8 per thread) by format and dtype."""
+    import fpx
+
+    print(f"{'fmt':>5} {'output':>9} {'kernels':>7} {'instr/code':>10}  top opcodes")
+    codes = torch.randint(0, 256, (1 << 22,), dtype=torch.uint8)
+    for name in args.formats:
+        fmt = getattr(fpx, name)
+        for dtype in (torch.float32, torch.bfloat16, torch.float16):
+            count, per_code, ops = instructions(lambda c: fpx.decode(c, fmt, dtype), codes)
+            top = ", ".join(f"{op} {n}" for op, n in ops.most_common(6))
+            print(f"{name:>5} {str(dtype)[6:]:>9} {count:>7} {per_code:>10.2f}  {top}", flush=True)
+
+
 def _cubin_rows(args):
     """Every cubin under a folder (Triton's cache inside an inductor cache on the device): its
     static instruction count, its warps (Triton's metadata beside it) and its name."""
@@ -314,10 +332,12 @@ def main():
     p.add_argument("--formats", nargs="*", default=["INT4", "INT2", "INT8"])
     p = sub.add_parser("encode", help="fpx.encode's CUDA kernels")
     p.add_argument("--formats", nargs="*", default=["E2M1", "E3M2", "E2M3", "E4M3"])
+    p = sub.add_parser("decode", help="fpx.decode's CUDA kernels")
+    p.add_argument("--formats", nargs="*", default=["E4M3", "E5M2", "E3M2", "E2M1"])
     p = sub.add_parser("cubins", help="count the SASS of every cubin under a folder (on the device)")
     p.add_argument("folder")
     args = parser.parse_args()
-    {"cubins": _cubin_rows, "gemv": _gemv_rows, "encode": _encode_rows}.get(args.what, _pack_rows)(args)
+    {"cubins": _cubin_rows, "gemv": _gemv_rows, "encode": _encode_rows, "decode": _decode_rows}.get(args.what, _pack_rows)(args)
 
 
 if __name__ == "__main__":

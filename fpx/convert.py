@@ -629,10 +629,13 @@ def _fits_float32_placement(fmt: FloatFormat, dtype: torch.dtype) -> bool:
     """Formats whose fields placed in a float32's make the code's value times 2^(bias - 127):
     zero and IEEE subnormals (exponent field 0), at most 8 exponent bits, and a bias in
     [0, 127], so that the scale 2^(127 - bias) is a float32 of at least 1 and every product is
-    exact. float16 also needs every nonzero finite value to be a float16 normal."""
+    exact. float16 also needs every nonzero finite value to be a float16 normal, and is taken
+    only for formats with NaN codes: without them the float16 placement is cheaper (E2M1 and
+    E3M2 7.5 instructions per code against 12.75; E4M3 17.4 against 14.6)."""
     fits = fmt.has_zero and fmt.has_subnormals and fmt.exponent_bits <= 8 and 0 <= fmt.bias <= 127
     if dtype == torch.float16:
-        return fits and fmt.min_subnormal >= 2.0**-14 and fmt.max <= 65504 and fmt.mantissa_bits <= 10
+        normal = fmt.min_subnormal >= 2.0**-14 and fmt.max <= 65504 and fmt.mantissa_bits <= 10
+        return fits and normal and fmt.has_nan
     return fits and dtype in (torch.float32, torch.bfloat16)
 
 
