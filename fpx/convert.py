@@ -480,17 +480,24 @@ def _code_to_float32(code: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
         # exponent field (the result is a normal float32, _check_format ensures it).
         scaled = mantissa.to(torch.float32).view(torch.int32) + ((1 - fmt.bias - m) << 23)
         bits = torch.where(exponent_field == 0, torch.where(mantissa == 0, 0, scaled), bits)
-    if fmt.has_inf:
-        bits = torch.where(magnitude == fmt.inf_code, 0x7F800000, bits)
-        bits = torch.where(magnitude > fmt.inf_code, 0x7FC00000, bits)
-    elif fmt.has_nan:
-        bits = torch.where(magnitude == fmt.nan_code, 0x7FC00000, bits)
+    bits = _with_specials(bits, magnitude, fmt, 0x7F800000, 0x7FC00000)
     if fmt.signed:
         # Set the sign bit on the integer pattern, not by negating the float: Triton's unary
         # minus is 0 - x (so -(+0.0) gives +0.0), and a GPU's negation of a NaN may return any
         # NaN. (An OR with INT32_MIN, not a shift into bit 31, which would overflow an int32.)
         bits = torch.where((code & fmt.sign_mask) != 0, bits | _INT32_SIGN_BIT, bits)
     return bits.view(torch.float32)
+
+
+def _with_specials(bits: torch.Tensor, magnitude: torch.Tensor, fmt: FloatFormat, inf: int, nan: int) -> torch.Tensor:
+    """``bits`` (an integer pattern per code) with the pattern ``inf`` at inf codes and ``nan`` at
+    NaN codes, by the codes' ``magnitude`` (sign cleared)."""
+    if fmt.has_inf:
+        bits = torch.where(magnitude == fmt.inf_code, inf, bits)
+        return torch.where(magnitude > fmt.inf_code, nan, bits)
+    if fmt.has_nan:
+        return torch.where(magnitude == fmt.nan_code, nan, bits)
+    return bits
 
 
 def _check_codes(codes) -> None:
@@ -642,7 +649,7 @@ def _fits_float32_placement(fmt: FloatFormat, dtype: torch.dtype) -> bool:
 # (inf, quiet NaN) bit patterns, sign clear, and the sign bit, of the patterns built.
 _SPECIAL_BITS = {
     torch.float32: (0x7F800000, 0x7FC00000, _INT32_SIGN_BIT),
-    torch.float16: (0x7C00, 0x7E00, 0x8000),
+    torch.float16: (0x7C00, _QUIET_NAN_BITS[torch.float16], 0x8000),
 }
 
 
@@ -666,11 +673,7 @@ def _decode_by_float32_placement(code: torch.Tensor, fmt: FloatFormat, dtype: to
     bits = (placed * 2.0 ** (127 - fmt.bias)).view(torch.int32)
     if dtype == torch.float16:
         bits = torch.where(magnitude == 0, 0, (bits >> 13) - ((127 - 15) << 10))
-    if fmt.has_inf:
-        bits = torch.where(magnitude == fmt.inf_code, inf, bits)
-        bits = torch.where(magnitude > fmt.inf_code, nan, bits)
-    elif fmt.has_nan:
-        bits = torch.where(magnitude == fmt.nan_code, nan, bits)
+    bits = _with_specials(bits, magnitude, fmt, inf, nan)
     if fmt.signed:
         # The code's sign bit moved to the result's; the bits above the code's fall off the top.
         width = 8 * bits_dtype.itemsize
