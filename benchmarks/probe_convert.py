@@ -3,9 +3,10 @@
 Research script (not part of the package). On Hopper the integer-heavy bit-level paths of
 ``fpx.encode`` / ``fpx.decode`` run at 0.60-0.63x of clone for bfloat16 data (twice the
 elements per byte of float32, and integer instructions issue at half the float rate). The
-variants here let the conversion instruction do the rounding (``x.to(torch.float8_e4m3fn)``)
-or the decode (``codes.view(torch.float8_e4m3fn).to(dtype)``) and then patch what fpx's
-contract says and the instruction may not: saturation, inf, and NaN signs.
+conversion-instruction variants with fpx's fix-ups are the package's own CUDA path now
+(``fpx`` rows); ``cvt-raw`` times the bare instruction (not the contract) as a speed
+reference, and ``words`` / ``words-view`` / ``pairs`` test whether the bytes each thread has in
+flight bound the 16-bit encode and decode (refuted: benchmarks/RESULTS.md).
 
 Every variant is checked bit for bit against ``fpx`` on the CPU: every bfloat16 and float16
 bit pattern, every code, and float32 boundary neighbours plus random bit patterns. The
@@ -23,7 +24,6 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 import fpx  # noqa: E402
 from fpx import E4M3  # noqa: E402
-from fpx.convert import _with_signed_nans  # noqa: E402
 from timing import environment_line, time_cuda_graph  # noqa: E402
 
 _INT_VIEW = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float16: torch.int16}
@@ -34,39 +34,15 @@ def encode_by_cvt_raw(x):
     return x.to(torch.float8_e4m3fn).view(torch.uint8)
 
 
-def encode_by_cvt(x):
-    """fpx.encode(x, E4M3) (saturate=True): the instruction rounds (to nearest, ties to even,
-    subnormals included); magnitudes at or above 448, inf included, take the max code whatever
-    the instruction does with them; NaN takes 0x7F; the sign comes from the input's bits."""
-    magnitude = x.to(torch.float8_e4m3fn).view(torch.uint8) & 0x7F
-    size = x.abs()
-    magnitude = torch.where(size >= 448.0, 0x7E, magnitude)
-    magnitude = torch.where(size != size, 0x7F, magnitude)
-    negative = x.view(_INT_VIEW[x.dtype]) < 0
-    return (magnitude | (negative.to(torch.uint8) << 7)).to(torch.uint8)
-
-
 def decode_by_cvt_raw(codes, dtype):
     return codes.view(torch.float8_e4m3fn).to(dtype)
-
-
-def decode_by_cvt(codes, dtype):
-    """fpx.decode(codes, E4M3, dtype): the instruction decodes; NaN codes get the quiet NaN of
-    their sign by bit pattern."""
-    values = codes.view(torch.float8_e4m3fn).to(dtype)
-    code = codes.to(torch.int32)
-    if dtype == torch.float32:
-        nan = torch.where((code & 0x80) != 0, -4194304, 0x7FC00000).to(torch.int32)  # -4194304: 0xFFC00000
-        is_nan = (code & 0x7F) == 0x7F
-        return torch.where(is_nan, nan, values.view(torch.int32)).view(torch.float32)
-    return _with_signed_nans(values, code, E4M3)
 
 
 def encode_words(x, by_int32_view=False):
     """fpx.encode(x, E4M3) with four codes per int32 word: each thread of inductor's pointwise
     kernel (8 outputs per thread) then has 4x the input bytes in flight. The H200 ran the
-    elementwise bfloat16 encode at clone's read rate (0.79x of clone's bytes): bound by the
-    bytes each thread has in flight, not by instructions. ``by_int32_view``: bfloat16 inputs read
+    elementwise bfloat16 encode at clone's read rate (0.79x of clone's bytes); this tests
+    whether the bytes in flight bound it (refuted: 0.78-0.81x). ``by_int32_view``: bfloat16 inputs read
     as int32 words (two values each, a value being its half shifted to the top) instead of
     four strided loads."""
     if by_int32_view and x.dtype == torch.bfloat16:

@@ -281,32 +281,24 @@ def _gemv_rows(args):
             print(f"{name:>5} {label:>22} {total:>12.2f} {conversions:>11.2f} {bound:>7.4f}  {config}", flush=True)
 
 
-def _encode_rows(args):
-    """fpx.encode's CUDA kernels: instructions per element (8 per thread) by format and input."""
+def _convert_rows(args):
+    """fpx.encode's or fpx.decode's CUDA kernels (``args.what``): instructions per element (8
+    per thread) by format and floating dtype (the input of encode, the output of decode)."""
     import fpx
 
-    print(f"{'fmt':>5} {'input':>9} {'kernels':>7} {'instr/element':>13}  top opcodes")
-    for name in args.formats:
-        fmt = getattr(fpx, name)
-        for dtype in (torch.float32, torch.bfloat16, torch.float16):
-            x = (torch.randn(1 << 22) * 4).to(dtype)
-            count, per_element, ops = instructions(lambda t: fpx.encode(t, fmt), x)
-            top = ", ".join(f"{op} {n}" for op, n in ops.most_common(6))
-            print(f"{name:>5} {str(dtype)[6:]:>9} {count:>7} {per_element:>13.2f}  {top}", flush=True)
-
-
-def _decode_rows(args):
-    """fpx.decode's CUDA kernels: instructions per code (8 per thread) by format and dtype."""
-    import fpx
-
-    print(f"{'fmt':>5} {'output':>9} {'kernels':>7} {'instr/code':>10}  top opcodes")
+    column = "input" if args.what == "encode" else "output"
+    print(f"{'fmt':>5} {column:>9} {'kernels':>7} {'instr/element':>13}  top opcodes")
     codes = torch.randint(0, 256, (1 << 22,), dtype=torch.uint8)
     for name in args.formats:
         fmt = getattr(fpx, name)
         for dtype in (torch.float32, torch.bfloat16, torch.float16):
-            count, per_code, ops = instructions(lambda c: fpx.decode(c, fmt, dtype), codes)
+            if args.what == "encode":
+                fn, arg = (lambda t: fpx.encode(t, fmt)), (torch.randn(1 << 22) * 4).to(dtype)
+            else:
+                fn, arg = (lambda c: fpx.decode(c, fmt, dtype)), codes
+            count, per_element, ops = instructions(fn, arg)
             top = ", ".join(f"{op} {n}" for op, n in ops.most_common(6))
-            print(f"{name:>5} {str(dtype)[6:]:>9} {count:>7} {per_code:>10.2f}  {top}", flush=True)
+            print(f"{name:>5} {str(dtype)[6:]:>9} {count:>7} {per_element:>13.2f}  {top}", flush=True)
 
 
 def _cubin_rows(args):
@@ -337,7 +329,7 @@ def main():
     p = sub.add_parser("cubins", help="count the SASS of every cubin under a folder (on the device)")
     p.add_argument("folder")
     args = parser.parse_args()
-    {"cubins": _cubin_rows, "gemv": _gemv_rows, "encode": _encode_rows, "decode": _decode_rows}.get(args.what, _pack_rows)(args)
+    {"cubins": _cubin_rows, "gemv": _gemv_rows, "encode": _convert_rows, "decode": _convert_rows}.get(args.what, _pack_rows)(args)
 
 
 if __name__ == "__main__":

@@ -480,7 +480,8 @@ def _code_to_float32(code: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
         # exponent field (the result is a normal float32, _check_format ensures it).
         scaled = mantissa.to(torch.float32).view(torch.int32) + ((1 - fmt.bias - m) << 23)
         bits = torch.where(exponent_field == 0, torch.where(mantissa == 0, 0, scaled), bits)
-    bits = _with_specials(bits, magnitude, fmt, 0x7F800000, 0x7FC00000)
+    inf, nan, _ = _SPECIAL_BITS[torch.float32]
+    bits = _with_specials(bits, magnitude, fmt, inf, nan)
     if fmt.signed:
         # Set the sign bit on the integer pattern, not by negating the float: Triton's unary
         # minus is 0 - x (so -(+0.0) gives +0.0), and a GPU's negation of a NaN may return any

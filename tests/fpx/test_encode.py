@@ -6,9 +6,6 @@ format's values (``format_values``, a formula in test_formats.py), ties to the e
 exponent unbounded (the table is extended by the next value above max, OFP8 5.2.1).
 """
 
-import contextlib
-import importlib
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -19,7 +16,7 @@ from hypothesis import strategies as st
 import fpx
 from fpx import E2M1, E2M3, E3M2, E4M3, E5M2, E8M0, decode, encode, exmy, mx_scale_exponent, round_to
 
-from .test_formats import FORMAT_IDS, FORMATS, format_values
+from .test_formats import FORMAT_IDS, FORMATS, format_values, route_everywhere
 
 
 # ---- the reference -----------------------------------------------------------------------------
@@ -172,23 +169,6 @@ def test_encode_matches_reference(fmt, inputs):
             f"{bad.size} wrong codes, saturate={saturate}; first: x={x[bad[0]].item()!r} "
             f"-> {actual[bad[0]]:#x}, expected {expected[bad[0]]:#x}"
         )
-
-
-@contextlib.contextmanager
-def route_everywhere(pays_off: str, route: str):
-    """encode takes one of fpx.convert's device-chosen routes on CPU too: ``pays_off`` (the
-    device check) is patched to say yes, and the calls of ``route`` are counted; yields the
-    list of their arguments."""
-    convert = importlib.import_module("fpx.convert")
-    calls = []
-    original = getattr(convert, route)
-
-    def counted(*args):
-        calls.append(args)
-        return original(*args)
-
-    with mock.patch.object(convert, pays_off, lambda device: True), mock.patch.object(convert, route, counted):
-        yield calls
 
 
 def conversion_everywhere():

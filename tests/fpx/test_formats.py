@@ -186,21 +186,26 @@ def test_nan_codes_keep_their_sign():
 
 # ---- decode by float32 placement (the CUDA route, run here on CPU) -------------------------------
 @contextlib.contextmanager
-def float32_placement_everywhere():
-    """decode takes _decode_by_float32_placement on CPU too (by default only on CUDA); yields
-    the list of its calls' formats."""
+def route_everywhere(pays_off: str, route: str):
+    """encode / decode take one of fpx.convert's device-chosen routes on CPU too: ``pays_off``
+    (the device check) is patched to say yes, and the calls of ``route`` are counted; yields
+    the list of their arguments."""
     convert = importlib.import_module("fpx.convert")
     calls = []
-    original = convert._decode_by_float32_placement
+    original = getattr(convert, route)
 
-    def counted(code, fmt, dtype):
-        calls.append(fmt)
-        return original(code, fmt, dtype)
+    def counted(*args):
+        calls.append(args)
+        return original(*args)
 
-    with mock.patch.object(convert, "_float32_placement_pays_off", lambda device: True), mock.patch.object(
-        convert, "_decode_by_float32_placement", counted
-    ):
+    with mock.patch.object(convert, pays_off, lambda device: True), mock.patch.object(convert, route, counted):
         yield calls
+
+
+def float32_placement_everywhere():
+    """decode takes _decode_by_float32_placement on CPU too (by default only on CUDA); the
+    calls' arguments are (code, fmt, dtype)."""
+    return route_everywhere("_float32_placement_pays_off", "_decode_by_float32_placement")
 
 
 # The route's cases: formats with zero and subnormals, to float32 and bfloat16; to float16 the
@@ -224,7 +229,7 @@ def test_decode_by_float32_placement_matches_reference(fmt, dtype):
     compiled = torch.compile(lambda c: decode(c, fmt, dtype), fullgraph=True, dynamic=False)
     with float32_placement_everywhere() as calls:
         outs = [decode(codes, fmt, dtype), decode(noisy, fmt, dtype), compiled(noisy)]
-    assert calls == [fmt] * 3
+    assert [call[1] for call in calls] == [fmt] * 3
     expected = format_values(fmt)
     nan = torch.from_numpy(np.isnan(expected))
     int_view, quiet_bit = {torch.float32: (torch.int32, 1 << 22), torch.bfloat16: (torch.int16, 1 << 6), torch.float16: (torch.int16, 1 << 9)}[dtype]
