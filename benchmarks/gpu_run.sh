@@ -23,6 +23,8 @@
 #   conversions: int -> float by conversion instruction or by the 2^23 mantissa trick, side by
 #         side in one run (the two-level reduction at M=1, with E2M1 decoded three ways; the
 #         template prologue at M=16), then the dense pack formulations of probe_pack.py.
+#   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES), then
+#         probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
 set -u
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
@@ -216,4 +218,31 @@ if [[ $what == sweep ]]; then
     echo "== $job"; grep -E "M=|FAILED|copy bandwidth|Error" "$OUT/sweep_$i.log" | cut -c1-150
     i=$((i + 1))
   done
+fi
+if [[ $what == profile ]]; then
+  # Nsight Compute on the compiled layer's kernels (PROFILE_CASES), after a first process that
+  # compiles, tunes and times them into a fresh inductor cache; then PROBE_VARIANTS at 16 rows.
+  export TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)
+  cases=${PROFILE_CASES:-INT4:1,INT8:1,E4M3:1,INT4:16}
+  ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  for fb in ${PROFILE_FLOAT_BITS:-auto}; do  # a separate inductor cache per setting
+    export TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)
+    timeout ${PROFILE_TIMEOUT:-240} python3 benchmarks/profile_linear.py --cases "$cases" --float-bits $fb > "$OUT/profile_times_$fb.log" 2>&1
+    grep -E "^[A-Z0-9]+:[0-9]+ |Error" "$OUT/profile_times_$fb.log" | cut -c1-300
+    timeout 200 "$ncu" --clock-control none --nvtx --nvtx-include "profile/" --set full --import-source no \
+      -o "$OUT/prof_$fb" python3 benchmarks/profile_linear.py --cases "$cases" --float-bits $fb --profile > "$OUT/ncu_run_$fb.log" 2>&1
+    tail -2 "$OUT/ncu_run_$fb.log"
+  done
+  for rep in "$OUT"/prof_*.ncu-rep; do
+    base=${rep%.ncu-rep}
+    "$ncu" -i "$rep" --page details > "$base.details.txt" 2>&1
+    "$ncu" -i "$rep" --page source --print-source sass --csv > "$base.source.csv" 2>&1 || true
+    echo "== $base"
+    grep -E "^  [a-z_]+.*\(|Duration|Issue Slots Busy|Achieved Occupancy|Registers Per|Grid Size|Block Size|Executed Instructions  " "$base.details.txt" | cut -c1-100
+  done
+  if [[ -n ${PROBE_VARIANTS:-} ]]; then
+    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${PROBE_TIMEOUT:-200} python3 benchmarks/probe_linear.py --m ${PROBE_M:-16} --bits 4 \
+      --variants "$PROBE_VARIANTS" > "$OUT/probe.log" 2>&1
+    tail -12 "$OUT/probe.log" | cut -c1-220
+  fi
 fi

@@ -336,6 +336,44 @@ def mm_t_iq_form(x, packed, scale, bits, n, k, group_size):
     return x @ InvokeQuant(codegen_low_precision=False)(dq, packed, scale, scheme="lowbit")
 
 
+def mm_nt_iq_form(x, packed, scale, bits, n, k, group_size):
+    """(W @ x.T).T: the decoded W (N, K) as the template's A operand, so that the tile's long side
+    (BLOCK_M) runs along N and x.T is the small B operand."""
+    from torch._higher_order_ops._invoke_quant import InvokeQuant
+
+    def dq(packed, scale):
+        g = values_per_group(bits)
+        codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32).reshape(n, k)
+        return (codes - (1 << (bits - 1))).to(x.dtype) * scale.repeat_interleave(group_size, dim=1)
+
+    w = InvokeQuant(codegen_low_precision=False)(dq, packed, scale, scheme="lowbit")
+    return (w @ x.t()).t()
+
+
+def mm_t_iq_fold_form(splits):
+    """Split K into ``splits`` parts folded into the template's N: B' = (K/S, S N) with
+    B'[k', s N + n] = W.T[s K/S + k', n], A' = x as (M S, K/S); the product (M S, S N) holds the
+    S partial products on its diagonal blocks. S times the tensor-core work and S times the
+    programs, so S times the warps decoding the weight."""
+
+    def form(x, packed, scale, bits, n, k, group_size):
+        from torch._higher_order_ops._invoke_quant import InvokeQuant
+
+        def dq(packed, scale):
+            g = values_per_group(bits)
+            codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32).reshape(n, k)
+            w = (codes - (1 << (bits - 1))).to(x.dtype) * scale.repeat_interleave(group_size, dim=1)
+            # computed in the (K/S, S, N) layout; the subgraph must end in a computed tensor
+            return w.view(n, splits, k // splits).permute(2, 1, 0).contiguous()
+
+        m = x.shape[0]
+        b = InvokeQuant(codegen_low_precision=False)(dq, packed, scale, scheme="lowbit").view(k // splits, splits * n)
+        c = x.reshape(m * splits, k // splits) @ b  # (M S, S N)
+        return c.view(m, splits, splits, n).diagonal(dim1=1, dim2=2).float().sum(-1).to(x.dtype)
+
+    return form
+
+
 def mm_t_iq_sx_form(x, packed, scale, bits, n, k, group_size):
     """mm_t_iq_form (INT4) with each nibble sign-extended by two int32 shifts: the byte (XOR
     0x88: two's complement nibbles, as LowBitLinear stores signed codes) shifted left so that
@@ -382,6 +420,10 @@ def mm_int8_kmajor_form(x, packed, scale, bits, n, k, group_size):
 VARIANTS = {
     "mm-t-ma": (mm_t_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "mm-t-iq-ma": (mm_t_iq_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
+    "mm-nt-iq-ma": (mm_nt_iq_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
+    "mm-t-iq-fold2-ma": (mm_t_iq_fold_form(2), {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
+    "mm-t-iq-fold4-ma": (mm_t_iq_fold_form(4), {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
+    "mm-t-iq-fold8-ma": (mm_t_iq_fold_form(8), {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "mm-t-iq-sx-ma": (mm_t_iq_sx_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "mm-t-iq-sx-st-ma": (mm_t_iq_sx_st_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "mm-int8k-ma": (mm_int8_kmajor_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
