@@ -337,7 +337,7 @@ class LowBitLinear(nn.Module):
         of packed bytes: inductor's C++ loads uint8 lanes through a slow partial vector load,
         int32 lanes in full.
 
-        With ``float_bits`` (the default on CUDA for byte planes of 1, 2, 4 or 8-bit integer
+        With ``float_bits`` (the default on CUDA for byte planes of 1, 2 or 4-bit integer
         codes) each plane's codes become float32 without a conversion instruction: see
         :meth:`_plane_float_bits`.
         """
@@ -350,7 +350,8 @@ class LowBitLinear(nn.Module):
         words = words and self._word_aligned()
         if float_bits is None:
             float_bits = x2d.device.type == "cuda"
-        float_bits = float_bits and not words and isinstance(fmt, IntFormat) and 8 % bits == 0
+        # Not for 8 bits: a signed byte converts in one instruction (I2F.S8), no extraction to save.
+        float_bits = float_bits and not words and isinstance(fmt, IntFormat) and bits in (1, 2, 4)
         per_word = 4 if words else 1  # a plane's columns each step of a reduction covers
         planes, width = g * per_word, columns // per_word
         segment = math.gcd(self.group_size // per_word, width)  # never straddles a group or a plane
