@@ -12,7 +12,6 @@ inductor cache, then profile a second process that finds every kernel and tuning
 """
 
 import argparse
-import functools
 import os
 import sys
 
@@ -34,7 +33,13 @@ def main():
     parser.add_argument("--float-bits", choices=("auto", "0", "1"), default="auto", help="the reductions' planes by float bits")
     args = parser.parse_args()
     if args.float_bits != "auto":
-        LowBitLinear._gemv = functools.partialmethod(LowBitLinear._gemv, float_bits=args.float_bits == "1")
+        # A plain function (dynamo cannot trace functools.partialmethod's __get__: a graph break).
+        gemv, float_bits = LowBitLinear._gemv, args.float_bits == "1"
+
+        def forced(self, x2d, words=None, bias=None, float_bits_=None):
+            return gemv(self, x2d, words, bias, float_bits)
+
+        LowBitLinear._gemv = forced
     n, k = map(int, args.shape.split("x"))
     linear = torch.nn.Linear(k, n, bias=False, device="cuda")
     for case in args.cases.split(","):
