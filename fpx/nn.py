@@ -351,7 +351,7 @@ class LowBitLinear(nn.Module):
         if float_bits is None:
             float_bits = x2d.device.type == "cuda"
         # Not for 8 bits: a signed byte converts in one instruction (I2F.S8), no extraction to save.
-        float_bits = float_bits and not words and isinstance(fmt, IntFormat) and bits in (1, 2, 4)
+        float_bits = float_bits and not words and isinstance(fmt, IntFormat) and bits < 8
         per_word = 4 if words else 1  # a plane's columns each step of a reduction covers
         planes, width = g * per_word, columns // per_word
         segment = math.gcd(self.group_size // per_word, width)  # never straddles a group or a plane
@@ -371,8 +371,6 @@ class LowBitLinear(nn.Module):
         scale = _e8m0_values(self.scale) if self.block == "mx" else self.scale.float()
         zero_point = None if self.zero_point is None else self.zero_point[:, group]
         slope, offset = _grid_affine(scale[:, group], zero_point, fmt)  # (N, planes, segments)
-        if float_bits:  # plane q's values come 2^(bits q) times the grid: undo it in the slope
-            slope = slope * torch.tensor([2.0 ** (-bits * q) for q in range(planes)], device=device)[:, None]
         x_sums = None if offset is None else xs.sum(-1)  # (M, planes, segments)
         # One int32 view for all planes (a view per plane made inductor split the kernel).
         word = self.packed.view(n, -1).view(torch.int32) if words else None  # little-endian
@@ -391,8 +389,7 @@ class LowBitLinear(nn.Module):
             for q in range(planes):
                 # Decoded per plane, so that each decode has one consumer and stays inside the
                 # reduction (inductor writes out a large expression that several consumers read).
-                plane = self._plane_float_bits(q) if float_bits else self._plane_grid(q, word)
-                grid = plane.view(n, segments, segment)
+                grid = self._plane_grid(q, word, float_bits).view(n, segments, segment)
                 dots = (xs[block, None, q] * grid[None]).sum(-1)  # (rows, N, segments)
                 terms = dots * slope[None, :, q]
                 if offset is not None:
@@ -417,47 +414,27 @@ class LowBitLinear(nn.Module):
         little = sys.byteorder == "little"
         return little and whole_words and 8 % self.fmt.bits == 0 and self.group_size % 4 == 0
 
-    def _plane_grid(self, q: int, word: torch.Tensor | None) -> torch.Tensor:
+    def _plane_grid(self, q: int, word: torch.Tensor | None, float_bits: bool = False) -> torch.Tensor:
         """Grid values (N, columns of the plane) of plane ``q`` of the packed bytes, or with
-        ``word`` (the packed bytes as int32) of plane ``q`` of the words (see :meth:`_gemv`)."""
+        ``word`` (the packed bytes as int32) of plane ``q`` of the words (see :meth:`_gemv`);
+        integer codes by :func:`_int_field_values` with ``float_bits``."""
         fmt, bits, g = self.fmt, self.fmt.bits, planar_group(self.fmt.bits)
+        if word is None and float_bits and 8 % bits == 0:
+            # The field where the byte holds it: no shift (bitpack's dense layout, value q at bit bits q).
+            byte = self.packed[:, 0].to(torch.int32)
+            return _int_field_values(byte, bits, self._signed_codes, shift=bits * q, masked=True)
         if word is None:
             fields = bitpack.unpack(self.packed, bits, g, dim=1, dtype=torch.int32)[:, q]
         else:
             p, b = divmod(q, 4)  # byte b of a little-endian word is its bits 8b..8b+7
             fields = (word >> (8 * b + bits * p)) & ((1 << bits) - 1)  # as bitpack's dense layout places them
+        if float_bits:
+            return _int_field_values(fields, bits, self._signed_codes)
         if self._signed_codes:
-            # Sign extension by the field's sign bit. Converting with a cast is as fast as building
-            # the float from the bits (2^23 mantissa placement; H100 8192 x 8192, M = 1, INT2/3/4,
-            # within the run-to-run spread; see docs/inductor.md), and simpler.
+            # Sign extension by the field's sign bit, then a conversion (I2F).
             sign = 1 << (bits - 1)
             fields = (fields ^ sign) - sign
         return _grid_values(fields, fmt, self.code_table)
-
-    def _plane_float_bits(self, q: int) -> torch.Tensor:
-        """2^(bits q) times the grid values (N, columns of the plane) of plane ``q`` of 1, 2, 4 or
-        8-bit integer codes, as float32, in two operations per value and no int -> float
-        conversion.
-
-        The plane's field stays where the byte holds it (bits ``s = bits q`` up), under the
-        exponent of 2^23: the float32 whose bits are ``field << s | 0x4B000000`` is exactly
-        2^23 + 2^s field, so subtracting 2^23 leaves 2^s field. Signed codes flip the field's
-        sign bit in the same operation, ``(byte & mask) ^ (0x4B000000 | sign)``, and subtract
-        2^23 + sign: 2^s ((field ^ sign) - sign), the sign-extended field. The caller scales
-        the plane's slope by 2^-s (exact). Why: a conversion instruction (I2F) issues at a
-        quarter of the integer rate on Hopper, and the sign extension took four more (H200,
-        Nsight Compute on INT4 8192 x 8192 at M = 1: 8.7 instructions per weight, the issue
-        slots 72% busy).
-        """
-        bits, s = self.fmt.bits, self.fmt.bits * q
-        byte = self.packed[:, 0].to(torch.int32)  # (N, columns): a group of G fields per byte
-        field_mask = ((1 << bits) - 1) << s
-        if self._signed_codes:
-            sign = 1 << (bits - 1 + s)
-            pattern, base = (byte & field_mask) ^ (_TWO_POW_23_BITS | sign), 2.0**23 + sign
-        else:
-            pattern, base = (byte & field_mask) | _TWO_POW_23_BITS, 2.0**23
-        return pattern.view(torch.float32) - base
 
     # ---- state ----------------------------------------------------------------------------------
     def _config(self) -> dict:
@@ -488,22 +465,34 @@ class LowBitLinear(nn.Module):
         )
 
 
-def dequantize_packed(packed, scale, zero_point, code_table, *, fmt, group_size, block, table=True) -> torch.Tensor:
+def dequantize_packed(
+    packed, scale, zero_point, code_table, *, fmt, group_size, block, table=True, float_bits=None
+) -> torch.Tensor:
     """The weight W (N, K) in float32 from its stored tensors.
 
     ``table=False`` keeps float codes without a fast decode (see :func:`_grid_values`) off
     ``code_table``: no indirect load, which a matmul template's prologue cannot take.
+    ``float_bits`` (default: on CUDA) turns integer codes of 1-7 bits into floats by
+    :func:`_int_field_values` instead of a sign extension and a conversion.
     """
     n, _, columns = packed.shape
     g = planar_group(fmt.bits)
     signed = isinstance(fmt, IntFormat) and fmt.signed
-    codes = bitpack.unpack(packed, fmt.bits, g, dim=1, signed=signed, dtype=torch.int32)
+    if float_bits is None:
+        float_bits = packed.device.type == "cuda"
+    float_bits = float_bits and isinstance(fmt, IntFormat) and fmt.bits < 8
+    codes = bitpack.unpack(packed, fmt.bits, g, dim=1, signed=signed and not float_bits, dtype=torch.int32)
     # (N, G, K/G) planes are W's columns in order: as (N, groups, group_size), scales and
     # zero-points broadcast (no gather: 2x faster eagerly than indexing them per weight).
     codes = codes.reshape(n, -1, group_size)
     scale = (_e8m0_values(scale) if block == "mx" else scale.float()).unsqueeze(-1)
     zero_point = None if zero_point is None else zero_point.unsqueeze(-1)
-    grid = _grid_values(codes, fmt, code_table) if table else _grid_values(codes, fmt, casts_only=True)
+    if float_bits:
+        grid = _int_field_values(codes, fmt.bits, signed)
+    elif table:
+        grid = _grid_values(codes, fmt, code_table)
+    else:
+        grid = _grid_values(codes, fmt, casts_only=True)
     return _dequantize_grid(grid, scale, zero_point, fmt).reshape(n, g * columns)
 
 
@@ -580,6 +569,33 @@ def _e8m0_values(codes: torch.Tensor) -> torch.Tensor:
     e = codes.to(torch.int32)
     ends = ((e == 0) | (e == 255)).to(torch.int32)
     return ((e << 23) | (ends << 22)).view(torch.float32)
+
+
+def _int_field_values(word: torch.Tensor, bits: int, signed: bool, *, shift: int = 0, masked: bool = False) -> torch.Tensor:
+    """The ``bits``-bit integer field at bit ``shift`` of int32 ``word`` as float32 (two's
+    complement when ``signed``), exactly, in two or three operations and no int -> float
+    conversion. ``masked`` clears the word's other bits first; without it they must be zero.
+
+    The field stays where it is, under the exponent of 2^23 (whose unit in the last place is
+    1): the float32 whose bits are ``field << shift | 0x4B000000`` is 2^23 + 2^shift field. A
+    signed field has its sign bit flipped in the same XOR, which gives 2^23 + 2^shift (field ^
+    sign); times 2^-shift, minus 2^(23 - shift) + sign, is the sign-extended field (one fused
+    multiply-add, exact: every step is an integer below 2^24). Why: a conversion (I2F) issues
+    at a quarter of the integer rate on Hopper, and the sign extension before it took four
+    instructions (H200, Nsight Compute, INT4 8192 x 8192 at M = 1: the issue slots were 72%
+    busy at 8.7 instructions per weight). Needs ``shift + bits <= 23``.
+
+    >>> import torch
+    >>> fields = torch.arange(8, dtype=torch.int32) << 3
+    >>> _int_field_values(fields, 3, signed=True, shift=3).tolist()
+    [0.0, 1.0, 2.0, 3.0, -4.0, -3.0, -2.0, -1.0]
+    """
+    if masked:
+        word = word & (((1 << bits) - 1) << shift)
+    sign = 1 << (bits - 1 + shift) if signed else 0
+    pattern = word ^ (_TWO_POW_23_BITS | sign)  # the field's bits lie below the exponent's
+    unit = 2.0**-shift
+    return pattern.view(torch.float32) * unit - (2.0**23 + sign) * unit
 
 
 def _float_values_in_32_bit_lanes(codes: torch.Tensor, fmt) -> torch.Tensor:

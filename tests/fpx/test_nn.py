@@ -10,6 +10,7 @@ from torch import nn
 
 import fpx
 from fpx import LowBitLinear, quantize_
+from fpx.nn import _int_field_values, dequantize_packed
 
 # (fmt, keyword arguments) covering every kind of scale the layer stores.
 CASES = [
@@ -272,11 +273,32 @@ def test_both_compiled_formulations_match_the_dequantized_weight(config):
     weight = layer.dequantize_weight()
     expected = x.double() @ weight.double().T
     scale = x.double().abs() @ weight.double().abs().T
-    for words in (False, True):  # byte planes (CUDA's default), 32-bit word planes (CPU's)
-        got = layer._gemv(x, words=words).double()
+    # byte planes with integer codes by float bits (CUDA's default) or by conversion, 32-bit
+    # word planes (CPU's default for one row)
+    for words, float_bits in ((False, True), (False, False), (True, False)):
+        got = layer._gemv(x, words=words, float_bits=float_bits).double()
         assert got.shape == (rows, n)
-        assert bool(((got - expected).abs() <= 1e-5 * scale + 1e-6).all()), (words, got, expected)
+        assert bool(((got - expected).abs() <= 1e-5 * scale + 1e-6).all()), (words, float_bits, got, expected)
     assert torch.equal(layer._transposed_weight(torch.float32), weight.T)
+    tensors = dict(fmt=layer.fmt, group_size=layer.group_size, block=layer.block)
+    for float_bits in (False, True):
+        assert torch.equal(dequantize_packed(*layer._weight_tensors(), **tensors, float_bits=float_bits), weight)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("bits", range(1, 8))
+def test_int_field_values_is_the_field_exactly_for_every_code_and_shift(bits, signed):
+    """Every field of 1-7 bits at every bit position the float bits allow, with the word's
+    other bits clear or (``masked``) set at random, against the sign extension done here."""
+    fields = torch.arange(1 << bits, dtype=torch.int32)
+    expected = [f - (1 << bits) if signed and f >> (bits - 1) else f for f in fields.tolist()]
+    generator = torch.Generator().manual_seed(bits)
+    for shift in range(24 - bits):
+        placed = fields << shift
+        junk = torch.randint(0, 2**31 - 1, fields.shape, dtype=torch.int32, generator=generator)
+        junk = junk & ~(((1 << bits) - 1) << shift)
+        assert _int_field_values(placed, bits, signed, shift=shift).tolist() == expected, shift
+        assert _int_field_values(placed | junk, bits, signed, shift=shift, masked=True).tolist() == expected, shift
 
 
 def test_misaligned_packed_storage_falls_back_to_byte_planes():
