@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fpx  # noqa: E402
-from timing import environment_line, run_and_count_kernels, time_cpu, time_cuda_graph, tuned_configs  # noqa: E402
+from timing import environment_line, force_float_bits, run_and_count_kernels, time_cpu, time_cuda_graph, tuned_configs  # noqa: E402
 
 FORMATS = {
     "INT8": (fpx.INT8, {}), "INT4": (fpx.INT4, {}), "INT3": (fpx.INT3, {}), "INT2": (fpx.INT2, {}),
@@ -82,7 +82,11 @@ def main():
     parser.add_argument("--compile-only", action="store_true",
                         help="compile each case once and record its cold compile time, without timing: several such "
                              "processes warm inductor's caches in parallel before one timed run")
+    parser.add_argument("--float-bits", choices=("auto", "0", "1"), default="auto",
+                        help="integer codes by float bits (1) or by conversion (0) in every compiled form; auto: the layer's choice")
     args = parser.parse_args()
+    if args.float_bits != "auto":
+        force_float_bits(args.float_bits == "1")
     global TIMING_LOCK
     TIMING_LOCK = args.timing_lock
     device, dtype = args.device, getattr(torch, args.dtype)

@@ -75,6 +75,24 @@ def tuned_configs() -> str:
     return "; ".join(sorted(found))
 
 
+def force_float_bits(on: bool) -> None:
+    """Make LowBitLinear's compiled forms take integer codes by float bits (``on``) or by a
+    conversion, whatever the device: an A/B switch for benchmarks (plain functions, which
+    dynamo traces; it cannot trace ``functools.partialmethod``)."""
+    import fpx.nn
+
+    gemv, dequantize_packed = fpx.nn.LowBitLinear._gemv, fpx.nn.dequantize_packed
+
+    def forced_gemv(self, x2d, words=None, bias=None, float_bits=None):
+        return gemv(self, x2d, words, bias, on)
+
+    def forced_dequantize_packed(*args, float_bits=None, **kwargs):
+        return dequantize_packed(*args, float_bits=on, **kwargs)
+
+    fpx.nn.LowBitLinear._gemv = forced_gemv
+    fpx.nn.dequantize_packed = forced_dequantize_packed
+
+
 def chosen_devices(choice: str) -> list[str]:
     """The devices a ``--device cpu|cuda|all`` argument names, leaving out CUDA where there is none."""
     devices = ["cpu", "cuda"] if choice == "all" else [choice]
