@@ -239,6 +239,7 @@ if [[ $what == profile ]]; then
     "$ncu" -i "$rep" --page source --print-source sass --csv > "$base.source.csv" 2>&1 || true
     echo "== $base"
     grep -E "^  [a-z_]+.*\(|Duration|Issue Slots Busy|Achieved Occupancy|Registers Per|Grid Size|Block Size|Executed Instructions  " "$base.details.txt" | cut -c1-100
+    python3 benchmarks/ncu_summary.py "$base.source.csv" | cut -c1-200
   done
   if [[ -n ${PROBE_VARIANTS:-} ]]; then
     TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${PROBE_TIMEOUT:-200} python3 benchmarks/probe_linear.py --m ${PROBE_M:-16} --bits 4 \
