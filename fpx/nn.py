@@ -580,12 +580,16 @@ def _int_field_values(word: torch.Tensor, bits: int, signed: bool, *, shift: int
 
     The field stays where it is, under the exponent of 2^23 (whose unit in the last place is
     1): the float32 whose bits are ``field << shift | 0x4B000000`` is 2^23 + 2^shift field. A
-    signed field has its sign bit flipped in the same XOR, which gives 2^23 + 2^shift (field ^
-    sign); times 2^-shift, minus 2^(23 - shift) + sign, is the sign-extended field (one fused
-    multiply-add, exact: every step is an integer below 2^24). Why: a conversion (I2F) issues
-    at a quarter of the integer rate on Hopper, and the sign extension before it took four
-    instructions (H200, Nsight Compute, INT4 8192 x 8192 at M = 1: the issue slots were 72%
-    busy at 8.7 instructions per weight). Needs ``shift + bits <= 23``.
+    signed field has its sign bit flipped in the same XOR: 2^23 + 2^shift (field ^ 2^(bits-1));
+    times 2^-shift, minus 2^(23 - shift) + 2^(bits - 1), that is the sign-extended field (one
+    fused multiply-add, exact: every step is an integer below 2^24). Needs ``shift + bits <= 23``.
+
+    Why: a conversion (I2F) issues at a quarter of the integer rate on Hopper and sits on each
+    weight's dependency chain, after a sign extension of four instructions. In the matmul
+    template's decode prologue, latency-bound at one warp per scheduler, dropping both took
+    INT4 8192 x 8192 from 68.2 to 58.9 us at 16 rows and 78.6-79.1 to 66.0-66.6 us at 64 (H200,
+    compiled alone; 3% fewer instructions in Nsight Compute). The one-row reductions, bound by
+    instruction issue, stayed at 24-29 us (docs/inductor.md).
 
     >>> import torch
     >>> fields = torch.arange(8, dtype=torch.int32) << 3
