@@ -81,7 +81,10 @@ def cuda_paths():
     """bitpack/fpx take their CUDA code paths for CPU tensors."""
     words = importlib.import_module("bitpack.words")
     convert = importlib.import_module("fpx.convert")
+    nn = importlib.import_module("fpx.nn")
     with mock.patch.object(words, "words_pay_off", lambda device: True), mock.patch.object(
+        nn, "_float_bits_pay_off", lambda device: True
+    ), mock.patch.object(
         convert, "_conversion_pays_off", lambda device: True
     ), mock.patch.object(convert, "_float_add_pays_off", lambda device: True), mock.patch.object(
         convert, "_float32_placement_pays_off", lambda device: True

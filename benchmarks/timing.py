@@ -77,20 +77,11 @@ def tuned_configs() -> str:
 
 def force_float_bits(on: bool) -> None:
     """Make LowBitLinear's compiled forms take integer codes by float bits (``on``) or by a
-    conversion, whatever the device: an A/B switch for benchmarks (plain functions, which
-    dynamo traces; it cannot trace ``functools.partialmethod``)."""
+    conversion, whatever the device: an A/B switch for benchmarks. The layer reads the choice
+    from ``fpx.nn._float_bits_pay_off`` when dynamo traces it."""
     import fpx.nn
 
-    gemv, dequantize_packed = fpx.nn.LowBitLinear._gemv, fpx.nn.dequantize_packed
-
-    def forced_gemv(self, x2d, words=None, bias=None, float_bits=None):
-        return gemv(self, x2d, words, bias, on)
-
-    def forced_dequantize_packed(*args, float_bits=None, **kwargs):
-        return dequantize_packed(*args, float_bits=on, **kwargs)
-
-    fpx.nn.LowBitLinear._gemv = forced_gemv
-    fpx.nn.dequantize_packed = forced_dequantize_packed
+    fpx.nn._float_bits_pay_off = lambda device: on
 
 
 def chosen_devices(choice: str) -> list[str]:
