@@ -420,10 +420,10 @@ class LowBitLinear(nn.Module):
     def _plane_grid(self, q: int, word: torch.Tensor | None, float_bits: bool = False) -> torch.Tensor:
         """Grid values (N, columns of the plane) of plane ``q`` of the packed bytes, or with
         ``word`` (the packed bytes as int32) of plane ``q`` of the words (see :meth:`_gemv`);
-        integer codes by :func:`_int_field_values` with ``float_bits``."""
+        with ``float_bits`` (byte planes of 1, 2 or 4-bit integer codes) by
+        :func:`_int_field_values` on the field where its byte holds it."""
         fmt, bits, g = self.fmt, self.fmt.bits, planar_group(self.fmt.bits)
-        if word is None and float_bits and 8 % bits == 0:
-            # The field where the byte holds it: no shift (bitpack's dense layout, value q at bit bits q).
+        if float_bits:  # bitpack's dense layout: value q of a byte at bits (bits q) up
             byte = self.packed[:, 0].to(torch.int32)
             return _int_field_values(byte, bits, self._signed_codes, shift=bits * q, masked=True)
         if word is None:
@@ -431,8 +431,6 @@ class LowBitLinear(nn.Module):
         else:
             p, b = divmod(q, 4)  # byte b of a little-endian word is its bits 8b..8b+7
             fields = (word >> (8 * b + bits * p)) & ((1 << bits) - 1)  # as bitpack's dense layout places them
-        if float_bits:
-            return _int_field_values(fields, bits, self._signed_codes)
         if self._signed_codes:
             # Sign extension by the field's sign bit, then a conversion (I2F).
             sign = 1 << (bits - 1)
