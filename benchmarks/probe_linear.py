@@ -374,6 +374,31 @@ def mm_t_iq_fold_form(splits):
     return form
 
 
+def mm_t_iq_interleaved_fold_form(splits):
+    """mm_t_iq_fold_form with K split *interleaved* (k = S k' + s) instead of in blocks: then
+    B' = (K/S, S N), B'[k', s N + n] = W.T[S k' + s, n], is a plain view of the decoded W.T
+    (K, N) the layer's prologue already computes, so the decode can fuse as it does today,
+    and A' = x as (M S, K/S) is a small copy of x. S times the programs and the tensor-core
+    work; the S partial products lie on the diagonal blocks of the (M S, S N) result, in bf16."""
+
+    def form(x, packed, scale, bits, n, k, group_size):
+        from torch._higher_order_ops._invoke_quant import InvokeQuant
+
+        def dq(packed, scale):
+            g = values_per_group(bits)
+            codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32).reshape(n, k)
+            w = (codes - (1 << (bits - 1))).to(x.dtype) * scale.repeat_interleave(group_size, dim=1)
+            return w.t().contiguous()
+
+        m = x.shape[0]
+        b = InvokeQuant(codegen_low_precision=False)(dq, packed, scale, scheme="lowbit").view(k // splits, splits * n)
+        a = x.view(m, k // splits, splits).transpose(1, 2).reshape(m * splits, k // splits)
+        c = a @ b  # (M S, S N)
+        return c.view(m, splits, splits, n).diagonal(dim1=1, dim2=2).float().sum(-1).to(x.dtype)
+
+    return form
+
+
 def mm_t_iq_sx_form(x, packed, scale, bits, n, k, group_size):
     """mm_t_iq_form (INT4) with each nibble sign-extended by two int32 shifts: the byte (XOR
     0x88: two's complement nibbles, as LowBitLinear stores signed codes) shifted left so that
@@ -424,6 +449,9 @@ VARIANTS = {
     "mm-t-iq-fold2-ma": (mm_t_iq_fold_form(2), {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "mm-t-iq-fold4-ma": (mm_t_iq_fold_form(4), {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "mm-t-iq-fold8-ma": (mm_t_iq_fold_form(8), {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
+    "mm-t-iq-ifold2-ma": (mm_t_iq_interleaved_fold_form(2), {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
+    "mm-t-iq-ifold4-ma": (mm_t_iq_interleaved_fold_form(4), {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
+    "mm-t-iq-ifold8-ma": (mm_t_iq_interleaved_fold_form(8), {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "mm-t-iq-sx-ma": (mm_t_iq_sx_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "mm-t-iq-sx-st-ma": (mm_t_iq_sx_st_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
     "mm-int8k-ma": (mm_int8_kmajor_form, {"max_autotune": True, "max_autotune_gemm_backends": "TRITON"}),
