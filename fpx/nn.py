@@ -51,7 +51,7 @@ from torch import nn
 
 import bitpack
 
-from .convert import _INT32_SIGN_BIT, _float16_placed, decode
+from .convert import _INT32_SIGN_BIT, _fits_float32_placement, _float16_placed, decode
 from .formats import FloatFormat, IntFormat
 from .quantize import _dequantize_grid, _grid_affine, quantize
 
@@ -352,9 +352,11 @@ class LowBitLinear(nn.Module):
         if float_bits is None:
             float_bits = _float_bits_pay_off(x2d.device)
         # 1, 2 and 4 bits: the field in place, no shift (offline SASS counts, INT4: 7.5 against 8.7
-        # instructions per weight). Not for 3/5/6/7 bits (INT3: 9.3 against 7.9, the straddling
-        # unpack costs more unsigned) nor 8 (a signed byte converts in one instruction, I2F.S8).
-        float_bits = float_bits and not words and isinstance(fmt, IntFormat) and bits in (1, 2, 4)
+        # instructions per weight; E2M1 8.45 against 11.4). Not for 3/5/6/7 bits (INT3: 9.3 against
+        # 7.9, the straddling unpack costs more unsigned) nor 8 (a signed byte converts in one
+        # instruction, I2F.S8; E4M3 in one cvt).
+        in_place = _float_fields_in_place(fmt) if isinstance(fmt, FloatFormat) else bits in (1, 2, 4)
+        float_bits = float_bits and not words and in_place
         per_word = 4 if words else 1  # a plane's columns each step of a reduction covers
         planes, width = g * per_word, columns // per_word
         segment = math.gcd(self.group_size // per_word, width)  # never straddles a group or a plane
@@ -420,11 +422,13 @@ class LowBitLinear(nn.Module):
     def _plane_grid(self, q: int, word: torch.Tensor | None, float_bits: bool = False) -> torch.Tensor:
         """Grid values (N, columns of the plane) of plane ``q`` of the packed bytes, or with
         ``word`` (the packed bytes as int32) of plane ``q`` of the words (see :meth:`_gemv`);
-        with ``float_bits`` (byte planes of 1, 2 or 4-bit integer codes) by
-        :func:`_int_field_values` on the field where its byte holds it."""
+        with ``float_bits`` (byte planes of 1, 2 or 4-bit codes) by :func:`_int_field_values` or
+        :func:`_float_field_values` on the field where its byte holds it."""
         fmt, bits, g = self.fmt, self.fmt.bits, planar_group(self.fmt.bits)
         if float_bits:  # bitpack's dense layout: value q of a byte at bits (bits q) up
             byte = self.packed[:, 0].to(torch.int32)
+            if isinstance(fmt, FloatFormat):
+                return _float_field_values(byte, fmt, shift=bits * q)
             return _int_field_values(byte, bits, self._signed_codes, shift=bits * q, masked=True)
         if word is None:
             fields = bitpack.unpack(self.packed, bits, g, dim=1, dtype=torch.int32)[:, q]
@@ -610,6 +614,42 @@ def _int_field_values(word: torch.Tensor, bits: int, signed: bool, *, shift: int
     pattern = word ^ (_TWO_POW_23_BITS | sign)  # the field's bits lie below the exponent's
     unit = 2.0**-shift
     return pattern.view(torch.float32) * unit - (2.0**23 + sign) * unit
+
+
+def _float_fields_in_place(fmt: FloatFormat) -> bool:
+    """Formats :func:`_float_field_values` decodes: 2 or 4-bit codes (whole codes per byte, at
+    most 4 bits so that the two copies its multiply makes cannot overlap), no inf or NaN codes,
+    and fields that float32 placement takes (zero and subnormals, a bias in [0, 127])."""
+    return fmt.bits in (2, 4) and not fmt.has_inf and not fmt.has_nan and _fits_float32_placement(fmt, torch.float32)
+
+
+def _float_field_values(word: torch.Tensor, fmt: FloatFormat, *, shift: int) -> torch.Tensor:
+    """The code of ``fmt`` (see :func:`_float_fields_in_place`) at bit ``shift`` of int32
+    ``word`` (its other bits anything) as float32, exactly, in four operations.
+
+    float32 placement (``fpx.convert._decode_by_float32_placement``) without moving the code
+    first: one integer multiply by 2^(23 - m - shift) + 2^(32 - bits - shift) writes two copies
+    of the masked code, one with its magnitude at float32's exponent and mantissa positions and
+    one with its sign at bit 31 (the product wraps past 2^31, which int32 arithmetic does on
+    every backend torch has); one AND keeps those bits, and one multiply by 2^(127 - bias) makes
+    the value (a float32 subnormal for a subnormal code, as there). For E2M1 in LowBitLinear's
+    one-row reduction: 8.45 instructions per weight against 11.4 by the float16 placement
+    (benchmarks/sass_offline.py counts, sm_90a).
+
+    >>> import torch, fpx
+    >>> codes = torch.arange(16, dtype=torch.int32)
+    >>> _float_field_values(codes << 4, fpx.E2M1, shift=4).tolist()[:8]
+    [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
+    """
+    m = fmt.mantissa_bits
+    multiplier, keep = 1 << (23 - m - shift), fmt.magnitude_mask << (23 - m)
+    if fmt.signed:
+        multiplier += 1 << (32 - fmt.bits - shift)
+        keep |= 1 << 31
+    keep -= (1 << 32) if keep >> 31 else 0  # as an int32
+    code = word & (((1 << fmt.bits) - 1) << shift)
+    placed = (code * multiplier) & keep
+    return placed.view(torch.float32) * 2.0 ** (127 - fmt.bias)
 
 
 def _float_values_in_32_bit_lanes(codes: torch.Tensor, fmt) -> torch.Tensor:

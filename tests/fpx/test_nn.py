@@ -10,7 +10,7 @@ from torch import nn
 
 import fpx
 from fpx import LowBitLinear, quantize_
-from fpx.nn import _int_field_values, dequantize_packed
+from fpx.nn import _float_field_values, _float_fields_in_place, _int_field_values, dequantize_packed
 
 # (fmt, keyword arguments) covering every kind of scale the layer stores.
 CASES = [
@@ -283,6 +283,35 @@ def test_both_compiled_formulations_match_the_dequantized_weight(config):
     # The weight by float bits (the prologue's decode on CUDA) against the one by conversion.
     layout = dict(fmt=layer.fmt, group_size=layer.group_size, block=layer.block)
     assert torch.equal(dequantize_packed(*layer._weight_tensors(), **layout, float_bits=True), weight)
+
+
+def in_place_float_formats():
+    """fpx.E2M1 and every 2 or 4-bit exmy format (biases 0, default, 3) that the in-place float
+    decode takes."""
+    formats = [fpx.E2M1]
+    for e, m in ((1, 0), (1, 2), (2, 1), (3, 0)):
+        for bias in (None, 0, 3):
+            formats.append(fpx.exmy(e, m, bias=bias))
+    return [f for f in formats if _float_fields_in_place(f)]
+
+
+@pytest.mark.parametrize("fmt", in_place_float_formats(), ids=lambda f: f"{f.name}-b{f.bias}")
+def test_float_field_values_is_fpx_decode_for_every_code_and_shift(fmt):
+    """Every code at every position a byte holds one (the word's other bits set at random),
+    bit for bit against fpx.decode (the sign of zero included)."""
+    codes = torch.arange(1 << fmt.bits, dtype=torch.int32)
+    expected = fpx.decode(codes.to(torch.uint8), fmt).view(torch.int32)
+    generator = torch.Generator().manual_seed(fmt.bits + fmt.bias)
+    for shift in range(0, 8, fmt.bits):
+        junk = torch.randint(-(2**31), 2**31 - 1, codes.shape, dtype=torch.int32, generator=generator)
+        word = (codes << shift) | (junk & ~(((1 << fmt.bits) - 1) << shift))
+        assert torch.equal(_float_field_values(word, fmt, shift=shift).view(torch.int32), expected), shift
+
+
+def test_in_place_float_formats_are_the_finite_small_ones():
+    assert _float_fields_in_place(fpx.E2M1)
+    for fmt in (fpx.E4M3, fpx.E5M2, fpx.E3M2, fpx.E2M3, fpx.exmy(2, 1, special="fn"), fpx.exmy(2, 1, special="ieee")):
+        assert not _float_fields_in_place(fmt), fmt
 
 
 @pytest.mark.parametrize("signed", [False, True])
