@@ -316,38 +316,42 @@ def mm_invoke_quant_lowp_form(*args):
         LOW_PRECISION = False
 
 
-def mm_t_form(x, packed, scale, bits, n, k, group_size):
-    """x @ W^T with W^T computed directly in (K, N) layout, the template's own input layout."""
+def centred_weight(packed, scale, bits, n, k, group_size, dtype):
+    """W (N, K) in ``dtype`` from planar codes (offset binary) and per-group scales, computed
+    as the matmul forms' prologues compute it."""
     g = values_per_group(bits)
     codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32).reshape(n, k)
-    w = (codes - (1 << (bits - 1))).to(x.dtype) * scale.repeat_interleave(group_size, dim=1)
-    return x @ w.t().contiguous()
+    return (codes - (1 << (bits - 1))).to(dtype) * scale.repeat_interleave(group_size, dim=1)
+
+
+def invoke_quant(dq, packed, scale):
+    """``dq(packed, scale)`` as torch's InvokeQuant subgraph, whose result may fuse into a
+    matmul template as its prologue (it must end in a computed tensor, not a view)."""
+    from torch._higher_order_ops._invoke_quant import InvokeQuant
+
+    return InvokeQuant(codegen_low_precision=False)(dq, packed, scale, scheme="lowbit")
+
+
+def mm_t_form(x, packed, scale, bits, n, k, group_size):
+    """x @ W^T with W^T computed directly in (K, N) layout, the template's own input layout."""
+    return x @ centred_weight(packed, scale, bits, n, k, group_size, x.dtype).t().contiguous()
 
 
 def mm_t_iq_form(x, packed, scale, bits, n, k, group_size):
-    from torch._higher_order_ops._invoke_quant import InvokeQuant
-
     def dq(packed, scale):
-        g = values_per_group(bits)
-        codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32).reshape(n, k)
-        w = (codes - (1 << (bits - 1))).to(x.dtype) * scale.repeat_interleave(group_size, dim=1)
-        return w.t().contiguous()
+        return centred_weight(packed, scale, bits, n, k, group_size, x.dtype).t().contiguous()
 
-    return x @ InvokeQuant(codegen_low_precision=False)(dq, packed, scale, scheme="lowbit")
+    return x @ invoke_quant(dq, packed, scale)
 
 
 def mm_nt_iq_form(x, packed, scale, bits, n, k, group_size):
     """(W @ x.T).T: the decoded W (N, K) as the template's A operand, so that the tile's long side
     (BLOCK_M) runs along N and x.T is the small B operand."""
-    from torch._higher_order_ops._invoke_quant import InvokeQuant
 
     def dq(packed, scale):
-        g = values_per_group(bits)
-        codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32).reshape(n, k)
-        return (codes - (1 << (bits - 1))).to(x.dtype) * scale.repeat_interleave(group_size, dim=1)
+        return centred_weight(packed, scale, bits, n, k, group_size, x.dtype)
 
-    w = InvokeQuant(codegen_low_precision=False)(dq, packed, scale, scheme="lowbit")
-    return (w @ x.t()).t()
+    return (invoke_quant(dq, packed, scale) @ x.t()).t()
 
 
 def mm_t_iq_fold_form(splits):
@@ -357,17 +361,12 @@ def mm_t_iq_fold_form(splits):
     programs, so S times the warps decoding the weight."""
 
     def form(x, packed, scale, bits, n, k, group_size):
-        from torch._higher_order_ops._invoke_quant import InvokeQuant
-
         def dq(packed, scale):
-            g = values_per_group(bits)
-            codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32).reshape(n, k)
-            w = (codes - (1 << (bits - 1))).to(x.dtype) * scale.repeat_interleave(group_size, dim=1)
-            # computed in the (K/S, S, N) layout; the subgraph must end in a computed tensor
-            return w.view(n, splits, k // splits).permute(2, 1, 0).contiguous()
+            w = centred_weight(packed, scale, bits, n, k, group_size, x.dtype)
+            return w.view(n, splits, k // splits).permute(2, 1, 0).contiguous()  # (K/S, S, N)
 
         m = x.shape[0]
-        b = InvokeQuant(codegen_low_precision=False)(dq, packed, scale, scheme="lowbit").view(k // splits, splits * n)
+        b = invoke_quant(dq, packed, scale).view(k // splits, splits * n)
         c = x.reshape(m * splits, k // splits) @ b  # (M S, S N)
         return c.view(m, splits, splits, n).diagonal(dim1=1, dim2=2).float().sum(-1).to(x.dtype)
 
@@ -382,16 +381,11 @@ def mm_t_iq_interleaved_fold_form(splits):
     work; the S partial products lie on the diagonal blocks of the (M S, S N) result, in bf16."""
 
     def form(x, packed, scale, bits, n, k, group_size):
-        from torch._higher_order_ops._invoke_quant import InvokeQuant
-
         def dq(packed, scale):
-            g = values_per_group(bits)
-            codes = bitpack.unpack(packed, bits, g, dim=1, dtype=torch.int32).reshape(n, k)
-            w = (codes - (1 << (bits - 1))).to(x.dtype) * scale.repeat_interleave(group_size, dim=1)
-            return w.t().contiguous()
+            return centred_weight(packed, scale, bits, n, k, group_size, x.dtype).t().contiguous()
 
         m = x.shape[0]
-        b = InvokeQuant(codegen_low_precision=False)(dq, packed, scale, scheme="lowbit").view(k // splits, splits * n)
+        b = invoke_quant(dq, packed, scale).view(k // splits, splits * n)
         a = x.view(m, k // splits, splits).transpose(1, 2).reshape(m * splits, k // splits)
         c = a @ b  # (M S, S N)
         return c.view(m, splits, splits, n).diagonal(dim1=1, dim2=2).float().sum(-1).to(x.dtype)
