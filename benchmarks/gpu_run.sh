@@ -152,23 +152,15 @@ if [[ $what == tuning ]]; then
 fi
 
 if [[ $what == pending ]]; then
-  # What the 2026-11-30 session changed without a GPU, in one call of about 8 minutes: the CUDA
-  # tests of the changed kernels (side by side: nothing timed), then alone and timed: pack /
-  # convert (fresh caches), the float-bits M = 1 reductions against the group-sum one, and the
-  # device's SASS counts of the pack kernels.
-  timeout 200 python3 -m pytest -q -m cuda -p no:cacheprovider tests/bitpack > "$OUT/tests_a.log" 2>&1 &
-  timeout 200 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_encode.py tests/fpx/test_convert_codegen.py \
-    tests/fpx/test_fake_quantize.py tests/fpx/test_quantize.py > "$OUT/tests_b.log" 2>&1 &
-  wait
-  for t in a b; do echo "tests_$t: $(grep -E "passed|failed|error" "$OUT/tests_$t.log" | tail -1)"; grep -E "^(FAILED|ERROR)" "$OUT/tests_$t.log" | head -8; done
-  for script in pack convert; do
-    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 110 python3 benchmarks/$script.py --device cuda > "$OUT/$script.log" 2>&1
-    grep -vE "^\s*$|Warning|warn" "$OUT/$script.log" | tail -14
-  done
-  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 150 python3 benchmarks/probe_linear.py --m 1 --bits 4,2 \
-    --variants groupsum-cdt,groupsum-floatbits-cdt,groupsum-floatbits-xf32-cdt > "$OUT/floatbits.log" 2>&1
-  tail -9 "$OUT/floatbits.log"
-  SASS_BITS="3 5" bash "$0" sass
+  # What the 2026-11-30 (second) session left unmeasured, in one call of about 6 minutes: the
+  # layer's CUDA tests (E2M1 decoded in place in the reductions), E2M1 at one row with and
+  # without float bits (each compiled alone), and the interleaved split-K fold at 16 rows.
+  timeout 200 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn.py tests/fpx/test_nn_codegen.py > "$OUT/tests_nn.log" 2>&1
+  echo "tests_nn: $(grep -E "passed|failed|error" "$OUT/tests_nn.log" | tail -1)"; grep -E "^(FAILED|ERROR)" "$OUT/tests_nn.log" | head -8
+  SWEEP_TIMEOUT=120 SWEEP_JOBS="--formats E2M1,E2M1-MX --m 1 --float-bits 1;--formats E2M1,E2M1-MX --m 1 --float-bits 0" bash "$0" sweep
+  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 150 python3 benchmarks/probe_linear.py --m 16 --bits 4 \
+    --variants mm-t-iq-ma,mm-t-iq-ifold2-ma,mm-t-iq-ifold4-ma > "$OUT/ifold.log" 2>&1
+  tail -6 "$OUT/ifold.log" | cut -c1-220
 fi
 
 if [[ $what == decode ]]; then
