@@ -10,8 +10,8 @@
 #   tuning: the reductions' tuning, coordinate descent or not, each in 3 fresh compiles (own
 #         inductor cache per process): the spread and the best time per option set, with the
 #         configs chosen (TUNING_ARGS, TUNING_OPTIONS, TUNING_COMPILES; about 5 minutes).
-#   pending: what the 2026-11-30 session changed without a GPU (tests, pack/convert timings,
-#         the float-bits reductions, the device's SASS counts): about 8 minutes.
+#   pending: what the second 2026-11-30 session left unmeasured (the layer's CUDA tests, E2M1 at
+#         one row by float bits or not, the interleaved split-K fold at 16 rows): about 6 minutes.
 #   decode: the float32-placement decode's CUDA tests and timings, and float bits at M = 1 in
 #         3 fresh compiles (about 6 minutes).
 #   sass: the device's SASS instruction counts of the pack / unpack kernels (3/5/6/7 bits), to
