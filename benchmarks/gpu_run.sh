@@ -214,7 +214,6 @@ fi
 if [[ $what == profile ]]; then
   # Nsight Compute on the compiled layer's kernels (PROFILE_CASES), after a first process that
   # compiles, tunes and times them into a fresh inductor cache; then PROBE_VARIANTS at 16 rows.
-  export TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)
   cases=${PROFILE_CASES:-INT4:1,INT8:1,E4M3:1,INT4:16}
   ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
   for fb in ${PROFILE_FLOAT_BITS:-auto}; do  # a separate inductor cache per setting

@@ -12,10 +12,11 @@ so their instruction count predicts their speed. This script gets that count on 
    counted once per trip (``executed``).
 
 The package's device choices (``bitpack.words.words_pay_off``, the FP8 conversion, the
-FP6/FP4 float add and the float32-placement decode of ``fpx.convert``) are switched to their
-CUDA forms while tracing; the
-inline device checks of LowBitLinear's float decode are not. Launch configs are chosen here, not tuned: ``XBLOCK=1024`` and 4
-warps, inductor's usual pick for a large pointwise kernel, so each thread handles 8 elements.
+FP6/FP4 float add and the float32-placement decode of ``fpx.convert``, LowBitLinear's float
+bits ``fpx.nn._float_bits_pay_off``) are switched to their CUDA forms while tracing; the inline
+device checks of LowBitLinear's other float decodes (``_grid_values``) are not. Launch configs
+are chosen here, not tuned: ``XBLOCK=1024`` and 4 warps, inductor's usual pick for a large
+pointwise kernel, so each thread handles 8 elements.
 
 Caveats: the Triton source comes from inductor's CPU-device Triton path, which matches the CUDA
 one for pointwise kernels (same index expressions and operations) but not necessarily for

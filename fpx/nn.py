@@ -339,8 +339,9 @@ class LowBitLinear(nn.Module):
         int32 lanes in full.
 
         With ``float_bits`` (the default on CUDA for byte planes of 1, 2 or 4-bit integer
-        codes) each plane's codes become float32 without a conversion instruction: see
-        :func:`_int_field_values`.
+        codes and of the float codes :func:`_float_fields_in_place` takes, such as E2M1) each
+        plane's codes become float32 where their byte holds them, without a conversion
+        instruction: see :func:`_int_field_values` and :func:`_float_field_values`.
         """
         fmt, bits, g = self.fmt, self.fmt.bits, planar_group(self.fmt.bits)
         n, columns = self.out_features, self.in_features // g
