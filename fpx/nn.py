@@ -100,15 +100,18 @@ def compile_options(device="cuda") -> dict:
 ROW_REDUCTIONS = 32
 
 
-def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True) -> int:
+def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block: str | None = None) -> int:
     """The most rows of x the compiled forward takes through the small-batch reductions by
     default (more go through the matmul path); ``gemv_max_rows`` overrides it per layer.
 
     - CPU: 16. Measured (2 cores, 4096 x 4096, float32, separate runs), reductions against
       inductor's decode kernel plus a library matmul: M = 4: INT4 11.8 / 70.0 ms, INT8 19.1 /
       67.7, E2M1 16.5 / 98.6; M = 16: INT4 40.1 / 67.7, INT8 28.2 / 74.5, E2M1 46.5 / 86.5.
-    - CUDA, integer codes: 4. Float codes: 8, since their decode in the matmul template's
-      prologue is slow. Measured on an H100 (torch 2.11, 8192 x 8192, compiled alone with
+    - CUDA, integer codes and the float codes decoded in place (:func:`_float_fields_in_place`,
+      such as E2M1, unless ``block="mx"``): 4. Other float codes: 8, since their decode in the
+      matmul template's prologue is slow or does not fuse. E2M1 on an H200 (8192 x 8192, in
+      place): reductions 49.8 us at M = 4 and 107.6 at M = 8, the fused template 60.4 at M = 8.
+      Measured on an H100 (torch 2.11, 8192 x 8192, compiled alone with
       :func:`compile_options`): reductions / matmul template at M = 4: INT4 60 / 90 us, INT2
       77 / 89 us, E2M1 58 / 136 us. With the earlier one-step tuning: INT8 57 / 55 us, E4M3
       56 / 115 us; at M = 8, E4M3 92 us against the template's 115-123 at M = 4-16. Formats of 8 planes (3, 5, 6, 7 bits and INT1) stop
@@ -119,8 +122,10 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True) -> in
       reductions / template: M = 2 31.9 / 62.5 us, M = 4 48.3 / 59.9.
 
     >>> import fpx
-    >>> [fpx.nn.default_gemv_max_rows("cuda", f) for f in (fpx.INT4, fpx.E2M1, fpx.E3M2)]
-    [4, 8, 4]
+    >>> [fpx.nn.default_gemv_max_rows("cuda", f) for f in (fpx.INT4, fpx.E2M1, fpx.E3M2, fpx.E4M3)]
+    [4, 4, 4, 8]
+    >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E2M1, block="mx")
+    8
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E2M1, static_rows=False)
     2
     """
@@ -128,7 +133,8 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True) -> in
         return 16
     if not static_rows:
         return 2
-    rows = 8 if isinstance(fmt, FloatFormat) else 4
+    decoded_in_place = isinstance(fmt, FloatFormat) and _float_fields_in_place(fmt) and block != "mx"
+    rows = 8 if isinstance(fmt, FloatFormat) and not decoded_in_place else 4
     return max(1, min(rows, ROW_REDUCTIONS // planar_group(fmt.bits)))
 
 
@@ -283,7 +289,7 @@ class LowBitLinear(nn.Module):
         rows = x.numel() // self.in_features
         limit = self.gemv_max_rows
         if limit is None:
-            limit = default_gemv_max_rows(x.device.type, self.fmt, static_rows=isinstance(rows, int))
+            limit = default_gemv_max_rows(x.device.type, self.fmt, static_rows=isinstance(rows, int), block=self.block)
         if rows <= limit:
             out = self._gemv(x.reshape(-1, self.in_features), bias=self.bias)
             return out.reshape(*x.shape[:-1], self.out_features)
@@ -479,22 +485,27 @@ def dequantize_packed(
     ``table=False`` keeps float codes without a fast decode (see :func:`_grid_values`) off
     ``code_table``: no indirect load, which a matmul template's prologue cannot take.
     ``float_bits`` (default: :func:`_float_bits_pay_off`) turns integer codes of 1-7 bits into
-    floats by :func:`_int_field_values` instead of a sign extension and a conversion.
+    floats by :func:`_int_field_values` instead of a sign extension and a conversion, and the
+    float codes :func:`_float_fields_in_place` takes (such as E2M1) by
+    :func:`_float_field_values` instead of ``fpx.decode``.
     """
     n, _, columns = packed.shape
     g = planar_group(fmt.bits)
     signed = isinstance(fmt, IntFormat) and fmt.signed
     if float_bits is None:
         float_bits = _float_bits_pay_off(packed.device)
-    float_bits = float_bits and isinstance(fmt, IntFormat) and fmt.bits < 8
-    codes = bitpack.unpack(packed, fmt.bits, g, dim=1, signed=signed and not float_bits, dtype=torch.int32)
+    int_bits = float_bits and isinstance(fmt, IntFormat) and fmt.bits < 8
+    float_in_place = float_bits and isinstance(fmt, FloatFormat) and _float_fields_in_place(fmt)
+    codes = bitpack.unpack(packed, fmt.bits, g, dim=1, signed=signed and not int_bits, dtype=torch.int32)
     # (N, G, K/G) planes are W's columns in order: as (N, groups, group_size), scales and
     # zero-points broadcast (no gather: 2x faster eagerly than indexing them per weight).
     codes = codes.reshape(n, -1, group_size)
     scale = (_e8m0_values(scale) if block == "mx" else scale.float()).unsqueeze(-1)
     zero_point = None if zero_point is None else zero_point.unsqueeze(-1)
-    if float_bits:
+    if int_bits:
         grid = _int_field_values(codes, fmt.bits, signed)
+    elif float_in_place:
+        grid = _float_field_values(codes, fmt, shift=0)
     elif table:
         grid = _grid_values(codes, fmt, code_table)
     else:

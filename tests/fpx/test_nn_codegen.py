@@ -61,20 +61,24 @@ def test_cuda_forward_at_few_rows_is_fused(fmt, kwargs, rows):
 
 
 # Inductor decides a prologue fusion by timing the fused kernel against the unfused pair while
-# compiling. At 512 x 1024 both take a few microseconds and INT8 stayed unfused in 2 of 5 runs
-# (H100, torch 2.11); at 4096 x 4096 the unfused pair writes and reads a 32 MiB weight, so the
-# fused kernel wins by its size, not by noise. INT4 fused in some runs and not in others, and the
-# other formats do not fuse every time yet; see docs/inductor.md. So only INT8 is pinned.
+# compiling. At 4096 x 4096 the pair's bfloat16 weight (32 MiB) stays in an H200's L2 and INT8
+# at 16 rows stayed unfused in one of several runs (torch 2.11); at 8192 x 8192 the pair writes
+# and reads 128 MiB, and the fused kernels measured 55-65 us against 93-145 us for the pair
+# (benchmarks/RESULTS.md), a margin no timing noise crosses. Pinned: INT8, INT4 (codes by float
+# bits) and E2M1 (codes decoded in place); float codes of 6 bits and MX scales do not fuse yet.
 @pytest.mark.cuda
-@pytest.mark.parametrize("fmt, kwargs", [CASES[4]], ids=[IDS[4]])
+@pytest.mark.parametrize(
+    "fmt, kwargs", [(fpx.INT8, {"group_size": 32}), (fpx.INT4, {"group_size": 128}), (fpx.E2M1, {"group_size": 32})],
+    ids=["INT8", "INT4", "E2M1"],
+)
 def test_cuda_forward_at_16_rows_fuses_the_decode_into_the_matmul_template(fmt, kwargs):
     torch.manual_seed(0)
-    n, k = 4096, 4096
+    n, k = 8192, 8192
     layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n), fmt, **kwargs).to("cuda", torch.bfloat16)
     x = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
     out, source = compile_and_code(layer, x, options=fpx.nn.compile_options("cuda"))
-    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
-    torch.testing.assert_close(out.double(), expected, rtol=2e-2, atol=2e-2)
+    expected = x.float() @ layer.dequantize_weight().T + layer.bias.float()
+    torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=5e-2)
     sizes = [math.prod(s) for s in allocations(source) if all(isinstance(d, int) for d in s)]
     assert all(size < n * k for size in sizes), allocations(source)
     assert kernel_count(source, "cuda") <= 2, source  # the template (+ the bias epilogue if unfused)
