@@ -10,8 +10,8 @@
 #   tuning: the reductions' tuning, coordinate descent or not, each in 3 fresh compiles (own
 #         inductor cache per process): the spread and the best time per option set, with the
 #         configs chosen (TUNING_ARGS, TUNING_OPTIONS, TUNING_COMPILES; about 5 minutes).
-#   pending: what the second 2026-11-30 session left unmeasured (the layer's CUDA tests, E2M1 at
-#         one row by float bits or not, the interleaved split-K fold at 16 rows): about 6 minutes.
+#   fp4: E2M1 (plain and MX) decoded in place or not at 1, 16 and 64 rows, each set compiled
+#         alone, then the 16-row fusion tests (INT8, INT4, E2M1 at 8192 x 8192): about 7 minutes.
 #   decode: the float32-placement decode's CUDA tests and timings, and float bits at M = 1 in
 #         3 fresh compiles (about 6 minutes).
 #   sass: the device's SASS instruction counts of the pack / unpack kernels (3/5/6/7 bits), to
@@ -151,16 +151,12 @@ if [[ $what == tuning ]]; then
   done
 fi
 
-if [[ $what == pending ]]; then
-  # What the 2026-11-30 (second) session left unmeasured, in one call of about 6 minutes: the
-  # layer's CUDA tests (E2M1 decoded in place in the reductions), E2M1 at one row with and
-  # without float bits (each compiled alone), and the interleaved split-K fold at 16 rows.
-  timeout 200 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn.py tests/fpx/test_nn_codegen.py > "$OUT/tests_nn.log" 2>&1
-  echo "tests_nn: $(grep -E "passed|failed|error" "$OUT/tests_nn.log" | tail -1)"; grep -E "^(FAILED|ERROR)" "$OUT/tests_nn.log" | head -8
-  SWEEP_TIMEOUT=120 SWEEP_JOBS="--formats E2M1,E2M1-MX --m 1 --float-bits 1;--formats E2M1,E2M1-MX --m 1 --float-bits 0" bash "$0" sweep
-  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 150 python3 benchmarks/probe_linear.py --m 16 --bits 4 \
-    --variants mm-t-iq-ma,mm-t-iq-ifold2-ma,mm-t-iq-ifold4-ma > "$OUT/ifold.log" 2>&1
-  tail -6 "$OUT/ifold.log" | cut -c1-220
+if [[ $what == fp4 ]]; then
+  # E2M1 by _float_field_values (1) or by fpx.decode / the float16 placement (0), reductions at
+  # one row and the matmul template at 16 and 64, then the CUDA tests that pin the fusion.
+  SWEEP_TIMEOUT=200 SWEEP_JOBS="--formats E2M1,E2M1-MX --m 1,16,64 --float-bits 1;--formats E2M1,E2M1-MX --m 1,16,64 --float-bits 0" bash "$0" sweep
+  timeout 200 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn_codegen.py -k 16_rows > "$OUT/tests_16_rows.log" 2>&1
+  echo "tests_16_rows: $(grep -E "passed|failed|error" "$OUT/tests_16_rows.log" | tail -1)"; grep -E "^(FAILED|ERROR)" "$OUT/tests_16_rows.log" | head -8
 fi
 
 if [[ $what == decode ]]; then

@@ -68,7 +68,7 @@ def test_cuda_forward_at_few_rows_is_fused(fmt, kwargs, rows):
 # bits) and E2M1 (codes decoded in place); float codes of 6 bits and MX scales do not fuse yet.
 @pytest.mark.cuda
 @pytest.mark.parametrize(
-    "fmt, kwargs", [(fpx.INT8, {"group_size": 32}), (fpx.INT4, {"group_size": 128}), (fpx.E2M1, {"group_size": 32})],
+    "fmt, kwargs", [(fpx.INT8, {"group_size": 32}), (fpx.INT4, {"group_size": 128}), (fpx.E2M1, {"group_size": 128})],
     ids=["INT8", "INT4", "E2M1"],
 )
 def test_cuda_forward_at_16_rows_fuses_the_decode_into_the_matmul_template(fmt, kwargs):
