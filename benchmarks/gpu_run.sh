@@ -10,6 +10,9 @@
 #   tuning: the reductions' tuning, coordinate descent or not, each in 3 fresh compiles (own
 #         inductor cache per process): the spread and the best time per option set, with the
 #         configs chosen (TUNING_ARGS, TUNING_OPTIONS, TUNING_COMPILES; about 5 minutes).
+#   prologue: the fused template kernels inductor compiled (and timed) for E2M1, INT4, INT3 at 16
+#         rows with groups of 128 (fused: kept) and 32 (fused: timed 1.24x slower, dropped):
+#         their Triton source and SASS counts under $OUT/prologue_*, to see what the group costs.
 #   fp4: E2M1 (plain and MX) decoded in place or not at 1, 16 and 64 rows, each set compiled
 #         alone, then the 16-row fusion tests (INT8, INT4, E2M1 at 8192 x 8192): about 7 minutes.
 #   decode: the float32-placement decode's CUDA tests and timings, and float bits at M = 1 in
@@ -148,6 +151,21 @@ if [[ $what == tuning ]]; then
       echo "== options $options, compile $i" | tee -a "$OUT/tuning.log"; cat "$run_log" >> "$OUT/tuning.log"
       grep -E "M=|FAILED|configs" "$run_log" | cut -c1-110
     done
+  done
+fi
+
+if [[ $what == prologue ]]; then
+  # Every template kernel of one compile (the fused candidates too: inductor writes each one it
+  # times into the cache), with the cubins' instruction counts and warps.
+  for job in "E2M1 128" "E2M1 32" "INT4 32" "INT3 128"; do
+    set -- $job
+    cache=$(mktemp -d); dir="$OUT/prologue_$1_g$2"; mkdir -p "$dir"
+    TORCH_LOGS=fusion TORCHINDUCTOR_CACHE_DIR=$cache timeout 150 python3 benchmarks/linear.py --formats "$1" \
+      --group-size "$2" --m 16 > "$dir/linear.log" 2>&1
+    echo "== $1 group $2: $(grep -E " M=16" "$dir/linear.log" | cut -c1-110)"
+    grep -E "benchmark\)" "$dir/linear.log" | sed -E 's/.*\[__fusion\]//' | head -3
+    grep -rl "def triton_tem" "$cache" --include=*.py | while read -r f; do cp "$f" "$dir/"; done
+    python3 benchmarks/sass_offline.py cubins "$cache" 2>&1 | grep -E "tem|instructions" | head -12
   done
 fi
 
