@@ -13,6 +13,9 @@
 #   prologue: the fused template kernels inductor compiled (and timed) for E2M1, INT4, INT3 at 16
 #         rows with groups of 128 (fused: kept) and 32 (fused: timed 1.24x slower, dropped):
 #         their Triton source and SASS counts under $OUT/prologue_*, to see what the group costs.
+#   fp6: E3M2 and E2M3 by the float32 sign shift (fpx.nn._float_values_by_float32_shift) or
+#         not (float16 placement / fpx.decode) at 1, 16 and 64 rows, each set compiled alone,
+#         then the layer's CUDA tests: about 8 minutes. Predicted in docs/inductor.md.
 #   fp4: E2M1 (plain and MX) decoded in place or not at 1, 16 and 64 rows, each set compiled
 #         alone, then the 16-row fusion tests (INT8, INT4, E2M1 at 8192 x 8192): about 7 minutes.
 #   decode: the float32-placement decode's CUDA tests and timings, and float bits at M = 1 in
@@ -167,6 +170,12 @@ if [[ $what == prologue ]]; then
     grep -rl "def triton_tem" "$cache" --include=*.py | while read -r f; do cp "$f" "$dir/"; done
     python3 benchmarks/sass_offline.py cubins "$cache" 2>&1 | grep -E "tem|instructions" | head -12
   done
+fi
+
+if [[ $what == fp6 ]]; then
+  SWEEP_TIMEOUT=200 SWEEP_JOBS="--formats E3M2,E2M3 --m 1,16,64 --float-bits 1;--formats E3M2,E2M3 --m 1,16,64 --float-bits 0" bash "$0" sweep
+  timeout 200 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn.py tests/fpx/test_nn_codegen.py > "$OUT/tests_nn.log" 2>&1
+  echo "tests_nn: $(grep -E "passed|failed|error" "$OUT/tests_nn.log" | tail -1)"; grep -E "^(FAILED|ERROR)" "$OUT/tests_nn.log" | head -8
 fi
 
 if [[ $what == fp4 ]]; then

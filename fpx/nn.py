@@ -347,7 +347,9 @@ class LowBitLinear(nn.Module):
         With ``float_bits`` (the default on CUDA for byte planes of 1, 2 or 4-bit integer
         codes and of the float codes :func:`_float_fields_in_place` takes, such as E2M1) each
         plane's codes become float32 where their byte holds them, without a conversion
-        instruction: see :func:`_int_field_values` and :func:`_float_field_values`.
+        instruction: see :func:`_int_field_values` and :func:`_float_field_values`. Other float
+        codes without inf or NaN (E3M2, E2M3) are then unpacked and decoded by
+        :func:`_float_values_by_float32_shift`.
         """
         fmt, bits, g = self.fmt, self.fmt.bits, planar_group(self.fmt.bits)
         n, columns = self.out_features, self.in_features // g
@@ -363,6 +365,8 @@ class LowBitLinear(nn.Module):
         # 7.9, the straddling unpack costs more unsigned) nor 8 (a signed byte converts in one
         # instruction, I2F.S8; E4M3 in one cvt).
         in_place = _float_fields_in_place(fmt) if isinstance(fmt, FloatFormat) else bits in (1, 2, 4)
+        # Other float codes without inf or NaN (E3M2, E2M3) unpacked, then by the sign shift.
+        float_shift = float_bits and isinstance(fmt, FloatFormat) and not in_place
         float_bits = float_bits and not words and in_place
         per_word = 4 if words else 1  # a plane's columns each step of a reduction covers
         planes, width = g * per_word, columns // per_word
@@ -401,7 +405,7 @@ class LowBitLinear(nn.Module):
             for q in range(planes):
                 # Decoded per plane, so that each decode has one consumer and stays inside the
                 # reduction (inductor writes out a large expression that several consumers read).
-                grid = self._plane_grid(q, word, float_bits).view(n, segments, segment)
+                grid = self._plane_grid(q, word, float_bits, float_shift).view(n, segments, segment)
                 dots = (xs[block, None, q] * grid[None]).sum(-1)  # (rows, N, segments)
                 terms = dots * slope[None, :, q]
                 if offset is not None:
@@ -426,11 +430,14 @@ class LowBitLinear(nn.Module):
         little = sys.byteorder == "little"
         return little and whole_words and 8 % self.fmt.bits == 0 and self.group_size % 4 == 0
 
-    def _plane_grid(self, q: int, word: torch.Tensor | None, float_bits: bool = False) -> torch.Tensor:
+    def _plane_grid(
+        self, q: int, word: torch.Tensor | None, float_bits: bool = False, float_shift: bool = False
+    ) -> torch.Tensor:
         """Grid values (N, columns of the plane) of plane ``q`` of the packed bytes, or with
         ``word`` (the packed bytes as int32) of plane ``q`` of the words (see :meth:`_gemv`);
         with ``float_bits`` (byte planes of 1, 2 or 4-bit codes) by :func:`_int_field_values` or
-        :func:`_float_field_values` on the field where its byte holds it."""
+        :func:`_float_field_values` on the field where its byte holds it; with ``float_shift``
+        float codes by :func:`_float_values_by_float32_shift` where it takes them."""
         fmt, bits, g = self.fmt, self.fmt.bits, planar_group(self.fmt.bits)
         if float_bits:  # bitpack's dense layout: value q of a byte at bits (bits q) up
             byte = self.packed[:, 0].to(torch.int32)
@@ -446,7 +453,7 @@ class LowBitLinear(nn.Module):
             # Sign extension by the field's sign bit, then a conversion (I2F).
             sign = 1 << (bits - 1)
             fields = (fields ^ sign) - sign
-        return _grid_values(fields, fmt, self.code_table)
+        return _grid_values(fields, fmt, self.code_table, float_shift=float_shift)
 
     # ---- state ----------------------------------------------------------------------------------
     def _config(self) -> dict:
@@ -487,7 +494,8 @@ def dequantize_packed(
     ``float_bits`` (default: :func:`_float_bits_pay_off`) turns integer codes of 1-7 bits into
     floats by :func:`_int_field_values` instead of a sign extension and a conversion, and the
     float codes :func:`_float_fields_in_place` takes (such as E2M1) by
-    :func:`_float_field_values` instead of ``fpx.decode``.
+    :func:`_float_field_values` and the other float codes without inf or NaN (such as E3M2)
+    by :func:`_float_values_by_float32_shift` instead of ``fpx.decode``.
     """
     n, _, columns = packed.shape
     g = planar_group(fmt.bits)
@@ -496,6 +504,7 @@ def dequantize_packed(
         float_bits = _float_bits_pay_off(packed.device)
     int_bits = float_bits and isinstance(fmt, IntFormat) and fmt.bits < 8
     float_in_place = float_bits and isinstance(fmt, FloatFormat) and _float_fields_in_place(fmt)
+    float_shift = float_bits and isinstance(fmt, FloatFormat) and _float32_shift_decodes(fmt)
     codes = bitpack.unpack(packed, fmt.bits, g, dim=1, signed=signed and not int_bits, dtype=torch.int32)
     # (N, G, K/G) planes are W's columns in order: as (N, groups, group_size), scales and
     # zero-points broadcast (no gather: 2x faster eagerly than indexing them per weight).
@@ -506,6 +515,8 @@ def dequantize_packed(
         grid = _int_field_values(codes, fmt.bits, signed)
     elif float_in_place:
         grid = _float_field_values(codes, fmt, shift=0)
+    elif float_shift:
+        grid = _float_values_by_float32_shift(codes, fmt)
     elif table:
         grid = _grid_values(codes, fmt, code_table)
     else:
@@ -513,7 +524,9 @@ def dequantize_packed(
     return _dequantize_grid(grid, scale, zero_point, fmt).reshape(n, g * columns)
 
 
-def _grid_values(codes: torch.Tensor, fmt, code_table: torch.Tensor | None = None, *, casts_only: bool = False) -> torch.Tensor:
+def _grid_values(
+    codes: torch.Tensor, fmt, code_table: torch.Tensor | None = None, *, casts_only: bool = False, float_shift: bool = False
+) -> torch.Tensor:
     """Grid values of int32 ``codes`` as float32: integer codes as they are, float codes decoded
     exactly in the fewest instructions a compiled kernel can take.
 
@@ -527,19 +540,26 @@ def _grid_values(codes: torch.Tensor, fmt, code_table: torch.Tensor | None = Non
       has it.
     - Anything else: a lookup in ``code_table`` when given, else :func:`fpx.decode`.
 
+    ``float_shift`` (CUDA's default in the reductions, see :func:`_float_bits_pay_off`) decodes
+    the formats :func:`_float32_shift_decodes` takes by :func:`_float_values_by_float32_shift`
+    instead of the float16 placement.
+
     ``casts_only`` keeps the float16 route to E5M2 and uses fpx.decode for the other formats:
     in a matmul template's prologue (M = 16, 8192 x 8192, H100) the float16 route measured
     slower there (E2M1: 201 vs 142 us).
 
     Table lookups cost an indirect load per weight, fpx.decode 10-15 instructions on CUDA (its
     float32 placement, counted for sm_90a) and about 30 operations elsewhere; the casts cost 1-6
-    (measured in benchmarks/linear.py). In the M = 1 reduction the float32 placement counts
-    the same as the float16 one (E2M1 11.0 against 11.4 instructions per weight, E3M2 6.4
-    against 6.25; benchmarks/sass_offline.py), so the float16 route stays.
+    (measured in benchmarks/linear.py). In the M = 1 reduction fpx.decode's float32 placement
+    (six operations: magnitude and sign placed apart) counted about the same as the float16 one
+    (E2M1 11.0 against 11.4 instructions per weight); the sign-shift float32 placement of
+    ``float_shift`` (four operations) counts less (E3M2 10.4-10.5 against 12.5-12.7).
     """
     if not isinstance(fmt, FloatFormat):
         return codes.to(torch.float32)
     unit_range = (1 - fmt.bias - fmt.mantissa_bits, (1 << fmt.exponent_bits) - 1 - fmt.bias - fmt.mantissa_bits)
+    if float_shift and _float32_shift_decodes(fmt):
+        return _float_values_by_float32_shift(codes, fmt)
     if codes.device.type == "cpu" and not casts_only and -126 <= unit_range[0] and unit_range[1] <= 127:
         return _float_values_in_32_bit_lanes(codes, fmt)
     fields = (fmt.exponent_bits, fmt.mantissa_bits, fmt.bias, fmt.special, fmt.signed)
@@ -575,6 +595,47 @@ def _float_values_by_float16_placement(codes: torch.Tensor, fmt) -> torch.Tensor
         nan_bits = fmt.nan_code << (10 - m_bits)
         values = torch.where((placed & 0x7FFF) == nan_bits, float("nan"), values)
     return values
+
+
+def _float32_shift_decodes(fmt: FloatFormat) -> bool:
+    """Formats :func:`_float_values_by_float32_shift` decodes: no inf or NaN codes, and fields
+    that float32 placement takes (zero and subnormals, at most 8 exponent bits, a bias in
+    [0, 127]): E3M2, E2M3, E2M1 and such ``exmy`` formats."""
+    return not fmt.has_inf and not fmt.has_nan and _fits_float32_placement(fmt, torch.float32)
+
+
+def _float_values_by_float32_shift(word: torch.Tensor, fmt: FloatFormat, *, shift: int = 0) -> torch.Tensor:
+    """The code of ``fmt`` (a format :func:`_float32_shift_decodes` takes) at bit ``shift`` of
+    int32 ``word``, its other bits anything, as float32, exactly, in four operations.
+
+    Shifted left so that the code's top bit lands on bit 31 (the bits above it fall off), the
+    word shifts back right arithmetically by 8 - exponent bits: exponent and mantissa land where
+    float32 keeps them, the sign stays on bit 31 and fills the bits between, which one AND clears
+    with the bits that were below the code (``fpx.convert._float16_placed`` does the same in a
+    float16). The float32 is the code's value times 2^(bias - 127), a float32 subnormal for a
+    subnormal code; one multiply by 2^(127 - bias) makes the value, as ``fpx.decode``'s float32
+    placement does on CUDA. An unsigned format's exponent comes down from bit 31, one further,
+    and the AND clears its copies.
+
+    Why: the float16 placement costs int16 byte moves and a conversion. LowBitLinear's one-row
+    reduction, E3M2 8192 x 8192 (sm_90a, XBLOCK 8, R0_BLOCK 32, benchmarks/sass_offline.py
+    style counts): 12.5-12.7 instructions per weight by the float16 placement, 10.4-10.5 by
+    this. (Decoding each code from the window of the two bytes it spans, without unpacking it
+    first, counted the same: the compiler merges the unpack's shift and mask into these.)
+
+    >>> import torch, fpx
+    >>> _float_values_by_float32_shift(torch.tensor([0, 1, 4, 31, 32, 63], dtype=torch.int32), fpx.E3M2).tolist()
+    [0.0, 0.0625, 0.25, 28.0, -0.0, -28.0]
+    >>> _float_values_by_float32_shift(torch.tensor([0xFFFF, 0x07C0], dtype=torch.int32), fpx.E3M2, shift=6).tolist()
+    [-28.0, 28.0]
+    """
+    keep = fmt.magnitude_mask << (23 - fmt.mantissa_bits)
+    if fmt.signed:
+        keep -= 1 << 31  # and bit 31, as an int32
+    # The exponent's top bit goes to bit 22 + exponent bits: one below the sign, or from bit 31.
+    back = 8 - fmt.exponent_bits if fmt.signed else 9 - fmt.exponent_bits
+    placed = ((word << (32 - fmt.bits - shift)) >> back) & keep
+    return placed.view(torch.float32) * 2.0 ** (127 - fmt.bias)
 
 
 def _e8m0_values(codes: torch.Tensor) -> torch.Tensor:

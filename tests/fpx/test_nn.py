@@ -9,8 +9,16 @@ from hypothesis import strategies as st
 from torch import nn
 
 import fpx
+from fpx.formats import FloatFormat
 from fpx import LowBitLinear, quantize_
-from fpx.nn import _float_field_values, _float_fields_in_place, _int_field_values, dequantize_packed
+from fpx.nn import (
+    _float32_shift_decodes,
+    _float_field_values,
+    _float_fields_in_place,
+    _float_values_by_float32_shift,
+    _int_field_values,
+    dequantize_packed,
+)
 
 # (fmt, keyword arguments) covering every kind of scale the layer stores.
 CASES = [
@@ -306,6 +314,36 @@ def test_float_field_values_is_fpx_decode_for_every_code_and_shift(fmt):
         junk = torch.randint(-(2**31), 2**31 - 1, codes.shape, dtype=torch.int32, generator=generator)
         word = (codes << shift) | (junk & ~(((1 << fmt.bits) - 1) << shift))
         assert torch.equal(_float_field_values(word, fmt, shift=shift).view(torch.int32), expected), shift
+
+
+def float32_shift_formats():
+    """The OCP FP6/FP4 formats, signed exmy formats of every width the layer stores (biases 0,
+    default and 10), and unsigned ones (no sign bit, zero and subnormals kept)."""
+    formats = [fpx.E3M2, fpx.E2M3, fpx.E2M1]
+    for e, m in ((1, 0), (1, 1), (2, 2), (3, 1), (4, 3), (5, 2), (6, 1), (7, 0), (3, 4)):
+        for bias in (None, 0, 10):
+            formats.append(fpx.exmy(e, m, bias=bias))
+    formats += [FloatFormat(f"UE{e}M{m}", e, m, (1 << (e - 1)) - 1, signed=False) for e, m in ((3, 2), (4, 4), (5, 3))]
+    return [f for f in formats if _float32_shift_decodes(f)]
+
+
+@pytest.mark.parametrize("fmt", float32_shift_formats(), ids=lambda f: f"{f.name}-b{f.bias}")
+def test_float32_shift_decode_is_fpx_decode_for_every_code_and_shift(fmt):
+    """Bit for bit fpx.decode (to float32) for every code, signed zeros and subnormals included,
+    at every position of an int32 word, the word's other bits clear or set at random."""
+    codes = torch.arange(1 << fmt.bits, dtype=torch.int32)
+    expected = fpx.decode(codes.to(torch.uint8), fmt).view(torch.int32)
+    generator = torch.Generator().manual_seed(fmt.bits)
+    for shift in range(33 - fmt.bits):
+        field = ((1 << fmt.bits) - 1) << shift
+        junk = torch.randint(-(2**31), 2**31 - 1, codes.shape, dtype=torch.int32, generator=generator)
+        for word in (codes << shift, (codes << shift) | (junk & ~field)):
+            assert torch.equal(_float_values_by_float32_shift(word, fmt, shift=shift).view(torch.int32), expected), shift
+
+
+def test_float32_shift_takes_the_formats_without_specials():
+    assert all(_float32_shift_decodes(f) for f in (fpx.E3M2, fpx.E2M3, fpx.E2M1))
+    assert not any(_float32_shift_decodes(f) for f in (fpx.E4M3, fpx.E5M2, fpx.E8M0, fpx.exmy(2, 1, special="fn")))
 
 
 def test_in_place_float_formats_are_the_finite_small_ones():
