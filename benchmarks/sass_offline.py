@@ -13,8 +13,8 @@ so their instruction count predicts their speed. This script gets that count on 
 
 The package's device choices (``bitpack.words.words_pay_off``, the FP8 conversion, the
 FP6/FP4 float add and the float32-placement decode of ``fpx.convert``, LowBitLinear's float
-bits ``fpx.nn._float_bits_pay_off``) are switched to their CUDA forms while tracing; the inline
-device checks of LowBitLinear's other float decodes (``_grid_values``) are not. Launch configs
+bits ``fpx.nn._float_bits_pay_off`` and float decodes ``fpx.nn._float_decode_by_casts``) are
+switched to their CUDA forms while tracing. Launch configs
 are chosen here, not tuned: ``XBLOCK=1024`` and 4 warps, inductor's usual pick for a large
 pointwise kernel, so each thread handles 8 elements.
 
@@ -85,7 +85,7 @@ def cuda_paths():
     nn = importlib.import_module("fpx.nn")
     with mock.patch.object(words, "words_pay_off", lambda device: True), mock.patch.object(
         nn, "_float_bits_pay_off", lambda device: True
-    ), mock.patch.object(
+    ), mock.patch.object(nn, "_float_decode_by_casts", lambda device: True), mock.patch.object(
         convert, "_conversion_pays_off", lambda device: True
     ), mock.patch.object(convert, "_float_add_pays_off", lambda device: True), mock.patch.object(
         convert, "_float32_placement_pays_off", lambda device: True
@@ -228,29 +228,35 @@ REDUCTION_CONFIGS = [(8, 32, 1), (16, 32, 2), (8, 64, 1), (16, 64, 2), (32, 32, 
 
 
 def weight_cost(fn, args, weights: int) -> tuple[float, float, str]:
-    """(instructions per weight, conversions per weight, config) of the per-weight reduction
-    of ``fn(*args)`` (the kernel whose elements times reduction length reaches half of
-    ``weights``), at the cheapest of REDUCTION_CONFIGS, counting the loop's trips."""
+    """(instructions per weight, conversions per weight, configs) of the per-weight reductions
+    of ``fn(*args)``: every reduction kernel whose elements times its reductions (``tl.sum``
+    calls: one per plane) reach a sixteenth of ``weights``, each at the cheapest of
+    REDUCTION_CONFIGS (counting the loop's trips), summed over the kernels (formats of 8 planes
+    split them in two) and divided by the weights they cover."""
     with cuda_paths():
         sources = triton_sources(fn, *args)
-    best = None
+    instructions = conversions = covered = 0.0
+    chosen = []
     for name, source in sources:
         xnumel = int(re.search(r"xnumel = (\d+)", source).group(1))
         rnumel = int(re.search(r"r0_numel = (\d+)", source).group(1)) if "r0_numel = " in source else 0
-        if not rnumel or xnumel * rnumel * 8 < weights // 2:
+        kernel_weights = xnumel * rnumel * source.count("tl.sum(")
+        if not rnumel or kernel_weights * 16 < weights:
             continue
-        per_element = weights / (xnumel * rnumel)  # weights per reduction element (planes, bytes)
+        best = None
         for xblock, rblock, warps in REDUCTION_CONFIGS:
             looped = "triton_red" in name
             constexprs = {"XBLOCK": xblock, "R0_BLOCK": rblock} if looped else {"XBLOCK": xblock}
             trips = -(-rnumel // rblock) if looped else 1
             counts = executed(sass(source, constexprs, num_warps=warps), trips)
-            per_thread = xblock * rnumel * per_element / (32 * warps)
-            total = sum(counts.values()) / per_thread
-            conversions = sum(n for op, n in counts.items() if op.startswith(("I2F", "F2I", "F2F"))) / per_thread
+            programs = xnumel / xblock
+            total = sum(counts.values()) * 32 * warps * programs
+            converted = sum(n for op, n in counts.items() if op.startswith(("I2F", "F2I", "F2F"))) * 32 * warps * programs
             if best is None or total < best[0]:
-                best = (total, conversions, f"XBLOCK {xblock}, R0_BLOCK {rblock}, {warps} warps")
-    return best
+                best = (total, converted, f"XBLOCK {xblock}, R0_BLOCK {rblock}, {warps} warps")
+        instructions, conversions, covered = instructions + best[0], conversions + best[1], covered + kernel_weights
+        chosen.append(best[2])
+    return instructions / covered, conversions / covered, "; ".join(chosen)
 
 
 def _gemv_rows(args):

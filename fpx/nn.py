@@ -560,10 +560,11 @@ def _grid_values(
     unit_range = (1 - fmt.bias - fmt.mantissa_bits, (1 << fmt.exponent_bits) - 1 - fmt.bias - fmt.mantissa_bits)
     if float_shift and _float32_shift_decodes(fmt):
         return _float_values_by_float32_shift(codes, fmt)
-    if codes.device.type == "cpu" and not casts_only and -126 <= unit_range[0] and unit_range[1] <= 127:
+    casts = _float_decode_by_casts(codes.device)
+    if not casts and not casts_only and -126 <= unit_range[0] and unit_range[1] <= 127:
         return _float_values_in_32_bit_lanes(codes, fmt)
     fields = (fmt.exponent_bits, fmt.mantissa_bits, fmt.bias, fmt.special, fmt.signed)
-    if fields == (4, 3, 7, "fn", True) and codes.device.type == "cuda":
+    if fields == (4, 3, 7, "fn", True) and casts:
         return codes.to(torch.uint8).view(torch.float8_e4m3fn).to(torch.float32)
     like_half = fmt.exponent_bits == 5 and fmt.bias == 15 and fmt.special == "ieee"  # E5M2: float16's specials
     # float16 exponents 1-30 are finite: formats of <= 4 exponent bits fit, their NaN aside.
@@ -647,6 +648,14 @@ def _e8m0_values(codes: torch.Tensor) -> torch.Tensor:
     e = codes.to(torch.int32)
     ends = ((e == 0) | (e == 255)).to(torch.int32)
     return ((e << 23) | (ends << 22)).view(torch.float32)
+
+
+def _float_decode_by_casts(device: torch.device) -> bool:
+    """Whether :func:`_grid_values` decodes float codes by casts and views (the float8 cast,
+    float16 placement): on CUDA. On CPU inductor's C++ compiles those to scalar loops and
+    vectorizes :func:`_float_values_in_32_bit_lanes` instead. (A function, so that
+    benchmarks/sass_offline.py can count the CUDA forms from CPU tensors.)"""
+    return device.type == "cuda"
 
 
 def _float_bits_pay_off(device: torch.device) -> bool:
