@@ -659,11 +659,15 @@ def _float_decode_by_casts(device: torch.device) -> bool:
 
 
 def _float_bits_pay_off(device: torch.device) -> bool:
-    """Whether the compiled forms turn integer codes into floats by :func:`_int_field_values`
-    rather than by a sign extension and a conversion: on CUDA (H200, INT4 8192 x 8192: the
-    fused matmul template 14-16% faster at 16 and 64 rows). CPU keeps the conversion (its
-    vector conversion is one full-rate instruction per 8 lanes; 2-core timings of either form
-    were within their noise)."""
+    """Whether the compiled forms turn codes into floats by their bits: integer codes by
+    :func:`_int_field_values` rather than a sign extension and a conversion, E2M1-like codes by
+    :func:`_float_field_values` and other float codes without inf or NaN by
+    :func:`_float_values_by_float32_shift` rather than the float16 placement or fpx.decode. On
+    CUDA (H200, 8192 x 8192: INT4's fused matmul template 14-16% faster at 16 and 64 rows;
+    E2M1 38.0 -> 21.7 us at one row, and its template decode fuses). CPU keeps the conversion
+    (its vector conversion is one full-rate instruction per 8 lanes; 2-core timings of either
+    form were within their noise) and its 32-bit lane float decode. One switch for all, which
+    ``benchmarks/timing.force_float_bits`` flips for A/B runs."""
     return device.type == "cuda"
 
 
