@@ -83,7 +83,8 @@ def main():
                         help="compile each case once and record its cold compile time, without timing: several such "
                              "processes warm inductor's caches in parallel before one timed run")
     parser.add_argument("--float-bits", choices=("auto", "0", "1"), default="auto",
-                        help="integer codes by float bits (1) or by conversion (0) in every compiled form; auto: the layer's choice")
+                        help="codes decoded by their bits (1: integer codes without a conversion, E2M1 in place, E3M2/E2M3 by the "
+                        "float32 sign shift) or not (0) in every compiled form; auto: the layer's choice")
     args = parser.parse_args()
     if args.float_bits != "auto":
         force_float_bits(args.float_bits == "1")

@@ -76,9 +76,11 @@ def tuned_configs() -> str:
 
 
 def force_float_bits(on: bool) -> None:
-    """Make LowBitLinear's compiled forms take integer codes by float bits (``on``) or by a
-    conversion, whatever the device: an A/B switch for benchmarks. The layer reads the choice
-    from ``fpx.nn._float_bits_pay_off`` when dynamo traces it."""
+    """Make LowBitLinear's compiled forms decode codes by their bits (``on``: integer codes
+    without a conversion, E2M1 in place, E3M2/E2M3 by the float32 sign shift) or not (a
+    conversion, the float16 placement, fpx.decode), whatever the device: an A/B switch for
+    benchmarks. The layer reads the choice from ``fpx.nn._float_bits_pay_off`` when dynamo
+    traces it."""
     import fpx.nn
 
     fpx.nn._float_bits_pay_off = lambda device: on
