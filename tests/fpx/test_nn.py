@@ -381,6 +381,23 @@ def test_int_field_values_is_the_field_exactly_for_every_code_and_shift(bits, si
         assert _int_field_values(placed | junk, bits, signed, shift=shift, masked=True).tolist() == expected, shift
 
 
+@pytest.mark.parametrize("rows", [1, 20])
+@pytest.mark.parametrize("fmt", [fpx.INT4, fpx.E2M1, fpx.E3M2], ids=lambda f: f.name)
+def test_cuda_decode_forms_compile_and_match_on_cpu(fmt, rows, monkeypatch):
+    """The float-bits decodes CUDA takes (integer fields, E2M1 in place, the float32 sign
+    shift), forced on CPU: they trace, lower and compile (inductor's C++ backend) and match the
+    dequantized weight, in the reductions (1 row) and the matmul path's decode (20 rows)."""
+    monkeypatch.setattr(fpx.nn, "_float_bits_pay_off", lambda device: True)
+    torch.manual_seed(rows)
+    layer = LowBitLinear.from_linear(nn.Linear(256, 64), fmt, group_size=32)
+    x = torch.randn(rows, 256)
+    torch._dynamo.reset()
+    out = torch.compile(layer, fullgraph=True)(x)
+    torch._dynamo.reset()  # no compiled forward with the forced choice left for later tests
+    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_misaligned_packed_storage_falls_back_to_byte_planes():
     """Word planes read the packed bytes as int32: a buffer at an odd storage offset (as from a
     memory-mapped checkpoint) must give the same result through byte planes, not an error."""
