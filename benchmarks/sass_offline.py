@@ -224,7 +224,7 @@ def _pack_rows(args):
 # other conversions run at 16 (the CUDA programming guide's throughput table).
 ISSUE_PER_CLOCK = 128
 CONVERSIONS_PER_CLOCK = 16
-REDUCTION_CONFIGS = [(8, 32, 1), (16, 32, 2), (8, 64, 1), (16, 64, 2), (32, 32, 4)]  # XBLOCK, R0_BLOCK, warps
+REDUCTION_CONFIGS = [(8, 32, 1), (16, 32, 2), (8, 64, 1), (16, 64, 2), (32, 32, 4), (8, 128, 1), (16, 128, 2)]  # XBLOCK, R0_BLOCK, warps
 
 
 def weight_cost(fn, args, weights: int) -> tuple[float, float, str]:

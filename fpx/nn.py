@@ -324,7 +324,12 @@ class LowBitLinear(nn.Module):
         return None if self.bias is None else self.bias.to(dtype)
 
     def _gemv(
-        self, x2d: torch.Tensor, words: bool | None = None, bias: torch.Tensor | None = None, float_bits: bool | None = None
+        self,
+        x2d: torch.Tensor,
+        words: bool | None = None,
+        bias: torch.Tensor | None = None,
+        float_bits: bool | None = None,
+        one_level: bool | None = None,
     ) -> torch.Tensor:
         """(M, K) @ W.T (+ bias) for a few rows: two reductions, accumulated in float32.
 
@@ -350,6 +355,16 @@ class LowBitLinear(nn.Module):
         instruction: see :func:`_int_field_values` and :func:`_float_field_values`. Other float
         codes without inf or NaN (E3M2, E2M3) are then unpacked and decoded by
         :func:`_float_values_by_float32_shift`.
+
+        With ``one_level`` (default: :func:`_one_level_pays_off`) the two steps become one
+        reduction per plane over all its columns of ``x * (value * slope + offset)``, the
+        group's slope and offset applied per weight: one kernel instead of two, and a reduction
+        whose x index does not depend on the output row, so that a tile's rows share each
+        loaded x (in the segment form each row of a tile belongs to another scale group and
+        reloads x). Offline counts (sm_90a, 8192 x 8192, one row): INT4 7.0-7.5 instructions
+        per weight against 7.5 plus the second kernel, E2M1 8.0-8.4 against 8.45, E2M1-MX
+        8.7-9.1 against 11.1; the per-channel E4M3 reduction, of this shape, ran 18.9 us on an
+        H200.
         """
         fmt, bits, g = self.fmt, self.fmt.bits, planar_group(self.fmt.bits)
         n, columns = self.out_features, self.in_features // g
@@ -360,6 +375,8 @@ class LowBitLinear(nn.Module):
         words = words and self._word_aligned()
         if float_bits is None:
             float_bits = _float_bits_pay_off(x2d.device)
+        if one_level is None:
+            one_level = _one_level_pays_off(x2d.device)
         # 1, 2 and 4 bits: the field in place, no shift (offline SASS counts, INT4: 7.5 against 8.7
         # instructions per weight; E2M1 8.45 against 11.4). Not for 3/5/6/7 bits (INT3: 9.3 against
         # 7.9, the straddling unpack costs more unsigned) nor 8 (a signed byte converts in one
@@ -387,7 +404,7 @@ class LowBitLinear(nn.Module):
         scale = _e8m0_values(self.scale) if self.block == "mx" else self.scale.float()
         zero_point = None if self.zero_point is None else self.zero_point[:, group]
         slope, offset = _grid_affine(scale[:, group], zero_point, fmt)  # (N, planes, segments)
-        x_sums = None if offset is None else xs.sum(-1)  # (M, planes, segments)
+        x_sums = None if offset is None or one_level else xs.sum(-1)  # (M, planes, segments)
         # One int32 view for all planes (a view per plane made inductor split the kernel).
         word = self.packed.view(n, -1).view(torch.int32) if words else None  # little-endian
         rows = xs.shape[0]
@@ -406,6 +423,13 @@ class LowBitLinear(nn.Module):
                 # Decoded per plane, so that each decode has one consumer and stays inside the
                 # reduction (inductor writes out a large expression that several consumers read).
                 grid = self._plane_grid(q, word, float_bits, float_shift).view(n, segments, segment)
+                if one_level:
+                    values = grid * slope[:, q, :, None]
+                    if offset is not None:
+                        values = values + offset[:, q, :, None]
+                    x_plane = xs[block, q].reshape(-1, 1, width)  # (rows, 1, plane's columns)
+                    out = out + (x_plane * values.view(n, width)[None]).sum(-1)
+                    continue
                 dots = (xs[block, None, q] * grid[None]).sum(-1)  # (rows, N, segments)
                 terms = dots * slope[None, :, q]
                 if offset is not None:
@@ -656,6 +680,17 @@ def _float_decode_by_casts(device: torch.device) -> bool:
     vectorizes :func:`_float_values_in_32_bit_lanes` instead. (A function, so that
     benchmarks/sass_offline.py can count the CUDA forms from CPU tensors.)"""
     return device.type == "cuda"
+
+
+def _one_level_pays_off(device: torch.device) -> bool:
+    """Whether the small-batch forward takes :meth:`LowBitLinear._gemv`'s one-level form (scales
+    applied per weight, one reduction over each plane) rather than the segment form (a dot
+    product per scale group, then their scaled sum). Not yet on any device: the one-level form
+    counts fewer instructions offline (see :meth:`LowBitLinear._gemv`) and is exact to the same
+    tolerance, but has not been timed on a GPU (``benchmarks/gpu_run.sh onelevel``); on an H100
+    an earlier one-level form, with a conversion per weight and a scale gather whose index
+    took several operations, ran 41-44 us against the segment form's 28 (INT4, one row)."""
+    return False
 
 
 def _float_bits_pay_off(device: torch.device) -> bool:

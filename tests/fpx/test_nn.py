@@ -281,12 +281,14 @@ def test_both_compiled_formulations_match_the_dequantized_weight(config):
     weight = layer.dequantize_weight()
     expected = x.double() @ weight.double().T
     scale = x.double().abs() @ weight.double().abs().T
-    # byte planes with integer codes by float bits (CUDA's default) or by conversion, 32-bit
-    # word planes (CPU's default for one row)
+    # byte planes with codes by float bits (CUDA's default) or by conversion, 32-bit word
+    # planes (CPU's default for one row); each in the segment form and the one-level form
     for words, float_bits in ((False, True), (False, False), (True, False)):
-        got = layer._gemv(x, words=words, float_bits=float_bits).double()
-        assert got.shape == (rows, n)
-        assert bool(((got - expected).abs() <= 1e-5 * scale + 1e-6).all()), (words, float_bits, got, expected)
+        for one_level in (False, True):
+            got = layer._gemv(x, words=words, float_bits=float_bits, one_level=one_level).double()
+            assert got.shape == (rows, n)
+            close = (got - expected).abs() <= 1e-5 * scale + 1e-6
+            assert bool(close.all()), (words, float_bits, one_level, got, expected)
     assert torch.equal(layer._transposed_weight(torch.float32), weight.T)
     # The weight by float bits (the prologue's decode on CUDA) against the one by conversion.
     layout = dict(fmt=layer.fmt, group_size=layer.group_size, block=layer.block)
@@ -382,12 +384,14 @@ def test_int_field_values_is_the_field_exactly_for_every_code_and_shift(bits, si
 
 
 @pytest.mark.parametrize("rows", [1, 20])
-@pytest.mark.parametrize("fmt", [fpx.INT4, fpx.E2M1, fpx.E3M2], ids=lambda f: f.name)
+@pytest.mark.parametrize("fmt", [fpx.INT4, fpx.E2M1, fpx.E3M2, fpx.UINT4], ids=lambda f: f.name)
 def test_cuda_decode_forms_compile_and_match_on_cpu(fmt, rows, monkeypatch):
     """The float-bits decodes CUDA takes (integer fields, E2M1 in place, the float32 sign
-    shift), forced on CPU: they trace, lower and compile (inductor's C++ backend) and match the
-    dequantized weight, in the reductions (1 row) and the matmul path's decode (20 rows)."""
+    shift) and the one-level reduction, forced on CPU: they trace, lower and compile
+    (inductor's C++ backend) and match the dequantized weight, in the reductions (1 row) and
+    the matmul path's decode (20 rows)."""
     monkeypatch.setattr(fpx.nn, "_float_bits_pay_off", lambda device: True)
+    monkeypatch.setattr(fpx.nn, "_one_level_pays_off", lambda device: True)
     torch.manual_seed(rows)
     layer = LowBitLinear.from_linear(nn.Linear(256, 64), fmt, group_size=32)
     x = torch.randn(rows, 256)
