@@ -14,9 +14,9 @@
 #         rows with groups of 128 (fused: kept) and 32 (fused: timed 1.24x slower, dropped):
 #         their Triton source and SASS counts under $OUT/prologue_*, to see what the group costs.
 #   onelevel: the small-batch reductions in one level (scales per weight, one kernel) or by
-#         segments (two kernels), A/B at one row for INT4, E2M1, E2M1-MX, INT8, INT2 and at 2, 4
-#         and 8 rows for INT4 and E2M1, each set compiled alone: about 9 minutes. Predicted in
-#         docs/inductor.md ("One level instead of segments").
+#         segments (two kernels), A/B at one row for INT4, E2M1, E2M1-MX, INT8, INT2, each set
+#         compiled alone: about 5 minutes. onelevel_rows: the same at 2, 4 and 8 rows for INT4
+#         and E2M1 (about 6). Predicted in docs/inductor.md ("One level instead of segments").
 #   fp6: E3M2 and E2M3 by the float32 sign shift (fpx.nn._float_values_by_float32_shift) or
 #         not (float16 placement / fpx.decode) at 1, 16 and 64 rows, each set compiled alone,
 #         then the layer's CUDA tests: about 8 minutes. Predicted in docs/inductor.md.
@@ -177,8 +177,12 @@ if [[ $what == prologue ]]; then
 fi
 
 if [[ $what == onelevel ]]; then
-  one="--formats INT4,E2M1,E2M1-MX,INT8,INT2 --m 1"; few="--formats INT4,E2M1 --m 2,4,8 --gemv-max-rows 8"
-  SWEEP_TIMEOUT=240 SWEEP_JOBS="$one --one-level 1;$one --one-level 0;$few --one-level 1;$few --one-level 0" bash "$0" sweep
+  one="--formats INT4,E2M1,E2M1-MX,INT8,INT2 --m 1"
+  SWEEP_TIMEOUT=270 SWEEP_JOBS="$one --one-level 1;$one --one-level 0" bash "$0" sweep
+fi
+if [[ $what == onelevel_rows ]]; then
+  few="--formats INT4,E2M1 --m 2,4,8 --gemv-max-rows 8"
+  SWEEP_TIMEOUT=290 SWEEP_JOBS="$few --one-level 1;$few --one-level 0" bash "$0" sweep
 fi
 
 if [[ $what == fp6 ]]; then
