@@ -92,7 +92,7 @@ def force_one_level(on: bool) -> None:
     A/B switch for benchmarks, read from ``fpx.nn._one_level_pays_off`` when dynamo traces."""
     import fpx.nn
 
-    fpx.nn._one_level_pays_off = lambda device: on
+    fpx.nn._one_level_pays_off = lambda *args: on
 
 
 def chosen_devices(choice: str) -> list[str]:

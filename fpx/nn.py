@@ -376,7 +376,7 @@ class LowBitLinear(nn.Module):
         if float_bits is None:
             float_bits = _float_bits_pay_off(x2d.device)
         if one_level is None:
-            one_level = _one_level_pays_off(x2d.device)
+            one_level = _one_level_pays_off(x2d.device, fmt, self.zero_point is not None)
         # 1, 2 and 4 bits: the field in place, no shift (offline SASS counts, INT4: 7.5 against 8.7
         # instructions per weight; E2M1 8.45 against 11.4). Not for 3/5/6/7 bits (INT3: 9.3 against
         # 7.9, the straddling unpack costs more unsigned) nor 8 (a signed byte converts in one
@@ -682,15 +682,18 @@ def _float_decode_by_casts(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-def _one_level_pays_off(device: torch.device) -> bool:
+def _one_level_pays_off(device: torch.device, fmt, zero_points: bool) -> bool:
     """Whether the small-batch forward takes :meth:`LowBitLinear._gemv`'s one-level form (scales
     applied per weight, one reduction over each plane) rather than the segment form (a dot
-    product per scale group, then their scaled sum). Not yet on any device: the one-level form
-    counts fewer instructions offline (see :meth:`LowBitLinear._gemv`) and is exact to the same
-    tolerance, but has not been timed on a GPU (``benchmarks/gpu_run.sh onelevel``); on an H100
-    an earlier one-level form, with a conversion per weight and a scale gather whose index
-    took several operations, ran 41-44 us against the segment form's 28 (INT4, one row)."""
-    return False
+    product per scale group, then their scaled sum): on CUDA, for codes of 1, 2, 4 or 8 bits
+    without zero-points, where it counts fewer instructions per weight (sm_90a, 8192 x 8192,
+    one row: INT4 6.98 against 7.47, E2M1 7.97 against 8.45, E2M1-MX 8.69 against 11.12, INT8
+    6.02 against 7.09; 3, 5, 6, 7-bit codes and zero-points count more) and saves the second
+    kernel. Predicted from those counts and the H200's measured issue rate, not yet timed: INT4
+    at one row 24-29 -> about 20 us (docs/inductor.md, "One level instead of segments";
+    ``benchmarks/gpu_run.sh onelevel`` times it). CPU keeps segments: inductor's C++ backend
+    writes out the per-weight value of a long decode there."""
+    return device.type == "cuda" and 8 % fmt.bits == 0 and not zero_points
 
 
 def _float_bits_pay_off(device: torch.device) -> bool:
