@@ -423,18 +423,18 @@ class LowBitLinear(nn.Module):
                 # Decoded per plane, so that each decode has one consumer and stays inside the
                 # reduction (inductor writes out a large expression that several consumers read).
                 grid = self._plane_grid(q, word, float_bits, float_shift).view(n, segments, segment)
-                if one_level:
+                if one_level:  # each weight with its group's slope (and offset), one reduction
                     values = grid * slope[:, q, :, None]
                     if offset is not None:
                         values = values + offset[:, q, :, None]
                     x_plane = xs[block, q].reshape(-1, 1, width)  # (rows, 1, plane's columns)
                     out = out + (x_plane * values.view(n, width)[None]).sum(-1)
-                    continue
-                dots = (xs[block, None, q] * grid[None]).sum(-1)  # (rows, N, segments)
-                terms = dots * slope[None, :, q]
-                if offset is not None:
-                    terms = terms + x_sums[block, None, q] * offset[None, :, q]
-                out = out + terms.sum(-1)
+                else:  # a dot product per segment, then their scaled sum
+                    dots = (xs[block, None, q] * grid[None]).sum(-1)  # (rows, N, segments)
+                    terms = dots * slope[None, :, q]
+                    if offset is not None:
+                        terms = terms + x_sums[block, None, q] * offset[None, :, q]
+                    out = out + terms.sum(-1)
             # The bias is added per row in float32, before the rounding to x's dtype and before
             # the rows are joined (inductor writes each row into its slice of the output), so
             # the addition rides in the kernel that sums the row.
