@@ -331,7 +331,10 @@ class LowBitLinear(nn.Module):
         float_bits: bool | None = None,
         one_level: bool | None = None,
     ) -> torch.Tensor:
-        """(M, K) @ W.T (+ bias) for a few rows: two reductions, accumulated in float32.
+        """(M, K) @ W.T (+ bias) for a few rows, accumulated in float32, in one of two forms.
+
+        The segment form (CPU, and CUDA for 3, 5, 6, 7-bit codes and zero-points), two
+        reductions:
 
         1. Per *plane* and *segment* (a run of a plane's columns inside one scale group), the
            dot product of x with the raw grid values (integer codes, or decoded float codes).
@@ -342,7 +345,8 @@ class LowBitLinear(nn.Module):
 
         Scales are applied once per segment instead of once per weight and no scale index is
         computed per weight: 1.6x faster than one reduction over dequantized weights on an H100
-        (INT4 8192 x 8192, M = 1: 27.9 vs 44 us; benchmarks/probe_linear.py, groupsum).
+        (INT4 8192 x 8192, M = 1: 27.9 vs 44 us; benchmarks/probe_linear.py, groupsum), when
+        those were decoded by conversion with a scale index of several operations per weight.
 
         The planes are the G planes of the packed layout, or with ``words`` (the default on CPU
         for one row of integer codes of 1, 2, 4 or 8 bits) the 4 G values of each 32-bit word
@@ -356,7 +360,8 @@ class LowBitLinear(nn.Module):
         codes without inf or NaN (E3M2, E2M3) are then unpacked and decoded by
         :func:`_float_values_by_float32_shift`.
 
-        With ``one_level`` (default: :func:`_one_level_pays_off`) the two steps become one
+        The one-level form, ``one_level`` (default: :func:`_one_level_pays_off`, CUDA's choice
+        for codes of 1, 2, 4 and 8 bits without zero-points), turns the two steps into one
         reduction per plane over all its columns of ``x * (value * slope + offset)``, the
         group's slope and offset applied per weight: one kernel instead of two, and a reduction
         whose x index does not depend on the output row, so that a tile's rows share each
@@ -364,7 +369,7 @@ class LowBitLinear(nn.Module):
         reloads x). Offline counts (sm_90a, 8192 x 8192, one row): INT4 7.0-7.5 instructions
         per weight against 7.5 plus the second kernel, E2M1 8.0-8.4 against 8.45, E2M1-MX
         8.7-9.1 against 11.1; the per-channel E4M3 reduction, of this shape, ran 18.9 us on an
-        H200.
+        H200. Not yet timed itself (docs/inductor.md, "One level instead of segments").
         """
         fmt, bits, g = self.fmt, self.fmt.bits, planar_group(self.fmt.bits)
         n, columns = self.out_features, self.in_features // g
