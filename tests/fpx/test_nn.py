@@ -367,6 +367,17 @@ def test_default_row_limits_follow_what_fuses_on_cuda():
     assert {limit("cpu", f, block=b) for f, b in ((fpx.INT4, None), (fpx.E2M1, "mx"), (fpx.E4M3, None))} == {16}
 
 
+def test_one_level_reductions_are_chosen_where_they_count_fewer_instructions():
+    """CUDA: codes of 1, 2, 4, 8 bits without zero-points; not 3/5/6/7-bit codes (their 8 planes
+    share byte loads better per segment) nor zero-points; never on CPU."""
+    pays = fpx.nn._one_level_pays_off
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert all(pays(cuda, f, False) for f in (fpx.INT1, fpx.INT2, fpx.INT4, fpx.INT8, fpx.E4M3, fpx.E5M2, fpx.E2M1))
+    assert not any(pays(cuda, f, False) for f in (fpx.INT3, fpx.INT5, fpx.E3M2, fpx.E2M3))
+    assert not pays(cuda, fpx.UINT4, True)
+    assert not any(pays(cpu, f, False) for f in (fpx.INT4, fpx.E2M1, fpx.INT8))
+
+
 @pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("bits", range(1, 8))
 def test_int_field_values_is_the_field_exactly_for_every_code_and_shift(bits, signed):
