@@ -46,6 +46,14 @@ summarize_tests() {  # the last line and the failures of DIR/tests_{a,b,c}.log
     grep -E "^(FAILED|ERROR)" "$1/tests_$t.log" | head -8
   done
 }
+cuda_tests() {  # NAME PYTEST_ARGS...: the CUDA tests named, their last line and failures
+  local name=$1; shift
+  timeout 200 python3 -m pytest -q -m cuda -p no:cacheprovider "$@" > "$OUT/$name.log" 2>&1
+  echo "$name: $(grep -E "passed|failed|error" "$OUT/$name.log" | tail -1)"; grep -E "^(FAILED|ERROR)" "$OUT/$name.log" | head -8
+}
+ab_sweep() {  # OPTION TIMEOUT ARGS: linear.py ARGS with OPTION 1, then 0, each compiled alone (sweep)
+  SWEEP_TIMEOUT=$2 SWEEP_JOBS="$3 $1 1;$3 $1 0" bash "$0" sweep
+}
 if [[ $what == tests || $what == all ]]; then
   python3 -m pytest -q -m cuda -p no:cacheprovider tests > "$OUT/cuda_tests.log" 2>&1
   grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/cuda_tests.log" | tail -25
@@ -177,33 +185,28 @@ if [[ $what == prologue ]]; then
 fi
 
 if [[ $what == onelevel ]]; then
-  one="--formats INT4,E2M1,E2M1-MX,INT8,INT2 --m 1"
-  SWEEP_TIMEOUT=270 SWEEP_JOBS="$one --one-level 1;$one --one-level 0" bash "$0" sweep
+  ab_sweep --one-level 270 "--formats INT4,E2M1,E2M1-MX,INT8,INT2 --m 1"
 fi
 if [[ $what == onelevel_rows ]]; then
-  few="--formats INT4,E2M1 --m 2,4,8 --gemv-max-rows 8"
-  SWEEP_TIMEOUT=290 SWEEP_JOBS="$few --one-level 1;$few --one-level 0" bash "$0" sweep
+  ab_sweep --one-level 290 "--formats INT4,E2M1 --m 2,4,8 --gemv-max-rows 8"
 fi
 
 if [[ $what == fp6 ]]; then
-  SWEEP_TIMEOUT=200 SWEEP_JOBS="--formats E3M2,E2M3 --m 1,16,64 --float-bits 1;--formats E3M2,E2M3 --m 1,16,64 --float-bits 0" bash "$0" sweep
-  timeout 200 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn.py tests/fpx/test_nn_codegen.py > "$OUT/tests_nn.log" 2>&1
-  echo "tests_nn: $(grep -E "passed|failed|error" "$OUT/tests_nn.log" | tail -1)"; grep -E "^(FAILED|ERROR)" "$OUT/tests_nn.log" | head -8
+  ab_sweep --float-bits 200 "--formats E3M2,E2M3 --m 1,16,64"
+  cuda_tests tests_nn tests/fpx/test_nn.py tests/fpx/test_nn_codegen.py
 fi
 
 if [[ $what == fp4 ]]; then
   # E2M1 by _float_field_values (1) or by fpx.decode / the float16 placement (0), reductions at
   # one row and the matmul template at 16 and 64, then the CUDA tests that pin the fusion.
-  SWEEP_TIMEOUT=200 SWEEP_JOBS="--formats E2M1,E2M1-MX --m 1,16,64 --float-bits 1;--formats E2M1,E2M1-MX --m 1,16,64 --float-bits 0" bash "$0" sweep
-  timeout 200 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn_codegen.py -k 16_rows > "$OUT/tests_16_rows.log" 2>&1
-  echo "tests_16_rows: $(grep -E "passed|failed|error" "$OUT/tests_16_rows.log" | tail -1)"; grep -E "^(FAILED|ERROR)" "$OUT/tests_16_rows.log" | head -8
+  ab_sweep --float-bits 200 "--formats E2M1,E2M1-MX --m 1,16,64"
+  cuda_tests tests_16_rows tests/fpx/test_nn_codegen.py -k 16_rows
 fi
 
 if [[ $what == decode ]]; then
   # The float32-placement decode (CUDA tests of every code and dtype, then convert.py with
   # float16 rows), and the M = 1 float-bits reductions in 3 fresh compiles against group-sum.
-  timeout 200 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_convert_codegen.py tests/fpx/test_formats.py > "$OUT/tests.log" 2>&1
-  echo "tests: $(grep -E "passed|failed|error" "$OUT/tests.log" | tail -1)"; grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -8
+  cuda_tests tests tests/fpx/test_convert_codegen.py tests/fpx/test_formats.py
   TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 130 python3 benchmarks/convert.py --device cuda > "$OUT/convert.log" 2>&1
   grep -E "^\| cuda" "$OUT/convert.log"
   for i in 1 2 3; do
