@@ -333,8 +333,8 @@ class LowBitLinear(nn.Module):
     ) -> torch.Tensor:
         """(M, K) @ W.T (+ bias) for a few rows, accumulated in float32, in one of two forms.
 
-        The segment form (CPU, and CUDA for 3, 5, 6, 7-bit codes and zero-points), two
-        reductions:
+        The segment form (CPU, and CUDA for 3, 5, 6, 7-bit codes, zero-points and per-channel
+        scales), two reductions:
 
         1. Per *plane* and *segment* (a run of a plane's columns inside one scale group), the
            dot product of x with the raw grid values (integer codes, or decoded float codes).
