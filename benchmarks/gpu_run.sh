@@ -12,11 +12,8 @@
 #         configs chosen (TUNING_ARGS, TUNING_OPTIONS, TUNING_COMPILES; about 5 minutes).
 #   prologue: the fused template kernels inductor compiled (and timed) for E2M1, INT4, INT3 at 16
 #         rows with groups of 128 (fused: kept) and 32 (fused: timed 1.24x slower, dropped):
-#         their Triton source and SASS counts under $OUT/prologue_*, to see what the group costs.
-#   onelevel: the small-batch reductions in one level (scales per weight, one kernel) or by
-#         segments (two kernels), A/B at one row for INT4, E2M1, E2M1-MX, INT8, INT2, each set
-#         compiled alone: about 5 minutes. onelevel_rows: the same at 2, 4 and 8 rows for INT4
-#         and E2M1 (about 6). Predicted in docs/inductor.md ("One level instead of segments").
+#         their Triton source and SASS counts under $OUT/prologue_*, to see what the group costs
+#         (PROLOGUE_JOBS: "FORMAT GROUP" pairs separated by ';').
 #   fp6: E3M2 and E2M3 by the float32 sign shift (fpx.nn._float_values_by_float32_shift) or
 #         not (float16 placement / fpx.decode) at 1, 16 and 64 rows, each set compiled alone,
 #         then the layer's CUDA tests: about 8 minutes. Predicted in docs/inductor.md.
@@ -172,7 +169,8 @@ fi
 if [[ $what == prologue ]]; then
   # Every template kernel of one compile (the fused candidates too: inductor writes each one it
   # times into the cache), with the cubins' instruction counts and warps.
-  for job in "E2M1 128" "E2M1 32" "INT4 32" "INT3 128"; do
+  IFS=';' read -ra prologue_jobs <<< "${PROLOGUE_JOBS:-E2M1 128;E2M1 32;INT4 32;INT3 128}"
+  for job in "${prologue_jobs[@]}"; do
     set -- $job
     cache=$(mktemp -d); dir="$OUT/prologue_$1_g$2"; mkdir -p "$dir"
     TORCH_LOGS=fusion TORCHINDUCTOR_CACHE_DIR=$cache timeout 150 python3 benchmarks/linear.py --formats "$1" \
@@ -182,13 +180,6 @@ if [[ $what == prologue ]]; then
     grep -rl "def triton_tem" "$cache" --include=*.py | while read -r f; do cp "$f" "$dir/"; done
     python3 benchmarks/sass_offline.py cubins "$cache" 2>&1 | grep -E "tem|instructions" | head -12
   done
-fi
-
-if [[ $what == onelevel ]]; then
-  ab_sweep --one-level 270 "--formats INT4,E2M1,E2M1-MX,INT8,INT2 --m 1"
-fi
-if [[ $what == onelevel_rows ]]; then
-  ab_sweep --one-level 290 "--formats INT4,E2M1 --m 2,4,8 --gemv-max-rows 8"
 fi
 
 if [[ $what == fp6 ]]; then

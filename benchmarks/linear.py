@@ -25,7 +25,6 @@ import fpx  # noqa: E402
 from timing import (  # noqa: E402
     environment_line,
     force_float_bits,
-    force_one_level,
     run_and_count_kernels,
     time_cpu,
     time_cuda_graph,
@@ -35,7 +34,7 @@ from timing import (  # noqa: E402
 FORMATS = {
     "INT8": (fpx.INT8, {}), "INT4": (fpx.INT4, {}), "INT3": (fpx.INT3, {}), "INT2": (fpx.INT2, {}),
     "INT1": (fpx.INT1, {}), "UINT4": (fpx.UINT4, {}), "E4M3": (fpx.E4M3, {"group_size": None}),
-    "E3M2": (fpx.E3M2, {}), "E2M1": (fpx.E2M1, {}), "E2M1-MX": (fpx.E2M1, {"block": "mx"}),
+    "E3M2": (fpx.E3M2, {}), "E2M3": (fpx.E2M3, {}), "E2M1": (fpx.E2M1, {}), "E2M1-MX": (fpx.E2M1, {"block": "mx"}),
 }
 
 
@@ -93,14 +92,9 @@ def main():
     parser.add_argument("--float-bits", choices=("auto", "0", "1"), default="auto",
                         help="codes decoded by their bits (1: integer codes without a conversion, E2M1 in place, E3M2/E2M3 by the "
                         "float32 sign shift) or not (0) in every compiled form; auto: the layer's choice")
-    parser.add_argument("--one-level", choices=("auto", "0", "1"), default="auto",
-                        help="small-batch reductions in one level (1: scales per weight, one reduction per plane) or by "
-                        "segments (0); auto: the layer's choice")
     args = parser.parse_args()
     if args.float_bits != "auto":
         force_float_bits(args.float_bits == "1")
-    if args.one_level != "auto":
-        force_one_level(args.one_level == "1")
     global TIMING_LOCK
     TIMING_LOCK = args.timing_lock
     device, dtype = args.device, getattr(torch, args.dtype)

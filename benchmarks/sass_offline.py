@@ -13,9 +13,8 @@ so their instruction count predicts their speed. This script gets that count on 
 
 The package's device choices (``bitpack.words.words_pay_off``, the FP8 conversion, the
 FP6/FP4 float add and the float32-placement decode of ``fpx.convert``, LowBitLinear's float
-bits ``fpx.nn._float_bits_pay_off``, float decodes ``fpx.nn._float_decode_by_casts`` and
-small-batch form ``fpx.nn._one_level_pays_off``) are switched to their CUDA forms while tracing. Launch configs
-are chosen here, not tuned: ``XBLOCK=1024`` and 4 warps, inductor's usual pick for a large
+bits ``fpx.nn._float_bits_pay_off`` and float decodes ``fpx.nn._float_decode_by_casts``) are
+switched to their CUDA forms while tracing. Launch configs are chosen here, not tuned: ``XBLOCK=1024`` and 4 warps, inductor's usual pick for a large
 pointwise kernel, so each thread handles 8 elements.
 
 Caveats: the Triton source comes from inductor's CPU-device Triton path, which matches the CUDA
@@ -86,8 +85,6 @@ def cuda_paths():
     with mock.patch.object(words, "words_pay_off", lambda device: True), mock.patch.object(
         nn, "_float_bits_pay_off", lambda device: True
     ), mock.patch.object(nn, "_float_decode_by_casts", lambda device: True), mock.patch.object(
-        nn, "_one_level_pays_off", lambda device, *rest, real=nn._one_level_pays_off: real(torch.device("cuda"), *rest)
-    ), mock.patch.object(
         convert, "_conversion_pays_off", lambda device: True
     ), mock.patch.object(convert, "_float_add_pays_off", lambda device: True), mock.patch.object(
         convert, "_float32_placement_pays_off", lambda device: True

@@ -86,15 +86,6 @@ def force_float_bits(on: bool) -> None:
     fpx.nn._float_bits_pay_off = lambda device: on
 
 
-def force_one_level(on: bool) -> None:
-    """Make LowBitLinear's small-batch forward take the one-level reduction (``on``: scales
-    applied per weight, one reduction per plane) or the segment form, whatever the device: an
-    A/B switch for benchmarks, read from ``fpx.nn._one_level_pays_off`` when dynamo traces."""
-    import fpx.nn
-
-    fpx.nn._one_level_pays_off = lambda *args: on
-
-
 def chosen_devices(choice: str) -> list[str]:
     """The devices a ``--device cpu|cuda|all`` argument names, leaving out CUDA where there is none."""
     devices = ["cpu", "cuda"] if choice == "all" else [choice]

@@ -324,17 +324,9 @@ class LowBitLinear(nn.Module):
         return None if self.bias is None else self.bias.to(dtype)
 
     def _gemv(
-        self,
-        x2d: torch.Tensor,
-        words: bool | None = None,
-        bias: torch.Tensor | None = None,
-        float_bits: bool | None = None,
-        one_level: bool | None = None,
+        self, x2d: torch.Tensor, words: bool | None = None, bias: torch.Tensor | None = None, float_bits: bool | None = None
     ) -> torch.Tensor:
-        """(M, K) @ W.T (+ bias) for a few rows, accumulated in float32, in one of two forms.
-
-        The segment form (CPU, and CUDA for 3, 5, 6, 7-bit codes, zero-points and per-channel
-        scales), two reductions:
+        """(M, K) @ W.T (+ bias) for a few rows: two reductions, accumulated in float32.
 
         1. Per *plane* and *segment* (a run of a plane's columns inside one scale group), the
            dot product of x with the raw grid values (integer codes, or decoded float codes).
@@ -360,16 +352,10 @@ class LowBitLinear(nn.Module):
         codes without inf or NaN (E3M2, E2M3) are then unpacked and decoded by
         :func:`_float_values_by_float32_shift`.
 
-        The one-level form, ``one_level`` (default: :func:`_one_level_pays_off`, CUDA's choice
-        for codes of 1, 2, 4 and 8 bits without zero-points), turns the two steps into one
-        reduction per plane over all its columns of ``x * (value * slope + offset)``, the
-        group's slope and offset applied per weight: one kernel instead of two, and a reduction
-        whose x index does not depend on the output row, so that a tile's rows share each
-        loaded x (in the segment form each row of a tile belongs to another scale group and
-        reloads x). Offline counts (sm_90a, 8192 x 8192, one row): INT4 7.0-7.5 instructions
-        per weight against 7.5 plus the second kernel, E2M1 8.0-8.4 against 8.45, E2M1-MX
-        8.7-9.1 against 11.1; the per-channel E4M3 reduction, of this shape, ran 18.9 us on an
-        H200. Not yet timed itself (docs/inductor.md, "One level instead of segments").
+        One reduction per plane over the scaled weights instead (scales applied per weight, one
+        kernel) counted fewer instructions per weight offline but ran slower on an H200 (INT4
+        at one row 30.7 against 25.2 us, at 4 rows 77.8 against 48.7; docs/inductor.md, "One
+        level instead of segments").
         """
         fmt, bits, g = self.fmt, self.fmt.bits, planar_group(self.fmt.bits)
         n, columns = self.out_features, self.in_features // g
@@ -392,10 +378,6 @@ class LowBitLinear(nn.Module):
         planes, width = g * per_word, columns // per_word
         segment = math.gcd(self.group_size // per_word, width)  # never straddles a group or a plane
         segments = width // segment
-        if one_level is None:
-            # One segment per plane (per-channel scales) is one level already, its scale applied
-            # once per row: 3.38 instructions per weight against 4.82 per weight (E4M3, offline).
-            one_level = segments > 1 and _one_level_pays_off(x2d.device, fmt, self.zero_point is not None)
         if words:
             # Plane (p, b): byte b of each word of plane p, i.e. columns 4 w + b of plane p.
             xs = x2d.float().view(-1, g, width, 4).transpose(-1, -2).reshape(-1, planes, segments, segment)
@@ -411,7 +393,7 @@ class LowBitLinear(nn.Module):
         scale = _e8m0_values(self.scale) if self.block == "mx" else self.scale.float()
         zero_point = None if self.zero_point is None else self.zero_point[:, group]
         slope, offset = _grid_affine(scale[:, group], zero_point, fmt)  # (N, planes, segments)
-        x_sums = None if offset is None or one_level else xs.sum(-1)  # (M, planes, segments)
+        x_sums = None if offset is None else xs.sum(-1)  # (M, planes, segments)
         # One int32 view for all planes (a view per plane made inductor split the kernel).
         word = self.packed.view(n, -1).view(torch.int32) if words else None  # little-endian
         rows = xs.shape[0]
@@ -430,18 +412,11 @@ class LowBitLinear(nn.Module):
                 # Decoded per plane, so that each decode has one consumer and stays inside the
                 # reduction (inductor writes out a large expression that several consumers read).
                 grid = self._plane_grid(q, word, float_bits, float_shift).view(n, segments, segment)
-                if one_level:  # each weight with its group's slope (and offset), one reduction
-                    values = grid * slope[:, q, :, None]
-                    if offset is not None:
-                        values = values + offset[:, q, :, None]
-                    x_plane = xs[block, q].reshape(-1, 1, width)  # (rows, 1, plane's columns)
-                    out = out + (x_plane * values.view(n, width)[None]).sum(-1)
-                else:  # a dot product per segment, then their scaled sum
-                    dots = (xs[block, None, q] * grid[None]).sum(-1)  # (rows, N, segments)
-                    terms = dots * slope[None, :, q]
-                    if offset is not None:
-                        terms = terms + x_sums[block, None, q] * offset[None, :, q]
-                    out = out + terms.sum(-1)
+                dots = (xs[block, None, q] * grid[None]).sum(-1)  # (rows, N, segments)
+                terms = dots * slope[None, :, q]
+                if offset is not None:
+                    terms = terms + x_sums[block, None, q] * offset[None, :, q]
+                out = out + terms.sum(-1)
             # The bias is added per row in float32, before the rounding to x's dtype and before
             # the rows are joined (inductor writes each row into its slice of the output), so
             # the addition rides in the kernel that sums the row.
@@ -525,8 +500,10 @@ def dequantize_packed(
     ``float_bits`` (default: :func:`_float_bits_pay_off`) turns integer codes of 1-7 bits into
     floats by :func:`_int_field_values` instead of a sign extension and a conversion, and the
     float codes :func:`_float_fields_in_place` takes (such as E2M1) by
-    :func:`_float_field_values` and the other float codes without inf or NaN (such as E3M2)
-    by :func:`_float_values_by_float32_shift` instead of ``fpx.decode``.
+    :func:`_float_field_values` instead of ``fpx.decode``. Other float codes keep ``fpx.decode``
+    here: E3M2 and E2M3 by :func:`_float_values_by_float32_shift` did not fuse into the matmul
+    template either and the decode kernel ran no faster (H200, 8192 x 8192, 16 rows: E3M2 148.8
+    against 152.0 us, E2M3 247.1 against 153.0).
     """
     n, _, columns = packed.shape
     g = planar_group(fmt.bits)
@@ -535,7 +512,6 @@ def dequantize_packed(
         float_bits = _float_bits_pay_off(packed.device)
     int_bits = float_bits and isinstance(fmt, IntFormat) and fmt.bits < 8
     float_in_place = float_bits and isinstance(fmt, FloatFormat) and _float_fields_in_place(fmt)
-    float_shift = float_bits and isinstance(fmt, FloatFormat) and _float32_shift_decodes(fmt)
     codes = bitpack.unpack(packed, fmt.bits, g, dim=1, signed=signed and not int_bits, dtype=torch.int32)
     # (N, G, K/G) planes are W's columns in order: as (N, groups, group_size), scales and
     # zero-points broadcast (no gather: 2x faster eagerly than indexing them per weight).
@@ -546,8 +522,6 @@ def dequantize_packed(
         grid = _int_field_values(codes, fmt.bits, signed)
     elif float_in_place:
         grid = _float_field_values(codes, fmt, shift=0)
-    elif float_shift:
-        grid = _float_values_by_float32_shift(codes, fmt)
     elif table:
         grid = _grid_values(codes, fmt, code_table)
     else:
@@ -584,7 +558,8 @@ def _grid_values(
     (measured in benchmarks/linear.py). In the M = 1 reduction fpx.decode's float32 placement
     (six operations: magnitude and sign placed apart) counted about the same as the float16 one
     (E2M1 11.0 against 11.4 instructions per weight); the sign-shift float32 placement of
-    ``float_shift`` (four operations) counts less (E3M2 10.4-10.5 against 12.5-12.7).
+    ``float_shift`` (four operations) counts less (E3M2 10.4-10.5 against 12.5-12.7) and ran
+    faster (H200, 8192 x 8192, one row: E3M2 31.3 against 36.5 us).
     """
     if not isinstance(fmt, FloatFormat):
         return codes.to(torch.float32)
@@ -689,27 +664,14 @@ def _float_decode_by_casts(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-def _one_level_pays_off(device: torch.device, fmt, zero_points: bool) -> bool:
-    """Whether the small-batch forward takes :meth:`LowBitLinear._gemv`'s one-level form (scales
-    applied per weight, one reduction over each plane) rather than the segment form (a dot
-    product per scale group, then their scaled sum): on CUDA, for codes of 1, 2, 4 or 8 bits
-    without zero-points, where it counts fewer instructions per weight (sm_90a, 8192 x 8192,
-    one row: INT4 6.98 against 7.47, E2M1 7.97 against 8.45, E2M1-MX 8.69 against 11.12, INT8
-    6.02 against 7.09; 3, 5, 6, 7-bit codes and zero-points count more) and saves the second
-    kernel. Predicted from those counts and the H200's measured issue rate, not yet timed: INT4
-    at one row 24-29 -> about 20 us (docs/inductor.md, "One level instead of segments";
-    ``benchmarks/gpu_run.sh onelevel`` times it). CPU keeps segments: inductor's C++ backend
-    writes out the per-weight value of a long decode there."""
-    return device.type == "cuda" and 8 % fmt.bits == 0 and not zero_points
-
-
 def _float_bits_pay_off(device: torch.device) -> bool:
     """Whether the compiled forms turn codes into floats by their bits: integer codes by
     :func:`_int_field_values` rather than a sign extension and a conversion, E2M1-like codes by
     :func:`_float_field_values` and other float codes without inf or NaN by
-    :func:`_float_values_by_float32_shift` rather than the float16 placement or fpx.decode. On
-    CUDA (H200, 8192 x 8192: INT4's fused matmul template 14-16% faster at 16 and 64 rows;
-    E2M1 38.0 -> 21.7 us at one row, and its template decode fuses). CPU keeps the conversion
+    :func:`_float_values_by_float32_shift` rather than the float16 placement (in the
+    small-batch reductions only) or fpx.decode. On CUDA (H200, 8192 x 8192: INT4's fused matmul
+    template 14-16% faster at 16 and 64 rows; E2M1 38.0 -> 21.7 us at one row, and its template
+    decode fuses; E3M2 36.5 -> 31.3 us and E2M3 40.7 -> 34.7 at one row). CPU keeps the conversion
     (its vector conversion is one full-rate instruction per 8 lanes; 2-core timings of either
     form were within their noise) and its 32-bit lane float decode. One switch for all, which
     ``benchmarks/timing.force_float_bits`` flips for A/B runs."""

@@ -282,13 +282,12 @@ def test_both_compiled_formulations_match_the_dequantized_weight(config):
     expected = x.double() @ weight.double().T
     scale = x.double().abs() @ weight.double().abs().T
     # byte planes with codes by float bits (CUDA's default) or by conversion, 32-bit word
-    # planes (CPU's default for one row); each in the segment form and the one-level form
+    # planes (CPU's default for one row)
     for words, float_bits in ((False, True), (False, False), (True, False)):
-        for one_level in (False, True):
-            got = layer._gemv(x, words=words, float_bits=float_bits, one_level=one_level).double()
-            assert got.shape == (rows, n)
-            close = (got - expected).abs() <= 1e-5 * scale + 1e-6
-            assert bool(close.all()), (words, float_bits, one_level, got, expected)
+        got = layer._gemv(x, words=words, float_bits=float_bits).double()
+        assert got.shape == (rows, n)
+        close = (got - expected).abs() <= 1e-5 * scale + 1e-6
+        assert bool(close.all()), (words, float_bits, got, expected)
     assert torch.equal(layer._transposed_weight(torch.float32), weight.T)
     # The weight by float bits (the prologue's decode on CUDA) against the one by conversion.
     layout = dict(fmt=layer.fmt, group_size=layer.group_size, block=layer.block)
@@ -367,17 +366,6 @@ def test_default_row_limits_follow_what_fuses_on_cuda():
     assert {limit("cpu", f, block=b) for f, b in ((fpx.INT4, None), (fpx.E2M1, "mx"), (fpx.E4M3, None))} == {16}
 
 
-def test_one_level_reductions_are_chosen_where_they_count_fewer_instructions():
-    """CUDA: codes of 1, 2, 4, 8 bits without zero-points; not 3/5/6/7-bit codes (their 8 planes
-    share byte loads better per segment) nor zero-points; never on CPU."""
-    pays = fpx.nn._one_level_pays_off
-    cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert all(pays(cuda, f, False) for f in (fpx.INT1, fpx.INT2, fpx.INT4, fpx.INT8, fpx.E4M3, fpx.E5M2, fpx.E2M1))
-    assert not any(pays(cuda, f, False) for f in (fpx.INT3, fpx.INT5, fpx.E3M2, fpx.E2M3))
-    assert not pays(cuda, fpx.UINT4, True)
-    assert not any(pays(cpu, f, False) for f in (fpx.INT4, fpx.E2M1, fpx.INT8))
-
-
 @pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("bits", range(1, 8))
 def test_int_field_values_is_the_field_exactly_for_every_code_and_shift(bits, signed):
@@ -398,11 +386,10 @@ def test_int_field_values_is_the_field_exactly_for_every_code_and_shift(bits, si
 @pytest.mark.parametrize("fmt", [fpx.INT4, fpx.E2M1, fpx.E3M2, fpx.UINT4], ids=lambda f: f.name)
 def test_cuda_decode_forms_compile_and_match_on_cpu(fmt, rows, monkeypatch):
     """The float-bits decodes CUDA takes (integer fields, E2M1 in place, the float32 sign
-    shift) and the one-level reduction, forced on CPU: they trace, lower and compile
-    (inductor's C++ backend) and match the dequantized weight, in the reductions (1 row) and
-    the matmul path's decode (20 rows)."""
+    shift in the reductions), forced on CPU: they trace, lower and compile (inductor's C++
+    backend) and match the dequantized weight, in the reductions (1 row) and the matmul path's
+    decode (20 rows)."""
     monkeypatch.setattr(fpx.nn, "_float_bits_pay_off", lambda device: True)
-    monkeypatch.setattr(fpx.nn, "_one_level_pays_off", lambda *args: True)
     torch.manual_seed(rows)
     layer = LowBitLinear.from_linear(nn.Linear(256, 64), fmt, group_size=32)
     x = torch.randn(rows, 256)
