@@ -31,6 +31,7 @@ venv made with ``--system-site-packages``. Verified with torch 2.13.0 and Triton
     python benchmarks/sass_offline.py encode --formats E2M1 E3M2       # fpx.encode on CUDA
     python benchmarks/sass_offline.py decode --formats E4M3 E2M1       # fpx.decode on CUDA
     python benchmarks/sass_offline.py cubins ~/.cache/torchinductor  # on the device
+    python benchmarks/sass_offline.py kernel gpu_out/prologue_E2M1_g128/*.py  # a saved template's K loop
 """
 
 from __future__ import annotations
@@ -171,13 +172,7 @@ def executed(sass_text: str, trips: int = 1) -> collections.Counter:
     branch, as a looped reduction has) runs ``trips`` times: the loop body counts ``trips``
     times, the rest once. Kernels without a loop: the static count. More than one loop:
     ValueError (count them by hand)."""
-    rows = re.findall(r"/\*([0-9a-f]{4,})\*/\s+((?:@!?U?P\w+\s+)?([A-Z0-9_]+)[^;]*);", sass_text)
-    address = [int(a, 16) for a, _, _ in rows]
-    loops = []
-    for i, (_, text, op) in enumerate(rows):
-        target = re.search(r"BRA\s+(?:\S+,\s*)?0x([0-9a-f]+)", text)
-        if op == "BRA" and target and int(target.group(1), 16) < address[i]:
-            loops.append((address.index(int(target.group(1), 16)), i))
+    rows, loops = _rows_and_loops(sass_text)
     if len(loops) > 1:
         raise ValueError(f"{len(loops)} loops")
     counts = collections.Counter()
@@ -187,6 +182,19 @@ def executed(sass_text: str, trips: int = 1) -> collections.Counter:
         inside = loops and loops[0][0] <= i <= loops[0][1]
         counts[op] += trips if inside else 1
     return counts
+
+
+def _rows_and_loops(sass_text: str) -> tuple[list, list[tuple[int, int]]]:
+    """The listing's instructions as (address, text, opcode) and its loops as (first, last)
+    row indices: the rows from a backward branch's target to the branch."""
+    rows = re.findall(r"/\*([0-9a-f]{4,})\*/\s+((?:@!?U?P\w+\s+)?([A-Z0-9_]+)[^;]*);", sass_text)
+    address = [int(a, 16) for a, _, _ in rows]
+    loops = []
+    for i, (_, text, op) in enumerate(rows):
+        target = re.search(r"BRA\s+(?:\S+,\s*)?0x([0-9a-f]+)", text)
+        if op == "BRA" and target and int(target.group(1), 16) < address[i]:
+            loops.append((address.index(int(target.group(1), 16)), i))
+    return rows, loops
 
 
 def instructions(fn, *args, elements_per_thread: int = 8) -> tuple[int, float, collections.Counter]:
@@ -323,6 +331,31 @@ def _cubin_rows(args):
         print(f"{sum(opcodes(listing).values()):>12} {warps!s:>5}  {os.path.basename(path)}")
 
 
+def _kernel_rows(args):
+    """A matmul template kernel inductor wrote (say by ``gpu_run.sh prologue``), compiled here
+    for sm_90a with its own warps and stages: static instructions, the K loop's body, and that
+    body per weight of the (BLOCK_K, BLOCK_N) tile each thread decodes per trip."""
+    for path in args.paths:
+        text = open(path).read()
+        # A kernel file, or a compiled module holding its kernels as async_compile strings.
+        kernels = [k for k in re.findall(r"'''(.*?)'''", text, re.DOTALL) if "def triton_tem" in k] or [text]
+        for source in kernels:
+            _kernel_row(path, source)
+
+
+def _kernel_row(path: str, source: str) -> None:
+    """One template kernel's row of :func:`_kernel_rows`."""
+    warps, stages = (int(re.search(rf"{key}=(\d+)", source).group(1)) for key in ("num_warps", "num_stages"))
+    block_k, block_n = (int(re.search(rf"{key} : tl.constexpr = (\d+)", source).group(1)) for key in ("BLOCK_K", "BLOCK_N"))
+    rows, loops = _rows_and_loops(sass(source, {}, num_warps=warps, num_stages=stages))
+    first, last = max(loops, key=lambda loop: loop[1] - loop[0])  # the K loop: the longest
+    body = collections.Counter(op for _, _, op in rows[first : last + 1] if op != "NOP")
+    per_weight = sum(body.values()) / (block_k * block_n / (32 * warps))
+    top = ", ".join(f"{op} {n}" for op, n in body.most_common(8))
+    print(f"{os.path.basename(path)[:40]}: {sum(op != 'NOP' for _, _, op in rows)} instructions, K loop "
+          f"{sum(body.values())} ({per_weight:.2f} per weight; {block_k}x{block_n}, {warps} warps): {top}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -335,10 +368,12 @@ def main():
     p.add_argument("--formats", nargs="*", default=["E2M1", "E3M2", "E2M3", "E4M3"])
     p = sub.add_parser("decode", help="fpx.decode's CUDA kernels")
     p.add_argument("--formats", nargs="*", default=["E4M3", "E5M2", "E3M2", "E2M1"])
+    p = sub.add_parser("kernel", help="a saved matmul template kernel's K loop, per weight")
+    p.add_argument("paths", nargs="+")
     p = sub.add_parser("cubins", help="count the SASS of every cubin under a folder (on the device)")
     p.add_argument("folder")
     args = parser.parse_args()
-    {"cubins": _cubin_rows, "gemv": _gemv_rows, "encode": _convert_rows, "decode": _convert_rows}.get(args.what, _pack_rows)(args)
+    {"cubins": _cubin_rows, "kernel": _kernel_rows, "gemv": _gemv_rows, "encode": _convert_rows, "decode": _convert_rows}.get(args.what, _pack_rows)(args)
 
 
 if __name__ == "__main__":
