@@ -14,8 +14,9 @@ so their instruction count predicts their speed. This script gets that count on 
 The package's device choices (``bitpack.words.words_pay_off``, the FP8 conversion, the
 FP6/FP4 float add and the float32-placement decode of ``fpx.convert``, LowBitLinear's float
 bits ``fpx.nn._float_bits_pay_off`` and float decodes ``fpx.nn._float_decode_by_casts``) are
-switched to their CUDA forms while tracing. Launch configs are chosen here, not tuned: ``XBLOCK=1024`` and 4 warps, inductor's usual pick for a large
-pointwise kernel, so each thread handles 8 elements.
+switched to their CUDA forms while tracing. Launch configs are chosen here, not tuned:
+``XBLOCK=1024`` and 4 warps, inductor's usual pick for a large pointwise kernel, so each thread
+handles 8 elements.
 
 Caveats: the Triton source comes from inductor's CPU-device Triton path, which matches the CUDA
 one for pointwise kernels (same index expressions and operations) but not necessarily for
@@ -373,7 +374,8 @@ def main():
     p = sub.add_parser("cubins", help="count the SASS of every cubin under a folder (on the device)")
     p.add_argument("folder")
     args = parser.parse_args()
-    {"cubins": _cubin_rows, "kernel": _kernel_rows, "gemv": _gemv_rows, "encode": _convert_rows, "decode": _convert_rows}.get(args.what, _pack_rows)(args)
+    rows = {"cubins": _cubin_rows, "kernel": _kernel_rows, "gemv": _gemv_rows, "encode": _convert_rows, "decode": _convert_rows}
+    rows.get(args.what, _pack_rows)(args)
 
 
 if __name__ == "__main__":
