@@ -25,6 +25,7 @@ import fpx  # noqa: E402
 from timing import (  # noqa: E402
     environment_line,
     force_float_bits,
+    force_x_float32,
     run_and_count_kernels,
     time_cpu,
     time_cuda_graph,
@@ -92,9 +93,14 @@ def main():
     parser.add_argument("--float-bits", choices=("auto", "0", "1"), default="auto",
                         help="codes decoded by their bits (1: integer codes without a conversion, E2M1 in place, E3M2/E2M3 by the "
                         "float32 sign shift) or not (0) in every compiled form; auto: the layer's choice")
+    parser.add_argument("--x-float32", choices=("auto", "0", "1"), default="auto",
+                        help="small-batch reductions read x written out in float32 by a kernel of its own (1) or "
+                        "convert it per weight (0); auto: the layer's choice")
     args = parser.parse_args()
     if args.float_bits != "auto":
         force_float_bits(args.float_bits == "1")
+    if args.x_float32 != "auto":
+        force_x_float32(args.x_float32 == "1")
     global TIMING_LOCK
     TIMING_LOCK = args.timing_lock
     device, dtype = args.device, getattr(torch, args.dtype)

@@ -86,6 +86,15 @@ def force_float_bits(on: bool) -> None:
     fpx.nn._float_bits_pay_off = lambda device: on
 
 
+def force_x_float32(on: bool) -> None:
+    """Make LowBitLinear's small-batch reductions read x written out in float32 by a kernel of
+    its own (``on``) or convert it inside them (off), whatever the device: an A/B switch for
+    benchmarks, read from ``fpx.nn._x_float32_pays_off`` when dynamo traces the layer."""
+    import fpx.nn
+
+    fpx.nn._x_float32_pays_off = lambda device: on
+
+
 def chosen_devices(choice: str) -> list[str]:
     """The devices a ``--device cpu|cuda|all`` argument names, leaving out CUDA where there is none."""
     devices = ["cpu", "cuda"] if choice == "all" else [choice]

@@ -324,7 +324,12 @@ class LowBitLinear(nn.Module):
         return None if self.bias is None else self.bias.to(dtype)
 
     def _gemv(
-        self, x2d: torch.Tensor, words: bool | None = None, bias: torch.Tensor | None = None, float_bits: bool | None = None
+        self,
+        x2d: torch.Tensor,
+        words: bool | None = None,
+        bias: torch.Tensor | None = None,
+        float_bits: bool | None = None,
+        x_float32: bool | None = None,
     ) -> torch.Tensor:
         """(M, K) @ W.T (+ bias) for a few rows: two reductions, accumulated in float32.
 
@@ -352,6 +357,11 @@ class LowBitLinear(nn.Module):
         codes without inf or NaN (E3M2, E2M3) are then unpacked and decoded by
         :func:`_float_values_by_float32_shift`.
 
+        With ``x_float32`` (default: :func:`_x_float32_pays_off`) x is written out in float32 by a
+        kernel of its own before the reductions, which then load it as it is instead of
+        converting each 16-bit x once per weight and row (offline counts, sm_90a, 8192 x 8192,
+        INT4: 6.25 instructions per weight against 7.47 at one row, 12.6 against 17.2 at four).
+
         One reduction per plane over the scaled weights instead (scales applied per weight, one
         kernel) counted fewer instructions per weight offline but ran slower on an H200 (INT4
         at one row 30.7 against 25.2 us, at 4 rows 77.8 against 48.7; docs/inductor.md, "One
@@ -378,11 +388,17 @@ class LowBitLinear(nn.Module):
         planes, width = g * per_word, columns // per_word
         segment = math.gcd(self.group_size // per_word, width)  # never straddles a group or a plane
         segments = width // segment
+        if x_float32 is None:
+            x_float32 = _x_float32_pays_off(x2d.device)
+        xf = x2d.float()
+        if x_float32:
+            # A view inductor cannot inline: its lowering realizes the float32 x into a buffer.
+            xf = torch.as_strided(xf, xf.shape, xf.stride())
         if words:
             # Plane (p, b): byte b of each word of plane p, i.e. columns 4 w + b of plane p.
-            xs = x2d.float().view(-1, g, width, 4).transpose(-1, -2).reshape(-1, planes, segments, segment)
+            xs = xf.view(-1, g, width, 4).transpose(-1, -2).reshape(-1, planes, segments, segment)
         else:
-            xs = x2d.float().view(-1, planes, segments, segment)
+            xs = xf.view(-1, planes, segments, segment)
         # Group of segment (q, i): the group of its first column (plane q // per_word of W's
         # G planes, column per_word * i * segment; a word's 4 columns share a group).
         device = self.packed.device
@@ -662,6 +678,16 @@ def _float_decode_by_casts(device: torch.device) -> bool:
     vectorizes :func:`_float_values_in_32_bit_lanes` instead. (A function, so that
     benchmarks/sass_offline.py can count the CUDA forms from CPU tensors.)"""
     return device.type == "cuda"
+
+
+def _x_float32_pays_off(device: torch.device) -> bool:
+    """Whether :meth:`LowBitLinear._gemv` writes x out in float32 (a kernel of its own) for its
+    reductions to load, instead of converting each 16-bit x inside them once per weight and row:
+    offline counts (sm_90a, 8192 x 8192, INT4) say 6.25 instructions per weight against 7.47 at
+    one row and 12.6 against 17.2 at four, predicted (at about 2.8 us per instruction per weight
+    on an H200, less the extra kernel) 25 -> about 23 us and 48 -> about 36-44 us. Not yet timed:
+    off everywhere until it is (``benchmarks/linear.py --x-float32 1`` forces it)."""
+    return False
 
 
 def _float_bits_pay_off(device: torch.device) -> bool:

@@ -92,3 +92,22 @@ def test_cuda_forward_at_16_rows_fuses_the_decode_into_the_matmul_template(fmt, 
     sizes = [math.prod(s) for s in allocations(source) if all(isinstance(d, int) for d in s)]
     assert all(size < n * k for size in sizes), allocations(source)
     assert kernel_count(source, "cuda") <= 2, source  # the template (+ the bias epilogue if unfused)
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("fmt", [fpx.INT4, fpx.UINT4], ids=["INT4", "UINT4"])
+def test_x_written_out_in_float32_is_a_kernel_of_its_own_and_matches(fmt, rows, monkeypatch):
+    """With ``_x_float32_pays_off`` forced on, x's float32 copy is realized into a buffer of
+    its own, which the reductions load instead of converting x per weight (on CUDA a kernel of
+    its own writes it), and the forward still matches the dequantized weight; without, x is
+    converted inside the reductions and no (rows, K) buffer exists."""
+    torch.manual_seed(rows)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(K, N), fmt, group_size=64)
+    x = torch.randn(rows, K, dtype=torch.bfloat16)
+    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
+    for on in (False, True):
+        monkeypatch.setattr(fpx.nn, "_x_float32_pays_off", lambda device, on=on: on)
+        out, source = compile_and_code(layer, x)
+        torch.testing.assert_close(out.double(), expected, rtol=1e-2, atol=1e-2)
+        assert ((rows, K) in allocations(source)) == on, allocations(source)
+    torch._dynamo.reset()  # no compiled forward with the forced choice left for later tests
