@@ -25,6 +25,7 @@ import fpx  # noqa: E402
 from timing import (  # noqa: E402
     environment_line,
     force_float_bits,
+    force_patterns_from_buffer,
     force_x_float32,
     run_and_count_kernels,
     time_cpu,
@@ -96,11 +97,16 @@ def main():
     parser.add_argument("--x-float32", choices=("auto", "0", "1"), default="auto",
                         help="small-batch reductions read x written out in float32 by a kernel of its own (1) or "
                         "convert it per weight (0); auto: the layer's choice")
+    parser.add_argument("--patterns-from-buffer", choices=("auto", "0", "1"), default="auto",
+                        help="integer fields' XOR patterns loaded from a buffer, so that ptxas merges mask and XOR "
+                        "into one LOP3 (1), or constants (0); auto: the layer's choice")
     args = parser.parse_args()
     if args.float_bits != "auto":
         force_float_bits(args.float_bits == "1")
     if args.x_float32 != "auto":
         force_x_float32(args.x_float32 == "1")
+    if args.patterns_from_buffer != "auto":
+        force_patterns_from_buffer(args.patterns_from_buffer == "1")
     global TIMING_LOCK
     TIMING_LOCK = args.timing_lock
     device, dtype = args.device, getattr(torch, args.dtype)

@@ -95,6 +95,16 @@ def force_x_float32(on: bool) -> None:
     fpx.nn._x_float32_pays_off = lambda device: on
 
 
+def force_patterns_from_buffer(on: bool) -> None:
+    """Make LowBitLinear's small-batch reductions take the XOR patterns of integer fields from
+    the layer's ``field_patterns`` buffer (``on``) or as constants, whatever the device: an A/B
+    switch for benchmarks, read from ``fpx.nn._patterns_from_buffer_pays_off`` when dynamo
+    traces the layer."""
+    import fpx.nn
+
+    fpx.nn._patterns_from_buffer_pays_off = lambda device: on
+
+
 def chosen_devices(choice: str) -> list[str]:
     """The devices a ``--device cpu|cuda|all`` argument names, leaving out CUDA where there is none."""
     devices = ["cpu", "cuda"] if choice == "all" else [choice]

@@ -209,6 +209,15 @@ class LowBitLinear(nn.Module):
         if isinstance(fmt, FloatFormat):
             table = decode(torch.arange(2**bits, dtype=torch.uint8, device=device), fmt).view(torch.int32)
         self.register_buffer("code_table", table, persistent=False)
+        # The XOR pattern of _int_field_values for each byte plane (2^23's exponent, and the
+        # field's sign bit for signed codes) as data (see _patterns_from_buffer_pays_off):
+        # loaded, it sits in a register and the XOR merges into the mask's LOP3.
+        patterns = None
+        if isinstance(fmt, IntFormat) and bits in (1, 2, 4):  # the codes _gemv takes in place
+            signed = fmt.signed
+            patterns = [_TWO_POW_23_BITS | ((1 << (bits - 1 + bits * q)) if signed else 0) for q in range(g)]
+            patterns = torch.tensor(patterns, dtype=torch.int32, device=device)
+        self.register_buffer("field_patterns", patterns, persistent=False)
 
     # ---- construction ---------------------------------------------------------------------------
     @classmethod
@@ -465,7 +474,8 @@ class LowBitLinear(nn.Module):
             byte = self.packed[:, 0].to(torch.int32)
             if isinstance(fmt, FloatFormat):
                 return _float_field_values(byte, fmt, shift=bits * q)
-            return _int_field_values(byte, bits, self._signed_codes, shift=bits * q, masked=True)
+            pattern = self.field_patterns[q] if _patterns_from_buffer_pays_off(byte.device) else None
+            return _int_field_values(byte, bits, self._signed_codes, shift=bits * q, masked=True, pattern=pattern)
         if word is None:
             fields = bitpack.unpack(self.packed, bits, g, dim=1, dtype=torch.int32)[:, q]
         else:
@@ -680,6 +690,18 @@ def _float_decode_by_casts(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
+def _patterns_from_buffer_pays_off(device: torch.device) -> bool:
+    """Whether the small-batch reductions take the XOR pattern of :func:`_int_field_values`
+    from the layer's ``field_patterns`` buffer instead of a constant. ptxas encodes one
+    immediate per LOP3: with the mask and the pattern both immediates a field costs an AND and
+    an XOR; with the whole pattern in a register one LOP3 does both. (A register for 2^23's
+    exponent alone is not enough: ptxas folds the sign bit's constant into the XOR and keeps two
+    LOP3s.) Offline counts, sm_90a, INT4 8192 x 8192 at one row: 5.30 instructions per weight
+    against 6.25 with x in float32. Not yet timed: off everywhere until it is
+    (``benchmarks/linear.py --patterns-from-buffer 1`` forces it)."""
+    return False
+
+
 def _x_float32_pays_off(device: torch.device) -> bool:
     """Whether :meth:`LowBitLinear._gemv` writes x out in float32 (a kernel of its own) for its
     reductions to load, instead of converting each 16-bit x inside them once per weight and row:
@@ -704,10 +726,15 @@ def _float_bits_pay_off(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-def _int_field_values(word: torch.Tensor, bits: int, signed: bool, *, shift: int = 0, masked: bool = False) -> torch.Tensor:
+def _int_field_values(
+    word: torch.Tensor, bits: int, signed: bool, *, shift: int = 0, masked: bool = False, pattern: torch.Tensor | None = None
+) -> torch.Tensor:
     """The ``bits``-bit integer field at bit ``shift`` of int32 ``word`` as float32 (two's
     complement when ``signed``), exactly, in two or three operations and no int -> float
     conversion. ``masked`` clears the word's other bits first; without it they must be zero.
+    ``pattern``, an int32 tensor holding the XOR pattern below (0x4B000000, with the field's
+    sign bit for a signed field), replaces that constant (see
+    :func:`_patterns_from_buffer_pays_off`).
 
     The field stays where it is, under the exponent of 2^23 (whose unit in the last place is
     1): the float32 whose bits are ``field << shift | 0x4B000000`` is 2^23 + 2^shift field. A
@@ -730,7 +757,9 @@ def _int_field_values(word: torch.Tensor, bits: int, signed: bool, *, shift: int
     if masked:
         word = word & (((1 << bits) - 1) << shift)
     sign = 1 << (bits - 1 + shift) if signed else 0
-    pattern = word ^ (_TWO_POW_23_BITS | sign)  # the field's bits lie below the exponent's
+    if pattern is None:
+        pattern = _TWO_POW_23_BITS | sign
+    pattern = word ^ pattern  # the field's bits lie below the exponent's
     unit = 2.0**-shift
     return pattern.view(torch.float32) * unit - (2.0**23 + sign) * unit
 

@@ -380,6 +380,10 @@ def test_int_field_values_is_the_field_exactly_for_every_code_and_shift(bits, si
         junk = junk & ~(((1 << bits) - 1) << shift)
         assert _int_field_values(placed, bits, signed, shift=shift).tolist() == expected, shift
         assert _int_field_values(placed | junk, bits, signed, shift=shift, masked=True).tolist() == expected, shift
+        # The XOR pattern as data, as the layer's field_patterns buffer passes it.
+        pattern = torch.tensor(0x4B000000 | ((1 << (bits - 1 + shift)) if signed else 0), dtype=torch.int32)
+        got = _int_field_values(placed | junk, bits, signed, shift=shift, masked=True, pattern=pattern)
+        assert got.tolist() == expected, shift
 
 
 @pytest.mark.parametrize("rows", [1, 20])

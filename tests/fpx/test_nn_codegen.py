@@ -95,12 +95,15 @@ def test_cuda_forward_at_16_rows_fuses_the_decode_into_the_matmul_template(fmt, 
 
 
 @pytest.mark.parametrize("rows", [1, 3])
-@pytest.mark.parametrize("fmt", [fpx.INT4, fpx.UINT4], ids=["INT4", "UINT4"])
+@pytest.mark.parametrize("fmt", [fpx.INT4, fpx.UINT4, fpx.INT2], ids=["INT4", "UINT4", "INT2"])
 def test_x_written_out_in_float32_is_a_kernel_of_its_own_and_matches(fmt, rows, monkeypatch):
     """With ``_x_float32_pays_off`` forced on, x's float32 copy is realized into a buffer of
     its own, which the reductions load instead of converting x per weight (on CUDA a kernel of
     its own writes it), and the forward still matches the dequantized weight; without, x is
-    converted inside the reductions and no (rows, K) buffer exists."""
+    converted inside the reductions and no (rows, K) buffer exists. Both with CUDA's integer
+    fields by float bits and their XOR patterns from the layer's buffer (forced here too)."""
+    monkeypatch.setattr(fpx.nn, "_float_bits_pay_off", lambda device: True)
+    monkeypatch.setattr(fpx.nn, "_patterns_from_buffer_pays_off", lambda device: True)
     torch.manual_seed(rows)
     layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(K, N), fmt, group_size=64)
     x = torch.randn(rows, K, dtype=torch.bfloat16)
