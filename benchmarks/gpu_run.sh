@@ -19,8 +19,8 @@
 #         alone: about 7 minutes (xf32_more: INT8 and INT2 at 1, 2 and 4 rows). Predicted in
 #         docs/inductor.md ("x in float32, written once").
 #   patterns: integer fields' XOR patterns from a buffer (one LOP3 per field) or constants, A/B
-#         for INT4, INT2, UINT4 at 1 and 4 rows with x in float32 (about 7 minutes; run after
-#         xf32). Predicted in docs/inductor.md ("One LOP3 per field").
+#         for INT4, INT2, UINT4 at 1 and 4 rows (about 7 minutes); patterns_xf32: the same with
+#         x in float32. Predicted in docs/inductor.md ("One LOP3 per field").
 #   fp6: E3M2 and E2M3 by the float32 sign shift (fpx.nn._float_values_by_float32_shift) or
 #         not (float16 placement / fpx.decode) at 1, 16 and 64 rows, each set compiled alone,
 #         then the layer's CUDA tests: about 8 minutes. Predicted in docs/inductor.md.
@@ -197,6 +197,9 @@ if [[ $what == xf32_more ]]; then
 fi
 
 if [[ $what == patterns ]]; then
+  ab_sweep --patterns-from-buffer 270 "--formats INT4,INT2,UINT4 --m 1,4"
+fi
+if [[ $what == patterns_xf32 ]]; then
   ab_sweep --patterns-from-buffer 270 "--formats INT4,INT2,UINT4 --m 1,4 --x-float32 1"
 fi
 
