@@ -707,8 +707,10 @@ def _x_float32_pays_off(device: torch.device) -> bool:
     reductions to load, instead of converting each 16-bit x inside them once per weight and row:
     offline counts (sm_90a, 8192 x 8192, INT4) say 6.25 instructions per weight against 7.47 at
     one row and 12.6 against 17.2 at four, predicted (at about 2.8 us per instruction per weight
-    on an H200, less the extra kernel) 25 -> about 23 us and 48 -> about 36-44 us. Not yet timed:
-    off everywhere until it is (``benchmarks/linear.py --x-float32 1`` forces it)."""
+    on an H200, less the extra kernel) 25 -> about 23 us and 48 -> about 36-44 us. Against it:
+    the probe's form with x passed in float32 ran slower on an H100 (INT4 42.8 against 25.9 us,
+    docs/inductor.md), the doubled bytes of x per weight being the suspect. Not yet timed in
+    this form: off everywhere until it is (``benchmarks/linear.py --x-float32 1`` forces it)."""
     return False
 
 
