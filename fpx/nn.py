@@ -370,6 +370,8 @@ class LowBitLinear(nn.Module):
         kernel of its own before the reductions, which then load it as it is instead of
         converting each 16-bit x once per weight and row (offline counts, sm_90a, 8192 x 8192,
         INT4: 6.25 instructions per weight against 7.47 at one row, 12.6 against 17.2 at four).
+        Integer fields take their XOR patterns from the ``field_patterns`` buffer where
+        :func:`_patterns_from_buffer_pays_off` says so.
 
         One reduction per plane over the scaled weights instead (scales applied per weight, one
         kernel) counted fewer instructions per weight offline but ran slower on an H200 (INT4
@@ -696,8 +698,8 @@ def _patterns_from_buffer_pays_off(device: torch.device) -> bool:
     immediate per LOP3: with the mask and the pattern both immediates a field costs an AND and
     an XOR; with the whole pattern in a register one LOP3 does both. (A register for 2^23's
     exponent alone is not enough: ptxas folds the sign bit's constant into the XOR and keeps two
-    LOP3s.) Offline counts, sm_90a, INT4 8192 x 8192 at one row: 5.30 instructions per weight
-    against 6.25 with x in float32. Not yet timed: off everywhere until it is
+    LOP3s.) Offline counts, sm_90a, INT4 8192 x 8192 at one row: 6.53 instructions per weight
+    against 7.47 (5.31 against 6.25 with x in float32). Not yet timed: off everywhere until it is
     (``benchmarks/linear.py --patterns-from-buffer 1`` forces it)."""
     return False
 
@@ -761,9 +763,9 @@ def _int_field_values(
     sign = 1 << (bits - 1 + shift) if signed else 0
     if pattern is None:
         pattern = _TWO_POW_23_BITS | sign
-    pattern = word ^ pattern  # the field's bits lie below the exponent's
+    placed = word ^ pattern  # the field's bits lie below the exponent's
     unit = 2.0**-shift
-    return pattern.view(torch.float32) * unit - (2.0**23 + sign) * unit
+    return placed.view(torch.float32) * unit - (2.0**23 + sign) * unit
 
 
 def _float_fields_in_place(fmt: FloatFormat) -> bool:
