@@ -133,8 +133,8 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
         return 16
     if not static_rows:
         return 2
-    decoded_in_place = isinstance(fmt, FloatFormat) and _float_fields_in_place(fmt) and block != "mx"
-    rows = 8 if isinstance(fmt, FloatFormat) and not decoded_in_place else 4
+    slow_template_decode = isinstance(fmt, FloatFormat) and not (_float_fields_in_place(fmt) and block != "mx")
+    rows = 8 if slow_template_decode else 4
     return max(1, min(rows, ROW_REDUCTIONS // planar_group(fmt.bits)))
 
 
@@ -214,8 +214,7 @@ class LowBitLinear(nn.Module):
         # loaded, it sits in a register and the XOR merges into the mask's LOP3.
         patterns = None
         if isinstance(fmt, IntFormat) and bits in (1, 2, 4):  # the codes _gemv takes in place
-            signed = fmt.signed
-            patterns = [_TWO_POW_23_BITS | ((1 << (bits - 1 + bits * q)) if signed else 0) for q in range(g)]
+            patterns = [_int_field_pattern(bits, fmt.signed, bits * q) for q in range(g)]
             patterns = torch.tensor(patterns, dtype=torch.int32, device=device)
         self.register_buffer("field_patterns", patterns, persistent=False)
 
@@ -762,17 +761,24 @@ def _int_field_values(
         word = word & (((1 << bits) - 1) << shift)
     sign = 1 << (bits - 1 + shift) if signed else 0
     if pattern is None:
-        pattern = _TWO_POW_23_BITS | sign
+        pattern = _int_field_pattern(bits, signed, shift)
     placed = word ^ pattern  # the field's bits lie below the exponent's
     unit = 2.0**-shift
     return placed.view(torch.float32) * unit - (2.0**23 + sign) * unit
 
 
+def _int_field_pattern(bits: int, signed: bool, shift: int) -> int:
+    """The XOR pattern of :func:`_int_field_values` for a field at bit ``shift``: the exponent
+    bits of 2^23, and for a signed field its sign bit (flipped to offset binary)."""
+    return _TWO_POW_23_BITS | ((1 << (bits - 1 + shift)) if signed else 0)
+
+
 def _float_fields_in_place(fmt: FloatFormat) -> bool:
     """Formats :func:`_float_field_values` decodes: 2 or 4-bit codes (whole codes per byte, at
     most 4 bits so that the two copies its multiply makes cannot overlap), no inf or NaN codes,
-    and fields that float32 placement takes (zero and subnormals, a bias in [0, 127])."""
-    return fmt.bits in (2, 4) and not fmt.has_inf and not fmt.has_nan and _fits_float32_placement(fmt, torch.float32)
+    and fields that float32 placement takes (zero and subnormals, a bias in [0, 127]): the
+    2 and 4-bit formats of :func:`_float32_shift_decodes`."""
+    return fmt.bits in (2, 4) and _float32_shift_decodes(fmt)
 
 
 def _float_field_values(word: torch.Tensor, fmt: FloatFormat, *, shift: int) -> torch.Tensor:
