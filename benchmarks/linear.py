@@ -24,9 +24,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fpx  # noqa: E402
 from timing import (  # noqa: E402
     environment_line,
-    force_float_bits,
-    force_patterns_from_buffer,
-    force_x_float32,
+    LAYER_CHOICES,
+    force_layer_choice,
     run_and_count_kernels,
     time_cpu,
     time_cuda_graph,
@@ -91,22 +90,13 @@ def main():
     parser.add_argument("--compile-only", action="store_true",
                         help="compile each case once and record its cold compile time, without timing: several such "
                              "processes warm inductor's caches in parallel before one timed run")
-    parser.add_argument("--float-bits", choices=("auto", "0", "1"), default="auto",
-                        help="codes decoded by their bits (1: integer codes without a conversion, E2M1 in place, E3M2/E2M3 by the "
-                        "float32 sign shift) or not (0) in every compiled form; auto: the layer's choice")
-    parser.add_argument("--x-float32", choices=("auto", "0", "1"), default="auto",
-                        help="small-batch reductions read x written out in float32 by a kernel of its own (1) or "
-                        "convert it per weight (0); auto: the layer's choice")
-    parser.add_argument("--patterns-from-buffer", choices=("auto", "0", "1"), default="auto",
-                        help="integer fields' XOR patterns loaded from a buffer, so that ptxas merges mask and XOR "
-                        "into one LOP3 (1), or constants (0); auto: the layer's choice")
+    for option, function in LAYER_CHOICES.items():
+        parser.add_argument("--" + option.replace("_", "-"), choices=("auto", "0", "1"), default="auto",
+                            help=f"force fpx.nn.{function} on (1) or off (0); auto: the layer's choice (timing.LAYER_CHOICES)")
     args = parser.parse_args()
-    if args.float_bits != "auto":
-        force_float_bits(args.float_bits == "1")
-    if args.x_float32 != "auto":
-        force_x_float32(args.x_float32 == "1")
-    if args.patterns_from_buffer != "auto":
-        force_patterns_from_buffer(args.patterns_from_buffer == "1")
+    for option in LAYER_CHOICES:
+        if getattr(args, option) != "auto":
+            force_layer_choice(option, getattr(args, option) == "1")
     global TIMING_LOCK
     TIMING_LOCK = args.timing_lock
     device, dtype = args.device, getattr(torch, args.dtype)

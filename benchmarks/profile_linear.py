@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fpx  # noqa: E402
 from fpx.nn import LowBitLinear, compile_options  # noqa: E402
-from timing import force_float_bits, time_cuda_graph, tuned_configs  # noqa: E402
+from timing import force_layer_choice, time_cuda_graph, tuned_configs  # noqa: E402
 
 
 def main():
@@ -33,7 +33,7 @@ def main():
     parser.add_argument("--float-bits", choices=("auto", "0", "1"), default="auto", help="the reductions' planes by float bits")
     args = parser.parse_args()
     if args.float_bits != "auto":
-        force_float_bits(args.float_bits == "1")
+        force_layer_choice("float_bits", args.float_bits == "1")
     n, k = map(int, args.shape.split("x"))
     linear = torch.nn.Linear(k, n, bias=False, device="cuda")
     for case in args.cases.split(","):

@@ -75,34 +75,26 @@ def tuned_configs() -> str:
     return "; ".join(sorted(found))
 
 
-def force_float_bits(on: bool) -> None:
-    """Make LowBitLinear's compiled forms decode codes by their bits (``on``: integer codes
-    without a conversion, E2M1 in place, E3M2/E2M3 by the float32 sign shift) or not (a
-    conversion, the float16 placement, fpx.decode), whatever the device: an A/B switch for
-    benchmarks. The layer reads the choice from ``fpx.nn._float_bits_pay_off`` when dynamo
-    traces it."""
+# LowBitLinear's device choices the benchmarks switch for A/B runs: option -> fpx.nn function.
+LAYER_CHOICES = {
+    # codes decoded by their bits: integer codes without a conversion, E2M1 in place, E3M2/E2M3 by
+    # the float32 sign shift (off: a conversion, the float16 placement, fpx.decode)
+    "float_bits": "_float_bits_pay_off",
+    # the small-batch reductions read x written out in float32 by a kernel of its own (off:
+    # they convert it per weight)
+    "x_float32": "_x_float32_pays_off",
+    # integer fields' XOR patterns loaded from the layer's buffer, one LOP3 per field (off:
+    # constants)
+    "patterns_from_buffer": "_patterns_from_buffer_pays_off",
+}
+
+
+def force_layer_choice(option: str, on: bool) -> None:
+    """Make LowBitLinear take one of its device choices (``LAYER_CHOICES``) or not, whatever the
+    device: an A/B switch for benchmarks. The layer reads the choice when dynamo traces it."""
     import fpx.nn
 
-    fpx.nn._float_bits_pay_off = lambda device: on
-
-
-def force_x_float32(on: bool) -> None:
-    """Make LowBitLinear's small-batch reductions read x written out in float32 by a kernel of
-    its own (``on``) or convert it inside them (off), whatever the device: an A/B switch for
-    benchmarks, read from ``fpx.nn._x_float32_pays_off`` when dynamo traces the layer."""
-    import fpx.nn
-
-    fpx.nn._x_float32_pays_off = lambda device: on
-
-
-def force_patterns_from_buffer(on: bool) -> None:
-    """Make LowBitLinear's small-batch reductions take the XOR patterns of integer fields from
-    the layer's ``field_patterns`` buffer (``on``) or as constants, whatever the device: an A/B
-    switch for benchmarks, read from ``fpx.nn._patterns_from_buffer_pays_off`` when dynamo
-    traces the layer."""
-    import fpx.nn
-
-    fpx.nn._patterns_from_buffer_pays_off = lambda device: on
+    setattr(fpx.nn, LAYER_CHOICES[option], lambda device: on)
 
 
 def chosen_devices(choice: str) -> list[str]:

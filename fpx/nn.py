@@ -725,7 +725,7 @@ def _float_bits_pay_off(device: torch.device) -> bool:
     decode fuses; E3M2 36.5 -> 31.3 us and E2M3 40.7 -> 34.7 at one row). CPU keeps the conversion
     (its vector conversion is one full-rate instruction per 8 lanes; 2-core timings of either
     form were within their noise) and its 32-bit lane float decode. One switch for all, which
-    ``benchmarks/timing.force_float_bits`` flips for A/B runs."""
+    ``benchmarks/timing.force_layer_choice("float_bits", ...)`` flips for A/B runs."""
     return device.type == "cuda"
 
 
