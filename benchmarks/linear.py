@@ -92,7 +92,8 @@ def main():
                              "processes warm inductor's caches in parallel before one timed run")
     for option, function in LAYER_CHOICES.items():
         parser.add_argument("--" + option.replace("_", "-"), choices=("auto", "0", "1"), default="auto",
-                            help=f"force fpx.nn.{function} on (1) or off (0); auto: the layer's choice (timing.LAYER_CHOICES)")
+                            help=f"force fpx.nn.{function} on (1) or off (0); auto: the layer's choice "
+                            "(timing.LAYER_CHOICES)")
     args = parser.parse_args()
     for option in LAYER_CHOICES:
         if getattr(args, option) != "auto":
