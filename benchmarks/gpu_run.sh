@@ -14,13 +14,10 @@
 #         rows with groups of 128 (fused: kept) and 32 (fused: timed 1.24x slower, dropped):
 #         their Triton source and SASS counts under $OUT/prologue_*, to see what the group costs
 #         (PROLOGUE_JOBS: "FORMAT GROUP" pairs separated by ';').
-#   xf32: the small-batch reductions reading x written out in float32 (a kernel of its own) or
-#         converting it per weight, A/B at 1 and 4 rows for INT4 and E2M1, each set compiled
-#         alone: about 7 minutes (xf32_more: INT8 and INT2 at 1, 2 and 4 rows). Predicted in
-#         docs/inductor.md ("x in float32, written once").
 #   patterns: integer fields' XOR patterns from a buffer (one LOP3 per field) or constants, A/B
-#         for INT4, INT2, UINT4 at 1 and 4 rows (about 7 minutes); patterns_xf32: the same with
-#         x in float32. Predicted in docs/inductor.md ("One LOP3 per field").
+#         for INT4, INT2, UINT4 at 1 and 4 rows (about 7 minutes; a case can take 50 s to
+#         compile: give each set its own call if it times out). docs/inductor.md ("One LOP3 per
+#         field").
 #   fp6: E3M2 and E2M3 by the float32 sign shift (fpx.nn._float_values_by_float32_shift) or
 #         not (float16 placement / fpx.decode) at 1, 16 and 64 rows, each set compiled alone,
 #         then the layer's CUDA tests: about 8 minutes. Predicted in docs/inductor.md.
@@ -189,20 +186,9 @@ if [[ $what == prologue ]]; then
   done
 fi
 
-if [[ $what == xf32 ]]; then
-  ab_sweep --x-float32 270 "--formats INT4,E2M1 --m 1,4"
-fi
-if [[ $what == xf32_more ]]; then
-  ab_sweep --x-float32 270 "--formats INT8,INT2 --m 1,2,4"
-fi
-
 if [[ $what == patterns ]]; then
   ab_sweep --patterns-from-buffer 270 "--formats INT4,INT2,UINT4 --m 1,4"
 fi
-if [[ $what == patterns_xf32 ]]; then
-  ab_sweep --patterns-from-buffer 270 "--formats INT4,INT2,UINT4 --m 1,4 --x-float32 1"
-fi
-
 if [[ $what == fp6 ]]; then
   ab_sweep --float-bits 200 "--formats E3M2,E2M3 --m 1,16,64"
   cuda_tests tests_nn tests/fpx/test_nn.py tests/fpx/test_nn_codegen.py

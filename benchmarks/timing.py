@@ -80,11 +80,8 @@ LAYER_CHOICES = {
     # codes decoded by their bits: integer codes without a conversion, E2M1 in place, E3M2/E2M3 by
     # the float32 sign shift (off: a conversion, the float16 placement, fpx.decode)
     "float_bits": "_float_bits_pay_off",
-    # the small-batch reductions read x written out in float32 by a kernel of its own (off:
-    # they convert it per weight)
-    "x_float32": "_x_float32_pays_off",
-    # integer fields' XOR patterns loaded from the layer's buffer, one LOP3 per field (off:
-    # constants)
+    # integer fields' XOR patterns loaded from the layer's buffer, one LOP3 per field (on: CUDA
+    # at one row; off: constants)
     "patterns_from_buffer": "_patterns_from_buffer_pays_off",
 }
 
@@ -94,7 +91,7 @@ def force_layer_choice(option: str, on: bool) -> None:
     device: an A/B switch for benchmarks. The layer reads the choice when dynamo traces it."""
     import fpx.nn
 
-    setattr(fpx.nn, LAYER_CHOICES[option], lambda device: on)
+    setattr(fpx.nn, LAYER_CHOICES[option], lambda *device_and_rows: on)
 
 
 def chosen_devices(choice: str) -> list[str]:

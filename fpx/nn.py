@@ -337,7 +337,6 @@ class LowBitLinear(nn.Module):
         words: bool | None = None,
         bias: torch.Tensor | None = None,
         float_bits: bool | None = None,
-        x_float32: bool | None = None,
     ) -> torch.Tensor:
         """(M, K) @ W.T (+ bias) for a few rows: two reductions, accumulated in float32.
 
@@ -365,12 +364,11 @@ class LowBitLinear(nn.Module):
         codes without inf or NaN (E3M2, E2M3) are then unpacked and decoded by
         :func:`_float_values_by_float32_shift`.
 
-        With ``x_float32`` (default: :func:`_x_float32_pays_off`) x is written out in float32 by a
-        kernel of its own before the reductions, which then load it as it is instead of
-        converting each 16-bit x once per weight and row (offline counts, sm_90a, 8192 x 8192,
-        INT4: 6.25 instructions per weight against 7.47 at one row, 12.6 against 17.2 at four).
         Integer fields take their XOR patterns from the ``field_patterns`` buffer where
-        :func:`_patterns_from_buffer_pays_off` says so.
+        :func:`_patterns_from_buffer_pays_off` says so (CUDA, one row). x is converted to float32
+        inside the reductions, once per weight and row: written out in float32 by a kernel of its
+        own instead, it counted fewer instructions per weight offline but ran slower on an H200
+        (INT4 at one row 28.7 against about 23 us, at four 77.5 against 60.3).
 
         One reduction per plane over the scaled weights instead (scales applied per weight, one
         kernel) counted fewer instructions per weight offline but ran slower on an H200 (INT4
@@ -398,12 +396,7 @@ class LowBitLinear(nn.Module):
         planes, width = g * per_word, columns // per_word
         segment = math.gcd(self.group_size // per_word, width)  # never straddles a group or a plane
         segments = width // segment
-        if x_float32 is None:
-            x_float32 = _x_float32_pays_off(x2d.device)
         xf = x2d.float()
-        if x_float32:
-            # A view inductor cannot inline: its lowering realizes the float32 x into a buffer.
-            xf = torch.as_strided(xf, xf.shape, xf.stride())
         if words:
             # Plane (p, b): byte b of each word of plane p, i.e. columns 4 w + b of plane p.
             xs = xf.view(-1, g, width, 4).transpose(-1, -2).reshape(-1, planes, segments, segment)
@@ -423,6 +416,8 @@ class LowBitLinear(nn.Module):
         # One int32 view for all planes (a view per plane made inductor split the kernel).
         word = self.packed.view(n, -1).view(torch.int32) if words else None  # little-endian
         rows = xs.shape[0]
+        patterns = float_bits and self.field_patterns is not None
+        patterns = patterns and _patterns_from_buffer_pays_off(device, rows if isinstance(rows, int) else 0)
         # A static batch of few rows gets one reduction per row and plane: the decoded weight is
         # then shared by all rows instead of recomputed per row (CPU, 4096 x 4096 INT4: 18 vs
         # 79 ms at M = 8). A symbolic batch (dynamic=True) or more than ROW_REDUCTIONS
@@ -437,7 +432,7 @@ class LowBitLinear(nn.Module):
             for q in range(planes):
                 # Decoded per plane, so that each decode has one consumer and stays inside the
                 # reduction (inductor writes out a large expression that several consumers read).
-                grid = self._plane_grid(q, word, float_bits, float_shift).view(n, segments, segment)
+                grid = self._plane_grid(q, word, float_bits, float_shift, patterns).view(n, segments, segment)
                 dots = (xs[block, None, q] * grid[None]).sum(-1)  # (rows, N, segments)
                 terms = dots * slope[None, :, q]
                 if offset is not None:
@@ -463,19 +458,25 @@ class LowBitLinear(nn.Module):
         return little and whole_words and 8 % self.fmt.bits == 0 and self.group_size % 4 == 0
 
     def _plane_grid(
-        self, q: int, word: torch.Tensor | None, float_bits: bool = False, float_shift: bool = False
+        self,
+        q: int,
+        word: torch.Tensor | None,
+        float_bits: bool = False,
+        float_shift: bool = False,
+        patterns: bool = False,
     ) -> torch.Tensor:
         """Grid values (N, columns of the plane) of plane ``q`` of the packed bytes, or with
         ``word`` (the packed bytes as int32) of plane ``q`` of the words (see :meth:`_gemv`);
         with ``float_bits`` (byte planes of 1, 2 or 4-bit codes) by :func:`_int_field_values` or
         :func:`_float_field_values` on the field where its byte holds it; with ``float_shift``
-        float codes by :func:`_float_values_by_float32_shift` where it takes them."""
+        float codes by :func:`_float_values_by_float32_shift` where it takes them; with
+        ``patterns`` integer fields by float bits take their XOR pattern from ``field_patterns``."""
         fmt, bits, g = self.fmt, self.fmt.bits, planar_group(self.fmt.bits)
         if float_bits:  # bitpack's dense layout: value q of a byte at bits (bits q) up
             byte = self.packed[:, 0].to(torch.int32)
             if isinstance(fmt, FloatFormat):
                 return _float_field_values(byte, fmt, shift=bits * q)
-            pattern = self.field_patterns[q] if _patterns_from_buffer_pays_off(byte.device) else None
+            pattern = self.field_patterns[q] if patterns else None
             return _int_field_values(byte, bits, self._signed_codes, shift=bits * q, masked=True, pattern=pattern)
         if word is None:
             fields = bitpack.unpack(self.packed, bits, g, dim=1, dtype=torch.int32)[:, q]
@@ -691,28 +692,19 @@ def _float_decode_by_casts(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-def _patterns_from_buffer_pays_off(device: torch.device) -> bool:
-    """Whether the small-batch reductions take the XOR pattern of :func:`_int_field_values`
-    from the layer's ``field_patterns`` buffer instead of a constant. ptxas encodes one
-    immediate per LOP3: with the mask and the pattern both immediates a field costs an AND and
-    an XOR; with the whole pattern in a register one LOP3 does both. (A register for 2^23's
-    exponent alone is not enough: ptxas folds the sign bit's constant into the XOR and keeps two
-    LOP3s.) Offline counts, sm_90a, INT4 8192 x 8192 at one row: 6.53 instructions per weight
-    against 7.47 (5.31 against 6.25 with x in float32). Not yet timed: off everywhere until it is
-    (``benchmarks/linear.py --patterns-from-buffer 1`` forces it)."""
-    return False
-
-
-def _x_float32_pays_off(device: torch.device) -> bool:
-    """Whether :meth:`LowBitLinear._gemv` writes x out in float32 (a kernel of its own) for its
-    reductions to load, instead of converting each 16-bit x inside them once per weight and row:
-    offline counts (sm_90a, 8192 x 8192, INT4) say 6.25 instructions per weight against 7.47 at
-    one row and 12.6 against 17.2 at four, predicted (at about 2.8 us per instruction per weight
-    on an H200, less the extra kernel) 25 -> about 23 us and 48 -> about 36-44 us. Against it:
-    the probe's form with x passed in float32 ran slower on an H100 (INT4 42.8 against 25.9 us,
-    docs/inductor.md), the doubled bytes of x per weight being the suspect. Not yet timed in
-    this form: off everywhere until it is (``benchmarks/linear.py --x-float32 1`` forces it)."""
-    return False
+def _patterns_from_buffer_pays_off(device: torch.device, rows: int) -> bool:
+    """Whether the small-batch reductions of ``rows`` rows take the XOR pattern of
+    :func:`_int_field_values` from the layer's ``field_patterns`` buffer instead of a constant.
+    ptxas encodes one immediate per LOP3: with the mask and the pattern both immediates a field
+    costs an AND and an XOR; with the whole pattern in a register one LOP3 does both. (A register
+    for 2^23's exponent alone is not enough: ptxas folds the sign bit's constant into the XOR and
+    keeps two LOP3s.) Offline counts, sm_90a, INT4 8192 x 8192 at one row: 6.53 instructions
+    per weight against 7.47. Timed on an H200 (8192 x 8192, each compile in a fresh inductor
+    cache): at one row INT4 median 23.0 us of 5 compiles (17.6-25.2) against 24.5 of 4
+    (24.2-26.2), INT2 18.8 against 21.6, UINT4 25.0 against 30.1; at four rows INT4 57.0
+    against 49.2 and INT2 57.1 against 59.6 (one compile each: no win shown), so one row only,
+    on CUDA. ``benchmarks/linear.py --patterns-from-buffer 0|1`` forces either."""
+    return device.type == "cuda" and rows == 1
 
 
 def _float_bits_pay_off(device: torch.device) -> bool:

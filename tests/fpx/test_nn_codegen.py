@@ -96,21 +96,24 @@ def test_cuda_forward_at_16_rows_fuses_the_decode_into_the_matmul_template(fmt, 
 
 @pytest.mark.parametrize("rows", [1, 3])
 @pytest.mark.parametrize("fmt", [fpx.INT4, fpx.UINT4, fpx.INT2], ids=["INT4", "UINT4", "INT2"])
-def test_x_written_out_in_float32_is_a_kernel_of_its_own_and_matches(fmt, rows, monkeypatch):
-    """With ``_x_float32_pays_off`` forced on, x's float32 copy is realized into a buffer of
-    its own, which the reductions load instead of converting x per weight (on CUDA a kernel of
-    its own writes it), and the forward still matches the dequantized weight; without, x is
-    converted inside the reductions and no (rows, K) buffer exists. Both with CUDA's integer
-    fields by float bits and their XOR patterns from the layer's buffer (forced here too)."""
+def test_field_patterns_from_the_buffer_replace_the_constants_and_match(fmt, rows, monkeypatch):
+    """With CUDA's integer fields by float bits forced on, the XOR pattern of each byte plane
+    (2^23's exponent bits, 0x4B000000, with the field's sign bit for a signed field) is either
+    a constant of the generated code or, with ``_patterns_from_buffer_pays_off`` forced on, read
+    from the layer's ``field_patterns`` buffer (no longer a constant); the forward matches the
+    dequantized weight either way. (Byte planes: CPU's one-row default reads int32 words.)"""
     monkeypatch.setattr(fpx.nn, "_float_bits_pay_off", lambda device: True)
-    monkeypatch.setattr(fpx.nn, "_patterns_from_buffer_pays_off", lambda device: True)
     torch.manual_seed(rows)
     layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(K, N), fmt, group_size=64)
     x = torch.randn(rows, K, dtype=torch.bfloat16)
     expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
+    bits, planes = fmt.bits, 8 // fmt.bits
+    signs = [1 << (bits - 1 + bits * q) if fmt.signed else 0 for q in range(planes)]
+    patterns = [str(0x4B000000 | sign) for sign in signs]  # as decimal literals in the source
     for on in (False, True):
-        monkeypatch.setattr(fpx.nn, "_x_float32_pays_off", lambda device, on=on: on)
-        out, source = compile_and_code(layer, x)
+        monkeypatch.setattr(fpx.nn, "_patterns_from_buffer_pays_off", lambda device, rows, on=on: on)
+        out, source = compile_and_code(lambda x: layer._gemv(x, words=False, bias=layer.bias), x)
         torch.testing.assert_close(out.double(), expected, rtol=1e-2, atol=1e-2)
-        assert ((rows, K) in allocations(source)) == on, allocations(source)
+        literals = [p for p in patterns if p in source]
+        assert literals == ([] if on else patterns), literals
     torch._dynamo.reset()  # no compiled forward with the forced choice left for later tests
