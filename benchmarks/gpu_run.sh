@@ -18,6 +18,9 @@
 #         for INT4, INT2, UINT4 at 1 and 4 rows (about 7 minutes; a case can take 50 s to
 #         compile: give each set its own call if it times out). docs/inductor.md ("One LOP3 per
 #         field").
+#   configs: one compiled case timed under launch configs of our choosing (benchmarks/
+#         config_sweep.py): CONFIG_ARGS (linear.py's arguments, one format and M), CONFIG_VARY
+#         (--vary specs separated by ' '), CONFIG_REPEAT (the tuned configs timed again).
 #   fp6: E3M2 and E2M3 by the float32 sign shift (fpx.nn._float_values_by_float32_shift) or
 #         not (float16 placement / fpx.decode) at 1, 16 and 64 rows, each set compiled alone,
 #         then the layer's CUDA tests: about 8 minutes. Predicted in docs/inductor.md.
@@ -189,6 +192,13 @@ fi
 if [[ $what == patterns ]]; then
   ab_sweep --patterns-from-buffer 270 "--formats INT4,INT2,UINT4 --m 1,4"
 fi
+if [[ $what == configs ]]; then
+  vary=(); for spec in ${CONFIG_VARY:-triton_per:XBLOCK=1,8,64:num_warps=1,2}; do vary+=(--vary "$spec"); done
+  timeout ${CONFIG_TIMEOUT:-560} python3 benchmarks/config_sweep.py --args "${CONFIG_ARGS:---formats INT4 --m 1}" \
+    --repeat-tuned ${CONFIG_REPEAT:-1} "${vary[@]}" > "$OUT/config_sweep.log" 2>&1
+  grep -vE "Warning|warn" "$OUT/config_sweep.log" | tail -30 | cut -c1-200
+fi
+
 if [[ $what == fp6 ]]; then
   ab_sweep --float-bits 200 "--formats E3M2,E2M3 --m 1,16,64"
   cuda_tests tests_nn tests/fpx/test_nn.py tests/fpx/test_nn_codegen.py
