@@ -700,7 +700,7 @@ def _patterns_from_buffer_pays_off(device: torch.device, rows: int) -> bool:
     for 2^23's exponent alone is not enough: ptxas folds the sign bit's constant into the XOR and
     keeps two LOP3s.) Offline counts, sm_90a, INT4 8192 x 8192 at one row: 6.53 instructions
     per weight against 7.47. Timed on an H200 (8192 x 8192, each compile in a fresh inductor
-    cache): at one row INT4 median 23.0 us of 5 compiles (17.6-25.2) against 24.5 of 4
+    cache): at one row INT4 median 22.9 us of 6 compiles (17.6-25.2) against 24.5 of 4
     (24.2-26.2), INT2 18.8 against 21.6, UINT4 25.0 against 30.1; at four rows INT4 57.0
     against 49.2 and INT2 57.1 against 59.6 (one compile each: no win shown), so one row only,
     on CUDA. ``benchmarks/linear.py --patterns-from-buffer 0|1`` forces either."""
