@@ -416,6 +416,7 @@ class LowBitLinear(nn.Module):
         # One int32 view for all planes (a view per plane made inductor split the kernel).
         word = self.packed.view(n, -1).view(torch.int32) if words else None  # little-endian
         rows = xs.shape[0]
+        # A symbolic batch (dynamic=True) may be any size: it keeps the constants (rows 0 here).
         patterns = float_bits and self.field_patterns is not None
         patterns = patterns and _patterns_from_buffer_pays_off(device, rows if isinstance(rows, int) else 0)
         # A static batch of few rows gets one reduction per row and plane: the decoded weight is
