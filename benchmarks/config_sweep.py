@@ -41,7 +41,8 @@ def run_linear(linear_args: str, cache_dir: str, fx_cache: bool, timeout: int) -
     command = [sys.executable, os.path.join(HERE, "linear.py"), *linear_args.split(), "--csv", csv_path]
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-        rows = list(csv.DictReader(open(csv_path))) if os.path.getsize(csv_path) else []
+        with open(csv_path) as handle:
+            rows = list(csv.DictReader(handle))
     except subprocess.TimeoutExpired:
         return {"us": float("nan"), "configs": "", "error": f"timed out after {timeout} s"}
     finally:
@@ -52,10 +53,17 @@ def run_linear(linear_args: str, cache_dir: str, fx_cache: bool, timeout: int) -
     return {"us": float(rows[0]["us"]), "configs": rows[0]["configs"], "error": ""}
 
 
+def write_json(path: str, data: dict) -> None:
+    """Write ``data`` to ``path`` and close it before the next linear.py process reads it."""
+    with open(path, "w") as handle:
+        json.dump(data, handle)
+
+
 def kernel_name(source_path: str) -> str | None:
     """The short name (``triton_red_0``) of the Triton pointwise or reduction kernel in a file
     of inductor's cache, else None."""
-    text = open(source_path, errors="replace").read()
+    with open(source_path, errors="replace") as handle:
+        text = handle.read()
     marker = "'kernel_name': '"
     if marker not in text:
         return None
@@ -139,7 +147,10 @@ def main():
     files = kernel_files(cache_dir)
     if not files:
         sys.exit("no tuned Triton kernel found in the inductor cache (CUDA only)")
-    originals = {name: json.load(open(path)) for name, path in files.items()}
+    originals = {}
+    for name, path in files.items():
+        with open(path) as handle:
+            originals[name] = json.load(handle)
     results = [("tuned", first)]
     for i in range(args.repeat_tuned):
         again = run_linear(args.args, cache_dir, fx_cache=False, timeout=args.timeout)
@@ -148,7 +159,7 @@ def main():
     for edits in candidates(varies, files):
         for name, path in files.items():
             config = dict(originals[name], **edits.get(name, {}), found_by_coordesc=True)
-            json.dump(config, open(path, "w"))
+            write_json(path, config)
         label = "; ".join(f"{n} " + ",".join(f"{k}={v}" for k, v in e.items()) for n, e in sorted(edits.items()))
         result = run_linear(args.args, cache_dir, fx_cache=False, timeout=args.timeout)
         launched = launched_configs(result["configs"])
@@ -157,7 +168,7 @@ def main():
         print(f"{label}: {result['us']:.1f} us  {result['configs']}  {note}", flush=True)
         results.append((label, result))
     for name, path in files.items():
-        json.dump(originals[name], open(path, "w"))
+        write_json(path, originals[name])
     print(f"\n{'us':>7}  candidate (fastest first)")
     for label, result in sorted(results, key=lambda r: (r[1]["us"] != r[1]["us"], r[1]["us"])):
         print(f"{result['us']:7.1f}  {label}  [{result['configs']}]")
