@@ -21,6 +21,8 @@
 #   configs: one compiled case timed under launch configs of our choosing (benchmarks/
 #         config_sweep.py): CONFIG_ARGS (linear.py's arguments, one format and M), CONFIG_VARY
 #         (--vary specs separated by ' '), CONFIG_REPEAT (the tuned configs timed again).
+#   tuner: every config inductor's tuner timed and what it measured (benchmarks/tuner_trace.py),
+#         TUNER_COMPILES fresh compiles of TUNER_ARGS (linear.py's arguments).
 #   fp6: E3M2 and E2M3 by the float32 sign shift (fpx.nn._float_values_by_float32_shift) or
 #         not (float16 placement / fpx.decode) at 1, 16 and 64 rows, each set compiled alone,
 #         then the layer's CUDA tests: about 8 minutes. Predicted in docs/inductor.md.
@@ -199,6 +201,19 @@ if [[ $what == configs ]]; then
   grep -vE "Warning|warn" "$OUT/config_sweep.log" | tail -30 | cut -c1-200
 fi
 
+if [[ $what == tuner ]]; then
+  # Every timing inductor's tuner takes (benchmarks/tuner_trace.py), TUNER_COMPILES fresh compiles
+  # of TUNER_ARGS; the full logs under $OUT/tuner_*.log, the kernels' source under $OUT.
+  for i in $(seq ${TUNER_COMPILES:-2}); do
+    cache=$(mktemp -d)
+    TORCHINDUCTOR_CACHE_DIR=$cache timeout ${TUNER_TIMEOUT:-200} python3 benchmarks/tuner_trace.py \
+      ${TUNER_ARGS:---formats INT4 --m 1} > "$OUT/tuner${TUNER_TAG:-}_$i.log" 2>&1
+    log="$OUT/tuner${TUNER_TAG:-}_$i.log"
+    echo "== $TUNER_ARGS, compile $i: $(grep -cE "^TUNER COORDESC" "$log") configs timed by coordinate descent"
+    grep -E "^TUNER .*(Improve from|called)" "$log" | sed -E 's/num_ctas: 1, //g; s/, maxnreg: None//g' | cut -c1-200
+    grep -E " M=" "$log" | cut -c1-150
+  done
+fi
 if [[ $what == fp6 ]]; then
   ab_sweep --float-bits 200 "--formats E3M2,E2M3 --m 1,16,64"
   cuda_tests tests_nn tests/fpx/test_nn.py tests/fpx/test_nn_codegen.py
