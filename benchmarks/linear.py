@@ -90,6 +90,9 @@ def main():
     parser.add_argument("--compile-only", action="store_true",
                         help="compile each case once and record its cold compile time, without timing: several such "
                              "processes warm inductor's caches in parallel before one timed run")
+    parser.add_argument("--tuning", choices=("cold-cache", "inductor"), default="cold-cache",
+                        help="the benchmark inductor tunes launch configs with: fpx.nn.cold_cache_tuning's "
+                             "(default) or inductor's own")
     for option, function in LAYER_CHOICES.items():
         parser.add_argument("--" + option.replace("_", "-"), choices=("auto", "0", "1"), default="auto",
                             help=f"force fpx.nn.{function} on (1) or off (0); auto: the layer's choice "
@@ -148,18 +151,21 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
     compiled = [torch.compile(l, fullgraph=True, dynamic=False, options=options) for l in layers]
     # One compile, timed cold and counted: run_and_get_code resets dynamo, so counting after a
     # first call would compile (and tune) the case a second time.
+    tuning = fpx.nn.cold_cache_tuning if args.tuning == "cold-cache" else contextlib.nullcontext
     start = time.perf_counter()
-    out, kernels, _ = run_and_count_kernels(compiled[0], x)
-    if device == "cuda":
-        torch.cuda.synchronize()
+    with tuning():
+        out, kernels, _ = run_and_count_kernels(compiled[0], x)
+        if device == "cuda":
+            torch.cuda.synchronize()
     compile_s = time.perf_counter() - start
     if args.compile_only:
         print(f"{shape:>11} M={m:<4} {name:>7}: compiled in {compile_s:5.1f} s, {kernels} kernels", flush=True)
         nan = float("nan")
         return dict(shape=shape, m=m, fmt=name, us=nan, bf16_us=nan, speedup=nan, roofline=nan, kernels=kernels,
                     compile_s=compile_s, rel_err=nan, tinygemm_us=nan, configs=tuned_configs())
-    for c in compiled[1:]:
-        c(x)
+    with tuning():  # a copy's first call loads the configs tuned above (same kernels), or tunes
+        for c in compiled[1:]:
+            c(x)
     reference = x.float() @ layer.dequantize_weight().T
     error = ((out.float() - reference).norm() / reference.norm()).item()
     t = seconds_per_call([lambda c=c: c(x) for c in compiled], device)

@@ -28,7 +28,9 @@ Forward paths:
   the dequantized weight and calls a library matmul.
 
 Compile with ``torch.compile(model, options=fpx.nn.compile_options(device))`` for the fused
-kernels; the options are scoped to that compile.
+kernels; the options are scoped to that compile. On CUDA, make the first call (which compiles
+and tunes) inside ``with fpx.nn.cold_cache_tuning():`` so that inductor picks the reductions'
+launch configs by timings that match how they run (:mod:`fpx.tuning`).
 
 >>> import torch, fpx
 >>> linear = torch.nn.Linear(256, 64)
@@ -54,6 +56,7 @@ import bitpack
 from .convert import _INT32_SIGN_BIT, _fits_float32_placement, _float16_placed, decode
 from .formats import FloatFormat, IntFormat
 from .quantize import _dequantize_grid, _grid_affine, quantize
+from .tuning import cold_cache_tuning  # noqa: F401  (fpx.nn.cold_cache_tuning)
 
 __all__ = ["LowBitLinear", "quantize_", "compile_options", "default_gemv_max_rows"]
 
