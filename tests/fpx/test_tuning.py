@@ -104,16 +104,17 @@ def test_a_small_kernel_is_timed_without_the_launch_gap():
 
 
 @pytest.mark.cuda
-def test_the_compiled_layers_configs_are_tuned_by_the_cold_l2_benchmark(monkeypatch):
+def test_the_compiled_layers_configs_are_tuned_by_the_cold_l2_benchmark(monkeypatch, tmp_path):
     timed = []
     time_ms = fpx.tuning.cold_l2_time_ms
     monkeypatch.setattr(fpx.tuning, "cold_l2_time_ms", lambda *a: timed.append(1) or time_ms(*a))
+    # an empty inductor cache and a shape no other test compiles: the kernels are tuned now,
+    # not loaded with configs an earlier compile picked
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
     torch.manual_seed(0)
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(1024, 512, bias=False), fpx.INT4, group_size=128).cuda()
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(1024, 448, bias=False), fpx.INT4, group_size=128).cuda()
     x = torch.randn(1, 1024, device="cuda")
-    # no cache: tune now, not load configs an earlier compile of these kernels tuned
-    options = {**fpx.nn.compile_options("cuda"), "force_disable_caches": True}
-    compiled = torch.compile(layer, fullgraph=True, options=options)
+    compiled = torch.compile(layer, fullgraph=True, options=fpx.nn.compile_options("cuda"))
     with fpx.nn.cold_cache_tuning():
         out = compiled(x)
     torch.testing.assert_close(out, x @ layer.dequantize_weight().T, rtol=1e-4, atol=1e-4)
