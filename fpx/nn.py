@@ -81,7 +81,9 @@ def compile_options(device="cuda") -> dict:
     the best one, and keeps the unfused pair when that one config suits the decode poorly
     (INT4 at 16 rows: 105-117 us unfused in some compiles, 63-72 fused in others). With four,
     INT4 and E4M3 at 16 rows fused to one kernel of 68 and 64 us in one fresh compile each.
-    Tuning still varies between compiles; docs/inductor.md has the spreads.
+    Tuning varied between compiles mostly because inductor's benchmark mistimes these short
+    kernels: make the first call inside :func:`fpx.nn.cold_cache_tuning` (INT4 at one row on an
+    H200: 17.5-21.3 us over 6 compiles against 20.9-26.2); docs/inductor.md has the spreads.
 
     >>> import torch, fpx
     >>> model = fpx.quantize_(torch.nn.Sequential(torch.nn.Linear(64, 32)), fpx.INT4, group_size=32)
