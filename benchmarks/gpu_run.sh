@@ -203,13 +203,14 @@ fi
 
 if [[ $what == tuner ]]; then
   # Every timing inductor's tuner takes (benchmarks/tuner_trace.py), TUNER_COMPILES fresh compiles
-  # of TUNER_ARGS; the full logs under $OUT/tuner_*.log, the kernels' source under $OUT.
+  # of TUNER_ARGS (add --tuning inductor for inductor's own benchmark); the logs: $OUT/tuner_*.log.
+  tuner_args=${TUNER_ARGS:---formats INT4 --m 1}
   for i in $(seq ${TUNER_COMPILES:-2}); do
     cache=$(mktemp -d)
     TORCHINDUCTOR_CACHE_DIR=$cache timeout ${TUNER_TIMEOUT:-200} python3 benchmarks/tuner_trace.py \
-      ${TUNER_ARGS:---formats INT4 --m 1} > "$OUT/tuner${TUNER_TAG:-}_$i.log" 2>&1
+      $tuner_args > "$OUT/tuner${TUNER_TAG:-}_$i.log" 2>&1
     log="$OUT/tuner${TUNER_TAG:-}_$i.log"
-    echo "== $TUNER_ARGS, compile $i: $(grep -cE "^TUNER COORDESC" "$log") configs timed by coordinate descent"
+    echo "== $tuner_args, compile $i: $(grep -cE "^TUNER COORDESC" "$log") configs timed by coordinate descent"
     grep -E "^TUNER .*(Improve from|called)" "$log" | sed -E 's/num_ctas: 1, //g; s/, maxnreg: None//g' | cut -c1-200
     grep -E " M=" "$log" | cut -c1-150
   done
