@@ -74,6 +74,30 @@ def timing_lock():
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def cold_cache_all_timings():
+    """Research (``--tuning cold-cache-all``): fpx.nn.cold_cache_tuning, and every other plain GPU
+    timing inductor takes in the block (matmul-template candidates, the prologue-fusion choice)
+    by fpx.tuning.cold_l2_time_ms too, where the package keeps inductor's benchmark for them."""
+    from torch._inductor.runtime import benchmarking
+
+    benchmarker = benchmarking.benchmarker
+    l2_bytes = torch.cuda.get_device_properties().L2_cache_size
+    flush = torch.empty(fpx.tuning.FLUSH_L2_MULTIPLE * l2_bytes // 4, dtype=torch.int32, device="cuda")
+
+    def any_timing(fn, *args, **kwargs):
+        if args or "quantiles" in kwargs or kwargs.get("return_mode") == "all" or kwargs.get("grad_to_none"):
+            return type(benchmarker).benchmark_gpu(benchmarker, fn, *args, **kwargs)
+        return fpx.tuning.cold_l2_time_ms(fn, flush)
+
+    benchmarker.benchmark_gpu = any_timing
+    try:
+        with fpx.nn.cold_cache_tuning():  # the vetted timings, as the package takes them
+            yield
+    finally:
+        del benchmarker.benchmark_gpu
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--shapes", default="8192x8192")
@@ -90,9 +114,9 @@ def main():
     parser.add_argument("--compile-only", action="store_true",
                         help="compile each case once and record its cold compile time, without timing: several such "
                              "processes warm inductor's caches in parallel before one timed run")
-    parser.add_argument("--tuning", choices=("cold-cache", "inductor"), default="cold-cache",
+    parser.add_argument("--tuning", choices=("cold-cache", "inductor", "cold-cache-all"), default="cold-cache",
                         help="the benchmark inductor tunes launch configs with: fpx.nn.cold_cache_tuning's "
-                             "(default) or inductor's own")
+                             "(default), inductor's own, or cold_cache_all_timings (templates too, research)")
     for option, function in LAYER_CHOICES.items():
         parser.add_argument("--" + option.replace("_", "-"), choices=("auto", "0", "1"), default="auto",
                             help=f"force fpx.nn.{function} on (1) or off (0); auto: the layer's choice "
@@ -151,7 +175,8 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
     compiled = [torch.compile(l, fullgraph=True, dynamic=False, options=options) for l in layers]
     # One compile, timed cold and counted: run_and_get_code resets dynamo, so counting after a
     # first call would compile (and tune) the case a second time.
-    tuning = fpx.nn.cold_cache_tuning if args.tuning == "cold-cache" else contextlib.nullcontext
+    tuning = {"cold-cache": fpx.nn.cold_cache_tuning, "inductor": contextlib.nullcontext,
+              "cold-cache-all": cold_cache_all_timings}[args.tuning]
     start = time.perf_counter()
     with tuning():
         out, kernels, _ = run_and_count_kernels(compiled[0], x)
