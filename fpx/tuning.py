@@ -61,6 +61,21 @@ def cold_l2_time_ms(fn, flush: torch.Tensor, reps: int = REPS) -> float:
     return statistics.median(start.elapsed_time(end) for start, end in events)
 
 
+def _eviction_buffer(flushes: dict):
+    """The current CUDA device's eviction buffer (FLUSH_L2_MULTIPLE x its L2), made at the first
+    request and kept in ``flushes``; None (after a warning) where the device has no room for it."""
+    device = torch.cuda.current_device()
+    if device not in flushes:
+        nbytes = FLUSH_L2_MULTIPLE * torch.cuda.get_device_properties(device).L2_cache_size
+        try:
+            flushes[device] = torch.empty(nbytes // 4, dtype=torch.int32, device=f"cuda:{device}")
+        except torch.cuda.OutOfMemoryError:
+            warnings.warn(f"cold_cache_tuning: no room for the {nbytes / 2**20:.0f} MiB eviction buffer on "
+                          f"cuda:{device}; tuning with inductor's benchmark there", stacklevel=2)
+            flushes[device] = None
+    return flushes[device]
+
+
 @contextlib.contextmanager
 def cold_cache_tuning(reps: int = REPS):
     """Within the block, inductor times its Triton kernels' candidate launch configs with
@@ -71,7 +86,7 @@ def cold_cache_tuning(reps: int = REPS):
     caches the configs it picked with the kernels, so later processes reuse them. On CPU, and
     on a torch whose benchmark this cannot replace (a warning says so), the block runs
     unchanged. The eviction buffer (4x L2: 200 MB on an H100 or H200) is allocated at the first
-    timing and freed on exit.
+    timing and freed on exit; where it does not fit, a warning, and inductor's benchmark.
 
     >>> import fpx
     >>> with fpx.nn.cold_cache_tuning(reps=10):
@@ -103,13 +118,10 @@ def cold_cache_tuning(reps: int = REPS):
         # inductor's benchmark.
         plain = kwargs.get("return_mode", "min") in ("min", "median", "mean") and "quantiles" not in kwargs
         vetted = kwargs.get("is_vetted_benchmarking") and not kwargs.get("grad_to_none")
-        if args or not vetted or not plain or not torch.cuda.is_available():
+        flush = _eviction_buffer(flushes) if vetted and plain and not args and torch.cuda.is_available() else None
+        if flush is None:
             return original(_callable, *args, **kwargs)
-        device = torch.cuda.current_device()
-        if device not in flushes:
-            l2_bytes = torch.cuda.get_device_properties(device).L2_cache_size
-            flushes[device] = torch.empty(FLUSH_L2_MULTIPLE * l2_bytes // 4, dtype=torch.int32, device=device)
-        return cold_l2_time_ms(_callable, flushes[device], reps)
+        return cold_l2_time_ms(_callable, flush, reps)
 
     benchmarker.benchmark_gpu = benchmark_gpu  # an instance attribute: shadows the method
     try:

@@ -1,6 +1,8 @@
 """fpx.nn.cold_cache_tuning: inductor's tuner times Triton configs with fpx.tuning's benchmark
 inside the block, and with its own everywhere else."""
 
+import warnings
+
 import pytest
 import torch
 from torch._inductor.runtime import benchmarking
@@ -73,6 +75,24 @@ def test_without_cuda_vetted_timings_keep_inductors_benchmark(recording):
     with fpx.nn.cold_cache_tuning():
         benchmarking.benchmarker.benchmark_gpu(lambda: None, is_vetted_benchmarking=True)
     assert recording.calls == [{"is_vetted_benchmarking": True}]
+
+
+def test_without_room_for_the_eviction_buffer_a_warning_and_inductors_benchmark(recording, monkeypatch):
+    # A device as full as a serving process keeps it: the 4x L2 buffer does not fit.
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"L2_cache_size": 50 * 2**20}))
+    monkeypatch.setattr(torch, "empty", out_of_memory)
+    with fpx.nn.cold_cache_tuning():
+        with pytest.warns(UserWarning, match="no room for the 200 MiB eviction buffer on cuda:0"):
+            assert benchmarking.benchmarker.benchmark_gpu(lambda: None, is_vetted_benchmarking=True) == 1.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no second try, no second warning
+            assert benchmarking.benchmarker.benchmark_gpu(lambda: None, is_vetted_benchmarking=True) == 1.0
+    assert recording.calls == [{"is_vetted_benchmarking": True}] * 2
 
 
 @pytest.mark.cuda
