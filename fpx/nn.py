@@ -76,9 +76,15 @@ def compile_options(device="cuda") -> dict:
     Why all directions: the plain coordinate descent stops wherever one step at a time finds no
     gain, and over fresh compiles of one INT4 layer (8192 x 8192, one row, H100) it ran 24.2 to
     41.1 us; looking in all directions, 24.0 to 26.9 us (INT3: 24.5-39.4 against 25.4-29.7),
-    at a longer compile (INT3: 20-49 s against 10 s). Why four benchmarked choices: inductor
-    times the decode fused into the best template configs for a plain matmul, by default only
-    the best one, and keeps the unfused pair when that one config suits the decode poorly
+    at a longer compile (INT3: 20-49 s against 10 s). Under :func:`cold_cache_tuning` on an
+    H200 (8192 x 8192, one row), all directions against one step at a time (one compile of the
+    latter each): INT4 17.5-17.7 us in 5 of 6 compiles against 21.2, INT2 17.3-17.4 against
+    18.0, INT3 24.4 against 25.0, compiled in 25-33 s, 64-86 s and 129 s against 8, 11 and 15 s.
+    To trade those 2-20% for compile time, add ``"coordinate_descent_check_all_directions":
+    False`` to these options.
+
+    Why four benchmarked choices: inductor times the decode fused into the best template
+    configs for a plain matmul, by default only the best one, and keeps the unfused pair when that one config suits the decode poorly
     (INT4 at 16 rows: 105-117 us unfused in some compiles, 63-72 fused in others). With four,
     INT4 and E4M3 at 16 rows fused to one kernel of 68 and 64 us in one fresh compile each.
     Tuning varied between compiles mostly because inductor's benchmark mistimes these short
