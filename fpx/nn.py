@@ -84,8 +84,9 @@ def compile_options(device="cuda") -> dict:
     False`` to these options.
 
     Why four benchmarked choices: inductor times the decode fused into the best template
-    configs for a plain matmul, by default only the best one, and keeps the unfused pair when that one config suits the decode poorly
-    (INT4 at 16 rows: 105-117 us unfused in some compiles, 63-72 fused in others). With four,
+    configs for a plain matmul, by default only the best one, and keeps the unfused pair when
+    that one config suits the decode poorly (INT4 at 16 rows: 105-117 us unfused in some
+    compiles, 63-72 fused in others). With four,
     INT4 and E4M3 at 16 rows fused to one kernel of 68 and 64 us in one fresh compile each.
     Tuning varied between compiles mostly because inductor's benchmark mistimes these short
     kernels: make the first call inside :func:`fpx.nn.cold_cache_tuning` (INT4 at one row on an
