@@ -128,6 +128,8 @@ def main():
     global TIMING_LOCK
     TIMING_LOCK = args.timing_lock
     device, dtype = args.device, getattr(torch, args.dtype)
+    if args.tuning == "cold-cache-all" and device != "cuda":
+        parser.error("--tuning cold-cache-all times GPU kernels: it needs --device cuda")
     print(f"# LowBitLinear vs {args.dtype} F.linear on {device}; {environment_line()}", flush=True)
     big = torch.empty((512 if device == "cuda" else 256) * 2**20, dtype=torch.uint8, device=device)
     bandwidth = 2 * big.numel() / seconds_per_call([lambda: big.clone()], device)
