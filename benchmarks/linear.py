@@ -76,26 +76,23 @@ def timing_lock():
 
 @contextlib.contextmanager
 def cold_cache_all_timings():
-    """Research (``--tuning cold-cache-all``): fpx.nn.cold_cache_tuning, and every other plain GPU
+    """Research (``--tuning cold-cache-all``): fpx.nn.cold_cache_tuning, with every other GPU
     timing inductor takes in the block (matmul-template candidates, the prologue-fusion choice)
-    by fpx.tuning.cold_l2_time_ms too, where the package keeps inductor's benchmark for them."""
+    passed to it as vetted too, where the package keeps inductor's benchmark for them."""
     from torch._inductor.runtime import benchmarking
 
     benchmarker = benchmarking.benchmarker
-    l2_bytes = torch.cuda.get_device_properties().L2_cache_size
-    flush = torch.empty(fpx.tuning.FLUSH_L2_MULTIPLE * l2_bytes // 4, dtype=torch.int32, device="cuda")
+    with fpx.nn.cold_cache_tuning():
+        cold = benchmarker.benchmark_gpu  # the package's: its checks, its eviction buffer
 
-    def any_timing(fn, *args, **kwargs):
-        if args or "quantiles" in kwargs or kwargs.get("return_mode") == "all" or kwargs.get("grad_to_none"):
-            return type(benchmarker).benchmark_gpu(benchmarker, fn, *args, **kwargs)
-        return fpx.tuning.cold_l2_time_ms(fn, flush)
+        def any_timing(fn, *args, **kwargs):
+            return cold(fn, *args, **{**kwargs, "is_vetted_benchmarking": True})
 
-    benchmarker.benchmark_gpu = any_timing
-    try:
-        with fpx.nn.cold_cache_tuning():  # the vetted timings, as the package takes them
+        benchmarker.benchmark_gpu = any_timing
+        try:
             yield
-    finally:
-        del benchmarker.benchmark_gpu
+        finally:
+            benchmarker.benchmark_gpu = cold
 
 
 def main():
