@@ -34,7 +34,7 @@ class TunerLines(logging.Filter):
 def main():
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(TunerLines())
-    handler.setFormatter(logging.Formatter("TUNER %(message)s"))
+    handler.setFormatter(logging.Formatter("TUNER %(message)s [t=%(relativeCreated).0f ms]"))
     for name in ("torch._inductor.runtime.triton_heuristics", "torch._inductor.runtime.coordinate_descent_tuner"):
         logger = logging.getLogger(name)
         logger.setLevel(logging.DEBUG)
