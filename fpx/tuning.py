@@ -16,6 +16,12 @@ launch; with it, three fresh compiles ran 21.3, 17.6 and 17.6 us.
 Only the timings inductor marks as vetted go through it (the Triton kernel configs of
 ``CachingAutotuner``); matmul-template choices keep inductor's own benchmark.
 
+It also keeps coordinate descent from compiling launch configs that give each thread more than
+``max_values_per_thread`` (64) values of a block, or half that in a looped reduction: such
+configs spill registers, inductor discards them after compiling them, and compiling them was
+most of a cold compile (INT2 at one row on an H200: 64 of 81 s went to 11 configs that
+spilled, one of them 21 s).
+
 >>> import torch, fpx
 >>> model = fpx.quantize_(torch.nn.Sequential(torch.nn.Linear(64, 32)), fpx.INT4, group_size=32)
 >>> compiled = torch.compile(model, options=fpx.nn.compile_options("cpu"))
@@ -26,6 +32,7 @@ torch.Size([1, 32])
 """
 
 import contextlib
+import copy
 import statistics
 import warnings
 
@@ -36,6 +43,10 @@ import torch
 # launch a kernel, so the GPU never waits for the launch inside the timed interval).
 REPS = 25
 FLUSH_L2_MULTIPLE = 4
+# Values of a block per thread above which coordinate descent skips a config uncompiled. A
+# reduction holds an accumulator, a loaded word and a decoded value per value in registers (255
+# at most); on an H200 every config of the layer's kernels above 64 spilled.
+MAX_VALUES_PER_THREAD = 64
 
 
 def cold_l2_time_ms(fn, flush: torch.Tensor, reps: int = REPS) -> float:
@@ -77,7 +88,7 @@ def _eviction_buffer(flushes: dict):
 
 
 @contextlib.contextmanager
-def cold_cache_tuning(reps: int = REPS):
+def cold_cache_tuning(reps: int = REPS, max_values_per_thread: int | None = MAX_VALUES_PER_THREAD):
     """Within the block, inductor times its Triton kernels' candidate launch configs with
     :func:`cold_l2_time_ms` (L2 evicted by a read, launch hidden) instead of its own benchmark.
 
@@ -88,6 +99,10 @@ def cold_cache_tuning(reps: int = REPS):
     unchanged. The eviction buffer (4x L2: 200 MB on an H100 or H200) is allocated at the first
     timing and freed on exit; where it does not fit, a warning, and inductor's benchmark.
 
+    Coordinate descent skips, without compiling them, the configs that give a thread more than
+    ``max_values_per_thread`` values of a block (:func:`values_per_thread`), half that where
+    the reduction loops; None tries them all, as inductor does.
+
     >>> import fpx
     >>> with fpx.nn.cold_cache_tuning(reps=10):
     ...     pass
@@ -96,9 +111,29 @@ def cold_cache_tuning(reps: int = REPS):
     Traceback (most recent call last):
     ...
     ValueError: reps must be at least 1, got 0
+    >>> with fpx.nn.cold_cache_tuning(max_values_per_thread=0):
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    ValueError: max_values_per_thread must be None or at least 1, got 0
     """
     if not isinstance(reps, int) or isinstance(reps, bool) or reps < 1:
         raise ValueError(f"reps must be at least 1, got {reps!r}")
+    if max_values_per_thread is not None and (
+            not isinstance(max_values_per_thread, int) or isinstance(max_values_per_thread, bool)
+            or max_values_per_thread < 1):
+        raise ValueError(f"max_values_per_thread must be None or at least 1, got {max_values_per_thread!r}")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_cold_l2_benchmark(reps))
+        if max_values_per_thread is not None:
+            stack.enter_context(_skip_configs_above(max_values_per_thread))
+        stack.enter_context(_wider_programs_after_descent())
+        yield
+
+
+@contextlib.contextmanager
+def _cold_l2_benchmark(reps: int):
+    """Inductor's GPU benchmark replaced by cold_l2_time_ms for vetted, plain timings."""
     try:
         from torch._inductor.runtime import benchmarking
 
@@ -106,7 +141,7 @@ def cold_cache_tuning(reps: int = REPS):
         original = benchmarker.benchmark_gpu
     except (ImportError, AttributeError) as error:
         warnings.warn(f"cold_cache_tuning: inductor's benchmark cannot be replaced here ({error}); "
-                      "tuning with inductor's own", stacklevel=3)
+                      "tuning with inductor's own", stacklevel=4)
         yield
         return
     shadowed = benchmarker.__dict__.get("benchmark_gpu")  # an enclosing block's, else None
@@ -132,3 +167,140 @@ def cold_cache_tuning(reps: int = REPS):
         else:
             benchmarker.benchmark_gpu = shadowed
         flushes.clear()
+
+
+# The launch-config fields whose product is the block a pointwise or reduction kernel's program
+# covers, with the size hint that stands in for a persistent reduction's missing R0_BLOCK.
+_BLOCK_FIELDS = {"XBLOCK": "x", "YBLOCK": "y", "ZBLOCK": "z", "R0_BLOCK": "r0_", "R1_BLOCK": "r1_"}
+
+
+def values_per_thread(config, size_hints: dict, warp_size: int = 32):
+    """Values of one block that each thread of a Triton launch ``config`` holds: the product of
+    its block sizes over its ``num_warps * warp_size`` threads, a persistent reduction (no
+    R0_BLOCK) counting its whole reduction from ``size_hints``. None for any other kind of
+    config (a matmul's BLOCK_M/N/K, a combo kernel's XBLOCK_0).
+
+    >>> from types import SimpleNamespace as Config
+    >>> values_per_thread(Config(kwargs={"XBLOCK": 128, "R0_BLOCK": 128}, num_warps=8), {"x": 262144, "r0_": 128})
+    64.0
+    >>> values_per_thread(Config(kwargs={"XBLOCK": 8}, num_warps=2), {"x": 8192, "r0_": 32})  # persistent
+    4.0
+    >>> values_per_thread(Config(kwargs={"BLOCK_M": 16, "BLOCK_N": 64}, num_warps=4), {}) is None
+    True
+    """
+    names = [name for name in config.kwargs if "BLOCK" in name]
+    if not names or any(name not in _BLOCK_FIELDS for name in names):
+        return None
+    values = 1
+    for name, hint in _BLOCK_FIELDS.items():
+        if name in config.kwargs:
+            values *= config.kwargs[name]
+        elif hint.startswith("r") and hint in size_hints:
+            values *= size_hints[hint]
+    return values / (config.num_warps * warp_size)
+
+
+@contextlib.contextmanager
+def _skip_configs_above(limit: int):
+    """Inductor's coordinate descent treats configs of more than ``limit`` values per thread as
+    invalid, so it never compiles them."""
+    try:
+        from torch._inductor.runtime.coordinate_descent_tuner import CoordescTuner
+
+        original = CoordescTuner.is_valid_config
+    except (ImportError, AttributeError) as error:
+        warnings.warn(f"cold_cache_tuning: inductor's coordinate descent cannot be given a limit here "
+                      f"({error}); it tries every config", stacklevel=4)
+        yield
+        return
+    with _patched(CoordescTuner, "is_valid_config", lambda tuner, config: (
+            original(tuner, config) and _within(tuner, config, limit))):
+        yield
+
+
+@contextlib.contextmanager
+def _wider_programs_after_descent():
+    """Inductor's coordinate descent, once it converges on a reduction's config, also times the
+    configs of 2-8x its XBLOCK with as many or half as many more warps (R0_BLOCK kept or
+    doubled), and walks on from the best of them if it is faster.
+
+    Descent moves one field at a time (or every field one step, looking in all directions), so
+    it stops on a plateau that bigger programs only leave several steps away: the INT4
+    dot-product kernel at one row stopped at XBLOCK 16, R0_BLOCK 64, 2 warps (21 us) in 3 of 3
+    compiles on an H200 where XBLOCK 128, R0_BLOCK 128, 8 warps takes 17.6.
+    """
+    try:
+        from torch._inductor.runtime.coordinate_descent_tuner import CoordescTuner
+
+        original = CoordescTuner.autotune
+        CoordescTuner.compare_config, CoordescTuner.call_func, CoordescTuner.value_too_large  # noqa: B018
+    except (ImportError, AttributeError) as error:
+        warnings.warn(f"cold_cache_tuning: inductor's coordinate descent cannot be extended here ({error}); "
+                      "it stops where it converges", stacklevel=4)
+        yield
+        return
+
+    def autotune(tuner, func, baseline_config, baseline_timing=None, *args, **kwargs):
+        best = original(tuner, func, baseline_config, baseline_timing, *args, **kwargs)
+        for _ in range(3):  # each round walks on from a wider program that won
+            best_timing = tuner.call_func(func, best)
+            winner, winner_timing = None, best_timing
+            for candidate in _wider_programs(tuner, best):
+                better, timing = tuner.compare_config(func, candidate, best, winner_timing)
+                if better:
+                    winner, winner_timing = candidate, timing
+            if winner is None:
+                break
+            best = original(tuner, func, winner, winner_timing, *args, **kwargs)
+        return best
+
+    with _patched(CoordescTuner, "autotune", autotune):
+        yield
+
+
+def _wider_programs(tuner, config):
+    """The valid configs of 2, 4 and 8 times ``config``'s XBLOCK, each with as many or half as
+    many times its warps and its R0_BLOCK or twice it; none for other than a looped or one-trip
+    reduction's config (XBLOCK and R0_BLOCK)."""
+    if sorted(name for name in config.kwargs if "BLOCK" in name) != ["R0_BLOCK", "XBLOCK"]:
+        return
+    xblock, r0_block, warps = config.kwargs["XBLOCK"], config.kwargs["R0_BLOCK"], config.num_warps
+    for doublings in (1, 2, 3):
+        for warp_doublings in (doublings - 1, doublings):
+            for new_r0_block in (r0_block, 2 * r0_block):
+                new = {"XBLOCK": xblock << doublings, "R0_BLOCK": new_r0_block, "num_warps": warps << warp_doublings}
+                if any(tuner.value_too_large(name, value) for name, value in new.items()):
+                    continue
+                candidate = copy.deepcopy(config)
+                candidate.kwargs.update(XBLOCK=new["XBLOCK"], R0_BLOCK=new_r0_block)
+                candidate.num_warps = new["num_warps"]
+                if tuner.is_valid_config(candidate):
+                    yield candidate
+
+
+def _within(tuner, config, limit) -> bool:
+    """Whether ``config`` gives a thread at most ``limit`` values (half where it loops)."""
+
+    warp_size = (getattr(tuner, "inductor_meta", None) or {}).get("warp_size") or 32
+    size_hints = getattr(tuner, "size_hints", None) or {}
+    values = values_per_thread(config, size_hints, warp_size)
+    # A looped reduction (R0_BLOCK short of the reduction) holds an accumulator per value
+    # across its trips besides the trip's loads: half the limit. On an H200 every looped
+    # config of the layer's kernels at 64 values per thread spilled (7 of 7, 15-23 s each to
+    # compile) while one-trip ones at 64 did not.
+    looped = config.kwargs.get("R0_BLOCK", float("inf")) < size_hints.get("r0_", 0)
+    return values is None or values <= (limit / 2 if looped else limit)
+
+
+@contextlib.contextmanager
+def _patched(owner, name, value):
+    """``owner.name`` set to ``value`` within the block, restored after (nested blocks too)."""
+    shadowed = owner.__dict__.get(name)  # None where inherited
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        if shadowed is None:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, shadowed)
