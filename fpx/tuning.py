@@ -144,7 +144,6 @@ def _cold_l2_benchmark(reps: int):
                       "tuning with inductor's own", stacklevel=4)
         yield
         return
-    shadowed = benchmarker.__dict__.get("benchmark_gpu")  # an enclosing block's, else None
     flushes = {}  # CUDA device index -> eviction buffer
 
     def benchmark_gpu(_callable, *args, **kwargs):
@@ -158,14 +157,10 @@ def _cold_l2_benchmark(reps: int):
             return original(_callable, *args, **kwargs)
         return cold_l2_time_ms(_callable, flush, reps)
 
-    benchmarker.benchmark_gpu = benchmark_gpu  # an instance attribute: shadows the method
     try:
-        yield
+        with _patched(benchmarker, "benchmark_gpu", benchmark_gpu):  # an instance attribute: shadows the method
+            yield
     finally:
-        if shadowed is None:
-            benchmarker.__dict__.pop("benchmark_gpu", None)
-        else:
-            benchmarker.benchmark_gpu = shadowed
         flushes.clear()
 
 

@@ -1,6 +1,7 @@
 """fpx.nn.cold_cache_tuning: inductor's tuner times Triton configs with fpx.tuning's benchmark
 inside the block, and with its own everywhere else."""
 
+import contextlib
 import warnings
 
 import pytest
@@ -139,3 +140,135 @@ def test_the_compiled_layers_configs_are_tuned_by_the_cold_l2_benchmark(monkeypa
         out = compiled(x)
     torch.testing.assert_close(out, x @ layer.dequantize_weight().T, rtol=1e-4, atol=1e-4)
     assert len(timed) >= 2  # the candidates of each reduction, by coordinate descent
+
+
+# Coordinate descent inside the block: configs that would spill are skipped uncompiled, and a
+# converged walk tries wider programs. inductor's CoordescTuner is plain Python: driven here by
+# a timing table instead of compiled kernels.
+
+from torch._inductor.runtime.coordinate_descent_tuner import CoordescTuner  # noqa: E402
+
+# The INT4 one-row dot-product kernel's sizes: 8192 rows x 32 segments of 128 bytes.
+SIZE_HINTS = {"x": 262144, "r0_": 128}
+
+
+class Config:
+    """A stand-in for triton.Config: what inductor's tuner reads of one."""
+
+    def __init__(self, num_warps=4, num_stages=1, **kwargs):
+        self.kwargs, self.num_warps, self.num_stages = kwargs, num_warps, num_stages
+
+    def key(self):
+        return self.kwargs.get("XBLOCK"), self.kwargs.get("R0_BLOCK"), self.num_warps
+
+
+def reduction(xblock, r0_block, warps):
+    return Config(XBLOCK=xblock, R0_BLOCK=r0_block, num_warps=warps)
+
+
+def tuner(**meta):
+    return CoordescTuner(name="triton_red_test", size_hints=dict(SIZE_HINTS),
+                         inductor_meta={"warp_size": 32, "max_threads_per_block": 1024, **meta})
+
+
+@pytest.mark.parametrize("config, hints, warp_size, expected", [
+    (reduction(128, 128, 8), SIZE_HINTS, 32, 128 * 128 / 256),
+    (reduction(16, 64, 2), SIZE_HINTS, 32, 16 * 64 / 64),
+    (Config(XBLOCK=8, num_warps=2), {"x": 8192, "r0_": 32}, 32, 8 * 32 / 64),  # persistent: all of r0
+    (Config(XBLOCK=1024, num_warps=4), {"x": 2**20}, 32, 1024 / 128),  # pointwise
+    (Config(YBLOCK=32, XBLOCK=64, num_warps=4), {"y": 64, "x": 4096}, 32, 32 * 64 / 128),
+    (reduction(128, 128, 8), SIZE_HINTS, 64, 128 * 128 / 512),
+    (Config(BLOCK_M=16, BLOCK_N=64, BLOCK_K=128), {}, 32, None),  # a matmul's
+    (Config(XBLOCK_0=64, XBLOCK_1=8), {}, 32, None),  # a combo kernel's
+])
+def test_values_per_thread(config, hints, warp_size, expected):
+    assert fpx.tuning.values_per_thread(config, hints, warp_size) == expected
+
+
+@pytest.mark.parametrize("config, valid", [
+    (reduction(128, 128, 8), True),  # 64 per thread, one trip: the INT4 optimum
+    (reduction(128, 128, 4), False),  # 128
+    (reduction(64, 128, 2), False),  # 128
+    (reduction(128, 64, 8), True),  # 32, looped
+    (reduction(128, 64, 4), False),  # 64, looped: over half the limit
+    (reduction(64, 64, 2), False),  # 64, looped
+    (Config(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_warps=1), True),  # not ours to judge
+])
+def test_configs_that_would_spill_are_invalid_inside_the_block(config, valid):
+    inside_tuner = tuner()
+    assert inside_tuner.is_valid_config(config)  # inductor's own verdict
+    with fpx.nn.cold_cache_tuning():
+        assert inside_tuner.is_valid_config(config) is valid
+        with fpx.nn.cold_cache_tuning():  # nested: the same verdict
+            assert inside_tuner.is_valid_config(config) is valid
+        assert inside_tuner.is_valid_config(config) is valid
+    with fpx.nn.cold_cache_tuning(max_values_per_thread=None):
+        assert inside_tuner.is_valid_config(config)  # no limit
+    assert inside_tuner.is_valid_config(config)
+
+
+def test_the_limit_is_a_parameter():
+    with fpx.nn.cold_cache_tuning(max_values_per_thread=128):
+        assert tuner().is_valid_config(reduction(128, 128, 4))  # 128
+        assert not tuner().is_valid_config(reduction(256, 128, 4))  # 256
+
+
+@pytest.mark.parametrize("limit", [0, -1, 2.0, True, "64"])
+def test_bad_limits_are_refused(limit):
+    with pytest.raises(ValueError, match="max_values_per_thread"):
+        with fpx.nn.cold_cache_tuning(max_values_per_thread=limit):
+            pass
+
+
+def test_the_tuners_methods_are_restored_after_the_block_and_after_an_error():
+    methods = {name: CoordescTuner.__dict__[name] for name in ("is_valid_config", "autotune")}
+    with pytest.raises(KeyError):
+        with fpx.nn.cold_cache_tuning():
+            with fpx.nn.cold_cache_tuning():
+                pass
+            assert all(CoordescTuner.__dict__[name] is not method for name, method in methods.items())
+            raise KeyError("inside")
+    assert {name: CoordescTuner.__dict__[name] for name in methods} == methods
+
+
+def test_wider_programs_of_a_reduction_config():
+    with fpx.nn.cold_cache_tuning(max_values_per_thread=None):
+        wider = [c.key() for c in fpx.tuning._wider_programs(tuner(), reduction(16, 64, 2))]
+    # 2, 4 and 8 times XBLOCK; as many or half as many more warps; R0_BLOCK kept or doubled
+    assert sorted(wider) == sorted([(16 * 2**i, r0, 2 * 2**j) for i in (1, 2, 3) for j in (i - 1, i) for r0 in (64, 128)])
+    assert list(fpx.tuning._wider_programs(tuner(), Config(XBLOCK=64, num_warps=4))) == []  # not a looped reduction
+
+
+# Timings (us) of the INT4 dot-product kernel's walk on an H200 where it stopped: every
+# neighbour of XBLOCK 16, R0_BLOCK 64, 2 warps is slower, and the optimum is three doublings of
+# XBLOCK away. Configs not listed take 30 us.
+PLATEAU = {
+    (8, 128, 4): 29.8, (16, 128, 4): 26.2, (16, 64, 4): 24.7, (16, 64, 2): 22.46,
+    (32, 64, 4): 22.50, (32, 128, 4): 25.1, (64, 128, 8): 22.53, (128, 128, 8): 17.4,
+}
+
+
+def walk(limit_block, start=(8, 128, 4)):
+    """Coordinate descent (looking in all directions, as fpx.nn.compile_options asks) from
+    ``start`` over PLATEAU: the config it returns and every config it timed."""
+    timed = []
+
+    def time_us(config):
+        timed.append(config.key())
+        return PLATEAU.get(config.key(), 30.0)
+
+    with limit_block:
+        best = tuner(coordinate_descent_check_all_directions=True).autotune(time_us, reduction(*start), PLATEAU[start])
+    return best.key(), timed
+
+
+def test_descent_alone_stops_on_the_plateau():
+    best, _ = walk(contextlib.nullcontext())
+    assert best == (16, 64, 2)
+
+
+def test_inside_the_block_descent_reaches_the_wider_optimum():
+    best, timed = walk(fpx.nn.cold_cache_tuning())
+    assert best == (128, 128, 8)
+    spilling = [(x, r0, w) for x, r0, w in timed if x * r0 / (32 * w) > (32 if r0 < 128 else 64)]
+    assert spilling == []  # none of the configs over the limit was timed (or compiled)
