@@ -77,11 +77,12 @@ def compile_options(device="cuda") -> dict:
     gain, and over fresh compiles of one INT4 layer (8192 x 8192, one row, H100) it ran 24.2 to
     41.1 us; looking in all directions, 24.0 to 26.9 us (INT3: 24.5-39.4 against 25.4-29.7),
     at a longer compile (INT3: 20-49 s against 10 s). Under :func:`cold_cache_tuning` on an
-    H200 (8192 x 8192, one row), all directions against one step at a time (one compile of the
-    latter each): INT4 17.5-17.7 us in 5 of 6 compiles against 21.2, INT2 17.3-17.4 against
-    18.0, INT3 24.4 against 25.0, compiled in 25-33 s, 64-86 s and 129 s against 8, 11 and 15 s.
-    To trade those 2-20% for compile time, add ``"coordinate_descent_check_all_directions":
-    False`` to these options.
+    H200 (8192 x 8192, one row), which also skips the configs that would spill registers (most
+    of that compile time) and tries wider programs where the descent stops: INT4 17.3-17.4 us,
+    INT2 17.1, INT3 24.7, INT1 19.3, compiled in 11-15, 11, 23 and 24 s. To trade a few percent
+    for compile time, add ``"coordinate_descent_check_all_directions": False`` to these options
+    (measured before the skipping, under cold-cache tuning: INT2 18.0 against 17.3 us, INT3
+    25.0 against 24.4, compiled in 11 and 15 s).
 
     Why four benchmarked choices: inductor times the decode fused into the best template
     configs for a plain matmul, by default only the best one, and keeps the unfused pair when
@@ -90,7 +91,7 @@ def compile_options(device="cuda") -> dict:
     INT4 and E4M3 at 16 rows fused to one kernel of 68 and 64 us in one fresh compile each.
     Tuning varied between compiles mostly because inductor's benchmark mistimes these short
     kernels: make the first call inside :func:`fpx.nn.cold_cache_tuning` (INT4 at one row on an
-    H200: 17.5-21.3 us over 6 compiles against 20.9-26.2); docs/inductor.md has the spreads.
+    H200: 17.3-17.4 us over 3 compiles against 20.9-26.2); docs/inductor.md has the spreads.
 
     >>> import torch, fpx
     >>> model = fpx.quantize_(torch.nn.Sequential(torch.nn.Linear(64, 32)), fpx.INT4, group_size=32)
