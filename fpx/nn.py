@@ -78,8 +78,8 @@ def compile_options(device="cuda") -> dict:
     41.1 us; looking in all directions, 24.0 to 26.9 us (INT3: 24.5-39.4 against 25.4-29.7),
     at a longer compile (INT3: 20-49 s against 10 s). Under :func:`cold_cache_tuning` on an
     H200 (8192 x 8192, one row), which also skips the configs that would spill registers (most
-    of that compile time) and tries wider programs where the descent stops: INT4 17.3-17.4 us,
-    INT2 17.1, INT3 24.7, INT1 19.3, compiled in 11-15, 11, 23 and 24 s. To trade a few percent
+    of that compile time) and tries wider programs where the descent stops: INT4 17.3-17.5 us,
+    INT2 17.1, INT3 24.7, INT1 19.3, compiled in 11-19, 11, 23 and 24 s. To trade a few percent
     for compile time, add ``"coordinate_descent_check_all_directions": False`` to these options
     (measured before the skipping, under cold-cache tuning: INT2 18.0 against 17.3 us, INT3
     25.0 against 24.4, compiled in 11 and 15 s).

@@ -24,7 +24,7 @@ of 81 s went to 11 configs that spilled, one of them 21 s). And once the descent
 a reduction's config, it times programs 2-8x wider (more rows, more warps) and walks on from
 the best if it is faster: one field at a time, the INT4 walk stopped on a plateau three
 doublings short of the optimum in 4 of 9 compiles. With both, on an H200 (8192 x 8192, one
-row): INT4 17.3-17.4 us in 3 of 3 compiles (11-15 s), INT2 17.1 (11 s, was 64-86 s), INT3 24.7
+row): INT4 17.3-17.5 us in 5 of 5 compiles (11-19 s), INT2 17.1 (11 s, was 64-86 s), INT3 24.7
 (23 s, was 129 s), INT1 19.3 (24 s, was 56 s).
 
 >>> import torch, fpx
