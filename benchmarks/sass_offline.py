@@ -48,6 +48,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from unittest import mock
 
 import torch
@@ -129,6 +130,12 @@ def triton_sources(fn, *args) -> list[tuple[str, str]]:
 
 def sass(source: str, constexprs: dict, num_warps: int = 4, num_stages: int = 1) -> str:
     """The SASS of the Triton kernel in inductor's ``source``, compiled for sm_90a."""
+    cubin = compile_cubin(source, constexprs, num_warps, num_stages)
+    return subprocess.run([_cuobjdump(), "--dump-sass", cubin], capture_output=True, text=True, check=True).stdout
+
+
+def compile_cubin(source: str, constexprs: dict, num_warps: int = 4, num_stages: int = 1) -> str:
+    """The path of the cubin of the Triton kernel in inductor's ``source``, compiled for sm_90a."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -159,7 +166,7 @@ def sass(source: str, constexprs: dict, num_warps: int = 4, num_stages: int = 1)
     cubin = os.path.join(folder, "kernel.cubin")
     with open(cubin, "wb") as handle:
         handle.write(compiled.asm["cubin"])
-    return subprocess.run([_cuobjdump(), "--dump-sass", cubin], capture_output=True, text=True, check=True).stdout
+    return cubin
 
 
 def opcodes(sass_text: str) -> collections.Counter:
@@ -319,6 +326,49 @@ def _convert_rows(args):
             print(f"{name:>5} {str(dtype)[6:]:>9} {count:>7} {per_element:>13.2f}  {top}", flush=True)
 
 
+def _spill_rows(args):
+    """LowBitLinear's one-row looped reductions (triton_red) compiled for sm_90a over a grid of
+    launch configs: registers, stack bytes (spills), seconds to compile here, and whether
+    fpx.nn.cold_cache_tuning's limit lets coordinate descent try the config."""
+    from types import SimpleNamespace
+
+    import fpx
+    from fpx import tuning
+    from fpx.nn import LowBitLinear
+
+    n = k = 8192
+    print(f"{'fmt':>7} {'XBLOCK':>6} {'R0':>4} {'warps':>5} {'values':>6} {'rule':>5} {'regs':>4} {'stack':>6} {'compile s':>9}")
+    for name in args.formats:
+        fmt, kwargs = (fpx.E2M1, {"block": "mx"}) if name == "E2M1-MX" else (getattr(fpx, name), {})
+        layer = LowBitLinear.from_linear(torch.nn.Linear(k, n, bias=False), fmt, group_size=args.group_size, **kwargs)
+        x = torch.randn(1, k, dtype=torch.bfloat16)
+        with cuda_paths():
+            sources = triton_sources(lambda x: layer._gemv(x, words=False), x)
+        for kernel, source in sources:
+            if "triton_red" not in kernel:
+                continue
+            hints = {"x": int(re.search(r"xnumel = (\d+)", source).group(1)),
+                     "r0_": int(re.search(r"r0_numel = (\d+)", source).group(1))}
+            tuner = SimpleNamespace(inductor_meta={"warp_size": 32}, size_hints=hints)
+            for xblock in args.xblocks:
+                for r0_block in args.r0_blocks:
+                    for warps in args.warps:
+                        config = SimpleNamespace(kwargs={"XBLOCK": xblock, "R0_BLOCK": r0_block}, num_warps=warps)
+                        if tuning.values_per_thread(config, hints) > args.max_values:
+                            continue  # certain to spill, and minutes to compile
+                        allowed = tuning._within(tuner, config, tuning.MAX_VALUES_PER_THREAD)
+                        start = time.perf_counter()
+                        cubin = compile_cubin(source, {"XBLOCK": xblock, "R0_BLOCK": r0_block}, num_warps=warps)
+                        seconds = time.perf_counter() - start
+                        usage = subprocess.run([_cuobjdump(), "--dump-resource-usage", cubin], capture_output=True,
+                                               text=True, check=True).stdout
+                        regs = int(re.search(r"REG:(\d+)", usage).group(1))
+                        stack = int(re.search(r"STACK:(\d+)", usage).group(1))  # spilled registers live here
+                        values = tuning.values_per_thread(config, hints)
+                        print(f"{name:>7} {xblock:>6} {r0_block:>4} {warps:>5} {values:>6.0f} {'try' if allowed else 'skip':>5} "
+                              f"{regs:>4} {stack:>6} {seconds:>9.1f}", flush=True)
+
+
 def _cubin_rows(args):
     """Every cubin under a folder (Triton's cache inside an inductor cache on the device): its
     static instruction count, its warps (Triton's metadata beside it) and its name."""
@@ -371,10 +421,18 @@ def main():
     p.add_argument("--formats", nargs="*", default=["E4M3", "E5M2", "E3M2", "E2M1"])
     p = sub.add_parser("kernel", help="a saved matmul template kernel's K loop, per weight")
     p.add_argument("paths", nargs="+")
+    p = sub.add_parser("spills", help="registers, spills and compile time of LowBitLinear's M = 1 reductions per config")
+    p.add_argument("--formats", nargs="*", default=["INT2", "INT3", "INT4", "E2M3"])
+    p.add_argument("--group-size", type=int, default=128)
+    p.add_argument("--xblocks", type=int, nargs="*", default=[16, 32, 64, 128, 256])
+    p.add_argument("--r0-blocks", type=int, nargs="*", default=[64, 128])
+    p.add_argument("--warps", type=int, nargs="*", default=[2, 4, 8, 16])
+    p.add_argument("--max-values", type=int, default=128, help="configs of more values per thread are left out")
     p = sub.add_parser("cubins", help="count the SASS of every cubin under a folder (on the device)")
     p.add_argument("folder")
     args = parser.parse_args()
-    rows = {"cubins": _cubin_rows, "kernel": _kernel_rows, "gemv": _gemv_rows, "encode": _convert_rows, "decode": _convert_rows}
+    rows = {"cubins": _cubin_rows, "kernel": _kernel_rows, "gemv": _gemv_rows, "encode": _convert_rows,
+            "decode": _convert_rows, "spills": _spill_rows}
     rows.get(args.what, _pack_rows)(args)
 
 
