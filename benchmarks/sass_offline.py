@@ -31,6 +31,7 @@ venv made with ``--system-site-packages``. Verified with torch 2.13.0 and Triton
     python benchmarks/sass_offline.py gemv --formats INT4 INT2 INT8  # LowBitLinear, M = 1
     python benchmarks/sass_offline.py encode --formats E2M1 E3M2       # fpx.encode on CUDA
     python benchmarks/sass_offline.py decode --formats E4M3 E2M1       # fpx.decode on CUDA
+    python benchmarks/sass_offline.py spills --formats INT2 INT3    # registers/spills/compile s per config
     python benchmarks/sass_offline.py cubins ~/.cache/torchinductor  # on the device
     python benchmarks/sass_offline.py kernel gpu_out/prologue_E2M1_g128/*.py  # a saved template's K loop
 """
