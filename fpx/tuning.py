@@ -48,9 +48,10 @@ import torch
 # launch a kernel, so the GPU never waits for the launch inside the timed interval).
 REPS = 25
 FLUSH_L2_MULTIPLE = 4
-# Values of a block per thread above which coordinate descent skips a config uncompiled. A
-# reduction holds an accumulator, a loaded word and a decoded value per value in registers (255
-# at most); on an H200 every config of the layer's kernels above 64 spilled.
+# Values of a block per thread above which coordinate descent skips a config uncompiled (half
+# of it in a looped reduction, see _within). A reduction holds a loaded word, a decoded value
+# and a product per value in registers (255 at most); on an H200 every config of the layer's
+# kernels above 64 spilled.
 MAX_VALUES_PER_THREAD = 64
 
 
@@ -220,6 +221,19 @@ def _skip_configs_above(limit: int):
         yield
 
 
+def _within(tuner, config, limit) -> bool:
+    """Whether ``config`` gives a thread at most ``limit`` values (half where it loops)."""
+    warp_size = (getattr(tuner, "inductor_meta", None) or {}).get("warp_size") or 32
+    size_hints = getattr(tuner, "size_hints", None) or {}
+    values = values_per_thread(config, size_hints, warp_size)
+    # A looped reduction (R0_BLOCK short of the reduction) holds an accumulator per value
+    # across its trips besides the trip's loads: half the limit. On an H200 every looped
+    # config of the layer's kernels at 64 values per thread spilled (7 of 7, 15-23 s each to
+    # compile) while one-trip ones at 64 did not.
+    looped = config.kwargs.get("R0_BLOCK", float("inf")) < size_hints.get("r0_", 0)
+    return values is None or values <= (limit / 2 if looped else limit)
+
+
 @contextlib.contextmanager
 def _wider_programs_after_descent():
     """Inductor's coordinate descent, once it converges on a reduction's config, also times the
@@ -235,7 +249,10 @@ def _wider_programs_after_descent():
         from torch._inductor.runtime.coordinate_descent_tuner import CoordescTuner
 
         original = CoordescTuner.autotune
-        CoordescTuner.compare_config, CoordescTuner.call_func, CoordescTuner.value_too_large  # noqa: B018
+        missing = [name for name in ("call_func", "compare_config", "value_too_large", "is_valid_config")
+                   if not hasattr(CoordescTuner, name)]
+        if missing:
+            raise AttributeError(f"CoordescTuner has no {', '.join(missing)}")
     except (ImportError, AttributeError) as error:
         warnings.warn(f"cold_cache_tuning: inductor's coordinate descent cannot be extended here ({error}); "
                       "it stops where it converges", stacklevel=4)
@@ -278,20 +295,6 @@ def _wider_programs(tuner, config):
                 candidate.num_warps = new["num_warps"]
                 if tuner.is_valid_config(candidate):
                     yield candidate
-
-
-def _within(tuner, config, limit) -> bool:
-    """Whether ``config`` gives a thread at most ``limit`` values (half where it loops)."""
-
-    warp_size = (getattr(tuner, "inductor_meta", None) or {}).get("warp_size") or 32
-    size_hints = getattr(tuner, "size_hints", None) or {}
-    values = values_per_thread(config, size_hints, warp_size)
-    # A looped reduction (R0_BLOCK short of the reduction) holds an accumulator per value
-    # across its trips besides the trip's loads: half the limit. On an H200 every looped
-    # config of the layer's kernels at 64 values per thread spilled (7 of 7, 15-23 s each to
-    # compile) while one-trip ones at 64 did not.
-    looped = config.kwargs.get("R0_BLOCK", float("inf")) < size_hints.get("r0_", 0)
-    return values is None or values <= (limit / 2 if looped else limit)
 
 
 @contextlib.contextmanager

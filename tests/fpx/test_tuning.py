@@ -272,3 +272,26 @@ def test_inside_the_block_descent_reaches_the_wider_optimum():
     assert best == (128, 128, 8)
     spilling = [(x, r0, w) for x, r0, w in timed if x * r0 / (32 * w) > (32 if r0 < 128 else 64)]
     assert spilling == []  # none of the configs over the limit was timed (or compiled)
+
+
+def test_a_tuner_without_what_the_wider_step_needs_gets_a_warning_and_is_left_alone(monkeypatch):
+    monkeypatch.delattr(CoordescTuner, "value_too_large")
+    autotune = CoordescTuner.__dict__["autotune"]
+    with pytest.warns(UserWarning, match="cannot be extended here .*value_too_large"):
+        with fpx.nn.cold_cache_tuning():
+            assert CoordescTuner.__dict__["autotune"] is autotune
+            assert CoordescTuner.__dict__["is_valid_config"] is not None  # the limit still applies
+            assert not tuner().is_valid_config(reduction(128, 128, 4))
+
+
+def test_a_tuner_without_a_validity_check_gets_warnings_and_is_left_alone(monkeypatch):
+    monkeypatch.delattr(CoordescTuner, "is_valid_config")
+    autotune = CoordescTuner.__dict__["autotune"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with fpx.nn.cold_cache_tuning():
+            assert "is_valid_config" not in CoordescTuner.__dict__
+            assert CoordescTuner.__dict__["autotune"] is autotune
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2
+    assert "cannot be given a limit here" in messages[0] and "cannot be extended here" in messages[1]
