@@ -292,6 +292,7 @@ def test_a_tuner_without_a_validity_check_gets_warnings_and_is_left_alone(monkey
         with fpx.nn.cold_cache_tuning():
             assert "is_valid_config" not in CoordescTuner.__dict__
             assert CoordescTuner.__dict__["autotune"] is autotune
-    messages = sorted(str(w.message) for w in caught)
+    messages = [str(w.message) for w in caught]
     assert len(messages) == 2
-    assert "cannot be given a limit here" in messages[0] and "cannot be extended here" in messages[1]
+    assert any("cannot be given a limit here" in m for m in messages)
+    assert any("cannot be extended here" in m for m in messages)
