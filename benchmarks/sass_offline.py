@@ -330,7 +330,8 @@ def _convert_rows(args):
 def _spill_rows(args):
     """LowBitLinear's one-row looped reductions (triton_red) compiled for sm_90a over a grid of
     launch configs: registers, stack bytes (spills), seconds to compile here, and whether
-    fpx.nn.cold_cache_tuning's limit lets coordinate descent try the config."""
+    fpx.nn.cold_cache_tuning's limit lets coordinate descent try the config. Compile times
+    count only in a fresh Triton cache (``TRITON_CACHE_DIR=$(mktemp -d)``)."""
     from types import SimpleNamespace
 
     import fpx
@@ -355,7 +356,8 @@ def _spill_rows(args):
                 for r0_block in args.r0_blocks:
                     for warps in args.warps:
                         config = SimpleNamespace(kwargs={"XBLOCK": xblock, "R0_BLOCK": r0_block}, num_warps=warps)
-                        if tuning.values_per_thread(config, hints) > args.max_values:
+                        values = tuning.values_per_thread(config, hints)
+                        if values > args.max_values:
                             continue  # certain to spill, and minutes to compile
                         allowed = tuning._within(tuner, config, tuning.MAX_VALUES_PER_THREAD)
                         start = time.perf_counter()
@@ -365,7 +367,6 @@ def _spill_rows(args):
                                                text=True, check=True).stdout
                         regs = int(re.search(r"REG:(\d+)", usage).group(1))
                         stack = int(re.search(r"STACK:(\d+)", usage).group(1))  # spilled registers live here
-                        values = tuning.values_per_thread(config, hints)
                         print(f"{name:>7} {xblock:>6} {r0_block:>4} {warps:>5} {values:>6.0f} {'try' if allowed else 'skip':>5} "
                               f"{regs:>4} {stack:>6} {seconds:>9.1f}", flush=True)
 
