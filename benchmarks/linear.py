@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fpx  # noqa: E402
+import fpx.tuning  # noqa: E402
 from timing import (  # noqa: E402
     environment_line,
     LAYER_CHOICES,
@@ -88,11 +89,8 @@ def cold_cache_all_timings():
         def any_timing(fn, *args, **kwargs):
             return cold(fn, *args, **{**kwargs, "is_vetted_benchmarking": True})
 
-        benchmarker.benchmark_gpu = any_timing
-        try:
+        with fpx.tuning._patched(benchmarker, "benchmark_gpu", any_timing):
             yield
-        finally:
-            benchmarker.benchmark_gpu = cold
 
 
 def main():

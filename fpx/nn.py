@@ -91,7 +91,7 @@ def compile_options(device="cuda") -> dict:
     INT4 and E4M3 at 16 rows fused to one kernel of 68 and 64 us in one fresh compile each.
     Tuning varied between compiles mostly because inductor's benchmark mistimes these short
     kernels: make the first call inside :func:`fpx.nn.cold_cache_tuning` (INT4 at one row on an
-    H200: 17.3-17.4 us over 3 compiles against 20.9-26.2); docs/inductor.md has the spreads.
+    H200: 17.3-17.5 us over 5 compiles against 20.9-26.2); docs/inductor.md has the spreads.
 
     >>> import torch, fpx
     >>> model = fpx.quantize_(torch.nn.Sequential(torch.nn.Linear(64, 32)), fpx.INT4, group_size=32)

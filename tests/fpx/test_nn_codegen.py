@@ -63,10 +63,9 @@ def test_cpu_forward_is_one_kernel_without_a_dequantized_weight(fmt, kwargs, row
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("fmt, kwargs", CASES, ids=IDS)
+@pytest.mark.parametrize("fmt, kwargs, name", [(*case, name) for case, name in zip(CASES, IDS)], ids=IDS)
 @pytest.mark.parametrize("rows", [1, 2])
-def test_cuda_forward_at_few_rows_is_fused(fmt, kwargs, rows):
-    name = fmt.name + ("-mx" if kwargs.get("block") else "")
+def test_cuda_forward_at_few_rows_is_fused(fmt, kwargs, name, rows):
     assert_fused(fmt, kwargs, rows, "cuda", kernels=CUDA_KERNELS[rows][name])
 
 
