@@ -640,11 +640,12 @@ def _fits_float32_placement(fmt: FloatFormat, dtype: torch.dtype) -> bool:
     exact. float16 also needs every nonzero finite value to be a float16 normal, and is taken
     only for formats with NaN codes: without them the float16 placement is cheaper (E2M1 and
     E3M2 7.5 instructions per code against 12.75; E4M3 17.4 against 14.6)."""
-    fits = fmt.has_zero and fmt.has_subnormals and fmt.exponent_bits <= 8 and 0 <= fmt.bias <= 127
+    if not (fmt.has_zero and fmt.has_subnormals and fmt.exponent_bits <= 8 and 0 <= fmt.bias <= 127):
+        return False  # checked first: without subnormals (E8M0) min_subnormal is None
     if dtype == torch.float16:
         normal = fmt.min_subnormal >= 2.0**-14 and fmt.max <= 65504 and fmt.mantissa_bits <= 10
-        return fits and normal and fmt.has_nan
-    return fits and dtype in (torch.float32, torch.bfloat16)
+        return normal and fmt.has_nan
+    return dtype in (torch.float32, torch.bfloat16)
 
 
 # (inf, quiet NaN) bit patterns, sign clear, and the sign bit, of the patterns built.

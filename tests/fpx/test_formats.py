@@ -252,6 +252,22 @@ def test_decode_by_float32_placement_only_where_it_applies():
     assert decode(codes, E4M3).device.type == "cpu"
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64], ids=str)
+def test_decode_routes_every_format_on_cuda_choices(dtype):
+    # decode as on CUDA, for every format: the float32 placement taken exactly for
+    # PLACEMENT_CASES, and every value right either way. (Asking whether E8M0 fits the float16
+    # placement once raised on CUDA: it has no subnormals, so no min_subnormal.)
+    routed = {(fmt, case_dtype) for fmt, case_dtype in (case.values for case in PLACEMENT_CASES)}
+    for fmt in FORMATS:
+        with float32_placement_everywhere() as calls:
+            out = decode(all_codes(fmt), fmt, dtype)
+        assert len(calls) == ((fmt, dtype) in routed), fmt
+        # float64 values rounded once to dtype (E8M0's extremes leave float16's range)
+        expected = torch.from_numpy(format_values(fmt)).to(dtype).double().numpy()
+        assert out.dtype == dtype
+        assert_same_floats(out.double().numpy(), expected)
+
+
 # ---- errors ------------------------------------------------------------------------------------
 def test_decode_errors():
     codes = torch.zeros(3, dtype=torch.uint8)
