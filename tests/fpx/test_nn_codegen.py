@@ -77,9 +77,7 @@ def test_cuda_forward_at_few_rows_is_fused(fmt, kwargs, name, rows):
 @pytest.mark.parametrize("fmt", [fpx.INT3, fpx.INT6, fpx.E3M2, fpx.E2M3], ids=["INT3", "INT6", "E3M2", "E2M3"])
 def test_cuda_one_row_reads_every_plane_in_one_reduction(fmt):
     torch.manual_seed(0)
-    # 512 columns per plane, 4 segments of a group of 128 (smaller layers took other kernel
-    # shapes offline: one persistent reduction with the sum, or one looped reduction)
-    n, k = 4096, 4096
+    n, k = 256, 4096  # 512 columns per plane: 4 segments of a group of 128
     layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n), fmt, group_size=128).to("cuda")
     x = torch.randn(1, k, device="cuda")
     out, source = compile_and_code(layer, x)
