@@ -492,16 +492,7 @@ class LowBitLinear(nn.Module):
                 return _float_field_values(byte, fmt, shift=bits * q)
             pattern = self.field_patterns[q] if patterns else None
             return _int_field_values(byte, bits, self._signed_codes, shift=bits * q, masked=True, pattern=pattern)
-        if word is None and q and bits * q % 8 == 0:
-            # A plane that starts a byte after its neighbour ended one (6 bits: plane 4 of 8, at
-            # byte 3 of 6) reads that byte too, though its bits fall off: inductor fuses
-            # reductions that share a read, and without it split the planes into two kernels
-            # (bytes 0-2 and 3-5), each walked by the tuner (H200, E2M3 8192 x 8192 at one row:
-            # 17 us each, compiled in 45 s). The compiler drops the dead load.
-            start = bits * q // 8
-            window = self.packed[:, start - 1].to(torch.int32) | self.packed[:, start].to(torch.int32) << 8
-            fields = (window >> 8) & ((1 << bits) - 1)
-        elif word is None:
+        if word is None:
             fields = bitpack.unpack(self.packed, bits, g, dim=1, dtype=torch.int32)[:, q]
         else:
             p, b = divmod(q, 4)  # byte b of a little-endian word is its bits 8b..8b+7

@@ -69,23 +69,6 @@ def test_cuda_forward_at_few_rows_is_fused(fmt, kwargs, name, rows):
     assert_fused(fmt, kwargs, rows, "cuda", kernels=CUDA_KERNELS[rows][name])
 
 
-# With several segments per plane the one-row forward is two levels: the planes' dot products
-# per segment (one reduction kernel, however many planes) and their scaled sum. Inductor fuses
-# reductions that share a read; 6-bit planes once split into two kernels (bytes 0-2 and 3-5 of
-# each 6, which no plane shared), each tuned on its own (E2M3 8192 x 8192: 45 s to compile).
-@pytest.mark.cuda
-@pytest.mark.parametrize("fmt", [fpx.INT3, fpx.INT6, fpx.E3M2, fpx.E2M3], ids=["INT3", "INT6", "E3M2", "E2M3"])
-def test_cuda_one_row_reads_every_plane_in_one_reduction(fmt):
-    torch.manual_seed(0)
-    n, k = 256, 4096  # 512 columns per plane: 4 segments of a group of 128
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n), fmt, group_size=128).to("cuda")
-    x = torch.randn(1, k, device="cuda")
-    out, source = compile_and_code(layer, x)
-    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
-    torch.testing.assert_close(out.double(), expected, rtol=1e-4, atol=1e-4)
-    assert kernel_count(source, "cuda") == 2, source
-
-
 # Inductor decides a prologue fusion by timing the fused kernel against the unfused pair while
 # compiling. At 4096 x 4096 the pair's bfloat16 weight (32 MiB) stays in an H200's L2 and INT8
 # at 16 rows stayed unfused in one of several runs (torch 2.11); at 8192 x 8192 the pair writes
