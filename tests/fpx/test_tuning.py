@@ -162,13 +162,17 @@ class Config:
         return self.kwargs.get("XBLOCK"), self.kwargs.get("R0_BLOCK"), self.num_warps
 
 
-def reduction(xblock, r0_block, warps):
-    return Config(XBLOCK=xblock, R0_BLOCK=r0_block, num_warps=warps)
+def reduction(xblock, r0_block, warps, r0=None):
+    """A reduction's config; ``r0``: the size of the reduction its tuner sees (hints)."""
+    config = Config(XBLOCK=xblock, R0_BLOCK=r0_block, num_warps=warps)
+    config.hints = {} if r0 is None else {"r0_": r0}
+    return config
 
 
-def tuner(**meta):
-    return CoordescTuner(name="triton_red_test", size_hints=dict(SIZE_HINTS),
-                         inductor_meta={"warp_size": 32, "max_threads_per_block": 1024, **meta})
+def tuner(**size_hints):
+    return CoordescTuner(name="triton_red_test", size_hints={**SIZE_HINTS, **size_hints},
+                         inductor_meta={"warp_size": 32, "max_threads_per_block": 1024,
+                                        "coordinate_descent_check_all_directions": True})
 
 
 @pytest.mark.parametrize("config, hints, warp_size, expected", [
@@ -189,13 +193,21 @@ def test_values_per_thread(config, hints, warp_size, expected):
     (reduction(128, 128, 8), True),  # 64 per thread, one trip: the INT4 optimum
     (reduction(128, 128, 4), False),  # 128
     (reduction(64, 128, 2), False),  # 128
-    (reduction(128, 64, 8), True),  # 32, looped
+    (reduction(128, 64, 8), False),  # 32, looped where one trip (64) fits
+    (reduction(16, 64, 2), False),  # 16, looped where one trip (32) fits: the INT4 plateau
     (reduction(128, 64, 4), False),  # 64, looped: over half the limit
     (reduction(64, 64, 2), False),  # 64, looped
+    (reduction(256, 128, 16), True),  # 64, 16 warps
+    (reduction(512, 128, 32), False),  # 64, but 32 warps: 64 registers a thread
     (Config(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_warps=1), True),  # not ours to judge
+    # A per-channel layer's segment of 4096 bytes: loops where one trip would not fit
+    (reduction(8, 512, 4, r0=4096), True),  # 32, looped; one trip 256
+    (reduction(8, 1024, 4, r0=4096), False),  # 64, looped: over half the limit
+    (reduction(1, 4096, 2), True),  # 64, one trip
+    (reduction(1, 1024, 2, r0=4096), False),  # 16, looped; one trip 64 fits
 ])
 def test_configs_that_would_spill_are_invalid_inside_the_block(config, valid):
-    inside_tuner = tuner()
+    inside_tuner = tuner(**getattr(config, "hints", {}))
     assert inside_tuner.is_valid_config(config)  # inductor's own verdict
     with fpx.nn.cold_cache_tuning():
         assert inside_tuner.is_valid_config(config) is valid
@@ -258,7 +270,7 @@ def walk(limit_block, start=(8, 128, 4)):
         return PLATEAU.get(config.key(), 30.0)
 
     with limit_block:
-        best = tuner(coordinate_descent_check_all_directions=True).autotune(time_us, reduction(*start), PLATEAU[start])
+        best = tuner().autotune(time_us, reduction(*start), PLATEAU[start])
     return best.key(), timed
 
 
@@ -272,6 +284,7 @@ def test_inside_the_block_descent_reaches_the_wider_optimum():
     assert best == (128, 128, 8)
     spilling = [(x, r0, w) for x, r0, w in timed if x * r0 / (32 * w) > (32 if r0 < 128 else 64)]
     assert spilling == []  # none of the configs over the limit was timed (or compiled)
+    assert [key for key in timed if key[1] < 128] == []  # nor a loop where one trip fits
 
 
 def test_a_tuner_without_what_the_wider_step_needs_gets_a_warning_and_is_left_alone(monkeypatch):
