@@ -106,11 +106,10 @@ def cold_cache_tuning(reps: int = REPS, max_values_per_thread: int | None = MAX_
     timing and freed on exit; where it does not fit, a warning, and inductor's benchmark.
 
     Coordinate descent skips, without compiling them, the configs that give a thread more than
-    ``max_values_per_thread`` values of a block (:func:`values_per_thread`), those that loop
-    over a reduction one trip of which would fit that limit (and looped ones over half of it),
-    and those of more than 16 warps (None: it tries them all, as inductor does); converged on
-    a reduction's config, it tries up to 12 wider programs before it stops (up to 12 more
-    configs compiled per reduction kernel of the model, about 0.3 s each).
+    ``max_values_per_thread`` values of a block (:func:`values_per_thread`), half that where
+    the reduction loops, and those of more than 16 warps (None: it tries them all, as inductor
+    does); converged on a reduction's config, it tries up to 12 wider programs before it stops
+    (up to 12 more configs compiled per reduction kernel of the model, about 0.3 s each).
 
     >>> import fpx
     >>> with fpx.nn.cold_cache_tuning(reps=10):
@@ -226,9 +225,8 @@ def _skip_configs_above(limit: int):
 
 
 def _within(tuner, config, limit) -> bool:
-    """Whether ``config`` gives a thread at most ``limit`` values, loops over its reduction only
-    where one trip would give more (and then at most half the limit), and has at most
-    MAX_WARPS warps."""
+    """Whether ``config`` gives a thread at most ``limit`` values (half where it loops) and has
+    at most MAX_WARPS warps."""
     warp_size = (getattr(tuner, "inductor_meta", None) or {}).get("warp_size") or 32
     size_hints = getattr(tuner, "size_hints", None) or {}
     values = values_per_thread(config, size_hints, warp_size)
@@ -238,17 +236,14 @@ def _within(tuner, config, limit) -> bool:
     # every such config the wider step tried spilled (INT4 at four shapes, E2M3; H200).
     if config.num_warps > MAX_WARPS:
         return False
-    r0_block, r0_hint = config.kwargs.get("R0_BLOCK"), size_hints.get("r0_", 0)
-    if r0_block is None or r0_block >= r0_hint:
-        return values <= limit
     # A looped reduction (R0_BLOCK short of the reduction) holds an accumulator per value
     # across its trips besides the trip's loads: half the limit. On an H200 every looped
     # config of the layer's kernels at 64 values per thread spilled (7 of 7, 15-23 s each to
-    # compile) while one-trip ones at 64 did not. Where one trip fits the limit, the loop is
-    # skipped: every fastest config in the traces of the one-row kernels at 8192 x 8192 made
-    # one trip, and the loops doubled the walk (E2M3: 71 configs, 44-49 s to compile).
-    one_trip = values * r0_hint / r0_block
-    return values <= limit / 2 and one_trip > limit
+    # compile) while one-trip ones at 64 did not. (Skipping loops where one trip fits the limit
+    # cut E2M3's cold compile 44-49 -> 29 s, but cost INT4 at 4096 x 14336 and 8192 x 28672 and
+    # E2M1 8-12%: their fastest configs loop twice. docs/inductor.md.)
+    looped = config.kwargs.get("R0_BLOCK", float("inf")) < size_hints.get("r0_", 0)
+    return values <= (limit / 2 if looped else limit)
 
 
 @contextlib.contextmanager
