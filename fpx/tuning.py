@@ -107,9 +107,9 @@ def cold_cache_tuning(reps: int = REPS, max_values_per_thread: int | None = MAX_
 
     Coordinate descent skips, without compiling them, the configs that give a thread more than
     ``max_values_per_thread`` values of a block (:func:`values_per_thread`), half that where
-    the reduction loops, and those of more than 16 warps (None: it tries them all, as inductor
-    does); converged on a reduction's config, it tries up to 12 wider programs before it stops
-    (up to 12 more configs compiled per reduction kernel of the model, about 0.3 s each).
+    the reduction loops (None: it tries them all, as inductor does), and, converged on a
+    reduction's config, tries up to 12 wider programs before it stops (up to 12 more configs
+    compiled per reduction kernel of the model, about 0.3 s each).
 
     >>> import fpx
     >>> with fpx.nn.cold_cache_tuning(reps=10):
@@ -172,9 +172,6 @@ def _cold_l2_benchmark(reps: int):
         flushes.clear()
 
 
-# Warps a program may take inside cold_cache_tuning (see _within).
-MAX_WARPS = 16
-
 # The launch-config fields whose product is the block a pointwise or reduction kernel's program
 # covers, with the size hint that stands in for a persistent reduction's missing R0_BLOCK.
 _BLOCK_FIELDS = {"XBLOCK": "x", "YBLOCK": "y", "ZBLOCK": "z", "R0_BLOCK": "r0_", "R1_BLOCK": "r1_"}
@@ -225,25 +222,18 @@ def _skip_configs_above(limit: int):
 
 
 def _within(tuner, config, limit) -> bool:
-    """Whether ``config`` gives a thread at most ``limit`` values (half where it loops) and has
-    at most MAX_WARPS warps."""
+    """Whether ``config`` gives a thread at most ``limit`` values (half where it loops)."""
     warp_size = (getattr(tuner, "inductor_meta", None) or {}).get("warp_size") or 32
     size_hints = getattr(tuner, "size_hints", None) or {}
     values = values_per_thread(config, size_hints, warp_size)
-    if values is None:
-        return True
-    # 32 warps leave a thread 64 registers of the 64K: the layer's reductions take 100-127, and
-    # every such config the wider step tried spilled (INT4 at four shapes, E2M3; H200).
-    if config.num_warps > MAX_WARPS:
-        return False
     # A looped reduction (R0_BLOCK short of the reduction) holds an accumulator per value
     # across its trips besides the trip's loads: half the limit. On an H200 every looped
     # config of the layer's kernels at 64 values per thread spilled (7 of 7, 15-23 s each to
-    # compile) while one-trip ones at 64 did not. (Skipping loops where one trip fits the limit
-    # cut E2M3's cold compile 44-49 -> 29 s, but cost INT4 at 4096 x 14336 and 8192 x 28672 and
-    # E2M1 8-12%: their fastest configs loop twice. docs/inductor.md.)
+    # compile) while one-trip ones at 64 did not. Tried and dropped (docs/inductor.md): no loop
+    # where one trip fits (E2M3's compile 44-49 -> 29 s, but INT4 at 4096 x 14336 and 8192 x
+    # 28672 8-9% slower: their fastest configs loop twice), and no config over 16 warps.
     looped = config.kwargs.get("R0_BLOCK", float("inf")) < size_hints.get("r0_", 0)
-    return values <= (limit / 2 if looped else limit)
+    return values is None or values <= (limit / 2 if looped else limit)
 
 
 @contextlib.contextmanager

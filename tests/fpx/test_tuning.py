@@ -197,8 +197,6 @@ def test_values_per_thread(config, hints, warp_size, expected):
     (reduction(16, 64, 2), True),  # 16, looped: the INT4 plateau
     (reduction(128, 64, 4), False),  # 64, looped: over half the limit
     (reduction(64, 64, 2), False),  # 64, looped
-    (reduction(256, 128, 16), True),  # 64, 16 warps
-    (reduction(512, 128, 32), False),  # 64, but 32 warps: 64 registers a thread
     (Config(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_warps=1), True),  # not ours to judge
     # A per-channel layer's segment of 4096 bytes
     (reduction(8, 512, 4, r0=4096), True),  # 32, looped
