@@ -91,6 +91,12 @@ def unpackbits(p: torch.Tensor, dim=None, *, count=None, bitorder: str = "big", 
     return bit_values(p, dim, n, little).contiguous()
 
 
+def _pads_partial_bytes(device: torch.device) -> bool:
+    """Whether :func:`pack_bool_last` pads a partial last byte with zeros instead of computing
+    it apart: everywhere but CPU (see there)."""
+    return device.type != "cpu"
+
+
 def pack_bool_last(bits: torch.Tensor, little: bool) -> torch.Tensor:
     """Pack a bool tensor along its last dim: (..., n) -> uint8 (..., ceil(n / 8)).
 
@@ -102,7 +108,7 @@ def pack_bool_last(bits: torch.Tensor, little: bool) -> torch.Tensor:
     """
     n = bits.shape[-1]
     whole = n // 8
-    if n % 8 and bits.device.type != "cpu":
+    if n % 8 and _pads_partial_bytes(bits.device):
         # Triton: pad with zeros instead. Inductor stores a long pointwise chain (over 30 ops:
         # six or more of the eight terms) in a buffer midway; shaped like the output it fuses
         # back into the one kernel, but the cat's inputs are one byte shorter, and that made a

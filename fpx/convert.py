@@ -290,12 +290,18 @@ def _encode_int(x, fmt: FloatFormat, saturate: bool, uniform) -> torch.Tensor:
     return code
 
 
+def _signs_from_bits(device: torch.device) -> bool:
+    """Whether :func:`_sign_of` reads signs from the bits: everywhere but CPU. CUDA converts to
+    float32 inside signbit (and its conversion returns a NaN's sign as it likes), so there only
+    the bits can be trusted. On CPU signbit keeps the sign and, unlike a view as an integer,
+    inductor's CPU backend vectorizes it."""
+    return device.type != "cpu"
+
+
 def _sign_of(x: torch.Tensor) -> torch.Tensor:
-    """The sign bit of x, read from x itself: a float16 -> float32 cast may drop a NaN's sign.
-    CUDA converts to float32 inside signbit too (and its conversion returns a NaN's sign as it
-    likes), so there only the bits can be trusted. On CPU signbit keeps the sign and, unlike a
-    view as an integer, inductor's CPU backend vectorizes it."""
-    if x.device.type == "cpu":
+    """The sign bit of x, read from x itself: a float16 -> float32 cast may drop a NaN's sign
+    (see :func:`_signs_from_bits`)."""
+    if not _signs_from_bits(x.device):
         return torch.signbit(x)
     return x.view({2: torch.int16, 4: torch.int32}[x.dtype.itemsize]) < 0
 
@@ -542,13 +548,18 @@ def decode(codes: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype = torch.flo
     return _decode_int(codes.to(torch.int32), fmt, dtype)
 
 
+def _bfloat16_by_float16_placement(device: torch.device) -> bool:
+    """Whether decode to bfloat16 may take the float16 placement: everywhere but CPU, where a
+    bfloat16 result of float16 arithmetic makes inductor warn ("bf16 and fp16 are mixed in the
+    scheduler node"); there bfloat16 takes the float32 path."""
+    return device.type != "cpu"
+
+
 def _decode_int(code: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype) -> torch.Tensor:
     """decode of int32 codes (what decode and round_to share)."""
     if _float32_placement_pays_off(code.device) and _fits_float32_placement(fmt, dtype):
         return _decode_by_float32_placement(code, fmt, dtype)
-    # On CPU, a bfloat16 result of float16 arithmetic makes inductor warn ("bf16 and fp16 are
-    # mixed in the scheduler node"); there bfloat16 takes the float32 path below.
-    placement_dtypes = (torch.float16,) if code.device.type == "cpu" else tuple(_QUIET_NAN_BITS)
+    placement_dtypes = tuple(_QUIET_NAN_BITS) if _bfloat16_by_float16_placement(code.device) else (torch.float16,)
     if dtype in placement_dtypes and _fits_float16_placement(fmt):
         return _decode_by_float16_placement(code, fmt, dtype)
     values = _code_to_float32(code, fmt)

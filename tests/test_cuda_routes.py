@@ -1,0 +1,136 @@
+"""fpx and bitpack on CPU with every choice they make by device answered as on CUDA.
+
+CI has no GPU. The CUDA suite runs the CUDA routes on one, but a route only a GPU takes once
+raised there for a case no CPU test reached: ``fpx.decode`` of E8M0 to float16 (the
+float32-placement check read E8M0's missing ``min_subnormal``). Here the public entry points
+run eagerly with every device choice (a function of fpx or bitpack whose first parameter is
+``device`` and which returns a bool) answered as on CUDA, for every format, dtype and input set,
+against the independent references of the other test modules. The compiled forms of each route
+have tests of their own; so do the routes one at a time.
+"""
+
+import contextlib
+import importlib
+import inspect
+import pkgutil
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+
+import bitpack
+import fpx
+
+from .fpx.test_encode import INPUT_SETS, as_float64, boundaries, make_inputs, reference
+from .fpx.test_formats import FORMAT_IDS, FORMATS, all_codes, assert_same_floats, format_values
+from .fpx.test_nn import CASES, IDS
+
+# (module, function): its answer for a CUDA device of an H100 or H200 (float8 conversions).
+CUDA_ANSWERS = {
+    ("fpx.convert", "_conversion_pays_off"): lambda device: True,
+    ("fpx.convert", "_float_add_pays_off"): lambda device: True,
+    ("fpx.convert", "_float32_placement_pays_off"): lambda device: True,
+    ("fpx.convert", "_signs_from_bits"): lambda device: True,
+    ("fpx.convert", "_bfloat16_by_float16_placement"): lambda device: True,
+    ("fpx.nn", "_float_decode_by_casts"): lambda device: True,
+    ("fpx.nn", "_float_bits_pay_off"): lambda device: True,
+    ("fpx.nn", "_patterns_from_buffer_pays_off"): lambda device, rows: rows == 1,
+    ("bitpack.words", "words_pay_off"): lambda device: True,
+    ("bitpack.bits", "_pads_partial_bytes"): lambda device: True,
+}
+
+
+def device_choices() -> set:
+    """(module, name) of every function of fpx and bitpack whose first parameter is ``device``
+    and which returns a bool."""
+    found = set()
+    for package in (fpx, bitpack):
+        for info in pkgutil.iter_modules(package.__path__):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            for name, function in vars(module).items():
+                if not inspect.isfunction(function) or function.__module__ != module.__name__:
+                    continue
+                signature = inspect.signature(function)
+                if list(signature.parameters)[:1] == ["device"] and signature.return_annotation in (bool, "bool"):
+                    found.add((module.__name__, name))
+    return found
+
+
+@contextlib.contextmanager
+def as_on_cuda():
+    with contextlib.ExitStack() as stack:
+        for (module, name), answer in CUDA_ANSWERS.items():
+            stack.enter_context(mock.patch.object(importlib.import_module(module), name, answer))
+        yield
+
+
+def test_every_device_choice_is_answered_here():
+    # A new choice by device joins CUDA_ANSWERS, so that this module runs its CUDA side.
+    assert device_choices() == set(CUDA_ANSWERS)
+
+
+@pytest.mark.parametrize("choice", sorted(CUDA_ANSWERS), ids=lambda choice: choice[1])
+def test_the_answers_are_the_functions_own_for_a_cuda_device(choice):
+    module, name = choice
+    function = getattr(importlib.import_module(module), name)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    extra = (1,) if name == "_patterns_from_buffer_pays_off" else ()  # rows
+    # _conversion_pays_off asks the GPU whether it converts float8 (sm_89 on): an H100's does.
+    with mock.patch.object(fpx.convert, "_cuda_has_float8_conversion", lambda index: True):
+        assert function(cuda, *extra) is CUDA_ANSWERS[choice](cuda, *extra) is True
+        assert function(cpu, *extra) is False  # so forcing the answer changes the route on CPU
+        if extra:
+            assert function(cuda, 2) is CUDA_ANSWERS[choice](cuda, 2) is False
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64], ids=str)
+@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+def test_decode(fmt, dtype):
+    with as_on_cuda():
+        out = fpx.decode(all_codes(fmt), fmt, dtype)
+    assert out.dtype == dtype
+    # float64 values rounded once to dtype (E8M0's extremes leave float16's range)
+    assert_same_floats(out.double().numpy(), torch.from_numpy(format_values(fmt)).to(dtype).double().numpy())
+
+
+@pytest.mark.parametrize("inputs", INPUT_SETS + ["float64-boundaries"])
+@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+def test_encode_and_round_to(fmt, inputs):
+    x = boundaries(fmt, np.float64) if inputs == "float64-boundaries" else make_inputs(inputs, fmt)
+    for saturate in (True, False):
+        expected = reference(fmt).nearest(as_float64(x), saturate)
+        with as_on_cuda():
+            codes = fpx.encode(x, fmt, saturate=saturate)
+            rounded = fpx.round_to(x, fmt, saturate=saturate)
+        bad = np.flatnonzero(codes.numpy() != expected)
+        assert bad.size == 0, f"{bad.size} wrong codes, saturate={saturate}; first: x={x[bad[0]].item()!r}"
+        values = torch.from_numpy(format_values(fmt)[expected.astype(np.int64)]).to(x.dtype)
+        assert rounded.dtype == x.dtype
+        assert_same_floats(rounded.double().numpy(), values.double().numpy())
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("fmt, kwargs", CASES, ids=IDS)
+def test_low_bit_linear_small_batch_and_matmul_forms(fmt, kwargs, rows):
+    # The small-batch reductions in their CUDA form (byte planes) and the matmul path's W.T.
+    torch.manual_seed(rows)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, 48), fmt, **kwargs)
+    x = torch.randn(rows, 256)
+    weight = layer.dequantize_weight()
+    with as_on_cuda():
+        out = layer._gemv(x, words=False, bias=layer.bias)
+        transposed = layer._transposed_weight(torch.float32)
+    expected = x.double() @ weight.double().T + layer.bias.double()
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(transposed, weight.T, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("bitorder", ["big", "little"])
+def test_packbits_of_partial_bytes(bitorder):
+    generator = torch.Generator().manual_seed(0)
+    for n in range(20):
+        bits = torch.randint(0, 2, (3, n), generator=generator).bool()
+        with as_on_cuda():
+            packed = bitpack.packbits(bits, dim=-1, bitorder=bitorder)
+        np.testing.assert_array_equal(packed.numpy(), np.packbits(bits.numpy(), axis=-1, bitorder=bitorder))
