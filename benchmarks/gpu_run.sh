@@ -39,6 +39,8 @@
 #   conversions: int -> float by conversion instruction or by the 2^23 mantissa trick, side by
 #         side in one run (the two-level reduction at M=1, with E2M1 decoded three ways; the
 #         template prologue at M=16), then the dense pack formulations of probe_pack.py.
+#   hints: inductor's persistent-or-looped choice per one-row reduction kernel and the hints
+#         behind it (benchmarks/reduction_hints.py, HINTS_ARGS; under a minute).
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES), then
 #         probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
 set -u
@@ -273,6 +275,11 @@ if [[ $what == sweep ]]; then
     echo "== $job"; grep -E "M=|FAILED|copy bandwidth|Error" "$OUT/sweep_$i.log" | cut -c1-150
     i=$((i + 1))
   done
+fi
+if [[ $what == hints ]]; then
+  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${HINTS_TIMEOUT:-300} python3 benchmarks/reduction_hints.py \
+    ${HINTS_ARGS:---formats E3M2,E2M3,INT4} > "$OUT/hints.log" 2>&1
+  grep -vE "Warning|warn" "$OUT/hints.log" | tail -30
 fi
 if [[ $what == profile ]]; then
   # Nsight Compute on the compiled layer's kernels (PROFILE_CASES), after a first process that

@@ -12,9 +12,10 @@ so their instruction count predicts their speed. This script gets that count on 
    counted once per trip (``executed``).
 
 The package's device choices (``bitpack.words.words_pay_off``, the FP8 conversion, the
-FP6/FP4 float add and the float32-placement decode of ``fpx.convert``, LowBitLinear's float
-bits ``fpx.nn._float_bits_pay_off`` and float decodes ``fpx.nn._float_decode_by_casts``) are
-switched to their CUDA forms while tracing. Launch configs are chosen here, not tuned:
+FP6/FP4 float add, the float32-placement decode and the sign and bfloat16 forms of
+``fpx.convert``, LowBitLinear's float bits ``fpx.nn._float_bits_pay_off`` and float decodes
+``fpx.nn._float_decode_by_casts``, packbits' padded partial bytes; all but the XOR patterns'
+choice) are switched to their CUDA forms while tracing. Launch configs are chosen here, not tuned:
 ``XBLOCK=1024`` and 4 warps, inductor's usual pick for a large pointwise kernel, so each thread
 handles 8 elements.
 
@@ -83,16 +84,19 @@ class _Sm90Driver:
 @contextlib.contextmanager
 def cuda_paths():
     """bitpack/fpx take their CUDA code paths for CPU tensors."""
-    words = importlib.import_module("bitpack.words")
-    convert = importlib.import_module("fpx.convert")
-    nn = importlib.import_module("fpx.nn")
-    with mock.patch.object(words, "words_pay_off", lambda device: True), mock.patch.object(
-        nn, "_float_bits_pay_off", lambda device: True
-    ), mock.patch.object(nn, "_float_decode_by_casts", lambda device: True), mock.patch.object(
-        convert, "_conversion_pays_off", lambda device: True
-    ), mock.patch.object(convert, "_float_add_pays_off", lambda device: True), mock.patch.object(
-        convert, "_float32_placement_pays_off", lambda device: True
-    ):
+    # Every device choice of the packages (tests/test_cuda_routes.py lists them all) but the
+    # XOR patterns' (CUDA's at one row; the counts here keep the constants unless told).
+    choices = {
+        "bitpack.words": ["words_pay_off"],
+        "bitpack.bits": ["_pads_partial_bytes"],
+        "fpx.nn": ["_float_bits_pay_off", "_float_decode_by_casts"],
+        "fpx.convert": ["_conversion_pays_off", "_float_add_pays_off", "_float32_placement_pays_off",
+                        "_signs_from_bits", "_bfloat16_by_float16_placement"],
+    }
+    with contextlib.ExitStack() as stack:
+        for module, names in choices.items():
+            for name in names:
+                stack.enter_context(mock.patch.object(importlib.import_module(module), name, lambda device: True))
         yield
 
 

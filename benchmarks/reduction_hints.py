@@ -1,0 +1,81 @@
+"""Print inductor's persistent-or-looped choice for each reduction kernel of LowBitLinear's
+small-batch form, with the reduction hints it was made from.
+
+Research aid (not part of the package). On an H200 (torch 2.11) E3M2's two one-row reduction
+kernels at 8192 x 8192 came out persistent (``triton_per``: XBLOCK alone tuned, 11-12.5 s to
+compile) and E2M3's identical pair looped (``triton_red``: R0_BLOCK tuned too, 44-49 s);
+offline (torch 2.13, inductor's Triton path for CPU tensors) both are looped. Inductor makes a
+reduction of 128 persistent for an INNER hint (up to 1024) and loops it otherwise (up to 64):
+``InductorChoices.should_use_persistent_reduction``. This prints what that function saw for
+each kernel (docs/inductor.md, "FP6's two kernels, one-trip walks and 32 warps").
+
+    python benchmarks/reduction_hints.py --formats E3M2,E2M3            # CUDA
+    python benchmarks/reduction_hints.py --formats E3M2,E2M3 --offline  # CPU, needs triton
+"""
+
+import argparse
+import os
+import re
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import fpx  # noqa: E402
+from fpx.nn import LowBitLinear  # noqa: E402
+
+
+def spy_on_persistence():
+    """Wrap the choice so that each call prints what it saw and what it chose."""
+    from torch._inductor.choices import InductorChoices
+
+    original = InductorChoices.should_use_persistent_reduction
+
+    def choice(features, cooperative_reduction):
+        persistent = original(features, cooperative_reduction)
+        nodes = features.reduction_nodes()
+        hints = sorted({features.reduction_hint(node).name for node in nodes})
+        print(f"  {'persistent' if persistent else 'looped':>10}  r0 {features.reduction_numel}  x {features.numel}"
+              f"  kernel hint {features.get_reduction_hint().name}  node hints {hints}  nodes {len(nodes)}"
+              f"  non-contiguous pointwise {features.has_non_contiguous_pw_in_reduction_kernel()}", flush=True)
+        return persistent
+
+    InductorChoices.should_use_persistent_reduction = staticmethod(choice)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--formats", default="E3M2,E2M3,INT4")
+    parser.add_argument("--shape", default="8192x8192", help="N x K")
+    parser.add_argument("--rows", type=int, default=1)
+    parser.add_argument("--group-size", type=int, default=128)
+    parser.add_argument("--offline", action="store_true", help="CPU tensors through inductor's Triton path")
+    args = parser.parse_args()
+    n, k = (int(v) for v in args.shape.split("x"))
+    print(f"# torch {torch.__version__}; {'offline' if args.offline else torch.cuda.get_device_name()}")
+    spy_on_persistence()
+    for name in args.formats.split(","):
+        fmt, kwargs = (fpx.E2M1, {"block": "mx"}) if name == "E2M1-MX" else (getattr(fpx, name), {})
+        layer = LowBitLinear.from_linear(torch.nn.Linear(k, n, bias=False), fmt, group_size=args.group_size, **kwargs)
+        x = torch.randn(args.rows, k, dtype=torch.bfloat16)
+        print(f"{name} {n} x {k}, {args.rows} row(s):", flush=True)
+        if args.offline:
+            import sass_offline
+
+            with sass_offline.cuda_paths():
+                kernels = [kernel for kernel, _ in sass_offline.triton_sources(lambda x: layer._gemv(x, words=False), x)]
+        else:
+            from torch._inductor.utils import run_and_get_code
+
+            layer, x = layer.cuda(), x.cuda()
+            torch._dynamo.reset()
+            compiled = torch.compile(lambda x: layer._gemv(x), fullgraph=True)
+            _, codes = run_and_get_code(compiled, x)
+            kernels = [name for code in codes for name in re.findall(r"async_compile\.triton\('(\w+)'", code)]
+        print("  kernels:", ", ".join(kernel[:10] + "..." + kernel[-2:] for kernel in kernels), flush=True)
+
+
+if __name__ == "__main__":
+    main()
