@@ -14,7 +14,7 @@ so their instruction count predicts their speed. This script gets that count on 
 The package's device choices (``bitpack.words.words_pay_off``, the FP8 conversion, the
 FP6/FP4 float add, the float32-placement decode and the sign and bfloat16 forms of
 ``fpx.convert``, LowBitLinear's float bits ``fpx.nn._float_bits_pay_off`` and float decodes
-``fpx.nn._float_decode_by_casts``, packbits' padded partial bytes; all but the XOR patterns'
+``fpx.nn._float_decode_by_casts``, packbits' byte loads and padded partial bytes; all but the XOR patterns'
 choice) are switched to their CUDA forms while tracing. Launch configs are chosen here, not tuned:
 ``XBLOCK=1024`` and 4 warps, inductor's usual pick for a large pointwise kernel, so each thread
 handles 8 elements.
@@ -88,7 +88,7 @@ def cuda_paths():
     # XOR patterns' (CUDA's at one row; the counts here keep the constants unless told).
     choices = {
         "bitpack.words": ["words_pay_off"],
-        "bitpack.bits": ["_pads_partial_bytes"],
+        "bitpack.bits": ["_pads_partial_bytes", "_packs_bool_bytes_apart"],
         "fpx.nn": ["_float_bits_pay_off", "_float_decode_by_casts"],
         "fpx.convert": ["_conversion_pays_off", "_float_add_pays_off", "_float32_placement_pays_off",
                         "_signs_from_bits", "_bfloat16_by_float16_placement"],

@@ -150,7 +150,7 @@ def _pack_in_words(x: torch.Tensor, bits: int, layout: str, dim: int) -> torch.T
         return _place(packed, False, dim)
     if _padded3_word_form(bits, layout, x.device) and words_fit(raw, 8):
         return _place(pack_padded3_words(raw.view(torch.int32)).view(torch.uint8), False, dim)
-    if bits == 1 and _words.words_pay_off(x.device) and words_fit(raw, 8, word_bytes=8):
+    if bits == 1 and words_fit(raw, 8, word_bytes=8):  # every device: see pack_bit_words
         return _place(pack_bit_words(raw.view(torch.int64)), False, dim)
     return None
 
@@ -195,9 +195,10 @@ def _word_form(bits: int, layout: str, device: torch.device, packing: bool) -> b
     clone() against 0.34-0.49x byte at a time, and 2- and 4-bit at 0.96-1.03x against
     0.72-0.85x; on CPU inductor's C++ kernels of the word form (loads at run-time indices) were
     about 2x slower than the grouped byte form's constant offsets (benchmarks/RESULTS.md).
-    1-bit pack takes int64 words instead (:func:`bitpack.words.pack_bit_words`, 0.98x; 0.71x
-    byte at a time, 0.38x as int32 words, which OR 8 chunks per word); 1-bit unpack takes the
-    int32 words (1.18x against 0.77x). The padded 3/5/6/7 bits are not a stream.
+    1-bit pack takes int64 words instead, on every device (:func:`bitpack.words.pack_bit_words`,
+    0.98x; 0.71x byte at a time, 0.38x as int32 words, which OR 8 chunks per word; on CPU 3.8x
+    faster than byte at a time); 1-bit unpack takes the int32 words (1.18x against 0.77x). The
+    padded 3/5/6/7 bits are not a stream.
     """
     if not _words.words_pay_off(device) or bits == 8 or (packing and bits == 1):
         return False

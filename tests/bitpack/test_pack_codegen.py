@@ -1,9 +1,10 @@
 """pack and unpack compile to exactly one kernel with one output buffer, padding included."""
 
+import numpy as np
 import pytest
 import torch
 
-from bitpack import pack, packed_size, unpack
+from bitpack import pack, packbits, packed_size, unpack
 
 from ..codegen import allocations, compile_and_code, kernel_count
 
@@ -93,3 +94,29 @@ def test_one_kernel_cuda_whole_groups(bits, layout, dim):
 def test_one_kernel_cuda_dynamic(bits, layout):
     check_one_kernel(bits, layout, -1, "cuda", dynamic=True)
     check_one_kernel(bits, layout, -1, "cuda", dynamic=True, shape=(5, 16))
+
+
+# Bytes read 8 at a time as int64 words (bitpack.words.pack_bit_words) on CPU: packbits of a
+# bool tensor whose length fills the words (64; 13 keeps the byte loads) and 1-bit pack of uint8
+# values. The word form's mask, 0x0101010101010101, is a literal of its kernel.
+WORD_MASK = str(0x0101010101010101)
+
+
+@pytest.mark.parametrize("n", [64, 13])
+@pytest.mark.parametrize("bitorder", ["big", "little"])
+def test_packbits_of_bools_is_one_kernel_cpu(n, bitorder):
+    x = torch.rand(5, n, generator=torch.Generator().manual_seed(n)) < 0.5
+    packed, source = compile_and_code(lambda t: packbits(t, -1, bitorder=bitorder), x)
+    np.testing.assert_array_equal(packed.numpy(), np.packbits(x.numpy(), axis=-1, bitorder=bitorder))
+    assert kernel_count(source, "cpu") == 1, source
+    assert (WORD_MASK in source) == (n % 8 == 0), source
+    if n % 8 == 0:  # (the partial byte's form concatenates into a second buffer)
+        assert len(allocations(source)) == 1, allocations(source)
+
+
+def test_one_bit_pack_of_bytes_reads_words_cpu():
+    x = torch.randint(0, 2, (5, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    packed, source = compile_and_code(lambda t: pack(t, 1), x)
+    assert torch.equal(packed, pack(x.long(), 1))  # the byte form's result
+    assert kernel_count(source, "cpu") == 1, source
+    assert WORD_MASK in source, source
