@@ -71,9 +71,11 @@ def main():
 
             layer, x = layer.cuda(), x.cuda()
             torch._dynamo.reset()
-            compiled = torch.compile(lambda x: layer._gemv(x), fullgraph=True)
+            # linear.py's options without coordinate descent (tuning comes after this choice)
+            options = {key: value for key, value in fpx.nn.compile_options("cuda").items() if "coordinate" not in key}
+            compiled = torch.compile(lambda x: layer._gemv(x), fullgraph=True, dynamic=False, options=options)
             _, codes = run_and_get_code(compiled, x)
-            kernels = [name for code in codes for name in re.findall(r"async_compile\.triton\('(\w+)'", code)]
+            kernels = [kernel for code in codes for kernel in re.findall(r"async_compile\.triton\('(\w+)'", code)]
         print("  kernels:", ", ".join(kernel[:10] + "..." + kernel[-2:] for kernel in kernels), flush=True)
 
 
