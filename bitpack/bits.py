@@ -101,6 +101,13 @@ def _packs_bool_bytes_apart(device: torch.device) -> bool:
     return device.type != "cpu"
 
 
+def _inductor_views_bools() -> bool:
+    """Whether inductor compiles a view of a bool tensor as another dtype: torch 2.13 does
+    (bools count as 8 bits); torch 2.11's lowering asked ``torch.iinfo(torch.bool)`` and failed
+    (2.12 untried, so left out)."""
+    return torch.__version__ >= (2, 13)
+
+
 def _pads_partial_bytes(device: torch.device) -> bool:
     """Whether :func:`pack_bool_last` pads a partial last byte with zeros instead of computing
     it apart: everywhere but CPU (see there)."""
@@ -118,7 +125,9 @@ def pack_bool_last(bits: torch.Tensor, little: bool) -> torch.Tensor:
     partial last byte is computed apart and concatenated, which inductor keeps inside the same
     kernel on CPU; on other devices the bits are padded to whole bytes instead (see below).
     """
-    if bits.dtype == torch.bool and not _packs_bool_bytes_apart(bits.device) and words_fit(bits, 8, word_bytes=8):
+    words = bits.dtype == torch.bool and not _packs_bool_bytes_apart(bits.device)
+    words = words and (_inductor_views_bools() or not torch.compiler.is_compiling())
+    if words and words_fit(bits, 8, word_bytes=8):
         return pack_bit_words(bits.view(torch.uint8).view(torch.int64), little)
     n = bits.shape[-1]
     whole = n // 8

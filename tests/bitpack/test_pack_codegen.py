@@ -120,3 +120,15 @@ def test_one_bit_pack_of_bytes_reads_words_cpu():
     assert torch.equal(packed, pack(x.long(), 1))  # the byte form's result
     assert kernel_count(source, "cpu") == 1, source
     assert WORD_MASK in source, source
+
+
+def test_packbits_keeps_byte_loads_where_inductor_cannot_view_bools_cpu(monkeypatch):
+    # torch 2.11's inductor failed on a view of a bool tensor: there compiled packbits keeps
+    # its byte loads (eager takes the words on any version).
+    import bitpack.bits
+
+    monkeypatch.setattr(bitpack.bits, "_inductor_views_bools", lambda: False)
+    x = torch.rand(5, 64, generator=torch.Generator().manual_seed(1)) < 0.5
+    packed, source = compile_and_code(lambda t: packbits(t, -1), x)
+    np.testing.assert_array_equal(packed.numpy(), np.packbits(x.numpy(), axis=-1))
+    assert WORD_MASK not in source, source
