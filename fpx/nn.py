@@ -336,7 +336,7 @@ class LowBitLinear(nn.Module):
             w = dequantize_packed(*args, fmt=fmt, group_size=group_size, block=block, table=False)
             return w.to(dtype).t().contiguous()
 
-        marker = _invoke_quant() if self.packed.device.type == "cuda" else None
+        marker = _invoke_quant() if _marks_the_decode(self.packed.device) else None
         if marker is None:
             return transposed(*present)
         return marker(transposed, *present, scheme="fpx.lowbit")
@@ -839,6 +839,13 @@ def _float_values_in_32_bit_lanes(codes: torch.Tensor, fmt) -> torch.Tensor:
         values = torch.where(magnitude == fmt.nan_code, float("nan"), values)
     bits = values.view(torch.int32)
     return torch.where((codes & fmt.sign_mask) != 0, bits | _INT32_SIGN_BIT, bits).view(torch.float32)
+
+
+def _marks_the_decode(device: torch.device) -> bool:
+    """Whether the matmul path wraps its decode in torch's InvokeQuant marker, under which
+    inductor may fuse it into a Triton matmul template's prologue: on CUDA, where the template
+    runs (see :meth:`LowBitLinear._transposed_weight`)."""
+    return device.type == "cuda"
 
 
 def _invoke_quant():
