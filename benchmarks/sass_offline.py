@@ -81,20 +81,23 @@ class _Sm90Driver:
         return 0
 
 
+# Every device choice of the packages but the XOR patterns' (CUDA's at one row; the counts here
+# keep the constants unless told), each answering True on CUDA (tests/test_cuda_routes.py
+# checks that none is missing).
+CUDA_CHOICES = {
+    "bitpack.words": ["words_pay_off"],
+    "bitpack.bits": ["_pads_partial_bytes", "_packs_bool_bytes_apart"],
+    "fpx.nn": ["_float_bits_pay_off", "_float_decode_by_casts", "_marks_the_decode"],
+    "fpx.convert": ["_conversion_pays_off", "_float_add_pays_off", "_float32_placement_pays_off",
+                    "_signs_from_bits", "_bfloat16_by_float16_placement"],
+}
+
+
 @contextlib.contextmanager
 def cuda_paths():
     """bitpack/fpx take their CUDA code paths for CPU tensors."""
-    # Every device choice of the packages (tests/test_cuda_routes.py lists them all) but the
-    # XOR patterns' (CUDA's at one row; the counts here keep the constants unless told).
-    choices = {
-        "bitpack.words": ["words_pay_off"],
-        "bitpack.bits": ["_pads_partial_bytes", "_packs_bool_bytes_apart"],
-        "fpx.nn": ["_float_bits_pay_off", "_float_decode_by_casts", "_marks_the_decode"],
-        "fpx.convert": ["_conversion_pays_off", "_float_add_pays_off", "_float32_placement_pays_off",
-                        "_signs_from_bits", "_bfloat16_by_float16_placement"],
-    }
     with contextlib.ExitStack() as stack:
-        for module, names in choices.items():
+        for module, names in CUDA_CHOICES.items():
             for name in names:
                 stack.enter_context(mock.patch.object(importlib.import_module(module), name, lambda device: True))
         yield

@@ -11,7 +11,9 @@ have tests of their own; so do the routes one at a time.
 
 import contextlib
 import importlib
+import importlib.util
 import inspect
+import pathlib
 import pkgutil
 from unittest import mock
 
@@ -70,6 +72,17 @@ def as_on_cuda():
 def test_every_device_choice_is_answered_here():
     # A new choice by device joins CUDA_ANSWERS, so that this module runs its CUDA side.
     assert device_choices() == set(CUDA_ANSWERS)
+
+
+def test_the_offline_instruction_counts_take_every_cuda_route():
+    # benchmarks/sass_offline.py counts CUDA's instructions from CPU tensors: it must switch
+    # every device choice (the XOR patterns' aside, which depends on the rows).
+    path = pathlib.Path(__file__).parent.parent / "benchmarks" / "sass_offline.py"
+    spec = importlib.util.spec_from_file_location("sass_offline_for_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    switched = {(name_of_module, name) for name_of_module, names in module.CUDA_CHOICES.items() for name in names}
+    assert switched == set(CUDA_ANSWERS) - {("fpx.nn", "_patterns_from_buffer_pays_off")}
 
 
 @pytest.mark.parametrize("choice", sorted(CUDA_ANSWERS), ids=lambda choice: choice[1])
