@@ -3,10 +3,12 @@
 CI has no GPU. The CUDA suite runs the CUDA routes on one, but a route only a GPU takes once
 raised there for a case no CPU test reached: ``fpx.decode`` of E8M0 to float16 (the
 float32-placement check read E8M0's missing ``min_subnormal``). Here the public entry points
-run eagerly with every device choice (a function of fpx or bitpack whose first parameter is
-``device`` and which returns a bool) answered as on CUDA, for every format, dtype and input set,
-against the independent references of the other test modules. The compiled forms of each route
-have tests of their own; so do the routes one at a time.
+run with every device choice (a function of fpx or bitpack whose first parameter is ``device``
+and which returns a bool) answered as on CUDA, for every format, dtype and input set, against
+the independent references of the other test modules: eagerly, and LowBitLinear compiled as
+well. Two device checks are not such functions: the layer's row limit (the CUDA one is set on
+the layer below) and its small-batch word planes (CPU only; the CUDA form is asked for with
+``words=False``). The routes one at a time, and their compiled forms, have tests of their own.
 """
 
 import contextlib
