@@ -64,11 +64,20 @@ def device_choices() -> set:
 
 
 @contextlib.contextmanager
-def as_on_cuda():
+def as_on_cuda(float8_conversions: bool = True):
+    """Every device choice answered as on CUDA: a GPU with float8 conversion instructions
+    (compute capability 8.9 on, such as the H100 the CUDA suite runs on) or, with
+    ``float8_conversions=False``, an older one (an A100), which no GPU of the suite is."""
+    answers = dict(CUDA_ANSWERS)
+    if not float8_conversions:
+        answers[("fpx.convert", "_conversion_pays_off")] = lambda device: False
     with contextlib.ExitStack() as stack:
-        for (module, name), answer in CUDA_ANSWERS.items():
+        for (module, name), answer in answers.items():
             stack.enter_context(mock.patch.object(importlib.import_module(module), name, answer))
         yield
+
+
+GPUS = pytest.mark.parametrize("float8_conversions", [True, False], ids=["sm90", "sm80"])
 
 
 def test_every_device_choice_is_answered_here():
@@ -113,11 +122,12 @@ def test_decode(fmt, dtype):
 
 @pytest.mark.parametrize("inputs", INPUT_SETS + ["float64-boundaries"])
 @pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
-def test_encode_and_round_to(fmt, inputs):
+@GPUS
+def test_encode_and_round_to(fmt, inputs, float8_conversions):
     x = boundaries(fmt, np.float64) if inputs == "float64-boundaries" else make_inputs(inputs, fmt)
     for saturate in (True, False):
         expected = reference(fmt).nearest(as_float64(x), saturate)
-        with as_on_cuda():
+        with as_on_cuda(float8_conversions):
             codes = fpx.encode(x, fmt, saturate=saturate)
             rounded = fpx.round_to(x, fmt, saturate=saturate)
         bad = np.flatnonzero(codes.numpy() != expected)
