@@ -11,11 +11,8 @@ so their instruction count predicts their speed. This script gets that count on 
    counted per kernel: statically for pointwise kernels, and with a looped reduction's body
    counted once per trip (``executed``).
 
-The package's device choices (``bitpack.words.words_pay_off``, the FP8 conversion, the
-FP6/FP4 float add, the float32-placement decode and the sign and bfloat16 forms of
-``fpx.convert``, LowBitLinear's float bits ``fpx.nn._float_bits_pay_off`` and float decodes
-``fpx.nn._float_decode_by_casts``, packbits' byte loads and padded partial bytes; all but the XOR patterns'
-choice) are switched to their CUDA forms while tracing. Launch configs are chosen here, not tuned:
+The package's device choices (``CUDA_CHOICES`` below: every one but the XOR patterns') are
+switched to their CUDA forms while tracing. Launch configs are chosen here, not tuned:
 ``XBLOCK=1024`` and 4 warps, inductor's usual pick for a large pointwise kernel, so each thread
 handles 8 elements.
 
