@@ -203,19 +203,29 @@ def values_per_thread(config, size_hints: dict, warp_size: int = 32):
     return values / (config.num_warps * warp_size)
 
 
+def _coordinate_descent_tuner(*needs: str):
+    """Inductor's CoordescTuner class, if this torch has it with the methods ``needs`` names
+    (ImportError or AttributeError otherwise)."""
+    from torch._inductor.runtime.coordinate_descent_tuner import CoordescTuner
+
+    missing = [name for name in needs if not hasattr(CoordescTuner, name)]
+    if missing:
+        raise AttributeError(f"CoordescTuner has no {', '.join(missing)}")
+    return CoordescTuner
+
+
 @contextlib.contextmanager
 def _skip_configs_above(limit: int):
     """Inductor's coordinate descent treats configs of more than ``limit`` values per thread as
     invalid, so it never compiles them."""
     try:
-        from torch._inductor.runtime.coordinate_descent_tuner import CoordescTuner
-
-        original = CoordescTuner.is_valid_config
+        CoordescTuner = _coordinate_descent_tuner("is_valid_config")
     except (ImportError, AttributeError) as error:
         warnings.warn(f"cold_cache_tuning: inductor's coordinate descent cannot be given a limit here "
                       f"({error}); it tries every config", stacklevel=4)
         yield
         return
+    original = CoordescTuner.is_valid_config
     with _patched(CoordescTuner, "is_valid_config", lambda tuner, config: (
             original(tuner, config) and _within(tuner, config, limit))):
         yield
@@ -248,18 +258,15 @@ def _wider_programs_after_descent():
     compiles on an H200 where XBLOCK 128, R0_BLOCK 128, 8 warps takes 17.6.
     """
     try:
-        from torch._inductor.runtime.coordinate_descent_tuner import CoordescTuner
-
-        original = CoordescTuner.autotune
-        missing = [name for name in ("call_func", "compare_config", "value_too_large", "is_valid_config")
-                   if not hasattr(CoordescTuner, name)]
-        if missing:
-            raise AttributeError(f"CoordescTuner has no {', '.join(missing)}")
+        CoordescTuner = _coordinate_descent_tuner(
+            "autotune", "call_func", "compare_config", "value_too_large", "is_valid_config")
     except (ImportError, AttributeError) as error:
         warnings.warn(f"cold_cache_tuning: inductor's coordinate descent cannot be extended here ({error}); "
                       "it stops where it converges", stacklevel=4)
         yield
         return
+
+    original = CoordescTuner.autotune
 
     def autotune(tuner, func, baseline_config, baseline_timing=None, *args, **kwargs):
         best = original(tuner, func, baseline_config, baseline_timing, *args, **kwargs)
