@@ -27,7 +27,7 @@ import fpx  # noqa: E402
 from fpx.nn import LowBitLinear  # noqa: E402
 
 
-def spy_on_persistence():
+def spy_on_persistence(verbose=False):
     """Wrap the choice so that each call prints what it saw and what it chose."""
     from torch._inductor.choices import InductorChoices
 
@@ -40,6 +40,12 @@ def spy_on_persistence():
         print(f"  {'persistent' if persistent else 'looped':>10}  r0 {features.reduction_numel}  x {features.numel}"
               f"  kernel hint {features.get_reduction_hint().name}  node hints {hints}  nodes {len(nodes)}"
               f"  non-contiguous pointwise {features.has_non_contiguous_pw_in_reduction_kernel()}", flush=True)
+        if verbose:
+            for node in nodes:
+                print(f"    node {node.get_name()}: created {node.node.data.reduction_hint.name}", flush=True)
+                for dep in node.read_writes.reads | node.read_writes.writes:
+                    contiguous = getattr(dep, "is_contiguous", lambda: None)()
+                    print(f"      {'contiguous' if contiguous else 'strided   '} {dep}", flush=True)
         return persistent
 
     InductorChoices.should_use_persistent_reduction = staticmethod(choice)
@@ -52,10 +58,11 @@ def main():
     parser.add_argument("--rows", type=int, default=1)
     parser.add_argument("--group-size", type=int, default=128)
     parser.add_argument("--offline", action="store_true", help="CPU tensors through inductor's Triton path")
+    parser.add_argument("--deps", action="store_true", help="also each reduction node's reads and writes")
     args = parser.parse_args()
     n, k = (int(v) for v in args.shape.split("x"))
     print(f"# torch {torch.__version__}; {'offline' if args.offline else torch.cuda.get_device_name()}")
-    spy_on_persistence()
+    spy_on_persistence(args.deps)
     for name in args.formats.split(","):
         fmt, kwargs = (fpx.E2M1, {"block": "mx"}) if name == "E2M1-MX" else (getattr(fpx, name), {})
         layer = LowBitLinear.from_linear(torch.nn.Linear(k, n, bias=False), fmt, group_size=args.group_size, **kwargs)

@@ -12,7 +12,7 @@ so their instruction count predicts their speed. This script gets that count on 
    counted once per trip (``executed``).
 
 The package's device choices (``CUDA_CHOICES`` below: every one but the XOR patterns') are
-switched to their CUDA forms while tracing. Launch configs are chosen here, not tuned:
+answered while tracing as each answers for a CUDA device (an H100, with float8 conversions). Launch configs are chosen here, not tuned:
 ``XBLOCK=1024`` and 4 warps, inductor's usual pick for a large pointwise kernel, so each thread
 handles 8 elements.
 
@@ -84,7 +84,7 @@ class _Sm90Driver:
 CUDA_CHOICES = {
     "bitpack.words": ["words_pay_off"],
     "bitpack.bits": ["_pads_partial_bytes", "_packs_bool_bytes_apart"],
-    "fpx.nn": ["_float_bits_pay_off", "_float_decode_by_casts", "_marks_the_decode"],
+    "fpx.nn": ["_float_bits_pay_off", "_float_decode_by_casts", "_marks_the_decode", "_sums_products_in_one_trip"],
     "fpx.convert": ["_conversion_pays_off", "_float_add_pays_off", "_float32_placement_pays_off",
                     "_signs_from_bits", "_bfloat16_by_float16_placement"],
 }
@@ -93,10 +93,16 @@ CUDA_CHOICES = {
 @contextlib.contextmanager
 def cuda_paths():
     """bitpack/fpx take their CUDA code paths for CPU tensors."""
+    def as_on_cuda(choice):
+        return lambda device, *rest: choice(torch.device("cuda"), *rest)
+
     with contextlib.ExitStack() as stack:
+        # An H100's answer to the one choice that asks the GPU (float8 conversion instructions).
+        stack.enter_context(mock.patch.object(importlib.import_module("fpx.convert"), "_cuda_has_float8_conversion", lambda index: True))
         for module, names in CUDA_CHOICES.items():
+            module = importlib.import_module(module)
             for name in names:
-                stack.enter_context(mock.patch.object(importlib.import_module(module), name, lambda device: True))
+                stack.enter_context(mock.patch.object(module, name, as_on_cuda(getattr(module, name))))
         yield
 
 

@@ -405,6 +405,7 @@ class LowBitLinear(nn.Module):
         # Other float codes without inf or NaN (E3M2, E2M3) unpacked, then by the sign shift.
         float_shift = float_bits and isinstance(fmt, FloatFormat) and not in_place
         float_bits = float_bits and not words and in_place
+        one_trip = not words and _sums_products_in_one_trip(x2d.device, fmt)
         per_word = 4 if words else 1  # a plane's columns each step of a reduction covers
         planes, width = g * per_word, columns // per_word
         segment = math.gcd(self.group_size // per_word, width)  # never straddles a group or a plane
@@ -447,7 +448,10 @@ class LowBitLinear(nn.Module):
                 # Decoded per plane, so that each decode has one consumer and stays inside the
                 # reduction (inductor writes out a large expression that several consumers read).
                 grid = self._plane_grid(q, word, float_bits, float_shift, patterns).view(n, segments, segment)
-                dots = (xs[block, None, q] * grid[None]).sum(-1)  # (rows, N, segments)
+                products = xs[block, None, q] * grid[None]
+                if one_trip:
+                    products = _inductor_buffer(products)
+                dots = products.sum(-1)  # (rows, N, segments)
                 terms = dots * slope[None, :, q]
                 if offset is not None:
                     terms = terms + x_sums[block, None, q] * offset[None, :, q]
@@ -685,6 +689,39 @@ def _float_values_by_float32_shift(word: torch.Tensor, fmt: FloatFormat, *, shif
     back = 8 - fmt.exponent_bits if fmt.signed else 9 - fmt.exponent_bits
     placed = ((word << (32 - fmt.bits - shift)) >> back) & keep
     return placed.view(torch.float32) * 2.0 ** (127 - fmt.bias)
+
+
+def _sums_products_in_one_trip(device: torch.device, fmt) -> bool:
+    """Whether :meth:`LowBitLinear._gemv` hands each plane's products to inductor as a buffer
+    (:func:`_inductor_buffer`), so that the plane's segment sums are a persistent reduction: one
+    trip over a segment of 128 (or the group), only the outputs per program tuned. On CUDA, for
+    codes of 1, 2, 3, 5, 6 and 7 bits (4 or 8 planes; 5 and 7 bits by likeness to 3 and 6, not
+    measured); not for 4 and 8 bits (2 planes or 1).
+
+    Why: inductor makes a reduction of 128 persistent when everything it reads is a contiguous
+    buffer (an INNER hint) and loops it otherwise, and a looped one tunes its loop's block too.
+    Which one a product got was left to inductor's size limit for inlined expressions (30
+    operations on CUDA): on torch 2.11 E3M2's product counted 31 and was written out, E2M3's 30
+    and was not; E3M2's plane kernels were persistent, E2M3's looped (44-49 s to compile on an
+    H200, 31.3 us at 8192 x 8192, one row). Products as buffers, each compile in a fresh cache
+    under :func:`cold_cache_tuning` (H200, 8192 x 8192, one row; us, compile s; before in
+    brackets): E2M3 29.2, 13.9 (31.3, 44-49); INT3 23.2, 8.9 (24.3-24.7, 23); INT2 16.5, 6.3
+    (17.1, 11); INT1 17.5, 11.9 (19.3, 24); INT3 at 4 rows 64.5, 30.8 (72.3, 71.3). But INT4
+    18.5 and 18.8 (17.3-17.5; 4096 x 14336: 20.0 against 19.0), UINT4 20.2 (18.7), INT8 22.7
+    (22.3), E4M3 19.4 (19.0), E2M1 21.2 (21.7-22.0), E2M1-MX 23.0 (22.7): their best looped
+    configs, wider programs that loop twice, beat the persistent ones.
+    ``benchmarks/timing.force_layer_choice("one_trip_products", ...)`` flips it for A/B runs.
+    """
+    return device.type == "cuda" and fmt.bits not in (4, 8)
+
+
+def _inductor_buffer(t: torch.Tensor) -> torch.Tensor:
+    """``t`` (the fresh result of an operation: its storage starts with it) itself, as a view of
+    all of it, which inductor writes out as a buffer of its own before its consumer: its
+    lowering of ``as_strided`` realizes the input. Fused with the
+    consumer, the buffer is never allocated; what changes is that the consumer reads it
+    contiguously, which inductor's reduction heuristics see (:func:`_sums_products_in_one_trip`)."""
+    return t.as_strided(t.shape, t.stride())  # dynamo traces no storage_offset()
 
 
 def _e8m0_values(codes: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,7 @@ CUDA_ANSWERS = {
     ("fpx.nn", "_float_bits_pay_off"): lambda device: True,
     ("fpx.nn", "_patterns_from_buffer_pays_off"): lambda device, rows: rows == 1,
     ("fpx.nn", "_marks_the_decode"): lambda device: True,
+    ("fpx.nn", "_sums_products_in_one_trip"): lambda device, fmt: fmt.bits not in (4, 8),
     ("bitpack.words", "words_pay_off"): lambda device: True,
     ("bitpack.bits", "_pads_partial_bytes"): lambda device: True,
     ("bitpack.bits", "_packs_bool_bytes_apart"): lambda device: True,
@@ -101,13 +102,16 @@ def test_the_answers_are_the_functions_own_for_a_cuda_device(choice):
     module, name = choice
     function = getattr(importlib.import_module(module), name)
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    extra = (1,) if name == "_patterns_from_buffer_pays_off" else ()  # rows
+    # The further arguments of the choices that take them: one for which CUDA answers yes, one no.
+    yes, no = {"_patterns_from_buffer_pays_off": ((1,), (2,)), "_sums_products_in_one_trip": ((fpx.INT3,), (fpx.INT4,))}.get(
+        name, ((), None)
+    )
     # _conversion_pays_off asks the GPU whether it converts float8 (sm_89 on): an H100's does.
     with mock.patch.object(fpx.convert, "_cuda_has_float8_conversion", lambda index: True):
-        assert function(cuda, *extra) is CUDA_ANSWERS[choice](cuda, *extra) is True
-        assert function(cpu, *extra) is False  # so forcing the answer changes the route on CPU
-        if extra:
-            assert function(cuda, 2) is CUDA_ANSWERS[choice](cuda, 2) is False
+        assert function(cuda, *yes) is CUDA_ANSWERS[choice](cuda, *yes) is True
+        assert function(cpu, *yes) is False  # so forcing the answer changes the route on CPU
+        if no is not None:
+            assert function(cuda, *no) is CUDA_ANSWERS[choice](cuda, *no) is False
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64], ids=str)

@@ -69,6 +69,26 @@ def test_cuda_forward_at_few_rows_is_fused(fmt, kwargs, name, rows):
     assert_fused(fmt, kwargs, rows, "cuda", kernels=CUDA_KERNELS[rows][name])
 
 
+# At one row on CUDA, codes of 1-3 and 6 bits hand each plane's products to inductor as buffers
+# so that the per-segment sums are persistent reductions, one trip over a segment of 128
+# (fpx.nn._sums_products_in_one_trip): no kernel loops. 4096 x 4096 is large enough (more
+# outputs than inductor splits a reduction for) that without the buffers these were looped:
+# E2M3 and INT3 each (torch 2.11 and 2.13, benchmarks/reduction_hints.py --offline).
+@pytest.mark.cuda
+@pytest.mark.parametrize("fmt", [fpx.INT3, fpx.E2M3], ids=["INT3", "E2M3"])
+def test_cuda_sums_at_one_row_are_persistent_reductions(fmt):
+    torch.manual_seed(0)
+    n = k = 4096
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n), fmt, group_size=128).to("cuda")
+    x = torch.randn(1, k, device="cuda")
+    out, source = compile_and_code(layer, x)
+    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
+    torch.testing.assert_close(out.double(), expected, rtol=1e-4, atol=1e-4)
+    assert "triton_per_" in source and "triton_red_" not in source, source
+    sizes = [math.prod(s) for s in allocations(source) if all(isinstance(d, int) for d in s)]
+    assert all(size < n * k for size in sizes), allocations(source)
+
+
 # Inductor decides a prologue fusion by timing the fused kernel against the unfused pair while
 # compiling. At 4096 x 4096 the pair's bfloat16 weight (32 MiB) stays in an H200's L2 and INT8
 # at 16 rows stayed unfused in one of several runs (torch 2.11); at 8192 x 8192 the pair writes
