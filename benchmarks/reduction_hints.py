@@ -1,15 +1,19 @@
 """Print inductor's persistent-or-looped choice for each reduction kernel of LowBitLinear's
 small-batch form, with the reduction hints it was made from.
 
-Research aid (not part of the package). On an H200 (torch 2.11) E3M2's two one-row reduction
-kernels at 8192 x 8192 came out persistent (``triton_per``: XBLOCK alone tuned, 11-12.5 s to
-compile) and E2M3's identical pair looped (``triton_red``: R0_BLOCK tuned too, 44-49 s);
-offline (torch 2.13, inductor's Triton path for CPU tensors) both are looped. Inductor makes a
-reduction of 128 persistent for an INNER hint (up to 1024) and loops it otherwise (up to 64):
+Research aid (not part of the package). Inductor makes a reduction of 128 persistent for an
+INNER hint (up to 1024) and loops it otherwise (up to 64):
 ``InductorChoices.should_use_persistent_reduction``. This prints what that function saw for
-each kernel (docs/inductor.md, "FP6's two kernels, one-trip walks and 32 warps").
+each kernel and, with ``--deps``, what each reduction node reads and writes and whether
+contiguously (a node is INNER when all of them are). It found why E3M2's one-row plane sums were
+persistent and E2M3's looped on an H200 (torch 2.11): E3M2's products had been written out as
+buffers (docs/inductor.md, "Why E3M2's sums were persistent and E2M3's looped"), which
+``fpx.nn._sums_products_in_one_trip`` now does on purpose. ``--offline`` applies CUDA's
+thresholds for writing out an expression (30 operations, 8 reads; CPU tensors get 50 and 12);
+its answers match the device's with the device's torch version (2.11 reproduced the H200's;
+2.13 counts the same expressions smaller).
 
-    python benchmarks/reduction_hints.py --formats E3M2,E2M3            # CUDA
+    python benchmarks/reduction_hints.py --formats E3M2,E2M3 --deps     # CUDA
     python benchmarks/reduction_hints.py --formats E3M2,E2M3 --offline  # CPU, needs triton
 """
 
@@ -71,7 +75,11 @@ def main():
         if args.offline:
             import sass_offline
 
-            with sass_offline.cuda_paths():
+            from torch._inductor import config
+
+            # CUDA's thresholds for writing out an inlined expression (CPU tensors get larger ones).
+            cuda_thresholds = config.patch(realize_opcount_threshold=30, realize_acc_reads_threshold=8)
+            with sass_offline.cuda_paths(), cuda_thresholds:
                 kernels = [kernel for kernel, _ in sass_offline.triton_sources(lambda x: layer._gemv(x, words=False), x)]
         else:
             from torch._inductor.utils import run_and_get_code

@@ -705,8 +705,9 @@ def _sums_products_in_one_trip(device: torch.device, fmt) -> bool:
     and was not; E3M2's plane kernels were persistent, E2M3's looped (44-49 s to compile on an
     H200, 31.3 us at 8192 x 8192, one row). Products as buffers, each compile in a fresh cache
     under :func:`cold_cache_tuning` (H200, 8192 x 8192, one row; us, compile s; before in
-    brackets): E2M3 29.2, 13.9 (31.3, 44-49); INT3 23.2, 8.9 (24.3-24.7, 23); INT2 16.5, 6.3
-    (17.1, 11); INT1 17.5, 11.9 (19.3, 24); INT3 at 4 rows 64.5, 30.8 (72.3, 71.3). But INT4
+    brackets): E2M3 29.2-29.7, 11-14 (31.3, 44-49); INT3 23.2-23.5, 9-13 (24.3-24.7, 23); INT2
+    16.5, 6.3 (17.1, 11); INT1 17.5, 11-12 (19.3, 24); at 4 rows INT3 64.5, 30.8 (72.3, 71.3)
+    and INT2 52.5, 14.6 (59.0, 62.0). But INT4
     18.5 and 18.8 (17.3-17.5; 4096 x 14336: 20.0 against 19.0), UINT4 20.2 (18.7), INT8 22.7
     (22.3), E4M3 19.4 (19.0), E2M1 21.2 (21.7-22.0), E2M1-MX 23.0 (22.7): their best looped
     configs, wider programs that loop twice, beat the persistent ones.
