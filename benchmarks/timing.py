@@ -84,7 +84,7 @@ LAYER_CHOICES = {
     # at one row; off: constants)
     "patterns_from_buffer": "_patterns_from_buffer_pays_off",
     # plane products handed to inductor as buffers, so that the plane sums are persistent
-    # reductions (on: codes of 1-3, 5-7 bits on CUDA; off: inductor's size limit decides)
+    # reductions (on: CUDA, but 4/8-bit codes at one row; off: inductor's size limit decides)
     "one_trip_products": "_sums_products_in_one_trip",
 }
 

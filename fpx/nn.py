@@ -132,7 +132,8 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       weight among the rows (see ``ROW_REDUCTIONS``). A symbolic row count (``dynamic=True``)
       shares one reduction among the rows, which repeats the decode per row: 2 rows (INT4: 50 us
       at M = 2 against the template's 70). On an H200 with integer codes by float bits, INT4
-      reductions / template: M = 2 31.9 / 62.5 us, M = 4 48.3 / 59.9.
+      reductions / template: M = 2 31.9 / 62.5 us, M = 4 48.3 / 59.9 (40.8 at M = 4 since the
+      sums are persistent reductions, :func:`_sums_products_in_one_trip`).
 
     >>> import fpx
     >>> [fpx.nn.default_gemv_max_rows("cuda", f) for f in (fpx.INT4, fpx.E2M1, fpx.E3M2, fpx.E4M3)]
@@ -405,7 +406,6 @@ class LowBitLinear(nn.Module):
         # Other float codes without inf or NaN (E3M2, E2M3) unpacked, then by the sign shift.
         float_shift = float_bits and isinstance(fmt, FloatFormat) and not in_place
         float_bits = float_bits and not words and in_place
-        one_trip = not words and _sums_products_in_one_trip(x2d.device, fmt)
         per_word = 4 if words else 1  # a plane's columns each step of a reduction covers
         planes, width = g * per_word, columns // per_word
         segment = math.gcd(self.group_size // per_word, width)  # never straddles a group or a plane
@@ -430,6 +430,8 @@ class LowBitLinear(nn.Module):
         # One int32 view for all planes (a view per plane made inductor split the kernel).
         word = self.packed.view(n, -1).view(torch.int32) if words else None  # little-endian
         rows = xs.shape[0]
+        # A symbolic batch counts as several rows (its one reduction sums them all).
+        one_trip = not words and _sums_products_in_one_trip(x2d.device, fmt, rows if isinstance(rows, int) else 2)
         # A symbolic batch (dynamic=True) may be any size: it keeps the constants (rows 0 here).
         patterns = float_bits and self.field_patterns is not None
         patterns = patterns and _patterns_from_buffer_pays_off(device, rows if isinstance(rows, int) else 0)
@@ -691,12 +693,12 @@ def _float_values_by_float32_shift(word: torch.Tensor, fmt: FloatFormat, *, shif
     return placed.view(torch.float32) * 2.0 ** (127 - fmt.bias)
 
 
-def _sums_products_in_one_trip(device: torch.device, fmt) -> bool:
+def _sums_products_in_one_trip(device: torch.device, fmt, rows: int) -> bool:
     """Whether :meth:`LowBitLinear._gemv` hands each plane's products to inductor as a buffer
     (:func:`_inductor_buffer`), so that the plane's segment sums are a persistent reduction: one
     trip over a segment of 128 (or the group), only the outputs per program tuned. On CUDA, for
     codes of 1, 2, 3, 5, 6 and 7 bits (4 or 8 planes; 5 and 7 bits by likeness to 3 and 6, not
-    measured); not for 4 and 8 bits (2 planes or 1).
+    measured), and for 4 and 8 bits (2 planes or 1) from 2 rows on (8 bits there by likeness).
 
     Why: inductor makes a reduction of 128 persistent when everything it reads is a contiguous
     buffer (an INNER hint) and loops it otherwise, and a looped one tunes its loop's block too.
@@ -704,16 +706,17 @@ def _sums_products_in_one_trip(device: torch.device, fmt) -> bool:
     operations on CUDA): on torch 2.11 E3M2's product counted 31 and was written out, E2M3's 30
     and was not; E3M2's plane kernels were persistent, E2M3's looped (44-49 s to compile on an
     H200, 31.3 us at 8192 x 8192, one row). Products as buffers, each compile in a fresh cache
-    under :func:`cold_cache_tuning` (H200, 8192 x 8192, one row; us, compile s; before in
-    brackets): E2M3 29.2-29.7, 11-14 (31.3, 44-49); INT3 23.2-23.5, 9-13 (24.3-24.7, 23); INT2
-    16.5, 6.3 (17.1, 11); INT1 17.5, 11-12 (19.3, 24); at 4 rows INT3 64.5, 30.8 (72.3, 71.3)
-    and INT2 52.5, 14.6 (59.0, 62.0). But INT4
-    18.5 and 18.8 (17.3-17.5; 4096 x 14336: 20.0 against 19.0), UINT4 20.2 (18.7), INT8 22.7
-    (22.3), E4M3 19.4 (19.0), E2M1 21.2 (21.7-22.0), E2M1-MX 23.0 (22.7): their best looped
-    configs, wider programs that loop twice, beat the persistent ones.
-    ``benchmarks/timing.force_layer_choice("one_trip_products", ...)`` flips it for A/B runs.
+    under :func:`cold_cache_tuning` (H200, 8192 x 8192; us, compile s; before in brackets): at
+    one row E2M3 29.2-29.7, 11-14 (31.3, 44-49); INT3 23.2-23.5, 9-13 (24.3-24.7, 23); INT2
+    16.5, 6.3 (17.1, 11); INT1 17.5, 11-12 (19.3, 24); at 4 rows INT4 40.8, 17.3 (48.3, 30.3),
+    E2M1 40.9, 12.9 (49.1, 34.9), INT2 52.5, 14.6 (59.0, 62.0), INT3 64.5, 30.8 (72.3, 71.3).
+    But at one row INT4 18.5 and 18.8 (17.3-17.5; 4096 x 14336: 20.0 against 19.0), UINT4 20.2
+    (18.7), INT8 22.7 (22.3), E4M3 19.4 (19.0), E2M1 21.2 (21.7-22.0), E2M1-MX 23.0 (22.7):
+    their best looped configs, wide programs that loop over the segment, beat the persistent
+    ones. ``benchmarks/timing.force_layer_choice("one_trip_products", ...)`` flips it for A/B
+    runs.
     """
-    return device.type == "cuda" and fmt.bits not in (4, 8)
+    return device.type == "cuda" and (rows > 1 or fmt.bits not in (4, 8))
 
 
 def _inductor_buffer(t: torch.Tensor) -> torch.Tensor:

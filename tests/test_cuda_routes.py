@@ -41,7 +41,7 @@ CUDA_ANSWERS = {
     ("fpx.nn", "_float_bits_pay_off"): lambda device: True,
     ("fpx.nn", "_patterns_from_buffer_pays_off"): lambda device, rows: rows == 1,
     ("fpx.nn", "_marks_the_decode"): lambda device: True,
-    ("fpx.nn", "_sums_products_in_one_trip"): lambda device, fmt: fmt.bits not in (4, 8),
+    ("fpx.nn", "_sums_products_in_one_trip"): lambda device, fmt, rows: rows > 1 or fmt.bits not in (4, 8),
     ("bitpack.words", "words_pay_off"): lambda device: True,
     ("bitpack.bits", "_pads_partial_bytes"): lambda device: True,
     ("bitpack.bits", "_packs_bool_bytes_apart"): lambda device: True,
@@ -102,16 +102,19 @@ def test_the_answers_are_the_functions_own_for_a_cuda_device(choice):
     module, name = choice
     function = getattr(importlib.import_module(module), name)
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    # The further arguments of the choices that take them: one for which CUDA answers yes, one no.
-    yes, no = {"_patterns_from_buffer_pays_off": ((1,), (2,)), "_sums_products_in_one_trip": ((fpx.INT3,), (fpx.INT4,))}.get(
-        name, ((), None)
-    )
+    # The further arguments of the choices that take them: those for which CUDA answers yes, no.
+    further = {
+        "_patterns_from_buffer_pays_off": ([(1,)], [(2,)]),  # rows
+        "_sums_products_in_one_trip": ([(fpx.INT3, 1), (fpx.E2M3, 1), (fpx.INT4, 2), (fpx.INT8, 4)], [(fpx.INT4, 1), (fpx.E4M3, 1)]),
+    }
+    yes, no = further.get(name, ([()], []))
     # _conversion_pays_off asks the GPU whether it converts float8 (sm_89 on): an H100's does.
     with mock.patch.object(fpx.convert, "_cuda_has_float8_conversion", lambda index: True):
-        assert function(cuda, *yes) is CUDA_ANSWERS[choice](cuda, *yes) is True
-        assert function(cpu, *yes) is False  # so forcing the answer changes the route on CPU
-        if no is not None:
-            assert function(cuda, *no) is CUDA_ANSWERS[choice](cuda, *no) is False
+        for args in yes:
+            assert function(cuda, *args) is CUDA_ANSWERS[choice](cuda, *args) is True
+            assert function(cpu, *args) is False  # so forcing the answer changes the route on CPU
+        for args in no:
+            assert function(cuda, *args) is CUDA_ANSWERS[choice](cuda, *args) is False
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64], ids=str)
@@ -157,8 +160,8 @@ def test_low_bit_linear_small_batch_and_matmul_forms(fmt, kwargs, rows):
     torch.testing.assert_close(transposed, weight.T, rtol=1e-6, atol=1e-7)
 
 
-# Compiled as on CUDA: CUDA's row limit, so the small-batch reductions at one row and the
-# matmul path (its decode under the InvokeQuant marker) one row past the limit. A few
+# Compiled as on CUDA: CUDA's row limit, so the small-batch reductions at one and two rows and
+# the matmul path (its decode under the InvokeQuant marker) one row past the limit. A few
 # representative cases (each costs two compiles): integer fields by float bits, FP4 in place,
 # FP6 by the sign shift, a zero point, MX scales.
 COMPILED_CASES = [(fpx.INT4, {"group_size": 128}), (fpx.E2M1, {"group_size": 32}), (fpx.E3M2, {"group_size": 32}),
@@ -171,7 +174,7 @@ def test_low_bit_linear_compiled(fmt, kwargs):
     layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, 48), fmt, **kwargs)
     limit = fpx.nn.default_gemv_max_rows("cuda", fmt, block=kwargs.get("block"))
     layer.gemv_max_rows = limit
-    for rows in (1, limit + 1):
+    for rows in sorted({1, min(2, limit), limit + 1}):  # 2: 4/8-bit products as buffers from 2 rows
         x = torch.randn(rows, 256)
         expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
         torch._dynamo.reset()
