@@ -135,7 +135,11 @@ def main():
     args = parser.parse_args()
     devices = chosen_devices(args.device)
     print(f"# bitpack PackedMask / packbits, {args.bits} Mi-bit masks; {environment_line()}")
-    print(f"# cpu threads: {torch.get_num_threads()}")
+    # Fresh CPU tensors of 64 MiB are fresh pages, each faulted in on first write, unless torch
+    # backs them with huge pages as numpy does (THP_MEM_ALLOC_ENABLE=1): that, not the kernel,
+    # was most of unpackbits' time against numpy's (benchmarks/RESULTS.md).
+    thp = os.environ.get("THP_MEM_ALLOC_ENABLE", "unset")
+    print(f"# cpu threads: {torch.get_num_threads()}; THP_MEM_ALLOC_ENABLE={thp}")
     print("| device | operation | baseline | baseline time | ours | speedup |")
     print("|---|---|---|---|---|---|")
     for device in devices:
