@@ -367,9 +367,15 @@ class LowBitLinear(nn.Module):
         those were decoded by conversion with a scale index of several operations per weight.
 
         The planes are the G planes of the packed layout, or with ``words`` (the default on CPU
-        for one row of integer codes of 1, 2, 4 or 8 bits) the 4 G values of each 32-bit word
-        of packed bytes: inductor's C++ loads uint8 lanes through a slow partial vector load,
-        int32 lanes in full.
+        for one row of codes of 1, 2, 4 or 8 bits) the 4 G values of each 32-bit word of packed
+        bytes: inductor's C++ loads uint8 lanes through a slow partial vector load, int32 lanes
+        in full. x then goes into a buffer in the words' order first: read in place it was
+        strided, and inductor vectorized across segments with transposes instead (2-core CPU,
+        4096 x 4096, one row, old and new code alternating twice: INT4 4.5-6.1 -> 1.15-1.27 ms,
+        INT8 4.6-4.8 -> 1.35, INT2 16.6-18.8 -> 1.29, INT1 31-34 -> 1.28, UINT4 4.0-4.1 -> 1.28;
+        float codes, now by words too, E2M1 2.8-3.3 -> 2.58, E4M3 3.1-3.2 -> 2.54; float32
+        F.linear 3.2-3.9 ms). Byte planes, in the same runs: INT4 1.29-1.34, INT8 1.27-1.28,
+        INT2 1.28-1.45, E2M1 2.99-3.12, E4M3 3.25-3.46: the words stay ahead, by less.
 
         With ``float_bits`` (the default on CUDA for byte planes of 1, 2 or 4-bit integer
         codes and of the float codes :func:`_float_fields_in_place` takes, such as E2M1) each
@@ -392,9 +398,9 @@ class LowBitLinear(nn.Module):
         fmt, bits, g = self.fmt, self.fmt.bits, planar_group(self.fmt.bits)
         n, columns = self.out_features, self.in_features // g
         if words is None:
-            # Measured faster only there (CPU, 4096 x 4096): INT8 16.7 -> 6.8 ms, INT4 10.9 -> 6.0,
-            # UINT4 9.8 -> 7.5 at M = 1; slower from M = 4 on and for float codes.
-            words = x2d.device.type == "cpu" and x2d.shape[0] == 1 and isinstance(fmt, IntFormat)
+            # Measured faster only there (CPU, 4096 x 4096, M = 1; slower from M = 4 on); float
+            # codes too since x is read from a buffer in the words' order (see above).
+            words = x2d.device.type == "cpu" and x2d.shape[0] == 1
         words = words and self._word_aligned()
         if float_bits is None:
             float_bits = _float_bits_pay_off(x2d.device)
@@ -413,7 +419,11 @@ class LowBitLinear(nn.Module):
         xf = x2d.float()
         if words:
             # Plane (p, b): byte b of each word of plane p, i.e. columns 4 w + b of plane p.
+            # In that order in a buffer of its own (K values, one small kernel): read in place, x
+            # is strided by 4 and inductor's C++ vectorizes the reduction across segments instead,
+            # with 16 x 16 transposes of the words and x gathered lane by lane.
             xs = xf.view(-1, g, width, 4).transpose(-1, -2).reshape(-1, planes, segments, segment)
+            xs = _inductor_buffer(xs.contiguous())
         else:
             xs = xf.view(-1, planes, segments, segment)
         # Group of segment (q, i): the group of its first column (plane q // per_word of W's
