@@ -17,8 +17,9 @@ Forward paths:
 
 - eager (not compiling): ``F.linear(x, dequantize_weight())``.
 - compiled, at most ``gemv_max_rows`` rows of x (default: see :func:`default_gemv_max_rows`): the fused
-  reductions above: one kernel on CPU, two or three on CUDA (the per-group dot products, the
-  scaled sum over groups, and sum(x) per group for UINT and INT1), no N x K buffer. A static
+  reductions above: one kernel on CPU (after a small one that orders x for codes read as words,
+  one row), one to three on CUDA (the per-group dot products, the scaled sum over groups, and
+  sum(x) per group for UINT and INT1), no N x K buffer. A static
   batch of a few rows gets one reduction per row and plane, so the rows share each decoded
   weight.
 - compiled, more rows: ``x @ W.T`` with W.T decoded in the (K, N) layout a matmul template
