@@ -733,9 +733,11 @@ def _sums_products_in_one_trip(device: torch.device, fmt, rows: int) -> bool:
 def _inductor_buffer(t: torch.Tensor) -> torch.Tensor:
     """``t`` (the fresh result of an operation: its storage starts with it) itself, as a view of
     all of it, which inductor writes out as a buffer of its own before its consumer: its
-    lowering of ``as_strided`` realizes the input. Fused with the
-    consumer, the buffer is never allocated; what changes is that the consumer reads it
-    contiguously, which inductor's reduction heuristics see (:func:`_sums_products_in_one_trip`)."""
+    lowering of ``as_strided`` realizes the input. The consumer then reads a contiguous buffer,
+    which inductor's reduction heuristics see (:func:`_sums_products_in_one_trip`: on CUDA the
+    buffer is fused back into the consumer's kernel and never allocated) and its C++ vectorizer
+    too (x in the order of the words, :meth:`LowBitLinear._gemv`: one small kernel on CPU).
+    Eager, it is ``t`` as it was."""
     return t.as_strided(t.shape, t.stride())  # dynamo traces no storage_offset()
 
 
