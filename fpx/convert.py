@@ -272,8 +272,10 @@ def _encode_int(x, fmt: FloatFormat, saturate: bool, uniform) -> torch.Tensor:
     if uniform is None and x.dtype != torch.float64 and _rounds_by_float_add(fmt) and _float_add_pays_off(x.device):
         return _encode_by_float_add(x, fmt)
     negative, is_nan, is_inf, exponent, sig, p = _split(_as_ieee(x), _min_exponent(fmt))
-    if x.dtype == torch.float16 or (x.dtype == torch.bfloat16 and _signs_from_bits(x.device)):
-        negative = _sign_of(x)  # the float32 conversion's NaN may have lost x's sign
+    # The float32 conversion's NaN may have lost x's sign: on CUDA; on CPU a float16's (the
+    # scalar conversion), which only a format with NaN codes keeps (others encode NaN as +max).
+    if x.dtype.itemsize < 4 and (_signs_from_bits(x.device) or (x.dtype == torch.float16 and fmt.has_nan)):
+        negative = _sign_of(x)
     code = _round_magnitude(exponent, sig, p, fmt, uniform)
     overflow = (code > fmt.max_code) | is_inf
     if saturate or not (fmt.has_inf or fmt.has_nan):
@@ -294,12 +296,13 @@ def _signs_from_bits(device: torch.device) -> bool:
     """Whether :func:`_sign_of` reads a 2-byte float's sign from its bits (a view as int16):
     everywhere but CPU. CUDA converts to float32 inside signbit too, and its conversion returns
     a NaN's sign as it likes, so there only the bits can be trusted. On CPU signbit keeps the
-    sign. Encode reads a float16's sign that way on every device (CPU's scalar float16 ->
-    float32 conversion, which a compiled kernel's tail uses, drops a NaN's sign too), but a
-    bfloat16's on CPU from the float32 it converts to (a shift: every sign kept), whose bits
-    it reads anyway: signbit of a 2-byte float compiled to a scalar loop inside inductor's
-    32-lane kernels (8 Mi bfloat16 values to E4M3, 2 cores: 28.4 ms with it, 9.1 without;
-    float32 input 4.6-4.8; float16 stays at about 31)."""
+    sign. But on CPU encode reads the sign from the float32 the input converts to, whose bits
+    it reads anyway, where that float32 keeps it: a bfloat16's (a shift: every sign kept) and,
+    for formats without NaN codes (which encode a NaN as +max), a float16's (CPU's scalar
+    float16 -> float32 conversion, which a compiled kernel's tail uses, drops a NaN's sign).
+    signbit of a 2-byte float compiled to a scalar loop inside inductor's 32-lane kernels
+    (8 Mi values, 2 cores: bfloat16 to E4M3 28.4 ms with it, 9.1 without; float32 input
+    4.6-4.8; float16 to E4M3 stays at about 31)."""
     return device.type != "cpu"
 
 
