@@ -327,6 +327,12 @@ def unpack(
             )
 
     source = packed.movedim(dim, -1)
+    if bits == 8:
+        # One byte per value: a copy (reinterpreted as int8 when signed). The general form below
+        # computes a shift of 0 per value from its index, which kept inductor's C++ kernel scalar
+        # (2-core CPU, 16 MiB, compiled: 19 GB/s, now 71; clone 58-74).
+        values = source.view(torch.int8) if signed else source
+        return values.movedim(-1, dim).to(dtype, memory_format=torch.contiguous_format, copy=True)
     words = _unpack_in_words(source, n, bits, layout, signed, dtype, dim)
     if words is not None:
         return words
