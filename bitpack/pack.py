@@ -37,6 +37,7 @@ from .words import (
     pack_padded3_words,
     pack_words,
     unpack_padded3_words,
+    unpack_spread_words,
     unpack_words,
     words_fit,
 )
@@ -168,6 +169,11 @@ def _unpack_in_words(source: torch.Tensor, n, bits: int, layout: str, signed: bo
     if _padded3_word_form(bits, layout, source.device) and _whole_groups(n, 8):
         if words_fit(source, 4):
             return _place(unpack_padded3_words(source.view(torch.int32), signed).view(dtype), False, dim)
+    # Elsewhere (CPU) 1, 2 and 4 bits spread from int32 words into int64 words of 8 values.
+    if not _words.words_pay_off(source.device) and bits in (1, 2, 4) and _whole_groups(n, 32 // bits):
+        if words_fit(source, 4):
+            values = _as_one_stream(source, lambda r: unpack_spread_words(r.view(torch.int32), bits, signed).view(dtype))
+            return _place(values, False, dim)
     return None
 
 

@@ -25,6 +25,7 @@ from bitpack.words import (
     pack_padded3_words,
     pack_words,
     unpack_padded3_words,
+    unpack_spread_words,
     unpack_words,
     words_fit,
 )
@@ -338,3 +339,50 @@ def test_word_form_compiles_to_one_kernel_cuda(bits):
     assert torch.equal(restored, x)
     assert kernel_count(source, "cuda") == 1, source
     assert "'*i32'" in source, source
+
+
+# ---- 1, 2 and 4 bits spread into int64 words (unpack's form on CPU) ----------------------------
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_spread_words_every_value_in_every_position(bits, signed):
+    # Every value of the width at every position of a word, and words whose bit 31 is set
+    # (negative int32s: their sign must not leak into the values), against the reference bytes.
+    count = 32 // bits
+    codes = torch.arange(1 << bits)
+    x = ((torch.arange(count)[None, :] + codes[:, None]) % (1 << bits)).to(torch.uint8)  # (2^bits, count)
+    x = torch.cat([x, torch.full((1, count), (1 << bits) - 1, dtype=torch.uint8)])  # all ones: -1
+    if signed:
+        x = ((x.to(torch.int16) ^ (1 << (bits - 1))) - (1 << (bits - 1))).to(torch.int8)
+    packed = expected_bytes(x, bits, signed)
+    assert packed.shape == (x.shape[0], 4)
+    out = unpack_spread_words(packed.view(torch.int32), bits, signed)
+    assert out.dtype == torch.int64 and out.shape == (x.shape[0], 4 // bits)
+    assert torch.equal(out.view(torch.int8 if signed else torch.uint8), x)
+
+
+@given(case=word_cases(), dim_first=st.booleans())
+def test_api_unpack_spreads_words_on_cpu(case, dim_first):
+    # bitpack.unpack on CPU: the spread form for every contiguous whole-word case of 1, 2, 4
+    # bits, whatever the dim; against the reference bytes and values.
+    bits, signed, shape, seed = case
+    if bits not in (1, 2, 4):
+        bits = 4
+    x = values(shape, bits, signed, seed)
+    dim = 0 if dim_first else -1
+    x = x.movedim(-1, 0).contiguous() if dim_first else x
+    packed = expected_bytes(x, bits, signed, dim)
+    pack_module = importlib.import_module("bitpack.pack")
+    with mock.patch.object(pack_module, "unpack_spread_words", wraps=unpack_spread_words) as spread:
+        assert torch.equal(unpack(packed, bits, x.shape[dim], dim=dim, signed=signed), x)
+    assert spread.call_count == (1 if packed.movedim(dim, -1).is_contiguous() else 0)
+
+
+def test_spread_words_compile_to_one_kernel_cpu():
+    x = values((4, 2 * GROUP), 4, False, 4)
+    packed = expected_bytes(x, 4, False)
+    restored, source = compile_and_code(lambda p: unpack(p, 4, x.shape[-1]), packed)
+    assert torch.equal(restored, x)
+    assert kernel_count(source, "cpu") == 1, source
+    assert len(allocations(source)) == 1, allocations(source)
+    # int32 words in, int64 words out: not the byte-at-a-time form (uint8 in and out)
+    assert "const int32_t* in_ptr0" in source and "int64_t* out_ptr0" in source, source
