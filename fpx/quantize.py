@@ -65,7 +65,7 @@ import torch
 
 import bitpack
 
-from .convert import _constant_format, decode, encode, mx_scale_exponent, round_to
+from .convert import _constant_format, _decode_int, decode, encode, mx_scale_exponent, round_to
 from .formats import E8M0, FloatFormat, IntFormat
 
 BLOCKS = (None, "mx")
@@ -125,12 +125,19 @@ class QuantizedTensor:
     @property
     def codes(self) -> torch.Tensor:
         """The codes, unpacked, shaped like the input (see the class docstring for dtypes)."""
-        if self.layout is None:
-            return self.storage
         signed = _is_signed_int(self.fmt)
+        return self._unpacked_codes(torch.int8 if signed else torch.uint8)
+
+    def _unpacked_codes(self, dtype: torch.dtype) -> torch.Tensor:
+        """The codes in ``dtype``. Unpacked straight into int32 for arithmetic, they take
+        bitpack's byte-at-a-time form, which inductor fuses into the consumer; uint8 codes from
+        bitpack's word forms (CUDA, and CPU for 1/2/4 bits) come out of int32/int64 words viewed
+        as bytes, a buffer of their own."""
+        if self.layout is None:
+            return self.storage.to(dtype)
         return bitpack.unpack(
             self.storage, self.fmt.bits, self.shape[self.pack_dim], dim=self.pack_dim, layout=self.layout,
-            signed=signed, dtype=torch.int8 if signed else torch.uint8,
+            signed=_is_signed_int(self.fmt), dtype=dtype,
         )
 
     @property
@@ -175,7 +182,7 @@ class QuantizedTensor:
         """
         geometry = _Geometry(self.shape, self.axis, self.group_size)
         compute = self.scale.dtype
-        codes = self.codes.reshape(geometry.grouped_shape)
+        codes = self._unpacked_codes(torch.int32).reshape(geometry.grouped_shape)
         scale = self.scale.reshape(geometry.scale_keepdim_shape)
         zero_point = None if self.zero_point is None else self.zero_point.reshape(geometry.scale_keepdim_shape)
         grid = _code_values(codes, self.fmt, compute)
@@ -433,9 +440,10 @@ def _encode_codes(v, zero_point, fmt):
 
 
 def _code_values(codes, fmt, dtype):
-    """Grid values (code units, ``dtype``) of integer codes: the inverse of :func:`_encode_codes`."""
+    """Grid values (code units, ``dtype``) of integer codes (any integer dtype): the inverse of
+    :func:`_encode_codes`."""
     if isinstance(fmt, FloatFormat):
-        return decode(codes, fmt, dtype=dtype)
+        return _decode_int(codes.to(torch.int32), fmt, dtype)  # fpx.decode without its uint8 check
     return codes.to(dtype)
 
 
