@@ -34,6 +34,7 @@ from . import words as _words  # words_pay_off looked up at call time: tests pat
 from .words import GROUP as WORD_GROUP
 from .words import (
     pack_bit_words,
+    pack_gather_words,
     pack_padded3_words,
     pack_words,
     unpack_padded3_words,
@@ -153,6 +154,10 @@ def _pack_in_words(x: torch.Tensor, bits: int, layout: str, dim: int) -> torch.T
         return _place(pack_padded3_words(raw.view(torch.int32)).view(torch.uint8), False, dim)
     if bits == 1 and words_fit(raw, 8, word_bytes=8):  # every device: see pack_bit_words
         return _place(pack_bit_words(raw.view(torch.int64)), False, dim)
+    # Elsewhere (CPU) 2 and 4 bits gather int64 words of 8 values into int32 words.
+    if not _words.words_pay_off(x.device) and bits in (2, 4) and words_fit(raw, 32 // bits, word_bytes=8):
+        packed = _as_one_stream(raw, lambda r: pack_gather_words(r.view(torch.int64), bits).view(torch.uint8))
+        return _place(packed, False, dim)
     return None
 
 

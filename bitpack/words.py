@@ -9,7 +9,8 @@ no per-value loads.
 
 The 1-bit pack folds the 8 values of each output byte, read as one int64, in
 :func:`pack_bit_words`. On CPU, unpack of 1, 2 and 4 bits spreads each int32 word of the stream
-into int64 words of 8 values (:func:`unpack_spread_words`). The padded 3-bit layout (2 values per byte) has its own pair,
+into int64 words of 8 values (:func:`unpack_spread_words`), and pack of 2 and 4 bits gathers
+int64 words of 8 values into int32 words (:func:`pack_gather_words`). The padded 3-bit layout (2 values per byte) has its own pair,
 :func:`pack_padded3_words` and :func:`unpack_padded3_words`: 2 input words per output word, at
 constant offsets.
 
@@ -264,6 +265,34 @@ def unpack_spread_words(words: torch.Tensor, bits: int, signed: bool = False) ->
     if signed:
         values = _sign_extend_bytes(values, bits, 0x0101010101010101)
     return values
+
+
+def pack_gather_words(words: torch.Tensor, bits: int) -> torch.Tensor:
+    """The inverse of :func:`unpack_spread_words` for 2 and 4 bits: (..., W) int64 words of 8
+    byte values each (each byte's low ``bits`` bits are read) -> (..., W bits / 4) int32 words
+    of the dense stream.
+
+    The spread's steps run backwards (shift right, keep the previous step's mask), which
+    gathers each int64's 8 fields into its low 8 * bits bits; 32 / (8 bits) of those make one
+    int32 word. The word is formed in int64 and folded into int32's range before the narrowing
+    (the stream's bit 31 is the int32's sign), so no conversion overflows.
+
+    >>> import torch
+    >>> values = torch.arange(8, dtype=torch.uint8)
+    >>> hex(pack_gather_words(values.view(torch.int64), 4).item())
+    '0x76543210'
+    """
+    chunk_bits = 8 * bits
+    steps = _SPREAD_STEPS[bits]
+    masks = [(1 << chunk_bits) - 1] + [mask for _, mask in steps[:-1]]
+    chunks = words & steps[-1][1]  # each byte's low bits, where the spread left them
+    for (shift, _), mask in zip(reversed(steps), reversed(masks)):
+        chunks = (chunks | (chunks >> shift)) & mask
+    chunks = chunks.unflatten(-1, (-1, 32 // chunk_bits))
+    word = chunks[..., 0]
+    for j in range(1, 32 // chunk_bits):
+        word = word | (chunks[..., j] << (chunk_bits * j))
+    return ((word ^ 0x80000000) - 0x80000000).to(torch.int32)
 
 
 def _sign_extend_bytes(values: torch.Tensor, bits: int, ones: int = 0x01010101) -> torch.Tensor:

@@ -22,6 +22,7 @@ from bitpack.words import (
     GROUP,
     chunks_per_word,
     pack_bit_words,
+    pack_gather_words,
     pack_padded3_words,
     pack_words,
     unpack_padded3_words,
@@ -386,3 +387,41 @@ def test_spread_words_compile_to_one_kernel_cpu():
     assert len(allocations(source)) == 1, allocations(source)
     # int32 words in, int64 words out: not the byte-at-a-time form (uint8 in and out)
     assert "const int32_t* in_ptr0" in source and "int64_t* out_ptr0" in source, source
+
+
+@pytest.mark.parametrize("bits", [2, 4])
+def test_gather_words_every_value_in_every_position(bits):
+    # Every value at every position of an int32 output word, with stray high bits in every byte
+    # (dropped) and words whose stream bit 31 is set (the int32's sign), against the reference.
+    count = 32 // bits
+    codes = torch.arange(1 << bits)
+    x = ((torch.arange(count)[None, :] + codes[:, None]) % (1 << bits)).to(torch.uint8)
+    x = torch.cat([x, torch.full((1, count), (1 << bits) - 1, dtype=torch.uint8)])
+    stray = torch.randint(0, 256 >> bits, x.shape, generator=torch.Generator().manual_seed(bits)).to(torch.uint8) << bits
+    words = pack_gather_words((x | stray).view(torch.int64), bits)
+    assert words.dtype == torch.int32 and words.shape == (x.shape[0], 1)
+    assert torch.equal(words.view(torch.uint8), expected_bytes(x, bits, False))
+
+
+@given(case=word_cases(), dim_first=st.booleans())
+def test_api_pack_gathers_words_on_cpu(case, dim_first):
+    bits, signed, shape, seed = case
+    if bits not in (2, 4):
+        bits = 2
+    x = values(shape, bits, signed, seed)
+    dim = 0 if dim_first else -1
+    x = x.movedim(-1, 0).contiguous() if dim_first else x
+    pack_module = importlib.import_module("bitpack.pack")
+    with mock.patch.object(pack_module, "pack_gather_words", wraps=pack_gather_words) as gather:
+        assert torch.equal(pack(x, bits, dim=dim, signed=signed), expected_bytes(x, bits, signed, dim))
+    assert gather.call_count == (1 if x.movedim(dim, -1).is_contiguous() else 0)
+
+
+def test_gather_words_compile_to_one_kernel_cpu():
+    x = values((4, 2 * GROUP), 4, True, 5)
+    packed, source = compile_and_code(lambda t: pack(t, 4, signed=True), x)
+    assert torch.equal(packed, expected_bytes(x, 4, True))
+    assert kernel_count(source, "cpu") == 1, source
+    assert len(allocations(source)) == 1, allocations(source)
+    # int64 words in, int32 words out: not the byte-at-a-time form (uint8 in and out)
+    assert "const int64_t* in_ptr0" in source and "int32_t* out_ptr0" in source, source
