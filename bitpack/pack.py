@@ -105,9 +105,10 @@ def pack(
         always under ``torch.compile``, each value is masked to its low ``bits`` bits, so a
         bad value never spills into its neighbours.
       - On CUDA, uint8/int8 values contiguous along ``dim`` (the last dim) in whole groups of
-        32 are packed through int32 words (:mod:`bitpack.words`); 1-bit values in whole
-        groups of 8 through int64 words. Under ``torch.compile`` their storage offset must
-        then be a multiple of 4 (1 bit: 8), as it is for every tensor torch allocates; a
+        32 are packed through int32 words (:mod:`bitpack.words`); on every device 1-bit values
+        in whole groups of 8, and on CPU 2 and 4-bit values in whole int32 words of the
+        stream, through int64 words. Under ``torch.compile`` their storage offset must then
+        be a multiple of 4 (int64 words: 8), as it is for every tensor torch allocates; a
         contiguous slice starting inside a word (``buf[1:33]``) fails to compile with torch's
         message about viewing Byte as Int (or Long): pass ``.clone()`` of it.
 
@@ -310,8 +311,8 @@ def unpack(
         floating dtype that holds every value (bool for unsigned 1-bit values).
         Signed values are sign-extended. Padding bits are ignored.
       - On CUDA, uint8 (int8 when ``signed``) outputs of a stream contiguous along ``dim`` in
-        whole words go through int32 words, with the storage-offset condition of :func:`pack`
-        under ``torch.compile``.
+        whole words go through int32 words, and on CPU those of 1, 2 and 4 bits (into int64
+        words), with the storage-offset condition of :func:`pack` under ``torch.compile``.
 
     >>> import torch
     >>> p = pack(torch.tensor([[1, -2, 3], [-4, 0, 2]]), 3, dim=0, signed=True)
