@@ -10,9 +10,9 @@ no per-value loads.
 The 1-bit pack folds the 8 values of each output byte, read as one int64, in
 :func:`pack_bit_words`. On CPU, unpack of 1, 2 and 4 bits spreads each int32 word of the stream
 into int64 words of 8 values (:func:`unpack_spread_words`), and pack of 2 and 4 bits gathers
-int64 words of 8 values into int32 words (:func:`pack_gather_words`). The padded 3-bit layout (2 values per byte) has its own pair,
-:func:`pack_padded3_words` and :func:`unpack_padded3_words`: 2 input words per output word, at
-constant offsets.
+int64 words of 8 values into int32 words (:func:`pack_gather_words`). The padded 3-bit layout
+(2 values per byte) has its own pair, :func:`pack_padded3_words` and
+:func:`unpack_padded3_words`: 2 input words per output word, at constant offsets.
 
 Used by :func:`bitpack.pack` (1-byte integer inputs) and :func:`bitpack.unpack` (uint8 or int8
 outputs) when the bytes lie contiguous along the packed dim in whole groups of 32 values
@@ -243,8 +243,9 @@ def unpack_spread_words(words: torch.Tensor, bits: int, signed: bool = False) ->
     Each int32 word is 4 / bits chunks of 8 values; each chunk spreads into one int64 by three
     shift-and-mask steps (:data:`_SPREAD_STEPS`), without per-value loads or shifts that vary by
     value. For inductor's C++ backend: the byte-at-a-time unpack computes each value's shift
-    from its index, which kept the kernel scalar (2-core CPU, 16 MiB of values: 4-bit 9-10 GB/s
-    by bytes, 27-29 by this; 2-bit 7.2-7.4 against 19.3; 1-bit 11.8-12.7 against 17.6).
+    from its index, which kept the kernel scalar (2-core CPU, ``benchmarks/pack.py --mib 16``,
+    of clone: 4-bit 0.22x by bytes, 0.63-1.09x by this; 2-bit 0.22x, 0.63-1.04x; 1-bit 0.25x,
+    0.56-0.58x).
 
     >>> import torch
     >>> words = torch.tensor([0x76543210], dtype=torch.int32)
