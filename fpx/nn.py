@@ -709,7 +709,7 @@ def _sums_products_in_one_trip(device: torch.device, fmt, rows: int) -> bool:
     (:func:`_inductor_buffer`), so that the plane's segment sums are a persistent reduction: one
     trip over a segment of 128 (or the group), only the outputs per program tuned. On CUDA, for
     codes of 1, 2, 3, 5, 6 and 7 bits (4 or 8 planes; 5 and 7 bits by likeness to 3 and 6, not
-    measured), and for 4 and 8 bits (2 planes or 1) from 2 rows on (8 bits there by likeness).
+    measured), and for 4 bits (2 planes) from 2 rows on; never for 8-bit codes.
 
     Why: inductor makes a reduction of 128 persistent when everything it reads is a contiguous
     buffer (an INNER hint) and loops it otherwise, and a looped one tunes its loop's block too.
@@ -724,10 +724,11 @@ def _sums_products_in_one_trip(device: torch.device, fmt, rows: int) -> bool:
     But at one row INT4 18.5 and 18.8 (17.3-17.5; 4096 x 14336: 20.0 against 19.0), UINT4 20.2
     (18.7), INT8 22.7 (22.3), E4M3 19.4 (19.0), E2M1 21.2 (21.7-22.0), E2M1-MX 23.0 (22.7):
     their best looped configs, wide programs that loop over the segment, beat the persistent
-    ones. ``benchmarks/timing.force_layer_choice("one_trip_products", ...)`` flips it for A/B
-    runs.
+    ones. INT8 at 4 rows too: 52.4-52.9 us with the buffers, 46.8-46.9 without (two compiles
+    each); at 2 rows 26.3 against 27.0, one compile each, a draw. E4M3 at 4 rows 44.0 and 43.6.
+    ``benchmarks/timing.force_layer_choice("one_trip_products", ...)`` flips it for A/B runs.
     """
-    return device.type == "cuda" and (rows > 1 or fmt.bits not in (4, 8))
+    return device.type == "cuda" and fmt.bits != 8 and (rows > 1 or fmt.bits != 4)
 
 
 def _inductor_buffer(t: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ CUDA_ANSWERS = {
     ("fpx.nn", "_float_bits_pay_off"): lambda device: True,
     ("fpx.nn", "_patterns_from_buffer_pays_off"): lambda device, rows: rows == 1,
     ("fpx.nn", "_marks_the_decode"): lambda device: True,
-    ("fpx.nn", "_sums_products_in_one_trip"): lambda device, fmt, rows: rows > 1 or fmt.bits not in (4, 8),
+    ("fpx.nn", "_sums_products_in_one_trip"): lambda device, fmt, rows: fmt.bits != 8 and (rows > 1 or fmt.bits != 4),
     ("bitpack.words", "words_pay_off"): lambda device: True,
     ("bitpack.bits", "_pads_partial_bytes"): lambda device: True,
     ("bitpack.bits", "_packs_bool_bytes_apart"): lambda device: True,
@@ -105,7 +105,7 @@ def test_the_answers_are_the_functions_own_for_a_cuda_device(choice):
     # The further arguments of the choices that take them: those for which CUDA answers yes, no.
     further = {
         "_patterns_from_buffer_pays_off": ([(1,)], [(2,)]),  # rows
-        "_sums_products_in_one_trip": ([(fpx.INT3, 1), (fpx.E2M3, 1), (fpx.INT4, 2), (fpx.INT8, 4)], [(fpx.INT4, 1), (fpx.E4M3, 1)]),
+        "_sums_products_in_one_trip": ([(fpx.INT3, 1), (fpx.E2M3, 1), (fpx.INT4, 2), (fpx.E2M1, 4)], [(fpx.INT4, 1), (fpx.E4M3, 1), (fpx.INT8, 2), (fpx.INT8, 4)]),
     }
     yes, no = further.get(name, ([()], []))
     # _conversion_pays_off asks the GPU whether it converts float8 (sm_89 on): an H100's does.
