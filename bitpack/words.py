@@ -10,7 +10,9 @@ no per-value loads.
 The 1-bit pack folds the 8 values of each output byte, read as one int64, in
 :func:`pack_bit_words`. On CPU, unpack of 1, 2 and 4 bits spreads each int32 word of the stream
 into int64 words of 8 values (:func:`unpack_spread_words`), and pack of 2 and 4 bits gathers
-int64 words of 8 values into int32 words (:func:`pack_gather_words`). The padded 3-bit layout
+int64 words of 8 values into int32 words (:func:`pack_gather_words`); the dense 3/5/6/7-bit
+stream goes 64 values at a time between int64 words of 8 values and ``bits`` int64 words of
+the stream (:func:`pack_gather_stream`, :func:`unpack_spread_stream`). The padded 3-bit layout
 (2 values per byte) has its own pair, :func:`pack_padded3_words` and
 :func:`unpack_padded3_words`: 2 input words per output word, at constant offsets.
 
@@ -303,3 +305,99 @@ def _sign_extend_bytes(values: torch.Tensor, bits: int, ones: int = 0x01010101) 
     for t in range(1, 9 - bits):
         values = values | (sign << t)
     return values
+
+
+
+def _gather_steps(bits: int) -> list[tuple[int, int, int]]:
+    """(shift, mask, field) per step that brings the 8 fields of an int64 (one per byte, the
+    low ``bits`` bits of each) together. Step k joins the two fields of ``field = bits << k``
+    bits in each ``16 << k``-bit lane, the low one at the lane's bit 0 and the high one at its
+    middle: ``mask`` keeps the low one in every lane, and the high one comes down by ``shift``
+    next to it. After three steps the int64 holds its 8 fields in its low 8 * bits bits."""
+    steps = []
+    for k in range(3):
+        field, lane = bits << k, 16 << k
+        mask = sum(((1 << field) - 1) << start for start in range(0, 64, lane))
+        steps.append(((lane >> 1) - field, mask, field))
+    return steps
+
+
+def _realized(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself (eager), which inductor writes out as a buffer of its own before its
+    consumer: its lowering of ``as_strided`` realizes the input. It splits a kernel whose two
+    halves want different loops: one word by word over contiguous words, which inductor's C++
+    vectorizes, and one with an inner dim of ``bits`` or 8 words, which it runs scalar."""
+    return t.as_strided(t.shape, t.stride())
+
+
+def _chunk_dtype(bits: int) -> torch.dtype:
+    """The narrowest signed dtype of the 8 * bits-bit chunks between the two passes."""
+    return torch.int32 if 8 * bits < 32 else torch.int64
+
+
+def pack_gather_stream(words: torch.Tensor, bits: int) -> torch.Tensor:
+    """(..., 8 G) int64 words of 8 byte values each (each byte's low ``bits`` bits are read) ->
+    (..., bits G) int64 words of the dense stream of ``bits``-bit values (1..7).
+
+    Two passes, for inductor's C++ backend: each int64 is gathered into 8 * bits contiguous
+    bits (:func:`_gather_steps`: three shift-and-mask steps, vectorized word by word), then
+    every 8 of those chunks fill ``bits`` int64 words of the stream, each the OR of the 2 or 3
+    chunks that overlap it, shifted into place (a scalar loop over groups, with no per-value
+    work). Byte at a time, each byte of a 3/5/6/7-bit stream gathers 2 or 3 values at offsets
+    that depend on it, and inductor kept that loop scalar over values.
+
+    >>> import torch
+    >>> values = torch.arange(64, dtype=torch.uint8) % 8
+    >>> stream = pack_gather_stream(values.view(torch.int64), 3)
+    >>> stream.shape, hex(stream[0].item() & 0xFFFFFF)
+    (torch.Size([3]), '0xfac688')
+    """
+    chunks = words
+    for shift, mask, field in _gather_steps(bits):
+        chunks = (chunks & mask) | ((chunks >> shift) & (mask << field))
+    chunks = _realized(chunks.to(_chunk_dtype(bits))).to(torch.int64).unflatten(-1, (-1, 8))
+    chunk_bits = 8 * bits
+    out = []
+    for j in range(bits):  # stream word j: bits [64 j, 64 j + 64) of the group
+        word = None
+        for i in range(8):
+            offset = chunk_bits * i - 64 * j  # where chunk i's bit 0 lands in word j
+            if offset >= 64 or offset + chunk_bits <= 0:
+                continue
+            # Chunks are below 2^56, so >> is logical; << wraps past bit 63, as wanted.
+            part = chunks[..., i] << offset if offset >= 0 else chunks[..., i] >> -offset
+            word = part if word is None else word | part
+        out.append(word)
+    return torch.stack(out, -1).flatten(-2)
+
+
+def unpack_spread_stream(words: torch.Tensor, bits: int, signed: bool = False) -> torch.Tensor:
+    """The inverse of :func:`pack_gather_stream`: (..., bits G) int64 words of the dense stream
+    -> (..., 8 G) int64 words of 8 byte values each (two's complement in each byte when
+    ``signed``).
+
+    Chunk i of a group, stream bits [8 bits i, 8 bits (i + 1)), is cut from the one or two
+    stream words holding it (a scalar loop over groups), then spread to one value per byte by
+    :func:`_gather_steps` run backwards (vectorized word by word).
+
+    >>> import torch
+    >>> values = torch.arange(64, dtype=torch.uint8) % 8
+    >>> stream = pack_gather_stream(values.view(torch.int64), 3)
+    >>> torch.equal(unpack_spread_stream(stream, 3).view(torch.uint8), values)
+    True
+    """
+    words = words.unflatten(-1, (-1, bits))
+    chunk_bits = 8 * bits
+    chunks = []
+    for i in range(8):
+        q, r = divmod(chunk_bits * i, 64)
+        chunk = words[..., q] >> r if r else words[..., q]
+        if r + chunk_bits > 64:  # straddles into the next word
+            chunk = (chunk & ((1 << (64 - r)) - 1)) | (words[..., q + 1] << (64 - r))
+        chunks.append(chunk)  # bits above the chunk's: the spread's masks drop them
+    chunks = _realized(torch.stack(chunks, -1).flatten(-2).to(_chunk_dtype(bits))).to(torch.int64)
+    for shift, mask, field in reversed(_gather_steps(bits)):
+        chunks = (chunks & mask) | ((chunks << shift) & (mask << (field + shift)))
+    if signed:
+        chunks = _sign_extend_bytes(chunks, bits, 0x0101010101010101)
+    return chunks

@@ -9,6 +9,7 @@ against the byte-at-a-time form it replaces.
 
 import contextlib
 import importlib
+import re
 
 import numpy as np
 import pytest
@@ -22,10 +23,12 @@ from bitpack.words import (
     GROUP,
     chunks_per_word,
     pack_bit_words,
+    pack_gather_stream,
     pack_gather_words,
     pack_padded3_words,
     pack_words,
     unpack_padded3_words,
+    unpack_spread_stream,
     unpack_spread_words,
     unpack_words,
     words_fit,
@@ -425,3 +428,111 @@ def test_gather_words_compile_to_one_kernel_cpu():
     assert len(allocations(source)) == 1, allocations(source)
     # int64 words in, int32 words out: not the byte-at-a-time form (uint8 in and out)
     assert "const int64_t* in_ptr0" in source and "int32_t* out_ptr0" in source, source
+
+
+# ---- 3, 5, 6 and 7 bits through int64 words of the stream, 64 values at a time (CPU) -----------
+STREAM_BITS = [3, 5, 6, 7]
+
+
+def every_value_everywhere(bits, count):
+    """Rows of ``count`` values: every value at every position (rotated per row) and a row of
+    all ones (-1 signed: the stream words' sign bits set)."""
+    codes = torch.arange(1 << bits)
+    x = ((torch.arange(count)[None, :] + codes[:, None]) % (1 << bits)).to(torch.uint8)
+    return torch.cat([x, torch.full((1, count), (1 << bits) - 1, dtype=torch.uint8)])
+
+
+@pytest.mark.parametrize("bits", STREAM_BITS)
+def test_gather_stream_every_value_in_every_position(bits):
+    # With stray high bits in every byte (dropped), against the reference bytes; 128 values:
+    # two groups, so a chunk of the second lands in each word's place too.
+    x = every_value_everywhere(bits, 128)
+    stray = torch.randint(0, 256 >> bits, x.shape, generator=torch.Generator().manual_seed(bits)).to(torch.uint8) << bits
+    words = pack_gather_stream((x | stray).view(torch.int64), bits)
+    assert words.dtype == torch.int64 and words.shape == (x.shape[0], 2 * bits)
+    assert torch.equal(words.view(torch.uint8), expected_bytes(x, bits, False))
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+@pytest.mark.parametrize("bits", STREAM_BITS)
+def test_spread_stream_every_value_in_every_position(bits, signed):
+    x = every_value_everywhere(bits, 128)
+    if signed:
+        x = ((x.to(torch.int16) ^ (1 << (bits - 1))) - (1 << (bits - 1))).to(torch.int8)
+    packed = expected_bytes(x, bits, signed)
+    out = unpack_spread_stream(packed.view(torch.int64), bits, signed)
+    assert out.dtype == torch.int64 and out.shape == (x.shape[0], 16)
+    assert torch.equal(out.view(torch.int8 if signed else torch.uint8), x)
+
+
+@st.composite
+def stream_cases(draw):
+    bits = draw(st.sampled_from(STREAM_BITS))
+    signed = draw(st.booleans())
+    lead = tuple(draw(st.lists(st.integers(1, 4), min_size=0, max_size=2)))
+    groups = draw(st.integers(1, 3))
+    seed = draw(st.integers(0, 2**31 - 1))
+    return bits, signed, lead + (64 * groups,), seed
+
+
+@given(case=stream_cases(), dim_first=st.booleans())
+def test_api_stream_in_int64_words_on_cpu(case, dim_first):
+    # bitpack.pack / unpack on CPU: the stream form for every contiguous case of whole groups
+    # of 64, whatever the dim (non-contiguous ones take the byte form); against the reference.
+    bits, signed, shape, seed = case
+    x = values(shape, bits, signed, seed)
+    dim = 0 if dim_first else -1
+    x = x.movedim(-1, 0).contiguous() if dim_first else x
+    pack_module = importlib.import_module("bitpack.pack")
+    with mock.patch.object(pack_module, "pack_gather_stream", wraps=pack_gather_stream) as gather, \
+            mock.patch.object(pack_module, "unpack_spread_stream", wraps=unpack_spread_stream) as spread:
+        packed = pack(x, bits, dim=dim, signed=signed)
+        assert torch.equal(packed, expected_bytes(x, bits, signed, dim))
+        assert torch.equal(unpack(packed, bits, x.shape[dim], dim=dim, signed=signed), x)
+    contiguous = x.movedim(dim, -1).is_contiguous()
+    assert gather.call_count == spread.call_count == (1 if contiguous else 0)
+
+
+@pytest.mark.parametrize("n", [32, 96, 63])
+def test_api_stream_leaves_partial_groups_to_the_byte_form(n):
+    # 32 and 96 are whole int32 groups but not whole groups of 64; 63 is neither.
+    x = values((3, n), 5, True, n)
+    pack_module = importlib.import_module("bitpack.pack")
+    with mock.patch.object(pack_module, "pack_gather_stream", wraps=pack_gather_stream) as gather, \
+            mock.patch.object(pack_module, "unpack_spread_stream", wraps=unpack_spread_stream) as spread:
+        packed = pack(x, 5, signed=True)
+        assert torch.equal(packed, expected_bytes(x, 5, True))
+        assert torch.equal(unpack(packed, 5, n, signed=True), x)
+    assert gather.call_count == spread.call_count == 0
+
+
+def vectorizes() -> bool:
+    """Whether inductor's C++ backend vectorizes on this machine (it needs AVX2, AVX-512, NEON
+    or the like; without one every loop is scalar)."""
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+    return bool(pick_vec_isa())
+
+
+def numels(shapes):
+    return sorted(int(np.prod(shape)) for shape in shapes)
+
+
+@pytest.mark.parametrize("bits, signed", [(3, False), (7, True)])
+def test_stream_compiles_to_a_vectorized_pass_and_a_group_pass_cpu(bits, signed):
+    # Two loops by design (bitpack.words._realized), in one C++ kernel: the word-by-word gather
+    # or spread, which inductor vectorizes, and the pass over groups of 64 values. Allocated:
+    # the output (in int64 words) and the chunks between the passes, one per 8 values.
+    x = values((4, 2 * 64), bits, signed, bits)
+    packed, source = compile_and_code(lambda t: pack(t, bits, signed=signed), x)
+    assert torch.equal(packed, expected_bytes(x, bits, signed))
+    assert kernel_count(source, "cpu") == 1, source
+    assert numels(allocations(source)) == sorted([x.numel() // 8, packed.numel() // 8]), allocations(source)
+    if vectorizes():
+        assert re.search(r"Vectorized\w*<int64_t(, *\d+)?>::loadu\(in_ptr0", source), source
+    restored, source = compile_and_code(lambda p: unpack(p, bits, 2 * 64, signed=signed), packed)
+    assert torch.equal(restored, x)
+    assert kernel_count(source, "cpu") == 1, source
+    assert numels(allocations(source)) == [x.numel() // 8] * 2, allocations(source)
+    if vectorizes():
+        assert re.search(r"Vectorized\w*<int64_t", source), source
