@@ -175,3 +175,19 @@ def test_padding_bits_of_input_are_ignored():
     packed = pack(torch.tensor([5, 6, 7]), 3)
     packed[-1] |= 0x80
     assert unpack(packed, 3, 3).tolist() == [5, 6, 7]
+
+
+@pytest.mark.parametrize("n", [13, 64, 128])
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+@pytest.mark.parametrize("layout", ["dense", "padded"])
+@pytest.mark.parametrize("bits", range(1, 8))
+def test_every_padding_bit_set_changes_no_value(bits, layout, signed, n):
+    # Every bit of every byte that holds no value set to 1 (the high bits of each padded byte,
+    # the tail of the last dense byte), whatever route the length takes (bytes, or the word
+    # forms at 64 and 128): the unpacked values are unchanged, in every output dtype.
+    x = random_values((3, n), bits, signed, torch.int8 if signed else torch.uint8, bits + n)
+    used = torch.from_numpy(reference_pack(np.ones((1, n), np.int64) * ((1 << bits) - 1), bits, layout, -1, False))
+    packed = pack(x, bits, layout=layout, signed=signed) | ~used
+    for dtype in (None, torch.int32, torch.float32):
+        out = unpack(packed, bits, n, layout=layout, signed=signed, dtype=dtype)
+        assert torch.equal(out.long(), x.long()), dtype
