@@ -14,7 +14,7 @@ flat form, whose indices need a division by the bit width per element (slower on
 int32 words instead (:mod:`bitpack.words`: about twice the bandwidth on an H100), and 1-bit
 values, 8 at a time, through int64 words. On CPU the 3/5/6/7-bit stream goes 64 values at a
 time through int64 words, in two loops with a buffer of chunks between them (2-5x the byte
-form's bandwidth), and 2/4-bit values through int64 words too.
+form's bandwidth), and 2/4-bit values and the padded 3-bit layout through int64 words too.
 """
 
 from __future__ import annotations
@@ -38,8 +38,10 @@ from .words import (
     pack_bit_words,
     pack_gather_stream,
     pack_gather_words,
+    pack_padded3_gather,
     pack_padded3_words,
     pack_words,
+    unpack_padded3_spread,
     unpack_padded3_words,
     unpack_spread_stream,
     unpack_spread_words,
@@ -111,7 +113,8 @@ def pack(
       - On CUDA, uint8/int8 values contiguous along ``dim`` (the last dim) in whole groups of
         32 are packed through int32 words (:mod:`bitpack.words`); on every device 1-bit values
         in whole groups of 8, and on CPU 2 and 4-bit values in whole int32 words of the
-        stream and the dense 3/5/6/7-bit stream in whole groups of 64, through int64 words. Under ``torch.compile`` their storage offset must then
+        stream, the dense 3/5/6/7-bit stream in whole groups of 64 and padded 3-bit values in
+        whole groups of 8, through int64 words. Under ``torch.compile`` their storage offset must then
         be a multiple of 4 (int64 words: 8), as it is for every tensor torch allocates; a
         contiguous slice starting inside a word (``buf[1:33]``) fails to compile with torch's
         message about viewing Byte as Int (or Long): pass ``.clone()`` of it.
@@ -163,10 +166,13 @@ def _pack_in_words(x: torch.Tensor, bits: int, layout: str, dim: int) -> torch.T
     if not _words.words_pay_off(x.device) and bits in (2, 4) and words_fit(raw, 32 // bits, word_bytes=8):
         packed = _as_one_stream(raw, lambda r: pack_gather_words(r.view(torch.int64), bits).view(torch.uint8))
         return _place(packed, False, dim)
-    # and 3, 5, 6 and 7 bits, 64 values at a time, into int64 words of the stream.
+    # and 3, 5, 6 and 7 bits, 64 values at a time, into int64 words of the stream; the padded
+    # 3-bit layout 8 values at a time into int32 words.
     if _stream_form(bits, layout, x.device) and words_fit(raw, STREAM_GROUP, word_bytes=8):
         packed = _as_one_stream(raw, lambda r: pack_gather_stream(r.view(torch.int64), bits).view(torch.uint8))
         return _place(packed, False, dim)
+    if _padded3_gather_form(bits, layout, x.device) and words_fit(raw, 8, word_bytes=8):
+        return _place(pack_padded3_gather(raw.view(torch.int64)).view(torch.uint8), False, dim)
     return None
 
 
@@ -179,6 +185,14 @@ def _stream_form(bits: int, layout: str, device: torch.device) -> bool:
     where the int32 word form does not pay off (CPU). On the 2-core CPU, 16 MiB compiled, of
     clone: pack 0.06-0.12x byte at a time -> 0.26-0.44x, unpack 0.11-0.17x -> 0.25-0.40x."""
     return not _words.words_pay_off(device) and bits in (3, 5, 6, 7) and layout == "dense"
+
+
+def _padded3_gather_form(bits: int, layout: str, device: torch.device) -> bool:
+    """Whether the padded 3-bit layout goes through int64 words of 8 values
+    (:func:`bitpack.words.pack_padded3_gather`, :func:`~bitpack.words.unpack_padded3_spread`):
+    where the int32 word form does not pay off (CPU). On the 2-core CPU, 16 MiB compiled, of
+    clone: pack 0.09-0.17x byte at a time -> 0.93-0.96x, unpack 0.14-0.26x -> 0.90x."""
+    return not _words.words_pay_off(device) and bits == 3 and layout == "padded"
 
 
 def _unpack_in_words(source: torch.Tensor, n, bits: int, layout: str, signed: bool, dtype, dim: int):
@@ -199,11 +213,14 @@ def _unpack_in_words(source: torch.Tensor, n, bits: int, layout: str, signed: bo
         if words_fit(source, 4):
             values = _as_one_stream(source, lambda r: unpack_spread_words(r.view(torch.int32), bits, signed).view(dtype))
             return _place(values, False, dim)
-    # and 3, 5, 6 and 7 bits from int64 words of the stream, 64 values at a time.
+    # and 3, 5, 6 and 7 bits from int64 words of the stream, 64 values at a time; the padded
+    # 3-bit layout from int32 words, 8 values at a time.
     if _stream_form(bits, layout, source.device) and _whole_groups(n, STREAM_GROUP):
         if words_fit(source, bits * STREAM_GROUP // 8, word_bytes=8):
             values = _as_one_stream(source, lambda r: unpack_spread_stream(r.view(torch.int64), bits, signed).view(dtype))
             return _place(values, False, dim)
+    if _padded3_gather_form(bits, layout, source.device) and _whole_groups(n, 8) and words_fit(source, 4):
+        return _place(unpack_padded3_spread(source.view(torch.int32), signed).view(dtype), False, dim)
     return None
 
 
@@ -336,8 +353,8 @@ def unpack(
         Signed values are sign-extended. Padding bits are ignored.
       - On CUDA, uint8 (int8 when ``signed``) outputs of a stream contiguous along ``dim`` in
         whole words go through int32 words, and on CPU those of 1, 2 and 4 bits (into int64
-        words) and of the dense 3/5/6/7-bit stream in whole groups of 64 values (from int64
-        words), with the storage-offset condition of :func:`pack` under ``torch.compile``.
+        words), of the dense 3/5/6/7-bit stream in whole groups of 64 values and of padded
+        3-bit values in whole groups of 8 (from int64 and int32 words), with the storage-offset condition of :func:`pack` under ``torch.compile``.
 
     >>> import torch
     >>> p = pack(torch.tensor([[1, -2, 3], [-4, 0, 2]]), 3, dim=0, signed=True)

@@ -13,8 +13,10 @@ into int64 words of 8 values (:func:`unpack_spread_words`), and pack of 2 and 4 
 int64 words of 8 values into int32 words (:func:`pack_gather_words`); the dense 3/5/6/7-bit
 stream goes 64 values at a time between int64 words of 8 values and ``bits`` int64 words of
 the stream (:func:`pack_gather_stream`, :func:`unpack_spread_stream`). The padded 3-bit layout
-(2 values per byte) has its own pair, :func:`pack_padded3_words` and
-:func:`unpack_padded3_words`: 2 input words per output word, at constant offsets.
+(2 values per byte) has its own pairs, :func:`pack_padded3_words` and
+:func:`unpack_padded3_words` (CUDA: 2 input words per output word, at constant offsets), and
+:func:`pack_padded3_gather` and :func:`unpack_padded3_spread` (CPU: an int64 of 8 values per
+int32 of 4 bytes).
 
 Used by :func:`bitpack.pack` (1-byte integer inputs) and :func:`bitpack.unpack` (uint8 or int8
 outputs) when the bytes lie contiguous along the packed dim in whole groups of 32 values
@@ -225,6 +227,51 @@ def unpack_padded3_words(words: torch.Tensor, signed: bool = False) -> torch.Ten
     if signed:
         values = _sign_extend_bytes(values, 3)
     return values.flatten(-2)
+
+
+# The padded 3-bit layout in int64 words of 8 values (CPU): value pairs join inside each 16-bit
+# lane, then the lanes' low bytes close up, then the two halves: (shift, mask) per step, masks
+# of the part that stays and of the part that moves.
+_PADDED3_STEPS = (
+    (5, 0x0007000700070007, 0x0038003800380038),
+    (8, 0x000000FF000000FF, 0x0000FF000000FF00),
+    (16, 0x000000000000FFFF, 0x00000000FFFF0000),
+)
+
+
+def pack_padded3_gather(words: torch.Tensor) -> torch.Tensor:
+    """The padded 3-bit layout (2 values per byte, bits 6-7 zero) from (..., W) int64 words of
+    8 byte values (each byte's low 3 bits are read) to (..., W) int32 words of 4 bytes, by
+    three shift-and-mask steps (:data:`_PADDED3_STEPS`): a loop word by word, which inductor's
+    C++ vectorizes. The CUDA form, :func:`pack_padded3_words`, reads two int32 words per word
+    out, at a stride inductor's C++ keeps scalar.
+
+    >>> import torch
+    >>> values = torch.tensor([1, 2, 3, 4, 5, 6, 7, 0], dtype=torch.uint8)
+    >>> pack_padded3_gather(values.view(torch.int64)).view(torch.uint8).tolist()
+    [17, 35, 53, 7]
+    """
+    for shift, stay, move in _PADDED3_STEPS:
+        words = (words & stay) | ((words >> shift) & move)
+    return words.to(torch.int32)  # bit 31 is a pad bit, 0: no overflow
+
+
+def unpack_padded3_spread(words: torch.Tensor, signed: bool = False) -> torch.Tensor:
+    """The inverse of :func:`pack_padded3_gather`: (..., W) int32 words of the padded 3-bit
+    layout -> (..., W) int64 words of 8 byte values (two's complement in each byte when
+    ``signed``). Pad bits are ignored.
+
+    >>> import torch
+    >>> packed = torch.tensor([17, 35, 53, 7], dtype=torch.uint8)
+    >>> unpack_padded3_spread(packed.view(torch.int32)).view(torch.uint8).tolist()
+    [1, 2, 3, 4, 5, 6, 7, 0]
+    """
+    values = words.to(torch.int64)  # the sign copies above bit 31 are masked off below
+    for shift, stay, move in reversed(_PADDED3_STEPS):
+        values = (values & stay) | ((values << shift) & (move << shift))
+    if signed:
+        values = _sign_extend_bytes(values, 3, 0x0101010101010101)
+    return values
 
 
 # Per width: the (shift, mask) steps that spread the 8 fields of one chunk (8 * bits stream

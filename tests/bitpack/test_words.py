@@ -25,8 +25,10 @@ from bitpack.words import (
     pack_bit_words,
     pack_gather_stream,
     pack_gather_words,
+    pack_padded3_gather,
     pack_padded3_words,
     pack_words,
+    unpack_padded3_spread,
     unpack_padded3_words,
     unpack_spread_stream,
     unpack_spread_words,
@@ -536,3 +538,51 @@ def test_stream_compiles_to_a_vectorized_pass_and_a_group_pass_cpu(bits, signed)
     assert numels(allocations(source)) == [x.numel() // 8] * 2, allocations(source)
     if vectorizes():
         assert re.search(r"Vectorized\w*<int64_t", source), source
+
+
+# ---- the padded 3-bit layout through int64 words of 8 values (CPU) ---------------------------
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_padded3_gather_and_spread_every_value_in_every_position(signed):
+    # Stray bits above each value's 3 (pack drops them) and in the pad bits 6-7 of every
+    # packed byte (unpack ignores them), against the reference bytes.
+    x = every_value_everywhere(3, 16)
+    stray = torch.randint(0, 32, x.shape, generator=torch.Generator().manual_seed(3)).to(torch.uint8) << 3
+    words = pack_padded3_gather((x | stray).view(torch.int64))
+    assert words.dtype == torch.int32 and words.shape == (x.shape[0], 2)
+    packed = expected_bytes(x, 3, False, layout="padded")
+    assert torch.equal(words.view(torch.uint8), packed)
+    if signed:
+        x = ((x.to(torch.int16) ^ 4) - 4).to(torch.int8)
+    out = unpack_padded3_spread((packed | 0xC0).view(torch.int32), signed)
+    assert out.dtype == torch.int64 and out.shape == (x.shape[0], 2)
+    assert torch.equal(out.view(torch.int8 if signed else torch.uint8), x)
+
+
+@given(signed=st.booleans(), lead=st.lists(st.integers(1, 3), max_size=2), words=st.integers(1, 5),
+       seed=st.integers(0, 2**31 - 1), dim_first=st.booleans())
+def test_api_padded3_in_int64_words_on_cpu(signed, lead, words, seed, dim_first):
+    x = values(tuple(lead) + (8 * words,), 3, signed, seed)
+    dim = 0 if dim_first else -1
+    x = x.movedim(-1, 0).contiguous() if dim_first else x
+    pack_module = importlib.import_module("bitpack.pack")
+    with mock.patch.object(pack_module, "pack_padded3_gather", wraps=pack_padded3_gather) as gather, \
+            mock.patch.object(pack_module, "unpack_padded3_spread", wraps=unpack_padded3_spread) as spread:
+        packed = pack(x, 3, dim=dim, layout="padded", signed=signed)
+        assert torch.equal(packed, expected_bytes(x, 3, signed, dim, layout="padded"))
+        assert torch.equal(unpack(packed, 3, x.shape[dim], dim=dim, layout="padded", signed=signed), x)
+    contiguous = x.movedim(dim, -1).is_contiguous()
+    assert gather.call_count == spread.call_count == (1 if contiguous else 0)
+
+
+def test_padded3_words_compile_to_one_vectorized_kernel_cpu():
+    x = values((4, 64), 3, True, 7)
+    packed, source = compile_and_code(lambda t: pack(t, 3, layout="padded", signed=True), x)
+    assert torch.equal(packed, expected_bytes(x, 3, True, layout="padded"))
+    assert kernel_count(source, "cpu") == 1 and len(allocations(source)) == 1, source
+    assert "const int64_t* in_ptr0" in source and "int32_t* out_ptr0" in source, source
+    if vectorizes():
+        assert re.search(r"Vectorized\w*<int64_t(, *\d+)?>::loadu\(in_ptr0", source), source
+    restored, source = compile_and_code(lambda p: unpack(p, 3, 64, layout="padded", signed=True), packed)
+    assert torch.equal(restored, x)
+    assert kernel_count(source, "cpu") == 1 and len(allocations(source)) == 1, source
+    assert "const int32_t* in_ptr0" in source and "int64_t* out_ptr0" in source, source
