@@ -79,12 +79,13 @@ class _Sm90Driver:
 
 
 # Every device choice of the packages but the XOR patterns' (CUDA's at one row; the counts here
-# keep the constants unless told), each answering True on CUDA (tests/test_cuda_routes.py
-# checks that none is missing).
+# keep the constants unless told), each answered as its function answers for a CUDA device
+# (tests/test_cuda_routes.py checks that none is missing).
 CUDA_CHOICES = {
     "bitpack.words": ["words_pay_off"],
     "bitpack.bits": ["_pads_partial_bytes", "_packs_bool_bytes_apart"],
-    "fpx.nn": ["_float_bits_pay_off", "_float_decode_by_casts", "_marks_the_decode", "_sums_products_in_one_trip"],
+    "fpx.nn": ["_float_bits_pay_off", "_float_decode_by_casts", "_marks_the_decode", "_sums_products_in_one_trip",
+               "_matmul_by_weight_blocks"],
     "fpx.convert": ["_conversion_pays_off", "_float_add_pays_off", "_float32_placement_pays_off",
                     "_signs_from_bits", "_bfloat16_by_float16_placement"],
 }

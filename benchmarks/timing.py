@@ -86,6 +86,9 @@ LAYER_CHOICES = {
     # plane products handed to inductor as buffers, so that the plane sums are persistent
     # reductions (on: CUDA, but 4/8-bit codes at one row; off: inductor's size limit decides)
     "one_trip_products": "_sums_products_in_one_trip",
+    # past gemv_max_rows, the weight decoded a block of output rows at a time, each block by a
+    # library matmul (on: CPU; off: one decode of the whole weight, CUDA's template prologue)
+    "weight_blocks": "_matmul_by_weight_blocks",
 }
 
 

@@ -25,8 +25,11 @@ Forward paths:
 - compiled, more rows: ``x @ W.T`` with W.T decoded in the (K, N) layout a matmul template
   reads, marked with torch's InvokeQuant on CUDA. Compiled with ``compile_options("cuda")``
   (max-autotune), inductor fuses the decode into the Triton matmul template as a prologue: one
-  kernel, no dequantized weight in memory. Without max-autotune, and on CPU, inductor writes
-  the dequantized weight and calls a library matmul.
+  kernel, no dequantized weight in memory. Without max-autotune inductor writes the
+  dequantized weight and calls a library matmul. On CPU the weight is decoded
+  ``WEIGHT_BLOCKS`` blocks of output rows at a time, each block multiplied by a library matmul
+  into its columns of the output (one block's buffer, reused: see
+  :meth:`LowBitLinear._matmul_by_weight_blocks`).
 
 Compile with ``torch.compile(model, options=fpx.nn.compile_options(device))`` for the fused
 kernels; the options are scoped to that compile. On CUDA, make the first call (which compiles
@@ -121,6 +124,10 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
     - CPU: 16. Measured (2 cores, 4096 x 4096, float32, separate runs), reductions against
       inductor's decode kernel plus a library matmul: M = 4: INT4 11.8 / 70.0 ms, INT8 19.1 /
       67.7, E2M1 16.5 / 98.6; M = 16: INT4 40.1 / 67.7, INT8 28.2 / 74.5, E2M1 46.5 / 86.5.
+      Against the matmul by weight blocks (2026-11-30, AVX-512 machine, two runs each): M = 8
+      reductions faster (INT4 6.3-6.6 / 9.5-9.7 ms, INT8 3.3-3.7 / 7.8-8.3, E2M1 5.9-6.4 /
+      13.1-13.2, INT3 6.4-6.9 / 18.2-19.5); M = 16 mixed (INT4 12.7-12.8 / 10.8-11.2, INT8
+      13.1-14.4 / 9.2-9.5, E2M1 12.0-13.2 / 14.5-23.1, INT3 12.6-12.9 / 19.5-47.4).
     - CUDA, integer codes and the float codes decoded in place (:func:`_float_fields_in_place`,
       such as E2M1, unless ``block="mx"``): 4. Other float codes: 8, since their decode in the
       matmul template's prologue is slow or does not fuse. E2M1 on an H200 (8192 x 8192, in
@@ -316,9 +323,38 @@ class LowBitLinear(nn.Module):
         if rows <= limit:
             out = self._gemv(x.reshape(-1, self.in_features), bias=self.bias)
             return out.reshape(*x.shape[:-1], self.out_features)
-        out = x.reshape(-1, self.in_features) @ self._transposed_weight(x.dtype)
+        x2d = x.reshape(-1, self.in_features)
+        if _matmul_by_weight_blocks(x.device):
+            out = self._matmul_by_weight_blocks(x2d, self._bias(x.dtype))
+            return out.reshape(*x.shape[:-1], self.out_features)
+        out = x2d @ self._transposed_weight(x.dtype)
         out = out.reshape(*x.shape[:-1], self.out_features)
         return out if self.bias is None else out + self.bias.to(x.dtype)
+
+    def _matmul_by_weight_blocks(self, x2d: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x2d @ W.T (+ bias) with W decoded a block of output rows at a time, each block's
+        product a library matmul of x2d by the block (its transposed view: no transposing
+        copy), written by inductor straight into its columns of the output, bias included.
+
+        Why blocks: the decoded weight is a fresh buffer, and on CPU a large fresh buffer is
+        fresh pages, faulted in at its first write on every call (glibc returns large blocks
+        to the system when freed); inductor reuses one block's buffer for the next, so only
+        the first block pays. At most :data:`WEIGHT_BLOCKS` blocks: each is a kernel of its
+        own to compile. Measured in :func:`_matmul_by_weight_blocks`.
+        """
+        n = self.out_features
+        rows = -(-n // WEIGHT_BLOCKS)
+        packed, scale, zero_point, code_table = self._weight_tensors()
+        outs = []
+        for start in range(0, n, rows):
+            block = slice(start, start + rows)
+            w = dequantize_packed(
+                packed[block], scale[block], None if zero_point is None else zero_point[block], code_table,
+                fmt=self.fmt, group_size=self.group_size, block=self.block, table=False,
+            )
+            w = w.to(x2d.dtype).t()
+            outs.append(x2d @ w if bias is None else torch.addmm(bias[block], x2d, w))
+        return torch.cat(outs, -1)
 
     def _transposed_weight(self, dtype: torch.dtype) -> torch.Tensor:
         """W.T (K, N) in ``dtype``, as a compiled matmul's prologue.
@@ -702,6 +738,23 @@ def _float_values_by_float32_shift(word: torch.Tensor, fmt: FloatFormat, *, shif
     back = 8 - fmt.exponent_bits if fmt.signed else 9 - fmt.exponent_bits
     placed = ((word << (32 - fmt.bits - shift)) >> back) & keep
     return placed.view(torch.float32) * 2.0 ** (127 - fmt.bias)
+
+
+WEIGHT_BLOCKS = 8  # blocks of output rows of LowBitLinear._matmul_by_weight_blocks
+
+
+def _matmul_by_weight_blocks(device: torch.device) -> bool:
+    """Whether :class:`LowBitLinear`'s compiled forward, past ``gemv_max_rows``, decodes the
+    weight a block of output rows at a time, each multiplied by a library matmul
+    (:meth:`LowBitLinear._matmul_by_weight_blocks`), instead of one decode of the whole weight
+    (the matmul template's prologue on CUDA): on CPU, where the whole decoded weight is a
+    fresh buffer per call, paid in page faults. 2 cores, 4096 x 4096, float32, ms, whole ->
+    blocks (of float32 ``F.linear`` in the same process), two runs: M = 32 INT4 40.2-40.7 ->
+    14.1-14.3 (0.79x), INT8 31.2-31.3 -> 11.7-12.4 (0.90-0.92x), E2M1 40.1-43.1 -> 20.3-27.0,
+    E4M3 15.5-39.3 -> 13.3-14.4 (0.79-0.82x); M = 128 INT4 56.9-57.1 -> 30.5-31.0
+    (0.89-0.94x), INT8 31.9-32.3 -> 28.2-28.7 (1.00-1.07x), E2M1 59.2-65.2 -> 33.8-46.1, E4M3
+    31.7-49.6 -> 29.6-30.0 (0.96x); INT3 46.8-63.5 -> 22.8-71.1 (noisy both ways)."""
+    return device.type == "cpu"
 
 
 def _sums_products_in_one_trip(device: torch.device, fmt, rows: int) -> bool:

@@ -42,6 +42,7 @@ CUDA_ANSWERS = {
     ("fpx.nn", "_patterns_from_buffer_pays_off"): lambda device, rows: rows == 1,
     ("fpx.nn", "_marks_the_decode"): lambda device: True,
     ("fpx.nn", "_sums_products_in_one_trip"): lambda device, fmt, rows: fmt.bits != 8 and (rows > 1 or fmt.bits != 4),
+    ("fpx.nn", "_matmul_by_weight_blocks"): lambda device: False,
     ("bitpack.words", "words_pay_off"): lambda device: True,
     ("bitpack.bits", "_pads_partial_bytes"): lambda device: True,
     ("bitpack.bits", "_packs_bool_bytes_apart"): lambda device: True,
@@ -105,6 +106,7 @@ def test_the_answers_are_the_functions_own_for_a_cuda_device(choice):
     # The further arguments of the choices that take them: those for which CUDA answers yes, no.
     further = {
         "_patterns_from_buffer_pays_off": ([(1,)], [(2,)]),  # rows
+        "_matmul_by_weight_blocks": ([], [()]),  # CPU's choice: CUDA says no
         "_sums_products_in_one_trip": ([(fpx.INT3, 1), (fpx.E2M3, 1), (fpx.INT4, 2), (fpx.E2M1, 4)], [(fpx.INT4, 1), (fpx.E4M3, 1), (fpx.INT8, 2), (fpx.INT8, 4)]),
     }
     yes, no = further.get(name, ([()], []))

@@ -289,6 +289,12 @@ def test_both_compiled_formulations_match_the_dequantized_weight(config):
         close = (got - expected).abs() <= 1e-5 * scale + 1e-6
         assert bool(close.all()), (words, float_bits, got, expected)
     assert torch.equal(layer._transposed_weight(torch.float32), weight.T)
+    # The matmul by blocks of output rows (CPU's past gemv_max_rows: n of 1-9 rows make blocks
+    # of one row, or of two with a shorter last one), with a bias.
+    bias = torch.randn(n)
+    got = layer._matmul_by_weight_blocks(x, bias).double()
+    assert got.shape == (rows, n)
+    assert bool(((got - expected - bias.double()).abs() <= 1e-5 * scale + 1e-6).all()), (got, expected)
     # The weight by float bits (the prologue's decode on CUDA) against the one by conversion.
     layout = dict(fmt=layer.fmt, group_size=layer.group_size, block=layer.block)
     assert torch.equal(dequantize_packed(*layer._weight_tensors(), **layout, float_bits=True), weight)

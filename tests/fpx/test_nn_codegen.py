@@ -68,6 +68,21 @@ def test_cpu_forward_is_fused_without_a_dequantized_weight(fmt, kwargs, name, ro
     assert_fused(fmt, kwargs, rows, "cpu", kernels=2 if rows == 1 and name in CPU_WORDS else 1)
 
 
+# CPU past gemv_max_rows (16 by default): the weight decoded a block of N / WEIGHT_BLOCKS output
+# rows at a time, a kernel per block, each block's buffer reused by the next and multiplied by a
+# library matmul straight into its columns of the output (bias included): two allocations, the
+# block and the output.
+@pytest.mark.parametrize("fmt, kwargs", [CASES[3], CASES[5], CASES[10]], ids=[IDS[3], IDS[5], IDS[10]])
+def test_cpu_forward_past_the_row_limit_decodes_the_weight_by_blocks(fmt, kwargs):
+    rows = fpx.nn.default_gemv_max_rows("cpu", fmt) + 4
+    assert_fused(fmt, kwargs, rows, "cpu", kernels=fpx.nn.WEIGHT_BLOCKS)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(K, N), fmt, **kwargs)
+    _, source = compile_and_code(layer, torch.randn(rows, K))
+    sizes = sorted(math.prod(s) for s in allocations(source))
+    assert sizes == sorted([N // fpx.nn.WEIGHT_BLOCKS * K, rows * N]), allocations(source)
+    assert source.count("extern_kernels.addmm(") == fpx.nn.WEIGHT_BLOCKS, source
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("fmt, kwargs, name", [(*case, name) for case, name in zip(CASES, IDS)], ids=IDS)
 @pytest.mark.parametrize("rows", [1, 2])
