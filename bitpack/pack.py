@@ -162,14 +162,14 @@ def _pack_in_words(x: torch.Tensor, bits: int, layout: str, dim: int) -> torch.T
         return _place(pack_padded3_words(raw.view(torch.int32)).view(torch.uint8), False, dim)
     if bits == 1 and words_fit(raw, 8, word_bytes=8):  # every device: see pack_bit_words
         return _place(pack_bit_words(raw.view(torch.int64)), False, dim)
-    # Elsewhere (CPU) 2 and 4 bits gather int64 words of 8 values into int32 words.
+    # Elsewhere (CPU) 2, 3, 5, 6 and 7 bits, 64 values at a time, into int64 words of the stream;
+    if _stream_form(bits, layout, x.device, packing=True) and words_fit(raw, STREAM_GROUP, word_bytes=8):
+        packed = _as_one_stream(raw, lambda r: pack_gather_stream(r.view(torch.int64), bits).view(torch.uint8))
+        return _place(packed, False, dim)
+    # 2 and 4 bits gathered from int64 words of 8 values into int32 words; the padded 3-bit
+    # layout 8 values at a time into int32 words.
     if not _words.words_pay_off(x.device) and bits in (2, 4) and words_fit(raw, 32 // bits, word_bytes=8):
         packed = _as_one_stream(raw, lambda r: pack_gather_words(r.view(torch.int64), bits).view(torch.uint8))
-        return _place(packed, False, dim)
-    # and 3, 5, 6 and 7 bits, 64 values at a time, into int64 words of the stream; the padded
-    # 3-bit layout 8 values at a time into int32 words.
-    if _stream_form(bits, layout, x.device) and words_fit(raw, STREAM_GROUP, word_bytes=8):
-        packed = _as_one_stream(raw, lambda r: pack_gather_stream(r.view(torch.int64), bits).view(torch.uint8))
         return _place(packed, False, dim)
     if _padded3_gather_form(bits, layout, x.device) and words_fit(raw, 8, word_bytes=8):
         return _place(pack_padded3_gather(raw.view(torch.int64)).view(torch.uint8), False, dim)
@@ -179,12 +179,19 @@ def _pack_in_words(x: torch.Tensor, bits: int, layout: str, dim: int) -> torch.T
 STREAM_GROUP = 64  # values per group of the CPU stream form: 8 int64 words in, ``bits`` out
 
 
-def _stream_form(bits: int, layout: str, device: torch.device) -> bool:
-    """Whether the dense 3/5/6/7-bit stream goes through int64 words 64 values at a time
-    (:func:`bitpack.words.pack_gather_stream`, :func:`~bitpack.words.unpack_spread_stream`):
-    where the int32 word form does not pay off (CPU). On the 2-core CPU, 16 MiB compiled, of
-    clone: pack 0.06-0.12x byte at a time -> 0.26-0.44x, unpack 0.11-0.17x -> 0.25-0.40x."""
-    return not _words.words_pay_off(device) and bits in (3, 5, 6, 7) and layout == "dense"
+def _stream_form(bits: int, layout: str, device: torch.device, packing: bool) -> bool:
+    """Whether the dense 3/5/6/7-bit stream (and 2-bit values, to pack) goes through int64 words
+    64 values at a time (:func:`bitpack.words.pack_gather_stream`,
+    :func:`~bitpack.words.unpack_spread_stream`): where the int32 word form does not pay off
+    (CPU). On the 2-core CPU, 16 MiB compiled, of clone: pack 0.06-0.12x byte at a time ->
+    0.26-0.44x, unpack 0.11-0.17x -> 0.25-0.40x. 2 bits, against int32 words gathered from two
+    int64 words each (:func:`~bitpack.words.pack_gather_words`): pack 0.26-0.34x -> 0.36-0.46x;
+    their unpack keeps :func:`~bitpack.words.unpack_spread_words` (0.45-0.51x, 0.29-0.33x this
+    way), and 1 and 4 bits their forms both ways (1-bit pack 1.28x, 0.55x this way; 4-bit pack
+    0.86x, 0.23x)."""
+    if _words.words_pay_off(device) or not (layout == "dense" or 8 % bits == 0):
+        return False
+    return bits in ((2, 3, 5, 6, 7) if packing else (3, 5, 6, 7))
 
 
 def _padded3_gather_form(bits: int, layout: str, device: torch.device) -> bool:
@@ -215,7 +222,7 @@ def _unpack_in_words(source: torch.Tensor, n, bits: int, layout: str, signed: bo
             return _place(values, False, dim)
     # and 3, 5, 6 and 7 bits from int64 words of the stream, 64 values at a time; the padded
     # 3-bit layout from int32 words, 8 values at a time.
-    if _stream_form(bits, layout, source.device) and _whole_groups(n, STREAM_GROUP):
+    if _stream_form(bits, layout, source.device, packing=False) and _whole_groups(n, STREAM_GROUP):
         if words_fit(source, bits * STREAM_GROUP // 8, word_bytes=8):
             values = _as_one_stream(source, lambda r: unpack_spread_stream(r.view(torch.int64), bits, signed).view(dtype))
             return _place(values, False, dim)

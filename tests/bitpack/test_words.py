@@ -417,9 +417,13 @@ def test_api_pack_gathers_words_on_cpu(case, dim_first):
     dim = 0 if dim_first else -1
     x = x.movedim(-1, 0).contiguous() if dim_first else x
     pack_module = importlib.import_module("bitpack.pack")
-    with mock.patch.object(pack_module, "pack_gather_words", wraps=pack_gather_words) as gather:
+    with mock.patch.object(pack_module, "pack_gather_words", wraps=pack_gather_words) as gather, \
+            mock.patch.object(pack_module, "pack_gather_stream", wraps=pack_gather_stream) as stream:
         assert torch.equal(pack(x, bits, dim=dim, signed=signed), expected_bytes(x, bits, signed, dim))
-    assert gather.call_count == (1 if x.movedim(dim, -1).is_contiguous() else 0)
+    contiguous = x.movedim(dim, -1).is_contiguous()
+    by_stream = bits == 2 and x.shape[dim] % 64 == 0  # 2 bits in whole groups of 64: the stream form
+    assert gather.call_count == (1 if contiguous and not by_stream else 0)
+    assert stream.call_count == (1 if contiguous and by_stream else 0)
 
 
 def test_gather_words_compile_to_one_kernel_cpu():
@@ -444,7 +448,7 @@ def every_value_everywhere(bits, count):
     return torch.cat([x, torch.full((1, count), (1 << bits) - 1, dtype=torch.uint8)])
 
 
-@pytest.mark.parametrize("bits", STREAM_BITS)
+@pytest.mark.parametrize("bits", [2] + STREAM_BITS)
 def test_gather_stream_every_value_in_every_position(bits):
     # With stray high bits in every byte (dropped), against the reference bytes; 128 values:
     # two groups, so a chunk of the second lands in each word's place too.
