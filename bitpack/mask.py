@@ -270,11 +270,19 @@ class PackedMask:
         >>> m.where(torch.tensor([1., 2., 3.]), 0.0).tolist()
         [1.0, 0.0, 3.0]
         """
+        if self._in_whole_bytes():
+            shape = torch.broadcast_shapes(self.shape, *(t.shape for t in (values, other) if isinstance(t, torch.Tensor)))
+            d = self.dim + len(shape) - self.ndim
+            grouped = [self._grouped(t.expand(shape), d) if isinstance(t, torch.Tensor) else t for t in (values, other)]
+            return torch.where(self._bits_by_byte(), *grouped).flatten(d, d + 1)
         return torch.where(self._bits(), values, other)
 
     def masked_fill(self, values: torch.Tensor, fill) -> torch.Tensor:
         """``values.masked_fill(mask, fill)``: ``fill`` where the mask is True, ``values`` elsewhere."""
         check_tensor(values, "values")
+        if self._in_whole_bytes() and torch.broadcast_shapes(self.shape, values.shape) == values.shape:
+            d = self.dim + values.ndim - self.ndim
+            return self._grouped(values, d).masked_fill(self._bits_by_byte(), fill).flatten(d, d + 1)
         return values.masked_fill(self._bits(), fill)
 
     # ------------------------------------------------------------------ indexing
@@ -318,6 +326,30 @@ class PackedMask:
         """The mask as a bool expression on ``data`` (pointwise: it fuses into its consumer)."""
         little = self.bitorder == "little"
         return bit_values(self.data, self.dim, self.shape[self.dim], little, torch.int32).bool()
+
+    def _in_whole_bytes(self) -> bool:
+        """Whether the packed dim is a non-zero whole number of bytes (8 bits each), which
+        :meth:`_bits_by_byte` needs."""
+        n = self.shape[self.dim]
+        return n > 0 and n % 8 == 0
+
+    def _bits_by_byte(self) -> torch.Tensor:
+        """The mask as bool, shaped like ``data`` with a dim of 8 after ``dim``: bit t of byte j
+        at [..., j, t, ...]. A consumer that iterates this shape (the tensors it combines with
+        viewed the same way, :meth:`_grouped`) shifts each byte by a constant per position;
+        over the flat dim the byte's index and shift are a division and a remainder per
+        element, and inductor's C++ kept such a kernel scalar (2-core CPU, ``mask.where`` of 8
+        Mi float32 values: 27.0 ms flat, 16.9 ms by byte, 24.7 for bool ``torch.where``)."""
+        shifts = torch.arange(8, device=self.device, dtype=torch.int32)
+        if self.bitorder != "little":
+            shifts = 7 - shifts
+        shifts = shifts.reshape((8,) + (1,) * (self.ndim - 1 - self.dim))
+        return ((self.data.to(torch.int32).unsqueeze(self.dim + 1) >> shifts) & 1).bool()
+
+    def _grouped(self, t: torch.Tensor, d: int) -> torch.Tensor:
+        """``t``, which has this mask's length at dim ``d``, viewed with that dim split into
+        (bytes, 8) as :meth:`_bits_by_byte` is."""
+        return t.unflatten(d, (self.shape[self.dim] // 8, 8))
 
     def _valid_bits(self) -> torch.Tensor:
         """Per byte along ``dim``, the bits that hold values (uint8, broadcastable to ``data``)."""

@@ -34,3 +34,11 @@ def allocations(source: str) -> list[tuple[int, ...]]:
         dims = [d.strip() for d in match.group(1).split(",") if d.strip()]
         shapes.append(tuple(int(d) if d.isdigit() else d for d in dims))
     return shapes
+
+
+def vectorizes() -> bool:
+    """Whether inductor's C++ backend vectorizes on this machine (it needs AVX2, AVX-512, NEON
+    or the like; without one every loop is scalar)."""
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+    return bool(pick_vec_isa())

@@ -5,6 +5,7 @@ the layout and the rule that padding bits stay 0 after every operation.
 """
 
 import io
+import math
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from bitpack import PackedMask
-from tests.codegen import allocations, compile_and_code, kernel_count
+from tests.codegen import allocations, compile_and_code, kernel_count, vectorizes
 
 BITORDERS = ["little", "big"]
 
@@ -270,12 +271,18 @@ def _check_and_count_one_kernel(device):
 
 
 def _check_where_one_kernel(device):
-    a, _, pa, _ = _masks(device, dim=1)
-    values = torch.randn(a.shape, device=device)
-    out, source = compile_and_code(lambda m, v: m.where(v, float("-inf")), pa, values)
-    assert torch.equal(out.cpu(), torch.where(a, values.cpu(), float("-inf")))
-    assert kernel_count(source, device) == 1, source
-    assert allocations(source) == [tuple(a.shape)], source  # only the output: no bool tensor
+    # 37 bits along dim 1 (a partial byte) and 64 along the last dim (whole bytes: the by-byte
+    # form, which inductor's C++ vectorizes).
+    for shape, dim in (((6, 37, 5), 1), ((6, 5, 64), -1)):
+        a, _, pa, _ = _masks(device, shape, dim=dim)
+        values = torch.randn(a.shape, device=device)
+        out, source = compile_and_code(lambda m, v: m.where(v, float("-inf")), pa, values)
+        assert torch.equal(out.cpu(), torch.where(a, values.cpu(), float("-inf")))
+        assert kernel_count(source, device) == 1, source
+        # only the output (by byte: as (..., bytes, 8)), no bool tensor
+        assert [math.prod(shape) for shape in allocations(source)] == [a.numel()], source
+        if device == "cpu" and pa._in_whole_bytes() and vectorizes():
+            assert "Vectorized<float>" in source, source
 
 
 def _check_masked_fill_one_kernel(device):
@@ -335,3 +342,23 @@ def test_cuda_ops_equal_bool_ops():
     assert torch.equal((pa & pb).to_bool().cpu(), a & b)
     assert torch.equal((~pa).count(1).cpu(), (~a).sum(1))
     assert torch.equal(pa.to("cpu").to_bool(), a)
+
+
+@pytest.mark.parametrize("bitorder", BITORDERS)
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_where_and_masked_fill_in_whole_bytes_broadcast_like_torch(dim, bitorder):
+    # Packed lengths of whole bytes take the by-byte form (bitpack.mask._bits_by_byte): values
+    # and other of lower rank, size-1 dims, a tensor other, a mask smaller than values.
+    a = torch.rand(16, 8, 24, generator=torch.Generator().manual_seed(dim % 3)) < 0.5
+    pa = PackedMask.from_bool(a, dim, bitorder)
+    assert pa._in_whole_bytes()
+    values = torch.randn(24)
+    other = torch.randn(16, 1, 1)
+    assert torch.equal(pa.where(values, other), torch.where(a, values, other))
+    assert torch.equal(pa.where(values, -1.5), torch.where(a, values, -1.5))
+    assert torch.equal(pa.where(2, other), torch.where(a, 2, other))
+    wide = torch.randn(2, 16, 8, 24)
+    assert torch.equal(pa.where(wide, 0.0), torch.where(a, wide, 0.0))
+    assert torch.equal(pa.masked_fill(wide, float("nan")).isnan(), wide.masked_fill(a, float("nan")).isnan())
+    ints = torch.arange(a.numel()).reshape(a.shape)
+    assert torch.equal(pa.masked_fill(ints, -1), ints.masked_fill(a, -1))

@@ -36,7 +36,7 @@ from bitpack.words import (
     words_fit,
 )
 
-from ..codegen import allocations, compile_and_code, kernel_count
+from ..codegen import allocations, compile_and_code, kernel_count, vectorizes
 from .reference import reference_pack
 from .test_pack import random_values
 
@@ -510,14 +510,6 @@ def test_api_stream_leaves_partial_groups_to_the_byte_form(n):
         assert torch.equal(packed, expected_bytes(x, 5, True))
         assert torch.equal(unpack(packed, 5, n, signed=True), x)
     assert gather.call_count == spread.call_count == 0
-
-
-def vectorizes() -> bool:
-    """Whether inductor's C++ backend vectorizes on this machine (it needs AVX2, AVX-512, NEON
-    or the like; without one every loop is scalar)."""
-    from torch._inductor.cpu_vec_isa import pick_vec_isa
-
-    return bool(pick_vec_isa())
 
 
 def numels(shapes):
