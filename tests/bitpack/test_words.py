@@ -59,18 +59,26 @@ def values(shape, bits, signed, seed):
     return random_values(shape, bits, signed, torch.int8 if signed else torch.uint8, seed)
 
 
+def values_along(shape, bits, signed, seed, dim_first):
+    """values() with the packed dim (``shape``'s last) moved first when ``dim_first``, still
+    contiguous; returns them and that dim."""
+    x = values(shape, bits, signed, seed)
+    return (x.movedim(-1, 0).contiguous(), 0) if dim_first else (x, -1)
+
+
 def expected_bytes(x, bits, signed, dim=-1, layout="dense"):
     return torch.from_numpy(np.ascontiguousarray(reference_pack(x.numpy(), bits, layout, dim, signed)))
 
 
 @st.composite
-def word_cases(draw):
-    bits = draw(st.sampled_from(WORD_BITS))
+def word_cases(draw, widths=tuple(WORD_BITS), group=GROUP, most_groups=5):
+    """(bits, signed, shape, seed): whole groups of ``group`` values along the last dim."""
+    bits = draw(st.sampled_from(widths))
     signed = draw(st.booleans())
     lead = tuple(draw(st.lists(st.integers(1, 4), min_size=0, max_size=2)))
-    groups = draw(st.integers(1, 5))
+    groups = draw(st.integers(1, most_groups))
     seed = draw(st.integers(0, 2**31 - 1))
-    return bits, signed, lead + (GROUP * groups,), seed
+    return bits, signed, lead + (group * groups,), seed
 
 
 @given(word_cases())
@@ -373,9 +381,7 @@ def test_api_unpack_spreads_words_on_cpu(case, dim_first):
     bits, signed, shape, seed = case
     if bits not in (1, 2, 4):
         bits = 4
-    x = values(shape, bits, signed, seed)
-    dim = 0 if dim_first else -1
-    x = x.movedim(-1, 0).contiguous() if dim_first else x
+    x, dim = values_along(shape, bits, signed, seed, dim_first)
     packed = expected_bytes(x, bits, signed, dim)
     pack_module = importlib.import_module("bitpack.pack")
     with mock.patch.object(pack_module, "unpack_spread_words", wraps=unpack_spread_words) as spread:
@@ -413,9 +419,7 @@ def test_api_pack_gathers_words_on_cpu(case, dim_first):
     bits, signed, shape, seed = case
     if bits not in (2, 4):
         bits = 2
-    x = values(shape, bits, signed, seed)
-    dim = 0 if dim_first else -1
-    x = x.movedim(-1, 0).contiguous() if dim_first else x
+    x, dim = values_along(shape, bits, signed, seed, dim_first)
     pack_module = importlib.import_module("bitpack.pack")
     with mock.patch.object(pack_module, "pack_gather_words", wraps=pack_gather_words) as gather, \
             mock.patch.object(pack_module, "pack_gather_stream", wraps=pack_gather_stream) as stream:
@@ -471,24 +475,12 @@ def test_spread_stream_every_value_in_every_position(bits, signed):
     assert torch.equal(out.view(torch.int8 if signed else torch.uint8), x)
 
 
-@st.composite
-def stream_cases(draw):
-    bits = draw(st.sampled_from(STREAM_BITS))
-    signed = draw(st.booleans())
-    lead = tuple(draw(st.lists(st.integers(1, 4), min_size=0, max_size=2)))
-    groups = draw(st.integers(1, 3))
-    seed = draw(st.integers(0, 2**31 - 1))
-    return bits, signed, lead + (64 * groups,), seed
-
-
-@given(case=stream_cases(), dim_first=st.booleans())
+@given(case=word_cases(tuple(STREAM_BITS), 64, 3), dim_first=st.booleans())
 def test_api_stream_in_int64_words_on_cpu(case, dim_first):
     # bitpack.pack / unpack on CPU: the stream form for every contiguous case of whole groups
     # of 64, whatever the dim (non-contiguous ones take the byte form); against the reference.
     bits, signed, shape, seed = case
-    x = values(shape, bits, signed, seed)
-    dim = 0 if dim_first else -1
-    x = x.movedim(-1, 0).contiguous() if dim_first else x
+    x, dim = values_along(shape, bits, signed, seed, dim_first)
     pack_module = importlib.import_module("bitpack.pack")
     with mock.patch.object(pack_module, "pack_gather_stream", wraps=pack_gather_stream) as gather, \
             mock.patch.object(pack_module, "unpack_spread_stream", wraps=unpack_spread_stream) as spread:
@@ -557,9 +549,7 @@ def test_padded3_gather_and_spread_every_value_in_every_position(signed):
 @given(signed=st.booleans(), lead=st.lists(st.integers(1, 3), max_size=2), words=st.integers(1, 5),
        seed=st.integers(0, 2**31 - 1), dim_first=st.booleans())
 def test_api_padded3_in_int64_words_on_cpu(signed, lead, words, seed, dim_first):
-    x = values(tuple(lead) + (8 * words,), 3, signed, seed)
-    dim = 0 if dim_first else -1
-    x = x.movedim(-1, 0).contiguous() if dim_first else x
+    x, dim = values_along(tuple(lead) + (8 * words,), 3, signed, seed, dim_first)
     pack_module = importlib.import_module("bitpack.pack")
     with mock.patch.object(pack_module, "pack_padded3_gather", wraps=pack_padded3_gather) as gather, \
             mock.patch.object(pack_module, "unpack_padded3_spread", wraps=unpack_padded3_spread) as spread:
