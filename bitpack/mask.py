@@ -271,10 +271,11 @@ class PackedMask:
         [1.0, 0.0, 3.0]
         """
         if self._in_whole_bytes():
-            shape = torch.broadcast_shapes(self.shape, *(t.shape for t in (values, other) if isinstance(t, torch.Tensor)))
-            d = self.dim + len(shape) - self.ndim
-            grouped = [self._grouped(t.expand(shape), d) if isinstance(t, torch.Tensor) else t for t in (values, other)]
-            return torch.where(self._bits_by_byte(), *grouped).flatten(d, d + 1)
+            tensors = [t for t in (values, other) if isinstance(t, torch.Tensor)]
+            shape = torch.broadcast_shapes(self.shape, *(t.shape for t in tensors))
+            d = self.dim + len(shape) - self.ndim  # the packed dim in the result
+            values, other = (self._grouped(t.expand(shape), d) if isinstance(t, torch.Tensor) else t for t in (values, other))
+            return torch.where(self._bits_by_byte(), values, other).flatten(d, d + 1)
         return torch.where(self._bits(), values, other)
 
     def masked_fill(self, values: torch.Tensor, fill) -> torch.Tensor:

@@ -114,10 +114,10 @@ def pack(
         32 are packed through int32 words (:mod:`bitpack.words`); on every device 1-bit values
         in whole groups of 8, and on CPU 2 and 4-bit values in whole int32 words of the
         stream, the dense 3/5/6/7-bit stream in whole groups of 64 and padded 3-bit values in
-        whole groups of 8, through int64 words. Under ``torch.compile`` their storage offset must then
-        be a multiple of 4 (int64 words: 8), as it is for every tensor torch allocates; a
-        contiguous slice starting inside a word (``buf[1:33]``) fails to compile with torch's
-        message about viewing Byte as Int (or Long): pass ``.clone()`` of it.
+        whole groups of 8, through int64 words. Under ``torch.compile`` their storage offset
+        must then be a multiple of 4 (int64 words: 8), as it is for every tensor torch
+        allocates; a contiguous slice starting inside a word (``buf[1:33]``) fails to compile
+        with torch's message about viewing Byte as Int (or Long): pass ``.clone()`` of it.
 
     Eight uint3 values make three bytes (dense), or four (padded):
 
@@ -361,7 +361,8 @@ def unpack(
       - On CUDA, uint8 (int8 when ``signed``) outputs of a stream contiguous along ``dim`` in
         whole words go through int32 words, and on CPU those of 1, 2 and 4 bits (into int64
         words), of the dense 3/5/6/7-bit stream in whole groups of 64 values and of padded
-        3-bit values in whole groups of 8 (from int64 and int32 words), with the storage-offset condition of :func:`pack` under ``torch.compile``.
+        3-bit values in whole groups of 8 (from int64 and int32 words), with the
+        storage-offset condition of :func:`pack` under ``torch.compile``.
 
     >>> import torch
     >>> p = pack(torch.tensor([[1, -2, 3], [-4, 0, 2]]), 3, dim=0, signed=True)

@@ -340,7 +340,7 @@ class LowBitLinear(nn.Module):
         fresh pages, faulted in at its first write on every call (glibc returns large blocks
         to the system when freed); inductor reuses one block's buffer for the next, so only
         the first block pays. At most :data:`WEIGHT_BLOCKS` blocks: each is a kernel of its
-        own to compile. Measured in :func:`_matmul_by_weight_blocks`.
+        own to compile. Measured: the module function of the same name, which routes here.
         """
         n = self.out_features
         rows = -(-n // WEIGHT_BLOCKS)
