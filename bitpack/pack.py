@@ -236,8 +236,9 @@ def _as_one_stream(rows: torch.Tensor, word_form) -> torch.Tensor:
     of word groups: contiguous rows go in as one flat stream and the result is reshaped to rows
     after its byte view. Inductor's index arithmetic per word is then that of one flat index,
     not a row and a column: about half the instructions of the word kernels at 3-7 bits (SASS
-    for sm_90a, benchmarks/sass_offline.py)."""
-    if not rows.is_contiguous():
+    for sm_90a, benchmarks/sass_offline.py). No rows (a zero-size leading dim) go in as they
+    are: a flat empty stream could not be reshaped back to rows of the output's length."""
+    if not rows.is_contiguous() or rows.numel() == 0:
         return word_form(rows)
     return word_form(rows.reshape(-1)).reshape(*rows.shape[:-1], -1)
 

@@ -191,3 +191,21 @@ def test_every_padding_bit_set_changes_no_value(bits, layout, signed, n):
     for dtype in (None, torch.int32, torch.float32):
         out = unpack(packed, bits, n, layout=layout, signed=signed, dtype=dtype)
         assert torch.equal(out.long(), x.long()), dtype
+
+
+@pytest.mark.parametrize("lead", [(0,), (3, 0), (0, 2)], ids=str)
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_no_rows_of_word_lengths_round_trip(bits, lead):
+    # Lengths the word forms take (whole int32/int64 words and groups of 64) with no rows: the
+    # forms that pack the rows as one flat stream must keep the (empty) row dims, either dim.
+    for n in (16, 64, 128):
+        for layout in ("dense", "padded"):
+            for dtype, signed in ((torch.uint8, False), (torch.int8, True)):
+                x = torch.zeros(*lead, n, dtype=dtype)
+                for values, dim in ((x, -1), (x.movedim(-1, 0).contiguous(), 0)):
+                    packed = pack(values, bits, dim=dim, layout=layout, signed=signed)
+                    expected = list(values.shape)
+                    expected[dim] = packed_size(n, bits, layout)
+                    assert list(packed.shape) == expected
+                    out = unpack(packed, bits, n, dim=dim, layout=layout, signed=signed)
+                    assert out.shape == values.shape and out.dtype == dtype
