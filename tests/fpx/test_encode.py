@@ -7,6 +7,8 @@ exponent unbounded (the table is extended by the next value above max, OFP8 5.2.
 """
 
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -160,15 +162,28 @@ def as_float64(x):
 @pytest.mark.parametrize("inputs", INPUT_SETS)
 @pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
 def test_encode_matches_reference(fmt, inputs):
+    # CPU's eager route (FP8: ATen's cast) and the bit-level one (what compiled CPU code runs).
     x = make_inputs(inputs, fmt)
     for saturate in (True, False):
         expected = reference(fmt).nearest(as_float64(x), saturate)
-        actual = encode(x, fmt, saturate=saturate).numpy()
-        bad = np.flatnonzero(actual != expected)
-        assert bad.size == 0, (
-            f"{bad.size} wrong codes, saturate={saturate}; first: x={x[bad[0]].item()!r} "
-            f"-> {actual[bad[0]]:#x}, expected {expected[bad[0]]:#x}"
-        )
+        for conversion in (True, False):
+            with mock.patch.object(fpx.convert, "_conversion_pays_off", lambda device, on=conversion: on):
+                actual = encode(x, fmt, saturate=saturate).numpy()
+            bad = np.flatnonzero(actual != expected)
+            assert bad.size == 0, (
+                f"{bad.size} wrong codes, saturate={saturate}, conversion={conversion}; first: "
+                f"x={x[bad[0]].item()!r} -> {actual[bad[0]]:#x}, expected {expected[bad[0]]:#x}"
+            )
+
+
+def test_fp8_rounds_by_conversion_in_eager_and_bit_by_bit_compiled_on_cpu():
+    x = torch.tensor([1.0, 300.0, float("nan")])
+    with mock.patch.object(fpx.convert, "_encode_by_conversion", wraps=fpx.convert._encode_by_conversion) as cast:
+        eager = encode(x, E4M3)
+        torch._dynamo.reset()
+        compiled = torch.compile(lambda t: encode(t, E4M3), fullgraph=True)(x)
+    assert cast.call_count == 1 and torch.equal(eager, compiled)
+    torch._dynamo.reset()
 
 
 def conversion_everywhere():
