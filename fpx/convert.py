@@ -479,6 +479,28 @@ def encode(
 
 
 # ---- code -> float --------------------------------------------------------------------------
+def _decodes_by_cast(device: torch.device) -> bool:
+    """Whether E4M3 and E5M2 codes become float32 through torch's float8 cast
+    (:func:`_code_to_float32_by_cast`): on CPU outside ``torch.compile``, where ATen's cast is
+    one pass against a dozen eager operations of :func:`_code_to_float32` (2 cores, 16 Mi E4M3
+    codes, two runs: to float32 525-704 -> 139-166 ms, to bfloat16 602-727 -> 169-193). Compiled, the field arithmetic vectorizes and the cast does not (CPU),
+    and on CUDA the float32 placement takes fewer instructions than torch's cast kernel."""
+    return device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def _code_to_float32_by_cast(code: torch.Tensor, float8: torch.dtype) -> torch.Tensor:
+    """:func:`_code_to_float32` of E4M3/E5M2 codes by torch's cast (exact: every value is a
+    float32). The cast keeps a NaN's sign but not the quiet NaN pattern decode gives, so NaNs
+    are rewritten as it: the sign and float32's quiet NaN."""
+    values = code.to(torch.uint8).view(float8).to(torch.float32)
+    bits = values.view(torch.int32)
+    quiet = (bits & _FLOAT32_SIGN) | 0x7FC00000
+    return torch.where(values != values, quiet, bits).view(torch.float32)
+
+
+_FLOAT32_SIGN = -(1 << 31)  # bit 31 as an int32
+
+
 def _code_to_float32(code: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
     """float32 values of integer codes (only their low ``fmt.bits`` bits are read); exact."""
     m = fmt.mantissa_bits
@@ -577,7 +599,11 @@ def _decode_int(code: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype) -> tor
     placement_dtypes = tuple(_QUIET_NAN_BITS) if _bfloat16_by_float16_placement(code.device) else (torch.float16,)
     if dtype in placement_dtypes and _fits_float16_placement(fmt):
         return _decode_by_float16_placement(code, fmt, dtype)
-    values = _code_to_float32(code, fmt)
+    float8 = _float8_dtype(fmt)
+    if float8 is not None and _decodes_by_cast(code.device):
+        values = _code_to_float32_by_cast(code, float8)
+    else:
+        values = _code_to_float32(code, fmt)
     if dtype == torch.bfloat16 and fmt.has_nan:
         # Every value of a format of at most 8 bits has at most 7 mantissa bits, so it is
         # exact in bfloat16: the float32's top half, NaN signs included, which a float32 ->

@@ -340,3 +340,18 @@ def test_fp4_storage_views_as_torch_float4():
     assert torch.equal(as_float4.view(torch.uint8), packed)
     assert packed.tolist() == [0xA1, 0x07, 0x3D]  # (-1.0, 0.5), (0.0, 6.0), (1.5, -3.0)
     assert torch.equal(decode(unpack_fp4(as_float4, 6), E2M1), x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("fmt", [E4M3, E5M2], ids=["E4M3", "E5M2"])
+def test_decode_by_cast_is_decode_by_fields_bit_for_bit(fmt, dtype):
+    # CPU's eager route (torch's float8 cast, NaNs rewritten as decode's quiet NaNs) against the
+    # field arithmetic it replaces there (compiled CPU code keeps it): every code, every bit.
+    codes = all_codes(fmt)
+    with mock.patch.object(fpx.convert, "_code_to_float32_by_cast", wraps=fpx.convert._code_to_float32_by_cast) as cast:
+        by_cast = decode(codes, fmt, dtype)
+    assert cast.call_count == (0 if dtype == torch.float16 else 1)  # float16: its own placement
+    with mock.patch.object(fpx.convert, "_decodes_by_cast", lambda device: False):
+        by_fields = decode(codes, fmt, dtype)
+    bits = {torch.float64: torch.int64, torch.float32: torch.int32}.get(dtype, torch.int16)
+    assert torch.equal(by_cast.view(bits), by_fields.view(bits))
