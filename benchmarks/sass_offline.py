@@ -87,7 +87,7 @@ CUDA_CHOICES = {
     "fpx.nn": ["_float_bits_pay_off", "_float_decode_by_casts", "_marks_the_decode", "_sums_products_in_one_trip",
                "_matmul_by_weight_blocks"],
     "fpx.convert": ["_conversion_pays_off", "_float_add_pays_off", "_float32_placement_pays_off",
-                    "_signs_from_bits", "_bfloat16_by_float16_placement", "_decodes_by_cast"],
+                    "_signs_from_bits", "_bfloat16_by_float16_placement", "_decodes_by_table"],
 }
 
 

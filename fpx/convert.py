@@ -382,9 +382,12 @@ def _encode_by_conversion(x: torch.Tensor, fmt: FloatFormat, saturate: bool, flo
 # that always saturate, nearest rounding is one float add: 16-17 instructions, most of them
 # full-rate float ones.
 def _float_add_pays_off(device: torch.device) -> bool:
-    """Round FP6/FP4 by _encode_by_float_add: on CUDA. On CPU inductor's C++ kernel of it stays
-    scalar (its float <-> int32 views): 14 ms against 2.7 ms for the bit-level path, 8 Mi
-    float32 values to E2M1, compiled, 2 cores."""
+    """Round FP6/FP4 by _encode_by_float_add: on CUDA, and on CPU outside ``torch.compile``
+    (fewer eager operations: 16 Mi float32 values, 2 cores, E2M1 614-642 -> 350-376 ms, E3M2
+    601-617 -> 350-362). Compiled on CPU, inductor's C++ kernel of it stays scalar (its float
+    <-> int32 views): 14 ms against 2.7 ms for the bit-level path, 8 Mi float32 values to E2M1."""
+    if device.type == "cpu":
+        return not torch.compiler.is_compiling()
     return device.type == "cuda"
 
 
@@ -479,26 +482,24 @@ def encode(
 
 
 # ---- code -> float --------------------------------------------------------------------------
-def _decodes_by_cast(device: torch.device) -> bool:
-    """Whether E4M3 and E5M2 codes become float32 through torch's float8 cast
-    (:func:`_code_to_float32_by_cast`): on CPU outside ``torch.compile``, where ATen's cast is
-    one pass against a dozen eager operations of :func:`_code_to_float32` (2 cores, 16 Mi E4M3
-    codes, two runs: to float32 525-704 -> 139-166 ms, to bfloat16 602-727 -> 169-193). Compiled, the field arithmetic vectorizes and the cast does not (CPU),
-    and on CUDA the float32 placement takes fewer instructions than torch's cast kernel."""
+def _decodes_by_table(device: torch.device) -> bool:
+    """Whether codes become float32 by indexing a table of the format's values
+    (:func:`_code_to_float32_by_table`): on CPU outside ``torch.compile``, where one
+    ``index_select`` pass replaces a dozen eager operations of :func:`_code_to_float32` (2
+    cores, 16 Mi codes, two runs: E4M3 to float32 529-631 -> 45-49 ms, to bfloat16 565-615 ->
+    90-95, E2M1 to float32 524-554 -> 78-86).
+    Compiled, the field arithmetic fuses into its consumer, and an indirect load would not
+    vectorize (CPU) or would cost a gather per code (CUDA)."""
     return device.type == "cpu" and not torch.compiler.is_compiling()
 
 
-def _code_to_float32_by_cast(code: torch.Tensor, float8: torch.dtype) -> torch.Tensor:
-    """:func:`_code_to_float32` of E4M3/E5M2 codes by torch's cast (exact: every value is a
-    float32). The cast keeps a NaN's sign but not the quiet NaN pattern decode gives, so NaNs
-    are rewritten as it: the sign and float32's quiet NaN."""
-    values = code.to(torch.uint8).view(float8).to(torch.float32)
-    bits = values.view(torch.int32)
-    quiet = (bits & _FLOAT32_SIGN) | 0x7FC00000
-    return torch.where(values != values, quiet, bits).view(torch.float32)
-
-
-_FLOAT32_SIGN = -(1 << 31)  # bit 31 as an int32
+def _code_to_float32_by_table(code: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
+    """:func:`_code_to_float32` by a table of its own results for every code (``2 ** bits``
+    entries, NaN bit patterns included), indexed by each code's low ``fmt.bits`` bits: the same
+    bits."""
+    table = _code_to_float32(torch.arange(1 << fmt.bits, dtype=torch.int32, device=code.device), fmt)
+    index = (code & ((1 << fmt.bits) - 1)).to(torch.int32).reshape(-1)
+    return table.index_select(0, index).reshape(code.shape)
 
 
 def _code_to_float32(code: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
@@ -599,9 +600,8 @@ def _decode_int(code: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype) -> tor
     placement_dtypes = tuple(_QUIET_NAN_BITS) if _bfloat16_by_float16_placement(code.device) else (torch.float16,)
     if dtype in placement_dtypes and _fits_float16_placement(fmt):
         return _decode_by_float16_placement(code, fmt, dtype)
-    float8 = _float8_dtype(fmt)
-    if float8 is not None and _decodes_by_cast(code.device):
-        values = _code_to_float32_by_cast(code, float8)
+    if _decodes_by_table(code.device):
+        values = _code_to_float32_by_table(code, fmt)
     else:
         values = _code_to_float32(code, fmt)
     if dtype == torch.bfloat16 and fmt.has_nan:

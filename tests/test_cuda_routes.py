@@ -34,7 +34,7 @@ from .fpx.test_nn import CASES, IDS
 CUDA_ANSWERS = {
     ("fpx.convert", "_conversion_pays_off"): lambda device: True,
     ("fpx.convert", "_float_add_pays_off"): lambda device: True,
-    ("fpx.convert", "_decodes_by_cast"): lambda device: False,
+    ("fpx.convert", "_decodes_by_table"): lambda device: False,
     ("fpx.convert", "_float32_placement_pays_off"): lambda device: True,
     ("fpx.convert", "_signs_from_bits"): lambda device: True,
     ("fpx.convert", "_bfloat16_by_float16_placement"): lambda device: True,
@@ -108,7 +108,7 @@ def test_the_answers_are_the_functions_own_for_a_cuda_device(choice):
     further = {
         "_patterns_from_buffer_pays_off": ([(1,)], [(2,)]),  # rows
         "_matmul_by_weight_blocks": ([], [()]),  # CPU's choice: CUDA says no
-        "_decodes_by_cast": ([], [()]),  # CPU's choice in eager: CUDA says no
+        "_decodes_by_table": ([], [()]),  # CPU's choice in eager: CUDA says no
         "_sums_products_in_one_trip": ([(fpx.INT3, 1), (fpx.E2M3, 1), (fpx.INT4, 2), (fpx.E2M1, 4)], [(fpx.INT4, 1), (fpx.E4M3, 1), (fpx.INT8, 2), (fpx.INT8, 4)]),
     }
     yes, no = further.get(name, ([()], []))

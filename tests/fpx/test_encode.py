@@ -162,27 +162,30 @@ def as_float64(x):
 @pytest.mark.parametrize("inputs", INPUT_SETS)
 @pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
 def test_encode_matches_reference(fmt, inputs):
-    # CPU's eager route (FP8: ATen's cast) and the bit-level one (what compiled CPU code runs).
+    # CPU's eager route (FP8: ATen's cast; FP6/FP4: one float add) and the bit-level one (what
+    # compiled CPU code runs).
     x = make_inputs(inputs, fmt)
     for saturate in (True, False):
         expected = reference(fmt).nearest(as_float64(x), saturate)
-        for conversion in (True, False):
-            with mock.patch.object(fpx.convert, "_conversion_pays_off", lambda device, on=conversion: on):
+        for eager_route in (True, False):
+            with mock.patch.object(fpx.convert, "_conversion_pays_off", lambda device, on=eager_route: on), \
+                    mock.patch.object(fpx.convert, "_float_add_pays_off", lambda device, on=eager_route: on):
                 actual = encode(x, fmt, saturate=saturate).numpy()
             bad = np.flatnonzero(actual != expected)
             assert bad.size == 0, (
-                f"{bad.size} wrong codes, saturate={saturate}, conversion={conversion}; first: "
+                f"{bad.size} wrong codes, saturate={saturate}, eager route={eager_route}; first: "
                 f"x={x[bad[0]].item()!r} -> {actual[bad[0]]:#x}, expected {expected[bad[0]]:#x}"
             )
 
 
-def test_fp8_rounds_by_conversion_in_eager_and_bit_by_bit_compiled_on_cpu():
-    x = torch.tensor([1.0, 300.0, float("nan")])
-    with mock.patch.object(fpx.convert, "_encode_by_conversion", wraps=fpx.convert._encode_by_conversion) as cast:
-        eager = encode(x, E4M3)
+@pytest.mark.parametrize("fmt, route", [(E4M3, "_encode_by_conversion"), (E2M1, "_encode_by_float_add")], ids=["E4M3", "E2M1"])
+def test_cpu_eager_rounds_by_its_route_and_compiled_bit_by_bit(fmt, route):
+    x = torch.tensor([1.0, 300.0, -0.3, float("nan")])
+    with mock.patch.object(fpx.convert, route, wraps=getattr(fpx.convert, route)) as eager_route:
+        eager = encode(x, fmt)
         torch._dynamo.reset()
-        compiled = torch.compile(lambda t: encode(t, E4M3), fullgraph=True)(x)
-    assert cast.call_count == 1 and torch.equal(eager, compiled)
+        compiled = torch.compile(lambda t: encode(t, fmt), fullgraph=True)(x)
+    assert eager_route.call_count == 1 and torch.equal(eager, compiled)
     torch._dynamo.reset()
 
 

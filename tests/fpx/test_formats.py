@@ -343,15 +343,18 @@ def test_fp4_storage_views_as_torch_float4():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16], ids=str)
-@pytest.mark.parametrize("fmt", [E4M3, E5M2], ids=["E4M3", "E5M2"])
-def test_decode_by_cast_is_decode_by_fields_bit_for_bit(fmt, dtype):
-    # CPU's eager route (torch's float8 cast, NaNs rewritten as decode's quiet NaNs) against the
-    # field arithmetic it replaces there (compiled CPU code keeps it): every code, every bit.
+@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+def test_decode_by_table_is_decode_by_fields_bit_for_bit(fmt, dtype):
+    # CPU's eager route (a table of the field arithmetic's results, indexed by each code)
+    # against the field arithmetic itself (compiled CPU code keeps it): every code, every bit,
+    # codes with stray high bits too (read: the low fmt.bits bits only).
     codes = all_codes(fmt)
-    with mock.patch.object(fpx.convert, "_code_to_float32_by_cast", wraps=fpx.convert._code_to_float32_by_cast) as cast:
-        by_cast = decode(codes, fmt, dtype)
-    assert cast.call_count == (0 if dtype == torch.float16 else 1)  # float16: its own placement
-    with mock.patch.object(fpx.convert, "_decodes_by_cast", lambda device: False):
+    codes = torch.cat([codes, codes | (0xFF ^ ((1 << fmt.bits) - 1))])
+    with mock.patch.object(fpx.convert, "_code_to_float32_by_table", wraps=fpx.convert._code_to_float32_by_table) as table:
+        by_table = decode(codes, fmt, dtype)
+    with mock.patch.object(fpx.convert, "_decodes_by_table", lambda device: False):
         by_fields = decode(codes, fmt, dtype)
     bits = {torch.float64: torch.int64, torch.float32: torch.int32}.get(dtype, torch.int16)
-    assert torch.equal(by_cast.view(bits), by_fields.view(bits))
+    assert torch.equal(by_table.view(bits), by_fields.view(bits))
+    placed = dtype == torch.float16 and fpx.convert._fits_float16_placement(fmt)  # float16's own route
+    assert table.call_count == (0 if placed else 1)
