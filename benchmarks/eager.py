@@ -46,6 +46,7 @@ def cases(x: torch.Tensor):
         ("encode E2M1", lambda: fpx.encode(x, fpx.E2M1)),
         ("decode E4M3 -> float32", lambda: fpx.decode(e4m3, fpx.E4M3)),
         ("decode E4M3 -> bfloat16", lambda: fpx.decode(e4m3, fpx.E4M3, torch.bfloat16)),
+        ("decode E4M3 -> float16", lambda: fpx.decode(e4m3, fpx.E4M3, torch.float16)),
         ("decode E2M1 -> float32", lambda: fpx.decode(e2m1, fpx.E2M1)),
         ("round_to E4M3", lambda: fpx.round_to(x, fpx.E4M3)),
         ("fake_quantize E4M3, groups of 128", lambda: fpx.fake_quantize(x, fpx.E4M3, group_size=128)),

@@ -483,23 +483,14 @@ def encode(
 
 # ---- code -> float --------------------------------------------------------------------------
 def _decodes_by_table(device: torch.device) -> bool:
-    """Whether codes become float32 by indexing a table of the format's values
-    (:func:`_code_to_float32_by_table`): on CPU outside ``torch.compile``, where one
-    ``index_select`` pass replaces a dozen eager operations of :func:`_code_to_float32` (2
-    cores, 16 Mi codes, two runs: E4M3 to float32 529-631 -> 45-49 ms, to bfloat16 565-615 ->
-    90-95, E2M1 to float32 524-554 -> 78-86).
+    """Whether :func:`_decode_int` indexes a table of the format's values in the output dtype:
+    on CPU outside ``torch.compile``, where one ``index_select`` pass replaces a dozen eager
+    operations of the field arithmetic (2 cores, 16 Mi codes, two runs, a float32 table first:
+    E4M3 to float32 529-631 -> 45-49 ms, to bfloat16 565-615 -> 90-95, E2M1 to float32
+    524-554 -> 78-86).
     Compiled, the field arithmetic fuses into its consumer, and an indirect load would not
     vectorize (CPU) or would cost a gather per code (CUDA)."""
     return device.type == "cpu" and not torch.compiler.is_compiling()
-
-
-def _code_to_float32_by_table(code: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
-    """:func:`_code_to_float32` by a table of its own results for every code (``2 ** bits``
-    entries, NaN bit patterns included), indexed by each code's low ``fmt.bits`` bits: the same
-    bits."""
-    table = _code_to_float32(torch.arange(1 << fmt.bits, dtype=torch.int32, device=code.device), fmt)
-    index = (code & ((1 << fmt.bits) - 1)).to(torch.int32).reshape(-1)
-    return table.index_select(0, index).reshape(code.shape)
 
 
 def _code_to_float32(code: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
@@ -594,16 +585,24 @@ def _bfloat16_by_float16_placement(device: torch.device) -> bool:
 
 
 def _decode_int(code: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype) -> torch.Tensor:
-    """decode of int32 codes (what decode and round_to share)."""
+    """decode of int32 codes (what decode and round_to share): by the field arithmetic, or (CPU,
+    eager: :func:`_decodes_by_table`) by a table of its results for every code, indexed by
+    each code's low ``fmt.bits`` bits: the same bits, NaN patterns included."""
+    if _decodes_by_table(code.device):
+        table = _decode_int_by_fields(torch.arange(1 << fmt.bits, dtype=torch.int32, device=code.device), fmt, dtype)
+        index = (code & ((1 << fmt.bits) - 1)).to(torch.int32).reshape(-1)
+        return table.index_select(0, index).reshape(code.shape)
+    return _decode_int_by_fields(code, fmt, dtype)
+
+
+def _decode_int_by_fields(code: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype) -> torch.Tensor:
+    """:func:`_decode_int` by the codes' fields: the kernels compiled code fuses."""
     if _float32_placement_pays_off(code.device) and _fits_float32_placement(fmt, dtype):
         return _decode_by_float32_placement(code, fmt, dtype)
     placement_dtypes = tuple(_QUIET_NAN_BITS) if _bfloat16_by_float16_placement(code.device) else (torch.float16,)
     if dtype in placement_dtypes and _fits_float16_placement(fmt):
         return _decode_by_float16_placement(code, fmt, dtype)
-    if _decodes_by_table(code.device):
-        values = _code_to_float32_by_table(code, fmt)
-    else:
-        values = _code_to_float32(code, fmt)
+    values = _code_to_float32(code, fmt)
     if dtype == torch.bfloat16 and fmt.has_nan:
         # Every value of a format of at most 8 bits has at most 7 mantissa bits, so it is
         # exact in bfloat16: the float32's top half, NaN signs included, which a float32 ->
