@@ -274,14 +274,34 @@ def unpack_padded3_spread(words: torch.Tensor, signed: bool = False) -> torch.Te
     return values
 
 
-# Per width: the (shift, mask) steps that spread the 8 fields of one chunk (8 * bits stream
-# bits, zero-extended into an int64) to one per byte: each step moves the upper half of every
-# piece up by ``shift`` and the mask keeps both halves; after three steps byte i holds field i.
-_SPREAD_STEPS = {
-    4: ((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF), (4, 0x0F0F0F0F0F0F0F0F)),
-    2: ((24, 0x000000FF000000FF), (12, 0x000F000F000F000F), (6, 0x0303030303030303)),
-    1: ((28, 0x0000000F0000000F), (14, 0x0003000300030003), (7, 0x0101010101010101)),
-}
+def _gather_steps(bits: int) -> list[tuple[int, int, int]]:
+    """(shift, mask, field) per step that brings the 8 fields of an int64 (one per byte, the
+    low ``bits`` bits of each) together. Step k joins the two fields of ``field = bits << k``
+    bits in each ``16 << k``-bit lane, the low one at the lane's bit 0 and the high one at its
+    middle: ``mask`` keeps the low one in every lane, and the high one comes down by ``shift``
+    next to it. After three steps the int64 holds its 8 fields in its low 8 * bits bits."""
+    steps = []
+    for k in range(3):
+        field, lane = bits << k, 16 << k
+        mask = sum(((1 << field) - 1) << start for start in range(0, 64, lane))
+        steps.append(((lane >> 1) - field, mask, field))
+    return steps
+
+
+def _gather(words: torch.Tensor, bits: int) -> torch.Tensor:
+    """int64 words of 8 byte values -> each word's 8 fields (the low ``bits`` bits of each byte;
+    the rest dropped) side by side in its low 8 * bits bits, by :func:`_gather_steps`."""
+    for shift, mask, field in _gather_steps(bits):
+        words = (words & mask) | ((words >> shift) & (mask << field))
+    return words
+
+
+def _spread(chunks: torch.Tensor, bits: int) -> torch.Tensor:
+    """The inverse of :func:`_gather`: int64s whose low 8 * bits bits hold 8 fields (bits above
+    them dropped) -> one field per byte, by :func:`_gather_steps` run backwards."""
+    for shift, mask, field in reversed(_gather_steps(bits)):
+        chunks = (chunks & mask) | ((chunks << shift) & (mask << (field + shift)))
+    return chunks
 
 
 def unpack_spread_words(words: torch.Tensor, bits: int, signed: bool = False) -> torch.Tensor:
@@ -290,7 +310,7 @@ def unpack_spread_words(words: torch.Tensor, bits: int, signed: bool = False) ->
     of the stream in byte i (little-endian).
 
     Each int32 word is 4 / bits chunks of 8 values; each chunk spreads into one int64 by three
-    shift-and-mask steps (:data:`_SPREAD_STEPS`), without per-value loads or shifts that vary by
+    shift-and-mask steps (:func:`_spread`), without per-value loads or shifts that vary by
     value. For inductor's C++ backend: the byte-at-a-time unpack computes each value's shift
     from its index, which kept the kernel scalar (2-core CPU, ``benchmarks/pack.py --mib 16``,
     of clone: 4-bit 0.22x by bytes, 0.63-1.09x by this; 2-bit 0.22x, 0.63-1.04x; 1-bit 0.25x,
@@ -301,16 +321,9 @@ def unpack_spread_words(words: torch.Tensor, bits: int, signed: bool = False) ->
     >>> unpack_spread_words(words, 4).view(torch.uint8).tolist()
     [0, 1, 2, 3, 4, 5, 6, 7]
     """
-    chunk_bits = 8 * bits
     w = words.to(torch.int64) & 0xFFFFFFFF  # the int32's bits, not its sign-extended value
-    chunks = []
-    for j in range(4 // bits):
-        chunk = w >> (chunk_bits * j) if j else w
-        if chunk_bits < 32:
-            chunk = chunk & ((1 << chunk_bits) - 1)
-        for shift, mask in _SPREAD_STEPS[bits]:
-            chunk = (chunk | (chunk << shift)) & mask
-        chunks.append(chunk)
+    # Chunk j is the word shifted down by j chunks: _spread drops the bits above it.
+    chunks = [_spread(w >> (8 * bits * j) if j else w, bits) for j in range(4 // bits)]
     values = chunks[0] if len(chunks) == 1 else torch.stack(chunks, -1).flatten(-2)
     if signed:
         values = _sign_extend_bytes(values, bits, 0x0101010101010101)
@@ -322,9 +335,8 @@ def pack_gather_words(words: torch.Tensor, bits: int) -> torch.Tensor:
     byte values each (each byte's low ``bits`` bits are read) -> (..., W bits / 4) int32 words
     of the dense stream.
 
-    The spread's steps run backwards (shift right, keep the previous step's mask), which
-    gathers each int64's 8 fields into its low 8 * bits bits; 32 / (8 bits) of those make one
-    int32 word. The word is formed in int64 and folded into int32's range before the narrowing
+    :func:`_gather` brings each int64's 8 fields into its low 8 * bits bits; 32 / (8 bits) of
+    those make one int32 word. The word is formed in int64 and folded into int32's range before the narrowing
     (the stream's bit 31 is the int32's sign), so no conversion overflows.
 
     >>> import torch
@@ -333,12 +345,7 @@ def pack_gather_words(words: torch.Tensor, bits: int) -> torch.Tensor:
     '0x76543210'
     """
     chunk_bits = 8 * bits
-    steps = _SPREAD_STEPS[bits]
-    masks = [(1 << chunk_bits) - 1] + [mask for _, mask in steps[:-1]]
-    chunks = words & steps[-1][1]  # each byte's low bits, where the spread left them
-    for (shift, _), mask in zip(reversed(steps), reversed(masks)):
-        chunks = (chunks | (chunks >> shift)) & mask
-    chunks = chunks.unflatten(-1, (-1, 32 // chunk_bits))
+    chunks = _gather(words, bits).unflatten(-1, (-1, 32 // chunk_bits))
     word = chunks[..., 0]
     for j in range(1, 32 // chunk_bits):
         word = word | (chunks[..., j] << (chunk_bits * j))
@@ -355,26 +362,20 @@ def _sign_extend_bytes(values: torch.Tensor, bits: int, ones: int = 0x01010101) 
 
 
 
-def _gather_steps(bits: int) -> list[tuple[int, int, int]]:
-    """(shift, mask, field) per step that brings the 8 fields of an int64 (one per byte, the
-    low ``bits`` bits of each) together. Step k joins the two fields of ``field = bits << k``
-    bits in each ``16 << k``-bit lane, the low one at the lane's bit 0 and the high one at its
-    middle: ``mask`` keeps the low one in every lane, and the high one comes down by ``shift``
-    next to it. After three steps the int64 holds its 8 fields in its low 8 * bits bits."""
-    steps = []
-    for k in range(3):
-        field, lane = bits << k, 16 << k
-        mask = sum(((1 << field) - 1) << start for start in range(0, 64, lane))
-        steps.append(((lane >> 1) - field, mask, field))
-    return steps
+def _inductor_buffer(t: torch.Tensor) -> torch.Tensor:
+    """``t`` (the fresh result of an operation: its storage starts with it) itself, as a view of
+    all of it, which inductor writes out as a buffer of its own before its consumer: its
+    lowering of ``as_strided`` realizes the input. Eager, it is ``t`` as it was. Uses:
 
-
-def _realized(t: torch.Tensor) -> torch.Tensor:
-    """``t`` itself (eager), which inductor writes out as a buffer of its own before its
-    consumer: its lowering of ``as_strided`` realizes the input. It splits a kernel whose two
-    halves want different loops: one word by word over contiguous words, which inductor's C++
-    vectorizes, and one with an inner dim of ``bits`` or 8 words, which it runs scalar."""
-    return t.as_strided(t.shape, t.stride())
+    - split a kernel whose two halves want different loops: one word by word over contiguous
+      words, which inductor's C++ vectorizes, and one with an inner dim of ``bits`` or 8 words,
+      which it runs scalar (:func:`pack_gather_stream`, :func:`unpack_spread_stream`);
+    - hand a consumer a contiguous buffer, which inductor's reduction heuristics see
+      (``fpx.nn._sums_products_in_one_trip``: on CUDA the buffer is fused back into the
+      consumer's kernel and never allocated) and its C++ vectorizer too (x in the order of the
+      words, ``fpx.nn.LowBitLinear._gemv``: one small kernel on CPU).
+    """
+    return t.as_strided(t.shape, t.stride())  # dynamo traces no storage_offset()
 
 
 def _chunk_dtype(bits: int) -> torch.dtype:
@@ -387,7 +388,7 @@ def pack_gather_stream(words: torch.Tensor, bits: int) -> torch.Tensor:
     (..., bits G) int64 words of the dense stream of ``bits``-bit values (1..7).
 
     Two passes, for inductor's C++ backend: each int64 is gathered into 8 * bits contiguous
-    bits (:func:`_gather_steps`: three shift-and-mask steps, vectorized word by word), then
+    bits (:func:`_gather`: three shift-and-mask steps, vectorized word by word), then
     every 8 of those chunks fill ``bits`` int64 words of the stream, each the OR of the 2 or 3
     chunks that overlap it, shifted into place (a scalar loop over groups, with no per-value
     work). Byte at a time, each byte of a 3/5/6/7-bit stream gathers 2 or 3 values at offsets
@@ -399,10 +400,7 @@ def pack_gather_stream(words: torch.Tensor, bits: int) -> torch.Tensor:
     >>> stream.shape, hex(stream[0].item() & 0xFFFFFF)
     (torch.Size([3]), '0xfac688')
     """
-    chunks = words
-    for shift, mask, field in _gather_steps(bits):
-        chunks = (chunks & mask) | ((chunks >> shift) & (mask << field))
-    chunks = _realized(chunks.to(_chunk_dtype(bits))).to(torch.int64).unflatten(-1, (-1, 8))
+    chunks = _inductor_buffer(_gather(words, bits).to(_chunk_dtype(bits))).to(torch.int64).unflatten(-1, (-1, 8))
     chunk_bits = 8 * bits
     out = []
     for j in range(bits):  # stream word j: bits [64 j, 64 j + 64) of the group
@@ -425,7 +423,7 @@ def unpack_spread_stream(words: torch.Tensor, bits: int, signed: bool = False) -
 
     Chunk i of a group, stream bits [8 bits i, 8 bits (i + 1)), is cut from the one or two
     stream words holding it (a scalar loop over groups), then spread to one value per byte by
-    :func:`_gather_steps` run backwards (vectorized word by word).
+    :func:`_spread` (vectorized word by word).
 
     >>> import torch
     >>> values = torch.arange(64, dtype=torch.uint8) % 8
@@ -442,9 +440,7 @@ def unpack_spread_stream(words: torch.Tensor, bits: int, signed: bool = False) -
         if r + chunk_bits > 64:  # straddles into the next word
             chunk = (chunk & ((1 << (64 - r)) - 1)) | (words[..., q + 1] << (64 - r))
         chunks.append(chunk)  # bits above the chunk's: the spread's masks drop them
-    chunks = _realized(torch.stack(chunks, -1).flatten(-2).to(_chunk_dtype(bits))).to(torch.int64)
-    for shift, mask, field in reversed(_gather_steps(bits)):
-        chunks = (chunks & mask) | ((chunks << shift) & (mask << (field + shift)))
+    chunks = _spread(_inductor_buffer(torch.stack(chunks, -1).flatten(-2).to(_chunk_dtype(bits))).to(torch.int64), bits)
     if signed:
         chunks = _sign_extend_bytes(chunks, bits, 0x0101010101010101)
     return chunks

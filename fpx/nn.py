@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import bitpack
+from bitpack.words import _inductor_buffer
 
 from .convert import _INT32_SIGN_BIT, _fits_float32_placement, _float16_placed, decode
 from .formats import FloatFormat, IntFormat
@@ -759,8 +760,9 @@ def _matmul_by_weight_blocks(device: torch.device) -> bool:
 
 def _sums_products_in_one_trip(device: torch.device, fmt, rows: int) -> bool:
     """Whether :meth:`LowBitLinear._gemv` hands each plane's products to inductor as a buffer
-    (:func:`_inductor_buffer`), so that the plane's segment sums are a persistent reduction: one
-    trip over a segment of 128 (or the group), only the outputs per program tuned. On CUDA, for
+    (:func:`bitpack.words._inductor_buffer`), so that the plane's segment sums are a persistent
+    reduction: one trip over a segment of 128 (or the group), only the outputs per program
+    tuned. On CUDA, for
     codes of 1, 2, 3, 5, 6 and 7 bits (4 or 8 planes; 5 and 7 bits by likeness to 3 and 6, not
     measured), and for 4 bits (2 planes) from 2 rows on; never for 8-bit codes.
 
@@ -782,17 +784,6 @@ def _sums_products_in_one_trip(device: torch.device, fmt, rows: int) -> bool:
     ``benchmarks/timing.force_layer_choice("one_trip_products", ...)`` flips it for A/B runs.
     """
     return device.type == "cuda" and fmt.bits != 8 and (rows > 1 or fmt.bits != 4)
-
-
-def _inductor_buffer(t: torch.Tensor) -> torch.Tensor:
-    """``t`` (the fresh result of an operation: its storage starts with it) itself, as a view of
-    all of it, which inductor writes out as a buffer of its own before its consumer: its
-    lowering of ``as_strided`` realizes the input. The consumer then reads a contiguous buffer,
-    which inductor's reduction heuristics see (:func:`_sums_products_in_one_trip`: on CUDA the
-    buffer is fused back into the consumer's kernel and never allocated) and its C++ vectorizer
-    too (x in the order of the words, :meth:`LowBitLinear._gemv`: one small kernel on CPU).
-    Eager, it is ``t`` as it was."""
-    return t.as_strided(t.shape, t.stride())  # dynamo traces no storage_offset()
 
 
 def _e8m0_values(codes: torch.Tensor) -> torch.Tensor:

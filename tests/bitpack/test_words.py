@@ -510,7 +510,7 @@ def numels(shapes):
 
 @pytest.mark.parametrize("bits, signed", [(3, False), (7, True)])
 def test_stream_compiles_to_a_vectorized_pass_and_a_group_pass_cpu(bits, signed):
-    # Two loops by design (bitpack.words._realized), in one C++ kernel: the word-by-word gather
+    # Two loops by design (bitpack.words._inductor_buffer), in one C++ kernel: the word-by-word gather
     # or spread, which inductor vectorizes, and the pass over groups of 64 values. Allocated:
     # the output (in int64 words) and the chunks between the passes, one per 8 values.
     x = values((4, 2 * 64), bits, signed, bits)
