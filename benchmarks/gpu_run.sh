@@ -272,7 +272,7 @@ if [[ $what == sweep ]]; then
   for job in "${sweep_jobs[@]}"; do
     TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${SWEEP_TIMEOUT:-240} python3 benchmarks/linear.py $job \
       --csv "$OUT/sweep_$i.csv" > "$OUT/sweep_$i.log" 2>&1
-    echo "== $job"; grep -E "M=|FAILED|copy bandwidth|Error" "$OUT/sweep_$i.log" | cut -c1-150
+    echo "== $job"; grep -E "M=|FAILED|copy bandwidth|Error|template:" "$OUT/sweep_$i.log" | cut -c1-220
     i=$((i + 1))
   done
 fi

@@ -27,7 +27,9 @@ from timing import (  # noqa: E402
     environment_line,
     LAYER_CHOICES,
     force_layer_choice,
+    parse_template_configs,
     run_and_count_kernels,
+    template_configs,
     time_cpu,
     time_cuda_graph,
     tuned_configs,
@@ -112,6 +114,10 @@ def main():
     parser.add_argument("--tuning", choices=("cold-cache", "inductor", "cold-cache-all"), default="cold-cache",
                         help="the benchmark inductor tunes launch configs with: fpx.nn.cold_cache_tuning's "
                              "(default), inductor's own, or cold_cache_all_timings (templates too, research)")
+    parser.add_argument("--template-configs", default="",
+                        help="research: the CUDA matmul template tries exactly these configs, each also timed "
+                             "with the decode fused, e.g. 16x64x128s4w8,16x32x128s5w2 (BLOCK_M x BLOCK_N x "
+                             "BLOCK_K, stages, warps; warps uncapped)")
     for option, function in LAYER_CHOICES.items():
         parser.add_argument("--" + option.replace("_", "-"), choices=("auto", "0", "1"), default="auto",
                             help=f"force fpx.nn.{function} on (1) or off (0); auto: the layer's choice "
@@ -166,6 +172,9 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
     """Time one (shape, M, format) case; returns its row."""
     device, dtype = args.device, getattr(torch, args.dtype)
     options = {**fpx.nn.compile_options(device), **json.loads(args.options)}
+    template_list = parse_template_configs(args.template_configs)
+    if template_list:
+        options.setdefault("max_epilogue_benchmarked_choices", len(template_list))
     x = torch.randn(m, k, device=device, dtype=dtype)
     bf16_s = float("nan") if args.compile_only else seconds_per_call([lambda w=w: F.linear(x, w) for w in dense_weights], device)
     torch._dynamo.reset()
@@ -175,8 +184,8 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
     tuning = {"cold-cache": fpx.nn.cold_cache_tuning, "inductor": contextlib.nullcontext,
               "cold-cache-all": cold_cache_all_timings}[args.tuning]
     start = time.perf_counter()
-    with tuning():
-        out, kernels, _ = run_and_count_kernels(compiled[0], x)
+    with tuning(), (template_configs(template_list) if template_list else contextlib.nullcontext()):
+        out, kernels, source = run_and_count_kernels(compiled[0], x)
         if device == "cuda":
             torch.cuda.synchronize()
     compile_s = time.perf_counter() - start
@@ -185,7 +194,8 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
         nan = float("nan")
         return dict(shape=shape, m=m, fmt=name, us=nan, bf16_us=nan, speedup=nan, roofline=nan, kernels=kernels,
                     compile_s=compile_s, rel_err=nan, tinygemm_us=nan, configs=tuned_configs())
-    with tuning():  # a copy's first call loads the configs tuned above (same kernels), or tunes
+    # a copy's first call loads the configs tuned above (same kernels), or tunes
+    with tuning(), (template_configs(template_list) if template_list else contextlib.nullcontext()):
         for c in compiled[1:]:
             c(x)
     reference = x.float() @ layer.dequantize_weight().T
@@ -193,7 +203,7 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
     t = seconds_per_call([lambda c=c: c(x) for c in compiled], device)
     tinygemm = name in ("INT4", "UINT4") and device == "cuda" and dtype == torch.bfloat16
     tiny = tinygemm_seconds(x, n, k, args.group_size) if tinygemm else float("nan")
-    configs = tuned_configs()
+    configs = "; ".join(filter(None, [tuned_configs(), template_config_of(source)]))
     r = dict(shape=shape, m=m, fmt=name, us=t * 1e6, bf16_us=bf16_s * 1e6, speedup=bf16_s / t,
              roofline=floor_s / t, kernels=kernels, compile_s=compile_s, rel_err=error, tinygemm_us=tiny * 1e6,
              configs=configs)
@@ -203,6 +213,22 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
     if configs:
         print(f"{'':>11} configs {configs}", flush=True)
     return r
+
+
+def template_config_of(source):
+    """'template: BMxBNxBK sS wW' of the matmul template in generated code ('' if none)."""
+    import re
+
+    found = re.search(r"@triton_heuristics\.template\((.*?)\)\n@triton\.jit\ndef (triton_tem\w+)\((.*?)^''', device_str",
+                      source, re.S | re.M)
+    if found is None:
+        return ""
+    header, body = found.group(1), found.group(3)
+    warps = re.search(r"num_warps=(\d+)", header)
+    stages = re.search(r"num_stages=(\d+)", header)
+    blocks = [re.search(rf"{b}\s*:\s*tl\.constexpr\s*=\s*(\d+)", body) for b in ("BLOCK_M", "BLOCK_N", "BLOCK_K")]
+    sizes = "x".join(b.group(1) if b else "?" for b in blocks)
+    return f"template: {sizes} s{stages.group(1) if stages else '?'} w{warps.group(1) if warps else '?'}"
 
 
 def tinygemm_seconds(x, n, k, group_size):

@@ -7,6 +7,7 @@ timings of small kernels mostly measure the launch path).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import platform
 import statistics
@@ -160,3 +161,39 @@ def time_call(fn, *args) -> float:
     if device.type == "cuda":
         return time_cuda_graph([lambda: fn(*args)])
     return time_cpu(fn, *args)
+
+
+def parse_template_configs(spec: str) -> list[tuple[int, int, int, int, int]]:
+    """``"16x64x128s4w8,16x32x128s5w2"`` -> [(BLOCK_M, BLOCK_N, BLOCK_K, stages, warps), ...]."""
+    import re
+
+    configs = []
+    for item in filter(None, spec.split(",")):
+        match = re.fullmatch(r"(\d+)x(\d+)x(\d+)s(\d+)w(\d+)", item.strip())
+        if match is None:
+            raise ValueError(f"template config {item!r}: expected BMxBNxBKsSTAGESwWARPS, e.g. 16x64x128s4w8")
+        configs.append(tuple(map(int, match.groups())))
+    return configs
+
+
+@contextlib.contextmanager
+def template_configs(configs):
+    """Research: inductor's CUDA matmul template tries exactly ``configs`` (parse_template_configs)
+    while compiling in this block, warps as given. Inductor's own list caps the warps of a
+    program at one per 16 x 16 output tile (2 warps for a 16 x 32 tile): right for a plain
+    matmul, whose warps each own output tiles, but a decode prologue is spread over every thread
+    of the program, so more warps share it."""
+    from functools import partial
+    from unittest import mock
+
+    from torch._inductor.template_heuristics import triton as heuristics
+
+    def generator(self):
+        def configs_for(m, n, k, **kwargs):
+            for block_m, block_n, block_k, stages, warps in configs:
+                yield self.triton_config(stages, warps, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+                                         hint_override=None, GROUP_M=8)
+        return partial(configs_for)
+
+    with mock.patch.object(heuristics.CUDAMMTemplateConfigHeuristic, "_get_config_generator", generator):
+        yield

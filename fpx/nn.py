@@ -68,6 +68,12 @@ __all__ = ["LowBitLinear", "quantize_", "compile_options", "default_gemv_max_row
 SCALE_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 _TWO_POW_23_BITS = 0x4B000000  # float32 2^23: its unit in the last place is 1
 
+# Operations an elementwise value may count and still be inlined into its consumer under
+# compile_options("cuda") (inductor's realize_opcount_threshold; its default is 30): the largest
+# weight decodes of the matmul path, E3M2's and E2M3's, need 38 on torch 2.11.
+DECODE_OPCOUNT = 40
+
+
 def compile_options(device="cuda") -> dict:
     """Inductor options for ``torch.compile`` of a model with LowBitLinear layers on ``device``.
 
@@ -98,6 +104,16 @@ def compile_options(device="cuda") -> dict:
     kernels: make the first call inside :func:`fpx.nn.cold_cache_tuning` (INT4 at one row on an
     H200: 17.3-17.5 us over 5 compiles against 20.9-26.2); docs/inductor.md has the spreads.
 
+    Why a larger inlining limit (``realize_opcount_threshold`` 30 -> :data:`DECODE_OPCOUNT`):
+    inductor writes out an elementwise value of more than 30 operations before its consumer.
+    The FP6 and MX decodes and integer codes with zero-points count 31-38 (torch 2.11), so past
+    the row limit a half-decoded weight was written out (FP6: int32 codes; MX, zero-points:
+    float32 values; 256 MiB at 8192 x 8192) and read back by the rest of the decode, fused into
+    the matmul: E3M2, E2M3 and MX E2M1 at 16 and 64 rows took 145-153 us on an H200. With the
+    limit at 40, one decode kernel writes the bfloat16 weight for the matmul: 94-101 us. One row
+    unchanged (INT4 17.4, INT3 23.2, INT8 22.3, E4M3 19.1, UINT4 18.8, E2M1 21.8, E3M2 29.4,
+    E2M3 29.1 us).
+
     >>> import torch, fpx
     >>> model = fpx.quantize_(torch.nn.Sequential(torch.nn.Linear(64, 32)), fpx.INT4, group_size=32)
     >>> compiled = torch.compile(model, options=fpx.nn.compile_options("cpu"))
@@ -109,6 +125,7 @@ def compile_options(device="cuda") -> dict:
             "coordinate_descent_tuning": True,
             "coordinate_descent_check_all_directions": True,
             "max_epilogue_benchmarked_choices": 4,
+            "realize_opcount_threshold": DECODE_OPCOUNT,
         }
     return {}
 

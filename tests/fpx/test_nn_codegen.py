@@ -12,6 +12,7 @@ kernels (``python benchmarks/kernel_counts.py`` on the device) before updating t
 """
 
 import math
+import re
 
 import pytest
 import torch
@@ -132,6 +133,35 @@ def test_cuda_forward_at_16_rows_fuses_the_decode_into_the_matmul_template(fmt, 
     sizes = [math.prod(s) for s in allocations(source) if all(isinstance(d, int) for d in s)]
     assert all(size < n * k for size in sizes), allocations(source)
     assert kernel_count(source, "cuda") <= 2, source  # the template (+ the bias epilogue if unfused)
+
+
+# The decodes of more than 30 operations (FP6, MX scales, unsigned codes with zero-points):
+# with inductor's default inlining limit, half-decoded weights were written out (FP6: int32
+# codes; MX and zero-points: float32 values; 256 MiB at 8192 x 8192) and read back by a second
+# decode kernel fused into the matmul template (torch 2.11, H200: 145-153 us at 16 rows). Under
+# compile_options("cuda") one decode kernel writes the bfloat16 weight (94-101 us), or the
+# decode fuses into the template: no full-size buffer but the matmul's bfloat16 operand.
+@pytest.mark.cuda
+@pytest.mark.parametrize(
+    "fmt, kwargs",
+    [(fpx.E3M2, {"group_size": 128}), (fpx.E2M3, {"group_size": 128}), (fpx.E2M1, {"block": "mx"}),
+     (fpx.UINT3, {"group_size": 128})],
+    ids=["E3M2", "E2M3", "E2M1-MX", "UINT3"],
+)
+def test_cuda_forward_at_16_rows_writes_no_half_decoded_weight(fmt, kwargs):
+    torch.manual_seed(0)
+    n, k = 8192, 8192
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n), fmt, **kwargs).to("cuda", torch.bfloat16)
+    x = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
+    out, source = compile_and_code(layer, x, options=fpx.nn.compile_options("cuda"))
+    expected = x.float() @ layer.dequantize_weight().T + layer.bias.float()
+    torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=5e-2)
+    half_decoded = [
+        (shape, dtype) for shape, dtype in re.findall(r"= empty_strided\w*\(\((.*?)\), \(.*?\), (torch\.\w+)", source)
+        if dtype != "torch.bfloat16" and math.prod(int(d) for d in shape.split(",") if d.strip()) >= n * k
+    ]
+    assert half_decoded == [], half_decoded
+    assert kernel_count(source, "cuda") <= 2, source
 
 
 @pytest.mark.parametrize("rows", [1, 3])
