@@ -29,11 +29,17 @@ def kernel_count(source: str, device: str) -> int:
 
 def allocations(source: str) -> list[tuple[int, ...]]:
     """Shapes of the buffers the wrapper allocates (``empty_strided*((shape), ...)``)."""
-    shapes = []
-    for match in re.finditer(r"= empty_strided\w*\(\((.*?)\), \(", source):
+    return [shape for shape, _ in typed_allocations(source)]
+
+
+def typed_allocations(source: str) -> list[tuple[tuple[int, ...], str]]:
+    """(shape, dtype name such as ``"torch.float32"``, or None where the call names none in
+    third place) of each buffer the wrapper allocates."""
+    found = []
+    for match in re.finditer(r"= empty_strided\w*\(\((.*?)\), \(.*?\)(?:, (torch\.\w+))?", source):
         dims = [d.strip() for d in match.group(1).split(",") if d.strip()]
-        shapes.append(tuple(int(d) if d.isdigit() else d for d in dims))
-    return shapes
+        found.append((tuple(int(d) if d.isdigit() else d for d in dims), match.group(2)))
+    return found
 
 
 def vectorizes() -> bool:

@@ -12,14 +12,13 @@ kernels (``python benchmarks/kernel_counts.py`` on the device) before updating t
 """
 
 import math
-import re
 
 import pytest
 import torch
 
 import fpx
 
-from ..codegen import allocations, compile_and_code, kernel_count
+from ..codegen import allocations, compile_and_code, kernel_count, typed_allocations
 
 N, K = 64, 256
 CASES = [
@@ -123,16 +122,22 @@ def test_cuda_sums_at_one_row_are_persistent_reductions(fmt):
     ids=["INT8", "INT4", "E2M1"],
 )
 def test_cuda_forward_at_16_rows_fuses_the_decode_into_the_matmul_template(fmt, kwargs):
+    source, weight_size = compiled_forward_at_16_rows(fmt, kwargs)
+    sizes = [math.prod(s) for s in allocations(source) if all(isinstance(d, int) for d in s)]
+    assert all(size < weight_size for size in sizes), allocations(source)
+    assert kernel_count(source, "cuda") <= 2, source  # the template (+ the bias epilogue if unfused)
+
+
+def compiled_forward_at_16_rows(fmt, kwargs, n=8192, k=8192):
+    """(generated source, weight elements) of the layer compiled with compile_options("cuda")
+    at 16 rows of bfloat16, its output checked against the dequantized weight."""
     torch.manual_seed(0)
-    n, k = 8192, 8192
     layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n), fmt, **kwargs).to("cuda", torch.bfloat16)
     x = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
     out, source = compile_and_code(layer, x, options=fpx.nn.compile_options("cuda"))
     expected = x.float() @ layer.dequantize_weight().T + layer.bias.float()
     torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=5e-2)
-    sizes = [math.prod(s) for s in allocations(source) if all(isinstance(d, int) for d in s)]
-    assert all(size < n * k for size in sizes), allocations(source)
-    assert kernel_count(source, "cuda") <= 2, source  # the template (+ the bias epilogue if unfused)
+    return source, n * k
 
 
 # The decodes of more than 30 operations (FP6, MX scales, unsigned codes with zero-points):
@@ -149,16 +154,10 @@ def test_cuda_forward_at_16_rows_fuses_the_decode_into_the_matmul_template(fmt, 
     ids=["E3M2", "E2M3", "E2M1-MX", "UINT3"],
 )
 def test_cuda_forward_at_16_rows_writes_no_half_decoded_weight(fmt, kwargs):
-    torch.manual_seed(0)
-    n, k = 8192, 8192
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n), fmt, **kwargs).to("cuda", torch.bfloat16)
-    x = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
-    out, source = compile_and_code(layer, x, options=fpx.nn.compile_options("cuda"))
-    expected = x.float() @ layer.dequantize_weight().T + layer.bias.float()
-    torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=5e-2)
+    source, weight_size = compiled_forward_at_16_rows(fmt, kwargs)
     half_decoded = [
-        (shape, dtype) for shape, dtype in re.findall(r"= empty_strided\w*\(\((.*?)\), \(.*?\), (torch\.\w+)", source)
-        if dtype != "torch.bfloat16" and math.prod(int(d) for d in shape.split(",") if d.strip()) >= n * k
+        (shape, dtype) for shape, dtype in typed_allocations(source)
+        if dtype != "torch.bfloat16" and all(isinstance(d, int) for d in shape) and math.prod(shape) >= weight_size
     ]
     assert half_decoded == [], half_decoded
     assert kernel_count(source, "cuda") <= 2, source
