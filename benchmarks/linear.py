@@ -175,6 +175,9 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
     template_list = parse_template_configs(args.template_configs)
     if template_list:
         options.setdefault("max_epilogue_benchmarked_choices", len(template_list))
+
+    def templates():
+        return template_configs(template_list) if template_list else contextlib.nullcontext()
     x = torch.randn(m, k, device=device, dtype=dtype)
     bf16_s = float("nan") if args.compile_only else seconds_per_call([lambda w=w: F.linear(x, w) for w in dense_weights], device)
     torch._dynamo.reset()
@@ -184,7 +187,7 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
     tuning = {"cold-cache": fpx.nn.cold_cache_tuning, "inductor": contextlib.nullcontext,
               "cold-cache-all": cold_cache_all_timings}[args.tuning]
     start = time.perf_counter()
-    with tuning(), (template_configs(template_list) if template_list else contextlib.nullcontext()):
+    with tuning(), templates():
         out, kernels, source = run_and_count_kernels(compiled[0], x)
         if device == "cuda":
             torch.cuda.synchronize()
@@ -195,7 +198,7 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
         return dict(shape=shape, m=m, fmt=name, us=nan, bf16_us=nan, speedup=nan, roofline=nan, kernels=kernels,
                     compile_s=compile_s, rel_err=nan, tinygemm_us=nan, configs=tuned_configs())
     # a copy's first call loads the configs tuned above (same kernels), or tunes
-    with tuning(), (template_configs(template_list) if template_list else contextlib.nullcontext()):
+    with tuning(), templates():
         for c in compiled[1:]:
             c(x)
     reference = x.float() @ layer.dequantize_weight().T

@@ -183,7 +183,6 @@ def template_configs(configs):
     program at one per 16 x 16 output tile (2 warps for a 16 x 32 tile): right for a plain
     matmul, whose warps each own output tiles, but a decode prologue is spread over every thread
     of the program, so more warps share it."""
-    from functools import partial
     from unittest import mock
 
     from torch._inductor.template_heuristics import triton as heuristics
@@ -193,7 +192,7 @@ def template_configs(configs):
             for block_m, block_n, block_k, stages, warps in configs:
                 yield self.triton_config(stages, warps, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
                                          hint_override=None, GROUP_M=8)
-        return partial(configs_for)
+        return configs_for
 
     with mock.patch.object(heuristics.CUDAMMTemplateConfigHeuristic, "_get_config_generator", generator):
         yield
