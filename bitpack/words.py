@@ -336,8 +336,8 @@ def pack_gather_words(words: torch.Tensor, bits: int) -> torch.Tensor:
     of the dense stream.
 
     :func:`_gather` brings each int64's 8 fields into its low 8 * bits bits; 32 / (8 bits) of
-    those make one int32 word. The word is formed in int64 and folded into int32's range before the narrowing
-    (the stream's bit 31 is the int32's sign), so no conversion overflows.
+    those make one int32 word. The word is formed in int64 and folded into int32's range
+    before the narrowing (the stream's bit 31 is the int32's sign), so no conversion overflows.
 
     >>> import torch
     >>> values = torch.arange(8, dtype=torch.uint8)
