@@ -114,6 +114,15 @@ def compile_options(device="cuda") -> dict:
     unchanged (INT4 17.4, INT3 23.2, INT8 22.3, E4M3 19.1, UINT4 18.8, E2M1 21.8, E3M2 29.4,
     E2M3 29.1 us).
 
+    Why the output's loop order (``pick_loop_orders`` off): inductor orders a kernel's loops by
+    a vote of its memory accesses. Codes of 3 and 6 bits straddle bytes and are read twice, so
+    the decode of W.T iterated its codes' contiguous dim innermost; its write then no longer
+    matched the matmul template's read and inductor never tried the fusion ("no shared data"):
+    a decode kernel wrote the bfloat16 weight, then the template ran. In the output's order the
+    decode fuses into the template. H200, 8192 x 8192: INT3 at 16 rows 99 -> 65.6 us, 64 rows
+    77.1; E3M2 and E2M3 at 16 rows 93.9 -> 72.8, 64 rows 94.3 -> 79.1-80.5. Unchanged within
+    0.3 us: one row of INT4, INT3, INT8, E4M3, E2M1 and E3M2; 4 and 16 rows of INT4, INT8, E2M1.
+
     >>> import torch, fpx
     >>> model = fpx.quantize_(torch.nn.Sequential(torch.nn.Linear(64, 32)), fpx.INT4, group_size=32)
     >>> compiled = torch.compile(model, options=fpx.nn.compile_options("cpu"))
@@ -126,6 +135,7 @@ def compile_options(device="cuda") -> dict:
             "coordinate_descent_check_all_directions": True,
             "max_epilogue_benchmarked_choices": 4,
             "realize_opcount_threshold": DECODE_OPCOUNT,
+            "pick_loop_orders": False,
         }
     return {}
 
