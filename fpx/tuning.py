@@ -53,6 +53,19 @@ FLUSH_L2_MULTIPLE = 4
 # and a product per value in registers (255 at most); on an H200 every config of the layer's
 # kernels above 64 spilled.
 MAX_VALUES_PER_THREAD = 64
+# The matmul template's configs for a batch of at most 64 rows, by BLOCK_M (the batch rounded
+# up to a power of 2, 16 at least): (BLOCK_M, BLOCK_N, BLOCK_K, stages, warps). Narrow tiles
+# give a weight-streaming matmul more programs: inductor's own list (BLOCK_N 32 or more, a warp
+# per 16 x 16 output tile) runs 256 programs of 2 warps for 8192 outputs, about one warp per
+# scheduler, and a decode prologue then waits on latency. Each list keeps inductor's best plain
+# bfloat16 config of the 8192 x 8192 case (16 x 64 x 128 and 64 x 64 x 128, 4 warps), so that
+# an unquantized matmul keeps its tile. Measured on an H200, INT4 at 8192 x 8192 with the decode
+# fused: 16 rows 59.2 -> 50.5 us (16 x 16 x 128, 2 warps), 64 rows 66.7 -> 62.4 (64 x 32 x 128).
+SMALL_BATCH_TILES = {
+    16: ((16, 16, 128, 5, 2), (16, 16, 64, 6, 1), (16, 32, 128, 5, 2), (16, 64, 128, 5, 4)),
+    32: ((32, 16, 128, 5, 2), (32, 32, 128, 5, 2), (32, 32, 128, 5, 4), (32, 64, 128, 5, 4)),
+    64: ((64, 32, 128, 5, 4), (64, 32, 64, 5, 2), (64, 16, 128, 5, 4), (64, 64, 128, 5, 4)),
+}
 
 
 def cold_l2_time_ms(fn, flush: torch.Tensor, reps: int = REPS) -> float:
@@ -136,6 +149,7 @@ def cold_cache_tuning(reps: int = REPS, max_values_per_thread: int | None = MAX_
         if max_values_per_thread is not None:
             stack.enter_context(_skip_configs_above(max_values_per_thread))
         stack.enter_context(_wider_programs_after_descent())
+        stack.enter_context(_small_batch_tiles())
         yield
 
 
@@ -304,6 +318,68 @@ def _wider_programs(tuner, config):
                 candidate.num_warps = new["num_warps"]
                 if tuner.is_valid_config(candidate):
                     yield candidate
+
+
+def small_batch_tiles(m, n, k) -> tuple:
+    """The matmul template configs (BLOCK_M, BLOCK_N, BLOCK_K, stages, warps) that
+    :func:`cold_cache_tuning` gives inductor for an (m, k) x (k, n) product: those of
+    ``SMALL_BATCH_TILES`` for m of at most 64 (blocks no larger than n and k need, 16 at least),
+    none otherwise (inductor's own list).
+
+    >>> small_batch_tiles(16, 8192, 8192)[0]
+    (16, 16, 128, 5, 2)
+    >>> small_batch_tiles(3, 8, 32)  # blocks capped by n and k, duplicates dropped
+    ((16, 16, 32, 5, 2), (16, 16, 32, 6, 1), (16, 16, 32, 5, 4))
+    >>> small_batch_tiles(65, 8192, 8192)
+    ()
+    """
+    if m > 64:
+        return ()
+    block_m = max(16, 1 << (m - 1).bit_length())
+    cap_n, cap_k = max(16, 1 << (n - 1).bit_length()), max(16, 1 << (k - 1).bit_length())
+    tiles = {(bm, min(bn, cap_n), min(bk, cap_k), stages, warps): None
+             for bm, bn, bk, stages, warps in SMALL_BATCH_TILES[block_m]}
+    return tuple(tiles)
+
+
+@contextlib.contextmanager
+def _small_batch_tiles():
+    """Inductor's CUDA matmul template tries :func:`small_batch_tiles` for a product of static
+    sizes with at most 64 rows, its own list otherwise. The warps are taken as given: inductor
+    caps them at one per 16 x 16 output tile, which suits a plain matmul (each warp owns output
+    tiles), but a decode prologue spreads over all of a program's threads."""
+    try:
+        from torch._inductor.template_heuristics.triton import CUDAMMTemplateConfigHeuristic
+    except ImportError as error:
+        warnings.warn(f"cold_cache_tuning: inductor's matmul configs cannot be extended here ({error}); "
+                      "it tries its own", stacklevel=4)
+        yield
+        return
+    original = CUDAMMTemplateConfigHeuristic._get_config_generator
+
+    def config_generator(heuristic):
+        configs = original(heuristic)
+
+        def configs_for(m, n, k, *args, **kwargs):
+            sizes = [_static_int(size) for size in (m, n, k)]
+            tiles = small_batch_tiles(*sizes) if None not in sizes else ()
+            if not tiles:
+                yield from configs(m, n, k, *args, **kwargs)
+            for bm, bn, bk, stages, warps in tiles:
+                yield heuristic.triton_config(stages, warps, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
+                                              hint_override=None, GROUP_M=8)
+        return configs_for
+
+    with _patched(CUDAMMTemplateConfigHeuristic, "_get_config_generator", config_generator):
+        yield
+
+
+def _static_int(size):
+    """``size`` (an int or a sympy expression) as an int, or None where it is symbolic."""
+    try:
+        return int(size)
+    except TypeError:
+        return None
 
 
 @contextlib.contextmanager

@@ -11,7 +11,9 @@ two). A change in a pinned count is a change in what inductor makes of the layer
 kernels (``python benchmarks/kernel_counts.py`` on the device) before updating the pin.
 """
 
+import contextlib
 import math
+import re
 
 import pytest
 import torch
@@ -132,16 +134,31 @@ def test_cuda_forward_at_16_rows_fuses_the_decode_into_the_matmul_template(fmt, 
     assert kernel_count(source, "cuda") <= 2, source  # the template (+ the bias epilogue if unfused)
 
 
-def compiled_forward_at_16_rows(fmt, kwargs, n=8192, k=8192):
+def compiled_forward_at_16_rows(fmt, kwargs, n=8192, k=8192, tuning=contextlib.nullcontext):
     """(generated source, weight elements) of the layer compiled with compile_options("cuda")
-    at 16 rows of bfloat16, its output checked against the dequantized weight."""
+    at 16 rows of bfloat16 (compiled and tuned inside ``tuning()``), its output checked against
+    the dequantized weight."""
     torch.manual_seed(0)
     layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n), fmt, **kwargs).to("cuda", torch.bfloat16)
     x = torch.randn(16, k, device="cuda", dtype=torch.bfloat16)
-    out, source = compile_and_code(layer, x, options=fpx.nn.compile_options("cuda"))
+    with tuning():
+        out, source = compile_and_code(layer, x, options=fpx.nn.compile_options("cuda"))
     expected = x.float() @ layer.dequantize_weight().T + layer.bias.float()
     torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=5e-2)
     return source, n * k
+
+
+# Under cold_cache_tuning the template tries narrow tiles at small batches (fpx.tuning.
+# SMALL_BATCH_TILES): more programs for a decode prologue. H200, 8192 x 8192, 16 rows: the
+# fused INT4 template 59.1 us in a 16 x 32 tile, 50.8 in 16 x 16 (2 warps).
+@pytest.mark.cuda
+def test_cuda_forward_at_16_rows_under_cold_cache_tuning_fuses_into_a_narrow_tile():
+    source, weight_size = compiled_forward_at_16_rows(fpx.INT4, {"group_size": 128}, tuning=fpx.nn.cold_cache_tuning)
+    sizes = [math.prod(s) for s in allocations(source) if all(isinstance(d, int) for d in s)]
+    assert all(size < weight_size for size in sizes), allocations(source)
+    assert kernel_count(source, "cuda") <= 2, source
+    block_n = re.findall(r"BLOCK_N\s*:\s*tl\.constexpr\s*=\s*(\d+)", source)
+    assert block_n and all(int(b) <= 32 for b in block_n), block_n
 
 
 # The decodes of more than 30 operations (FP6, MX scales, unsigned codes with zero-points):

@@ -306,3 +306,83 @@ def test_a_tuner_without_a_validity_check_gets_warnings_and_is_left_alone(monkey
     assert len(messages) == 2
     assert any("cannot be given a limit here" in m for m in messages)
     assert any("cannot be extended here" in m for m in messages)
+
+
+# The matmul template's configs inside the block: narrow tiles for a small batch.
+from torch._inductor.template_heuristics.triton import CUDAMMTemplateConfigHeuristic  # noqa: E402
+
+
+def template_configs(m, n=8192, k=8192):
+    """(BLOCK_M, BLOCK_N, BLOCK_K, stages, warps) of each config inductor's CUDA matmul heuristic
+    generates for an (m, k) x (k, n) product of bfloat16."""
+    generate = CUDAMMTemplateConfigHeuristic()._get_config_generator()
+    return [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.num_stages, c.num_warps)
+            for c in generate(m, n, k, dtype_size=2, op_name="mm")]
+
+
+@pytest.fixture
+def inductors_list(monkeypatch):
+    """Inductor's own config list replaced by one recognizable config (inductor's list needs a
+    graph being compiled): the generator the block falls back to. Configs are plain records
+    here (triton.Config needs Triton, which a CPU build of torch may lack)."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(CUDAMMTemplateConfigHeuristic, "triton_config", lambda heuristic, num_stages, num_warps, **kwargs:
+                        SimpleNamespace(kwargs=kwargs, num_stages=num_stages, num_warps=num_warps))
+    def own_list(heuristic):
+        def configs_for(m, n, k, **kwargs):
+            yield heuristic.triton_config(3, 8, BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8)
+        return configs_for
+    monkeypatch.setattr(CUDAMMTemplateConfigHeuristic, "_get_config_generator", own_list)
+    return [(128, 128, 32, 3, 8)]
+
+
+@pytest.mark.parametrize("m, block_m", [(1, 16), (16, 16), (17, 32), (33, 64), (64, 64)])
+def test_inside_the_block_a_small_batch_gets_narrow_tiles(inductors_list, m, block_m):
+    with fpx.nn.cold_cache_tuning():
+        configs = template_configs(m)
+    assert configs != inductors_list and all(c[0] == block_m for c in configs)
+    assert min(bn for _, bn, _, _, _ in configs) <= 32  # narrower than inductor's own at 16 rows
+    if block_m == 16:  # warps above inductor's cap of one per 16 x 16 output tile (16 x 16 x
+        # 128, 2 warps: the fastest fused INT4 program at 16 rows on an H200)
+        assert (16, 16, 128, 5, 2) in configs
+    assert template_configs(m) == inductors_list  # outside the block: inductor's list again
+
+
+def test_inside_the_block_a_larger_batch_keeps_inductors_list(inductors_list):
+    with fpx.nn.cold_cache_tuning():
+        assert template_configs(65) == inductors_list
+        assert template_configs(4096) == inductors_list
+
+
+def test_inside_the_block_a_symbolic_batch_keeps_inductors_list(inductors_list):
+    import sympy
+
+    with fpx.nn.cold_cache_tuning():
+        assert template_configs(sympy.Symbol("s0", positive=True, integer=True)) == inductors_list
+
+
+def test_small_batch_tiles_fit_small_products():
+    for m, n, k in [(1, 8, 32), (16, 24, 8192), (64, 8192, 40)]:
+        tiles = fpx.tuning.small_batch_tiles(m, n, k)
+        assert tiles and len(set(tiles)) == len(tiles)
+        for bm, bn, bk, _, _ in tiles:
+            assert 16 <= bm < 2 * max(m, 16) and 16 <= bn < 2 * max(n, 16) and 16 <= bk < 2 * max(k, 16)
+
+
+def test_the_matmul_configs_are_restored_after_an_error():
+    generator = CUDAMMTemplateConfigHeuristic.__dict__.get("_get_config_generator")
+    with pytest.raises(KeyError):
+        with fpx.nn.cold_cache_tuning():
+            assert CUDAMMTemplateConfigHeuristic.__dict__.get("_get_config_generator") is not generator
+            raise KeyError("inside")
+    assert CUDAMMTemplateConfigHeuristic.__dict__.get("_get_config_generator") is generator
+
+
+def test_without_inductors_matmul_heuristics_a_warning_and_its_own_configs(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch._inductor.template_heuristics.triton", None)  # import fails
+    with pytest.warns(UserWarning, match="matmul configs cannot be extended here"):
+        with fpx.nn.cold_cache_tuning():
+            pass
