@@ -7,7 +7,6 @@ timings of small kernels mostly measure the launch path).
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import platform
 import statistics
@@ -176,23 +175,12 @@ def parse_template_configs(spec: str) -> list[tuple[int, int, int, int, int]]:
     return configs
 
 
-@contextlib.contextmanager
 def template_configs(configs):
     """Research: inductor's CUDA matmul template tries exactly ``configs`` (parse_template_configs)
-    while compiling in this block, warps as given. Inductor's own list caps the warps of a
-    program at one per 16 x 16 output tile (2 warps for a 16 x 32 tile): right for a plain
-    matmul, whose warps each own output tiles, but a decode prologue is spread over every thread
-    of the program, so more warps share it."""
-    from unittest import mock
+    while compiling in this block, warps as given (:func:`fpx.tuning.matmul_template_tiles`).
+    Inductor's own list caps the warps of a program at one per 16 x 16 output tile (2 warps for
+    a 16 x 32 tile): right for a plain matmul, whose warps each own output tiles, but a decode
+    prologue is spread over every thread of the program, so more warps share it."""
+    import fpx.tuning
 
-    from torch._inductor.template_heuristics import triton as heuristics
-
-    def generator(self):
-        def configs_for(m, n, k, **kwargs):
-            for block_m, block_n, block_k, stages, warps in configs:
-                yield self.triton_config(stages, warps, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
-                                         hint_override=None, GROUP_M=8)
-        return configs_for
-
-    with mock.patch.object(heuristics.CUDAMMTemplateConfigHeuristic, "_get_config_generator", generator):
-        yield
+    return fpx.tuning.matmul_template_tiles(lambda m, n, k: tuple(configs))

@@ -60,7 +60,7 @@ MAX_VALUES_PER_THREAD = 64
 # scheduler, and a decode prologue then waits on latency. Each list keeps inductor's best plain
 # bfloat16 config of the 8192 x 8192 case (16 x 64 x 128 and 64 x 64 x 128, 4 warps), so that
 # an unquantized matmul keeps its tile. Measured on an H200, INT4 at 8192 x 8192 with the decode
-# fused: 16 rows 59.2 -> 50.5 us (16 x 16 x 128, 2 warps), 64 rows 66.7 -> 62.4 (64 x 32 x 128).
+# fused: 16 rows 59.1 -> 50.8 us (16 x 16 x 128, 2 warps), 64 rows 66.8 -> 62.9 (64 x 32 x 128).
 SMALL_BATCH_TILES = {
     16: ((16, 16, 128, 5, 2), (16, 16, 64, 6, 1), (16, 32, 128, 5, 2), (16, 64, 128, 5, 4)),
     32: ((32, 16, 128, 5, 2), (32, 32, 128, 5, 2), (32, 32, 128, 5, 4), (32, 64, 128, 5, 4)),
@@ -130,8 +130,8 @@ def cold_cache_tuning(reps: int = REPS, max_values_per_thread: int | None = MAX_
     inductor's list in the same run: 16 rows INT4 59.1 -> 50.8 us, INT8 55.1 -> 45.8, E2M1
     60.6 -> 53.5, INT3 65.4 -> 56.6, E3M2 73.0 -> 59.0; 64 rows INT4 66.8 -> 62.9, E2M1 67.3
     -> 59.9, INT8 60.3 -> 55.7; 32 rows, INT3 and E3M2 at 64 rows within 1 us. This applies to
-    every such matmul compiled in the block, unquantized ones too; each list keeps inductor's
-    best plain bfloat16 tile of the 8192 x 8192 case at 16 and 64 rows.
+    every such product (mm, addmm, bmm) compiled in the block, unquantized ones too; each list
+    keeps inductor's best plain bfloat16 tile of the 8192 x 8192 case at 16 and 64 rows.
 
     >>> import fpx
     >>> with fpx.nn.cold_cache_tuning(reps=10):
@@ -158,7 +158,7 @@ def cold_cache_tuning(reps: int = REPS, max_values_per_thread: int | None = MAX_
         if max_values_per_thread is not None:
             stack.enter_context(_skip_configs_above(max_values_per_thread))
         stack.enter_context(_wider_programs_after_descent())
-        stack.enter_context(_small_batch_tiles())
+        stack.enter_context(matmul_template_tiles(small_batch_tiles))
         yield
 
 
@@ -352,16 +352,20 @@ def small_batch_tiles(m, n, k) -> tuple:
 
 
 @contextlib.contextmanager
-def _small_batch_tiles():
-    """Inductor's CUDA matmul template tries :func:`small_batch_tiles` for a product of static
-    sizes with at most 64 rows, its own list otherwise. The warps are taken as given: inductor
-    caps them at one per 16 x 16 output tile, which suits a plain matmul (each warp owns output
-    tiles), but a decode prologue spreads over all of a program's threads."""
+def matmul_template_tiles(tiles_for):
+    """Within the block, inductor's CUDA matmul template (mm, addmm, bmm) tries the configs
+    ``tiles_for(m, n, k)`` returns, (BLOCK_M, BLOCK_N, BLOCK_K, stages, warps) each, for a product
+    of static sizes, and its own list where that is empty or a size is symbolic.
+
+    The warps are taken as given: inductor caps them at one per 16 x 16 output tile, which suits
+    a plain matmul (each warp owns output tiles), but a decode prologue spreads over all of a
+    program's threads. Where this torch has no such heuristic, a warning, and inductor's list.
+    """
     try:
         from torch._inductor.template_heuristics.triton import CUDAMMTemplateConfigHeuristic
     except ImportError as error:
-        warnings.warn(f"cold_cache_tuning: inductor's matmul configs cannot be extended here ({error}); "
-                      "it tries its own", stacklevel=4)
+        warnings.warn(f"inductor's matmul configs cannot be extended here ({error}); it tries its own",
+                      stacklevel=4)
         yield
         return
     original = CUDAMMTemplateConfigHeuristic._get_config_generator
@@ -371,7 +375,7 @@ def _small_batch_tiles():
 
         def configs_for(m, n, k, *args, **kwargs):
             sizes = [_static_int(size) for size in (m, n, k)]
-            tiles = small_batch_tiles(*sizes) if None not in sizes else ()
+            tiles = tiles_for(*sizes) if None not in sizes else ()
             if not tiles:
                 yield from configs(m, n, k, *args, **kwargs)
             for bm, bn, bk, stages, warps in tiles:
