@@ -118,6 +118,9 @@ def main():
                         help="research: the CUDA matmul template tries exactly these configs, each also timed "
                              "with the decode fused, e.g. 16x64x128s4w8,16x32x128s5w2 (BLOCK_M x BLOCK_N x "
                              "BLOCK_K, stages, warps; warps uncapped)")
+    parser.add_argument("--compiled-dense", action="store_true",
+                        help="also time the dense F.linear compiled with the layer's options and tuning "
+                             "(what an unquantized matmul of the same model gets), per shape and M")
     for option, function in LAYER_CHOICES.items():
         parser.add_argument("--" + option.replace("_", "-"), choices=("auto", "0", "1"), default="auto",
                             help=f"force fpx.nn.{function} on (1) or off (0); auto: the layer's choice "
@@ -155,6 +158,9 @@ def main():
                         write_csv(args.csv, rows)
                 except Exception as error:  # keep going: one failing case must not hide the rest
                     print(f"{shape} M={m} {name}: FAILED {error!r}"[:400], flush=True)
+        if args.compiled_dense:
+            for m in map(int, args.m.split(",")):
+                measure_compiled_dense(args, dense_weights, shape, m)
     print(f"\n{'shape':>11} {'M':>4} {'fmt':>7} {'us':>8} {'x dense':>7} {'roof':>5} {'kern':>4} {'tiny us':>8} {'compile':>7}")
     for r in rows:
         print(f"{r['shape']:>11} {r['m']:>4} {r['fmt']:>7} {r['us']:>8.1f} {r['speedup']:>7.2f} {r['roofline']:>5.0%} "
@@ -168,26 +174,35 @@ def write_csv(path, rows):
         writer.writerows(rows)
 
 
-def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
-    """Time one (shape, M, format) case; returns its row."""
-    device, dtype = args.device, getattr(torch, args.dtype)
-    options = {**fpx.nn.compile_options(device), **json.loads(args.options)}
+def compile_settings(args):
+    """(inductor options, tuning context factory) of a case: fpx.nn.compile_options with
+    --options, and the --tuning scope with the --template-configs research scope inside it."""
+    options = {**fpx.nn.compile_options(args.device), **json.loads(args.options)}
     template_list = parse_template_configs(args.template_configs)
     if template_list:
         options.setdefault("max_epilogue_benchmarked_choices", len(template_list))
+    scope = {"cold-cache": fpx.nn.cold_cache_tuning, "inductor": contextlib.nullcontext,
+             "cold-cache-all": cold_cache_all_timings}[args.tuning]
 
-    def templates():
-        return template_configs(template_list) if template_list else contextlib.nullcontext()
+    @contextlib.contextmanager
+    def tuning():
+        with scope(), (template_configs(template_list) if template_list else contextlib.nullcontext()):
+            yield
+    return options, tuning
+
+
+def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
+    """Time one (shape, M, format) case; returns its row."""
+    device, dtype = args.device, getattr(torch, args.dtype)
+    options, tuning = compile_settings(args)
     x = torch.randn(m, k, device=device, dtype=dtype)
     bf16_s = float("nan") if args.compile_only else seconds_per_call([lambda w=w: F.linear(x, w) for w in dense_weights], device)
     torch._dynamo.reset()
     compiled = [torch.compile(l, fullgraph=True, dynamic=False, options=options) for l in layers]
     # One compile, timed cold and counted: run_and_get_code resets dynamo, so counting after a
     # first call would compile (and tune) the case a second time.
-    tuning = {"cold-cache": fpx.nn.cold_cache_tuning, "inductor": contextlib.nullcontext,
-              "cold-cache-all": cold_cache_all_timings}[args.tuning]
     start = time.perf_counter()
-    with tuning(), templates():
+    with tuning():
         out, kernels, source = run_and_count_kernels(compiled[0], x)
         if device == "cuda":
             torch.cuda.synchronize()
@@ -198,7 +213,7 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
         return dict(shape=shape, m=m, fmt=name, us=nan, bf16_us=nan, speedup=nan, roofline=nan, kernels=kernels,
                     compile_s=compile_s, rel_err=nan, tinygemm_us=nan, configs=tuned_configs())
     # a copy's first call loads the configs tuned above (same kernels), or tunes
-    with tuning(), templates():
+    with tuning():
         for c in compiled[1:]:
             c(x)
     reference = x.float() @ layer.dequantize_weight().T
@@ -216,6 +231,24 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
     if configs:
         print(f"{'':>11} configs {configs}", flush=True)
     return r
+
+
+def measure_compiled_dense(args, dense_weights, shape, m):
+    """Print the dense F.linear at M rows, eager and compiled like the layer (same options and
+    tuning): whether the layer's compile settings cost an unquantized matmul anything."""
+    device, dtype = args.device, getattr(torch, args.dtype)
+    options, tuning = compile_settings(args)
+    x = torch.randn(m, dense_weights[0].shape[1], device=device, dtype=dtype)
+    eager_s = seconds_per_call([lambda w=w: F.linear(x, w) for w in dense_weights], device)
+    torch._dynamo.reset()
+    compiled = torch.compile(F.linear, fullgraph=True, dynamic=False, options=options)
+    with tuning():
+        _, kernels, source = run_and_count_kernels(compiled, x, dense_weights[0])
+        for w in dense_weights[1:]:
+            compiled(x, w)
+    compiled_s = seconds_per_call([lambda w=w: compiled(x, w) for w in dense_weights], device)
+    print(f"{shape:>11} M={m:<4} dense compiled: {compiled_s * 1e6:8.1f} us (eager {eager_s * 1e6:.1f} us, "
+          f"{eager_s / compiled_s:.2f}x)  {kernels} kernels  {template_config_of(source)}", flush=True)
 
 
 def template_config_of(source):
