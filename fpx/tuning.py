@@ -359,7 +359,9 @@ def matmul_template_tiles(tiles_for):
 
     The warps are taken as given: inductor caps them at one per 16 x 16 output tile, which suits
     a plain matmul (each warp owns output tiles), but a decode prologue spreads over all of a
-    program's threads. Where this torch has no such heuristic, a warning, and inductor's list.
+    program's threads. The stages are cut to what fits in the device's shared memory
+    (:func:`fit_stages`; inductor prunes its own list the same way). Where this torch has no
+    such heuristic, a warning, and inductor's list.
     """
     try:
         from torch._inductor.template_heuristics.triton import CUDAMMTemplateConfigHeuristic
@@ -378,13 +380,41 @@ def matmul_template_tiles(tiles_for):
             tiles = tiles_for(*sizes) if None not in sizes else ()
             if not tiles:
                 yield from configs(m, n, k, *args, **kwargs)
-            for bm, bn, bk, stages, warps in tiles:
+            shared_memory = _shared_memory_per_block()
+            fitted = {fit_stages(tile, kwargs.get("dtype_size", 0), shared_memory): None for tile in tiles}
+            for bm, bn, bk, stages, warps in fitted:
                 yield heuristic.triton_config(stages, warps, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
                                               hint_override=None, GROUP_M=8)
         return configs_for
 
     with _patched(CUDAMMTemplateConfigHeuristic, "_get_config_generator", config_generator):
         yield
+
+
+def fit_stages(tile, dtype_size: int, shared_memory: int | None) -> tuple:
+    """``tile`` (BLOCK_M, BLOCK_N, BLOCK_K, stages, warps) with as many of its stages as fit in
+    ``shared_memory`` bytes per program, one at least, by inductor's estimate (each stage holds
+    a BLOCK_M x BLOCK_K and a BLOCK_K x BLOCK_N block of ``dtype_size`` bytes, plus 128 bytes).
+    Unchanged where either is unknown (0 or None).
+
+    >>> fit_stages((64, 64, 128, 5, 4), 2, 232448)  # bfloat16 on an H100 / H200: 160 KiB fits
+    (64, 64, 128, 5, 4)
+    >>> fit_stages((64, 64, 128, 5, 4), 4, 232448)  # float32: 64 KiB a stage
+    (64, 64, 128, 3, 4)
+    """
+    bm, bn, bk, stages, warps = tile
+    if dtype_size and shared_memory:
+        per_stage = dtype_size * (bm * bk + bk * bn)
+        stages = max(1, min(stages, (shared_memory - 128) // per_stage))
+    return bm, bn, bk, stages, warps
+
+
+def _shared_memory_per_block() -> int | None:
+    """The current CUDA device's shared memory a program may opt in to, None without one."""
+    if not torch.cuda.is_available():
+        return None
+    properties = torch.cuda.get_device_properties(torch.cuda.current_device())
+    return getattr(properties, "shared_memory_per_block_optin", None)
 
 
 def _static_int(size):

@@ -312,12 +312,12 @@ def test_a_tuner_without_a_validity_check_gets_warnings_and_is_left_alone(monkey
 from torch._inductor.template_heuristics.triton import CUDAMMTemplateConfigHeuristic  # noqa: E402
 
 
-def template_configs(m, n=8192, k=8192):
+def template_configs(m, n=8192, k=8192, dtype_size=2):
     """(BLOCK_M, BLOCK_N, BLOCK_K, stages, warps) of each config inductor's CUDA matmul heuristic
-    generates for an (m, k) x (k, n) product of bfloat16."""
+    generates for an (m, k) x (k, n) product (bfloat16 by default)."""
     generate = CUDAMMTemplateConfigHeuristic()._get_config_generator()
     return [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.num_stages, c.num_warps)
-            for c in generate(m, n, k, dtype_size=2, op_name="mm")]
+            for c in generate(m, n, k, dtype_size=dtype_size, op_name="mm")]
 
 
 @pytest.fixture
@@ -386,3 +386,17 @@ def test_without_inductors_matmul_heuristics_a_warning_and_its_own_configs(monke
     with pytest.warns(UserWarning, match="matmul configs cannot be extended here"):
         with fpx.nn.cold_cache_tuning():
             pass
+
+
+@pytest.mark.parametrize("dtype_size", [2, 4])
+def test_inside_the_block_narrow_tiles_keep_the_stages_that_fit_in_shared_memory(inductors_list, monkeypatch, dtype_size):
+    available = 99 * 1024  # a GPU with less shared memory than an H100's 227 KiB
+    monkeypatch.setattr(fpx.tuning, "_shared_memory_per_block", lambda: available)
+    with fpx.nn.cold_cache_tuning():
+        configs = template_configs(64, dtype_size=dtype_size)
+    wanted = {(bm, bn, bk, warps) for bm, bn, bk, _, warps in fpx.tuning.small_batch_tiles(64, 8192, 8192)}
+    assert {(bm, bn, bk, warps) for bm, bn, bk, _, warps in configs} == wanted
+    for bm, bn, bk, stages, _ in configs:
+        per_stage = dtype_size * (bm * bk + bk * bn)
+        assert stages * per_stage + 128 <= available  # fits
+        assert stages == 5 or (stages + 1) * per_stage + 128 > available  # and no stage more would
