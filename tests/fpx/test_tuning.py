@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 from torch._inductor.runtime import benchmarking
+from torch._inductor.template_heuristics.triton import CUDAMMTemplateConfigHeuristic
 
 import fpx
 import fpx.tuning
@@ -309,7 +310,6 @@ def test_a_tuner_without_a_validity_check_gets_warnings_and_is_left_alone(monkey
 
 
 # The matmul template's configs inside the block: narrow tiles for a small batch.
-from torch._inductor.template_heuristics.triton import CUDAMMTemplateConfigHeuristic  # noqa: E402
 
 
 def template_configs(m, n=8192, k=8192, dtype_size=2):
