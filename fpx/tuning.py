@@ -344,10 +344,11 @@ def small_batch_tiles(m, n, k) -> tuple:
     """
     if m > 64:
         return ()
-    block_m = max(16, 1 << (m - 1).bit_length())
-    cap_n, cap_k = max(16, 1 << (n - 1).bit_length()), max(16, 1 << (k - 1).bit_length())
-    tiles = {(bm, min(bn, cap_n), min(bk, cap_k), stages, warps): None
-             for bm, bn, bk, stages, warps in SMALL_BATCH_TILES[block_m]}
+
+    def block(size):  # the power of 2 that covers size, 16 at least
+        return max(16, 1 << (size - 1).bit_length())
+    tiles = {(bm, min(bn, block(n)), min(bk, block(k)), stages, warps): None
+             for bm, bn, bk, stages, warps in SMALL_BATCH_TILES[block(m)]}
     return tuple(tiles)
 
 
@@ -380,6 +381,7 @@ def matmul_template_tiles(tiles_for):
             tiles = tiles_for(*sizes) if None not in sizes else ()
             if not tiles:
                 yield from configs(m, n, k, *args, **kwargs)
+                return
             shared_memory = _shared_memory_per_block()
             fitted = {fit_stages(tile, kwargs.get("dtype_size", 0), shared_memory): None for tile in tiles}
             for bm, bn, bk, stages, warps in fitted:

@@ -6,6 +6,7 @@ CPU kernels are the ``cpp_fused_*`` functions; CUDA kernels are counted by their
 
 from __future__ import annotations
 
+import math
 import re
 
 import torch
@@ -40,6 +41,13 @@ def typed_allocations(source: str) -> list[tuple[tuple[int, ...], str]]:
         dims = [d.strip() for d in match.group(1).split(",") if d.strip()]
         found.append((tuple(int(d) if d.isdigit() else d for d in dims), match.group(2)))
     return found
+
+
+def weight_sized_allocations(source: str, elements: int) -> list[tuple[tuple[int, ...], str]]:
+    """(shape, dtype) of each buffer of static shape and at least ``elements`` elements that the
+    wrapper allocates (:func:`typed_allocations`): a dequantized weight, where none should be."""
+    return [(shape, dtype) for shape, dtype in typed_allocations(source)
+            if all(isinstance(d, int) for d in shape) and math.prod(shape) >= elements]
 
 
 def vectorizes() -> bool:

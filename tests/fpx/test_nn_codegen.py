@@ -20,7 +20,7 @@ import torch
 
 import fpx
 
-from ..codegen import allocations, compile_and_code, kernel_count, typed_allocations
+from ..codegen import allocations, compile_and_code, kernel_count, weight_sized_allocations
 
 N, K = 64, 256
 CASES = [
@@ -55,8 +55,7 @@ def assert_fused(fmt, kwargs, rows, device, kernels):
     expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
     torch.testing.assert_close(out.double(), expected, rtol=1e-4, atol=1e-4)
     assert kernel_count(source, device) == kernels, source
-    sizes = [math.prod(s) for s in allocations(source) if all(isinstance(d, int) for d in s)]
-    assert all(size < N * K for size in sizes), allocations(source)
+    assert weight_sized_allocations(source, N * K) == [], allocations(source)
 
 
 # CPU, one row: the codes of 1, 2, 4 and 8 bits are read as int32 words, and x in the words'
@@ -108,8 +107,7 @@ def test_cuda_sums_at_one_row_are_persistent_reductions(fmt):
     expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
     torch.testing.assert_close(out.double(), expected, rtol=1e-4, atol=1e-4)
     assert "triton_per_" in source and "triton_red_" not in source, source
-    sizes = [math.prod(s) for s in allocations(source) if all(isinstance(d, int) for d in s)]
-    assert all(size < n * k for size in sizes), allocations(source)
+    assert weight_sized_allocations(source, n * k) == [], allocations(source)
 
 
 # Inductor decides a prologue fusion by timing the fused kernel against the unfused pair while
@@ -129,8 +127,7 @@ def test_cuda_sums_at_one_row_are_persistent_reductions(fmt):
 )
 def test_cuda_forward_at_16_rows_fuses_the_decode_into_the_matmul_template(fmt, kwargs):
     source, weight_size = compiled_forward_at_16_rows(fmt, kwargs)
-    sizes = [math.prod(s) for s in allocations(source) if all(isinstance(d, int) for d in s)]
-    assert all(size < weight_size for size in sizes), allocations(source)
+    assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert kernel_count(source, "cuda") <= 2, source  # the template (+ the bias epilogue if unfused)
 
 
@@ -154,8 +151,7 @@ def compiled_forward_at_16_rows(fmt, kwargs, n=8192, k=8192, tuning=contextlib.n
 @pytest.mark.cuda
 def test_cuda_forward_at_16_rows_under_cold_cache_tuning_fuses_into_a_narrow_tile():
     source, weight_size = compiled_forward_at_16_rows(fpx.INT4, {"group_size": 128}, tuning=fpx.nn.cold_cache_tuning)
-    sizes = [math.prod(s) for s in allocations(source) if all(isinstance(d, int) for d in s)]
-    assert all(size < weight_size for size in sizes), allocations(source)
+    assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert kernel_count(source, "cuda") <= 2, source
     block_n = re.findall(r"BLOCK_N\s*:\s*tl\.constexpr\s*=\s*(\d+)", source)
     assert block_n and all(int(b) <= 32 for b in block_n), block_n
@@ -176,10 +172,8 @@ def test_cuda_forward_at_16_rows_under_cold_cache_tuning_fuses_into_a_narrow_til
 )
 def test_cuda_forward_at_16_rows_writes_no_half_decoded_weight(fmt, kwargs):
     source, weight_size = compiled_forward_at_16_rows(fmt, kwargs)
-    half_decoded = [
-        (shape, dtype) for shape, dtype in typed_allocations(source)
-        if dtype != "torch.bfloat16" and all(isinstance(d, int) for d in shape) and math.prod(shape) >= weight_size
-    ]
+    half_decoded = [(shape, dtype) for shape, dtype in weight_sized_allocations(source, weight_size)
+                    if dtype != "torch.bfloat16"]
     assert half_decoded == [], half_decoded
     assert kernel_count(source, "cuda") <= 2, source
 
