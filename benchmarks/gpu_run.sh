@@ -143,7 +143,7 @@ if [[ $what == verify ]]; then
   timeout 300 python3 -m pytest -q -m cuda -p no:cacheprovider tests/bitpack tests/fpx/test_convert_codegen.py tests/fpx/test_encode.py > "$OUT/tests_a.log" 2>&1 &
   timeout 300 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn.py tests/fpx/test_fake_quantize.py tests/fpx/test_quantize.py tests/fpx/test_formats.py > "$OUT/tests_c.log" 2>&1 &
   wait
-  timeout 200 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn_codegen.py > "$OUT/tests_b.log" 2>&1
+  timeout 330 python3 -m pytest -q -m cuda -p no:cacheprovider --durations=8 tests/fpx/test_nn_codegen.py > "$OUT/tests_b.log" 2>&1
   summarize_tests "$OUT"
   rm -rf /tmp/torchinductor_$(whoami)  # compile the timed cases alone, not from the tests' caches
   timeout ${LINEAR_TIMEOUT:-240} python3 benchmarks/linear.py ${VERIFY_ARGS:---shapes 8192x8192 --formats INT4,INT2,INT3,INT8,UINT4 --m 1,2,4} --csv "$OUT/verify.csv" > "$OUT/verify.log" 2>&1
