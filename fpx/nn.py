@@ -61,7 +61,7 @@ from bitpack.words import _inductor_buffer
 from .convert import _INT32_SIGN_BIT, _fits_float32_placement, _float16_placed, decode
 from .formats import FloatFormat, IntFormat
 from .quantize import _dequantize_grid, _grid_affine, quantize
-from .tuning import cold_cache_tuning  # noqa: F401  (fpx.nn.cold_cache_tuning)
+from .tuning import cold_cache_tuning, template_tiles_given  # noqa: F401  (fpx.nn.cold_cache_tuning)
 
 __all__ = ["LowBitLinear", "quantize_", "compile_options", "default_gemv_max_rows"]
 
@@ -156,16 +156,19 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       reductions faster (INT4 6.3-6.6 / 9.5-9.7 ms, INT8 3.3-3.7 / 7.8-8.3, E2M1 5.9-6.4 /
       13.1-13.2, INT3 6.4-6.9 / 18.2-19.5); M = 16 mixed (INT4 12.7-12.8 / 10.8-11.2, INT8
       13.1-14.4 / 9.2-9.5, E2M1 12.0-13.2 / 14.5-23.1, INT3 12.6-12.9 / 19.5-47.4).
-    - CUDA: 4, and 8 for MX blocks (``block="mx"``), whose E8M0 scales keep the decode out of
-      the matmul template (a decode kernel writes the weight, then the template runs). H200,
-      8192 x 8192, reductions / template: MX E2M1 at M = 5 73.2 / 101.1 us, M = 8 92.2 / 100.4;
-      E4M3 at M = 5 56.7 / 51.9, M = 8 85.8 / 51.4; E5M2 at M = 8 87.3 / 50.5 (so the 8-bit
-      floats stop at 4 rows since the template's narrow tiles, :func:`cold_cache_tuning`; they
-      stopped at 8 when the template took 115-123 us). E2M1 on an H200 (in place): reductions
-      49.8 us at M = 4 and 107.6 at M = 8, the fused template 60.4 at M = 8.
+    - CUDA: 4, and 8 where the matmul template's decode does not fuse or is slow: MX blocks
+      (``block="mx"``: a decode kernel writes the weight, then the template runs) and, outside
+      :func:`cold_cache_tuning`, float codes not decoded in place (such as E4M3 and E5M2: with
+      inductor's own tiles their decode stays unfused; the template took 115-123 us at 4-16
+      rows, E4M3's reductions 92 at 8). Within it the template tries narrow tiles, where they
+      fuse and beat the reductions from 5 rows (H200, 8192 x 8192, reductions / template: E4M3
+      at M = 5 56.7 / 51.9 us, M = 8 85.8 / 51.4; E5M2 at M = 8 87.3 / 50.5; MX E2M1 at M = 5
+      73.2 / 101.1, M = 8 92.2 / 100.4). The limit is read while tracing: a model compiled
+      inside the block keeps its limit after. E2M1 on an H200 (in place): reductions 49.8 us at
+      M = 4 and 107.6 at M = 8, the fused template 60.4 at M = 8.
       Measured on an H100 (torch 2.11, 8192 x 8192, compiled alone with
       :func:`compile_options`): reductions / matmul template at M = 4: INT4 60 / 90 us, INT2
-      77 / 89 us, E2M1 58 / 136 us. Formats of 8 planes (3, 5, 6, 7 bits and INT1) stop
+      77 / 89 us, E2M1 58 / 136 us, INT8 57 / 55 us. Formats of 8 planes (3, 5, 6, 7 bits and INT1) stop
       at 4 rows, where one reduction per row and plane (32 of them) still shares each decoded
       weight among the rows (see ``ROW_REDUCTIONS``). A symbolic row count (``dynamic=True``)
       shares one reduction among the rows, which repeats the decode per row: 2 rows (INT4: 50 us
@@ -175,7 +178,10 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
 
     >>> import fpx
     >>> [fpx.nn.default_gemv_max_rows("cuda", f) for f in (fpx.INT4, fpx.E2M1, fpx.E3M2, fpx.E4M3)]
-    [4, 4, 4, 4]
+    [4, 4, 4, 8]
+    >>> with fpx.nn.cold_cache_tuning():  # the template's narrow tiles: E4M3's decode fuses
+    ...     fpx.nn.default_gemv_max_rows("cuda", fpx.E4M3)
+    4
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E2M1, block="mx")
     8
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E2M1, static_rows=False)
@@ -185,7 +191,9 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
         return 16
     if not static_rows:
         return 2
-    rows = 8 if block == "mx" else 4  # MX scales do not fuse into the template: its decode is a kernel of its own
+    decoded_in_place = not isinstance(fmt, FloatFormat) or _float_fields_in_place(fmt)
+    slow_template_decode = block == "mx" or not (decoded_in_place or template_tiles_given())
+    rows = 8 if slow_template_decode else 4
     return max(1, min(rows, ROW_REDUCTIONS // planar_group(fmt.bits)))
 
 

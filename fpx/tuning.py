@@ -390,7 +390,26 @@ def matmul_template_tiles(tiles_for):
         return configs_for
 
     with _patched(CUDAMMTemplateConfigHeuristic, "_get_config_generator", config_generator):
-        yield
+        _TILE_BLOCKS.append(tiles_for)
+        try:
+            yield
+        finally:
+            _TILE_BLOCKS.pop()
+
+
+# The tiles_for of the matmul_template_tiles blocks now open, innermost last.
+_TILE_BLOCKS = []
+
+
+def template_tiles_given() -> bool:
+    """Whether a :func:`matmul_template_tiles` block (such as :func:`cold_cache_tuning`'s) is
+    open, so that inductor's matmul template tries the tiles given there: LowBitLinear's row
+    limit (``fpx.nn.default_gemv_max_rows``) depends on it, being read while tracing.
+
+    >>> template_tiles_given()
+    False
+    """
+    return bool(_TILE_BLOCKS)
 
 
 def fit_stages(tile, dtype_size: int, shared_memory: int | None) -> tuple:

@@ -375,8 +375,19 @@ def test_the_matmul_configs_are_restored_after_an_error():
     with pytest.raises(KeyError):
         with fpx.nn.cold_cache_tuning():
             assert CUDAMMTemplateConfigHeuristic.__dict__.get("_get_config_generator") is not generator
+            assert fpx.tuning.template_tiles_given()
             raise KeyError("inside")
     assert CUDAMMTemplateConfigHeuristic.__dict__.get("_get_config_generator") is generator
+    assert not fpx.tuning.template_tiles_given()
+
+
+def test_tiles_are_given_inside_nested_blocks_until_the_outer_one_closes():
+    assert not fpx.tuning.template_tiles_given()
+    with fpx.tuning.matmul_template_tiles(fpx.tuning.small_batch_tiles):
+        with fpx.nn.cold_cache_tuning():
+            assert fpx.tuning.template_tiles_given()
+        assert fpx.tuning.template_tiles_given()
+    assert not fpx.tuning.template_tiles_given()
 
 
 def test_without_inductors_matmul_heuristics_a_warning_and_its_own_configs(monkeypatch):
@@ -385,7 +396,7 @@ def test_without_inductors_matmul_heuristics_a_warning_and_its_own_configs(monke
     monkeypatch.setitem(sys.modules, "torch._inductor.template_heuristics.triton", None)  # import fails
     with pytest.warns(UserWarning, match="matmul configs cannot be extended here"):
         with fpx.nn.cold_cache_tuning():
-            pass
+            assert not fpx.tuning.template_tiles_given()  # inductor's own tiles: none given
 
 
 @pytest.mark.parametrize("dtype_size", [2, 4])
