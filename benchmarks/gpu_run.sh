@@ -23,7 +23,7 @@
 #         (--vary specs separated by ' '), CONFIG_REPEAT (the tuned configs timed again).
 #   tuner: every config inductor's tuner timed and what it measured (benchmarks/tuner_trace.py),
 #         TUNER_COMPILES fresh compiles of TUNER_ARGS (linear.py's arguments).
-#   fp6: E3M2 and E2M3 by the float32 sign shift (fpx.nn._float_values_by_float32_shift) or
+#   fp6: E3M2 and E2M3 by the float32 sign shift (fpx.fields._float_values_by_float32_shift) or
 #         not (float16 placement / fpx.decode) at 1, 16 and 64 rows, each set compiled alone,
 #         then the layer's CUDA tests: about 8 minutes. Predicted in docs/inductor.md.
 #   fp4: E2M1 (plain and MX) decoded in place or not at 1, 16 and 64 rows, each set compiled

@@ -202,7 +202,7 @@ def e2m1_reference(packed, scale, n, k, group_size):
 def e2m1_by_half(c):
     """float16 placement (the layer's own CUDA decode): 2 conversions (int16, float16 -> float32)."""
     import fpx
-    from fpx.nn import _float_values_by_float16_placement
+    from fpx.fields import _float_values_by_float16_placement
 
     return _float_values_by_float16_placement(c, fpx.E2M1)
 

@@ -58,7 +58,18 @@ from torch import nn
 import bitpack
 from bitpack.words import _inductor_buffer
 
-from .convert import _INT32_SIGN_BIT, _fits_float32_placement, _float16_placed, decode
+from .convert import decode
+from .fields import (
+    _e8m0_values,
+    _float32_shift_decodes,
+    _float_field_values,
+    _float_fields_in_place,
+    _float_values_by_float16_placement,
+    _float_values_by_float32_shift,
+    _float_values_in_32_bit_lanes,
+    _int_field_pattern,
+    _int_field_values,
+)
 from .formats import FloatFormat, IntFormat
 from .quantize import _dequantize_grid, _grid_affine, quantize
 from .tuning import cold_cache_tuning, template_tiles_given  # noqa: F401  (fpx.nn.cold_cache_tuning)
@@ -66,7 +77,6 @@ from .tuning import cold_cache_tuning, template_tiles_given  # noqa: F401  (fpx.
 __all__ = ["LowBitLinear", "quantize_", "compile_options", "default_gemv_max_rows"]
 
 SCALE_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
-_TWO_POW_23_BITS = 0x4B000000  # float32 2^23: its unit in the last place is 1
 
 # Operations an elementwise value may count and still be inlined into its consumer under
 # compile_options("cuda") (inductor's realize_opcount_threshold; its default is 30): the largest
@@ -714,69 +724,6 @@ def _grid_values(
     return decode(codes.to(torch.uint8), fmt)
 
 
-def _float_values_by_float16_placement(codes: torch.Tensor, fmt) -> torch.Tensor:
-    """Values of int32 float ``codes`` of at most 5 exponent bits (and float16's bias when 5)
-    as float32: the code's fields placed in a float16's (``fpx.convert._float16_placed``),
-    converted, and scaled by 2^(15 - bias). Subnormals map to float16 subnormals, which the
-    conversion keeps; NaN codes are placed by ``fmt.nan_code``.
-
-    ``codes`` is read once: a code that several expressions read is one inductor may write out
-    in full before the reduction that consumes it (on CUDA, 8 planes of E3M2 codes, unpacked
-    from straddling bytes, were: 9 kernels and 167 us at M = 1 for 8192 x 8192).
-    """
-    m_bits = fmt.mantissa_bits
-    placed = _float16_placed(codes, fmt)
-    half = placed.view(torch.float16).to(torch.float32)
-    if fmt.exponent_bits == 5:
-        return half
-    values = half * 2.0 ** (15 - fmt.bias)
-    if fmt.has_nan:  # "fn": the NaN code's exponent is finite in float16
-        nan_bits = fmt.nan_code << (10 - m_bits)
-        values = torch.where((placed & 0x7FFF) == nan_bits, float("nan"), values)
-    return values
-
-
-def _float32_shift_decodes(fmt: FloatFormat) -> bool:
-    """Formats :func:`_float_values_by_float32_shift` decodes: no inf or NaN codes, and fields
-    that float32 placement takes (zero and subnormals, at most 8 exponent bits, a bias in
-    [0, 127]): E3M2, E2M3, E2M1 and such ``exmy`` formats."""
-    return not fmt.has_inf and not fmt.has_nan and _fits_float32_placement(fmt, torch.float32)
-
-
-def _float_values_by_float32_shift(word: torch.Tensor, fmt: FloatFormat, *, shift: int = 0) -> torch.Tensor:
-    """The code of ``fmt`` (a format :func:`_float32_shift_decodes` takes) at bit ``shift`` of
-    int32 ``word``, its other bits anything, as float32, exactly, in four operations.
-
-    Shifted left so that the code's top bit lands on bit 31 (the bits above it fall off), the
-    word shifts back right arithmetically by 8 - exponent bits: exponent and mantissa land where
-    float32 keeps them, the sign stays on bit 31 and fills the bits between, which one AND clears
-    with the bits that were below the code (``fpx.convert._float16_placed`` does the same in a
-    float16). The float32 is the code's value times 2^(bias - 127), a float32 subnormal for a
-    subnormal code; one multiply by 2^(127 - bias) makes the value, as ``fpx.decode``'s float32
-    placement does on CUDA. An unsigned format's exponent comes down from bit 31, one further,
-    and the AND clears its copies.
-
-    Why: the float16 placement costs int16 byte moves and a conversion. LowBitLinear's one-row
-    reduction, E3M2 8192 x 8192 (sm_90a, XBLOCK 8, R0_BLOCK 32, benchmarks/sass_offline.py
-    style counts): 12.5-12.7 instructions per weight by the float16 placement, 10.4-10.5 by
-    this. (Decoding each code from the window of the two bytes it spans, without unpacking it
-    first, counted the same: the compiler merges the unpack's shift and mask into these.)
-
-    >>> import torch, fpx
-    >>> _float_values_by_float32_shift(torch.tensor([0, 1, 4, 31, 32, 63], dtype=torch.int32), fpx.E3M2).tolist()
-    [0.0, 0.0625, 0.25, 28.0, -0.0, -28.0]
-    >>> _float_values_by_float32_shift(torch.tensor([0xFFFF, 0x07C0], dtype=torch.int32), fpx.E3M2, shift=6).tolist()
-    [-28.0, 28.0]
-    """
-    keep = fmt.magnitude_mask << (23 - fmt.mantissa_bits)
-    if fmt.signed:
-        keep -= 1 << 31  # and bit 31, as an int32
-    # The exponent's top bit goes to bit 22 + exponent bits: one below the sign, or from bit 31.
-    back = 8 - fmt.exponent_bits if fmt.signed else 9 - fmt.exponent_bits
-    placed = ((word << (32 - fmt.bits - shift)) >> back) & keep
-    return placed.view(torch.float32) * 2.0 ** (127 - fmt.bias)
-
-
 WEIGHT_BLOCKS = 8  # blocks of output rows of LowBitLinear._matmul_by_weight_blocks
 
 
@@ -822,17 +769,6 @@ def _sums_products_in_one_trip(device: torch.device, fmt, rows: int) -> bool:
     return device.type == "cuda" and fmt.bits != 8 and (rows > 1 or fmt.bits != 4)
 
 
-def _e8m0_values(codes: torch.Tensor) -> torch.Tensor:
-    """E8M0 scale codes (uint8) as float32, exactly as ``fpx.decode(codes, E8M0)``: 2^(code -
-    127) as the float32 whose exponent field is the code (bit 22 set makes code 0 the
-    subnormal 2^-127 and code 255 a NaN), in five integer operations instead of fpx.decode's
-    general arithmetic, so that inductor keeps the scale decode inside its consumer's kernel.
-    """
-    e = codes.to(torch.int32)
-    ends = ((e == 0) | (e == 255)).to(torch.int32)
-    return ((e << 23) | (ends << 22)).view(torch.float32)
-
-
 def _float_decode_by_casts(device: torch.device) -> bool:
     """Whether :func:`_grid_values` decodes float codes by casts and views (the float8 cast,
     float16 placement): on CUDA. On CPU inductor's C++ compiles those to scalar loops and
@@ -868,112 +804,6 @@ def _float_bits_pay_off(device: torch.device) -> bool:
     form were within their noise) and its 32-bit lane float decode. One switch for all, which
     ``benchmarks/timing.force_layer_choice("float_bits", ...)`` flips for A/B runs."""
     return device.type == "cuda"
-
-
-def _int_field_values(
-    word: torch.Tensor, bits: int, signed: bool, *, shift: int = 0, masked: bool = False, pattern: torch.Tensor | None = None
-) -> torch.Tensor:
-    """The ``bits``-bit integer field at bit ``shift`` of int32 ``word`` as float32 (two's
-    complement when ``signed``), exactly, in two or three operations and no int -> float
-    conversion. ``masked`` clears the word's other bits first; without it they must be zero.
-    ``pattern``, an int32 tensor holding the XOR pattern below (0x4B000000, with the field's
-    sign bit for a signed field), replaces that constant (see
-    :func:`_patterns_from_buffer_pays_off`).
-
-    The field stays where it is, under the exponent of 2^23 (whose unit in the last place is
-    1): the float32 whose bits are ``field << shift | 0x4B000000`` is 2^23 + 2^shift field. A
-    signed field has its sign bit flipped in the same XOR: 2^23 + 2^shift (field ^ 2^(bits-1));
-    times 2^-shift, minus 2^(23 - shift) + 2^(bits - 1), that is the sign-extended field (one
-    fused multiply-add, exact: every step is an integer below 2^24). Needs ``shift + bits <= 23``.
-
-    Why: a conversion (I2F) issues at a quarter of the integer rate on Hopper and sits on each
-    weight's dependency chain, after a sign extension of four instructions. In the matmul
-    template's decode prologue, latency-bound at one warp per scheduler, dropping both took
-    INT4 8192 x 8192 from 68.2 to 58.9 us at 16 rows and 78.6-79.1 to 66.0-66.6 us at 64 (H200,
-    compiled alone; 3% fewer instructions in Nsight Compute). The one-row reductions, bound by
-    instruction issue, stayed at 24-29 us (docs/inductor.md).
-
-    >>> import torch
-    >>> fields = torch.arange(8, dtype=torch.int32) << 3
-    >>> _int_field_values(fields, 3, signed=True, shift=3).tolist()
-    [0.0, 1.0, 2.0, 3.0, -4.0, -3.0, -2.0, -1.0]
-    """
-    if masked:
-        word = word & (((1 << bits) - 1) << shift)
-    sign = 1 << (bits - 1 + shift) if signed else 0
-    if pattern is None:
-        pattern = _int_field_pattern(bits, signed, shift)
-    placed = word ^ pattern  # the field's bits lie below the exponent's
-    unit = 2.0**-shift
-    return placed.view(torch.float32) * unit - (2.0**23 + sign) * unit
-
-
-def _int_field_pattern(bits: int, signed: bool, shift: int) -> int:
-    """The XOR pattern of :func:`_int_field_values` for a field at bit ``shift``: the exponent
-    bits of 2^23, and for a signed field its sign bit (flipped to offset binary)."""
-    return _TWO_POW_23_BITS | ((1 << (bits - 1 + shift)) if signed else 0)
-
-
-def _float_fields_in_place(fmt: FloatFormat) -> bool:
-    """Formats :func:`_float_field_values` decodes: 2 or 4-bit codes (whole codes per byte, at
-    most 4 bits so that the two copies its multiply makes cannot overlap), no inf or NaN codes,
-    and fields that float32 placement takes (zero and subnormals, a bias in [0, 127]): the
-    2 and 4-bit formats of :func:`_float32_shift_decodes`."""
-    return fmt.bits in (2, 4) and _float32_shift_decodes(fmt)
-
-
-def _float_field_values(word: torch.Tensor, fmt: FloatFormat, *, shift: int) -> torch.Tensor:
-    """The code of ``fmt`` (see :func:`_float_fields_in_place`) at bit ``shift`` of int32
-    ``word`` (its other bits anything) as float32, exactly, in four operations.
-
-    float32 placement (``fpx.convert._decode_by_float32_placement``) without moving the code
-    first: one integer multiply by 2^(23 - m - shift) + 2^(32 - bits - shift) writes two copies
-    of the masked code, one with its magnitude at float32's exponent and mantissa positions and
-    one with its sign at bit 31 (the product wraps past 2^31, which int32 arithmetic does on
-    every backend torch has); one AND keeps those bits, and one multiply by 2^(127 - bias) makes
-    the value (a float32 subnormal for a subnormal code, as there). For E2M1 in LowBitLinear's
-    one-row reduction: 8.45 instructions per weight against 11.4 by the float16 placement
-    (benchmarks/sass_offline.py counts, sm_90a), 21.7 against 38.0 us (H200, 8192 x 8192). In
-    the matmul template's prologue it is the decode that fuses (16 rows: one kernel of 65.0 us,
-    where fpx.decode's stayed a decode kernel and a matmul, 145.1 us).
-
-    >>> import torch, fpx
-    >>> codes = torch.arange(16, dtype=torch.int32)
-    >>> _float_field_values(codes << 4, fpx.E2M1, shift=4).tolist()[:8]
-    [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
-    """
-    m = fmt.mantissa_bits
-    multiplier, keep = 1 << (23 - m - shift), fmt.magnitude_mask << (23 - m)
-    if fmt.signed:
-        multiplier += 1 << (32 - fmt.bits - shift)
-        keep |= 1 << 31
-    keep -= (1 << 32) if keep >> 31 else 0  # as an int32
-    code = word & (((1 << fmt.bits) - 1) << shift)
-    placed = (code * multiplier) & keep
-    return placed.view(torch.float32) * 2.0 ** (127 - fmt.bias)
-
-
-def _float_values_in_32_bit_lanes(codes: torch.Tensor, fmt) -> torch.Tensor:
-    """Values of int32 float ``codes`` by 32-bit integer and float operations only: the
-    significand (with its implicit bit) times 2^(exponent - bias - mantissa bits), the unit
-    built as float32 bits. Exact for every code: the significand has at most 8 bits, and the
-    caller checks that the unit is a normal float32 (true for every standard bias). Subnormals
-    need no branch.
-    """
-    m_bits = fmt.mantissa_bits
-    magnitude = codes & fmt.magnitude_mask
-    exponent = magnitude >> m_bits
-    significand = (magnitude & ((1 << m_bits) - 1)) | ((exponent > 0).to(torch.int32) << m_bits)
-    unit = ((exponent.clamp(min=1) - (fmt.bias + m_bits) + 127) << 23).view(torch.float32)
-    values = significand.to(torch.float32) * unit
-    # Specials as fpx.decode (_code_to_float32) places them, then the sign on the bit pattern.
-    if fmt.has_inf:
-        values = torch.where(magnitude == fmt.inf_code, float("inf"), values)
-        values = torch.where(magnitude > fmt.inf_code, float("nan"), values)
-    elif fmt.has_nan:
-        values = torch.where(magnitude == fmt.nan_code, float("nan"), values)
-    bits = values.view(torch.int32)
-    return torch.where((codes & fmt.sign_mask) != 0, bits | _INT32_SIGN_BIT, bits).view(torch.float32)
 
 
 def _marks_the_decode(device: torch.device) -> bool:

@@ -11,14 +11,14 @@ from torch import nn
 import fpx
 from fpx.formats import FloatFormat
 from fpx import LowBitLinear, quantize_
-from fpx.nn import (
+from fpx.fields import (
     _float32_shift_decodes,
     _float_field_values,
     _float_fields_in_place,
     _float_values_by_float32_shift,
     _int_field_values,
-    dequantize_packed,
 )
+from fpx.nn import dequantize_packed
 
 # (fmt, keyword arguments) covering every kind of scale the layer stores.
 CASES = [
@@ -233,7 +233,7 @@ def test_weight_decode_gives_every_codes_exact_value(decoder, fmt, device):
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 def test_e8m0_scale_decode_gives_every_codes_exact_value(device):
-    from fpx.nn import _e8m0_values
+    from fpx.fields import _e8m0_values
 
     codes = torch.arange(256, dtype=torch.uint8, device=device)
     expected = [2.0 ** (c - 127) for c in range(255)] + [float("nan")]
