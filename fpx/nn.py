@@ -169,8 +169,8 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
     - CUDA: 4, and 8 where the matmul template's decode does not fuse or is slow: MX blocks
       (``block="mx"``: a decode kernel writes the weight, then the template runs) and, outside
       :func:`cold_cache_tuning`, float codes not decoded in place (such as E4M3 and E5M2: with
-      inductor's own tiles their decode stays unfused; the template took 115-123 us at 4-16
-      rows, E4M3's reductions 92 at 8). Within it the template tries narrow tiles, where they
+      inductor's own tiles their decode stays unfused; on an H100 the template took 115-123 us
+      at 4-16 rows, E4M3's reductions 92 at 8). Within it the template tries narrow tiles, where they
       fuse and beat the reductions from 5 rows (H200, 8192 x 8192, reductions / template: E4M3
       at M = 5 56.7 / 51.9 us, M = 8 85.8 / 51.4; E5M2 at M = 8 87.3 / 50.5; MX E2M1 at M = 5
       73.2 / 101.1, M = 8 92.2 / 100.4). The limit is read while tracing: a model compiled
