@@ -5,8 +5,10 @@
 #         cold compiles of every case side by side (phase 1, warming inductor's caches), then the
 #         timed runs side by side with each timing under one lock (phase 2).
 #   probe: the open questions of docs/inductor.md (K-major storage; per-row reductions at M=2-8).
-#   verify: every CUDA test in 3 processes side by side (nothing timed), then one sequential,
-#         timed linear sweep (VERIFY_ARGS) compiled alone: about 8 minutes.
+#   verify: every CUDA test, two processes side by side (nothing timed), then the layer's codegen
+#         tests alone (about 6 minutes of the 8); with VERIFY_ARGS set, then one sequential timed
+#         linear sweep of those arguments, compiled alone (it no longer fits in a 10-minute call
+#         by default: give the sweep its own call).
 #   tuning: the reductions' tuning, coordinate descent or not, each in 3 fresh compiles (own
 #         inductor cache per process): the spread and the best time per option set, with the
 #         configs chosen (TUNING_ARGS, TUNING_OPTIONS, TUNING_COMPILES; about 5 minutes).
@@ -143,11 +145,13 @@ if [[ $what == verify ]]; then
   timeout 300 python3 -m pytest -q -m cuda -p no:cacheprovider tests/bitpack tests/fpx/test_convert_codegen.py tests/fpx/test_encode.py > "$OUT/tests_a.log" 2>&1 &
   timeout 300 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn.py tests/fpx/test_fake_quantize.py tests/fpx/test_quantize.py tests/fpx/test_formats.py > "$OUT/tests_c.log" 2>&1 &
   wait
-  timeout 330 python3 -m pytest -q -m cuda -p no:cacheprovider --durations=8 tests/fpx/test_nn_codegen.py > "$OUT/tests_b.log" 2>&1
+  timeout 420 python3 -m pytest -q -m cuda -p no:cacheprovider --durations=8 tests/fpx/test_nn_codegen.py > "$OUT/tests_b.log" 2>&1
   summarize_tests "$OUT"
-  rm -rf /tmp/torchinductor_$(whoami)  # compile the timed cases alone, not from the tests' caches
-  timeout ${LINEAR_TIMEOUT:-240} python3 benchmarks/linear.py ${VERIFY_ARGS:---shapes 8192x8192 --formats INT4,INT2,INT3,INT8,UINT4 --m 1,2,4} --csv "$OUT/verify.csv" > "$OUT/verify.log" 2>&1
-  grep -E "M=|FAILED|copy bandwidth|#" "$OUT/verify.log" | cut -c1-150 | tail -30
+  if [[ -n ${VERIFY_ARGS:-} ]]; then
+    rm -rf /tmp/torchinductor_$(whoami)  # compile the timed cases alone, not from the tests' caches
+    timeout ${LINEAR_TIMEOUT:-240} python3 benchmarks/linear.py $VERIFY_ARGS --csv "$OUT/verify.csv" > "$OUT/verify.log" 2>&1
+    grep -E "M=|FAILED|copy bandwidth|#" "$OUT/verify.log" | cut -c1-150 | tail -30
+  fi
 fi
 
 if [[ $what == conversions ]]; then
