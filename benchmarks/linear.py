@@ -14,6 +14,7 @@ import copy
 import csv
 import json
 import os
+import re
 import sys
 import time
 
@@ -254,8 +255,6 @@ def measure_compiled_dense(args, dense_weights, shape, m):
 
 def template_config_of(source):
     """'template: BMxBNxBK sS wW' of the matmul template in generated code ('' if none)."""
-    import re
-
     found = re.search(r"@triton_heuristics\.template\((.*?)\)\n@triton\.jit\ndef (triton_tem\w+)\((.*?)^''', device_str",
                       source, re.S | re.M)
     if found is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import platform
+import re
 import statistics
 import time
 
@@ -31,8 +32,6 @@ def run_and_count_kernels(fn, *args):
     """(output, kernels launched, generated source) of one call of the compiled ``fn``: CPU
     kernels are the distinct ``cpp_fused_*`` functions, CUDA kernels the launches (``.run(``
     in the wrapper), as tests/codegen.py counts them."""
-    import re
-
     from torch._inductor.utils import run_and_get_code
 
     out, codes = run_and_get_code(fn, *args)
@@ -164,8 +163,6 @@ def time_call(fn, *args) -> float:
 
 def parse_template_configs(spec: str) -> list[tuple[int, int, int, int, int]]:
     """``"16x64x128s4w8,16x32x128s5w2"`` -> [(BLOCK_M, BLOCK_N, BLOCK_K, stages, warps), ...]."""
-    import re
-
     configs = []
     for item in filter(None, spec.split(",")):
         match = re.fullmatch(r"(\d+)x(\d+)x(\d+)s(\d+)w(\d+)", item.strip())

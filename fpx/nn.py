@@ -201,8 +201,9 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
         return 16
     if not static_rows:
         return 2
-    decoded_in_place = not isinstance(fmt, FloatFormat) or _float_fields_in_place(fmt)
-    slow_template_decode = block == "mx" or not (decoded_in_place or template_tiles_given())
+    # Integer codes and float codes decoded in place fuse in inductor's own tiles too.
+    fuses_in_any_tile = not isinstance(fmt, FloatFormat) or _float_fields_in_place(fmt)
+    slow_template_decode = block == "mx" or not (fuses_in_any_tile or template_tiles_given())
     rows = 8 if slow_template_decode else 4
     return max(1, min(rows, ROW_REDUCTIONS // planar_group(fmt.bits)))
 
