@@ -12,6 +12,7 @@ inductor cache, then profile a second process that finds every kernel and tuning
 """
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -19,31 +20,43 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import fpx  # noqa: E402
 from fpx.nn import LowBitLinear, compile_options  # noqa: E402
-from timing import force_layer_choice, time_cuda_graph, tuned_configs  # noqa: E402
+from linear import FORMATS  # noqa: E402
+from timing import (  # noqa: E402
+    force_layer_choice,
+    parse_template_configs,
+    template_configs,
+    time_cuda_graph,
+    tuned_configs,
+)
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cases", default="INT4:1,INT4:16", help="FORMAT:M,...")
+    parser.add_argument("--cases", default="INT4:1,INT4:16", help="FORMAT:M,... (linear.py's format names)")
     parser.add_argument("--shape", default="8192x8192")
     parser.add_argument("--profile", action="store_true", help="one call per case inside an NVTX range 'profile'")
     parser.add_argument("--copies", type=int, default=4, help="weights cycled in the timing (defeats L2)")
     parser.add_argument("--float-bits", choices=("auto", "0", "1"), default="auto", help="the reductions' planes by float bits")
+    parser.add_argument("--group-size", type=int, default=128)
+    parser.add_argument("--template-configs", default="",
+                        help="the CUDA matmul template tries exactly these configs (linear.py's option)")
     args = parser.parse_args()
+    configs = parse_template_configs(args.template_configs)
     if args.float_bits != "auto":
         force_layer_choice("float_bits", args.float_bits == "1")
     n, k = map(int, args.shape.split("x"))
     linear = torch.nn.Linear(k, n, bias=False, device="cuda")
     for case in args.cases.split(","):
         name, m = case.split(":")
-        fmt = getattr(fpx, name)
-        layers = [LowBitLinear.from_linear(linear, fmt).to(torch.bfloat16) for _ in range(args.copies)]
+        fmt, kwargs = FORMATS[name]
+        kwargs = {"group_size": args.group_size, **kwargs}
+        layers = [LowBitLinear.from_linear(linear, fmt, **kwargs).to(torch.bfloat16) for _ in range(args.copies)]
         x = torch.randn(int(m), k, device="cuda", dtype=torch.bfloat16)
         compiled = torch.compile(lambda layer, x: layer(x), options=compile_options("cuda"))
-        for layer in layers:
-            compiled(layer, x)
+        with template_configs(configs) if configs else contextlib.nullcontext():
+            for layer in layers:
+                compiled(layer, x)
         torch.cuda.synchronize()
         if args.profile:
             torch.cuda.nvtx.range_push("profile")

@@ -166,14 +166,14 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       reductions faster (INT4 6.3-6.6 / 9.5-9.7 ms, INT8 3.3-3.7 / 7.8-8.3, E2M1 5.9-6.4 /
       13.1-13.2, INT3 6.4-6.9 / 18.2-19.5); M = 16 mixed (INT4 12.7-12.8 / 10.8-11.2, INT8
       13.1-14.4 / 9.2-9.5, E2M1 12.0-13.2 / 14.5-23.1, INT3 12.6-12.9 / 19.5-47.4).
-    - CUDA: 4, and 8 where the matmul template's decode does not fuse or is slow: MX blocks
-      (``block="mx"``: a decode kernel writes the weight, then the template runs) and, outside
+    - CUDA: 4, and 8 where the matmul template's decode does not fuse or is slow: outside
       :func:`cold_cache_tuning`, float codes not decoded in place (such as E4M3 and E5M2: with
       inductor's own tiles their decode stays unfused; on an H100 the template took 115-123 us
-      at 4-16 rows, E4M3's reductions 92 at 8). Within it the template tries narrow tiles, where they
+      at 4-16 rows, E4M3's reductions 92 at 8) and MX blocks (``block="mx"``; not measured
+      fused in inductor's own tiles). Within it the template tries narrow tiles, where they
       fuse and beat the reductions from 5 rows (H200, 8192 x 8192, reductions / template: E4M3
       at M = 5 56.7 / 51.9 us, M = 8 85.8 / 51.4; E5M2 at M = 8 87.3 / 50.5; MX E2M1 at M = 5
-      73.2 / 101.1, M = 8 92.2 / 100.4). The limit is read while tracing: a model compiled
+      73.2 / 58.9, M = 8 92.2 / 56.2). The limit is read while tracing: a model compiled
       inside the block keeps its limit after. E2M1 on an H200 (in place): reductions 49.8 us at
       M = 4 and 107.6 at M = 8, the fused template 60.4 at M = 8.
       Measured on an H100 (torch 2.11, 8192 x 8192, compiled alone with
@@ -201,9 +201,10 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
         return 16
     if not static_rows:
         return 2
-    # Integer codes and float codes decoded in place fuse in inductor's own tiles too.
-    fuses_in_any_tile = not isinstance(fmt, FloatFormat) or _float_fields_in_place(fmt)
-    slow_template_decode = block == "mx" or not (fuses_in_any_tile or template_tiles_given())
+    # Integer codes and float codes decoded in place fuse in inductor's own tiles too; MX
+    # blocks (an E8M0 decode more) were measured fused in the narrow tiles only.
+    fuses_in_any_tile = block != "mx" and (not isinstance(fmt, FloatFormat) or _float_fields_in_place(fmt))
+    slow_template_decode = not (fuses_in_any_tile or template_tiles_given())
     rows = 8 if slow_template_decode else 4
     return max(1, min(rows, ROW_REDUCTIONS // planar_group(fmt.bits)))
 
@@ -656,11 +657,25 @@ def dequantize_packed(
     int_bits = float_bits and isinstance(fmt, IntFormat) and fmt.bits < 8
     float_in_place = float_bits and isinstance(fmt, FloatFormat) and _float_fields_in_place(fmt)
     codes = bitpack.unpack(packed, fmt.bits, g, dim=1, signed=signed and not int_bits, dtype=torch.int32)
-    # (N, G, K/G) planes are W's columns in order: as (N, groups, group_size), scales and
-    # zero-points broadcast (no gather: 2x faster eagerly than indexing them per weight).
-    codes = codes.reshape(n, -1, group_size)
-    scale = (_e8m0_values(scale) if block == "mx" else scale.float()).unsqueeze(-1)
-    zero_point = None if zero_point is None else zero_point.unsqueeze(-1)
+    scale = _e8m0_values(scale) if block == "mx" else scale.float()
+    if torch.compiler.is_compiling():
+        # Compiled: each weight reads its code at its column k and its group's scale at
+        # k // group_size (a repeat_interleave is a view there, nothing is written). The eager
+        # form's (N, groups, group_size) view would reach the code at group_size * (k //
+        # group_size) + k % group_size, which Triton's address analysis takes as contiguous over
+        # group_size columns only: for groups narrower than the matmul template's BLOCK_K, the
+        # codes were loaded byte by byte outside the async-copy pipeline (H200, INT4 at 16
+        # rows, fused: 100.0 us with groups of 32 against 50.8 with groups of 128).
+        codes = codes.reshape(n, 1, -1)
+        scale = scale.repeat_interleave(group_size, dim=-1).unsqueeze(1)
+        if zero_point is not None:
+            zero_point = zero_point.repeat_interleave(group_size, dim=-1).unsqueeze(1)
+    else:
+        # (N, G, K/G) planes are W's columns in order: as (N, groups, group_size), scales and
+        # zero-points broadcast (no gather, and no scale per weight in memory).
+        codes = codes.reshape(n, -1, group_size)
+        scale = scale.unsqueeze(-1)
+        zero_point = None if zero_point is None else zero_point.unsqueeze(-1)
     if int_bits:
         grid = _int_field_values(codes, fmt.bits, signed)
     elif float_in_place:

@@ -149,10 +149,14 @@ def compiled_forward_at_16_rows(fmt, kwargs, n=8192, k=8192, tuning=contextlib.n
 # SMALL_BATCH_TILES): more programs for a decode prologue. H200, 8192 x 8192, 16 rows: the
 # fused INT4 template 59.1 us in a 16 x 32 tile, 50.8 in 16 x 16 (2 warps). E4M3 per channel
 # fuses only in a narrow tile (inductor's own tiles: a decode kernel writes the weight), which
-# is why its row limit is 4 under cold_cache_tuning and 8 outside it.
+# is why its row limit is 4 under cold_cache_tuning and 8 outside it; MX blocks too. Scale
+# groups narrower than BLOCK_K (INT4 by 32, MX) fuse since the compiled decode reads each code
+# at its own column (fpx.nn.dequantize_packed): before, their fused template took 100-133 us
+# and inductor kept a decode kernel plus the template.
 @pytest.mark.cuda
-@pytest.mark.parametrize("fmt, kwargs", [(fpx.INT4, {"group_size": 128}), (fpx.E4M3, {"group_size": None})],
-                         ids=["INT4", "E4M3"])
+@pytest.mark.parametrize("fmt, kwargs", [(fpx.INT4, {"group_size": 128}), (fpx.E4M3, {"group_size": None}),
+                                         (fpx.INT4, {"group_size": 32}), (fpx.E2M1, {"block": "mx"})],
+                         ids=["INT4", "E4M3", "INT4-g32", "E2M1-MX"])
 def test_cuda_forward_at_16_rows_under_cold_cache_tuning_fuses_into_a_narrow_tile(fmt, kwargs):
     source, weight_size = compiled_forward_at_16_rows(fmt, kwargs, tuning=fpx.nn.cold_cache_tuning)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
