@@ -20,7 +20,7 @@ import torch
 
 import fpx
 
-from ..codegen import allocations, compile_and_code, kernel_count, weight_sized_allocations
+from ..codegen import allocations, compile_and_code, kernel_count, vectorizes, weight_sized_allocations
 
 N, K = 64, 256
 CASES = [
@@ -72,8 +72,12 @@ def test_cpu_forward_is_fused_without_a_dequantized_weight(fmt, kwargs, name, ro
 # CPU past gemv_max_rows (16 by default): the weight decoded a block of N / WEIGHT_BLOCKS output
 # rows at a time, a kernel per block, each block's buffer reused by the next and multiplied by a
 # library matmul straight into its columns of the output (bias included): two allocations, the
-# block and the output.
-@pytest.mark.parametrize("fmt, kwargs", [CASES[3], CASES[5], CASES[10]], ids=[IDS[3], IDS[5], IDS[10]])
+# block and the output. Where the C++ backend vectorizes, each block's codes are loaded as
+# vectors, also for scale groups shorter than a code row (UINT4 by 32, MX): read through the
+# (N, groups, group_size) view, those codes were gathered byte by byte into a buffer (MX) or
+# the whole loop was scalar (UINT4 by 32).
+@pytest.mark.parametrize("fmt, kwargs", [CASES[3], (fpx.UINT4, {"group_size": 32}), CASES[10]],
+                         ids=[IDS[3], "UINT4-32", IDS[10]])
 def test_cpu_forward_past_the_row_limit_decodes_the_weight_by_blocks(fmt, kwargs):
     rows = fpx.nn.default_gemv_max_rows("cpu", fmt) + 4
     assert_fused(fmt, kwargs, rows, "cpu", kernels=fpx.nn.WEIGHT_BLOCKS)
@@ -82,6 +86,10 @@ def test_cpu_forward_past_the_row_limit_decodes_the_weight_by_blocks(fmt, kwargs
     sizes = sorted(math.prod(s) for s in allocations(source))
     assert sizes == sorted([N // fpx.nn.WEIGHT_BLOCKS * K, rows * N]), allocations(source)
     assert source.count("extern_kernels.addmm(") == fpx.nn.WEIGHT_BLOCKS, source
+    if vectorizes():
+        # One vector load of codes per block at least, and no element-by-element gather.
+        assert len(re.findall(r"Vectorized<uint8_t>::loadu\(in_ptr", source)) >= fpx.nn.WEIGHT_BLOCKS, source
+        assert not re.search(r"tmpbuf\[\w+\] = in_ptr", source), source
 
 
 @pytest.mark.cuda
