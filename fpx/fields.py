@@ -3,7 +3,7 @@ fuses, each exact for every code and written so that inductor emits a few intege
 operations per weight (no table lookup, no int -> float conversion where avoidable).
 
 - integer fields: :func:`_int_field_values` (under the exponent of 2^23, one XOR and one
-  multiply-add);
+  multiply-add), and unsigned codes less a zero-point: :func:`_uint_values_plus_two_pow_23`;
 - 2 and 4-bit float codes in place: :func:`_float_field_values` (one integer multiply writes
   magnitude and sign where float32 keeps them);
 - float codes of up to 8 exponent bits without inf/NaN: :func:`_float_values_by_float32_shift`;
@@ -134,6 +134,23 @@ def _int_field_values(
     placed = word ^ pattern  # the field's bits lie below the exponent's
     unit = 2.0**-shift
     return placed.view(torch.float32) * unit - (2.0**23 + sign) * unit
+
+
+def _uint_values_plus_two_pow_23(values: torch.Tensor) -> torch.Tensor:
+    """Integers ``values`` in [0, 2^23) as the float32 2^23 + value: their bits ORed under the
+    exponent of 2^23, one integer operation and no int -> float conversion.
+
+    Two such floats subtract to the exact difference of their integers: LowBitLinear's compiled
+    decode takes a zero-point off an unsigned code this way. Converted, the zero-point cost a
+    conversion per weight in the matmul template's prologue (the prologue decodes every weight
+    of its tile, and a zero-point it loads per weight), at a quarter of the integer issue rate.
+
+    >>> import torch
+    >>> codes, zero_points = torch.tensor([0, 7, 15]), torch.tensor([3, 3, 8])
+    >>> (_uint_values_plus_two_pow_23(codes) - _uint_values_plus_two_pow_23(zero_points)).tolist()
+    [-3.0, 4.0, 7.0]
+    """
+    return (values.to(torch.int32) | _TWO_POW_23_BITS).view(torch.float32)
 
 
 def _int_field_pattern(bits: int, signed: bool, shift: int) -> int:

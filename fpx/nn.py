@@ -69,6 +69,7 @@ from .fields import (
     _float_values_in_32_bit_lanes,
     _int_field_pattern,
     _int_field_values,
+    _uint_values_plus_two_pow_23,
 )
 from .formats import FloatFormat, IntFormat
 from .quantize import _dequantize_grid, _grid_affine, quantize
@@ -676,7 +677,13 @@ def dequantize_packed(
         codes = codes.reshape(n, -1, group_size)
         scale = scale.unsqueeze(-1)
         zero_point = None if zero_point is None else zero_point.unsqueeze(-1)
-    if int_bits:
+    if int_bits and zero_point is not None:
+        # Code and zero-point both as 2^23 + value: their difference is exact, with no int ->
+        # float conversion of the zero-point per weight in the matmul template's prologue
+        # (H200, UINT4 8192 x 8192, 16 rows: 60.7 -> 58.8 us in two compiles each).
+        grid = _uint_values_plus_two_pow_23(codes)
+        zero_point = _uint_values_plus_two_pow_23(zero_point)
+    elif int_bits:
         grid = _int_field_values(codes, fmt.bits, signed)
     elif float_in_place:
         grid = _float_field_values(codes, fmt, shift=0)
