@@ -17,6 +17,7 @@ from fpx.fields import (
     _float_fields_in_place,
     _float_values_by_float32_shift,
     _int_field_values,
+    _uint_values_plus_two_pow_23,
 )
 from fpx.nn import dequantize_packed
 
@@ -394,6 +395,16 @@ def test_int_field_values_is_the_field_exactly_for_every_code_and_shift(bits, si
         pattern = torch.tensor(0x4B000000 | ((1 << (bits - 1 + shift)) if signed else 0), dtype=torch.int32)
         got = _int_field_values(placed | junk, bits, signed, shift=shift, masked=True, pattern=pattern)
         assert got.tolist() == expected, shift
+
+
+def test_codes_less_zero_points_as_floats_plus_two_pow_23_are_exact():
+    """Every pair of a code and a zero-point of up to 8 bits (the zero-point stored as uint8,
+    the code as int32), both read as 2^23 + value: the float difference is the integer one."""
+    codes = torch.arange(256, dtype=torch.int32).repeat_interleave(256)
+    zero_points = torch.arange(256, dtype=torch.uint8).repeat(256)
+    got = _uint_values_plus_two_pow_23(codes) - _uint_values_plus_two_pow_23(zero_points)
+    assert got.dtype == torch.float32
+    assert torch.equal(got.double(), (codes.long() - zero_points.long()).double())
 
 
 @pytest.mark.parametrize("rows", [1, 20])
