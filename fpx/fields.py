@@ -141,9 +141,9 @@ def _uint_values_plus_two_pow_23(values: torch.Tensor) -> torch.Tensor:
     exponent of 2^23, one integer operation and no int -> float conversion.
 
     Two such floats subtract to the exact difference of their integers: LowBitLinear's compiled
-    decode takes a zero-point off an unsigned code this way. Converted, the zero-point cost a
-    conversion per weight in the matmul template's prologue (the prologue decodes every weight
-    of its tile, and a zero-point it loads per weight), at a quarter of the integer issue rate.
+    decode takes a zero-point off an unsigned code this way. The matmul template's prologue
+    loads a zero-point for each weight of its tile; converted, each cost a conversion, which
+    issues at a quarter of the integer rate.
 
     >>> import torch
     >>> codes, zero_points = torch.tensor([0, 7, 15]), torch.tensor([3, 3, 8])
