@@ -643,8 +643,9 @@ def dequantize_packed(
     ``table=False`` keeps float codes without a fast decode (see :func:`_grid_values`) off
     ``code_table``: no indirect load, which a matmul template's prologue cannot take.
     ``float_bits`` (default: :func:`_float_bits_pay_off`) turns integer codes of 1-7 bits into
-    floats by :func:`_int_field_values` instead of a sign extension and a conversion, and the
-    float codes :func:`_float_fields_in_place` takes (such as E2M1) by
+    floats by :func:`_int_field_values` instead of a sign extension and a conversion (codes
+    with zero-points: code and zero-point both by :func:`_uint_values_plus_two_pow_23`, whose
+    difference ``_dequantize_grid`` takes as the code's), and the float codes :func:`_float_fields_in_place` takes (such as E2M1) by
     :func:`_float_field_values` instead of ``fpx.decode``. Other float codes keep ``fpx.decode``
     here: E3M2 and E2M3 by :func:`_float_values_by_float32_shift` did not fuse into the matmul
     template either and the decode kernel ran no faster (H200, 8192 x 8192, 16 rows: E3M2 148.8
