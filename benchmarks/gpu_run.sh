@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One GPU session: every CUDA test, then the benchmarks. Logs go to $OUT (or ./gpu_out).
 # Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|all]
-#   grid: the linear grid of benchmarks/RESULTS.md inside one 10-minute call: the CUDA tests and
-#         cold compiles of every case side by side (phase 1, warming inductor's caches), then the
-#         timed runs side by side with each timing under one lock (phase 2).
+#   grid: the linear grid of benchmarks/RESULTS.md (GRID_JOBS: "SHAPES FORMATS MS;..." to choose
+#         part of it): cold compiles of every case side by side, inductor's tuning timings one at
+#         a time under a lock (phase 1, warming inductor's caches), then the timed runs side by
+#         side with each timing under the same lock (phase 2).
 #   probe: the open questions of docs/inductor.md (K-major storage; per-row reductions at M=2-8).
 #   verify: every CUDA test, two processes side by side (nothing timed), then the layer's codegen
 #         tests alone (about 6 minutes of the 8); with VERIFY_ARGS set, then one sequential timed
@@ -96,19 +97,20 @@ if [[ $what == grid ]]; then
   for f in INT8 INT4 INT3 INT2 INT1 E4M3 E3M2 E2M1; do jobs+=("8192x8192 $f $all_m"); done
   for s in 4096x4096 4096x14336 14336x4096 8192x28672; do jobs+=("$s INT4,INT8,E4M3,E2M1 1,16,64"); done
   [[ -n ${GRID_JOBS:-} ]] && IFS=';' read -ra jobs <<< "$GRID_JOBS"  # "SHAPES FORMATS MS;..."
-  # Phase 1: the CUDA tests (3 processes) and a cold compile of every case.
-  timeout ${TEST_TIMEOUT:-330} python3 -m pytest -q -m cuda -p no:cacheprovider tests/bitpack tests/fpx/test_convert_codegen.py > "$logs/tests_a.log" 2>&1 &
-  timeout ${TEST_TIMEOUT:-330} python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn_codegen.py > "$logs/tests_b.log" 2>&1 &
-  timeout ${TEST_TIMEOUT:-330} python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn.py tests/fpx/test_fake_quantize.py tests/fpx/test_quantize.py > "$logs/tests_c.log" 2>&1 &
+  # Phase 1: a cold compile of every case, side by side, with every GPU timing inductor tunes
+  # by taken one at a time under the lock (the first grids tuned under contention and cached
+  # poor choices). No tests beside it: their GPU work would contend with those timings
+  # (`verify` runs them).
   i=0
   for job in "${jobs[@]}"; do
     set -- $job
-    timeout ${WARM_TIMEOUT:-320} python3 benchmarks/linear.py --compile-only --shapes $1 --formats $2 --m $3 --csv "$logs/cold_$i.csv" > "$logs/cold_$i.log" 2>&1 &
+    timeout ${WARM_TIMEOUT:-320} python3 benchmarks/linear.py --compile-only --timing-lock $lock --shapes $1 --formats $2 --m $3 --csv "$logs/cold_$i.csv" > "$logs/cold_$i.log" 2>&1 &
     i=$((i + 1))
   done
   wait
-  summarize_tests "$logs"
+  echo "phase 1: $(cat "$logs"/cold_*.log | grep -c "compiled in") cases compiled in ${SECONDS} s"
   # Phase 2: timed, one timing at a time.
+  phase2_start=$SECONDS
   i=0
   for job in "${jobs[@]}"; do
     set -- $job
@@ -116,6 +118,7 @@ if [[ $what == grid ]]; then
     i=$((i + 1))
   done
   wait
+  echo "phase 2: $((SECONDS - phase2_start)) s"
   python3 - "$logs" "$OUT/grid.csv" <<'PY'
 import csv, glob, sys
 logs, out = sys.argv[1:]
