@@ -53,7 +53,7 @@ FLUSH_L2_MULTIPLE = 4
 # and a product per value in registers (255 at most); on an H200 every config of the layer's
 # kernels above 64 spilled.
 MAX_VALUES_PER_THREAD = 64
-# The matmul template's configs for a batch of at most 64 rows, by BLOCK_M (the batch rounded
+# The matmul template's configs for a batch of at most 128 rows, by BLOCK_M (the batch rounded
 # up to a power of 2, 16 at least): (BLOCK_M, BLOCK_N, BLOCK_K, stages, warps). Narrow tiles
 # give a weight-streaming matmul more programs: inductor's own list (BLOCK_N 32 or more, a warp
 # per 16 x 16 output tile) runs 256 programs of 2 warps for 8192 outputs, about one warp per
@@ -61,10 +61,15 @@ MAX_VALUES_PER_THREAD = 64
 # bfloat16 config of the 8192 x 8192 case (16 x 64 x 128 and 64 x 64 x 128, 4 warps), so that
 # an unquantized matmul keeps its tile. Measured on an H200, INT4 at 8192 x 8192 with the decode
 # fused: 16 rows 59.1 -> 50.8 us (16 x 16 x 128, 2 warps), 64 rows 66.8 -> 62.9 (64 x 32 x 128).
+# At 128 rows inductor's list leaves the decode unfused (a kernel writes the bfloat16 weight,
+# then a 64 x 128 x 128 template: INT4 93.9 us); 128-row tiles fuse it (INT4 79.4 us in 128 x
+# 64 x 128 with 8 warps, INT2 78.3, E2M1 78.1, INT8 74.1), and their best plain config (46.1 us
+# warm) beats inductor's (48.9). Past 128 rows the decode written once is amortized: inductor's.
 SMALL_BATCH_TILES = {
     16: ((16, 16, 128, 5, 2), (16, 16, 64, 6, 1), (16, 32, 128, 5, 2), (16, 64, 128, 5, 4)),
     32: ((32, 16, 128, 5, 2), (32, 32, 128, 5, 2), (32, 32, 128, 5, 4), (32, 64, 128, 5, 4)),
     64: ((64, 32, 128, 5, 4), (64, 32, 64, 5, 2), (64, 16, 128, 5, 4), (64, 64, 128, 5, 4)),
+    128: ((128, 64, 128, 4, 8), (128, 32, 128, 5, 4), (128, 32, 128, 4, 8), (128, 16, 128, 5, 4)),
 }
 
 
@@ -125,15 +130,16 @@ def cold_cache_tuning(reps: int = REPS, max_values_per_thread: int | None = MAX_
     compiled per reduction kernel of the model, about 0.3 s each).
 
     The matmul template (the layer's path past its row limit) tries the narrow tiles of
-    :func:`small_batch_tiles` instead of inductor's list for a product of at most 64 rows:
+    :func:`small_batch_tiles` instead of inductor's list for a product of at most 128 rows:
     more programs for a decode fused as the template's prologue. H200, 8192 x 8192, against
     inductor's list in the same run: 16 rows INT4 59.1 -> 50.8 us, INT8 55.1 -> 45.8, E2M1
     60.6 -> 53.5, INT3 65.4 -> 56.6, E3M2 73.0 -> 59.0; 64 rows INT4 66.8 -> 62.9, E2M1 67.3
-    -> 59.9, INT8 60.3 -> 55.7; 32 rows, INT3 and E3M2 at 64 rows within 1 us. This applies to
+    -> 59.9, INT8 60.3 -> 55.7; 32 rows, INT3 and E3M2 at 64 rows within 1 us; 128 rows (fused
+    now, 2 kernels before) INT4 93.9 -> 79.4, INT2 78.3, E2M1 78.1, INT8 74.1. This applies to
     every such product (mm, addmm, bmm) compiled in the block, unquantized ones too; each list
     keeps inductor's best plain bfloat16 tile of the 8192 x 8192 case at 16 and 64 rows (a
-    bfloat16 ``F.linear`` of 8192 x 8192 compiled in the block: 0.98x, 0.91x and 1.07x of
-    eager cuBLAS at 16, 32 and 64 rows; 0.96x at 32 rows with inductor's list). Inside the
+    bfloat16 ``F.linear`` of 8192 x 8192 compiled in the block: 0.98x, 0.91x, 1.07x and 0.92x
+    of eager cuBLAS at 16, 32, 64 and 128 rows; 0.96x at 32 rows with inductor's list). Inside the
     block, LowBitLinear also routes E4M3 and E5M2 past 4 rows to the template, where these
     tiles fuse their decode (:func:`template_tiles_given`).
 
@@ -336,17 +342,19 @@ def _wider_programs(tuner, config):
 def small_batch_tiles(m, n, k) -> tuple:
     """The matmul template configs (BLOCK_M, BLOCK_N, BLOCK_K, stages, warps) that
     :func:`cold_cache_tuning` gives inductor for an (m, k) x (k, n) product: those of
-    ``SMALL_BATCH_TILES`` for m of at most 64 (blocks no larger than n and k need, 16 at least),
-    none otherwise (inductor's own list).
+    ``SMALL_BATCH_TILES`` for m of at most 128 (blocks no larger than n and k need, 16 at
+    least), none otherwise (inductor's own list).
 
     >>> small_batch_tiles(16, 8192, 8192)[0]
     (16, 16, 128, 5, 2)
     >>> small_batch_tiles(3, 8, 32)  # blocks capped by n and k, duplicates dropped
     ((16, 16, 32, 5, 2), (16, 16, 32, 6, 1), (16, 16, 32, 5, 4))
-    >>> small_batch_tiles(65, 8192, 8192)
+    >>> small_batch_tiles(128, 8192, 8192)[0]
+    (128, 64, 128, 4, 8)
+    >>> small_batch_tiles(129, 8192, 8192)
     ()
     """
-    if m > 64:
+    if m > max(SMALL_BATCH_TILES):
         return ()
 
     def block(size):  # the power of 2 that covers size, 16 at least

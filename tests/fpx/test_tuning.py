@@ -337,7 +337,7 @@ def inductors_list(monkeypatch):
     return [(128, 128, 32, 3, 8)]
 
 
-@pytest.mark.parametrize("m, block_m", [(1, 16), (16, 16), (17, 32), (33, 64), (64, 64)])
+@pytest.mark.parametrize("m, block_m", [(1, 16), (16, 16), (17, 32), (33, 64), (64, 64), (65, 128), (128, 128)])
 def test_inside_the_block_a_small_batch_gets_narrow_tiles(inductors_list, m, block_m):
     with fpx.nn.cold_cache_tuning():
         configs = template_configs(m)
@@ -351,7 +351,7 @@ def test_inside_the_block_a_small_batch_gets_narrow_tiles(inductors_list, m, blo
 
 def test_inside_the_block_a_larger_batch_keeps_inductors_list(inductors_list):
     with fpx.nn.cold_cache_tuning():
-        assert template_configs(65) == inductors_list
+        assert template_configs(129) == inductors_list
         assert template_configs(4096) == inductors_list
 
 
