@@ -160,17 +160,28 @@ def compiled_bf16_forward(fmt, kwargs, n=8192, k=8192, tuning=contextlib.nullcon
 # is why its row limit is 4 under cold_cache_tuning and 8 outside it; MX blocks too. Scale
 # groups narrower than BLOCK_K (INT4 by 32, MX) fuse since the compiled decode reads each code
 # at its own column (fpx.nn.dequantize_packed): before, their fused template took 100-133 us
-# and inductor kept a decode kernel plus the template.
+# and inductor kept a decode kernel plus the template. Which given tile wins is timed: the
+# narrow one is pinned where it wins by a margin (INT4) or is the only one that fuses (E4M3);
+# MX once kept the given 16 x 64 x 128 tile, fused (verify run, 2026-12-01), so for the two
+# narrow groups the test pins the fusion and that a given 16-row tile is used.
 @pytest.mark.cuda
-@pytest.mark.parametrize("fmt, kwargs", [(fpx.INT4, {"group_size": 128}), (fpx.E4M3, {"group_size": None}),
-                                         (fpx.INT4, {"group_size": 32}), (fpx.E2M1, {"block": "mx"})],
+@pytest.mark.parametrize("fmt, kwargs, narrow", [(fpx.INT4, {"group_size": 128}, True),
+                                                 (fpx.E4M3, {"group_size": None}, True),
+                                                 (fpx.INT4, {"group_size": 32}, False),
+                                                 (fpx.E2M1, {"block": "mx"}, False)],
                          ids=["INT4", "E4M3", "INT4-g32", "E2M1-MX"])
-def test_cuda_forward_at_16_rows_under_cold_cache_tuning_fuses_into_a_narrow_tile(fmt, kwargs):
+def test_cuda_forward_at_16_rows_under_cold_cache_tuning_fuses_into_a_given_tile(fmt, kwargs, narrow):
     source, weight_size = compiled_bf16_forward(fmt, kwargs, tuning=fpx.nn.cold_cache_tuning)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert kernel_count(source, "cuda") <= 2, source
-    block_n = re.findall(r"BLOCK_N\s*:\s*tl\.constexpr\s*=\s*(\d+)", source)
-    assert block_n and all(int(b) <= 32 for b in block_n), block_n
+    given = {(bm, bn, bk) for bm, bn, bk, _, _ in fpx.tuning.small_batch_tiles(16, 8192, 8192)}
+    blocks = [[int(b) for b in re.findall(rf"{name}\s*:\s*tl\.constexpr\s*=\s*(\d+)", source)]
+              for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K")]  # each template kernel sets all three
+    tiles = list(zip(*blocks))
+    assert tiles and all(len(b) == len(tiles) for b in blocks), blocks
+    assert all(tile in given for tile in tiles), tiles
+    if narrow:
+        assert all(block_n <= 32 for _, block_n, _ in tiles), tiles
 
 
 # At 128 rows inductor's own tiles leave the decode unfused (a kernel writes the bfloat16 weight
