@@ -377,7 +377,15 @@ class LowBitLinear(nn.Module):
         if _matmul_by_weight_blocks(x.device):
             out = self._matmul_by_weight_blocks(x2d, self._bias(x.dtype))
             return out.reshape(*x.shape[:-1], self.out_features)
-        out = x2d @ self._transposed_weight(x.dtype)
+        # One scale per output channel (a group as long as a row, not MX's E8M0 codes) on the
+        # product's columns, where the choice says so: the decoded codes are exact in bfloat16
+        # and float32 (at most 8 significant bits), and float16's range could not hold an
+        # unscaled product.
+        scale_after = (self.group_size == self.in_features and self.block is None
+                       and x.dtype in (torch.bfloat16, torch.float32) and _channel_scale_after_matmul(x.device))
+        out = x2d @ self._transposed_weight(x.dtype, scaled=not scale_after)
+        if scale_after:
+            out = (out.float() * self.scale.float().reshape(-1)).to(x.dtype)
         out = out.reshape(*x.shape[:-1], self.out_features)
         return out if self.bias is None else out + self.bias.to(x.dtype)
 
@@ -406,8 +414,9 @@ class LowBitLinear(nn.Module):
             outs.append(x2d @ w if bias is None else torch.addmm(bias[block], x2d, w))
         return torch.cat(outs, -1)
 
-    def _transposed_weight(self, dtype: torch.dtype) -> torch.Tensor:
-        """W.T (K, N) in ``dtype``, as a compiled matmul's prologue.
+    def _transposed_weight(self, dtype: torch.dtype, scaled: bool = True) -> torch.Tensor:
+        """W.T (K, N) in ``dtype``, as a compiled matmul's prologue (``scaled=False``: without
+        the scales, see :func:`_channel_scale_after_matmul`).
 
         Computed directly in the (K, N) layout the matmul template reads, and wrapped in
         torch's InvokeQuant marker, inductor can fuse the decode into a Triton matmul template
@@ -415,8 +424,10 @@ class LowBitLinear(nn.Module):
         max-autotune it is one decode kernel plus a library matmul.
         """
         fmt, group_size, block = self.fmt, self.group_size, self.block
-        present = [t for t in self._weight_tensors() if t is not None]
-        slots = [t is not None for t in self._weight_tensors()]
+        packed, scale, zero_point, code_table = self._weight_tensors()
+        tensors = (packed, scale if scaled else None, zero_point, code_table)
+        present = [t for t in tensors if t is not None]
+        slots = [t is not None for t in tensors]
 
         def transposed(*tensors):
             it = iter(tensors)
@@ -638,7 +649,8 @@ class LowBitLinear(nn.Module):
 def dequantize_packed(
     packed, scale, zero_point, code_table, *, fmt, group_size, block, table=True, float_bits=None
 ) -> torch.Tensor:
-    """The weight W (N, K) in float32 from its stored tensors.
+    """The weight W (N, K) in float32 from its stored tensors (``scale=None``: unscaled, the
+    codes' values less their zero-points).
 
     ``table=False`` keeps float codes without a fast decode (see :func:`_grid_values`) off
     ``code_table``: no indirect load, which a matmul template's prologue cannot take.
@@ -659,7 +671,8 @@ def dequantize_packed(
     int_bits = float_bits and isinstance(fmt, IntFormat) and fmt.bits < 8
     float_in_place = float_bits and isinstance(fmt, FloatFormat) and _float_fields_in_place(fmt)
     codes = bitpack.unpack(packed, fmt.bits, g, dim=1, signed=signed and not int_bits, dtype=torch.int32)
-    scale = _e8m0_values(scale) if block == "mx" else scale.float()
+    if scale is not None:
+        scale = _e8m0_values(scale) if block == "mx" else scale.float()
     if torch.compiler.is_compiling():
         # Compiled: each weight reads its code at its column k and its group's scale at
         # k // group_size (a repeat_interleave is a view there, nothing is written). The eager
@@ -669,14 +682,15 @@ def dequantize_packed(
         # codes were loaded byte by byte outside the async-copy pipeline (H200, INT4 at 16
         # rows, fused: 100.0 us with groups of 32 against 50.8 with groups of 128).
         codes = codes.reshape(n, 1, -1)
-        scale = scale.repeat_interleave(group_size, dim=-1).unsqueeze(1)
+        if scale is not None:
+            scale = scale.repeat_interleave(group_size, dim=-1).unsqueeze(1)
         if zero_point is not None:
             zero_point = zero_point.repeat_interleave(group_size, dim=-1).unsqueeze(1)
     else:
         # (N, G, K/G) planes are W's columns in order: as (N, groups, group_size), scales and
         # zero-points broadcast (no gather, and no scale per weight in memory).
         codes = codes.reshape(n, -1, group_size)
-        scale = scale.unsqueeze(-1)
+        scale = None if scale is None else scale.unsqueeze(-1)
         zero_point = None if zero_point is None else zero_point.unsqueeze(-1)
     if int_bits and zero_point is not None:
         # Code and zero-point both as 2^23 + value: their difference is exact, with no int ->
@@ -828,6 +842,18 @@ def _float_bits_pay_off(device: torch.device) -> bool:
     form were within their noise) and its 32-bit lane float decode. One switch for all, which
     ``benchmarks/timing.force_layer_choice("float_bits", ...)`` flips for A/B runs."""
     return device.type == "cuda"
+
+
+def _channel_scale_after_matmul(device: torch.device) -> bool:
+    """Whether a per-channel layer's compiled matmul (past the row limit; CUDA's template)
+    multiplies the product's columns by the scales, M x N multiplies, instead of every weight
+    in the decode, N x K (and a scale load per weight). The template's prologue is then the
+    codes' decode alone: for E4M3 a cast. Not measured yet, so off everywhere; predicted for
+    E4M3 per channel at 8192 x 8192 on an H200: 63 -> 46-52 us at 16 rows (INT8 by groups,
+    whose prologue is a conversion and a multiply, takes 46), and its decode fused at 128 rows
+    (92 us and two kernels now). ``benchmarks/linear.py --channel-scale-after-matmul 1``
+    turns it on for an A/B run."""
+    return False
 
 
 def _marks_the_decode(device: torch.device) -> bool:

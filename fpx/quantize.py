@@ -465,13 +465,16 @@ def _dequantize_grid(grid, scale, zero_point, fmt):
     """Values of grid points: ``grid * scale``, minus the zero-point (UINT), or ``+-scale`` (INT1).
 
     The one place the dequantization rule lives (fpx.nn's LowBitLinear calls it too): ``grid``
-    holds code values as floats, ``scale``/``zero_point`` broadcast against it.
+    holds code values as floats, ``scale``/``zero_point`` broadcast against it. ``scale=None``
+    leaves the values unscaled (a scale of 1), for a caller that scales a product instead.
     """
     if _is_sign_only(fmt):
-        return (2.0 * grid + 1.0) * scale
-    if zero_point is not None:
-        return (grid - zero_point.to(grid.dtype)) * scale
-    return grid * scale
+        values = 2.0 * grid + 1.0
+    elif zero_point is not None:
+        values = grid - zero_point.to(grid.dtype)
+    else:
+        values = grid
+    return values if scale is None else values * scale
 
 
 def _grid_affine(scale, zero_point, fmt):

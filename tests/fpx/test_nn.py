@@ -425,6 +425,45 @@ def test_cuda_decode_forms_compile_and_match_on_cpu(fmt, rows, monkeypatch):
     torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("fmt, group_size", [(fpx.E4M3, None), (fpx.INT8, None), (fpx.UINT4, None), (fpx.INT1, None),
+                                             (fpx.INT4, 256)], ids=["E4M3", "INT8", "UINT4", "INT1", "INT4-row"])
+def test_per_channel_scale_after_the_matmul_is_taken_and_matches(fmt, group_size, dtype, monkeypatch):
+    """The per-channel scale on the matmul's product (``fpx.nn._channel_scale_after_matmul``,
+    off until measured) forced on, past the row limit, with CUDA's whole-weight matmul, for
+    per-channel scales and a group as long as a row: the unscaled decode times the scale is
+    the dequantized weight exactly; the route is taken for bfloat16 and float32 x (not
+    float16, whose range an unscaled product could leave); and the layer compiled on CPU
+    matches the dequantized weight."""
+    monkeypatch.setattr(fpx.nn, "_channel_scale_after_matmul", lambda device: True)
+    monkeypatch.setattr(fpx.nn, "_matmul_by_weight_blocks", lambda device: False)
+    torch.manual_seed(0)
+    layer = LowBitLinear.from_linear(nn.Linear(256, 64), fmt, group_size=group_size)
+    weight = layer.dequantize_weight()
+    unscaled = layer._transposed_weight(torch.float32, scaled=False).T
+    assert torch.equal(unscaled * layer.scale.float(), weight)
+    x = torch.randn(20, 256, dtype=dtype)
+    taken = []
+    transposed = LowBitLinear._transposed_weight
+    monkeypatch.setattr(LowBitLinear, "_transposed_weight",
+                        lambda self, dtype, scaled=True: taken.append(scaled) or transposed(self, dtype, scaled))
+    with monkeypatch.context() as inside:
+        inside.setattr(torch.compiler, "is_compiling", lambda: True)  # the compiled route, run eagerly
+        layer(x)
+    assert taken == [dtype == torch.float16]
+    if dtype == torch.float16:
+        return  # the usual route, compiled by the tests above
+    torch._dynamo.reset()
+    out = torch.compile(layer, fullgraph=True)(x)
+    torch._dynamo.reset()  # no compiled forward with the forced choice left for later tests
+    expected = x.double() @ weight.double().T + layer.bias.double()
+    bound = x.double().abs() @ weight.double().abs().T + layer.bias.double().abs()
+    allowed = 1e-5 * bound  # float32 sums
+    if dtype == torch.bfloat16:  # the product, its scaling and the bias each rounded to 8 bits
+        allowed = allowed + 2**-7 * (expected.abs() + layer.bias.double().abs())
+    assert bool(((out.double() - expected).abs() <= allowed).all())
+
+
 def test_misaligned_packed_storage_falls_back_to_byte_planes():
     """Word planes read the packed bytes as int32: a buffer at an odd storage offset (as from a
     memory-mapped checkpoint) must give the same result through byte planes, not an error."""
