@@ -84,22 +84,27 @@ def timing_lock():
 
 
 @contextlib.contextmanager
-def locked_tuning_timings():
-    """Every GPU timing inductor takes while compiling (launch configs, template candidates, the
-    prologue-fusion choice) held under TIMING_LOCK, so that compiles run side by side tune as
-    if alone: the grids of the first sessions tuned under contention and cached poor choices
-    (INT4 at 16 rows 117.7 us in the grid against 68.3 alone)."""
+def inductor_timings_through(wrap):
+    """Within the block, every GPU timing inductor takes (launch configs, template candidates,
+    the prologue-fusion choice) goes through ``wrap(timing)``, ``timing`` being inductor's GPU
+    benchmark as it is on entry (a tuning scope's, where one replaced inductor's)."""
     from torch._inductor.runtime import benchmarking
 
     benchmarker = benchmarking.benchmarker
-    timing = benchmarker.benchmark_gpu  # the tuning scope's, when it replaced inductor's
-
-    def locked(*args, **kwargs):
-        with timing_lock():
-            return timing(*args, **kwargs)
-
-    with fpx.tuning._patched(benchmarker, "benchmark_gpu", locked):
+    with fpx.tuning._patched(benchmarker, "benchmark_gpu", wrap(benchmarker.benchmark_gpu)):
         yield
+
+
+def locked_tuning_timings():
+    """Inductor's timings while compiling held under TIMING_LOCK, so that compiles run side by
+    side tune as if alone: the grids of the first sessions tuned under contention and cached
+    poor choices (INT4 at 16 rows 117.7 us in the grid against 68.3 alone)."""
+    def locked(timing):
+        def locked_timing(*args, **kwargs):
+            with timing_lock():
+                return timing(*args, **kwargs)
+        return locked_timing
+    return inductor_timings_through(locked)
 
 
 @contextlib.contextmanager
@@ -107,17 +112,11 @@ def cold_cache_all_timings():
     """Research (``--tuning cold-cache-all``): fpx.nn.cold_cache_tuning, with every other GPU
     timing inductor takes in the block (matmul-template candidates, the prologue-fusion choice)
     passed to it as vetted too, where the package keeps inductor's benchmark for them."""
-    from torch._inductor.runtime import benchmarking
+    def as_vetted(cold):  # the package's timing: its checks, its eviction buffer
+        return lambda fn, *args, **kwargs: cold(fn, *args, **{**kwargs, "is_vetted_benchmarking": True})
 
-    benchmarker = benchmarking.benchmarker
-    with fpx.nn.cold_cache_tuning():
-        cold = benchmarker.benchmark_gpu  # the package's: its checks, its eviction buffer
-
-        def any_timing(fn, *args, **kwargs):
-            return cold(fn, *args, **{**kwargs, "is_vetted_benchmarking": True})
-
-        with fpx.tuning._patched(benchmarker, "benchmark_gpu", any_timing):
-            yield
+    with fpx.nn.cold_cache_tuning(), inductor_timings_through(as_vetted):
+        yield
 
 
 def main():
