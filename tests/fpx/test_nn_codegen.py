@@ -175,13 +175,19 @@ def test_cuda_forward_at_16_rows_under_cold_cache_tuning_fuses_into_a_given_tile
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert kernel_count(source, "cuda") <= 2, source
     given = {(bm, bn, bk) for bm, bn, bk, _, _ in fpx.tuning.small_batch_tiles(16, 8192, 8192)}
+    tiles = template_tiles(source)
+    assert all(tile in given for tile in tiles), tiles
+    if narrow:
+        assert all(block_n <= 32 for _, block_n, _ in tiles), tiles
+
+
+def template_tiles(source):
+    """(BLOCK_M, BLOCK_N, BLOCK_K) of each matmul template kernel in ``source``, at least one."""
     blocks = [[int(b) for b in re.findall(rf"{name}\s*:\s*tl\.constexpr\s*=\s*(\d+)", source)]
               for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K")]  # each template kernel sets all three
     tiles = list(zip(*blocks))
     assert tiles and all(len(b) == len(tiles) for b in blocks), blocks
-    assert all(tile in given for tile in tiles), tiles
-    if narrow:
-        assert all(block_n <= 32 for _, block_n, _ in tiles), tiles
+    return tiles
 
 
 # At 128 rows inductor's own tiles leave the decode unfused (a kernel writes the bfloat16 weight
@@ -193,8 +199,8 @@ def test_cuda_forward_at_128_rows_under_cold_cache_tuning_fuses_into_a_128_row_t
                                                 tuning=fpx.nn.cold_cache_tuning)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert kernel_count(source, "cuda") <= 2, source
-    block_m = re.findall(r"BLOCK_M\s*:\s*tl\.constexpr\s*=\s*(\d+)", source)
-    assert block_m and all(int(b) == 128 for b in block_m), block_m
+    tiles = template_tiles(source)
+    assert all(block_m == 128 for block_m, _, _ in tiles), tiles
 
 
 # The decodes of more than 30 operations (FP6, MX scales, unsigned codes with zero-points):
