@@ -657,11 +657,12 @@ def dequantize_packed(
     ``float_bits`` (default: :func:`_float_bits_pay_off`) turns integer codes of 1-7 bits into
     floats by :func:`_int_field_values` instead of a sign extension and a conversion (codes
     with zero-points: code and zero-point both by :func:`_uint_values_plus_two_pow_23`, whose
-    difference ``_dequantize_grid`` takes as the code's), and the float codes :func:`_float_fields_in_place` takes (such as E2M1) by
-    :func:`_float_field_values` instead of ``fpx.decode``. Other float codes keep ``fpx.decode``
-    here: E3M2 and E2M3 by :func:`_float_values_by_float32_shift` did not fuse into the matmul
-    template either and the decode kernel ran no faster (H200, 8192 x 8192, 16 rows: E3M2 148.8
-    against 152.0 us, E2M3 247.1 against 153.0).
+    difference ``_dequantize_grid`` takes as the code's), and the float codes
+    :func:`_float_fields_in_place` takes (such as E2M1) by :func:`_float_field_values` instead
+    of ``fpx.decode``. Other float codes keep ``fpx.decode`` here: E3M2 and E2M3 by
+    :func:`_float_values_by_float32_shift` did not fuse into the matmul template either and the
+    decode kernel ran no faster (H200, 8192 x 8192, 16 rows: E3M2 148.8 against 152.0 us, E2M3
+    247.1 against 153.0).
     """
     n, _, columns = packed.shape
     g = planar_group(fmt.bits)
