@@ -7,6 +7,7 @@ size compile to, and what each kernel computes per weight.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -16,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fpx  # noqa: E402
 from fpx.nn import LowBitLinear, compile_options  # noqa: E402
+from linear import FORMATS  # noqa: E402
 from timing import run_and_count_kernels  # noqa: E402
 
 
@@ -28,17 +30,18 @@ def main():
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     n, k = map(int, args.shape.split("x"))
+    tuning = fpx.nn.cold_cache_tuning if args.device == "cuda" else contextlib.nullcontext
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
     linear = torch.nn.Linear(k, n, dtype=torch.float32, device=args.device)
     for case in args.cases.split(","):
         name, m = case.split(":")
-        mx = name.endswith("-MX")
-        fmt = getattr(fpx, name.removesuffix("-MX"))
-        layer = LowBitLinear.from_linear(linear, fmt, block="mx" if mx else None).to(dtype)
+        fmt, kwargs = FORMATS[name]  # as benchmarks/linear.py times them (E4M3 per channel)
+        layer = LowBitLinear.from_linear(linear, fmt, **kwargs).to(dtype)
         x = torch.randn(int(m), k, device=args.device, dtype=dtype)
         torch._dynamo.reset()
         compiled = torch.compile(layer, options=compile_options(args.device))
-        out, kernels, source = run_and_count_kernels(compiled, x)
+        with tuning():  # the layer's tuning on CUDA, as benchmarks/linear.py times it
+            out, kernels, source = run_and_count_kernels(compiled, x)
         ref = x.float() @ layer.dequantize_weight().T + layer.bias.float()
         err = ((out.float() - ref).norm() / ref.norm()).item()
         path = os.path.join(args.out, f"{name}_m{m}.py")

@@ -849,12 +849,16 @@ def _channel_scale_after_matmul(device: torch.device) -> bool:
     """Whether a per-channel layer's compiled matmul (past the row limit; CUDA's template)
     multiplies the product's columns by the scales, M x N multiplies, instead of every weight
     in the decode, N x K (and a scale load per weight). The template's prologue is then the
-    codes' decode alone: for E4M3 a cast. Not measured yet, so off everywhere; predicted for
-    E4M3 per channel at 8192 x 8192 on an H200: 63 -> 46-52 us at 16 rows (INT8 by groups,
-    whose prologue is a conversion and a multiply, takes 46), and its decode fused at 128 rows
-    (92 us and two kernels now). ``benchmarks/linear.py --channel-scale-after-matmul 1``
-    turns it on for an A/B run."""
-    return False
+    codes' decode alone: for E4M3 a cast. On CUDA. Measured on an H200 (torch 2.11, 8192 x
+    8192, bf16 x, each set compiled alone under cold_cache_tuning, 2026-12-01), before / after,
+    in us: E4M3 per channel at M = 16 63.4 / 26.3 (1.30x bf16 ``F.linear``), 64 91.1 / 46.4,
+    128 92.6 / 78.9 (fused: one kernel, was two); INT8 per channel 16 rows 51.4 / 34.0, 64
+    rows 71.1 / 51.2; INT2 53.4 / 48.9, 80.0 / 56.8; E2M1 62.6 / 52.1, 84.0 / 59.6. Predicted
+    for E4M3 at 16 rows: 46-52. The product is also more accurate: the codes are exact in
+    bfloat16, so only the sum and the scaled result are rounded (E4M3 relative error 1.7e-3
+    against 2.3e-3). CPU decodes by weight blocks past the row limit
+    (:func:`_matmul_by_weight_blocks`), where it is not measured, so no."""
+    return device.type == "cuda"
 
 
 def _marks_the_decode(device: torch.device) -> bool:

@@ -430,7 +430,7 @@ def test_cuda_decode_forms_compile_and_match_on_cpu(fmt, rows, monkeypatch):
                                              (fpx.INT4, 256)], ids=["E4M3", "INT8", "UINT4", "INT1", "INT4-row"])
 def test_per_channel_scale_after_the_matmul_is_taken_and_matches(fmt, group_size, dtype, monkeypatch):
     """The per-channel scale on the matmul's product (``fpx.nn._channel_scale_after_matmul``,
-    off until measured) forced on, past the row limit, with CUDA's whole-weight matmul, for
+    CUDA's choice) forced on here, past the row limit, with CUDA's whole-weight matmul, for
     per-channel scales and a group as long as a row: the unscaled decode times the scale is
     the dequantized weight exactly; the route is taken for bfloat16 and float32 x (not
     float16, whose range an unscaled product could leave); and the layer compiled on CPU (in
