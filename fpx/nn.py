@@ -73,7 +73,7 @@ from .fields import (
 )
 from .formats import FloatFormat, IntFormat
 from .quantize import _dequantize_grid, _grid_affine, quantize
-from .tuning import cold_cache_tuning, template_tiles_given  # noqa: F401  (fpx.nn.cold_cache_tuning)
+from .tuning import cold_cache_tuning  # noqa: F401  (fpx.nn.cold_cache_tuning)
 
 __all__ = ["LowBitLinear", "quantize_", "compile_options", "default_gemv_max_rows"]
 
@@ -167,16 +167,20 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       reductions faster (INT4 6.3-6.6 / 9.5-9.7 ms, INT8 3.3-3.7 / 7.8-8.3, E2M1 5.9-6.4 /
       13.1-13.2, INT3 6.4-6.9 / 18.2-19.5); M = 16 mixed (INT4 12.7-12.8 / 10.8-11.2, INT8
       13.1-14.4 / 9.2-9.5, E2M1 12.0-13.2 / 14.5-23.1, INT3 12.6-12.9 / 19.5-47.4).
-    - CUDA: 4, and 8 where the matmul template's decode does not fuse or is slow: outside
-      :func:`cold_cache_tuning`, float codes not decoded in place (such as E4M3 and E5M2: with
-      inductor's own tiles their decode stays unfused; on an H100 the template took 115-123 us
-      at 4-16 rows, E4M3's reductions 92 at 8) and MX blocks (``block="mx"``; not measured
-      fused in inductor's own tiles). Within it the template tries narrow tiles, where they
-      fuse and beat the reductions from 5 rows (H200, 8192 x 8192, reductions / template: E4M3
-      at M = 5 56.7 / 51.9 us, M = 8 85.8 / 51.4; E5M2 at M = 8 87.3 / 50.5; MX E2M1 at M = 5
-      73.2 / 58.9, M = 8 92.2 / 56.2). The limit is read while tracing: a model compiled
-      inside the block keeps its limit after. E2M1 on an H200 (in place): reductions 49.8 us at
-      M = 4 and 107.6 at M = 8, the fused template 60.4 at M = 8.
+    - CUDA: 4. The limit depends on the layer and the rows alone, not on the tuning block
+      around the call: a limit read from :func:`cold_cache_tuning`'s state put a guard on it,
+      so a model compiled inside the block recompiled at its first call outside, to the other
+      route (E4M3 at 8 rows: the reductions, 87.5 us, where the template takes 25.1). The
+      template beats the reductions from 5 rows on an H200 (8192 x 8192, 2026-12-01,
+      reductions / template): E4M3 per channel (its scales on the product,
+      :func:`_channel_scale_after_matmul`) at M = 8 87.5 / 25.1 us under cold_cache_tuning and
+      35.5 in inductor's own tiles, at M = 5 56.7 / 25.8 and 26.1; E5M2 at M = 8 87.3 / 24.1
+      and 41.9; MX E2M1 at M = 5 73.2 / 63.9 (both tile sets), M = 8 92.2 / 55.8 and 68.5.
+      Measured before, with each weight scaled in the prologue: E4M3 at M = 8 85.8 / 51.4 in
+      the narrow tiles, while in an H100's own tiles its decode stayed unfused, 115-123 us at
+      4-16 rows: compile E4M3 or E5M2 with per-group scales (or float16 x) inside
+      :func:`cold_cache_tuning`. E2M1 on an H200 (in place): reductions 49.8 us at M = 4 and
+      107.6 at M = 8, the fused template 60.4 at M = 8.
       Measured on an H100 (torch 2.11, 8192 x 8192, compiled alone with
       :func:`compile_options`): reductions / matmul template at M = 4: INT4 60 / 90 us, INT2
       77 / 89 us, E2M1 58 / 136 us, INT8 57 / 55 us. Formats of 8 planes (3, 5, 6, 7 bits and INT1) stop
@@ -189,12 +193,9 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
 
     >>> import fpx
     >>> [fpx.nn.default_gemv_max_rows("cuda", f) for f in (fpx.INT4, fpx.E2M1, fpx.E3M2, fpx.E4M3)]
-    [4, 4, 4, 8]
-    >>> with fpx.nn.cold_cache_tuning():  # the template's narrow tiles: E4M3's decode fuses
-    ...     fpx.nn.default_gemv_max_rows("cuda", fpx.E4M3)
-    4
+    [4, 4, 4, 4]
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E2M1, block="mx")
-    8
+    4
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E2M1, static_rows=False)
     2
     """
@@ -202,12 +203,8 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
         return 16
     if not static_rows:
         return 2
-    # Integer codes and float codes decoded in place fuse in inductor's own tiles too; MX
-    # blocks (an E8M0 decode more) were measured fused in the narrow tiles only.
-    fuses_in_any_tile = block != "mx" and (not isinstance(fmt, FloatFormat) or _float_fields_in_place(fmt))
-    slow_template_decode = not (fuses_in_any_tile or template_tiles_given())
-    rows = 8 if slow_template_decode else 4
-    return max(1, min(rows, ROW_REDUCTIONS // planar_group(fmt.bits)))
+    # 4 for every format: at most ROW_REDUCTIONS // planar_group(bits) for formats of 8 planes
+    return 4
 
 
 def planar_group(bits: int) -> int:

@@ -183,6 +183,28 @@ def test_cuda_forward_at_16_rows_under_cold_cache_tuning_fuses_into_a_given_tile
         assert all(block_n <= 32 for _, block_n, _ in tiles), tiles
 
 
+# The row limit is read while tracing. One read from cold_cache_tuning's state put a guard on
+# it: E4M3 compiled at 8 rows inside the block (the template, 25.1 us on an H200) recompiled at
+# its first call outside, to the reductions (87.5 us), and benchmarks timed those.
+@pytest.mark.cuda
+def test_cuda_forward_compiled_inside_cold_cache_tuning_is_not_recompiled_outside():
+    torch.manual_seed(0)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(1024, 1024), fpx.E4M3, group_size=None)
+    layer = layer.to("cuda", torch.bfloat16)
+    x = torch.randn(8, 1024, device="cuda", dtype=torch.bfloat16)
+    torch._dynamo.reset()
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    compiled = torch.compile(layer, fullgraph=True, options=fpx.nn.compile_options("cuda"))
+    with fpx.nn.cold_cache_tuning():
+        inside = compiled(x)
+    assert counters["stats"]["unique_graphs"] == 1
+    outside = compiled(x)
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    assert torch.equal(outside, inside)
+    torch._dynamo.reset()
+
+
 def template_tiles(source):
     """(BLOCK_M, BLOCK_N, BLOCK_K) of each matmul template kernel in ``source``, at least one."""
     blocks = [[int(b) for b in re.findall(rf"{name}\s*:\s*tl\.constexpr\s*=\s*(\d+)", source)]
