@@ -139,9 +139,7 @@ def cold_cache_tuning(reps: int = REPS, max_values_per_thread: int | None = MAX_
     every such product (mm, addmm, bmm) compiled in the block, unquantized ones too; each list
     keeps inductor's best plain bfloat16 tile of the 8192 x 8192 case at 16 and 64 rows (a
     bfloat16 ``F.linear`` of 8192 x 8192 compiled in the block: 0.98x, 0.91x, 1.07x and 0.92x
-    of eager cuBLAS at 16, 32, 64 and 128 rows; 0.96x at 32 rows with inductor's list). Inside the
-    block, LowBitLinear also routes E4M3 and E5M2 past 4 rows to the template, where these
-    tiles fuse their decode (:func:`template_tiles_given`).
+    of eager cuBLAS at 16, 32, 64 and 128 rows; 0.96x at 32 rows with inductor's list).
 
     >>> import fpx
     >>> with fpx.nn.cold_cache_tuning(reps=10):
@@ -415,8 +413,10 @@ _TILE_BLOCKS = []
 
 def template_tiles_given() -> bool:
     """Whether a :func:`matmul_template_tiles` block (such as :func:`cold_cache_tuning`'s) is
-    open, so that inductor's matmul template tries the tiles given there: LowBitLinear's row
-    limit (``fpx.nn.default_gemv_max_rows``) depends on it, being read while tracing.
+    open, so that inductor's matmul template tries the tiles given there. Not for code that
+    torch.compile traces: dynamo guards on what it reads, so a model that read it while
+    compiling inside the block recompiles at its first call outside (LowBitLinear's row limit
+    once did: E4M3 at 8 rows then ran the reductions, 87.5 us against the template's 24.7).
 
     >>> template_tiles_given()
     False

@@ -157,9 +157,9 @@ def compiled_bf16_forward(fmt, kwargs, n=8192, k=8192, tuning=contextlib.nullcon
 # SMALL_BATCH_TILES): more programs for a decode prologue. H200, 8192 x 8192, 16 rows: the
 # fused INT4 template 59.1 us in a 16 x 32 tile, 50.8 in 16 x 16 (2 warps). E4M3 per channel
 # fused only in a narrow tile while its prologue scaled each weight (inductor's own tiles: a
-# decode kernel writes the weight), which is why its row limit is 4 under cold_cache_tuning and
-# 8 outside it; MX blocks too. With the scale on the product (fpx.nn._channel_scale_after_matmul)
-# its prologue is a cast, and the tile is left to the timing. Scale
+# decode kernel writes the weight). With the scale on the product
+# (fpx.nn._channel_scale_after_matmul) its prologue is a cast, and the tile is left to the
+# timing. Scale
 # groups narrower than BLOCK_K (INT4 by 32, MX) fuse since the compiled decode reads each code
 # at its own column (fpx.nn.dequantize_packed): before, their fused template took 100-133 us
 # and inductor kept a decode kernel plus the template. Which given tile wins is timed: the
