@@ -853,8 +853,10 @@ def _channel_scale_after_matmul(device: torch.device) -> bool:
     rows 71.1 / 51.2; INT2 53.4 / 48.9, 80.0 / 56.8; E2M1 62.6 / 52.1, 84.0 / 59.6. Predicted
     for E4M3 at 16 rows: 46-52. The product is also more accurate: the codes are exact in
     bfloat16, so only the sum and the scaled result are rounded (E4M3 relative error 1.7e-3
-    against 2.3e-3). CPU decodes by weight blocks past the row limit
-    (:func:`_matmul_by_weight_blocks`), where it is not measured, so no."""
+    against 2.3e-3). Not on CPU, which decodes by weight blocks past the row limit
+    (:func:`_matmul_by_weight_blocks`): there each block's product scaled after its library
+    matmul measured mixed (2 cores, 4096 x 4096, 64 rows, per channel, before / after: E4M3
+    65.7 / 68.3 ms, INT8 65.5 / 60.5, INT4 47.2 / 64.5)."""
     return device.type == "cuda"
 
 

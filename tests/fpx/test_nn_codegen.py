@@ -159,13 +159,12 @@ def compiled_bf16_forward(fmt, kwargs, n=8192, k=8192, tuning=contextlib.nullcon
 # fused only in a narrow tile while its prologue scaled each weight (inductor's own tiles: a
 # decode kernel writes the weight). With the scale on the product
 # (fpx.nn._channel_scale_after_matmul) its prologue is a cast, and the tile is left to the
-# timing. Scale
-# groups narrower than BLOCK_K (INT4 by 32, MX) fuse since the compiled decode reads each code
-# at its own column (fpx.nn.dequantize_packed): before, their fused template took 100-133 us
-# and inductor kept a decode kernel plus the template. Which given tile wins is timed: the
-# narrow one is pinned where it wins by a margin (INT4);
-# MX once kept the given 16 x 64 x 128 tile, fused (verify run, 2026-12-01), so for the two
-# narrow groups the test pins the fusion and that a given 16-row tile is used.
+# timing. Scale groups narrower than BLOCK_K (INT4 by 32, MX) fuse since the compiled decode
+# reads each code at its own column (fpx.nn.dequantize_packed): before, their fused template
+# took 100-133 us and inductor kept a decode kernel plus the template. Which given tile wins is
+# timed: the narrow one is pinned where it wins by a margin (INT4); MX once kept the given 16 x
+# 64 x 128 tile, fused (verify run, 2026-12-01), so for the other cases the test pins the
+# fusion and that a given 16-row tile is used.
 @pytest.mark.cuda
 @pytest.mark.parametrize("fmt, kwargs, narrow", [(fpx.INT4, {"group_size": 128}, True),
                                                  (fpx.E4M3, {"group_size": None}, False),
