@@ -88,7 +88,8 @@ LAYER_CHOICES = {
     # past gemv_max_rows, the weight decoded a block of output rows at a time, each block by a
     # library matmul (on: CPU; off: one decode of the whole weight, CUDA's template prologue)
     "weight_blocks": "_matmul_by_weight_blocks",
-    # per-channel scales on the matmul's product instead of each weight (off: not measured yet)
+    # per-channel scales on the matmul's product instead of each weight (on: CUDA; off: CPU,
+    # whose weight blocks it did not speed up)
     "channel_scale_after_matmul": "_channel_scale_after_matmul",
 }
 

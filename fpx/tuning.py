@@ -400,28 +400,7 @@ def matmul_template_tiles(tiles_for):
         return configs_for
 
     with _patched(CUDAMMTemplateConfigHeuristic, "_get_config_generator", config_generator):
-        _TILE_BLOCKS.append(tiles_for)
-        try:
-            yield
-        finally:
-            _TILE_BLOCKS.pop()
-
-
-# The tiles_for of the matmul_template_tiles blocks now open, innermost last.
-_TILE_BLOCKS = []
-
-
-def template_tiles_given() -> bool:
-    """Whether a :func:`matmul_template_tiles` block (such as :func:`cold_cache_tuning`'s) is
-    open, so that inductor's matmul template tries the tiles given there. Not for code that
-    torch.compile traces: dynamo guards on what it reads, so a model that read it while
-    compiling inside the block recompiles at its first call outside (LowBitLinear's row limit
-    once did: E4M3 at 8 rows then ran the reductions, 87.5 us against the template's 24.7).
-
-    >>> template_tiles_given()
-    False
-    """
-    return bool(_TILE_BLOCKS)
+        yield
 
 
 def fit_stages(tile, dtype_size: int, shared_memory: int | None) -> tuple:

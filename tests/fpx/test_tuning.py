@@ -370,33 +370,34 @@ def test_small_batch_tiles_fit_small_products():
             assert 16 <= bm < 2 * max(m, 16) and 16 <= bn < 2 * max(n, 16) and 16 <= bk < 2 * max(k, 16)
 
 
-def test_the_matmul_configs_are_restored_after_an_error():
+def test_the_matmul_configs_are_restored_after_an_error(inductors_list):
     generator = CUDAMMTemplateConfigHeuristic.__dict__.get("_get_config_generator")
     with pytest.raises(KeyError):
         with fpx.nn.cold_cache_tuning():
             assert CUDAMMTemplateConfigHeuristic.__dict__.get("_get_config_generator") is not generator
-            assert fpx.tuning.template_tiles_given()
+            assert template_configs(16) != inductors_list
             raise KeyError("inside")
     assert CUDAMMTemplateConfigHeuristic.__dict__.get("_get_config_generator") is generator
-    assert not fpx.tuning.template_tiles_given()
+    assert template_configs(16) == inductors_list
 
 
-def test_tiles_are_given_inside_nested_blocks_until_the_outer_one_closes():
-    assert not fpx.tuning.template_tiles_given()
+def test_tiles_are_given_inside_nested_blocks_until_the_outer_one_closes(inductors_list):
+    narrow = list(fpx.tuning.small_batch_tiles(16, 8192, 8192))
+    assert template_configs(16) == inductors_list
     with fpx.tuning.matmul_template_tiles(fpx.tuning.small_batch_tiles):
         with fpx.nn.cold_cache_tuning():
-            assert fpx.tuning.template_tiles_given()
-        assert fpx.tuning.template_tiles_given()
-    assert not fpx.tuning.template_tiles_given()
+            assert template_configs(16) == narrow
+        assert template_configs(16) == narrow
+    assert template_configs(16) == inductors_list
 
 
-def test_without_inductors_matmul_heuristics_a_warning_and_its_own_configs(monkeypatch):
+def test_without_inductors_matmul_heuristics_a_warning_and_its_own_configs(monkeypatch, inductors_list):
     import sys
 
     monkeypatch.setitem(sys.modules, "torch._inductor.template_heuristics.triton", None)  # import fails
     with pytest.warns(UserWarning, match="matmul configs cannot be extended here"):
         with fpx.nn.cold_cache_tuning():
-            assert not fpx.tuning.template_tiles_given()  # inductor's own tiles: none given
+            assert template_configs(16) == inductors_list  # inductor's own tiles: none given
 
 
 @pytest.mark.parametrize("dtype_size", [2, 4])
