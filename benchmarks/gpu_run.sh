@@ -16,7 +16,7 @@
 #   prologue: the fused template kernels inductor compiled (and timed) for E2M1, INT4, INT3 at 16
 #         rows with groups of 128 (fused: kept) and 32 (fused: timed 1.24x slower, dropped):
 #         their Triton source and SASS counts under $OUT/prologue_*, to see what the group costs
-#         (PROLOGUE_JOBS: "FORMAT GROUP" pairs separated by ';').
+#         (PROLOGUE_JOBS: "FORMAT GROUP" pairs separated by ';'; PROLOGUE_ARGS: more linear.py arguments).
 #   patterns: integer fields' XOR patterns from a buffer (one LOP3 per field) or constants, A/B
 #         for INT4, INT2, UINT4 at 1 and 4 rows (about 7 minutes; a case can take 50 s to
 #         compile: give each set its own call if it times out). docs/inductor.md ("One LOP3 per
@@ -192,7 +192,7 @@ if [[ $what == prologue ]]; then
     set -- $job
     cache=$(mktemp -d); dir="$OUT/prologue_$1_g$2"; mkdir -p "$dir"
     TORCH_LOGS=fusion TORCHINDUCTOR_CACHE_DIR=$cache timeout 150 python3 benchmarks/linear.py --formats "$1" \
-      --group-size "$2" --m 16 > "$dir/linear.log" 2>&1
+      --group-size "$2" --m 16 ${PROLOGUE_ARGS:-} > "$dir/linear.log" 2>&1
     echo "== $1 group $2: $(grep -E " M=16" "$dir/linear.log" | cut -c1-110)"
     grep -E "benchmark\)" "$dir/linear.log" | sed -E 's/.*\[__fusion\]//' | head -3
     grep -rl "def triton_tem" "$cache" --include=*.py | while read -r f; do cp "$f" "$dir/"; done

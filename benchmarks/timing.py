@@ -91,6 +91,9 @@ LAYER_CHOICES = {
     # per-channel scales on the matmul's product instead of each weight (on: CUDA; off: CPU,
     # whose weight blocks it did not speed up)
     "channel_scale_after_matmul": "_channel_scale_after_matmul",
+    # the matmul path's decode in a bfloat16/float16 x's dtype (integer codes under 2^7's exponent,
+    # the scale multiplied in pairs), where exact (off: float32, rounded once at the end)
+    "decode_in_x_dtype": "_decodes_in_x_dtype",
 }
 
 

@@ -22,6 +22,13 @@ from .convert import _INT32_SIGN_BIT, _fits_float32_placement, _float16_placed
 from .formats import FloatFormat
 
 _TWO_POW_23_BITS = 0x4B000000  # float32 2^23: its unit in the last place is 1
+# Per float dtype: the bits of the power of two whose unit in the last place is 1 (2^23, bfloat16's
+# 2^7, float16's 2^10), that exponent, and the integer dtype of the float's width.
+_UNIT_ULP = {
+    torch.float32: (_TWO_POW_23_BITS, 23, torch.int32),
+    torch.bfloat16: (0x4300, 7, torch.int16),
+    torch.float16: (0x6400, 10, torch.int16),
+}
 
 
 def _float_values_by_float16_placement(codes: torch.Tensor, fmt) -> torch.Tensor:
@@ -87,26 +94,41 @@ def _float_values_by_float32_shift(word: torch.Tensor, fmt: FloatFormat, *, shif
     return placed.view(torch.float32) * 2.0 ** (127 - fmt.bias)
 
 
-def _e8m0_values(codes: torch.Tensor) -> torch.Tensor:
+def _e8m0_values(codes: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """E8M0 scale codes (uint8) as float32, exactly as ``fpx.decode(codes, E8M0)``: 2^(code -
     127) as the float32 whose exponent field is the code (bit 22 set makes code 0 the
     subnormal 2^-127 and code 255 a NaN), in five integer operations instead of fpx.decode's
     general arithmetic, so that inductor keeps the scale decode inside its consumer's kernel.
+    ``dtype=torch.bfloat16``: the same in bfloat16, whose exponent field is float32's (bits
+    7 and 6 instead of 23 and 22).
     """
+    if dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"E8M0 values need float32 or bfloat16, got dtype={dtype}")
+    exponent_at = 23 if dtype == torch.float32 else 7
     e = codes.to(torch.int32)
     ends = ((e == 0) | (e == 255)).to(torch.int32)
-    return ((e << 23) | (ends << 22)).view(torch.float32)
+    return ((e << exponent_at) | (ends << (exponent_at - 1))).to(_UNIT_ULP[dtype][2]).view(dtype)
 
 
 def _int_field_values(
-    word: torch.Tensor, bits: int, signed: bool, *, shift: int = 0, masked: bool = False, pattern: torch.Tensor | None = None
+    word: torch.Tensor,
+    bits: int,
+    signed: bool,
+    *,
+    shift: int = 0,
+    masked: bool = False,
+    pattern: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """The ``bits``-bit integer field at bit ``shift`` of int32 ``word`` as float32 (two's
     complement when ``signed``), exactly, in two or three operations and no int -> float
     conversion. ``masked`` clears the word's other bits first; without it they must be zero.
     ``pattern``, an int32 tensor holding the XOR pattern below (0x4B000000, with the field's
     sign bit for a signed field), replaces that constant (see
-    :func:`_patterns_from_buffer_pays_off`).
+    :func:`_patterns_from_buffer_pays_off`). ``dtype`` bfloat16 or float16: the same under the
+    exponent of 2^7 or 2^10, a value of that dtype (``shift + bits`` at most 7 or 10), so that
+    a half-precision matmul's decode needs no float32 at all (see
+    :func:`fpx.nn._decodes_in_x_dtype`).
 
     The field stays where it is, under the exponent of 2^23 (whose unit in the last place is
     1): the float32 whose bits are ``field << shift | 0x4B000000`` is 2^23 + 2^shift field. A
@@ -129,16 +151,18 @@ def _int_field_values(
     if masked:
         word = word & (((1 << bits) - 1) << shift)
     sign = 1 << (bits - 1 + shift) if signed else 0
+    _, exponent, int_dtype = _UNIT_ULP[dtype]
     if pattern is None:
-        pattern = _int_field_pattern(bits, signed, shift)
-    placed = word ^ pattern  # the field's bits lie below the exponent's
+        pattern = _int_field_pattern(bits, signed, shift, dtype)
+    placed = (word ^ pattern).to(int_dtype)  # the field's bits lie below the exponent's
     unit = 2.0**-shift
-    return placed.view(torch.float32) * unit - (2.0**23 + sign) * unit
+    return placed.view(dtype) * unit - (2.0**exponent + sign) * unit
 
 
-def _uint_values_plus_two_pow_23(values: torch.Tensor) -> torch.Tensor:
+def _uint_values_plus_two_pow_23(values: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Integers ``values`` in [0, 2^23) as the float32 2^23 + value: their bits ORed under the
-    exponent of 2^23, one integer operation and no int -> float conversion.
+    exponent of 2^23, one integer operation and no int -> float conversion. ``dtype`` bfloat16
+    or float16: values in [0, 2^7) or [0, 2^10) as 2^7 or 2^10 + value in that dtype.
 
     Two such floats subtract to the exact difference of their integers: LowBitLinear's compiled
     decode takes a zero-point off an unsigned code this way. The matmul template's prologue
@@ -150,13 +174,15 @@ def _uint_values_plus_two_pow_23(values: torch.Tensor) -> torch.Tensor:
     >>> (_uint_values_plus_two_pow_23(codes) - _uint_values_plus_two_pow_23(zero_points)).tolist()
     [-3.0, 4.0, 7.0]
     """
-    return (values.to(torch.int32) | _TWO_POW_23_BITS).view(torch.float32)
+    unit_bits, _, int_dtype = _UNIT_ULP[dtype]
+    return (values.to(torch.int32) | unit_bits).to(int_dtype).view(dtype)
 
 
-def _int_field_pattern(bits: int, signed: bool, shift: int) -> int:
+def _int_field_pattern(bits: int, signed: bool, shift: int, dtype: torch.dtype = torch.float32) -> int:
     """The XOR pattern of :func:`_int_field_values` for a field at bit ``shift``: the exponent
-    bits of 2^23, and for a signed field its sign bit (flipped to offset binary)."""
-    return _TWO_POW_23_BITS | ((1 << (bits - 1 + shift)) if signed else 0)
+    bits of 2^23 (of ``dtype``'s 2^7 or 2^10), and for a signed field its sign bit (flipped to
+    offset binary)."""
+    return _UNIT_ULP[dtype][0] | ((1 << (bits - 1 + shift)) if signed else 0)
 
 
 def _float_fields_in_place(fmt: FloatFormat) -> bool:

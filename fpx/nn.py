@@ -425,14 +425,18 @@ class LowBitLinear(nn.Module):
         tensors = (packed, scale if scaled else None, zero_point, code_table)
         present = [t for t in tensors if t is not None]
         slots = [t is not None for t in tensors]
+        in_dtype = _decodes_in_x_dtype(packed.device) and _decodes_exactly_in(
+            dtype, fmt, scale.dtype if scaled else None, block
+        )
+        decode_dtype = dtype if in_dtype else torch.float32
 
         def transposed(*tensors):
             it = iter(tensors)
             args = [next(it) if slot else None for slot in slots]
-            w = dequantize_packed(*args, fmt=fmt, group_size=group_size, block=block, table=False)
+            w = dequantize_packed(*args, fmt=fmt, group_size=group_size, block=block, table=False, dtype=decode_dtype)
             return w.to(dtype).t().contiguous()
 
-        marker = _invoke_quant() if _marks_the_decode(self.packed.device) else None
+        marker = _invoke_quant(low_precision=in_dtype) if _marks_the_decode(packed.device) else None
         if marker is None:
             return transposed(*present)
         return marker(transposed, *present, scheme="fpx.lowbit")
@@ -644,10 +648,16 @@ class LowBitLinear(nn.Module):
 
 
 def dequantize_packed(
-    packed, scale, zero_point, code_table, *, fmt, group_size, block, table=True, float_bits=None
+    packed, scale, zero_point, code_table, *, fmt, group_size, block, table=True, float_bits=None, dtype=torch.float32
 ) -> torch.Tensor:
     """The weight W (N, K) in float32 from its stored tensors (``scale=None``: unscaled, the
     codes' values less their zero-points).
+
+    ``dtype`` bfloat16 or float16 (where :func:`_decodes_exactly_in` allows it): W computed in
+    that dtype, the codes' values exact in it and the scale multiplied there, so that each
+    weight is rounded once, to the same value as the float32 product rounded to ``dtype``
+    (every product of a value and a scale of that dtype is exact in float32). See
+    :func:`_decodes_in_x_dtype`.
 
     ``table=False`` keeps float codes without a fast decode (see :func:`_grid_values`) off
     ``code_table``: no indirect load, which a matmul template's prologue cannot take.
@@ -670,7 +680,7 @@ def dequantize_packed(
     float_in_place = float_bits and isinstance(fmt, FloatFormat) and _float_fields_in_place(fmt)
     codes = bitpack.unpack(packed, fmt.bits, g, dim=1, signed=signed and not int_bits, dtype=torch.int32)
     if scale is not None:
-        scale = _e8m0_values(scale) if block == "mx" else scale.float()
+        scale = _e8m0_values(scale, dtype) if block == "mx" else scale.to(dtype)
     if torch.compiler.is_compiling():
         # Compiled: each weight reads its code at its column k and its group's scale at
         # k // group_size (a repeat_interleave is a view there, nothing is written). The eager
@@ -694,16 +704,16 @@ def dequantize_packed(
         # Code and zero-point both as 2^23 + value: their difference is exact, with no int ->
         # float conversion of the zero-point per weight in the matmul template's prologue
         # (H200, 8192 x 8192, 16 rows: UINT4 60.7 -> 58.8 us, UINT3 62.0 -> 60.6).
-        grid = _uint_values_plus_two_pow_23(codes)
-        zero_point = _uint_values_plus_two_pow_23(zero_point)
+        grid = _uint_values_plus_two_pow_23(codes, dtype)
+        zero_point = _uint_values_plus_two_pow_23(zero_point, dtype)
     elif int_bits:
-        grid = _int_field_values(codes, fmt.bits, signed)
+        grid = _int_field_values(codes, fmt.bits, signed, dtype=dtype)
     elif float_in_place:
-        grid = _float_field_values(codes, fmt, shift=0)
+        grid = _float_field_values(codes, fmt, shift=0).to(dtype)
     elif table:
-        grid = _grid_values(codes, fmt, code_table)
+        grid = _grid_values(codes, fmt, code_table).to(dtype)
     else:
-        grid = _grid_values(codes, fmt, casts_only=True)
+        grid = _grid_values(codes, fmt, casts_only=True).to(dtype)
     return _dequantize_grid(grid, scale, zero_point, fmt).reshape(n, g * columns)
 
 
@@ -867,13 +877,53 @@ def _marks_the_decode(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-def _invoke_quant():
-    """torch's InvokeQuant wrapper (torch >= 2.7), or None where this torch has none."""
+def _invoke_quant(low_precision: bool = False):
+    """torch's InvokeQuant wrapper (torch >= 2.7), or None where this torch has none.
+    ``low_precision``: inductor generates the marked decode's half-precision arithmetic as it
+    is written, instead of in float32 (its default for a fused prologue, which would undo
+    :func:`_decodes_in_x_dtype`)."""
     try:
         from torch._higher_order_ops._invoke_quant import InvokeQuant
     except ImportError:
         return None
-    return InvokeQuant(codegen_low_precision=False)
+    return InvokeQuant(codegen_low_precision=low_precision)
+
+
+def _decodes_in_x_dtype(device: torch.device) -> bool:
+    """Whether the matmul path's decode (CUDA's template prologue) computes a bfloat16 or
+    float16 x's weights in x's dtype, where :func:`_decodes_exactly_in` allows it: integer
+    codes of 1-7 bits placed under 2^7's (2^10's) exponent, no float32 step, and the scale
+    multiplied in pairs (bfloat16x2 instructions). The same weights, bit for bit.
+
+    Offline counts of the fused template's K loop (sm_90a, INT4 group 128 at 16 rows, inductor's
+    kernel with its decode lines edited): 12.84 instructions per weight as compiled, 9.69 in
+    bfloat16 (HADD2 and HMUL2 in pairs instead of FADD, FMUL and a bfloat16 pack per weight).
+    Off until measured."""
+    return False
+
+
+def _decodes_exactly_in(dtype: torch.dtype, fmt, scale_dtype: torch.dtype | None, block: str | None) -> bool:
+    """Whether :func:`dequantize_packed` can compute in half-precision ``dtype`` and round each
+    weight once, as in float32: every code value (less its zero-point) exact in ``dtype`` and
+    the scales of ``dtype`` (``scale_dtype``; None: unscaled), or MX's E8M0 in bfloat16. A value
+    of at most 11 significant bits times a scale of 8 or 11 is exact in float32, so the float32
+    product rounded to ``dtype`` and ``dtype``'s own product are the same number."""
+    if dtype not in (torch.bfloat16, torch.float16):
+        return False
+    if block == "mx":
+        scales_fit = dtype == torch.bfloat16
+    else:
+        scales_fit = scale_dtype in (None, dtype)
+    info = torch.finfo(dtype)
+    mantissa = round(-math.log2(info.eps))  # stored bits: 7, 10
+    if isinstance(fmt, IntFormat):  # values (less zero-points) of magnitude below 2^bits
+        return scales_fit and fmt.bits <= mantissa + 1
+    lowest = 1 - fmt.bias - fmt.mantissa_bits  # the exponent of the smallest subnormal
+    # The largest binade a finite code reaches (IEEE-like formats keep their top one for inf
+    # and NaN, which every dtype has).
+    highest = (1 << fmt.exponent_bits) - (2 if fmt.has_inf else 1) - fmt.bias
+    return (scales_fit and fmt.mantissa_bits <= mantissa and highest <= math.log2(info.max)
+            and lowest >= math.log2(info.smallest_normal) - mantissa)
 
 
 def _human(nbytes: int) -> str:
