@@ -94,20 +94,15 @@ def _float_values_by_float32_shift(word: torch.Tensor, fmt: FloatFormat, *, shif
     return placed.view(torch.float32) * 2.0 ** (127 - fmt.bias)
 
 
-def _e8m0_values(codes: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def _e8m0_values(codes: torch.Tensor) -> torch.Tensor:
     """E8M0 scale codes (uint8) as float32, exactly as ``fpx.decode(codes, E8M0)``: 2^(code -
     127) as the float32 whose exponent field is the code (bit 22 set makes code 0 the
     subnormal 2^-127 and code 255 a NaN), in five integer operations instead of fpx.decode's
     general arithmetic, so that inductor keeps the scale decode inside its consumer's kernel.
-    ``dtype=torch.bfloat16``: the same in bfloat16, whose exponent field is float32's (bits
-    7 and 6 instead of 23 and 22).
     """
-    if dtype not in (torch.float32, torch.bfloat16):
-        raise ValueError(f"E8M0 values need float32 or bfloat16, got dtype={dtype}")
-    exponent_at = 23 if dtype == torch.float32 else 7
     e = codes.to(torch.int32)
     ends = ((e == 0) | (e == 255)).to(torch.int32)
-    return ((e << exponent_at) | (ends << (exponent_at - 1))).to(_UNIT_ULP[dtype][2]).view(dtype)
+    return ((e << 23) | (ends << 22)).view(torch.float32)
 
 
 def _int_field_values(

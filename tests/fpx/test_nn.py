@@ -465,6 +465,47 @@ def test_per_channel_scale_after_the_matmul_is_taken_and_matches(fmt, group_size
     assert bool(((out.double() - expected).abs() <= allowed).all())
 
 
+HALF_DECODE_CASES = CASES + [(fpx.INT7, {"group_size": 32}), (fpx.UINT7, {"group_size": 32}),
+                             (fpx.UINT8, {"group_size": 32})]
+
+
+@pytest.mark.parametrize("fmt, kwargs", HALF_DECODE_CASES, ids=[f"{f.name}-{kw}" for f, kw in HALF_DECODE_CASES])
+def test_decode_in_x_dtype_gives_the_float32_decodes_weights_bit_for_bit(fmt, kwargs, monkeypatch):
+    """The matmul path's decode in x's half-precision dtype (``fpx.nn._decodes_in_x_dtype``,
+    CUDA's choice, forced on here with CUDA's integer fields by float bits): where it applies
+    (integer codes of 1-7 bits, scales of x's dtype) the weights are the float32 decode's
+    rounded once to x's dtype, bit for bit, for scales across the dtype's whole exponent range
+    (overflowing float16's products to inf alike); elsewhere the float32 route is kept. The
+    reference is the float32 decode, computed before the choice is forced."""
+    wide_scales = {torch.bfloat16: (-100, 100), torch.float16: (-24, 12), torch.float32: (-100, 100)}
+    generator = torch.Generator().manual_seed(0)
+    layers, references = [], []
+    for scale_dtype in ([torch.bfloat16] if kwargs.get("block") else [torch.bfloat16, torch.float16, torch.float32]):
+        layer = LowBitLinear.from_linear(make_linear(), fmt, scale_dtype=scale_dtype, **kwargs)
+        if not kwargs.get("block"):  # MX scales are E8M0 codes: left as quantized
+            low, high = wide_scales[scale_dtype]
+            exponents = torch.randint(low, high + 1, layer.scale.shape, generator=generator).double()
+            mantissas = 1 + torch.rand(layer.scale.shape, generator=generator, dtype=torch.float64)
+            layer.scale.copy_((mantissas * 2.0**exponents).to(scale_dtype))
+        layers.append(layer)
+        references.append((layer.dequantize_weight(), layer._transposed_weight(torch.float32, scaled=False).T))
+    monkeypatch.setattr(fpx.nn, "_decodes_in_x_dtype", lambda device: True)
+    monkeypatch.setattr(fpx.nn, "_float_bits_pay_off", lambda device: True)
+    decode_dtypes = []
+    original = fpx.nn.dequantize_packed
+    monkeypatch.setattr(fpx.nn, "dequantize_packed", lambda *a, **kw: decode_dtypes.append(kw["dtype"]) or original(*a, **kw))
+    for layer, (weight, unscaled) in zip(layers, references):
+        for dtype in (torch.bfloat16, torch.float16):
+            for scaled, expected in ((True, weight), (False, unscaled)):
+                decode_dtypes.clear()
+                transposed = layer._transposed_weight(dtype, scaled=scaled)
+                assert transposed.dtype == dtype
+                assert torch.equal(transposed.T, expected.to(dtype)), (dtype, layer.scale.dtype, scaled)
+                applies = (isinstance(fmt, fpx.IntFormat) and fmt.bits <= 7
+                           and (not scaled or layer.scale.dtype == dtype))
+                assert decode_dtypes == [dtype if applies else torch.float32], (dtype, layer.scale.dtype, scaled)
+
+
 def test_misaligned_packed_storage_falls_back_to_byte_planes():
     """Word planes read the packed bytes as int32: a buffer at an odd storage offset (as from a
     memory-mapped checkpoint) must give the same result through byte planes, not an error."""
