@@ -22,19 +22,13 @@ from .convert import _INT32_SIGN_BIT, _fits_float32_placement, _float16_placed
 from .formats import FloatFormat
 
 _TWO_POW_23_BITS = 0x4B000000  # float32 2^23: its unit in the last place is 1
-# Per float dtype: its stored mantissa bits, its exponent bias and the integer dtype of its width.
-_FLOAT_FIELDS = {
-    torch.float32: (23, 127, torch.int32),
-    torch.bfloat16: (7, 127, torch.int16),
-    torch.float16: (10, 15, torch.int16),
+# Per float dtype: the bits of the power of two whose unit in the last place is 1 (2^23, bfloat16's
+# 2^7, float16's 2^10), that exponent, and the integer dtype of the float's width.
+_UNIT_ULP = {
+    torch.float32: (_TWO_POW_23_BITS, 23, torch.int32),
+    torch.bfloat16: (0x4300, 7, torch.int16),
+    torch.float16: (0x6400, 10, torch.int16),
 }
-
-
-def _unit_ulp(dtype: torch.dtype) -> tuple[int, int, torch.dtype]:
-    """(bits, exponent, integer dtype) of ``dtype``'s power of two whose unit in the last place
-    is 1: float32's 2^23 (0x4B000000), bfloat16's 2^7 (0x4300), float16's 2^10 (0x6400)."""
-    mantissa, bias, int_dtype = _FLOAT_FIELDS[dtype]
-    return (mantissa + bias) << mantissa, mantissa, int_dtype
 
 
 def _float_values_by_float16_placement(codes: torch.Tensor, fmt) -> torch.Tensor:
@@ -100,19 +94,15 @@ def _float_values_by_float32_shift(word: torch.Tensor, fmt: FloatFormat, *, shif
     return placed.view(torch.float32) * 2.0 ** (127 - fmt.bias)
 
 
-def _e8m0_values(codes: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def _e8m0_values(codes: torch.Tensor) -> torch.Tensor:
     """E8M0 scale codes (uint8) as float32, exactly as ``fpx.decode(codes, E8M0)``: 2^(code -
     127) as the float32 whose exponent field is the code (bit 22 set makes code 0 the
     subnormal 2^-127 and code 255 a NaN), in five integer operations instead of fpx.decode's
     general arithmetic, so that inductor keeps the scale decode inside its consumer's kernel.
-    ``dtype=torch.bfloat16``: the same in bfloat16, whose exponent field is float32's.
     """
-    if dtype not in (torch.float32, torch.bfloat16):
-        raise ValueError(f"E8M0 values need float32 or bfloat16 (8 exponent bits), got dtype={dtype}")
-    exponent_at, _, int_dtype = _FLOAT_FIELDS[dtype]
     e = codes.to(torch.int32)
     ends = ((e == 0) | (e == 255)).to(torch.int32)
-    return ((e << exponent_at) | (ends << (exponent_at - 1))).to(int_dtype).view(dtype)
+    return ((e << 23) | (ends << 22)).view(torch.float32)
 
 
 def _int_field_values(
@@ -156,7 +146,7 @@ def _int_field_values(
     if masked:
         word = word & (((1 << bits) - 1) << shift)
     sign = 1 << (bits - 1 + shift) if signed else 0
-    _, exponent, int_dtype = _unit_ulp(dtype)
+    _, exponent, int_dtype = _UNIT_ULP[dtype]
     if pattern is None:
         pattern = _int_field_pattern(bits, signed, shift, dtype)
     placed = (word ^ pattern).to(int_dtype)  # the field's bits lie below the exponent's
@@ -179,7 +169,7 @@ def _uint_values_plus_two_pow_23(values: torch.Tensor, dtype: torch.dtype = torc
     >>> (_uint_values_plus_two_pow_23(codes) - _uint_values_plus_two_pow_23(zero_points)).tolist()
     [-3.0, 4.0, 7.0]
     """
-    unit_bits, _, int_dtype = _unit_ulp(dtype)
+    unit_bits, _, int_dtype = _UNIT_ULP[dtype]
     return (values.to(torch.int32) | unit_bits).to(int_dtype).view(dtype)
 
 
@@ -187,7 +177,7 @@ def _int_field_pattern(bits: int, signed: bool, shift: int, dtype: torch.dtype =
     """The XOR pattern of :func:`_int_field_values` for a field at bit ``shift``: the exponent
     bits of 2^23 (of ``dtype``'s 2^7 or 2^10), and for a signed field its sign bit (flipped to
     offset binary)."""
-    return _unit_ulp(dtype)[0] | ((1 << (bits - 1 + shift)) if signed else 0)
+    return _UNIT_ULP[dtype][0] | ((1 << (bits - 1 + shift)) if signed else 0)
 
 
 def _float_fields_in_place(fmt: FloatFormat) -> bool:
@@ -198,11 +188,9 @@ def _float_fields_in_place(fmt: FloatFormat) -> bool:
     return fmt.bits in (2, 4) and _float32_shift_decodes(fmt)
 
 
-def _float_field_values(word: torch.Tensor, fmt: FloatFormat, *, shift: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def _float_field_values(word: torch.Tensor, fmt: FloatFormat, *, shift: int) -> torch.Tensor:
     """The code of ``fmt`` (see :func:`_float_fields_in_place`) at bit ``shift`` of int32
-    ``word`` (its other bits anything) as float32, exactly, in four operations. ``dtype``
-    bfloat16: the same placement in its fields, which hold float32's exponent (float16's
-    narrower ones would overlap the two copies below for E2M1).
+    ``word`` (its other bits anything) as float32, exactly, in four operations.
 
     float32 placement (``fpx.convert._decode_by_float32_placement``) without moving the code
     first: one integer multiply by 2^(23 - m - shift) + 2^(32 - bits - shift) writes two copies
@@ -221,16 +209,14 @@ def _float_field_values(word: torch.Tensor, fmt: FloatFormat, *, shift: int, dty
     [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
     """
     m = fmt.mantissa_bits
-    mantissa, bias, int_dtype = _FLOAT_FIELDS[dtype]
-    width = torch.iinfo(int_dtype).bits
-    multiplier, keep = 1 << (mantissa - m - shift), fmt.magnitude_mask << (mantissa - m)
+    multiplier, keep = 1 << (23 - m - shift), fmt.magnitude_mask << (23 - m)
     if fmt.signed:
-        multiplier += 1 << (width - fmt.bits - shift)
-        keep |= 1 << (width - 1)
+        multiplier += 1 << (32 - fmt.bits - shift)
+        keep |= 1 << 31
     keep -= (1 << 32) if keep >> 31 else 0  # as an int32
     code = word & (((1 << fmt.bits) - 1) << shift)
-    placed = ((code * multiplier) & keep).to(int_dtype)
-    return placed.view(dtype) * 2.0 ** (bias - fmt.bias)
+    placed = (code * multiplier) & keep
+    return placed.view(torch.float32) * 2.0 ** (127 - fmt.bias)
 
 
 def _float_values_in_32_bit_lanes(codes: torch.Tensor, fmt) -> torch.Tensor:

@@ -426,7 +426,7 @@ class LowBitLinear(nn.Module):
         present = [t for t in tensors if t is not None]
         slots = [t is not None for t in tensors]
         in_dtype = _decodes_in_x_dtype(packed.device) and _decode_in_x_dtype_applies(
-            dtype, fmt, scale.dtype if scaled else None, block
+            dtype, fmt, scale.dtype if scaled else None
         )
         decode_dtype = dtype if in_dtype else torch.float32
 
@@ -680,7 +680,7 @@ def dequantize_packed(
     float_in_place = float_bits and isinstance(fmt, FloatFormat) and _float_fields_in_place(fmt)
     codes = bitpack.unpack(packed, fmt.bits, g, dim=1, signed=signed and not int_bits, dtype=torch.int32)
     if scale is not None:
-        scale = _e8m0_values(scale, dtype) if block == "mx" else scale.to(dtype)
+        scale = (_e8m0_values(scale) if block == "mx" else scale).to(dtype)
     if torch.compiler.is_compiling():
         # Compiled: each weight reads its code at its column k and its group's scale at
         # k // group_size (a repeat_interleave is a view there, nothing is written). The eager
@@ -709,7 +709,7 @@ def dequantize_packed(
     elif int_bits:
         grid = _int_field_values(codes, fmt.bits, signed, dtype=dtype)
     elif float_in_place:
-        grid = _float_field_values(codes, fmt, shift=0, dtype=dtype)
+        grid = _float_field_values(codes, fmt, shift=0).to(dtype)
     elif table:
         grid = _grid_values(codes, fmt, code_table).to(dtype)
     else:
@@ -906,30 +906,17 @@ def _decodes_in_x_dtype(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-def _decode_in_x_dtype_applies(dtype: torch.dtype, fmt, scale_dtype: torch.dtype | None, block: str | None) -> bool:
+def _decode_in_x_dtype_applies(dtype: torch.dtype, fmt, scale_dtype: torch.dtype | None) -> bool:
     """Whether :func:`_decodes_in_x_dtype` covers a layer of ``fmt`` with scales of
-    ``scale_dtype`` (None: unscaled) for x of ``dtype``: codes placed in a half-precision
-    dtype's fields, integer codes of 1-7 bits (under 2^7's exponent) and, in bfloat16, the
-    float codes :func:`_float_fields_in_place` takes (such as E2M1) whose values it holds, with
-    scales of x's dtype or, in bfloat16, MX's E8M0.
-
-    Exact: a code value (less its zero-point) has at most 8 significant bits and a scale 8 or
-    11, so their float32 product is exact and the float32 route rounds it once to ``dtype``, as
-    ``dtype``'s own multiply does. Not for 8-bit codes nor the float codes that convert to
-    float32 first: they ran no faster or slower so (H200, 8192 x 8192, 16 rows, us, float32 /
-    x's dtype: INT8 45.8 / 57.1, E4M3 per channel 26.5 / 30.8)."""
-    if dtype not in (torch.bfloat16, torch.float16):
-        return False
-    scales_fit = dtype == torch.bfloat16 if block == "mx" else scale_dtype in (None, dtype)
-    if isinstance(fmt, IntFormat):
-        return scales_fit and fmt.bits <= 7
-    # Float codes in bfloat16 only: in float16's fields the two copies _float_field_values
-    # writes overlap for E2M1 (magnitude at bits 9-12, sign copy from bit 12).
-    if dtype != torch.bfloat16 or not _float_fields_in_place(fmt):
-        return False
-    lowest = 1 - fmt.bias - fmt.mantissa_bits  # the exponent of the smallest subnormal
-    highest = (1 << fmt.exponent_bits) - 1 - fmt.bias  # the largest binade (no inf or NaN codes)
-    return scales_fit and fmt.mantissa_bits <= 7 and highest <= 127 and lowest >= -133
+    ``scale_dtype`` (None: unscaled) for x of ``dtype``: integer codes of 1-7 bits (placed under
+    2^7's exponent, as bfloat16 values) with scales of x's half-precision dtype. Exact: a code
+    value (less its zero-point) has at most 8 significant bits and a scale 8 or 11, so their
+    float32 product is exact and the float32 route rounds it once to ``dtype``, as ``dtype``'s
+    own multiply does. Not for 8-bit codes nor float codes, which convert to float32 first
+    and ran no faster or slower so (H200, 8192 x 8192, 16 rows, us, float32 / x's dtype: INT8
+    45.8 / 57.1, E2M1 52.9 / 53.7, E4M3 per channel 26.5 / 30.8)."""
+    return (dtype in (torch.bfloat16, torch.float16) and isinstance(fmt, IntFormat) and fmt.bits <= 7
+            and scale_dtype in (None, dtype))
 
 
 def _human(nbytes: int) -> str:

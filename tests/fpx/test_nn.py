@@ -472,20 +472,17 @@ HALF_DECODE_CASES = CASES + [(fpx.INT7, {"group_size": 32}), (fpx.UINT7, {"group
 @pytest.mark.parametrize("fmt, kwargs", HALF_DECODE_CASES, ids=[f"{f.name}-{kw}" for f, kw in HALF_DECODE_CASES])
 def test_decode_in_x_dtype_gives_the_float32_decodes_weights_bit_for_bit(fmt, kwargs, monkeypatch):
     """The matmul path's decode in x's half-precision dtype (``fpx.nn._decodes_in_x_dtype``,
-    CUDA's choice, forced on here with CUDA's decodes by float bits): where it applies (integer
-    codes of 1-7 bits, E2M1 in bfloat16; scales of x's dtype, MX's in bfloat16) the weights are
-    the float32 decode's rounded once to x's dtype, bit for bit, for scales across the dtype's
-    whole exponent range (products overflowing to inf or rounding to subnormals alike);
-    elsewhere the float32 route is kept. The reference is the float32 decode, computed before
-    the choice is forced."""
+    CUDA's choice, forced on here with CUDA's integer fields by float bits): where it applies
+    (integer codes of 1-7 bits, scales of x's dtype) the weights are the float32 decode's
+    rounded once to x's dtype, bit for bit, for scales across the dtype's whole exponent range
+    (overflowing float16's products to inf alike); elsewhere the float32 route is kept. The
+    reference is the float32 decode, computed before the choice is forced."""
     wide_scales = {torch.bfloat16: (-100, 100), torch.float16: (-24, 12), torch.float32: (-100, 100)}
     generator = torch.Generator().manual_seed(0)
     layers, references = [], []
     for scale_dtype in ([torch.bfloat16] if kwargs.get("block") else [torch.bfloat16, torch.float16, torch.float32]):
         layer = LowBitLinear.from_linear(make_linear(), fmt, scale_dtype=scale_dtype, **kwargs)
-        if kwargs.get("block"):  # every E8M0 code but NaN's
-            layer.scale.copy_((torch.arange(layer.scale.numel()) % 255).reshape(layer.scale.shape))
-        else:
+        if not kwargs.get("block"):  # MX scales are E8M0 codes: left as quantized
             low, high = wide_scales[scale_dtype]
             exponents = torch.randint(low, high + 1, layer.scale.shape, generator=generator).double()
             mantissas = 1 + torch.rand(layer.scale.shape, generator=generator, dtype=torch.float64)
@@ -504,15 +501,8 @@ def test_decode_in_x_dtype_gives_the_float32_decodes_weights_bit_for_bit(fmt, kw
                 transposed = layer._transposed_weight(dtype, scaled=scaled)
                 assert transposed.dtype == dtype
                 assert torch.equal(transposed.T, expected.to(dtype)), (dtype, layer.scale.dtype, scaled)
-                if not scaled:
-                    scales_fit = True
-                elif kwargs.get("block") == "mx":
-                    scales_fit = dtype == torch.bfloat16  # E8M0 is exact in bfloat16 only
-                else:
-                    scales_fit = layer.scale.dtype == dtype
-                placed = (fmt.bits <= 7 if isinstance(fmt, fpx.IntFormat)
-                          else fmt.bits == 4 and dtype == torch.bfloat16)  # E2M1, in bfloat16's fields
-                applies = scales_fit and placed
+                applies = (isinstance(fmt, fpx.IntFormat) and fmt.bits <= 7
+                           and (not scaled or layer.scale.dtype == dtype))
                 assert decode_dtypes == [dtype if applies else torch.float32], (dtype, layer.scale.dtype, scaled)
 
 
