@@ -912,9 +912,11 @@ def _decode_in_x_dtype_applies(dtype: torch.dtype, fmt, scale_dtype: torch.dtype
     2^7's exponent, as bfloat16 values) with scales of x's half-precision dtype. Exact: a code
     value (less its zero-point) has at most 8 significant bits and a scale 8 or 11, so their
     float32 product is exact and the float32 route rounds it once to ``dtype``, as ``dtype``'s
-    own multiply does. Not for 8-bit codes nor float codes, which convert to float32 first
-    and ran no faster or slower so (H200, 8192 x 8192, 16 rows, us, float32 / x's dtype: INT8
-    45.8 / 57.1, E2M1 52.9 / 53.7, E4M3 per channel 26.5 / 30.8)."""
+    own multiply does. Not for 8-bit codes nor float codes: they ran no faster or slower so
+    (H200, 8192 x 8192, us, float32 / x's dtype; 16 rows unless said: INT8 45.8 / 57.1 and
+    E4M3 per channel 26.5 / 30.8, both converted to float32 first; E2M1 placed in bfloat16's
+    fields by :func:`_float_field_values`' multiply, 16 rows 53.2 / 53.0, 64 rows 61.5 / 62.2;
+    E2M1-MX with E8M0 scales in bfloat16 too, 56.4 / 55.3 and 64.0 / 63.0)."""
     return (dtype in (torch.bfloat16, torch.float16) and isinstance(fmt, IntFormat) and fmt.bits <= 7
             and scale_dtype in (None, dtype))
 
