@@ -650,8 +650,8 @@ class LowBitLinear(nn.Module):
 def dequantize_packed(
     packed, scale, zero_point, code_table, *, fmt, group_size, block, table=True, float_bits=None, dtype=torch.float32
 ) -> torch.Tensor:
-    """The weight W (N, K) in float32 from its stored tensors (``scale=None``: unscaled, the
-    codes' values less their zero-points).
+    """The weight W (N, K) in ``dtype`` (float32 by default) from its stored tensors
+    (``scale=None``: unscaled, the codes' values less their zero-points).
 
     ``dtype`` bfloat16 or float16: W computed in that dtype, integer fields placed there (see
     :func:`_int_field_values`), the scale multiplied there. Where the code values are exact in
