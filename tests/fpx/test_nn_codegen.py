@@ -48,6 +48,8 @@ CUDA_KERNELS[2] |= {"E4M3": 1, "E5M2": 2, "E3M2": 1, "E2M3": 1, "E2M1-mx": 4}
 
 
 def assert_fused(fmt, kwargs, rows, device, kernels):
+    """Compile the layer at ``rows`` rows, check its output, kernel count and that no
+    weight-sized buffer is allocated; return the generated source."""
     torch.manual_seed(0)
     layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(K, N), fmt, **kwargs).to(device)
     x = torch.randn(rows, K, device=device)
@@ -56,6 +58,7 @@ def assert_fused(fmt, kwargs, rows, device, kernels):
     torch.testing.assert_close(out.double(), expected, rtol=1e-4, atol=1e-4)
     assert kernel_count(source, device) == kernels, source
     assert weight_sized_allocations(source, N * K) == [], allocations(source)
+    return source
 
 
 # CPU, one row: the codes of 1, 2, 4 and 8 bits are read as int32 words, and x in the words'
@@ -80,9 +83,7 @@ def test_cpu_forward_is_fused_without_a_dequantized_weight(fmt, kwargs, name, ro
                          ids=[IDS[3], "UINT4-32", IDS[10]])
 def test_cpu_forward_past_the_row_limit_decodes_the_weight_by_blocks(fmt, kwargs):
     rows = fpx.nn.default_gemv_max_rows("cpu", fmt) + 4
-    assert_fused(fmt, kwargs, rows, "cpu", kernels=fpx.nn.WEIGHT_BLOCKS)
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(K, N), fmt, **kwargs)
-    _, source = compile_and_code(layer, torch.randn(rows, K))
+    source = assert_fused(fmt, kwargs, rows, "cpu", kernels=fpx.nn.WEIGHT_BLOCKS)
     sizes = sorted(math.prod(s) for s in allocations(source))
     assert sizes == sorted([N // fpx.nn.WEIGHT_BLOCKS * K, rows * N]), allocations(source)
     assert source.count("extern_kernels.addmm(") == fpx.nn.WEIGHT_BLOCKS, source
