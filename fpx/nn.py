@@ -380,7 +380,16 @@ class LowBitLinear(nn.Module):
         # unscaled product.
         scale_after = (self.group_size == self.in_features and self.block is None
                        and x.dtype in (torch.bfloat16, torch.float32) and _channel_scale_after_matmul(x.device))
-        out = x2d @ self._transposed_weight(x.dtype, scaled=not scale_after)
+        g = planar_group(self.fmt.bits)
+        if g > 1 and _matmul_by_planes(x.device, self.fmt):
+            # One product per plane of the packed layout (its columns k * K/G ... ), each decode
+            # with constants for the plane's bit positions; the products summed.
+            width = self.in_features // g
+            out = x2d[:, :width] @ self._transposed_weight(x.dtype, not scale_after, plane=0)
+            for p in range(1, g):
+                out = out + x2d[:, p * width : (p + 1) * width] @ self._transposed_weight(x.dtype, not scale_after, plane=p)
+        else:
+            out = x2d @ self._transposed_weight(x.dtype, scaled=not scale_after)
         if scale_after:
             out = (out.float() * self.scale.float().reshape(-1)).to(x.dtype)
         out = out.reshape(*x.shape[:-1], self.out_features)
@@ -411,9 +420,11 @@ class LowBitLinear(nn.Module):
             outs.append(x2d @ w if bias is None else torch.addmm(bias[block], x2d, w))
         return torch.cat(outs, -1)
 
-    def _transposed_weight(self, dtype: torch.dtype, scaled: bool = True) -> torch.Tensor:
+    def _transposed_weight(self, dtype: torch.dtype, scaled: bool = True, plane: int | None = None) -> torch.Tensor:
         """W.T (K, N) in ``dtype``, as a compiled matmul's prologue (``scaled=False``: without
-        the scales, see :func:`_channel_scale_after_matmul`).
+        the scales, see :func:`_channel_scale_after_matmul`; ``plane=p``: the rows of the
+        packed layout's plane p alone, K / G of them from row p K / G, see
+        :func:`_matmul_by_planes`).
 
         Computed directly in the (K, N) layout the matmul template reads, and wrapped in
         torch's InvokeQuant marker, inductor can fuse the decode into a Triton matmul template
@@ -434,6 +445,9 @@ class LowBitLinear(nn.Module):
             it = iter(tensors)
             args = [next(it) if slot else None for slot in slots]
             w = dequantize_packed(*args, fmt=fmt, group_size=group_size, block=block, table=False, dtype=decode_dtype)
+            if plane is not None:
+                width = w.shape[1] // planar_group(fmt.bits)
+                w = w[:, plane * width : (plane + 1) * width]
             return w.to(dtype).t().contiguous()
 
         marker = _invoke_quant(low_precision=in_dtype) if _marks_the_decode(packed.device) else None
@@ -868,6 +882,23 @@ def _channel_scale_after_matmul(device: torch.device) -> bool:
     matmul measured mixed (2 cores, 4096 x 4096, 64 rows, per channel, before / after: E4M3
     65.7 / 68.3 ms, INT8 65.5 / 60.5, INT4 47.2 / 64.5)."""
     return device.type == "cuda"
+
+
+def _matmul_by_planes(device: torch.device, fmt) -> bool:
+    """Whether the compiled matmul path (CUDA's template) multiplies x by W one plane of the
+    packed layout at a time, ``x[:, p K/G : (p + 1) K/G] @ W_p.T`` summed over the G planes,
+    instead of one product. Each plane's decode then reads its codes at constant bit
+    positions, where the whole product's decode computes them from k per weight. Off: built,
+    not measured.
+
+    Why it could pay (offline counts, sm_90a, the INT4 template of 16 x 16 x 128, 2 warps):
+    9.69 instructions per weight in its K loop with the shift from k, 8.16 without a shift;
+    and without the shift nor a scale (per-channel scales on the product) Triton moves the
+    conversion to the MMA operand's layout up to the codes' shared-memory load, 6.5-7.0 per
+    weight: the decoded tile no longer goes through shared memory. The cost: G kernels (two
+    for 4-bit codes) and their sum; each reads every packed byte once, as the one product's
+    decode does twice (docs/inductor.md, "What the K loop still spends")."""
+    return False
 
 
 def _marks_the_decode(device: torch.device) -> bool:
