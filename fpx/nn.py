@@ -48,7 +48,9 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import sys
 
 import torch
@@ -382,12 +384,12 @@ class LowBitLinear(nn.Module):
                        and x.dtype in (torch.bfloat16, torch.float32) and _channel_scale_after_matmul(x.device))
         g = planar_group(self.fmt.bits)
         if g > 1 and _matmul_by_planes(x.device, self.fmt):
-            # One product per plane of the packed layout (its columns k * K/G ... ), each decode
-            # with constants for the plane's bit positions; the products summed.
+            # One product per plane of the packed layout (plane p holds columns p K/G to
+            # (p + 1) K/G), each decode with constants for the plane's bit positions; summed.
             width = self.in_features // g
-            out = x2d[:, :width] @ self._transposed_weight(x.dtype, not scale_after, plane=0)
-            for p in range(1, g):
-                out = out + x2d[:, p * width : (p + 1) * width] @ self._transposed_weight(x.dtype, not scale_after, plane=p)
+            planes = [slice(p * width, (p + 1) * width) for p in range(g)]
+            products = (x2d[:, c] @ self._transposed_weight(x.dtype, not scale_after, columns=c) for c in planes)
+            out = functools.reduce(operator.add, products)
         else:
             out = x2d @ self._transposed_weight(x.dtype, scaled=not scale_after)
         if scale_after:
@@ -420,11 +422,10 @@ class LowBitLinear(nn.Module):
             outs.append(x2d @ w if bias is None else torch.addmm(bias[block], x2d, w))
         return torch.cat(outs, -1)
 
-    def _transposed_weight(self, dtype: torch.dtype, scaled: bool = True, plane: int | None = None) -> torch.Tensor:
+    def _transposed_weight(self, dtype: torch.dtype, scaled: bool = True, columns: slice | None = None) -> torch.Tensor:
         """W.T (K, N) in ``dtype``, as a compiled matmul's prologue (``scaled=False``: without
-        the scales, see :func:`_channel_scale_after_matmul`; ``plane=p``: the rows of the
-        packed layout's plane p alone, K / G of them from row p K / G, see
-        :func:`_matmul_by_planes`).
+        the scales, see :func:`_channel_scale_after_matmul`; ``columns``: W's columns of that
+        slice alone, W.T's rows, such as one plane's, see :func:`_matmul_by_planes`).
 
         Computed directly in the (K, N) layout the matmul template reads, and wrapped in
         torch's InvokeQuant marker, inductor can fuse the decode into a Triton matmul template
@@ -445,9 +446,8 @@ class LowBitLinear(nn.Module):
             it = iter(tensors)
             args = [next(it) if slot else None for slot in slots]
             w = dequantize_packed(*args, fmt=fmt, group_size=group_size, block=block, table=False, dtype=decode_dtype)
-            if plane is not None:
-                width = w.shape[1] // planar_group(fmt.bits)
-                w = w[:, plane * width : (plane + 1) * width]
+            if columns is not None:
+                w = w[:, columns]
             return w.to(dtype).t().contiguous()
 
         marker = _invoke_quant(low_precision=in_dtype) if _marks_the_decode(packed.device) else None
@@ -723,11 +723,12 @@ def dequantize_packed(
     elif int_bits:
         grid = _int_field_values(codes, fmt.bits, signed, dtype=dtype)
     elif float_in_place:
-        grid = _float_field_values(codes, fmt, shift=0).to(dtype)
+        grid = _float_field_values(codes, fmt, shift=0)
     elif table:
-        grid = _grid_values(codes, fmt, code_table).to(dtype)
+        grid = _grid_values(codes, fmt, code_table)
     else:
-        grid = _grid_values(codes, fmt, casts_only=True).to(dtype)
+        grid = _grid_values(codes, fmt, casts_only=True)
+    grid = grid.to(dtype)  # the float32 decodes' values; integer fields are placed in dtype already
     return _dequantize_grid(grid, scale, zero_point, fmt).reshape(n, g * columns)
 
 

@@ -483,19 +483,20 @@ def test_matmul_by_planes_asks_for_each_plane_once_and_matches(fmt, kwargs, monk
     planes = fpx.nn.planar_group(fmt.bits)
     width = layer.in_features // planes
     whole = layer._transposed_weight(torch.float32)
-    for p in range(planes):
-        assert torch.equal(layer._transposed_weight(torch.float32, plane=p), whole[p * width : (p + 1) * width])
+    plane_columns = [slice(p * width, (p + 1) * width) for p in range(planes)]
+    for columns in plane_columns:
+        assert torch.equal(layer._transposed_weight(torch.float32, columns=columns), whole[columns])
     asked = []
     transposed = LowBitLinear._transposed_weight
     monkeypatch.setattr(LowBitLinear, "_transposed_weight",
-                        lambda self, dtype, scaled=True, plane=None: asked.append((plane, scaled))
-                        or transposed(self, dtype, scaled, plane))
+                        lambda self, dtype, scaled=True, columns=None: asked.append((columns, scaled))
+                        or transposed(self, dtype, scaled, columns))
     x = torch.randn(20, layer.in_features)
     with monkeypatch.context() as inside:
         inside.setattr(torch.compiler, "is_compiling", lambda: True)  # the compiled route, run eagerly
         out = layer(x)
     per_channel = kwargs.get("group_size", 128) is None
-    assert asked == [(p, not per_channel) for p in range(planes)]
+    assert asked == [(columns, not per_channel) for columns in plane_columns]
     weight = layer.dequantize_weight().double()
     expected = x.double() @ weight.T + layer.bias.double()
     bound = x.double().abs() @ weight.abs().T + layer.bias.double().abs()
