@@ -94,9 +94,6 @@ LAYER_CHOICES = {
     # the matmul path's decode in a bfloat16/float16 x's dtype (integer codes under 2^7's exponent,
     # the scale multiplied in pairs), where exact (off: float32, rounded once at the end)
     "decode_in_x_dtype": "_decodes_in_x_dtype",
-    # past the row limit, one product per plane of the packed layout, summed: constant bit
-    # positions in each decode (off: one product; built, not measured)
-    "matmul_by_planes": "_matmul_by_planes",
 }
 
 

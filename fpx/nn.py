@@ -48,9 +48,7 @@ True
 
 from __future__ import annotations
 
-import functools
 import math
-import operator
 import sys
 
 import torch
@@ -382,16 +380,7 @@ class LowBitLinear(nn.Module):
         # unscaled product.
         scale_after = (self.group_size == self.in_features and self.block is None
                        and x.dtype in (torch.bfloat16, torch.float32) and _channel_scale_after_matmul(x.device))
-        g = planar_group(self.fmt.bits)
-        if g > 1 and _matmul_by_planes(x.device, self.fmt):
-            # One product per plane of the packed layout (plane p holds columns p K/G to
-            # (p + 1) K/G), each decode with constants for the plane's bit positions; summed.
-            width = self.in_features // g
-            planes = [slice(p * width, (p + 1) * width) for p in range(g)]
-            products = (x2d[:, c] @ self._transposed_weight(x.dtype, not scale_after, columns=c) for c in planes)
-            out = functools.reduce(operator.add, products)
-        else:
-            out = x2d @ self._transposed_weight(x.dtype, scaled=not scale_after)
+        out = x2d @ self._transposed_weight(x.dtype, scaled=not scale_after)
         if scale_after:
             out = (out.float() * self.scale.float().reshape(-1)).to(x.dtype)
         out = out.reshape(*x.shape[:-1], self.out_features)
@@ -422,10 +411,9 @@ class LowBitLinear(nn.Module):
             outs.append(x2d @ w if bias is None else torch.addmm(bias[block], x2d, w))
         return torch.cat(outs, -1)
 
-    def _transposed_weight(self, dtype: torch.dtype, scaled: bool = True, columns: slice | None = None) -> torch.Tensor:
+    def _transposed_weight(self, dtype: torch.dtype, scaled: bool = True) -> torch.Tensor:
         """W.T (K, N) in ``dtype``, as a compiled matmul's prologue (``scaled=False``: without
-        the scales, see :func:`_channel_scale_after_matmul`; ``columns``: W's columns of that
-        slice alone, W.T's rows, such as one plane's, see :func:`_matmul_by_planes`).
+        the scales, see :func:`_channel_scale_after_matmul`).
 
         Computed directly in the (K, N) layout the matmul template reads, and wrapped in
         torch's InvokeQuant marker, inductor can fuse the decode into a Triton matmul template
@@ -446,8 +434,6 @@ class LowBitLinear(nn.Module):
             it = iter(tensors)
             args = [next(it) if slot else None for slot in slots]
             w = dequantize_packed(*args, fmt=fmt, group_size=group_size, block=block, table=False, dtype=decode_dtype)
-            if columns is not None:
-                w = w[:, columns]
             return w.to(dtype).t().contiguous()
 
         marker = _invoke_quant(low_precision=in_dtype) if _marks_the_decode(packed.device) else None
@@ -883,23 +869,6 @@ def _channel_scale_after_matmul(device: torch.device) -> bool:
     matmul measured mixed (2 cores, 4096 x 4096, 64 rows, per channel, before / after: E4M3
     65.7 / 68.3 ms, INT8 65.5 / 60.5, INT4 47.2 / 64.5)."""
     return device.type == "cuda"
-
-
-def _matmul_by_planes(device: torch.device, fmt) -> bool:
-    """Whether the compiled matmul path (CUDA's template) multiplies x by W one plane of the
-    packed layout at a time, ``x[:, p K/G : (p + 1) K/G] @ W_p.T`` summed over the G planes,
-    instead of one product. Each plane's decode then reads its codes at constant bit
-    positions, where the whole product's decode computes them from k per weight. Off: built,
-    not measured.
-
-    Why it could pay (offline counts, sm_90a, the INT4 template of 16 x 16 x 128, 2 warps):
-    9.69 instructions per weight in its K loop with the shift from k, 8.16 without a shift;
-    and without the shift nor a scale (per-channel scales on the product) Triton moves the
-    conversion to the MMA operand's layout up to the codes' shared-memory load, 6.5-7.0 per
-    weight: the decoded tile no longer goes through shared memory. The cost: G kernels (two
-    for 4-bit codes) and their sum; each reads every packed byte once, as the one product's
-    decode does twice (docs/inductor.md, "What the K loop still spends")."""
-    return False
 
 
 def _marks_the_decode(device: torch.device) -> bool:

@@ -465,44 +465,6 @@ def test_per_channel_scale_after_the_matmul_is_taken_and_matches(fmt, group_size
     assert bool(((out.double() - expected).abs() <= allowed).all())
 
 
-PLANE_CASES = [(fpx.INT4, {"group_size": 128}), (fpx.UINT4, {"group_size": 64}), (fpx.INT3, {"group_size": 32}),
-               (fpx.INT2, {"group_size": None}), (fpx.E2M1, {"block": "mx"})]
-
-
-@pytest.mark.parametrize("fmt, kwargs", PLANE_CASES, ids=[f"{f.name}-{kw}" for f, kw in PLANE_CASES])
-def test_matmul_by_planes_asks_for_each_plane_once_and_matches(fmt, kwargs, monkeypatch):
-    """The matmul path one product per plane of the packed layout (``fpx.nn._matmul_by_planes``,
-    off until measured; forced on here with CUDA's whole-weight matmul and per-channel scales on
-    the product), run eagerly as compiled: each plane's decode is the whole decode's rows of
-    that plane, bit for bit; the route asks for every plane once (unscaled where per-channel
-    scales go on the product); and the summed products match the dequantized weight's."""
-    monkeypatch.setattr(fpx.nn, "_matmul_by_planes", lambda device, fmt: True)
-    monkeypatch.setattr(fpx.nn, "_matmul_by_weight_blocks", lambda device: False)
-    monkeypatch.setattr(fpx.nn, "_channel_scale_after_matmul", lambda device: True)
-    layer = LowBitLinear.from_linear(make_linear(), fmt, **kwargs)
-    planes = fpx.nn.planar_group(fmt.bits)
-    width = layer.in_features // planes
-    whole = layer._transposed_weight(torch.float32)
-    plane_columns = [slice(p * width, (p + 1) * width) for p in range(planes)]
-    for columns in plane_columns:
-        assert torch.equal(layer._transposed_weight(torch.float32, columns=columns), whole[columns])
-    asked = []
-    transposed = LowBitLinear._transposed_weight
-    monkeypatch.setattr(LowBitLinear, "_transposed_weight",
-                        lambda self, dtype, scaled=True, columns=None: asked.append((columns, scaled))
-                        or transposed(self, dtype, scaled, columns))
-    x = torch.randn(20, layer.in_features)
-    with monkeypatch.context() as inside:
-        inside.setattr(torch.compiler, "is_compiling", lambda: True)  # the compiled route, run eagerly
-        out = layer(x)
-    per_channel = kwargs.get("group_size", 128) is None
-    assert asked == [(columns, not per_channel) for columns in plane_columns]
-    weight = layer.dequantize_weight().double()
-    expected = x.double() @ weight.T + layer.bias.double()
-    bound = x.double().abs() @ weight.abs().T + layer.bias.double().abs()
-    assert bool(((out.double() - expected).abs() <= 1e-5 * bound).all())
-
-
 HALF_DECODE_CASES = CASES + [(fpx.INT7, {"group_size": 32}), (fpx.UINT7, {"group_size": 32}),
                              (fpx.UINT8, {"group_size": 32})]
 
