@@ -94,6 +94,8 @@ LAYER_CHOICES = {
     # the matmul path's decode in a bfloat16/float16 x's dtype (integer codes under 2^7's exponent,
     # the scale multiplied in pairs), where exact (off: float32, rounded once at the end)
     "decode_in_x_dtype": "_decodes_in_x_dtype",
+    # the matmul path as (W x^T)^T, the decoded weight the template's left operand (off: x W^T)
+    "weight_left": "_weight_as_left_operand",
 }
 
 

@@ -46,6 +46,7 @@ CUDA_ANSWERS = {
     ("fpx.nn", "_matmul_by_weight_blocks"): lambda device: False,
     ("fpx.nn", "_channel_scale_after_matmul"): lambda device: True,
     ("fpx.nn", "_decodes_in_x_dtype"): lambda device: True,
+    ("fpx.nn", "_weight_as_left_operand"): lambda device, fmt, rows: fmt in (fpx.E4M3, fpx.E5M2) and rows > 16,
     ("bitpack.words", "words_pay_off"): lambda device: True,
     ("bitpack.bits", "_pads_partial_bytes"): lambda device: True,
     ("bitpack.bits", "_packs_bool_bytes_apart"): lambda device: True,
@@ -111,6 +112,7 @@ def test_the_answers_are_the_functions_own_for_a_cuda_device(choice):
         "_patterns_from_buffer_pays_off": ([(1,)], [(2,)]),  # rows
         "_matmul_by_weight_blocks": ([], [()]),  # CPU's choice: CUDA says no
         "_decodes_by_table": ([], [()]),  # CPU's choice in eager: CUDA says no
+        "_weight_as_left_operand": ([(fpx.E4M3, 17), (fpx.E5M2, 128)], [(fpx.E4M3, 16), (fpx.INT8, 64), (fpx.INT4, 64)]),
         "_sums_products_in_one_trip": ([(fpx.INT3, 1), (fpx.E2M3, 1), (fpx.INT4, 2), (fpx.E2M1, 4)], [(fpx.INT4, 1), (fpx.E4M3, 1), (fpx.INT8, 2), (fpx.INT8, 4)]),
     }
     yes, no = further.get(name, ([()], []))

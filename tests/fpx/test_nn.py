@@ -425,38 +425,45 @@ def test_cuda_decode_forms_compile_and_match_on_cpu(fmt, rows, monkeypatch):
     torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("left", [False, True], ids=["x-left", "weight-left"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("fmt, group_size", [(fpx.E4M3, None), (fpx.INT8, None), (fpx.UINT4, None), (fpx.INT1, None),
                                              (fpx.INT4, 256)], ids=["E4M3", "INT8", "UINT4", "INT1", "INT4-row"])
-def test_per_channel_scale_after_the_matmul_is_taken_and_matches(fmt, group_size, dtype, monkeypatch):
+def test_per_channel_scale_after_the_matmul_is_taken_and_matches(fmt, group_size, dtype, left, monkeypatch):
     """The per-channel scale on the matmul's product (``fpx.nn._channel_scale_after_matmul``,
     CUDA's choice) forced on here, past the row limit, with CUDA's whole-weight matmul, for
     per-channel scales and a group as long as a row: the unscaled decode times the scale is
     the dequantized weight exactly; the route is taken for bfloat16 and float32 x (not
     float16, whose range an unscaled product could leave); and the layer compiled on CPU (in
-    bfloat16) matches the dequantized weight."""
+    bfloat16) matches the dequantized weight. With ``left`` the product is ``(W @ x.T).T``
+    (``fpx.nn._weight_as_left_operand``, CUDA's choice for 8-bit floats past 16 rows, forced
+    here for every format), taken only with the scale after it."""
     monkeypatch.setattr(fpx.nn, "_channel_scale_after_matmul", lambda device: True)
     monkeypatch.setattr(fpx.nn, "_matmul_by_weight_blocks", lambda device: False)
+    monkeypatch.setattr(fpx.nn, "_weight_as_left_operand", lambda device, fmt, rows: left)
     torch.manual_seed(0)
     layer = LowBitLinear.from_linear(nn.Linear(256, 64), fmt, group_size=group_size)
     weight = layer.dequantize_weight()
     unscaled = layer._transposed_weight(torch.float32, scaled=False).T
     assert torch.equal(unscaled * layer.scale.float(), weight)
+    assert torch.equal(layer._transposed_weight(torch.float32, scaled=False, left=True), unscaled)
     x = torch.randn(20, 256, dtype=dtype)
     taken = []
     transposed = LowBitLinear._transposed_weight
     monkeypatch.setattr(LowBitLinear, "_transposed_weight",
-                        lambda self, dtype, scaled=True: taken.append(scaled) or transposed(self, dtype, scaled))
+                        lambda self, dtype, scaled=True, left=False: taken.append((scaled, left))
+                        or transposed(self, dtype, scaled, left))
     with monkeypatch.context() as inside:
         inside.setattr(torch.compiler, "is_compiling", lambda: True)  # the compiled route, run eagerly
         routed = layer(x)
-    assert taken == [dtype == torch.float16]
+    after = dtype != torch.float16
+    assert taken == [(not after, left and after)]
     expected = x.double() @ weight.double().T + layer.bias.double()
     bound = x.double().abs() @ weight.double().abs().T + layer.bias.double().abs()
     if dtype == torch.float32:  # (CPU's eager half-precision matmuls do not sum in float32)
         assert bool(((routed.double() - expected).abs() <= 1e-5 * bound).all())
-    if dtype != torch.bfloat16:
-        return  # compiled once per format, in CUDA's dtype: each compile costs seconds
+    if dtype != torch.bfloat16 or (left and fmt != fpx.E4M3):
+        return  # compiled once per format and E4M3 on the left, in CUDA's dtype: each compile costs seconds
     torch._dynamo.reset()
     out = torch.compile(layer, fullgraph=True)(x)
     torch._dynamo.reset()  # no compiled forward with the forced choice left for later tests
