@@ -900,7 +900,7 @@ def _weight_as_left_operand(device: torch.device, fmt, rows) -> bool:
     2.4e-3 against 1.7e-3). Codes with scales in their decode lost (INT4 by groups of 128:
     48.1 -> 83.3 us at 16 rows, 57.8 -> 82.9 at 64, a decode kernel and the template; INT8 by
     groups of 128, fused: 60.1 -> 100.9 at 64 rows; UINT4 and E2M1 like INT4), so they keep
-    ``x @ W.T``; INT8 per channel was not timed on the left."""
+    ``x @ W.T``; INT8 per channel too (51.1 -> 66.9 us at 64 rows on the left)."""
     return (device.type == "cuda" and isinstance(fmt, FloatFormat) and fmt.bits == 8
             and rows >= LEFT_OPERAND_MIN_ROWS)
 
