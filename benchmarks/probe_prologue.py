@@ -16,7 +16,7 @@ from timing import time_cuda_graph  # noqa: E402
 
 
 def variant_current(layer, dtype):
-    return layer._transposed_weight(dtype)
+    return layer._matmul_weight(dtype)
 
 
 def _wrap(layer, body):

@@ -382,9 +382,9 @@ class LowBitLinear(nn.Module):
                        and x.dtype in (torch.bfloat16, torch.float32) and _channel_scale_after_matmul(x.device))
         if scale_after and _weight_as_left_operand(x.device, self.fmt, rows):
             # (W x^T)^T: the decoded weight is the matmul's left operand, x's rows its columns.
-            out = (self._transposed_weight(x.dtype, scaled=False, left=True) @ x2d.t()).t()
+            out = (self._matmul_weight(x.dtype, scaled=False, left=True) @ x2d.t()).t()
         else:
-            out = x2d @ self._transposed_weight(x.dtype, scaled=not scale_after)
+            out = x2d @ self._matmul_weight(x.dtype, scaled=not scale_after)
         if scale_after:
             out = (out.float() * self.scale.float().reshape(-1)).to(x.dtype)
         out = out.reshape(*x.shape[:-1], self.out_features)
@@ -415,12 +415,13 @@ class LowBitLinear(nn.Module):
             outs.append(x2d @ w if bias is None else torch.addmm(bias[block], x2d, w))
         return torch.cat(outs, -1)
 
-    def _transposed_weight(self, dtype: torch.dtype, scaled: bool = True, left: bool = False) -> torch.Tensor:
-        """W.T (K, N) in ``dtype``, as a compiled matmul's prologue (``scaled=False``: without
-        the scales, see :func:`_channel_scale_after_matmul`; ``left=True``: W itself (N, K),
-        the matmul's left operand, see :func:`_weight_as_left_operand`).
+    def _matmul_weight(self, dtype: torch.dtype, scaled: bool = True, left: bool = False) -> torch.Tensor:
+        """The compiled matmul's weight operand in ``dtype``, as its prologue: W.T (K, N) for
+        ``x @ W.T``, or with ``left=True`` W itself (N, K) for ``W @ x.T`` (see
+        :func:`_weight_as_left_operand`); ``scaled=False``: without the scales (see
+        :func:`_channel_scale_after_matmul`).
 
-        Computed directly in the (K, N) layout the matmul template reads, and wrapped in
+        Computed directly in the layout the matmul template reads, and wrapped in
         torch's InvokeQuant marker, inductor can fuse the decode into a Triton matmul template
         (``max_autotune``) instead of writing the dequantized weight out first. Without
         max-autotune it is one decode kernel plus a library matmul.
@@ -435,7 +436,7 @@ class LowBitLinear(nn.Module):
         )
         decode_dtype = dtype if in_dtype else torch.float32
 
-        def transposed(*tensors):
+        def decode(*tensors):
             it = iter(tensors)
             args = [next(it) if slot else None for slot in slots]
             w = dequantize_packed(*args, fmt=fmt, group_size=group_size, block=block, table=False, dtype=decode_dtype)
@@ -444,8 +445,8 @@ class LowBitLinear(nn.Module):
 
         marker = _invoke_quant(low_precision=in_dtype) if _marks_the_decode(packed.device) else None
         if marker is None:
-            return transposed(*present)
-        return marker(transposed, *present, scheme="fpx.lowbit")
+            return decode(*present)
+        return marker(decode, *present, scheme="fpx.lowbit")
 
     def _bias(self, dtype):
         return None if self.bias is None else self.bias.to(dtype)
@@ -908,7 +909,7 @@ def _weight_as_left_operand(device: torch.device, fmt, rows) -> bool:
 def _marks_the_decode(device: torch.device) -> bool:
     """Whether the matmul path wraps its decode in torch's InvokeQuant marker, under which
     inductor may fuse it into a Triton matmul template's prologue: on CUDA, where the template
-    runs (see :meth:`LowBitLinear._transposed_weight`)."""
+    runs (see :meth:`LowBitLinear._matmul_weight`)."""
     return device.type == "cuda"
 
 

@@ -165,7 +165,7 @@ def test_low_bit_linear_small_batch_and_matmul_forms(fmt, kwargs, rows):
     weight = layer.dequantize_weight()
     with as_on_cuda():
         out = layer._gemv(x, words=False, bias=layer.bias)
-        transposed = layer._transposed_weight(torch.float32)
+        transposed = layer._matmul_weight(torch.float32)
     expected = x.double() @ weight.double().T + layer.bias.double()
     torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(transposed, weight.T, rtol=1e-6, atol=1e-7)

@@ -292,7 +292,7 @@ def test_both_compiled_formulations_match_the_dequantized_weight(config):
         assert got.shape == (rows, n)
         close = (got - expected).abs() <= 1e-5 * scale + 1e-6
         assert bool(close.all()), (words, float_bits, got, expected)
-    assert torch.equal(layer._transposed_weight(torch.float32), weight.T)
+    assert torch.equal(layer._matmul_weight(torch.float32), weight.T)
     # The matmul by blocks of output rows (CPU's past gemv_max_rows: n of 1-9 rows make blocks
     # of one row, or of two with a shorter last one), with a bias.
     bias = torch.randn(n)
@@ -429,15 +429,15 @@ def test_per_channel_scale_after_the_matmul_is_taken_and_matches(fmt, group_size
     torch.manual_seed(0)
     layer = LowBitLinear.from_linear(nn.Linear(256, 64), fmt, group_size=group_size)
     weight = layer.dequantize_weight()
-    unscaled = layer._transposed_weight(torch.float32, scaled=False).T
+    unscaled = layer._matmul_weight(torch.float32, scaled=False).T
     assert torch.equal(unscaled * layer.scale.float(), weight)
-    assert torch.equal(layer._transposed_weight(torch.float32, scaled=False, left=True), unscaled)
+    assert torch.equal(layer._matmul_weight(torch.float32, scaled=False, left=True), unscaled)
     x = torch.randn(20, 256, dtype=dtype)
     taken = []
-    transposed = LowBitLinear._transposed_weight
-    monkeypatch.setattr(LowBitLinear, "_transposed_weight",
+    original = LowBitLinear._matmul_weight
+    monkeypatch.setattr(LowBitLinear, "_matmul_weight",
                         lambda self, dtype, scaled=True, left=False: taken.append((scaled, left))
-                        or transposed(self, dtype, scaled, left))
+                        or original(self, dtype, scaled, left))
     with monkeypatch.context() as inside:
         inside.setattr(torch.compiler, "is_compiling", lambda: True)  # the compiled route, run eagerly
         routed = layer(x)
@@ -480,7 +480,7 @@ def test_decode_in_x_dtype_gives_the_float32_decodes_weights_bit_for_bit(fmt, kw
             mantissas = 1 + torch.rand(layer.scale.shape, generator=generator, dtype=torch.float64)
             layer.scale.copy_((mantissas * 2.0**exponents).to(scale_dtype))
         layers.append(layer)
-        references.append((layer.dequantize_weight(), layer._transposed_weight(torch.float32, scaled=False).T))
+        references.append((layer.dequantize_weight(), layer._matmul_weight(torch.float32, scaled=False).T))
     monkeypatch.setattr(fpx.nn, "_decodes_in_x_dtype", lambda device: True)
     monkeypatch.setattr(fpx.nn, "_float_bits_pay_off", lambda device: True)
     decode_dtypes = []
@@ -490,7 +490,7 @@ def test_decode_in_x_dtype_gives_the_float32_decodes_weights_bit_for_bit(fmt, kw
         for dtype in (torch.bfloat16, torch.float16):
             for scaled, expected in ((True, weight), (False, unscaled)):
                 decode_dtypes.clear()
-                transposed = layer._transposed_weight(dtype, scaled=scaled)
+                transposed = layer._matmul_weight(dtype, scaled=scaled)
                 assert transposed.dtype == dtype
                 assert torch.equal(transposed.T, expected.to(dtype)), (dtype, layer.scale.dtype, scaled)
                 applies = (isinstance(fmt, fpx.IntFormat) and fmt.bits <= 7
