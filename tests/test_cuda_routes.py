@@ -195,6 +195,33 @@ def test_low_bit_linear_compiled(fmt, kwargs):
         torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
 
 
+# Past 16 rows CUDA multiplies 8-bit floats with per-channel scales as (W @ x.T).T, the decode
+# returned as W itself from the InvokeQuant subgraph. With x in float32 that decode was a
+# reshape of its last value, a view, which inductor's invoke_quant lowering raised on
+# (NotImplementedError: ReinterpretView) until the compiled decode kept W's two dims.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_low_bit_linear_compiled_with_the_weight_on_the_left(dtype):
+    torch.manual_seed(0)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, 48), fpx.E4M3, group_size=None).to(dtype)
+    x = torch.randn(fpx.nn.LEFT_OPERAND_MIN_ROWS, 256, dtype=dtype)
+    assert fpx.nn._weight_as_left_operand(torch.device("cuda"), fpx.E4M3, x.shape[0])
+    asked = []
+    original = fpx.LowBitLinear._matmul_weight
+    torch._dynamo.reset()
+    with as_on_cuda(), mock.patch.object(fpx.LowBitLinear, "_matmul_weight",
+                                         lambda self, *args, **kwargs: asked.append(kwargs.get("left"))
+                                         or original(self, *args, **kwargs)):
+        out = torch.compile(layer, fullgraph=True, dynamic=False)(x)
+    torch._dynamo.reset()
+    assert asked == [True]
+    weight = layer.dequantize_weight().double()
+    expected = x.double() @ weight.T + layer.bias.double()
+    bound = x.double().abs() @ weight.abs().T + layer.bias.double().abs()
+    # float32: float32 sums; bfloat16: the product, its scaling and the bias rounded to bfloat16
+    allowed = 1e-5 * bound if dtype == torch.float32 else 1e-5 * bound + 2**-7 * (expected.abs() + layer.bias.double().abs())
+    assert bool(((out.double() - expected).abs() <= allowed).all())
+
+
 @pytest.mark.parametrize("bitorder", ["big", "little"])
 def test_packbits_by_byte_loads(bitorder):
     generator = torch.Generator().manual_seed(0)
