@@ -382,11 +382,14 @@ class LowBitLinear(nn.Module):
                        and x.dtype in (torch.bfloat16, torch.float32) and _channel_scale_after_matmul(x.device))
         if scale_after and _weight_as_left_operand(x.device, self.fmt, rows):
             # (W x^T)^T: the decoded weight is the matmul's left operand, x's rows its columns.
-            out = (self._matmul_weight(x.dtype, scaled=False, left=True) @ x2d.t()).t()
+            # Scaled by rows of W x^T, then written out contiguous (M, N), as F.linear's is: a
+            # transposed view would break a caller's .view() of the output.
+            out = self._matmul_weight(x.dtype, scaled=False, left=True) @ x2d.t()
+            out = (out.float() * self.scale.float().reshape(-1, 1)).to(x.dtype).t().contiguous()
         else:
             out = x2d @ self._matmul_weight(x.dtype, scaled=not scale_after)
-        if scale_after:
-            out = (out.float() * self.scale.float().reshape(-1)).to(x.dtype)
+            if scale_after:
+                out = (out.float() * self.scale.float().reshape(-1)).to(x.dtype)
         out = out.reshape(*x.shape[:-1], self.out_features)
         return out if self.bias is None else out + self.bias.to(x.dtype)
 

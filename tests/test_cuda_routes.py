@@ -203,8 +203,8 @@ def test_low_bit_linear_compiled(fmt, kwargs):
 def test_low_bit_linear_compiled_with_the_weight_on_the_left(dtype):
     torch.manual_seed(0)
     layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, 48), fpx.E4M3, group_size=None).to(dtype)
-    x = torch.randn(fpx.nn.LEFT_OPERAND_MIN_ROWS, 256, dtype=dtype)
-    assert fpx.nn._weight_as_left_operand(torch.device("cuda"), fpx.E4M3, x.shape[0])
+    x = torch.randn(1, fpx.nn.LEFT_OPERAND_MIN_ROWS, 256, dtype=dtype)  # rows of a batch of one
+    assert fpx.nn._weight_as_left_operand(torch.device("cuda"), fpx.E4M3, x.shape[1])
     asked = []
     original = fpx.LowBitLinear._matmul_weight
     torch._dynamo.reset()
@@ -214,6 +214,7 @@ def test_low_bit_linear_compiled_with_the_weight_on_the_left(dtype):
         out = torch.compile(layer, fullgraph=True, dynamic=False)(x)
     torch._dynamo.reset()
     assert asked == [True]
+    assert out.is_contiguous()  # as F.linear's, not the transposed product's view
     weight = layer.dequantize_weight().double()
     expected = x.double() @ weight.T + layer.bias.double()
     bound = x.double().abs() @ weight.abs().T + layer.bias.double().abs()

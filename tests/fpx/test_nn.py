@@ -443,6 +443,7 @@ def test_per_channel_scale_after_the_matmul_is_taken_and_matches(fmt, group_size
         routed = layer(x)
     after = dtype != torch.float16
     assert taken == [(not after, left and after)]
+    assert routed.is_contiguous()  # as F.linear's: a caller may .view() it
     expected = x.double() @ weight.double().T + layer.bias.double()
     bound = x.double().abs() @ weight.double().abs().T + layer.bias.double().abs()
     if dtype == torch.float32:  # (CPU's eager half-precision matmuls do not sum in float32)
@@ -452,6 +453,7 @@ def test_per_channel_scale_after_the_matmul_is_taken_and_matches(fmt, group_size
     torch._dynamo.reset()
     out = torch.compile(layer, fullgraph=True)(x)
     torch._dynamo.reset()  # no compiled forward with the forced choice left for later tests
+    assert out.is_contiguous()
     # float32 sums; the product, its scaling and the bias each rounded to bfloat16's 8 bits
     allowed = 1e-5 * bound + 2**-7 * (expected.abs() + layer.bias.double().abs())
     assert bool(((out.double() - expected).abs() <= allowed).all())
