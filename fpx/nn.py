@@ -900,7 +900,8 @@ def _weight_as_left_operand(device: torch.device, fmt, rows) -> bool:
     8192 x 8192, bf16 x, E4M3 per channel, ``x @ W.T`` / ``(W @ x.T).T`` (us, two kernels on
     the left): 16 rows 24.7 / 28.3, 32 rows 32.9 / 28.2, 64 rows 44.3 / 31.7 (0.85x -> 1.21x
     of bf16 ``F.linear``), 128 rows 59.0 / 39.0 (0.64x -> 0.97x); E5M2 at 64 rows 55.0 / 35.5
-    (0.69x -> 1.05x). The product is rounded to x's dtype before its scaling (relative error
+    (0.69x -> 1.05x), timed with a transposed (non-contiguous) output; written out contiguous
+    since, not timed. The product is rounded to x's dtype before its scaling (relative error
     2.4e-3 against 1.7e-3). Codes with scales in their decode lost (INT4 by groups of 128:
     48.1 -> 83.3 us at 16 rows, 57.8 -> 82.9 at 64, a decode kernel and the template; INT8 by
     groups of 128, fused: 60.1 -> 100.9 at 64 rows; UINT4 and E2M1 like INT4), so they keep
