@@ -399,26 +399,31 @@ def _cubin_rows(args):
 def _kernel_rows(args):
     """A matmul template kernel inductor wrote (say by ``gpu_run.sh prologue``), compiled here
     for sm_90a with its own warps and stages: static instructions, the K loop's body, and that
-    body per weight of the (BLOCK_K, BLOCK_N) tile each thread decodes per trip."""
+    body per weight of the tile each thread decodes per trip: (BLOCK_K, BLOCK_N) for ``x @
+    W.T``, (BLOCK_M, BLOCK_K) with ``--left`` (``(W @ x.T).T``, the weight the left operand).
+    Then the loop's MMAs (HMMA: mma.sync; HGMMA: the warpgroup MMA) and shared-memory stores:
+    a decoded tile stored to shared memory for the MMA shows as STS on every trip."""
     for path in args.paths:
         text = open(path).read()
         # A kernel file, or a compiled module holding its kernels as async_compile strings.
         kernels = [k for k in re.findall(r"'''(.*?)'''", text, re.DOTALL) if "def triton_tem" in k] or [text]
         for source in kernels:
-            _kernel_row(path, source)
+            _kernel_row(path, source, args.left)
 
 
-def _kernel_row(path: str, source: str) -> None:
+def _kernel_row(path: str, source: str, left: bool = False) -> None:
     """One template kernel's row of :func:`_kernel_rows`."""
     warps, stages = (int(re.search(rf"{key}=(\d+)", source).group(1)) for key in ("num_warps", "num_stages"))
-    block_k, block_n = (int(re.search(rf"{key} : tl.constexpr = (\d+)", source).group(1)) for key in ("BLOCK_K", "BLOCK_N"))
+    block = {key: int(re.search(rf"{key} : tl.constexpr = (\d+)", source).group(1)) for key in ("BLOCK_M", "BLOCK_N", "BLOCK_K")}
+    tile = (block["BLOCK_M"], block["BLOCK_K"]) if left else (block["BLOCK_K"], block["BLOCK_N"])
     rows, loops = _rows_and_loops(sass(source, {}, num_warps=warps, num_stages=stages))
     first, last = max(loops, key=lambda loop: loop[1] - loop[0])  # the K loop: the longest
     body = collections.Counter(op for _, _, op in rows[first : last + 1] if op != "NOP")
-    per_weight = sum(body.values()) / (block_k * block_n / (32 * warps))
+    per_weight = sum(body.values()) / (tile[0] * tile[1] / (32 * warps))
     top = ", ".join(f"{op} {n}" for op, n in body.most_common(8))
+    mma_path = ", ".join(f"{op} {body[op]}" for op in ("HMMA", "HGMMA", "STS") if body[op])
     print(f"{os.path.basename(path)[:40]}: {sum(op != 'NOP' for _, _, op in rows)} instructions, K loop "
-          f"{sum(body.values())} ({per_weight:.2f} per weight; {block_k}x{block_n}, {warps} warps): {top}")
+          f"{sum(body.values())} ({per_weight:.2f} per weight; {tile[0]}x{tile[1]}, {warps} warps): {top}; {mma_path}")
 
 
 def main():
@@ -435,6 +440,7 @@ def main():
     p.add_argument("--formats", nargs="*", default=["E4M3", "E5M2", "E3M2", "E2M1"])
     p = sub.add_parser("kernel", help="a saved matmul template kernel's K loop, per weight")
     p.add_argument("paths", nargs="+")
+    p.add_argument("--left", action="store_true", help="the weight is the left operand: (W @ x.T).T")
     p = sub.add_parser("spills", help="registers, spills and compile time of LowBitLinear's M = 1 reductions per config")
     p.add_argument("--formats", nargs="*", default=["INT2", "INT3", "INT4", "E2M3"])
     p.add_argument("--group-size", type=int, default=128)
