@@ -199,12 +199,13 @@ def test_low_bit_linear_compiled(fmt, kwargs):
 # returned as W itself from the InvokeQuant subgraph. With x in float32 that decode was a
 # reshape of its last value, a view, which inductor's invoke_quant lowering raised on
 # (NotImplementedError: ReinterpretView) until the compiled decode kept W's two dims.
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-def test_low_bit_linear_compiled_with_the_weight_on_the_left(dtype):
+@pytest.mark.parametrize("fmt, dtype", [(fpx.E4M3, torch.float32), (fpx.E4M3, torch.bfloat16), (fpx.E5M2, torch.bfloat16)],
+                         ids=["E4M3-float32", "E4M3-bfloat16", "E5M2-bfloat16"])
+def test_low_bit_linear_compiled_with_the_weight_on_the_left(fmt, dtype):
     torch.manual_seed(0)
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, 48), fpx.E4M3, group_size=None).to(dtype)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, 48), fmt, group_size=None).to(dtype)
     x = torch.randn(1, fpx.nn.LEFT_OPERAND_MIN_ROWS, 256, dtype=dtype)  # rows of a batch of one
-    assert fpx.nn._weight_as_left_operand(torch.device("cuda"), fpx.E4M3, x.shape[1])
+    assert fpx.nn._weight_as_left_operand(torch.device("cuda"), fmt, x.shape[1])
     asked = []
     original = fpx.LowBitLinear._matmul_weight
     torch._dynamo.reset()
