@@ -71,7 +71,7 @@ from .fields import (
     _int_field_values,
     _uint_values_plus_two_pow_23,
 )
-from .formats import FloatFormat, IntFormat
+from .formats import E4M3, E5M2, INT4, INT8, FloatFormat, IntFormat
 from .quantize import _dequantize_grid, _grid_affine, quantize
 from .tuning import cold_cache_tuning  # noqa: F401  (fpx.nn.cold_cache_tuning)
 
@@ -883,31 +883,38 @@ def _channel_scale_after_matmul(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-# The fewest rows of x past which 8-bit float codes with per-channel scales multiply as the
-# matmul's left operand (see _weight_as_left_operand).
-LEFT_OPERAND_MIN_ROWS = 17
+# The fewest rows of x from which codes with per-channel scales multiply as the matmul's left
+# operand on CUDA, by format; formats not listed never do (see _weight_as_left_operand).
+LEFT_OPERAND_MIN_ROWS = {E4M3: 17, E5M2: 17, INT4: 17, INT8: 128}
 
 
 def _weight_as_left_operand(device: torch.device, fmt, rows) -> bool:
     """Whether the compiled matmul path computes ``(W @ x.T).T`` rather than ``x @ W.T``, the
     decoded weight the matmul template's left operand and x's rows its columns: on CUDA for
-    8-bit float codes (E4M3, E5M2) with per-channel scales (applied to the product, see
-    :func:`_channel_scale_after_matmul`: the decode is a cast), from
-    :data:`LEFT_OPERAND_MIN_ROWS` rows on.
+    the formats of :data:`LEFT_OPERAND_MIN_ROWS` from their row counts on, with per-channel
+    scales (applied to the product, see :func:`_channel_scale_after_matmul`, so that the decode
+    has no scale in it).
 
     Why: the weight's rows fill the template's 64-row tiles, and x's few rows its columns;
-    the scaling, the transposition back and the bias are one small kernel after it. H200,
-    8192 x 8192, bf16 x, E4M3 per channel, ``x @ W.T`` / ``(W @ x.T).T`` (us, two kernels on
-    the left): 16 rows 24.7 / 28.3, 32 rows 32.9 / 28.2, 64 rows 44.3 / 31.7 (0.85x -> 1.21x
-    of bf16 ``F.linear``), 128 rows 59.0 / 39.0 (0.64x -> 0.97x); E5M2 at 64 rows 55.0 / 35.5
-    (0.69x -> 1.05x), timed with a transposed (non-contiguous) output; written out contiguous
-    since, not timed. The product is rounded to x's dtype before its scaling (relative error
-    2.4e-3 against 1.7e-3). Codes with scales in their decode lost (INT4 by groups of 128:
-    48.1 -> 83.3 us at 16 rows, 57.8 -> 82.9 at 64, a decode kernel and the template; INT8 by
-    groups of 128, fused: 60.1 -> 100.9 at 64 rows; UINT4 and E2M1 like INT4), so they keep
-    ``x @ W.T``; INT8 per channel too (51.1 -> 66.9 us at 64 rows on the left)."""
-    return (device.type == "cuda" and isinstance(fmt, FloatFormat) and fmt.bits == 8
-            and rows >= LEFT_OPERAND_MIN_ROWS)
+    the scaling, the transposition back and the bias are one small kernel after it. On Hopper
+    the left operand of a warpgroup MMA is read from registers, where an 8-bit float's decode
+    (a cast) is computed from the codes' shared-memory tile; the right one is stored to shared
+    memory first, each K step (docs/inductor.md, "The weight as the left operand"). H200,
+    8192 x 8192, bf16 x, per channel, ``x @ W.T`` / ``(W @ x.T).T`` (us, two kernels on the
+    left):
+
+    - E4M3: 16 rows 24.7 / 28.3, 32 rows 32.9 / 28.2, 64 rows 44.3 / 31.7-32.7 (0.85x ->
+      1.15-1.20x of bf16 ``F.linear``), 128 rows 59.0 / 38.7-39.0 (0.64x -> 0.97x); E5M2 at
+      64 rows 55.0 / 35.5 (0.69x -> 1.05x).
+    - INT4: 32 rows 49.3 / 46.5, 64 rows 51.2-55.1 / 52.1, 128 rows 63.4 / 56.0.
+    - INT8: 64 rows 51.1 / 66.9 (the right wins), 128 rows 66.1 / 54.2.
+
+    The product is rounded to x's dtype before its scaling (relative error 2.4e-3 against
+    1.7e-3). Codes with scales in their decode lost (INT4 by groups of 128: 48.1 -> 83.3 us at
+    16 rows, 57.8 -> 82.9 at 64, a decode kernel and the template; INT8 by groups of 128,
+    fused: 60.1 -> 100.9 at 64 rows; UINT4 and E2M1 like INT4), so they keep ``x @ W.T``."""
+    least = LEFT_OPERAND_MIN_ROWS.get(fmt)
+    return device.type == "cuda" and least is not None and rows >= least
 
 
 def _marks_the_decode(device: torch.device) -> bool:

@@ -421,8 +421,8 @@ def test_per_channel_scale_after_the_matmul_is_taken_and_matches(fmt, group_size
     the dequantized weight exactly; the route is taken for bfloat16 and float32 x (not
     float16, whose range an unscaled product could leave); and the layer compiled on CPU (in
     bfloat16) matches the dequantized weight. With ``left`` the product is ``(W @ x.T).T``
-    (``fpx.nn._weight_as_left_operand``, CUDA's choice for 8-bit floats past 16 rows, forced
-    here for every format), taken only with the scale after it."""
+    (``fpx.nn._weight_as_left_operand``, CUDA's choice for E4M3, E5M2, INT4 and INT8 from
+    their row counts on, forced here for every format), taken only with the scale after it."""
     monkeypatch.setattr(fpx.nn, "_channel_scale_after_matmul", lambda device: True)
     monkeypatch.setattr(fpx.nn, "_matmul_by_weight_blocks", lambda device: False)
     monkeypatch.setattr(fpx.nn, "_weight_as_left_operand", lambda device, fmt, rows: left)
