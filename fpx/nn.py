@@ -885,7 +885,7 @@ def _channel_scale_after_matmul(device: torch.device) -> bool:
 
 # The fewest rows of x from which codes with per-channel scales multiply as the matmul's left
 # operand on CUDA, by format; formats not listed never do (see _weight_as_left_operand).
-LEFT_OPERAND_MIN_ROWS = {E4M3: 17, E5M2: 17, INT4: 17, INT8: 128}
+LEFT_OPERAND_MIN_ROWS = {E4M3: 32, E5M2: 32, INT4: 24, INT8: 128}
 
 
 def _weight_as_left_operand(device: torch.device, fmt, rows) -> bool:
@@ -903,11 +903,14 @@ def _weight_as_left_operand(device: torch.device, fmt, rows) -> bool:
     8192 x 8192, bf16 x, per channel, ``x @ W.T`` / ``(W @ x.T).T`` (us, two kernels on the
     left):
 
-    - E4M3: 16 rows 24.7 / 28.3, 32 rows 32.9 / 28.2, 64 rows 44.3 / 31.7-32.7 (0.85x ->
-      1.15-1.20x of bf16 ``F.linear``), 128 rows 59.0 / 38.7-39.0 (0.64x -> 0.97x); E5M2 at
-      64 rows 55.0 / 35.5 (0.69x -> 1.05x).
-    - INT4: 32 rows 49.3 / 46.5, 64 rows 51.2-55.1 / 52.1, 128 rows 63.4 / 56.0.
-    - INT8: 64 rows 51.1 / 66.9 (the right wins), 128 rows 66.1 / 54.2.
+    - E4M3: 16 rows 24.7 / 28.3, 24 rows 34.1 / 40.7, 32 rows 32.9 / 28.2, 64 rows 44.3 /
+      31.7-32.7 (0.85x -> 1.15-1.20x of bf16 ``F.linear``), 128 rows 59.0 / 38.7-39.0 (0.64x
+      -> 0.97x); E5M2 at 64 rows 55.0 / 35.5 (0.69x -> 1.05x).
+    - INT4: 16 rows 45.6 / 66.7, 24 rows 48.5 / 46.4, 32 rows 49.3 / 46.5, 64 rows 51.2-55.1 /
+      52.1, 128 rows 63.4 / 56.0.
+    - INT8: 64 rows 51.1 / 66.9, 128 rows 66.1 / 54.2.
+    - Not listed: UINT4 (its zero-point in the decode) 59.2 / 78.4 at 64 rows; INT2 51.0 /
+      49.4 (within the spread of compiles).
 
     The product is rounded to x's dtype before its scaling (relative error 2.4e-3 against
     1.7e-3). Codes with scales in their decode lost (INT4 by groups of 128: 48.1 -> 83.3 us at

@@ -258,15 +258,15 @@ def test_cuda_forward_at_128_rows_under_cold_cache_tuning_fuses_into_a_128_row_t
     assert all(block_m == 128 for block_m, _, _ in tiles), tiles
 
 
-# Per-channel E4M3 and INT4 past 16 rows: (W @ x.T).T, the decoded weight the template's left
-# operand (fpx.nn._weight_as_left_operand; H200, 8192 x 8192, E4M3: 64 rows 44.3 -> 31.7 us,
-# 128 rows 59.0 -> 39.0; INT4 at 64 rows 55.1 -> 52.1). The decode fuses into the template,
+# Per-channel E4M3 (from 32 rows) and INT4 (from 24): (W @ x.T).T, the decoded weight the
+# template's left operand (fpx.nn._weight_as_left_operand; H200, 8192 x 8192, E4M3: 64 rows
+# 44.3 -> 31.7 us, 128 rows 59.0 -> 39.0; INT4 at 64 rows 55.1 -> 52.1). The decode fuses into the template,
 # whose tiles then run along the weight's rows (BLOCK_M of 64 or more, x's rows in BLOCK_N);
 # one more kernel scales the product, transposes it back and adds the bias.
 @pytest.mark.cuda
 @pytest.mark.parametrize("fmt, rows", [(fpx.E4M3, 64), (fpx.E4M3, 128), (fpx.INT4, 64)],
                          ids=["E4M3-64", "E4M3-128", "INT4-64"])
-def test_cuda_forward_per_channel_past_16_rows_takes_the_weight_as_left_operand(fmt, rows):
+def test_cuda_forward_per_channel_at_64_and_128_rows_takes_the_weight_as_left_operand(fmt, rows):
     source, weight_size = compiled_bf16_forward(fmt, {"group_size": None}, rows=rows, tuning=fpx.nn.cold_cache_tuning)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert kernel_count(source, "cuda") == 2, source
