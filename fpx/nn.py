@@ -380,7 +380,7 @@ class LowBitLinear(nn.Module):
         # unscaled product.
         scale_after = (self.group_size == self.in_features and self.block is None
                        and x.dtype in (torch.bfloat16, torch.float32) and _channel_scale_after_matmul(x.device))
-        if scale_after and _weight_as_left_operand(x.device, self.fmt, rows):
+        if scale_after and _weight_as_left_operand(x.device, self.fmt, rows, self.out_features):
             # (W x^T)^T: the decoded weight is the matmul's left operand, x's rows its columns.
             # Scaled by rows of W x^T, then written out contiguous (M, N), as F.linear's is: a
             # transposed view would break a caller's .view() of the output.
@@ -886,14 +886,18 @@ def _channel_scale_after_matmul(device: torch.device) -> bool:
 # The fewest rows of x from which codes with per-channel scales multiply as the matmul's left
 # operand on CUDA, by format; formats not listed never do (see _weight_as_left_operand).
 LEFT_OPERAND_MIN_ROWS = {E4M3: 32, E5M2: 32, INT4: 24, INT8: 128}
+# ... and the fewest output features (the weight's rows, which the left route's 64-row tiles
+# divide among the GPU's SMs), where measured to matter; other formats: any.
+LEFT_OPERAND_MIN_OUT_FEATURES = {INT4: 8192, INT8: 8192}
 
 
-def _weight_as_left_operand(device: torch.device, fmt, rows) -> bool:
+def _weight_as_left_operand(device: torch.device, fmt, rows, out_features) -> bool:
     """Whether the compiled matmul path computes ``(W @ x.T).T`` rather than ``x @ W.T``, the
     decoded weight the matmul template's left operand and x's rows its columns: on CUDA for
-    the formats of :data:`LEFT_OPERAND_MIN_ROWS` from their row counts on, with per-channel
-    scales (applied to the product, see :func:`_channel_scale_after_matmul`, so that the decode
-    has no scale in it).
+    the formats of :data:`LEFT_OPERAND_MIN_ROWS` from their row counts on (and from
+    :data:`LEFT_OPERAND_MIN_OUT_FEATURES` output features), with per-channel scales (applied
+    to the product, see :func:`_channel_scale_after_matmul`, so that the decode has no scale
+    in it).
 
     Why: the weight's rows fill the template's 64-row tiles, and x's few rows its columns;
     the scaling, the transposition back and the bias are one small kernel after it. On Hopper
@@ -907,8 +911,10 @@ def _weight_as_left_operand(device: torch.device, fmt, rows) -> bool:
       31.7-32.7 (0.85x -> 1.15-1.20x of bf16 ``F.linear``), 128 rows 59.0 / 38.7-39.0 (0.64x
       -> 0.97x); E5M2 at 64 rows 55.0 / 35.5 (0.69x -> 1.05x).
     - INT4: 16 rows 45.6 / 66.7, 24 rows 48.5 / 46.4, 32 rows 49.3 / 46.5, 64 rows 51.2-55.1 /
-      52.1, 128 rows 63.4 / 56.0.
-    - INT8: 64 rows 51.1 / 66.9, 128 rows 66.1 / 54.2.
+      52.1, 128 rows 63.4 / 56.0. At 64 rows, 14336 x 4096 (N x K): 56.0 / 41.5; 4096 x
+      14336: 66.8 / 80.0, lost: 4096 rows of W are 64 tiles of 64 rows for 132 SMs.
+    - INT8: 64 rows 51.1 / 66.9, 128 rows 66.1 / 54.2 (8192 x 8192 only).
+    - E4M3 at 64 rows on the other shapes: 14336 x 4096 41.8 / 38.4, 4096 x 14336 58.2 / 52.7.
     - Not listed: UINT4 (its zero-point in the decode) 59.2 / 78.4 at 64 rows; INT2 51.0 /
       49.4 (within the spread of compiles).
 
@@ -917,7 +923,8 @@ def _weight_as_left_operand(device: torch.device, fmt, rows) -> bool:
     16 rows, 57.8 -> 82.9 at 64, a decode kernel and the template; INT8 by groups of 128,
     fused: 60.1 -> 100.9 at 64 rows; UINT4 and E2M1 like INT4), so they keep ``x @ W.T``."""
     least = LEFT_OPERAND_MIN_ROWS.get(fmt)
-    return device.type == "cuda" and least is not None and rows >= least
+    return (device.type == "cuda" and least is not None and rows >= least
+            and out_features >= LEFT_OPERAND_MIN_OUT_FEATURES.get(fmt, 0))
 
 
 def _marks_the_decode(device: torch.device) -> bool:

@@ -46,8 +46,9 @@ CUDA_ANSWERS = {
     ("fpx.nn", "_matmul_by_weight_blocks"): lambda device: False,
     ("fpx.nn", "_channel_scale_after_matmul"): lambda device: True,
     ("fpx.nn", "_decodes_in_x_dtype"): lambda device: True,
-    ("fpx.nn", "_weight_as_left_operand"): lambda device, fmt, rows: (
-        (fmt in (fpx.E4M3, fpx.E5M2) and rows >= 32) or (fmt == fpx.INT4 and rows >= 24) or (fmt == fpx.INT8 and rows >= 128)),
+    ("fpx.nn", "_weight_as_left_operand"): lambda device, fmt, rows, out_features: (
+        (fmt in (fpx.E4M3, fpx.E5M2) and rows >= 32)
+        or (out_features >= 8192 and ((fmt == fpx.INT4 and rows >= 24) or (fmt == fpx.INT8 and rows >= 128)))),
     ("bitpack.words", "words_pay_off"): lambda device: True,
     ("bitpack.bits", "_pads_partial_bytes"): lambda device: True,
     ("bitpack.bits", "_packs_bool_bytes_apart"): lambda device: True,
@@ -113,9 +114,9 @@ def test_the_answers_are_the_functions_own_for_a_cuda_device(choice):
         "_patterns_from_buffer_pays_off": ([(1,)], [(2,)]),  # rows
         "_matmul_by_weight_blocks": ([], [()]),  # CPU's choice: CUDA says no
         "_decodes_by_table": ([], [()]),  # CPU's choice in eager: CUDA says no
-        "_weight_as_left_operand": ([(fpx.E4M3, 32), (fpx.E5M2, 128), (fpx.INT4, 24), (fpx.INT8, 128)],
-                                    [(fpx.E4M3, 31), (fpx.INT4, 23), (fpx.INT8, 127), (fpx.UINT4, 64), (fpx.INT2, 64),
-                                     (fpx.E2M1, 64)]),
+        "_weight_as_left_operand": ([(fpx.E4M3, 32, 48), (fpx.E5M2, 128, 4096), (fpx.INT4, 24, 8192), (fpx.INT8, 128, 14336)],
+                                    [(fpx.E4M3, 31, 8192), (fpx.INT4, 23, 8192), (fpx.INT4, 64, 4096), (fpx.INT8, 127, 8192),
+                                     (fpx.UINT4, 64, 8192), (fpx.INT2, 64, 8192), (fpx.E2M1, 64, 8192)]),
         "_sums_products_in_one_trip": ([(fpx.INT3, 1), (fpx.E2M3, 1), (fpx.INT4, 2), (fpx.E2M1, 4)], [(fpx.INT4, 1), (fpx.E4M3, 1), (fpx.INT8, 2), (fpx.INT8, 4)]),
     }
     yes, no = further.get(name, ([()], []))
@@ -207,9 +208,10 @@ def test_low_bit_linear_compiled(fmt, kwargs):
                          ids=["E4M3-float32", "E4M3-bfloat16", "E5M2-bfloat16", "INT4-bfloat16"])
 def test_low_bit_linear_compiled_with_the_weight_on_the_left(fmt, dtype):
     torch.manual_seed(0)
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, 48), fmt, group_size=None).to(dtype)
+    out_features = max(48, fpx.nn.LEFT_OPERAND_MIN_OUT_FEATURES.get(fmt, 0))
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, out_features), fmt, group_size=None).to(dtype)
     x = torch.randn(1, fpx.nn.LEFT_OPERAND_MIN_ROWS[fmt], 256, dtype=dtype)  # rows of a batch of one
-    assert fpx.nn._weight_as_left_operand(torch.device("cuda"), fmt, x.shape[1])
+    assert fpx.nn._weight_as_left_operand(torch.device("cuda"), fmt, x.shape[1], out_features)
     asked = []
     original = fpx.LowBitLinear._matmul_weight
     torch._dynamo.reset()

@@ -425,7 +425,7 @@ def test_per_channel_scale_after_the_matmul_is_taken_and_matches(fmt, group_size
     their row counts on, forced here for every format), taken only with the scale after it."""
     monkeypatch.setattr(fpx.nn, "_channel_scale_after_matmul", lambda device: True)
     monkeypatch.setattr(fpx.nn, "_matmul_by_weight_blocks", lambda device: False)
-    monkeypatch.setattr(fpx.nn, "_weight_as_left_operand", lambda device, fmt, rows: left)
+    monkeypatch.setattr(fpx.nn, "_weight_as_left_operand", lambda device, fmt, rows, out_features: left)
     torch.manual_seed(0)
     layer = LowBitLinear.from_linear(nn.Linear(256, 64), fmt, group_size=group_size)
     weight = layer.dequantize_weight()
