@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session: every CUDA test, then the benchmarks. Logs go to $OUT (or ./gpu_out).
-# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|all]
+# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|left|all]
 #   grid: the linear grid of benchmarks/RESULTS.md (GRID_JOBS: "SHAPES FORMATS MS;..." to choose
 #         part of it): cold compiles of every case side by side, inductor's tuning timings one at
 #         a time under a lock (phase 1, warming inductor's caches), then the timed runs side by
@@ -44,6 +44,8 @@
 #         template prologue at M=16), then the dense pack formulations of probe_pack.py.
 #   hints: inductor's persistent-or-looped choice per one-row reduction kernel and the hints
 #         behind it (benchmarks/reduction_hints.py, HINTS_ARGS; under a minute).
+#   left: the left route's program count: probe_left_split.py's split K (LEFT_SPLIT_ARGS), then
+#         32-row tiles for INT4 per channel on the left (LEFT_TILES); about 5 minutes.
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES), then
 #         probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
 set -u
@@ -314,4 +316,13 @@ if [[ $what == profile ]]; then
       --variants "$PROBE_VARIANTS" > "$OUT/probe.log" 2>&1
     tail -12 "$OUT/probe.log" | cut -c1-220
   fi
+fi
+if [[ $what == left ]]; then
+  # The left route's program count (docs/inductor.md, "Levers not yet tried"): the split K in
+  # the operands' shapes (probe_left_split.py, LEFT_SPLIT_ARGS), then 32-row tiles given to
+  # the left route of INT4 per channel (LEFT_TILES), each compiled alone.
+  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${LEFT_TIMEOUT:-300} python3 benchmarks/probe_left_split.py \
+    ${LEFT_SPLIT_ARGS:---shape 4096x14336 --m 64 --formats INT4,E4M3 --splits 1,2,4} > "$OUT/left_split.log" 2>&1
+  grep -E "M=" "$OUT/left_split.log" | tail -12 | cut -c1-200
+  SWEEP_TIMEOUT=90 SWEEP_JOBS="--shapes 4096x14336 --formats INT4 --group-size 14336 --m 64 --weight-left 1 --template-configs ${LEFT_TILES:-32x64x128s4w4,32x64x128s5w2,64x64x128s4w4,64x32x128s5w4}" bash "$0" sweep
 fi
