@@ -32,8 +32,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fpx  # noqa: E402
 import fpx.nn  # noqa: E402
 from fpx.fields import _int_field_values  # noqa: E402
-from linear import copies_for, template_config_of  # noqa: E402
-from timing import environment_line, run_and_count_kernels, time_cuda_graph  # noqa: E402
+from linear import copies_for  # noqa: E402
+from probe_shift_buffer import time_variant  # noqa: E402
+from timing import environment_line, time_cuda_graph  # noqa: E402
 
 
 def split_codes(packed, fmt, splits: int, dtype) -> torch.Tensor:
@@ -102,14 +103,8 @@ def main():
                         fn = torch.compile(lambda x, p, s: forward(x, p, s, fmt=fmt, splits=splits),
                                            fullgraph=True, dynamic=False, options=options)
                         calls = [lambda t=t: fn(x, *t) for t in tensors]
-                    with fpx.nn.cold_cache_tuning():
-                        out, kernels, source = run_and_count_kernels(calls[0])
-                        for c in calls[1:]:
-                            c()
-                    error = ((out.float() - reference).norm() / reference.norm()).item()
-                    t = time_cuda_graph(calls)
-                    row = (f"{name:>5} M={m:<4} {variant:>6}: {t * 1e6:7.1f} us  {bf16_s / t:5.2f}x bf16 "
-                           f"({bf16_s * 1e6:.1f})  {kernels} kernels  {template_config_of(source)}  err {error:.1e}")
+                    timing, _ = time_variant(calls, reference, bf16_s)
+                    row = f"{name:>5} M={m:<4} {variant:>6}: {timing}"
                 except Exception as error:  # keep going: one failing variant must not hide the rest
                     row = f"{name:>5} M={m:<4} {variant:>6}: FAILED {error!r}"[:300]
                 print(row, flush=True)

@@ -69,6 +69,21 @@ def forward(x, packed2d, shift_t, scale_t, scale_after, *, group, left):
     return out
 
 
+def time_variant(calls, reference, bf16_s) -> tuple[str, str]:
+    """Compile and tune the first of ``calls`` (zero-argument calls of one compiled function on
+    copies of the weight) under ``cold_cache_tuning``, the others loading its kernels, then time
+    them cycled. Returns ('<us> us <ratio>x bf16 (<bf16 us>)  <n> kernels  <template tile>  err
+    <relative error against reference>', the generated source)."""
+    with fpx.nn.cold_cache_tuning():
+        out, kernels, source = run_and_count_kernels(calls[0])
+        for call in calls[1:]:
+            call()
+    error = ((out.float() - reference).norm() / reference.norm()).item()
+    t = time_cuda_graph(calls)
+    return (f"{t * 1e6:7.1f} us  {bf16_s / t:5.2f}x bf16 ({bf16_s * 1e6:.1f})  {kernels} kernels  "
+            f"{template_config_of(source)}  err {error:.1e}"), source
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--shape", default="8192x8192")
@@ -109,15 +124,9 @@ def main():
                                                                      left=variant == "left"),
                                        fullgraph=True, dynamic=False, options=options)
                     calls = [lambda t=t: fn(x, *t) for t in sets]
-                with fpx.nn.cold_cache_tuning():
-                    out, kernels, source = run_and_count_kernels(calls[0])
-                    for c in calls[1:]:
-                        c()
-                error = ((out.float() - reference).norm() / reference.norm()).item()
+                timing, source = time_variant(calls, reference, bf16_s)
                 weight_sized = len(re.findall(rf"empty_strided_cuda\(\(({n}, {k}|{k}, {n})\)", source))
-                t = time_cuda_graph(calls)
-                row = f"M={m:<4} {variant:>6}: {t * 1e6:7.1f} us  {bf16_s / t:5.2f}x bf16 ({bf16_s * 1e6:.1f})  " \
-                      f"{kernels} kernels  weight-sized buffers {weight_sized}  {template_config_of(source)}  err {error:.1e}"
+                row = f"M={m:<4} {variant:>6}: {timing}  weight-sized buffers {weight_sized}"
             except Exception as error:  # keep going: one failing variant must not hide the rest
                 row = f"M={m:<4} {variant:>6}: FAILED {error!r}"[:300]
             print(row, flush=True)
