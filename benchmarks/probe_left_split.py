@@ -33,7 +33,7 @@ import fpx  # noqa: E402
 import fpx.nn  # noqa: E402
 from fpx.fields import _int_field_values  # noqa: E402
 from linear import copies_for  # noqa: E402
-from probe_shift_buffer import time_variant  # noqa: E402
+from probe_shift_buffer import layer_calls, variant_row  # noqa: E402
 from timing import environment_line, time_cuda_graph  # noqa: E402
 
 
@@ -93,22 +93,14 @@ def main():
             bf16_s = time_cuda_graph([lambda w=w: F.linear(x, w) for w in dense])
             variants = ([] if args.no_layer else ["layer"]) + [f"split{s}" for s in args.splits.split(",")]
             for variant in variants:
-                torch._dynamo.reset()
-                try:
+                def make_calls(variant=variant):
                     if variant == "layer":
-                        fns = [torch.compile(lay, fullgraph=True, dynamic=False, options=options) for lay in layers]
-                        calls = [lambda f=f: f(x) for f in fns]
-                    else:
-                        splits = int(variant[len("split"):])
-                        fn = torch.compile(lambda x, p, s: forward(x, p, s, fmt=fmt, splits=splits),
-                                           fullgraph=True, dynamic=False, options=options)
-                        calls = [lambda t=t: fn(x, *t) for t in tensors]
-                    timing, _ = time_variant(calls, reference, bf16_s)
-                    row = f"{name:>5} M={m:<4} {variant:>6}: {timing}"
-                except Exception as error:  # keep going: one failing variant must not hide the rest
-                    row = f"{name:>5} M={m:<4} {variant:>6}: FAILED {error!r}"[:300]
-                print(row, flush=True)
-                rows.append(row)
+                        return layer_calls(layers, x, options)
+                    splits = int(variant[len("split"):])
+                    fn = torch.compile(lambda x, p, s: forward(x, p, s, fmt=fmt, splits=splits),
+                                       fullgraph=True, dynamic=False, options=options)
+                    return [lambda t=t: fn(x, *t) for t in tensors]
+                rows.append(variant_row(f"{name:>5} M={m:<4} {variant:>6}", make_calls, reference, bf16_s))
     print("\n" + "\n".join(rows))
 
 

@@ -84,6 +84,26 @@ def time_variant(calls, reference, bf16_s) -> tuple[str, str]:
             f"{template_config_of(source)}  err {error:.1e}"), source
 
 
+def variant_row(label, make_calls, reference, bf16_s, more=lambda source: "") -> str:
+    """Print and return '<label>: <time_variant's summary><more(source)>' for the calls that
+    ``make_calls()`` compiles (dynamo reset first), or '<label>: FAILED <error>': one failing
+    variant must not hide the rest."""
+    torch._dynamo.reset()
+    try:
+        timing, source = time_variant(make_calls(), reference, bf16_s)
+        row = f"{label}: {timing}{more(source)}"
+    except Exception as error:
+        row = f"{label}: FAILED {error!r}"[:300]
+    print(row, flush=True)
+    return row
+
+
+def layer_calls(layers, x, options):
+    """Zero-argument calls of each layer compiled as LowBitLinear compiles (its own route)."""
+    fns = [torch.compile(layer, fullgraph=True, dynamic=False, options=options) for layer in layers]
+    return [lambda f=f: f(x) for f in fns]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--shape", default="8192x8192")
@@ -114,23 +134,16 @@ def main():
         reference = x.float() @ layer.dequantize_weight().T
         bf16_s = time_cuda_graph([lambda w=w: F.linear(x, w) for w in dense])
         for variant in args.variants.split(","):
-            torch._dynamo.reset()
-            try:
+            def make_calls(variant=variant):
                 if variant == "layer":
-                    fns = [torch.compile(lay, fullgraph=True, dynamic=False, options=options) for lay in layers]
-                    calls = [lambda f=f: f(x) for f in fns]
-                else:
-                    fn = torch.compile(lambda x, p, s, c, a: forward(x, p, s, c, a, group=args.group_size or k,
-                                                                     left=variant == "left"),
-                                       fullgraph=True, dynamic=False, options=options)
-                    calls = [lambda t=t: fn(x, *t) for t in sets]
-                timing, source = time_variant(calls, reference, bf16_s)
-                weight_sized = len(re.findall(rf"empty_strided_cuda\(\(({n}, {k}|{k}, {n})\)", source))
-                row = f"M={m:<4} {variant:>6}: {timing}  weight-sized buffers {weight_sized}"
-            except Exception as error:  # keep going: one failing variant must not hide the rest
-                row = f"M={m:<4} {variant:>6}: FAILED {error!r}"[:300]
-            print(row, flush=True)
-            rows.append(row)
+                    return layer_calls(layers, x, options)
+                fn = torch.compile(lambda x, p, s, c, a: forward(x, p, s, c, a, group=args.group_size or k,
+                                                                 left=variant == "left"),
+                                   fullgraph=True, dynamic=False, options=options)
+                return [lambda t=t: fn(x, *t) for t in sets]
+            weight_sized = lambda source: "  weight-sized buffers " + str(  # noqa: E731
+                len(re.findall(rf"empty_strided_cuda\(\(({n}, {k}|{k}, {n})\)", source)))
+            rows.append(variant_row(f"M={m:<4} {variant:>6}", make_calls, reference, bf16_s, weight_sized))
     print("\n" + "\n".join(rows))
 
 
