@@ -40,18 +40,18 @@ from timing import environment_line, time_cuda_graph  # noqa: E402
 def split_codes(packed, fmt, splits: int, dtype) -> torch.Tensor:
     """W decoded as (S N, K / S), unscaled: row s N + n is W[n, s K/S : (s+1) K/S]."""
     n = packed.shape[0]
-    if fmt == fpx.E4M3:
-        codes = packed.reshape(n, splits, -1).transpose(0, 1).reshape(splits * n, -1)
-        return codes.view(torch.float8_e4m3fn).to(dtype)
-    # INT4, planar: column k sits in byte k % (K/2), nibble k // (K/2).
-    arange = lambda size: torch.arange(size, device=packed.device, dtype=torch.int32)  # noqa: E731
-    if splits == 1:
-        codes = packed.repeat(1, 2).to(torch.int32)
-        shift = 4 * (arange(codes.shape[1]) // packed.shape[1])[None, :]
-    else:  # chunk s: byte run s % (S/2) of the row, nibble s // (S/2)
-        runs = splits // 2
-        codes = packed.reshape(n, runs, -1).transpose(0, 1).repeat(2, 1, 1).reshape(splits * n, -1).to(torch.int32)
-        shift = 4 * (arange(splits * n) // (n * runs))[:, None]
+    if fmt == fpx.E4M3 or splits == 1:
+        # Chunks of whole codes (E4M3's bytes; INT4's planar row unsplit): the layer's own decode.
+        codes = packed.reshape(n, splits, -1).transpose(0, 1).reshape(splits * n, 1, -1)
+        group = fpx.nn.planar_group(fmt.bits) * codes.shape[-1]
+        return fpx.nn.dequantize_packed(codes, None, None, None, fmt=fmt, group_size=group, block=None,
+                                        table=False, dtype=dtype)
+    # INT4, planar: column k sits in byte k % (K/2), nibble k // (K/2). Chunk s: byte run
+    # s % (S/2) of the row, nibble s // (S/2).
+    runs = splits // 2
+    codes = packed.reshape(n, runs, -1).transpose(0, 1).repeat(2, 1, 1).reshape(splits * n, -1).to(torch.int32)
+    rows = torch.arange(splits * n, device=packed.device, dtype=torch.int32)
+    shift = 4 * (rows // (n * runs))[:, None]
     return _int_field_values((codes >> shift) & 15, 4, True, dtype=dtype)
 
 

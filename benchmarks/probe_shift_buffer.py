@@ -42,7 +42,7 @@ def shift_buffer(n: int, k: int, device) -> torch.Tensor:
     return (4 * (blocks >= k // 2)).to(torch.uint8)[:, None].expand(-1, n).contiguous()
 
 
-def decode(packed2d, shift_t, scale_t, *, group, dtype, left):
+def decode(packed2d, shift_t, scale_t=None, *, group, dtype, left):
     """W (N, K) (left) or W.T (K, N) in ``dtype`` from the planar INT4 bytes (N, K/2), the
     loaded shifts (K/128, N) and the scales (K/group, N) or None (per channel, applied after)."""
     byte = packed2d.repeat(1, 2).to(torch.int32)  # byte[n, k % (K/2)]
@@ -54,10 +54,10 @@ def decode(packed2d, shift_t, scale_t, *, group, dtype, left):
 
 
 def forward(x, packed2d, shift_t, scale_t, scale_after, *, group, left):
+    # the marker takes tensors only: no None among them
+    tensors = (packed2d, shift_t) if scale_t is None else (packed2d, shift_t, scale_t)
     marker = fpx.nn._invoke_quant(low_precision=True)
-    w = marker(lambda *t: decode(*t, group=group, dtype=x.dtype, left=left), packed2d, shift_t, scale_t,
-               scheme="fpx.lowbit") if scale_t is not None else \
-        marker(lambda *t: decode(*t, None, group=group, dtype=x.dtype, left=left), packed2d, shift_t, scheme="fpx.lowbit")
+    w = marker(lambda *t: decode(*t, group=group, dtype=x.dtype, left=left), *tensors, scheme="fpx.lowbit")
     if left:
         out = w @ x.t()
         if scale_after is not None:
@@ -121,12 +121,14 @@ def main():
     copies = copies_for(layer.weight_nbytes, device)
     layers = [layer] + [copy.deepcopy(layer) for _ in range(copies - 1)]
     dense = [linear.weight.detach().clone() for _ in range(copies_for(2 * n * k, device))]
+    per_channel = group is None
     sets = []
     for lay in layers:
         scale = lay.scale.to(dtype)
-        per_channel = group is None
         sets.append((lay.packed.reshape(n, k // 2), shift_buffer(n, k, device),
                      None if per_channel else scale.t().contiguous(), scale.reshape(-1) if per_channel else None))
+    weight_sized = lambda source: "  weight-sized buffers " + str(  # noqa: E731
+        len(re.findall(rf"empty_strided_cuda\(\(({n}, {k}|{k}, {n})\)", source)))
     options = fpx.nn.compile_options(device)
     rows = []
     for m in map(int, args.m.split(",")):
@@ -141,8 +143,6 @@ def main():
                                                                  left=variant == "left"),
                                    fullgraph=True, dynamic=False, options=options)
                 return [lambda t=t: fn(x, *t) for t in sets]
-            weight_sized = lambda source: "  weight-sized buffers " + str(  # noqa: E731
-                len(re.findall(rf"empty_strided_cuda\(\(({n}, {k}|{k}, {n})\)", source)))
             rows.append(variant_row(f"M={m:<4} {variant:>6}", make_calls, reference, bf16_s, weight_sized))
     print("\n" + "\n".join(rows))
 
