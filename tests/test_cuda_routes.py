@@ -199,9 +199,9 @@ def test_low_bit_linear_compiled(fmt, kwargs):
         torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
 
 
-# From 24-32 rows CUDA multiplies E4M3, E5M2 and INT4 with per-channel scales as (W @ x.T).T, the decode
-# returned as W itself from the InvokeQuant subgraph. With x in float32 that decode was a
-# reshape of its last value, a view, which inductor's invoke_quant lowering raised on
+# From 24-32 rows CUDA multiplies E4M3, E5M2 and INT4 with per-channel scales as (W @ x.T).T,
+# the decode returned as W itself from the InvokeQuant subgraph. With x in float32 that decode
+# was a reshape of its last value, a view, which inductor's invoke_quant lowering raised on
 # (NotImplementedError: ReinterpretView) until the compiled decode kept W's two dims.
 @pytest.mark.parametrize("fmt, dtype", [(fpx.E4M3, torch.float32), (fpx.E4M3, torch.bfloat16), (fpx.E5M2, torch.bfloat16),
                                         (fpx.INT4, torch.bfloat16)],

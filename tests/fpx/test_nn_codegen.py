@@ -260,9 +260,9 @@ def test_cuda_forward_at_128_rows_under_cold_cache_tuning_fuses_into_a_128_row_t
 
 # Per-channel E4M3 (from 32 rows) and INT4 (from 24): (W @ x.T).T, the decoded weight the
 # template's left operand (fpx.nn._weight_as_left_operand; H200, 8192 x 8192, E4M3: 64 rows
-# 44.3 -> 31.7 us, 128 rows 59.0 -> 39.0; INT4 at 64 rows 55.1 -> 52.1). The decode fuses into the template,
-# whose tiles then run along the weight's rows (BLOCK_M of 64 or more, x's rows in BLOCK_N);
-# one more kernel scales the product, transposes it back and adds the bias.
+# 44.3 -> 31.7 us, 128 rows 59.0 -> 39.0; INT4 at 64 rows 55.1 -> 52.1). The decode fuses
+# into the template, whose tiles then run along the weight's rows (BLOCK_M of 64 or more, x's
+# rows in BLOCK_N); one more kernel scales the product, transposes it back and adds the bias.
 @pytest.mark.cuda
 @pytest.mark.parametrize("fmt, rows", [(fpx.E4M3, 64), (fpx.E4M3, 128), (fpx.INT4, 64)],
                          ids=["E4M3-64", "E4M3-128", "INT4-64"])
