@@ -96,6 +96,8 @@ LAYER_CHOICES = {
     "decode_in_x_dtype": "_decodes_in_x_dtype",
     # the matmul path as (W x^T)^T, the decoded weight the template's left operand (off: x W^T)
     "weight_left": "_weight_as_left_operand",
+    # the left route's K split in two, W as (2 N, K/2) (off: unsplit)
+    "split_k_left": "_splits_k_on_the_left",
 }
 
 

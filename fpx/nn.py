@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import math
 import sys
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -382,10 +383,16 @@ class LowBitLinear(nn.Module):
                        and x.dtype in (torch.bfloat16, torch.float32) and _channel_scale_after_matmul(x.device))
         if scale_after and _weight_as_left_operand(x.device, self.fmt, rows, self.out_features):
             # (W x^T)^T: the decoded weight is the matmul's left operand, x's rows its columns.
-            # Scaled by rows of W x^T, then written out contiguous (M, N), as F.linear's is: a
-            # transposed view would break a caller's .view() of the output.
-            out = self._matmul_weight(x.dtype, scaled=False, left=True) @ x2d.t()
-            out = (out.float() * self.scale.float().reshape(-1, 1)).to(x.dtype).t().contiguous()
+            # Split in S chunks of K (see _splits_k_on_the_left): W as (S N, K/S) and x as (M S,
+            # K/S), a view; the sum of the product's S diagonal blocks is W x^T. Scaled by rows
+            # of W x^T, then written out contiguous (M, N), as F.linear's is: a transposed view
+            # would break a caller's .view() of the output.
+            splits = 2 if _splits_k_on_the_left(x.device, self.fmt, rows, self.out_features) else 1
+            chunks = x2d.reshape(-1, self.in_features // splits)
+            out = (self._matmul_weight(x.dtype, scaled=False, left=True, splits=splits) @ chunks.t()).float()
+            if splits > 1:  # element [s N + n, m S + s'] is chunk s of W's row n by chunk s' of x's row m
+                out = out.view(splits, self.out_features, -1, splits).diagonal(dim1=0, dim2=3).sum(-1)
+            out = (out * self.scale.float().reshape(-1, 1)).to(x.dtype).t().contiguous()
         else:
             out = x2d @ self._matmul_weight(x.dtype, scaled=not scale_after)
             if scale_after:
@@ -418,10 +425,12 @@ class LowBitLinear(nn.Module):
             outs.append(x2d @ w if bias is None else torch.addmm(bias[block], x2d, w))
         return torch.cat(outs, -1)
 
-    def _matmul_weight(self, dtype: torch.dtype, scaled: bool = True, left: bool = False) -> torch.Tensor:
+    def _matmul_weight(self, dtype: torch.dtype, scaled: bool = True, left: bool = False, splits: int = 1) -> torch.Tensor:
         """The compiled matmul's weight operand in ``dtype``, as its prologue: W.T (K, N) for
         ``x @ W.T``, or with ``left=True`` W itself (N, K) for ``W @ x.T`` (see
-        :func:`_weight_as_left_operand`); ``scaled=False``: without the scales (see
+        :func:`_weight_as_left_operand`), its K split in ``splits`` chunks stacked as rows,
+        (S N, K/S) with row s N + n = W[n, s K/S : (s+1) K/S] (see
+        :func:`_splits_k_on_the_left`); ``scaled=False``: without the scales (see
         :func:`_channel_scale_after_matmul`).
 
         Computed directly in the layout the matmul template reads, and wrapped in
@@ -442,8 +451,8 @@ class LowBitLinear(nn.Module):
         def decode(*tensors):
             it = iter(tensors)
             args = [next(it) if slot else None for slot in slots]
-            w = dequantize_packed(*args, fmt=fmt, group_size=group_size, block=block, table=False, dtype=decode_dtype)
-            w = w.to(dtype)
+            w = dequantize_packed(*args, fmt=fmt, group_size=group_size, block=block, table=False,
+                                  dtype=decode_dtype, splits=splits).to(dtype)
             return w if left else w.t().contiguous()
 
         marker = _invoke_quant(low_precision=in_dtype) if _marks_the_decode(packed.device) else None
@@ -658,10 +667,15 @@ class LowBitLinear(nn.Module):
 
 
 def dequantize_packed(
-    packed, scale, zero_point, code_table, *, fmt, group_size, block, table=True, float_bits=None, dtype=torch.float32
+    packed, scale, zero_point, code_table, *, fmt, group_size, block, table=True, float_bits=None, dtype=torch.float32,
+    splits=1,
 ) -> torch.Tensor:
     """The weight W (N, K) in ``dtype`` (float32 by default) from its stored tensors
     (``scale=None``: unscaled, the codes' values less their zero-points).
+
+    ``splits`` S > 1: W's columns in S chunks stacked as rows, (S N, K / S), row s N + n
+    holding W[n, s K/S : (s+1) K/S] (the left route's split K, see
+    :func:`_splits_k_on_the_left`).
 
     ``dtype`` bfloat16 or float16: W computed in that dtype, integer fields placed there (see
     :func:`_int_field_values`), the scale multiplied there. Where the code values are exact in
@@ -706,6 +720,11 @@ def dequantize_packed(
             scale = scale.repeat_interleave(group_size, dim=-1)
         if zero_point is not None:
             zero_point = zero_point.repeat_interleave(group_size, dim=-1)
+        # The split before the decode's arithmetic: a compiled decode must not end in a view
+        # (inductor's invoke_quant lowering takes no view as its output). A chunk's index is
+        # plain arithmetic on the row, which inductor folds into the loads (planar INT4 in two
+        # chunks: the byte at the column, the nibble by the row).
+        codes, scale, zero_point = (None if t is None else _columns_as_rows(t, splits) for t in (codes, scale, zero_point))
     else:
         # (N, G, K/G) planes are W's columns in order: as (N, groups, group_size), scales and
         # zero-points broadcast (no gather, and no scale per weight in memory).
@@ -727,7 +746,17 @@ def dequantize_packed(
     else:
         grid = _grid_values(codes, fmt, casts_only=True)
     grid = grid.to(dtype)  # the float32 decodes' values; integer fields are placed in dtype already
-    return _dequantize_grid(grid, scale, zero_point, fmt).reshape(n, g * columns)
+    weight = _dequantize_grid(grid, scale, zero_point, fmt)
+    if torch.compiler.is_compiling():
+        return weight  # (S N, K / S) already
+    return _columns_as_rows(weight.reshape(n, g * columns), splits)
+
+
+def _columns_as_rows(t: torch.Tensor, splits: int) -> torch.Tensor:
+    """(N, K) as (S N, K / S): row s N + n is t[n, s K/S : (s+1) K/S]."""
+    if splits == 1:
+        return t
+    return t.reshape(t.shape[0], splits, -1).transpose(0, 1).reshape(-1, t.shape[1] // splits)
 
 
 def _grid_values(
@@ -885,7 +914,7 @@ def _channel_scale_after_matmul(device: torch.device) -> bool:
 
 # The fewest rows of x from which codes with per-channel scales multiply as the matmul's left
 # operand on CUDA, by format; formats not listed never do (see _weight_as_left_operand).
-LEFT_OPERAND_MIN_ROWS = {E4M3: 32, E5M2: 32, INT4: 24, INT8: 128}
+LEFT_OPERAND_MIN_ROWS = {E4M3: 20, E5M2: 24, INT4: 24, INT8: 128}
 # ... and the fewest output features (the weight's rows, which the left route's 64-row tiles
 # divide among the GPU's SMs), where measured to matter; other formats: any.
 LEFT_OPERAND_MIN_OUT_FEATURES = {INT4: 8192, INT8: 8192}
@@ -895,7 +924,8 @@ def _weight_as_left_operand(device: torch.device, fmt, rows, out_features) -> bo
     """Whether the compiled matmul path computes ``(W @ x.T).T`` rather than ``x @ W.T``, the
     decoded weight the matmul template's left operand and x's rows its columns: on CUDA for
     the formats of :data:`LEFT_OPERAND_MIN_ROWS` from their row counts on (and from
-    :data:`LEFT_OPERAND_MIN_OUT_FEATURES` output features), with per-channel scales (applied
+    :data:`LEFT_OPERAND_MIN_OUT_FEATURES` output features, or fewer where K is split, see
+    :func:`_splits_k_on_the_left`), with per-channel scales (applied
     to the product, see :func:`_channel_scale_after_matmul`, so that the decode has no scale
     in it).
 
@@ -907,12 +937,15 @@ def _weight_as_left_operand(device: torch.device, fmt, rows, out_features) -> bo
     8192 x 8192, bf16 x, per channel, ``x @ W.T`` / ``(W @ x.T).T`` (us, two kernels on the
     left):
 
-    - E4M3: 16 rows 24.7 / 28.3, 24 rows 34.1 / 40.7, 32 rows 32.9 / 28.2, 64 rows 44.3 /
-      31.7-32.7 (0.85x -> 1.15-1.20x of bf16 ``F.linear``), 128 rows 59.0 / 38.7-39.0 (0.64x
-      -> 0.97x); E5M2 at 64 rows 55.0 / 35.5 (0.69x -> 1.05x).
+    - E4M3: 16 rows 24.7 / 28.3, 20 rows 34.9 / 29.4, 24 rows 34.1 / 29.6 (40.7 in inductor's
+      128 x 32 x 128 tile; 64-row tiles: ``fpx.tuning.FEW_COLUMN_TILES``), 32 rows 32.9 /
+      28.2-30.6, 64 rows 44.3 / 31.7-32.7 (0.85x -> 1.15-1.20x of bf16 ``F.linear``), 128
+      rows 59.0 / 38.7-39.0 (0.64x -> 0.97x); E5M2 at 24 rows 39.6 / 32.1, at 64 rows 55.0 /
+      35.5 (0.69x -> 1.05x).
     - INT4: 16 rows 45.6 / 66.7, 24 rows 48.5 / 46.4, 32 rows 49.3 / 46.5, 64 rows 51.2-55.1 /
       52.1, 128 rows 63.4 / 56.0. At 64 rows, 14336 x 4096 (N x K): 56.0 / 41.5; 4096 x
-      14336: 66.8 / 80.0, lost: 4096 rows of W are 64 tiles of 64 rows for 132 SMs.
+      14336: 66.8 / 80.0, lost: 4096 rows of W are 64 tiles of 64 rows for 132 SMs (split
+      in two, 49.0: :func:`_splits_k_on_the_left`).
     - INT8: 64 rows 51.1 / 66.9, 128 rows 66.1 / 54.2 (8192 x 8192 only).
     - E4M3 at 64 rows on the other shapes: 14336 x 4096 41.8 / 38.4, 4096 x 14336 58.2 / 52.7.
     - Not listed: UINT4 (its zero-point in the decode) 59.2 / 78.4 at 64 rows; INT2 51.0 /
@@ -922,9 +955,53 @@ def _weight_as_left_operand(device: torch.device, fmt, rows, out_features) -> bo
     1.7e-3). Codes with scales in their decode lost (INT4 by groups of 128: 48.1 -> 83.3 us at
     16 rows, 57.8 -> 82.9 at 64, a decode kernel and the template; INT8 by groups of 128,
     fused: 60.1 -> 100.9 at 64 rows; UINT4 and E2M1 like INT4), so they keep ``x @ W.T``."""
+    if device.type != "cuda":
+        return False
+    if _splits_k_on_the_left(device, fmt, rows, out_features):
+        return True
     least = LEFT_OPERAND_MIN_ROWS.get(fmt)
-    return (device.type == "cuda" and least is not None and rows >= least
-            and out_features >= LEFT_OPERAND_MIN_OUT_FEATURES.get(fmt, 0))
+    return least is not None and rows >= least and out_features >= LEFT_OPERAND_MIN_OUT_FEATURES.get(fmt, 0)
+
+
+class SplitKRange(NamedTuple):
+    """Where the left route splits K in two: output features in [min_out_features,
+    below_out_features), rows of x in [min_rows, max_rows]."""
+
+    min_out_features: int
+    below_out_features: int
+    min_rows: int
+    max_rows: int
+
+
+# By format; formats not listed never split (see _splits_k_on_the_left).
+LEFT_OPERAND_SPLIT_K = {INT4: SplitKRange(min_out_features=4096, below_out_features=8192, min_rows=16, max_rows=64)}
+
+
+def _splits_k_on_the_left(device: torch.device, fmt, rows, out_features) -> bool:
+    """Whether the compiled matmul path computes ``(W @ x.T).T`` with K split in two (see
+    :func:`_weight_as_left_operand`, which takes it where this says so): W decoded as (2 N,
+    K / 2), its rows' halves stacked, times x as (2 M, K / 2), a view (row 2 m + s is half s
+    of x's row m); the two diagonal (N, M) blocks of the (2 N, 2 M) product summed are W x^T.
+    On CUDA, in the ranges of :data:`LEFT_OPERAND_SPLIT_K`.
+
+    Why: the left route's 64-row tiles of W give N / 64 programs, 64 at 4096 output features
+    for the H200's 132 SMs, each with the whole K loop's decode. Split, twice the programs
+    with half the K loop each, for twice the MMA work and a product twice as large, summed in
+    the small kernel that scales and transposes it anyway. (Inductor's own split K runs
+    through ``bmm``, whose template takes no prologue.) Measured on an H200 (torch 2.11,
+    per-channel INT4, bf16 x, each argument set compiled alone under cold_cache_tuning,
+    2026-12-01), ``x @ W.T`` / split left, us:
+
+    - 4096 x 14336 (N x K): 16 rows 46.9 / 40.7, 20 rows 59.9 / 44.2, 24 rows 59.5 / 45.0, 64
+      rows 66.0-67.9 / 49.0-50.9 (unsplit left 78.9; in four 74.0), 96 rows 84.6 / 89.6, 128
+      rows 86.3 / 87.8.
+    - 4096 x 4096: 24 rows 19.0 / 16.3, 64 rows 28.0 / 23.4, 128 rows 27.7 / 33.9.
+    - Not split: 8192 x 8192 at 64 rows 52.1 unsplit / 55.6 split, 14336 x 4096 41.5 / 63.9.
+    - Other formats: E4M3 at 4096 x 14336, 64 rows, unsplit 43.7 / split 50.8; INT8 per
+      channel, 128 rows, ``x @ W.T`` 84.9 / split 87.9."""
+    split = LEFT_OPERAND_SPLIT_K.get(fmt)
+    return (device.type == "cuda" and split is not None and split.min_rows <= rows <= split.max_rows
+            and split.min_out_features <= out_features < split.below_out_features)
 
 
 def _marks_the_decode(device: torch.device) -> bool:

@@ -47,8 +47,11 @@ CUDA_ANSWERS = {
     ("fpx.nn", "_channel_scale_after_matmul"): lambda device: True,
     ("fpx.nn", "_decodes_in_x_dtype"): lambda device: True,
     ("fpx.nn", "_weight_as_left_operand"): lambda device, fmt, rows, out_features: (
-        (fmt in (fpx.E4M3, fpx.E5M2) and rows >= 32)
-        or (out_features >= 8192 and ((fmt == fpx.INT4 and rows >= 24) or (fmt == fpx.INT8 and rows >= 128)))),
+        (fmt == fpx.E4M3 and rows >= 20) or (fmt == fpx.E5M2 and rows >= 24)
+        or (out_features >= 8192 and ((fmt == fpx.INT4 and rows >= 24) or (fmt == fpx.INT8 and rows >= 128)))
+        or (fmt == fpx.INT4 and 16 <= rows <= 64 and 4096 <= out_features < 8192)),
+    ("fpx.nn", "_splits_k_on_the_left"): lambda device, fmt, rows, out_features: (
+        fmt == fpx.INT4 and 16 <= rows <= 64 and 4096 <= out_features < 8192),
     ("bitpack.words", "words_pay_off"): lambda device: True,
     ("bitpack.bits", "_pads_partial_bytes"): lambda device: True,
     ("bitpack.bits", "_packs_bool_bytes_apart"): lambda device: True,
@@ -114,9 +117,14 @@ def test_the_answers_are_the_functions_own_for_a_cuda_device(choice):
         "_patterns_from_buffer_pays_off": ([(1,)], [(2,)]),  # rows
         "_matmul_by_weight_blocks": ([], [()]),  # CPU's choice: CUDA says no
         "_decodes_by_table": ([], [()]),  # CPU's choice in eager: CUDA says no
-        "_weight_as_left_operand": ([(fpx.E4M3, 32, 48), (fpx.E5M2, 128, 4096), (fpx.INT4, 24, 8192), (fpx.INT8, 128, 14336)],
-                                    [(fpx.E4M3, 31, 8192), (fpx.INT4, 23, 8192), (fpx.INT4, 64, 4096), (fpx.INT8, 127, 8192),
+        "_weight_as_left_operand": ([(fpx.E4M3, 20, 48), (fpx.E5M2, 24, 4096), (fpx.INT4, 24, 8192), (fpx.INT8, 128, 14336),
+                                     (fpx.INT4, 64, 4096), (fpx.INT4, 16, 8191)],
+                                    [(fpx.E4M3, 19, 8192), (fpx.E5M2, 23, 8192), (fpx.INT4, 23, 8192), (fpx.INT4, 65, 4096),
+                                     (fpx.INT4, 15, 4096), (fpx.INT4, 64, 4095), (fpx.INT8, 127, 8192), (fpx.INT8, 128, 4096),
                                      (fpx.UINT4, 64, 8192), (fpx.INT2, 64, 8192), (fpx.E2M1, 64, 8192)]),
+        "_splits_k_on_the_left": ([(fpx.INT4, 64, 4096), (fpx.INT4, 16, 8191)],
+                                  [(fpx.INT4, 65, 4096), (fpx.INT4, 15, 4096), (fpx.INT4, 64, 8192), (fpx.INT4, 64, 4095),
+                                   (fpx.E4M3, 64, 4096), (fpx.INT8, 64, 4096)]),
         "_sums_products_in_one_trip": ([(fpx.INT3, 1), (fpx.E2M3, 1), (fpx.INT4, 2), (fpx.E2M1, 4)], [(fpx.INT4, 1), (fpx.E4M3, 1), (fpx.INT8, 2), (fpx.INT8, 4)]),
     }
     yes, no = further.get(name, ([()], []))
@@ -199,34 +207,45 @@ def test_low_bit_linear_compiled(fmt, kwargs):
         torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
 
 
-# From 24-32 rows CUDA multiplies E4M3, E5M2 and INT4 with per-channel scales as (W @ x.T).T,
+# From 20-24 rows CUDA multiplies E4M3, E5M2 and INT4 with per-channel scales as (W @ x.T).T,
 # the decode returned as W itself from the InvokeQuant subgraph. With x in float32 that decode
 # was a reshape of its last value, a view, which inductor's invoke_quant lowering raised on
 # (NotImplementedError: ReinterpretView) until the compiled decode kept W's two dims.
-@pytest.mark.parametrize("fmt, dtype", [(fpx.E4M3, torch.float32), (fpx.E4M3, torch.bfloat16), (fpx.E5M2, torch.bfloat16),
-                                        (fpx.INT4, torch.bfloat16)],
-                         ids=["E4M3-float32", "E4M3-bfloat16", "E5M2-bfloat16", "INT4-bfloat16"])
-def test_low_bit_linear_compiled_with_the_weight_on_the_left(fmt, dtype):
+# From 4096 to 8191 output features and 16 to 64 rows, INT4's left route splits K in two (W as
+# (2 N, K / 2), x as a view (2 M, K / 2), the product's two diagonal blocks summed).
+@pytest.mark.parametrize("fmt, dtype, splits", [(fpx.E4M3, torch.float32, 1), (fpx.E4M3, torch.bfloat16, 1),
+                                                (fpx.E5M2, torch.bfloat16, 1), (fpx.INT4, torch.bfloat16, 1),
+                                                (fpx.INT4, torch.bfloat16, 2), (fpx.INT4, torch.float32, 2)],
+                         ids=["E4M3-float32", "E4M3-bfloat16", "E5M2-bfloat16", "INT4-bfloat16", "INT4-bfloat16-split",
+                              "INT4-float32-split"])
+def test_low_bit_linear_compiled_with_the_weight_on_the_left(fmt, dtype, splits):
     torch.manual_seed(0)
     out_features = max(48, fpx.nn.LEFT_OPERAND_MIN_OUT_FEATURES.get(fmt, 0))
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, out_features), fmt, group_size=None).to(dtype)
-    x = torch.randn(1, fpx.nn.LEFT_OPERAND_MIN_ROWS[fmt], 256, dtype=dtype)  # rows of a batch of one
+    if splits > 1:
+        out_features = fpx.nn.LEFT_OPERAND_SPLIT_K[fmt].min_out_features
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, out_features), fmt, group_size=None,
+                                         gemv_max_rows=4).to(dtype)  # CUDA's limit (CPU's is 16)
+    rows = fpx.nn.LEFT_OPERAND_SPLIT_K[fmt].min_rows if splits > 1 else fpx.nn.LEFT_OPERAND_MIN_ROWS[fmt]
+    x = torch.randn(1, rows, 256, dtype=dtype)  # rows of a batch of one
     assert fpx.nn._weight_as_left_operand(torch.device("cuda"), fmt, x.shape[1], out_features)
     asked = []
     original = fpx.LowBitLinear._matmul_weight
     torch._dynamo.reset()
     with as_on_cuda(), mock.patch.object(fpx.LowBitLinear, "_matmul_weight",
-                                         lambda self, *args, **kwargs: asked.append(kwargs.get("left"))
+                                         lambda self, *args, **kwargs: asked.append((kwargs.get("left"), kwargs.get("splits")))
                                          or original(self, *args, **kwargs)):
         out = torch.compile(layer, fullgraph=True, dynamic=False)(x)
     torch._dynamo.reset()
-    assert asked == [True]
+    assert asked == [(True, splits)]
     assert out.is_contiguous()  # as F.linear's, not the transposed product's view
     weight = layer.dequantize_weight().double()
     expected = x.double() @ weight.T + layer.bias.double()
     bound = x.double().abs() @ weight.abs().T + layer.bias.double().abs()
-    # float32: float32 sums; bfloat16: the product, its scaling and the bias rounded to bfloat16
+    # float32: float32 sums; bfloat16: the product, its scaling and the bias rounded to bfloat16,
+    # and split, each half's product rounded (by at most 2^-8 of |x| @ |W|.T, the halves together)
     allowed = 1e-5 * bound if dtype == torch.float32 else 1e-5 * bound + 2**-7 * (expected.abs() + layer.bias.double().abs())
+    if dtype != torch.float32 and splits > 1:
+        allowed = allowed + 2**-8 * (x.double().abs() @ weight.abs().T)
     assert bool(((out.double() - expected).abs() <= allowed).all())
 
 

@@ -410,11 +410,11 @@ def test_codes_less_zero_points_as_floats_plus_two_pow_23_are_exact():
     assert torch.equal(got.double(), (codes.long() - zero_points.long()).double())
 
 
-@pytest.mark.parametrize("left", [False, True], ids=["x-left", "weight-left"])
+@pytest.mark.parametrize("left, splits", [(False, 1), (True, 1), (True, 2)], ids=["x-left", "weight-left", "weight-left-split"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("fmt, group_size", [(fpx.E4M3, None), (fpx.INT8, None), (fpx.UINT4, None), (fpx.INT1, None),
                                              (fpx.INT4, 256)], ids=["E4M3", "INT8", "UINT4", "INT1", "INT4-row"])
-def test_per_channel_scale_after_the_matmul_is_taken_and_matches(fmt, group_size, dtype, left, monkeypatch):
+def test_per_channel_scale_after_the_matmul_is_taken_and_matches(fmt, group_size, dtype, left, splits, monkeypatch):
     """The per-channel scale on the matmul's product (``fpx.nn._channel_scale_after_matmul``,
     CUDA's choice) forced on here, past the row limit, with CUDA's whole-weight matmul, for
     per-channel scales and a group as long as a row: the unscaled decode times the scale is
@@ -422,40 +422,51 @@ def test_per_channel_scale_after_the_matmul_is_taken_and_matches(fmt, group_size
     float16, whose range an unscaled product could leave); and the layer compiled on CPU (in
     bfloat16) matches the dequantized weight. With ``left`` the product is ``(W @ x.T).T``
     (``fpx.nn._weight_as_left_operand``, CUDA's choice for E4M3, E5M2, INT4 and INT8 from
-    their row counts on, forced here for every format), taken only with the scale after it."""
+    their row counts on, forced here for every format), taken only with the scale after it;
+    with ``splits`` 2 its K split in two (``fpx.nn._splits_k_on_the_left``, CUDA's choice for
+    INT4 at 4096-8191 output features): W decoded as its rows' halves stacked, (2 N, K / 2)."""
     monkeypatch.setattr(fpx.nn, "_channel_scale_after_matmul", lambda device: True)
     monkeypatch.setattr(fpx.nn, "_matmul_by_weight_blocks", lambda device: False)
     monkeypatch.setattr(fpx.nn, "_weight_as_left_operand", lambda device, fmt, rows, out_features: left)
+    monkeypatch.setattr(fpx.nn, "_splits_k_on_the_left", lambda device, fmt, rows, out_features: splits > 1)
     torch.manual_seed(0)
     layer = LowBitLinear.from_linear(nn.Linear(256, 64), fmt, group_size=group_size)
     weight = layer.dequantize_weight()
     unscaled = layer._matmul_weight(torch.float32, scaled=False).T
     assert torch.equal(unscaled * layer.scale.float(), weight)
-    assert torch.equal(layer._matmul_weight(torch.float32, scaled=False, left=True), unscaled)
+    halves = torch.cat([unscaled[:, :128], unscaled[:, 128:]])  # row s N + n: half s of row n
+    with monkeypatch.context() as inside:
+        for compiling in (False, True):  # the eager decode's split and the compiled one's
+            inside.setattr(torch.compiler, "is_compiling", lambda: compiling)
+            assert torch.equal(layer._matmul_weight(torch.float32, scaled=False, left=True), unscaled)
+            assert torch.equal(layer._matmul_weight(torch.float32, scaled=False, left=True, splits=2), halves)
     x = torch.randn(20, 256, dtype=dtype)
     taken = []
     original = LowBitLinear._matmul_weight
     monkeypatch.setattr(LowBitLinear, "_matmul_weight",
-                        lambda self, dtype, scaled=True, left=False: taken.append((scaled, left))
-                        or original(self, dtype, scaled, left))
+                        lambda self, dtype, scaled=True, left=False, splits=1: taken.append((scaled, left, splits))
+                        or original(self, dtype, scaled, left, splits))
     with monkeypatch.context() as inside:
         inside.setattr(torch.compiler, "is_compiling", lambda: True)  # the compiled route, run eagerly
         routed = layer(x)
     after = dtype != torch.float16
-    assert taken == [(not after, left and after)]
+    assert taken == [(not after, left and after, splits if left and after else 1)]
     assert routed.is_contiguous()  # as F.linear's: a caller may .view() it
     expected = x.double() @ weight.double().T + layer.bias.double()
     bound = x.double().abs() @ weight.double().abs().T + layer.bias.double().abs()
     if dtype == torch.float32:  # (CPU's eager half-precision matmuls do not sum in float32)
         assert bool(((routed.double() - expected).abs() <= 1e-5 * bound).all())
-    if dtype != torch.bfloat16 or (left and fmt != fpx.E4M3):
-        return  # compiled once per format and E4M3 on the left, in CUDA's dtype: each compile costs seconds
+    if dtype != torch.bfloat16 or (left and fmt != {1: fpx.E4M3, 2: fpx.UINT4}[splits]):
+        return  # compiled once per format, and on the left once unsplit, once split: each compile costs seconds
     torch._dynamo.reset()
     out = torch.compile(layer, fullgraph=True)(x)
     torch._dynamo.reset()  # no compiled forward with the forced choice left for later tests
     assert out.is_contiguous()
-    # float32 sums; the product, its scaling and the bias each rounded to bfloat16's 8 bits
+    # float32 sums; the product (each half's, split), its scaling and the bias each rounded to
+    # bfloat16's 8 bits
     allowed = 1e-5 * bound + 2**-7 * (expected.abs() + layer.bias.double().abs())
+    if splits > 1:  # the halves' products rounded apart: at most 2^-8 of |x| @ |W|.T together
+        allowed = allowed + 2**-8 * (bound - layer.bias.double().abs())
     assert bool(((out.double() - expected).abs() <= allowed).all())
 
 

@@ -274,6 +274,21 @@ def test_cuda_forward_per_channel_at_64_and_128_rows_takes_the_weight_as_left_op
     assert tiles and all(block_m >= 64 and block_n <= rows for block_m, block_n, _ in tiles), tiles
 
 
+# Per-channel INT4 under 8192 output features: the left route with K split in two (fpx.nn.
+# _splits_k_on_the_left; H200, 4096 x 14336, 64 rows: 66.0 us on the right, 78.9 on the left
+# unsplit, 49.0 split): W decoded as (2 N, K / 2) inside the template (no weight-sized
+# buffer), x as a view; the second kernel sums the two halves' products as it scales them.
+@pytest.mark.cuda
+def test_cuda_forward_per_channel_int4_at_4096_features_splits_k_on_the_left():
+    rows = 64
+    source, weight_size = compiled_bf16_forward(fpx.INT4, {"group_size": None}, n=4096, k=14336, rows=rows,
+                                                tuning=fpx.nn.cold_cache_tuning)
+    assert weight_sized_allocations(source, weight_size // 2) == [], allocations(source)  # nor a half
+    assert kernel_count(source, "cuda") == 2, source
+    tiles = template_tiles(source)
+    assert tiles and all(block_m >= 64 and block_n <= 2 * rows for block_m, block_n, _ in tiles), tiles
+
+
 # The decodes of more than 30 operations (FP6, MX scales, unsigned codes with zero-points):
 # with inductor's default inlining limit, half-decoded weights were written out (FP6: int32
 # codes; MX and zero-points: float32 values; 256 MiB at 8192 x 8192) and read back by a second
