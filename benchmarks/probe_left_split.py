@@ -14,6 +14,13 @@ row; for E4M3 the chunk is a slice of the codes (only the address depends on the
 the decode keeps the MMA register operand path, see docs/inductor.md "A shift loaded, not
 computed").
 
+Measured (H200, twenty-first session; benchmarks/RESULTS.md): INT4 at 4096 x 14336, 64 rows,
+49.0 us split in two against 66.0 on the right, taken by the layer (fpx.nn.
+_splits_k_on_the_left), which reads x as a view (M S, K / S) instead of the copy stacked here;
+E4M3 split no faster than unsplit; INT4 split in four gave NaN in a 128 x 128 x 64 tile (not
+investigated). Run the cases alone (one process each): in one process the compiles share
+inductor's autotuning cache, and a later format reuses an earlier one's tile choices.
+
 Run (GPU): python benchmarks/probe_left_split.py --shape 4096x14336 --m 16,64 --formats INT4,E4M3 --splits 1,2,4
 Prints per (format, M, variant): us, ratio to bf16 F.linear in the same run, kernels, the
 template's tile, relative error against the dequantized weight's matmul in float32. ``layer``
