@@ -370,6 +370,19 @@ def test_small_batch_tiles_fit_small_products():
             assert 16 <= bm < 2 * max(m, 16) and 16 <= bn < 2 * max(n, 16) and 16 <= bk < 2 * max(k, 16)
 
 
+@pytest.mark.parametrize("m, n", [(8192, 24), (4096, 32), (129, 1), (8192, 16)])
+def test_products_of_many_rows_by_few_columns_get_64_row_tiles(m, n):
+    # LowBitLinear's left route: the weight's rows by x's few rows
+    tiles = fpx.tuning.small_batch_tiles(m, n, 8192)
+    assert tiles and len(set(tiles)) == len(tiles)
+    assert all(bm == 64 and 16 <= bn < 2 * max(n, 16) for bm, bn, _, _, _ in tiles), tiles
+
+
+def test_products_of_many_rows_by_more_columns_keep_inductors_tiles():
+    assert fpx.tuning.small_batch_tiles(8192, fpx.tuning.FEW_COLUMNS + 1, 8192) == ()
+    assert fpx.tuning.small_batch_tiles(129, 8192, 8192) == ()
+
+
 def test_the_matmul_configs_are_restored_after_an_error(inductors_list):
     generator = CUDAMMTemplateConfigHeuristic.__dict__.get("_get_config_generator")
     with pytest.raises(KeyError):
