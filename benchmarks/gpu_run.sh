@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session: every CUDA test, then the benchmarks. Logs go to $OUT (or ./gpu_out).
-# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|left|all]
+# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|left|floors|all]
 #   grid: the linear grid of benchmarks/RESULTS.md (GRID_JOBS: "SHAPES FORMATS MS;..." to choose
 #         part of it): cold compiles of every case side by side, inductor's tuning timings one at
 #         a time under a lock (phase 1, warming inductor's caches), then the timed runs side by
@@ -46,6 +46,10 @@
 #         behind it (benchmarks/reduction_hints.py, HINTS_ARGS; under a minute).
 #   left: the left route's program count: probe_left_split.py's split K (LEFT_SPLIT_ARGS), then
 #         32-row tiles for INT4 per channel on the left (LEFT_TILES); about 5 minutes.
+#   floors: the left route's unmeasured row floors, right (--weight-left 0) against left, each
+#         compiled alone: E4M3 at 16-17 rows and INT4 at 16 rows at 8192 x 8192 (64-row tiles,
+#         fpx.tuning.FEW_COLUMN_TILES, since the twenty-first session), INT8 at 96 rows, INT4
+#         split at 2048 x 8192; then the split's CUDA tests (64-deep tiles). About 7 minutes.
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES), then
 #         probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
 set -u
@@ -316,6 +320,15 @@ if [[ $what == profile ]]; then
       --variants "$PROBE_VARIANTS" > "$OUT/probe.log" 2>&1
     tail -12 "$OUT/probe.log" | cut -c1-220
   fi
+fi
+if [[ $what == floors ]]; then
+  e="--shapes 8192x8192 --group-size 8192"
+  jobs="$e --formats E4M3 --m 16,17 --weight-left 1;$e --formats E4M3 --m 16,17 --weight-left 0"
+  jobs+=";$e --formats INT4 --m 16 --weight-left 1;$e --formats INT8 --m 96 --weight-left 1;$e --formats INT8 --m 96 --weight-left 0"
+  jobs+=";--shapes 2048x8192 --group-size 8192 --formats INT4 --m 16,64 --weight-left 1 --split-k-left 1"
+  jobs+=";--shapes 2048x8192 --group-size 8192 --formats INT4 --m 16,64 --weight-left 0"
+  SWEEP_TIMEOUT=70 SWEEP_JOBS="${FLOORS_JOBS:-$jobs}" bash "$0" sweep
+  cuda_tests split_tests tests/fpx/test_nn_codegen.py -k "split"
 fi
 if [[ $what == left ]]; then
   # The left route's program count (docs/inductor.md, "Levers not yet tried"): the split K in
