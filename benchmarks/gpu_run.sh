@@ -49,7 +49,8 @@
 #   floors: the left route's unmeasured row floors, right (--weight-left 0) against left, each
 #         compiled alone: E4M3 at 16-17 rows and INT4 at 16 rows at 8192 x 8192 (64-row tiles,
 #         fpx.tuning.FEW_COLUMN_TILES, since the twenty-first session), INT8 at 96 rows, INT4
-#         split at 2048 x 8192; then the split's CUDA tests (64-deep tiles). About 7 minutes.
+#         split at 2048 x 8192; then the split's CUDA tests (64-deep tiles), and inductor's
+#         fusion log for the left route's second kernel (E4M3, 64 rows). About 8 minutes.
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES), then
 #         probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
 set -u
@@ -329,6 +330,11 @@ if [[ $what == floors ]]; then
   jobs+=";--shapes 2048x8192 --group-size 8192 --formats INT4 --m 16,64 --weight-left 0"
   SWEEP_TIMEOUT=70 SWEEP_JOBS="${FLOORS_JOBS:-$jobs}" bash "$0" sweep
   cuda_tests split_tests tests/fpx/test_nn_codegen.py -k "split"
+  # Why the left route's scaling and transposition stay a second kernel: inductor's fusion log
+  # for E4M3 per channel at 64 rows (the template and its would-be epilogue).
+  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TORCH_LOGS="+fusion" timeout 120 python3 benchmarks/linear.py \
+    --shapes 8192x8192 --group-size 8192 --formats E4M3 --m 64 > "$OUT/epilogue_fusion.log" 2>&1
+  grep -iE "template|epilogue|cannot fuse|M=" "$OUT/epilogue_fusion.log" | sort | uniq -c | sort -rn | head -20 | cut -c1-220
 fi
 if [[ $what == left ]]; then
   # The left route's program count (docs/inductor.md, "Levers not yet tried"): the split K in
