@@ -51,6 +51,9 @@
 #         fpx.tuning.FEW_COLUMN_TILES, since the twenty-first session), INT8 at 96 rows, INT4
 #         split at 2048 x 8192; then the split's CUDA tests (64-deep tiles), and inductor's
 #         fusion log for the left route's second kernel (E4M3, 64 rows). About 8 minutes.
+#   right-split: benchmarks/probe_right_split.py, K split in two on the right route for codes by
+#         groups of 128 (RSPLIT_JOBS: its arguments, separated by ';', each a process of its own
+#         in a fresh inductor cache). About 4 minutes.
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES), then
 #         probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
 set -u
@@ -335,6 +338,15 @@ if [[ $what == floors ]]; then
   TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TORCH_LOGS="+fusion" timeout 120 python3 benchmarks/linear.py \
     --shapes 8192x8192 --group-size 8192 --formats E4M3 --m 64 > "$OUT/epilogue_fusion.log" 2>&1
   grep -iE "template|epilogue|cannot fuse|M=" "$OUT/epilogue_fusion.log" | sort | uniq -c | sort -rn | head -20 | cut -c1-220
+fi
+if [[ $what == right-split ]]; then
+  IFS=';' read -ra rsplit_jobs <<< "${RSPLIT_JOBS:---shape 8192x8192 --m 16,64 --formats INT4;--shape 4096x14336 --m 16 --formats INT4;--shape 8192x8192 --m 16 --formats E2M1}"
+  i=0
+  for job in "${rsplit_jobs[@]}"; do
+    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 150 python3 benchmarks/probe_right_split.py $job > "$OUT/rsplit_$i.log" 2>&1
+    echo "== $job"; grep -E "M=|FAILED|Error" "$OUT/rsplit_$i.log" | tail -6 | cut -c1-220
+    i=$((i + 1))
+  done
 fi
 if [[ $what == left ]]; then
   # The left route's program count (docs/inductor.md, "Levers not yet tried"): the split K in
