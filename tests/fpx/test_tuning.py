@@ -355,6 +355,16 @@ def test_inside_the_block_a_larger_batch_keeps_inductors_list(inductors_list):
         assert template_configs(4096) == inductors_list
 
 
+@pytest.mark.parametrize("n", [16, 24, 32])
+def test_inside_the_block_the_left_routes_product_gets_64_row_tiles(inductors_list, n):
+    # (W @ x.T): the weight's 8192 rows by x's few rows as columns
+    with fpx.nn.cold_cache_tuning():
+        configs = template_configs(8192, n=n)
+        assert template_configs(8192, n=fpx.tuning.FEW_COLUMNS + 1) == inductors_list
+    assert configs != inductors_list and all(c[0] == 64 and c[1] <= 32 for c in configs), configs
+    assert template_configs(8192, n=n) == inductors_list  # outside the block: inductor's list again
+
+
 def test_inside_the_block_a_symbolic_batch_keeps_inductors_list(inductors_list):
     import sympy
 
