@@ -52,6 +52,17 @@ def copies_for(nbytes, device, l2_bytes=50 * 2**20):
     return max(2, min(8, -(-3 * l2_bytes // max(nbytes, 1))))
 
 
+def dense_copies(linear, device) -> list:
+    """Copies of a dense ``linear``'s weight, enough of them that cycling reads from HBM."""
+    n, k = linear.weight.shape
+    return [linear.weight.detach().clone() for _ in range(copies_for(2 * n * k, device))]
+
+
+def layer_copies(layer, device) -> list:
+    """``layer`` and deep copies of it, enough of them that cycling reads its weight from HBM."""
+    return [layer] + [copy.deepcopy(layer) for _ in range(copies_for(layer.weight_nbytes, device) - 1)]
+
+
 TIMING_LOCK = None  # path of a file locked around each timing (--timing-lock)
 _lock_depth = 0  # timing_lock is reentrant: a second flock of the same file in one process would wait forever
 
@@ -169,12 +180,12 @@ def main():
         n, k = map(int, shape.split("x"))
         torch.manual_seed(0)
         linear = torch.nn.Linear(k, n, bias=False, device=device, dtype=dtype)
-        dense_weights = [linear.weight.detach().clone() for _ in range(copies_for(2 * n * k, device))]
+        dense_weights = dense_copies(linear, device)
         for name in args.formats.split(","):
             fmt, kwargs = FORMATS[name]
             kwargs = {"group_size": args.group_size, "gemv_max_rows": args.gemv_max_rows, **kwargs}
             layer = fpx.LowBitLinear.from_linear(linear, fmt, **kwargs)
-            layers = [layer] + [copy.deepcopy(layer) for _ in range(copies_for(layer.weight_nbytes, device) - 1)]
+            layers = layer_copies(layer, device)
             floor_s = layer.weight_nbytes / bandwidth
             for m in map(int, args.m.split(",")):
                 try:

@@ -28,7 +28,6 @@ is LowBitLinear's own route; ``split1`` the left route written here (no split).
 """
 
 import argparse
-import copy
 import os
 import sys
 
@@ -39,7 +38,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fpx  # noqa: E402
 import fpx.nn  # noqa: E402
 from fpx.fields import _int_field_values  # noqa: E402
-from linear import copies_for  # noqa: E402
+from linear import dense_copies, layer_copies  # noqa: E402
 from probe_shift_buffer import layer_calls, variant_row  # noqa: E402
 from timing import environment_line, time_cuda_graph  # noqa: E402
 
@@ -86,13 +85,13 @@ def main():
     print(f"# per channel, {args.shape} (N x K); {environment_line()}", flush=True)
     torch.manual_seed(0)
     linear = torch.nn.Linear(k, n, bias=False, device=device, dtype=dtype)
-    dense = [linear.weight.detach().clone() for _ in range(copies_for(2 * n * k, device))]
+    dense = dense_copies(linear, device)
     options = fpx.nn.compile_options(device)
     rows = []
     for name in args.formats.split(","):
         fmt = {"INT4": fpx.INT4, "E4M3": fpx.E4M3}[name]
         layer = fpx.LowBitLinear.from_linear(linear, fmt, group_size=None)
-        layers = [layer] + [copy.deepcopy(layer) for _ in range(copies_for(layer.weight_nbytes, device) - 1)]
+        layers = layer_copies(layer, device)
         tensors = [(lay.packed.reshape(n, -1), lay.scale.to(dtype).reshape(-1)) for lay in layers]
         for m in map(int, args.m.split(",")):
             x = torch.randn(m, k, device=device, dtype=dtype)

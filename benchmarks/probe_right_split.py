@@ -27,7 +27,6 @@ weight-sized buffers the compiled code allocates (0 when the decode is fused).
 """
 
 import argparse
-import copy
 import os
 import re
 import sys
@@ -38,7 +37,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(__file__))
 import fpx  # noqa: E402
 import fpx.nn  # noqa: E402
-from linear import FORMATS, copies_for  # noqa: E402
+from linear import FORMATS, dense_copies, layer_copies  # noqa: E402
 from probe_shift_buffer import layer_calls, variant_row  # noqa: E402
 from timing import environment_line, time_cuda_graph  # noqa: E402
 
@@ -69,13 +68,13 @@ def main():
     print(f"# group {args.group_size}, {args.shape} (N x K); {environment_line()}", flush=True)
     torch.manual_seed(0)
     linear = torch.nn.Linear(k, n, bias=False, device=device, dtype=dtype)
-    dense = [linear.weight.detach().clone() for _ in range(copies_for(2 * n * k, device))]
+    dense = dense_copies(linear, device)
     options = fpx.nn.compile_options(device)
     rows = []
     for name in args.formats.split(","):
         fmt, kwargs = FORMATS[name]
         layer = fpx.LowBitLinear.from_linear(linear, fmt, **{"group_size": args.group_size, **kwargs})
-        layers = [layer] + [copy.deepcopy(layer) for _ in range(copies_for(layer.weight_nbytes, device) - 1)]
+        layers = layer_copies(layer, device)
         weight_sized = lambda source: "  weight-sized buffers " + str(  # noqa: E731
             len(re.findall(rf"empty_strided\w*\(\(({n}, {k}|{k}, {n}|{2 * n}, {k // 2}|{k // 2}, {2 * n})\)", source)))
         for m in map(int, args.m.split(",")):

@@ -17,7 +17,6 @@ tile, relative error against the dequantized weight's matmul in float32.
 """
 
 import argparse
-import copy
 import os
 import re
 import sys
@@ -29,7 +28,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fpx  # noqa: E402
 import fpx.nn  # noqa: E402
 from fpx.fields import _int_field_values  # noqa: E402
-from linear import copies_for, template_config_of  # noqa: E402
+from linear import dense_copies, layer_copies, template_config_of  # noqa: E402
 from timing import environment_line, run_and_count_kernels, time_cuda_graph  # noqa: E402
 
 SHIFT_BLOCK = 128  # columns per shift value: BLOCK_K divides it, and K/2 is a multiple of it
@@ -118,9 +117,8 @@ def main():
     linear = torch.nn.Linear(k, n, bias=False, device=device, dtype=dtype)
     group = args.group_size or None
     layer = fpx.LowBitLinear.from_linear(linear, fpx.INT4, group_size=group)
-    copies = copies_for(layer.weight_nbytes, device)
-    layers = [layer] + [copy.deepcopy(layer) for _ in range(copies - 1)]
-    dense = [linear.weight.detach().clone() for _ in range(copies_for(2 * n * k, device))]
+    layers = layer_copies(layer, device)
+    dense = dense_copies(linear, device)
     per_channel = group is None
     sets = []
     for lay in layers:
