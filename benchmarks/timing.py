@@ -98,6 +98,8 @@ LAYER_CHOICES = {
     "weight_left": "_weight_as_left_operand",
     # the left route's K split in two, W as (2 N, K/2) (off: unsplit)
     "split_k_left": "_splits_k_on_the_left",
+    # x @ W.T with K split in two for codes scaled in their decode, W.T as (K/2, 2 N) (off: unsplit)
+    "split_k_right": "_splits_k_on_the_right",
 }
 
 

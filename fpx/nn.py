@@ -72,7 +72,7 @@ from .fields import (
     _int_field_values,
     _uint_values_plus_two_pow_23,
 )
-from .formats import E4M3, E5M2, INT4, INT8, FloatFormat, IntFormat
+from .formats import E2M1, E4M3, E5M2, INT4, INT8, FloatFormat, IntFormat
 from .quantize import _dequantize_grid, _grid_affine, quantize
 from .tuning import cold_cache_tuning  # noqa: F401  (fpx.nn.cold_cache_tuning)
 
@@ -135,6 +135,15 @@ def compile_options(device="cuda") -> dict:
     77.1; E3M2 and E2M3 at 16 rows 93.9 -> 72.8, 64 rows 94.3 -> 79.1-80.5. Unchanged within
     0.3 us: one row of INT4, INT3, INT8, E4M3, E2M1 and E3M2; 4 and 16 rows of INT4, INT8, E2M1.
 
+    Why no shape padding (``shape_padding`` off): inductor pads a matmul's sizes to multiples
+    of 8 where a timed library matmul runs faster padded. For the left route's product (the
+    weight's rows by x's rows, :func:`_weight_as_left_operand`) at a row count not a multiple
+    of 4, it then copied x into a padded buffer, a third kernel, and the template decoded a
+    wider tile. H200 (torch 2.11), E4M3 per channel at 8192 x 8192 on the left, with / without
+    padding: 17 rows 47.1-58.5 / 34.6 us (3 / 2 kernels), 21 rows 47.1 / 29.7; 25 and 33 rows
+    padded 32.1 and 57.9. The Triton templates take any size (their loads are masked); the
+    model's other matmuls lose the padding too.
+
     >>> import torch, fpx
     >>> model = fpx.quantize_(torch.nn.Sequential(torch.nn.Linear(64, 32)), fpx.INT4, group_size=32)
     >>> compiled = torch.compile(model, options=fpx.nn.compile_options("cpu"))
@@ -148,6 +157,7 @@ def compile_options(device="cuda") -> dict:
             "max_epilogue_benchmarked_choices": 4,
             "realize_opcount_threshold": DECODE_OPCOUNT,
             "pick_loop_orders": False,
+            "shape_padding": False,
         }
     return {}
 
@@ -393,6 +403,13 @@ class LowBitLinear(nn.Module):
             if splits > 1:  # element [s N + n, m S + s'] is chunk s of W's row n by chunk s' of x's row m
                 out = out.view(splits, self.out_features, -1, splits).diagonal(dim1=0, dim2=3).sum(-1)
             out = (out * self.scale.float().reshape(-1, 1)).to(x.dtype).t().contiguous()
+        elif not scale_after and _splits_k_on_the_right(x.device, self.fmt, rows, self.out_features, self.in_features):
+            # x as (2 M, K/2), a view, times W.T as (K/2, 2 N): element [m 2 + s', s N + n] is
+            # half s' of x's row m by half s of W's row n; the diagonal blocks s = s' summed.
+            splits = 2
+            product = x2d.reshape(-1, self.in_features // splits) @ self._matmul_weight(x.dtype, splits=splits)
+            out = product.float().view(-1, splits, splits, self.out_features).diagonal(dim1=1, dim2=2).sum(-1)
+            out = out.to(x.dtype)
         else:
             out = x2d @ self._matmul_weight(x.dtype, scaled=not scale_after)
             if scale_after:
@@ -430,7 +447,8 @@ class LowBitLinear(nn.Module):
         ``x @ W.T``, or with ``left=True`` W itself (N, K) for ``W @ x.T`` (see
         :func:`_weight_as_left_operand`), its K split in ``splits`` chunks stacked as rows,
         (S N, K/S) with row s N + n = W[n, s K/S : (s+1) K/S] (see
-        :func:`_splits_k_on_the_left`); ``scaled=False``: without the scales (see
+        :func:`_splits_k_on_the_left`), or on the right their transpose (K/S, S N) (see
+        :func:`_splits_k_on_the_right`); ``scaled=False``: without the scales (see
         :func:`_channel_scale_after_matmul`).
 
         Computed directly in the layout the matmul template reads, and wrapped in
@@ -674,8 +692,8 @@ def dequantize_packed(
     (``scale=None``: unscaled, the codes' values less their zero-points).
 
     ``splits`` S > 1: W's columns in S chunks stacked as rows, (S N, K / S), row s N + n
-    holding W[n, s K/S : (s+1) K/S] (the left route's split K, see
-    :func:`_splits_k_on_the_left`).
+    holding W[n, s K/S : (s+1) K/S] (the split K of :func:`_splits_k_on_the_left` and
+    :func:`_splits_k_on_the_right`).
 
     ``dtype`` bfloat16 or float16: W computed in that dtype, integer fields placed there (see
     :func:`_int_field_values`), the scale multiplied there. Where the code values are exact in
@@ -964,13 +982,19 @@ def _weight_as_left_operand(device: torch.device, fmt, rows, out_features) -> bo
 
 
 class SplitKRange(NamedTuple):
-    """Where the left route splits K in two: output features in [min_out_features,
-    below_out_features), rows of x in [min_rows, max_rows]."""
+    """Where a matmul route splits K in two: output features in [min_out_features,
+    below_out_features), rows of x in [min_rows, max_rows], input features from
+    min_in_features on."""
 
     min_out_features: int
     below_out_features: int
     min_rows: int
     max_rows: int
+    min_in_features: int = 0
+
+    def holds(self, rows, out_features, in_features) -> bool:
+        return (self.min_rows <= rows <= self.max_rows and self.min_out_features <= out_features < self.below_out_features
+                and in_features >= self.min_in_features)
 
 
 # By format; formats not listed never split (see _splits_k_on_the_left).
@@ -1000,8 +1024,46 @@ def _splits_k_on_the_left(device: torch.device, fmt, rows, out_features) -> bool
     - Other formats: E4M3 at 4096 x 14336, 64 rows, unsplit 43.7 / split 50.8; INT8 per
       channel, 128 rows, ``x @ W.T`` 84.9 / split 87.9."""
     split = LEFT_OPERAND_SPLIT_K.get(fmt)
-    return (device.type == "cuda" and split is not None and split.min_rows <= rows <= split.max_rows
-            and split.min_out_features <= out_features < split.below_out_features)
+    return device.type == "cuda" and split is not None and split.holds(rows, out_features, 0)
+
+
+# By format; formats not listed never split (see _splits_k_on_the_right).
+RIGHT_OPERAND_SPLIT_K = {
+    fmt: SplitKRange(min_out_features=4096, below_out_features=8192, min_rows=16, max_rows=max_rows, min_in_features=14336)
+    for fmt, max_rows in ((INT4, 64), (INT8, 64), (E2M1, 32))
+}
+
+
+def _splits_k_on_the_right(device: torch.device, fmt, rows, out_features, in_features) -> bool:
+    """Whether the compiled matmul path computes ``x @ W.T`` with K split in two, for codes
+    whose scales are in their decode (by groups or MX blocks; per-channel scales applied after
+    the matmul do not split here): W.T decoded as (K / 2, 2 N), column s N + n holding W[n, s
+    K/2 : (s+1) K/2] with its scales, times x as (2 M, K / 2), a view (row 2 m + s is half s
+    of x's row m); the two diagonal (M, N) blocks of the (2 M, 2 N) product summed are x W^T.
+    On CUDA, in the ranges of :data:`RIGHT_OPERAND_SPLIT_K`.
+
+    Why: at 4096 output features the template's tiles of 16-64 weight columns are 64-256
+    programs for the H200's 132 SMs, each with the whole K loop's decode (112 steps of 128 at
+    K = 14336). Split, twice the columns with half the loop each, for twice the MMA work (x's
+    rows doubled, within the same BLOCK_M up to 64 rows) and a product four times x W^T's size,
+    summed in one small kernel. The split is applied to the codes and scales before the
+    decode's arithmetic (:func:`dequantize_packed` with ``splits``), so the decode still fuses
+    into the template: two kernels, no weight-sized buffer. Measured on an H200 (torch 2.11,
+    groups of 128, bf16 x, ``benchmarks/probe_right_split.py``, each argument set compiled
+    alone under cold_cache_tuning, 2026-12-01), ``x @ W.T`` / split, us:
+
+    - 4096 x 14336 (N x K): INT4 16 rows 55.1-55.2 / 44.0, 24 rows 61.9 / 50.1, 32 rows
+      63.4-64.6 / 50.2-53.9, 64 rows 70.2-70.5 / 66.1; INT8 16 rows 61.8 / 50.9-52.4, 32 rows
+      69.9 / 49.2, 64 rows 74.3 / 67.8; E2M1 16 rows 65.2 / 54.2-54.4, 32 rows 73.1 / 71.1
+      (64 rows 74.9 / 75.3: not split).
+    - Not split: 4096 x 4096, INT4 16 rows 15.4 / 19.5 (32 rows 19.0 / 17.4); 8192 x 8192,
+      INT4 16 rows 44.2 / 47.9, 64 rows 54.5 / 73.8; E2M1 16 rows 58.0 / 56.7. K from 4096 to
+      14335 at 4096 output features is unmeasured, and not split.
+
+    The product of each half is rounded to x's dtype before the sum: the error bound grows by
+    2^-8 of ``|x| @ |W|.T`` (relative error 3.0e-3 against 2.5e-3)."""
+    split = RIGHT_OPERAND_SPLIT_K.get(fmt)
+    return device.type == "cuda" and split is not None and split.holds(rows, out_features, in_features)
 
 
 def _marks_the_decode(device: torch.device) -> bool:

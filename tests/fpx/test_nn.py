@@ -470,6 +470,61 @@ def test_per_channel_scale_after_the_matmul_is_taken_and_matches(fmt, group_size
     assert bool(((out.double() - expected).abs() <= allowed).all())
 
 
+RIGHT_SPLIT_CASES = [(fpx.INT4, {"group_size": 128}), (fpx.E2M1, {"block": "mx"}), (fpx.UINT4, {"group_size": 32}),
+                     (fpx.INT8, {"group_size": 64}), (fpx.E4M3, {"group_size": None})]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("fmt, kwargs", RIGHT_SPLIT_CASES, ids=["INT4-g128", "E2M1-MX", "UINT4-g32", "INT8-g64", "E4M3-row"])
+def test_k_split_on_the_right_decodes_the_halves_side_by_side_and_matches(fmt, kwargs, dtype, monkeypatch):
+    """K split in two on the ``x @ W.T`` route (``fpx.nn._splits_k_on_the_right``, CUDA's
+    choice for INT4, INT8 and E2M1 at 4096-8191 output features, 16-64 rows, forced on here
+    with CUDA's whole-weight matmul): W.T decoded as (K / 2, 2 N), column s N + n holding half
+    s of W's row n, scales included (384 columns: halves of 192, which groups of 128 do not
+    divide), eagerly and in the compiled branch; the split taken wherever the scales are in the
+    decode, not with per-channel scales applied after the matmul (CUDA's choice for bfloat16
+    and float32 x); and the layer compiled on CPU (in bfloat16, for two formats) matching the
+    dequantized weight within each half's rounding."""
+    monkeypatch.setattr(fpx.nn, "_channel_scale_after_matmul", lambda device: True)
+    monkeypatch.setattr(fpx.nn, "_matmul_by_weight_blocks", lambda device: False)
+    monkeypatch.setattr(fpx.nn, "_splits_k_on_the_right", lambda device, fmt, rows, out_features, in_features: True)
+    torch.manual_seed(0)
+    k = 384
+    layer = LowBitLinear.from_linear(nn.Linear(k, 40), fmt, **kwargs)
+    weight = layer.dequantize_weight()
+    side_by_side = torch.cat([weight[:, : k // 2], weight[:, k // 2 :]]).T  # column s N + n: half s of row n
+    with monkeypatch.context() as inside:
+        for compiling in (False, True):  # the eager decode's split and the compiled one's
+            inside.setattr(torch.compiler, "is_compiling", lambda: compiling)
+            assert torch.equal(layer._matmul_weight(torch.float32, splits=2), side_by_side)
+    x = torch.randn(3, 7, k, dtype=dtype)
+    taken = []
+    original = LowBitLinear._matmul_weight
+    monkeypatch.setattr(LowBitLinear, "_matmul_weight",
+                        lambda self, dtype, scaled=True, left=False, splits=1: taken.append((scaled, left, splits))
+                        or original(self, dtype, scaled, left, splits))
+    with monkeypatch.context() as inside:
+        inside.setattr(torch.compiler, "is_compiling", lambda: True)  # the compiled route, run eagerly
+        routed = layer(x)
+    scale_after = kwargs.get("group_size", 0) is None and dtype != torch.float16
+    assert taken == [(not scale_after, False, 1 if scale_after else 2)]
+    assert routed.shape == (3, 7, 40) and routed.is_contiguous()
+    expected = x.double() @ weight.double().T + layer.bias.double()
+    bound = x.double().abs() @ weight.double().abs().T + layer.bias.double().abs()
+    if dtype == torch.float32:  # (CPU's eager half-precision matmuls do not sum in float32)
+        assert bool(((routed.double() - expected).abs() <= 1e-5 * bound).all())
+    if dtype != torch.bfloat16 or fmt not in (fpx.INT4, fpx.E2M1):
+        return  # each compile costs seconds
+    torch._dynamo.reset()
+    out = torch.compile(layer, fullgraph=True)(x)
+    torch._dynamo.reset()  # no compiled forward with the forced choice left for later tests
+    assert out.shape == (3, 7, 40) and out.is_contiguous()
+    # float32 sums; the decode, each half's product and the bias rounded to bfloat16's 8 bits
+    # (the halves' products: at most 2^-8 of |x| @ |W|.T together)
+    allowed = 1e-5 * bound + 2**-7 * (expected.abs() + layer.bias.double().abs()) + 2**-8 * (bound - layer.bias.double().abs())
+    assert bool(((out.double() - expected).abs() <= allowed).all())
+
+
 HALF_DECODE_CASES = CASES + [(fpx.INT7, {"group_size": 32}), (fpx.UINT7, {"group_size": 32}),
                              (fpx.UINT8, {"group_size": 32})]
 

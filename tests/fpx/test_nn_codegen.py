@@ -301,6 +301,34 @@ def test_cuda_forward_per_channel_int4_split_on_the_left_is_right_in_64_deep_til
     assert template_tiles(source) == [tile[:3]], source  # the output was checked against the weight's
 
 
+# Codes scaled by groups under 8192 output features, K of 14336: x @ W.T with K split in two
+# (fpx.nn._splits_k_on_the_right; H200, INT4 by groups of 128 at 4096 x 14336, 16 rows: 55.1 us
+# unsplit, 44.0 split): W.T decoded as (K / 2, 2 N) inside the template (no weight-sized
+# buffer, nor a half), x as a view (2 M, K / 2); a second kernel sums the product's two
+# diagonal blocks.
+@pytest.mark.cuda
+def test_cuda_forward_by_groups_at_4096_features_splits_k_on_the_right():
+    rows = 16
+    source, weight_size = compiled_bf16_forward(fpx.INT4, {"group_size": 128}, n=4096, k=14336, rows=rows,
+                                                tuning=fpx.nn.cold_cache_tuning)
+    assert weight_sized_allocations(source, weight_size // 2) == [], allocations(source)
+    assert kernel_count(source, "cuda") == 2, source
+    tiles = template_tiles(source)
+    assert tiles and all(block_m >= 2 * rows for block_m, _, _ in tiles), tiles  # x's rows doubled
+
+
+# The left route at a row count not a multiple of 4: with inductor's shape padding (off under
+# compile_options) x was copied into a buffer padded to 24 columns, a third kernel (H200, E4M3
+# per channel at 8192 x 8192, 21 rows: 47.1 us padded, 29.7 not).
+@pytest.mark.cuda
+def test_cuda_forward_on_the_left_at_21_rows_is_not_padded():
+    source, weight_size = compiled_bf16_forward(fpx.E4M3, {"group_size": None}, rows=21, tuning=fpx.nn.cold_cache_tuning)
+    assert weight_sized_allocations(source, weight_size) == [], allocations(source)
+    assert kernel_count(source, "cuda") == 2, source
+    tiles = template_tiles(source)
+    assert tiles and all(block_m >= 64 for block_m, _, _ in tiles), tiles  # the weight's rows: the left route
+
+
 # The decodes of more than 30 operations (FP6, MX scales, unsigned codes with zero-points):
 # with inductor's default inlining limit, half-decoded weights were written out (FP6: int32
 # codes; MX and zero-points: float32 values; 256 MiB at 8192 x 8192) and read back by a second
