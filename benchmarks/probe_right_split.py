@@ -18,6 +18,11 @@ more resident warps hide the decode's latency; no gain if shared memory caps the
 per SM); at 4096 x 14336, 16 rows (55.2, 256 programs): toward 42; at 64 rows no gain (128
 rows of x per tile).
 
+Measured (H200, twenty-second session): 8192 x 8192 lost (47.9 at 16 rows, 73.8 against 54.5
+at 64); 4096 x 14336 won (INT4 44.0 at 16 rows, 50.1 at 24, 53.9 at 32, 66.1 at 64 against
+55.1-70.2; INT8 and E2M1 at 16 rows 52.4 and 54.4 against 61.8 and 65.2). Built into the
+layer as ``fpx.nn._splits_k_on_the_right``.
+
 Run (GPU): python benchmarks/probe_right_split.py --shape 8192x8192 --m 16,64 --formats INT4 (one
 process per format: in one process the compiles share inductor's autotuning cache)
 Check (CPU, numbers only): python benchmarks/probe_right_split.py --device cpu --shape 256x512 --m 3,16
