@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session: every CUDA test, then the benchmarks. Logs go to $OUT (or ./gpu_out).
-# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|left|floors|all]
+# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|left|floors|right-split|split-edges|all]
 #   grid: the linear grid of benchmarks/RESULTS.md (GRID_JOBS: "SHAPES FORMATS MS;..." to choose
 #         part of it): cold compiles of every case side by side, inductor's tuning timings one at
 #         a time under a lock (phase 1, warming inductor's caches), then the timed runs side by
@@ -54,6 +54,12 @@
 #   right-split: benchmarks/probe_right_split.py, K split in two on the right route for codes by
 #         groups of 128 (RSPLIT_JOBS: its arguments, separated by ';', each a process of its own
 #         in a fresh inductor cache). About 4 minutes.
+#   split-edges: the right route's K split at its unmeasured edges (fpx.nn.RIGHT_OPERAND_SPLIT_K),
+#         split (--split-k-right 1) against unsplit, each set compiled alone: INT4 by 128 at
+#         4096 x 8192 and 4096 x 11008 (K under the split's 14336), 16 and 32 rows; INT4 and
+#         INT8 at 4096 x 14336, 8 and 12 rows (under its 16); then per-channel E4M3 and INT8
+#         at 4096 x 14336, 16 rows, through probe_right_split.py (scales in the decode: the
+#         layer's per-channel right route scales the product instead). About 7 minutes.
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES), then
 #         probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
 set -u
@@ -338,6 +344,13 @@ if [[ $what == floors ]]; then
   TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TORCH_LOGS="+fusion" timeout 120 python3 benchmarks/linear.py \
     --shapes 8192x8192 --group-size 8192 --formats E4M3 --m 64 > "$OUT/epilogue_fusion.log" 2>&1
   grep -iE "template|epilogue|cannot fuse|M=" "$OUT/epilogue_fusion.log" | sort | uniq -c | sort -rn | head -20 | cut -c1-220
+fi
+if [[ $what == split-edges ]]; then
+  a="--shapes 4096x8192,4096x11008 --group-size 128 --formats INT4 --m 16,32"
+  b="--shapes 4096x14336 --group-size 128 --formats INT4,INT8 --m 8,12"
+  SWEEP_TIMEOUT=150 SWEEP_JOBS="$a --split-k-right 1;$a --split-k-right 0;$b --split-k-right 1;$b --split-k-right 0" bash "$0" sweep
+  RSPLIT_JOBS="--shape 4096x14336 --m 16 --formats E4M3 --group-size 14336;--shape 4096x14336 --m 16 --formats INT8 --group-size 14336" \
+    bash "$0" right-split
 fi
 if [[ $what == right-split ]]; then
   IFS=';' read -ra rsplit_jobs <<< "${RSPLIT_JOBS:---shape 8192x8192 --m 16,64 --formats INT4;--shape 4096x14336 --m 16 --formats INT4;--shape 8192x8192 --m 16 --formats E2M1}"

@@ -435,3 +435,17 @@ def test_inside_the_block_narrow_tiles_keep_the_stages_that_fit_in_shared_memory
         per_stage = dtype_size * (bm * bk + bk * bn)
         assert stages * per_stage + 128 <= available  # fits
         assert stages == 5 or (stages + 1) * per_stage + 128 > available  # and no stage more would
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"], ids=["for-cpu", "for-gpu"])  # run on CPU too
+def test_compile_options_are_inductor_options_of_this_torch(device):
+    # torch.compile takes the options as a patch of inductor's config, which raises on a name
+    # this torch does not have (CI runs torch 2.13 on CPU, the GPU machine 2.11): checked here
+    # for the CUDA options too, which no CPU compile reads.
+    options = fpx.nn.compile_options(device)
+    with torch._inductor.config.patch(options):
+        assert all(getattr(torch._inductor.config, name) == value for name, value in options.items())
+    if device == "cuda":
+        # the left route's product at a row count not a multiple of 4 must stay unpadded
+        # (docs/inductor.md, "Shape padding and the left route")
+        assert options["shape_padding"] is False
