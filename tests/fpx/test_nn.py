@@ -410,6 +410,19 @@ def test_codes_less_zero_points_as_floats_plus_two_pow_23_are_exact():
     assert torch.equal(got.double(), (codes.long() - zero_points.long()).double())
 
 
+def compiled_route_run_eagerly(layer, x, monkeypatch):
+    """(output, [(scaled, left, splits)] of each ``_matmul_weight`` call) of ``layer(x)`` with the
+    compiled forward's route taken eagerly (its device choices as the caller patched them)."""
+    taken = []
+    original = LowBitLinear._matmul_weight
+    with monkeypatch.context() as inside:
+        inside.setattr(LowBitLinear, "_matmul_weight",
+                       lambda self, dtype, scaled=True, left=False, splits=1: taken.append((scaled, left, splits))
+                       or original(self, dtype, scaled, left, splits))
+        inside.setattr(torch.compiler, "is_compiling", lambda: True)
+        return layer(x), taken
+
+
 @pytest.mark.parametrize("left, splits", [(False, 1), (True, 1), (True, 2)], ids=["x-left", "weight-left", "weight-left-split"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("fmt, group_size", [(fpx.E4M3, None), (fpx.INT8, None), (fpx.UINT4, None), (fpx.INT1, None),
@@ -441,14 +454,7 @@ def test_per_channel_scale_after_the_matmul_is_taken_and_matches(fmt, group_size
             assert torch.equal(layer._matmul_weight(torch.float32, scaled=False, left=True), unscaled)
             assert torch.equal(layer._matmul_weight(torch.float32, scaled=False, left=True, splits=2), halves)
     x = torch.randn(20, 256, dtype=dtype)
-    taken = []
-    original = LowBitLinear._matmul_weight
-    monkeypatch.setattr(LowBitLinear, "_matmul_weight",
-                        lambda self, dtype, scaled=True, left=False, splits=1: taken.append((scaled, left, splits))
-                        or original(self, dtype, scaled, left, splits))
-    with monkeypatch.context() as inside:
-        inside.setattr(torch.compiler, "is_compiling", lambda: True)  # the compiled route, run eagerly
-        routed = layer(x)
+    routed, taken = compiled_route_run_eagerly(layer, x, monkeypatch)
     after = dtype != torch.float16
     assert taken == [(not after, left and after, splits if left and after else 1)]
     assert routed.is_contiguous()  # as F.linear's: a caller may .view() it
@@ -498,14 +504,7 @@ def test_k_split_on_the_right_decodes_the_halves_side_by_side_and_matches(fmt, k
             inside.setattr(torch.compiler, "is_compiling", lambda: compiling)
             assert torch.equal(layer._matmul_weight(torch.float32, splits=2), side_by_side)
     x = torch.randn(3, 7, k, dtype=dtype)
-    taken = []
-    original = LowBitLinear._matmul_weight
-    monkeypatch.setattr(LowBitLinear, "_matmul_weight",
-                        lambda self, dtype, scaled=True, left=False, splits=1: taken.append((scaled, left, splits))
-                        or original(self, dtype, scaled, left, splits))
-    with monkeypatch.context() as inside:
-        inside.setattr(torch.compiler, "is_compiling", lambda: True)  # the compiled route, run eagerly
-        routed = layer(x)
+    routed, taken = compiled_route_run_eagerly(layer, x, monkeypatch)
     scale_after = kwargs.get("group_size", 0) is None and dtype != torch.float16
     assert taken == [(not scale_after, False, 1 if scale_after else 2)]
     assert routed.shape == (3, 7, 40) and routed.is_contiguous()
