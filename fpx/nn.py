@@ -998,7 +998,7 @@ class SplitKRange(NamedTuple):
 
 
 # By format; formats not listed never split (see _splits_k_on_the_left).
-LEFT_OPERAND_SPLIT_K = {INT4: SplitKRange(min_out_features=4096, below_out_features=8192, min_rows=16, max_rows=64)}
+LEFT_OPERAND_SPLIT_K = {INT4: SplitKRange(min_out_features=2048, below_out_features=8192, min_rows=16, max_rows=64)}
 
 
 def _splits_k_on_the_left(device: torch.device, fmt, rows, out_features) -> bool:
@@ -1020,6 +1020,8 @@ def _splits_k_on_the_left(device: torch.device, fmt, rows, out_features) -> bool
       rows 66.0-67.9 / 49.0-50.9 (unsplit left 78.9; in four 74.0), 96 rows 84.6 / 89.6, 128
       rows 86.3 / 87.8.
     - 4096 x 4096: 24 rows 19.0 / 16.3, 64 rows 28.0 / 23.4, 128 rows 27.7 / 33.9.
+    - 2048 x 8192: 16 rows 26.2 / 23.4, 64 rows 37.6 / 28.4 (one compile each; 2049-4095
+      output features unmeasured, taken).
     - Not split: 8192 x 8192 at 64 rows 52.1 unsplit / 55.6 split, 14336 x 4096 41.5 / 63.9.
     - Other formats: E4M3 at 4096 x 14336, 64 rows, unsplit 43.7 / split 50.8; INT8 per
       channel, 128 rows, ``x @ W.T`` 84.9 / split 87.9."""

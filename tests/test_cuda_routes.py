@@ -49,9 +49,9 @@ CUDA_ANSWERS = {
     ("fpx.nn", "_weight_as_left_operand"): lambda device, fmt, rows, out_features: (
         (fmt == fpx.E4M3 and rows >= 20) or (fmt == fpx.E5M2 and rows >= 24)
         or (out_features >= 8192 and ((fmt == fpx.INT4 and rows >= 24) or (fmt == fpx.INT8 and rows >= 128)))
-        or (fmt == fpx.INT4 and 16 <= rows <= 64 and 4096 <= out_features < 8192)),
+        or (fmt == fpx.INT4 and 16 <= rows <= 64 and 2048 <= out_features < 8192)),
     ("fpx.nn", "_splits_k_on_the_left"): lambda device, fmt, rows, out_features: (
-        fmt == fpx.INT4 and 16 <= rows <= 64 and 4096 <= out_features < 8192),
+        fmt == fpx.INT4 and 16 <= rows <= 64 and 2048 <= out_features < 8192),
     ("fpx.nn", "_splits_k_on_the_right"): lambda device, fmt, rows, out_features, in_features: (
         fmt in (fpx.INT4, fpx.INT8, fpx.E2M1) and 16 <= rows <= (32 if fmt == fpx.E2M1 else 64)
         and 4096 <= out_features < 8192 and in_features >= 14336),
@@ -121,12 +121,12 @@ def test_the_answers_are_the_functions_own_for_a_cuda_device(choice):
         "_matmul_by_weight_blocks": ([], [()]),  # CPU's choice: CUDA says no
         "_decodes_by_table": ([], [()]),  # CPU's choice in eager: CUDA says no
         "_weight_as_left_operand": ([(fpx.E4M3, 20, 48), (fpx.E5M2, 24, 4096), (fpx.INT4, 24, 8192), (fpx.INT8, 128, 14336),
-                                     (fpx.INT4, 64, 4096), (fpx.INT4, 16, 8191)],
+                                     (fpx.INT4, 64, 2048), (fpx.INT4, 16, 8191)],
                                     [(fpx.E4M3, 19, 8192), (fpx.E5M2, 23, 8192), (fpx.INT4, 23, 8192), (fpx.INT4, 65, 4096),
-                                     (fpx.INT4, 15, 4096), (fpx.INT4, 64, 4095), (fpx.INT8, 127, 8192), (fpx.INT8, 128, 4096),
+                                     (fpx.INT4, 15, 4096), (fpx.INT4, 64, 2047), (fpx.INT8, 127, 8192), (fpx.INT8, 128, 4096),
                                      (fpx.UINT4, 64, 8192), (fpx.INT2, 64, 8192), (fpx.E2M1, 64, 8192)]),
-        "_splits_k_on_the_left": ([(fpx.INT4, 64, 4096), (fpx.INT4, 16, 8191)],
-                                  [(fpx.INT4, 65, 4096), (fpx.INT4, 15, 4096), (fpx.INT4, 64, 8192), (fpx.INT4, 64, 4095),
+        "_splits_k_on_the_left": ([(fpx.INT4, 64, 2048), (fpx.INT4, 16, 8191)],
+                                  [(fpx.INT4, 65, 4096), (fpx.INT4, 15, 4096), (fpx.INT4, 64, 8192), (fpx.INT4, 64, 2047),
                                    (fpx.E4M3, 64, 4096), (fpx.INT8, 64, 4096)]),
         "_splits_k_on_the_right": ([(fpx.INT4, 16, 4096, 14336), (fpx.INT8, 64, 8191, 14336), (fpx.E2M1, 32, 4096, 28672)],
                                    [(fpx.INT4, 15, 4096, 14336), (fpx.INT4, 65, 4096, 14336), (fpx.INT4, 16, 4095, 14336),

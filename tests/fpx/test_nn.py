@@ -437,7 +437,7 @@ def test_per_channel_scale_after_the_matmul_is_taken_and_matches(fmt, group_size
     (``fpx.nn._weight_as_left_operand``, CUDA's choice for E4M3, E5M2, INT4 and INT8 from
     their row counts on, forced here for every format), taken only with the scale after it;
     with ``splits`` 2 its K split in two (``fpx.nn._splits_k_on_the_left``, CUDA's choice for
-    INT4 at 4096-8191 output features): W decoded as its rows' halves stacked, (2 N, K / 2)."""
+    INT4 at 2048-8191 output features): W decoded as its rows' halves stacked, (2 N, K / 2)."""
     monkeypatch.setattr(fpx.nn, "_channel_scale_after_matmul", lambda device: True)
     monkeypatch.setattr(fpx.nn, "_matmul_by_weight_blocks", lambda device: False)
     monkeypatch.setattr(fpx.nn, "_weight_as_left_operand", lambda device, fmt, rows, out_features: left)
