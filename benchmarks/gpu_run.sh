@@ -57,9 +57,9 @@
 #   split-edges: the right route's K split at its unmeasured edges (fpx.nn.RIGHT_OPERAND_SPLIT_K),
 #         split (--split-k-right 1) against unsplit, each set compiled alone: INT4 by 128 at
 #         4096 x 8192 and 4096 x 11008 (K under the split's 14336), 16 and 32 rows; INT4 and
-#         INT8 at 4096 x 14336, 8 and 12 rows (under its 16); then per-channel E4M3 and INT8
-#         at 4096 x 14336, 16 rows, through probe_right_split.py (scales in the decode: the
-#         layer's per-channel right route scales the product instead). About 7 minutes.
+#         INT8 at 4096 x 14336, 8 and 12 rows (under its 16); per-channel E4M3 (16 rows; the
+#         left from 20) and INT8 (16, 32 rows) at 4096 x 14336, split with the scales on the
+#         product (the layer's form when forced). About 8 minutes.
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES), then
 #         probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
 set -u
@@ -348,9 +348,11 @@ fi
 if [[ $what == split-edges ]]; then
   a="--shapes 4096x8192,4096x11008 --group-size 128 --formats INT4 --m 16,32"
   b="--shapes 4096x14336 --group-size 128 --formats INT4,INT8 --m 8,12"
-  SWEEP_TIMEOUT=150 SWEEP_JOBS="$a --split-k-right 1;$a --split-k-right 0;$b --split-k-right 1;$b --split-k-right 0" bash "$0" sweep
-  RSPLIT_JOBS="--shape 4096x14336 --m 16 --formats E4M3 --group-size 14336;--shape 4096x14336 --m 16 --formats INT8 --group-size 14336" \
-    bash "$0" right-split
+  c="--shapes 4096x14336 --group-size 14336 --formats INT8 --m 16,32"
+  d="--shapes 4096x14336 --group-size 14336 --formats E4M3 --m 16"
+  jobs="$a --split-k-right 1;$a --split-k-right 0;$b --split-k-right 1;$b --split-k-right 0"
+  jobs+=";$c --split-k-right 1;$c --split-k-right 0;$d --split-k-right 1;$d --split-k-right 0"
+  SWEEP_TIMEOUT=150 SWEEP_JOBS="${EDGES_JOBS:-$jobs}" bash "$0" sweep
 fi
 if [[ $what == right-split ]]; then
   IFS=';' read -ra rsplit_jobs <<< "${RSPLIT_JOBS:---shape 8192x8192 --m 16,64 --formats INT4;--shape 4096x14336 --m 16 --formats INT4;--shape 8192x8192 --m 16 --formats E2M1}"

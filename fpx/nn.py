@@ -403,17 +403,20 @@ class LowBitLinear(nn.Module):
             if splits > 1:  # element [s N + n, m S + s'] is chunk s of W's row n by chunk s' of x's row m
                 out = out.view(splits, self.out_features, -1, splits).diagonal(dim1=0, dim2=3).sum(-1)
             out = (out * self.scale.float().reshape(-1, 1)).to(x.dtype).t().contiguous()
-        elif not scale_after and _splits_k_on_the_right(x.device, self.fmt, rows, self.out_features, self.in_features):
-            # x as (2 M, K/2), a view, times W.T as (K/2, 2 N): element [m 2 + s', s N + n] is
-            # half s' of x's row m by half s of W's row n; the diagonal blocks s = s' summed.
-            splits = 2
-            product = x2d.reshape(-1, self.in_features // splits) @ self._matmul_weight(x.dtype, splits=splits)
-            out = product.float().view(-1, splits, splits, self.out_features).diagonal(dim1=1, dim2=2).sum(-1)
-            out = out.to(x.dtype)
         else:
-            out = x2d @ self._matmul_weight(x.dtype, scaled=not scale_after)
-            if scale_after:
-                out = (out.float() * self.scale.float().reshape(-1)).to(x.dtype)
+            # Split in S chunks of K (see _splits_k_on_the_right): x as (M S, K/S), a view, times
+            # W.T as (K/S, S N); element [m S + s', s N + n] is chunk s' of x's row m by chunk s
+            # of W's row n, and the diagonal blocks s = s' summed are x W^T.
+            in_decode = not scale_after
+            splits = 2 if _splits_k_on_the_right(x.device, self.fmt, rows, self.out_features, self.in_features, in_decode) else 1
+            out = x2d.reshape(-1, self.in_features // splits) @ self._matmul_weight(x.dtype, scaled=in_decode, splits=splits)
+            if splits > 1 or scale_after:
+                out = out.float()
+                if splits > 1:
+                    out = out.view(-1, splits, splits, self.out_features).diagonal(dim1=1, dim2=2).sum(-1)
+                if scale_after:
+                    out = out * self.scale.float().reshape(-1)
+                out = out.to(x.dtype)
         out = out.reshape(*x.shape[:-1], self.out_features)
         return out if self.bias is None else out + self.bias.to(x.dtype)
 
@@ -1036,13 +1039,15 @@ RIGHT_OPERAND_SPLIT_K = {
 }
 
 
-def _splits_k_on_the_right(device: torch.device, fmt, rows, out_features, in_features) -> bool:
-    """Whether the compiled matmul path computes ``x @ W.T`` with K split in two, for codes
-    whose scales are in their decode (by groups or MX blocks; per-channel scales applied after
-    the matmul do not split here): W.T decoded as (K / 2, 2 N), column s N + n holding W[n, s
-    K/2 : (s+1) K/2] with its scales, times x as (2 M, K / 2), a view (row 2 m + s is half s
-    of x's row m); the two diagonal (M, N) blocks of the (2 M, 2 N) product summed are x W^T.
-    On CUDA, in the ranges of :data:`RIGHT_OPERAND_SPLIT_K`.
+def _splits_k_on_the_right(device: torch.device, fmt, rows, out_features, in_features, scales_in_decode) -> bool:
+    """Whether the compiled matmul path computes ``x @ W.T`` with K split in two: W.T decoded
+    as (K / 2, 2 N), column s N + n holding W[n, s K/2 : (s+1) K/2] with its scales, times x
+    as (2 M, K / 2), a view (row 2 m + s is half s of x's row m); the two diagonal (M, N)
+    blocks of the (2 M, 2 N) product summed are x W^T. On CUDA, in the ranges of
+    :data:`RIGHT_OPERAND_SPLIT_K`, for codes whose scales are in their decode
+    (``scales_in_decode``: by groups or MX blocks). Per-channel scales on the product
+    (:func:`_channel_scale_after_matmul`) are not split, being unmeasured split; the layer
+    sums the blocks and then scales them where a benchmark forces the split.
 
     Why: at 4096 output features the template's tiles of 16-64 weight columns are 64-256
     programs for the H200's 132 SMs, each with the whole K loop's decode (112 steps of 128 at
@@ -1065,7 +1070,7 @@ def _splits_k_on_the_right(device: torch.device, fmt, rows, out_features, in_fea
     The product of each half is rounded to x's dtype before the sum: the error bound grows by
     2^-8 of ``|x| @ |W|.T`` (relative error 3.0e-3 against 2.5e-3)."""
     split = RIGHT_OPERAND_SPLIT_K.get(fmt)
-    return device.type == "cuda" and split is not None and split.holds(rows, out_features, in_features)
+    return device.type == "cuda" and scales_in_decode and split is not None and split.holds(rows, out_features, in_features)
 
 
 def _marks_the_decode(device: torch.device) -> bool:
