@@ -996,6 +996,7 @@ class SplitKRange(NamedTuple):
     min_in_features: int = 0
 
     def holds(self, rows, out_features, in_features) -> bool:
+        """Whether a layer of these features at this many rows is in the range."""
         return (self.min_rows <= rows <= self.max_rows and self.min_out_features <= out_features < self.below_out_features
                 and in_features >= self.min_in_features)
 
@@ -1052,12 +1053,13 @@ def _splits_k_on_the_right(device: torch.device, fmt, rows, out_features, in_fea
     Why: at 4096 output features the template's tiles of 16-64 weight columns are 64-256
     programs for the H200's 132 SMs, each with the whole K loop's decode (112 steps of 128 at
     K = 14336). Split, twice the columns with half the loop each, for twice the MMA work (x's
-    rows doubled, within the same BLOCK_M up to 64 rows) and a product four times x W^T's size,
-    summed in one small kernel. The split is applied to the codes and scales before the
+    rows doubled: 16 rows fill a 32-row tile) and a product four times x W^T's size, summed
+    in one small kernel. The split is applied to the codes and scales before the
     decode's arithmetic (:func:`dequantize_packed` with ``splits``), so the decode still fuses
     into the template: two kernels, no weight-sized buffer. Measured on an H200 (torch 2.11,
-    groups of 128, bf16 x, ``benchmarks/probe_right_split.py``, each argument set compiled
-    alone under cold_cache_tuning, 2026-12-01), ``x @ W.T`` / split, us:
+    groups of 128, bf16 x, ``benchmarks/linear.py --split-k-right 0|1`` and
+    ``benchmarks/probe_right_split.py``, each argument set compiled alone under
+    cold_cache_tuning, 2026-12-01), ``x @ W.T`` / split, us:
 
     - 4096 x 14336 (N x K): INT4 16 rows 55.1-55.2 / 44.0, 24 rows 61.9 / 50.1, 32 rows
       63.4-64.6 / 50.2-53.9, 64 rows 70.2-70.5 / 66.1; INT8 16 rows 61.8 / 50.9-52.4, 32 rows
