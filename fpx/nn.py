@@ -394,31 +394,35 @@ class LowBitLinear(nn.Module):
         if scale_after and _weight_as_left_operand(x.device, self.fmt, rows, self.out_features):
             # (W x^T)^T: the decoded weight is the matmul's left operand, x's rows its columns.
             # Split in S chunks of K (see _splits_k_on_the_left): W as (S N, K/S) and x as (M S,
-            # K/S), a view; the sum of the product's S diagonal blocks is W x^T. Scaled by rows
-            # of W x^T, then written out contiguous (M, N), as F.linear's is: a transposed view
+            # K/S), a view. Written out contiguous (M, N), as F.linear's is: a transposed view
             # would break a caller's .view() of the output.
             splits = 2 if _splits_k_on_the_left(x.device, self.fmt, rows, self.out_features) else 1
             chunks = x2d.reshape(-1, self.in_features // splits)
-            out = (self._matmul_weight(x.dtype, scaled=False, left=True, splits=splits) @ chunks.t()).float()
-            if splits > 1:  # element [s N + n, m S + s'] is chunk s of W's row n by chunk s' of x's row m
-                out = out.view(splits, self.out_features, -1, splits).diagonal(dim1=0, dim2=3).sum(-1)
-            out = (out * self.scale.float().reshape(-1, 1)).to(x.dtype).t().contiguous()
+            product = self._matmul_weight(x.dtype, scaled=False, left=True, splits=splits) @ chunks.t()
+            out = self._chunk_products_summed_and_scaled(product.t(), splits, True, x.dtype).contiguous()
         else:
             # Split in S chunks of K (see _splits_k_on_the_right): x as (M S, K/S), a view, times
-            # W.T as (K/S, S N); element [m S + s', s N + n] is chunk s' of x's row m by chunk s
-            # of W's row n, and the diagonal blocks s = s' summed are x W^T.
+            # W.T as (K/S, S N).
             in_decode = not scale_after
             splits = 2 if _splits_k_on_the_right(x.device, self.fmt, rows, self.out_features, self.in_features, in_decode) else 1
-            out = x2d.reshape(-1, self.in_features // splits) @ self._matmul_weight(x.dtype, scaled=in_decode, splits=splits)
-            if splits > 1 or scale_after:
-                out = out.float()
-                if splits > 1:
-                    out = out.view(-1, splits, splits, self.out_features).diagonal(dim1=1, dim2=2).sum(-1)
-                if scale_after:
-                    out = out * self.scale.float().reshape(-1)
-                out = out.to(x.dtype)
+            product = x2d.reshape(-1, self.in_features // splits) @ self._matmul_weight(x.dtype, scaled=in_decode, splits=splits)
+            out = self._chunk_products_summed_and_scaled(product, splits, scale_after, x.dtype)
         out = out.reshape(*x.shape[:-1], self.out_features)
         return out if self.bias is None else out + self.bias.to(x.dtype)
+
+    def _chunk_products_summed_and_scaled(self, product, splits: int, scale_after: bool, dtype) -> torch.Tensor:
+        """x W^T (M, N) in ``dtype`` from the (M S, S N) product of x's and W's K chunks, whose
+        element [m S + s', s N + n] is chunk s' of x's row m by chunk s of W's row n: the S
+        diagonal blocks s = s' summed in float32, then, with ``scale_after``, each column times
+        its channel's scale. Unsplit and unscaled, the product itself."""
+        if splits == 1 and not scale_after:
+            return product
+        out = product.float()
+        if splits > 1:
+            out = out.view(-1, splits, splits, self.out_features).diagonal(dim1=1, dim2=2).sum(-1)
+        if scale_after:
+            out = out * self.scale.float().reshape(-1)
+        return out.to(dtype)
 
     def _matmul_by_weight_blocks(self, x2d: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """x2d @ W.T (+ bias) with W decoded a block of output rows at a time, each block's
