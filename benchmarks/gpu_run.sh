@@ -46,8 +46,8 @@
 #         behind it (benchmarks/reduction_hints.py, HINTS_ARGS; under a minute).
 #   left: the left route's program count: probe_left_split.py's split K (LEFT_SPLIT_ARGS), then
 #         32-row tiles for INT4 per channel on the left (LEFT_TILES); about 5 minutes.
-#   floors: the left route's unmeasured row floors, right (--weight-left 0) against left, each
-#         compiled alone: E4M3 at 16-17 rows and INT4 at 16 rows at 8192 x 8192 (64-row tiles,
+#   floors: the left route's row floors (measured in the twenty-second session), right
+#         (--weight-left 0) against left, each compiled alone: E4M3 at 16-17 rows and INT4 at 16 rows at 8192 x 8192 (64-row tiles,
 #         fpx.tuning.FEW_COLUMN_TILES, since the twenty-first session), INT8 at 96 rows, INT4
 #         split at 2048 x 8192; then the split's CUDA tests (64-deep tiles), and inductor's
 #         fusion log for the left route's second kernel (E4M3, 64 rows). About 8 minutes.
@@ -350,9 +350,9 @@ if [[ $what == split-edges ]]; then
   b="--shapes 4096x14336 --group-size 128 --formats INT4,INT8 --m 8,12"
   c="--shapes 4096x14336 --group-size 14336 --formats INT8 --m 16,32"
   d="--shapes 4096x14336 --group-size 14336 --formats E4M3 --m 16"
-  jobs="$a --split-k-right 1;$a --split-k-right 0;$b --split-k-right 1;$b --split-k-right 0"
-  jobs+=";$c --split-k-right 1;$c --split-k-right 0;$d --split-k-right 1;$d --split-k-right 0"
-  SWEEP_TIMEOUT=150 SWEEP_JOBS="${EDGES_JOBS:-$jobs}" bash "$0" sweep
+  jobs=""
+  for job in "$a" "$b" "$c" "$d"; do jobs+="$job --split-k-right 1;$job --split-k-right 0;"; done
+  SWEEP_TIMEOUT=150 SWEEP_JOBS="${EDGES_JOBS:-${jobs%;}}" bash "$0" sweep
 fi
 if [[ $what == right-split ]]; then
   IFS=';' read -ra rsplit_jobs <<< "${RSPLIT_JOBS:---shape 8192x8192 --m 16,64 --formats INT4;--shape 4096x14336 --m 16 --formats INT4;--shape 8192x8192 --m 16 --formats E2M1}"

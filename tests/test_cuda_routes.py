@@ -221,7 +221,7 @@ def test_low_bit_linear_compiled(fmt, kwargs):
 # the decode returned as W itself from the InvokeQuant subgraph. With x in float32 that decode
 # was a reshape of its last value, a view, which inductor's invoke_quant lowering raised on
 # (NotImplementedError: ReinterpretView) until the compiled decode kept W's two dims.
-# From 4096 to 8191 output features and 16 to 64 rows, INT4's left route splits K in two (W as
+# From 2048 to 8191 output features and 16 to 64 rows, INT4's left route splits K in two (W as
 # (2 N, K / 2), x as a view (2 M, K / 2), the product's two diagonal blocks summed).
 @pytest.mark.parametrize("fmt, dtype, splits", [(fpx.E4M3, torch.float32, 1), (fpx.E4M3, torch.bfloat16, 1),
                                                 (fpx.E5M2, torch.bfloat16, 1), (fpx.INT4, torch.bfloat16, 1),
