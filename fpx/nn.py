@@ -1037,22 +1037,29 @@ def _splits_k_on_the_left(device: torch.device, fmt, rows, out_features) -> bool
     return device.type == "cuda" and split is not None and split.holds(rows, out_features, 0)
 
 
-# By format; formats not listed never split (see _splits_k_on_the_right).
+# By format, for codes whose scales are in their decode (by groups or MX blocks); formats not
+# listed never split (see _splits_k_on_the_right). From 5 rows: CUDA's default row limit of
+# the small-batch reductions is 4.
 RIGHT_OPERAND_SPLIT_K = {
-    fmt: SplitKRange(min_out_features=4096, below_out_features=8192, min_rows=16, max_rows=max_rows, min_in_features=14336)
+    fmt: SplitKRange(min_out_features=4096, below_out_features=8192, min_rows=5, max_rows=max_rows, min_in_features=11008)
     for fmt, max_rows in ((INT4, 64), (INT8, 64), (E2M1, 32))
+}
+# ... and for codes with one scale per output channel, applied to the summed product (see
+# _channel_scale_after_matmul).
+RIGHT_OPERAND_SPLIT_K_BY_CHANNEL = {
+    INT8: SplitKRange(min_out_features=4096, below_out_features=8192, min_rows=24, max_rows=64, min_in_features=14336),
 }
 
 
 def _splits_k_on_the_right(device: torch.device, fmt, rows, out_features, in_features, scales_in_decode) -> bool:
     """Whether the compiled matmul path computes ``x @ W.T`` with K split in two: W.T decoded
-    as (K / 2, 2 N), column s N + n holding W[n, s K/2 : (s+1) K/2] with its scales, times x
-    as (2 M, K / 2), a view (row 2 m + s is half s of x's row m); the two diagonal (M, N)
-    blocks of the (2 M, 2 N) product summed are x W^T. On CUDA, in the ranges of
-    :data:`RIGHT_OPERAND_SPLIT_K`, for codes whose scales are in their decode
-    (``scales_in_decode``: by groups or MX blocks). Per-channel scales on the product
-    (:func:`_channel_scale_after_matmul`) are not split, being unmeasured split; the layer
-    sums the blocks and then scales them where a benchmark forces the split.
+    as (K / 2, 2 N), column s N + n holding W[n, s K/2 : (s+1) K/2] (with its scales where
+    they are in the decode), times x as (2 M, K / 2), a view (row 2 m + s is half s of x's row
+    m); the two diagonal (M, N) blocks of the (2 M, 2 N) product summed are x W^T. On CUDA, in
+    the ranges of :data:`RIGHT_OPERAND_SPLIT_K` for codes whose scales are in their decode
+    (``scales_in_decode``: by groups or MX blocks), and of
+    :data:`RIGHT_OPERAND_SPLIT_K_BY_CHANNEL` for per-channel scales on the product
+    (:func:`_channel_scale_after_matmul`), which then scale the summed blocks.
 
     Why: at 4096 output features the template's tiles of 16-64 weight columns are 64-256
     programs for the H200's 132 SMs, each with the whole K loop's decode (112 steps of 128 at
@@ -1061,22 +1068,33 @@ def _splits_k_on_the_right(device: torch.device, fmt, rows, out_features, in_fea
     in one small kernel. The split is applied to the codes and scales before the
     decode's arithmetic (:func:`dequantize_packed` with ``splits``), so the decode still fuses
     into the template: two kernels, no weight-sized buffer. Measured on an H200 (torch 2.11,
-    groups of 128, bf16 x, ``benchmarks/linear.py --split-k-right 0|1`` and
+    bf16 x, ``benchmarks/linear.py --split-k-right 0|1`` and
     ``benchmarks/probe_right_split.py``, each argument set compiled alone under
     cold_cache_tuning, 2026-12-01), ``x @ W.T`` / split, us:
 
-    - 4096 x 14336 (N x K): INT4 16 rows 55.1-55.2 / 44.0, 24 rows 61.9 / 50.1, 32 rows
-      63.4-64.6 / 50.2-53.9, 64 rows 70.2-70.5 / 66.1; INT8 16 rows 61.8 / 50.9-52.4, 32 rows
-      69.9 / 49.2, 64 rows 74.3 / 67.8; E2M1 16 rows 65.2 / 54.2-54.4, 32 rows 73.1 / 71.1
-      (64 rows 74.9 / 75.3: not split).
-    - Not split: 4096 x 4096, INT4 16 rows 15.4 / 19.5 (32 rows 19.0 / 17.4); 8192 x 8192,
-      INT4 16 rows 44.2 / 47.9, 64 rows 54.5 / 73.8; E2M1 16 rows 58.0 / 56.7. K from 4096 to
-      14335 at 4096 output features is unmeasured, and not split.
+    - Groups of 128, 4096 x 14336 (N x K): INT4 6 rows 56.0 / 46.2, 8 rows 51.3 / 45.2, 12
+      rows 54.9 / 56.2, 16 rows 55.1-55.2 / 44.0, 24 rows 61.9 / 50.1, 32 rows 63.4-64.6 /
+      50.2-53.9, 64 rows 70.2-70.5 / 66.1; INT8 6 rows 55.9 / 51.1, 8 rows 55.9 / 43.2, 12
+      rows 55.4 / 50.9, 16 rows 61.8 / 50.9-52.4, 32 rows 69.9 / 49.2, 64 rows 74.3 / 67.8;
+      E2M1 6 rows 67.8 / 55.9, 16 rows 65.2 / 54.2-54.4, 32 rows 73.1 / 71.1 (64 rows 74.9 /
+      75.3: not split).
+    - Groups of 128, 4096 x 11008: INT4 8 rows 50.7 / 41.6, 16 rows 54.2 / 37.5, 32 rows
+      53.0 / 47.4, 64 rows 59.1 / 52.8; INT8 16 rows 63.9 / 49.8, 32 rows 60.5 / 45.7; E2M1
+      16 rows 60.6 / 45.2, 32 rows 61.2 / 45.9.
+    - Per-channel INT8, 4096 x 14336: 16 rows 38.5 / 38.9 (not split), 24 rows 55.1 / 47.6,
+      32 rows 64.5 / 45.9, 64 rows 67.6 / 60.5. Per-channel E4M3 at 16 rows 28.7 / 31.5: not
+      split (its decode is a cast; from 20 rows it takes the left route).
+    - Not split: groups of 128 at 4096 x 8192, INT4 16 rows 28.7 / 27.2, 32 rows 36.3 / 44.4;
+      4096 x 4096, INT4 16 rows 15.4 / 19.5 (32 rows 19.0 / 17.4); 8192 x 8192, INT4 16 rows
+      44.2 / 47.9, 64 rows 54.5 / 73.8; E2M1 16 rows 58.0 / 56.7. K from 8193 to 11007, 5
+      rows, and per-channel INT8 at 4096 x 11008 are unmeasured: K from 11008 split, 5 rows
+      split, per-channel INT8 under K = 14336 not.
 
     The product of each half is rounded to x's dtype before the sum: the error bound grows by
     2^-8 of ``|x| @ |W|.T`` (relative error 3.0e-3 against 2.5e-3)."""
-    split = RIGHT_OPERAND_SPLIT_K.get(fmt)
-    return device.type == "cuda" and scales_in_decode and split is not None and split.holds(rows, out_features, in_features)
+    ranges = RIGHT_OPERAND_SPLIT_K if scales_in_decode else RIGHT_OPERAND_SPLIT_K_BY_CHANNEL
+    split = ranges.get(fmt)
+    return device.type == "cuda" and split is not None and split.holds(rows, out_features, in_features)
 
 
 def _marks_the_decode(device: torch.device) -> bool:

@@ -301,15 +301,16 @@ def test_cuda_forward_per_channel_int4_split_on_the_left_is_right_in_64_deep_til
     assert template_tiles(source) == [tile[:3]], source  # the output was checked against the weight's
 
 
-# Codes scaled by groups under 8192 output features, K of 14336: x @ W.T with K split in two
-# (fpx.nn._splits_k_on_the_right; H200, INT4 by groups of 128 at 4096 x 14336, 16 rows: 55.1 us
-# unsplit, 44.0 split): W.T decoded as (K / 2, 2 N) inside the template (no weight-sized
-# buffer, nor a half), x as a view (2 M, K / 2); a second kernel sums the product's two
-# diagonal blocks.
+# Under 8192 output features, K of 14336: x @ W.T with K split in two
+# (fpx.nn._splits_k_on_the_right; H200, 4096 x 14336, unsplit / split: INT4 by groups of 128 at
+# 16 rows 55.1 / 44.0 us, INT8 per channel at 32 rows 64.5 / 45.9): W.T decoded as (K / 2, 2 N)
+# inside the template (no weight-sized buffer, nor a half), x as a view (2 M, K / 2); a second
+# kernel sums the product's two diagonal blocks (and scales the channels).
 @pytest.mark.cuda
-def test_cuda_forward_by_groups_at_4096_features_splits_k_on_the_right():
-    rows = 16
-    source, weight_size = compiled_bf16_forward(fpx.INT4, {"group_size": 128}, n=4096, k=14336, rows=rows,
+@pytest.mark.parametrize("fmt, group_size, rows", [(fpx.INT4, 128, 16), (fpx.INT8, None, 32)],
+                         ids=["INT4-by-128", "INT8-per-channel"])
+def test_cuda_forward_at_4096_features_splits_k_on_the_right(fmt, group_size, rows):
+    source, weight_size = compiled_bf16_forward(fmt, {"group_size": group_size}, n=4096, k=14336, rows=rows,
                                                 tuning=fpx.nn.cold_cache_tuning)
     assert weight_sized_allocations(source, weight_size // 2) == [], allocations(source)
     assert kernel_count(source, "cuda") == 2, source
