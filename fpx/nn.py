@@ -1041,7 +1041,7 @@ def _splits_k_on_the_left(device: torch.device, fmt, rows, out_features) -> bool
 # listed never split (see _splits_k_on_the_right). From 5 rows: CUDA's default row limit of
 # the small-batch reductions is 4.
 RIGHT_OPERAND_SPLIT_K = {
-    fmt: SplitKRange(min_out_features=4096, below_out_features=8192, min_rows=5, max_rows=max_rows, min_in_features=11008)
+    fmt: SplitKRange(min_out_features=3584, below_out_features=8192, min_rows=5, max_rows=max_rows, min_in_features=11008)
     for fmt, max_rows in ((INT4, 64), (INT8, 64), (E2M1, 32))
 }
 # ... and for codes with one scale per output channel, applied to the summed product (see
@@ -1061,7 +1061,7 @@ def _splits_k_on_the_right(device: torch.device, fmt, rows, out_features, in_fea
     :data:`RIGHT_OPERAND_SPLIT_K_BY_CHANNEL` for per-channel scales on the product
     (:func:`_channel_scale_after_matmul`), which then scale the summed blocks.
 
-    Why: at 4096 output features the template's tiles of 16-64 weight columns are 64-256
+    Why: at 3584-8191 output features the template's tiles of 16-64 weight columns are 56-512
     programs for the H200's 132 SMs, each with the whole K loop's decode (112 steps of 128 at
     K = 14336). Split, twice the columns with half the loop each, for twice the MMA work (x's
     rows doubled: 16 rows fill a 32-row tile) and a product four times x W^T's size, summed
@@ -1081,14 +1081,17 @@ def _splits_k_on_the_right(device: torch.device, fmt, rows, out_features, in_fea
     - Groups of 128, 4096 x 11008: INT4 8 rows 50.7 / 41.6, 16 rows 54.2 / 37.5, 32 rows
       53.0 / 47.4, 64 rows 59.1 / 52.8; INT8 16 rows 63.9 / 49.8, 32 rows 60.5 / 45.7; E2M1
       16 rows 60.6 / 45.2, 32 rows 61.2 / 45.9.
+    - Groups of 128, 16 rows, the down projections of two more models: INT4 at 3584 x 18944
+      84.7 / 65.5, at 5120 x 13824 75.4 / 65.0.
     - Per-channel INT8, 4096 x 14336: 16 rows 38.5 / 38.9 (not split), 24 rows 55.1 / 47.6,
       32 rows 64.5 / 45.9, 64 rows 67.6 / 60.5. Per-channel E4M3 at 16 rows 28.7 / 31.5: not
       split (its decode is a cast; from 20 rows it takes the left route).
     - Not split: groups of 128 at 4096 x 8192, INT4 16 rows 28.7 / 27.2, 32 rows 36.3 / 44.4;
       4096 x 4096, INT4 16 rows 15.4 / 19.5 (32 rows 19.0 / 17.4); 8192 x 8192, INT4 16 rows
-      44.2 / 47.9, 64 rows 54.5 / 73.8; E2M1 16 rows 58.0 / 56.7. K from 8193 to 11007, 5
-      rows, and per-channel INT8 at 4096 x 11008 are unmeasured: K from 11008 split, 5 rows
-      split, per-channel INT8 under K = 14336 not.
+      44.2 / 47.9, 64 rows 54.5 / 73.8; E2M1 16 rows 58.0 / 56.7. Unmeasured: K from 8193 to
+      11007 (not split), 5 rows (split), fewer than 3584 output features (not split), INT8
+      and E2M1 under 4096 output features (split, as INT4), per-channel INT8 under K = 14336
+      (not split).
 
     The product of each half is rounded to x's dtype before the sum: the error bound grows by
     2^-8 of ``|x| @ |W|.T`` (relative error 3.0e-3 against 2.5e-3)."""

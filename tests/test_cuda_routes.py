@@ -53,10 +53,11 @@ CUDA_ANSWERS = {
     ("fpx.nn", "_splits_k_on_the_left"): lambda device, fmt, rows, out_features: (
         fmt == fpx.INT4 and 16 <= rows <= 64 and 2048 <= out_features < 8192),
     ("fpx.nn", "_splits_k_on_the_right"): lambda device, fmt, rows, out_features, in_features, scales_in_decode: (
-        4096 <= out_features < 8192 and (
+        out_features < 8192 and (
             (scales_in_decode and fmt in (fpx.INT4, fpx.INT8, fpx.E2M1) and 5 <= rows <= (32 if fmt == fpx.E2M1 else 64)
-             and in_features >= 11008)
-            or (not scales_in_decode and fmt == fpx.INT8 and 24 <= rows <= 64 and in_features >= 14336))),
+             and out_features >= 3584 and in_features >= 11008)
+            or (not scales_in_decode and fmt == fpx.INT8 and 24 <= rows <= 64 and out_features >= 4096
+                and in_features >= 14336))),
     ("bitpack.words", "words_pay_off"): lambda device: True,
     ("bitpack.bits", "_pads_partial_bytes"): lambda device: True,
     ("bitpack.bits", "_packs_bool_bytes_apart"): lambda device: True,
@@ -130,11 +131,12 @@ def test_the_answers_are_the_functions_own_for_a_cuda_device(choice):
         "_splits_k_on_the_left": ([(fpx.INT4, 64, 2048), (fpx.INT4, 16, 8191)],
                                   [(fpx.INT4, 65, 4096), (fpx.INT4, 15, 4096), (fpx.INT4, 64, 8192), (fpx.INT4, 64, 2047),
                                    (fpx.E4M3, 64, 4096), (fpx.INT8, 64, 4096)]),
-        "_splits_k_on_the_right": ([(fpx.INT4, 5, 4096, 11008, True), (fpx.INT8, 64, 8191, 14336, True),
+        "_splits_k_on_the_right": ([(fpx.INT4, 5, 3584, 11008, True), (fpx.INT8, 64, 8191, 14336, True),
                                     (fpx.E2M1, 32, 4096, 28672, True), (fpx.INT8, 24, 4096, 14336, False),
                                     (fpx.INT8, 64, 8191, 14336, False)],
                                    [(fpx.INT4, 4, 4096, 14336, True), (fpx.INT4, 65, 4096, 14336, True),
-                                    (fpx.INT4, 16, 4095, 14336, True), (fpx.INT4, 16, 8192, 14336, True),
+                                    (fpx.INT4, 16, 3583, 14336, True), (fpx.INT4, 16, 8192, 14336, True),
+                                    (fpx.INT8, 32, 4095, 14336, False),
                                     (fpx.INT4, 16, 4096, 11000, True), (fpx.E2M1, 33, 4096, 14336, True),
                                     (fpx.INT8, 23, 4096, 14336, False), (fpx.INT8, 65, 4096, 14336, False),
                                     (fpx.INT8, 32, 4096, 11008, False), (fpx.INT8, 32, 8192, 14336, False),
