@@ -135,7 +135,8 @@ def main():
     parser.add_argument("--shapes", default="8192x8192")
     parser.add_argument("--m", default="1,16,64")
     parser.add_argument("--formats", default="INT8,INT4,INT3,INT2,INT1,E4M3,E3M2,E2M1")
-    parser.add_argument("--group-size", type=int, default=128)
+    parser.add_argument("--group-size", type=int, default=128,
+                        help="weights per scale; 0: one scale per output channel at every shape (E4M3 and E5M2 are per channel always)")
     parser.add_argument("--csv", default=None)
     parser.add_argument("--gemv-max-rows", type=int, default=None, help="LowBitLinear gemv_max_rows (default: the layer's)")
     parser.add_argument("--options", default="{}", help="JSON inductor options added to compile_options(device)")
@@ -168,6 +169,8 @@ def main():
     global TIMING_LOCK
     TIMING_LOCK = args.timing_lock
     device, dtype = args.device, getattr(torch, args.dtype)
+    if args.group_size < 0:
+        parser.error(f"--group-size must be 0 (per channel) or positive, got {args.group_size}")
     if args.tuning == "cold-cache-all" and device != "cuda":
         parser.error("--tuning cold-cache-all times GPU kernels: it needs --device cuda")
     print(f"# LowBitLinear vs {args.dtype} F.linear on {device}; {environment_line()}", flush=True)
@@ -183,7 +186,7 @@ def main():
         dense_weights = dense_copies(linear, device)
         for name in args.formats.split(","):
             fmt, kwargs = FORMATS[name]
-            kwargs = {"group_size": args.group_size, "gemv_max_rows": args.gemv_max_rows, **kwargs}
+            kwargs = {"group_size": args.group_size or None, "gemv_max_rows": args.gemv_max_rows, **kwargs}
             layer = fpx.LowBitLinear.from_linear(linear, fmt, **kwargs)
             layers = layer_copies(layer, device)
             floor_s = layer.weight_nbytes / bandwidth
@@ -260,7 +263,7 @@ def measure(args, layer, layers, dense_weights, name, shape, n, k, m, floor_s):
     reference = x.float() @ layer.dequantize_weight().T
     error = ((out.float() - reference).norm() / reference.norm()).item()
     t = seconds_per_call([lambda c=c: c(x) for c in compiled], device)
-    tinygemm = name in ("INT4", "UINT4") and device == "cuda" and dtype == torch.bfloat16
+    tinygemm = name in ("INT4", "UINT4") and device == "cuda" and dtype == torch.bfloat16 and args.group_size > 0
     tiny = tinygemm_seconds(x, n, k, args.group_size) if tinygemm else float("nan")
     configs = "; ".join(filter(None, [tuned_configs(), template_config_of(source)]))
     r = dict(shape=shape, m=m, fmt=name, us=t * 1e6, bf16_us=bf16_s * 1e6, speedup=bf16_s / t,
