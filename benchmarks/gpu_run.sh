@@ -54,12 +54,12 @@
 #   right-split: benchmarks/probe_right_split.py, K split in two on the right route for codes by
 #         groups of 128 (RSPLIT_JOBS: its arguments, separated by ';', each a process of its own
 #         in a fresh inductor cache). About 4 minutes.
-#   split-edges: the right route's K split at its unmeasured edges (fpx.nn.RIGHT_OPERAND_SPLIT_K),
-#         split (--split-k-right 1) against unsplit, each set compiled alone: INT4 by 128 at
-#         4096 x 8192 and 4096 x 11008 (K under the split's 14336), 16 and 32 rows; INT4 and
-#         INT8 at 4096 x 14336, 8 and 12 rows (under its 16); per-channel E4M3 (16 rows; the
-#         left from 20) and INT8 (16, 32 rows) at 4096 x 14336, split with the scales on the
-#         product (the layer's form when forced). About 8 minutes.
+#   split-edges: the right route's K split (fpx.nn.RIGHT_OPERAND_SPLIT_K), split
+#         (--split-k-right 1) against unsplit, each set compiled alone. By default the edges the
+#         twenty-third session measured (about 6 minutes): INT4 by 128 at 4096 x 8192 and 4096 x
+#         11008, 16 and 32 rows; INT4 and INT8 at 4096 x 14336, 8 and 12 rows; per-channel E4M3
+#         (16 rows) and INT8 (16, 32 rows) at 4096 x 14336. EDGES_JOBS: linear.py argument sets
+#         separated by ';', each with its --split-k-right.
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES), then
 #         probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
 set -u
