@@ -484,13 +484,13 @@ RIGHT_SPLIT_CASES = [(fpx.INT4, {"group_size": 128}), (fpx.E2M1, {"block": "mx"}
 @pytest.mark.parametrize("fmt, kwargs", RIGHT_SPLIT_CASES, ids=["INT4-g128", "E2M1-MX", "UINT4-g32", "INT8-g64", "E4M3-row"])
 def test_k_split_on_the_right_decodes_the_halves_side_by_side_and_matches(fmt, kwargs, dtype, monkeypatch):
     """K split in two on the ``x @ W.T`` route (``fpx.nn._splits_k_on_the_right``, CUDA's
-    choice for INT4, INT8 and E2M1 at 4096-8191 output features, 16-64 rows, forced on here
-    with CUDA's whole-weight matmul): W.T decoded as (K / 2, 2 N), column s N + n holding half
-    s of W's row n, scales included (384 columns: halves of 192, which groups of 128 do not
-    divide), eagerly and in the compiled branch; the split taken when told, with per-channel
-    scales too, applied after the blocks' sum (CUDA's choice for bfloat16 and float32 x, whose
-    split CUDA does not choose: benchmarks force it); and the layer compiled on CPU (in
-    bfloat16, for three formats) matching the dequantized weight within each half's
+    choice for INT4, INT8 and E2M1 by groups at 3584-8191 output features and K from 11008,
+    and for per-channel INT8 at 24-64 rows; forced on here with CUDA's whole-weight matmul):
+    W.T decoded as (K / 2, 2 N), column s N + n holding half s of W's row n, scales included
+    (384 columns: halves of 192, which groups of 128 do not divide), eagerly and in the
+    compiled branch; the split taken when told, with per-channel scales too, applied after
+    the blocks' sum (CUDA's choice for bfloat16 and float32 x); and the layer compiled on CPU
+    (in bfloat16, for three formats) matching the dequantized weight within each half's
     rounding."""
     monkeypatch.setattr(fpx.nn, "_channel_scale_after_matmul", lambda device: True)
     monkeypatch.setattr(fpx.nn, "_matmul_by_weight_blocks", lambda device: False)
@@ -523,6 +523,50 @@ def test_k_split_on_the_right_decodes_the_halves_side_by_side_and_matches(fmt, k
     # (the halves' products: at most 2^-8 of |x| @ |W|.T together)
     allowed = 1e-5 * bound + 2**-7 * (expected.abs() + layer.bias.double().abs()) + 2**-8 * (bound - layer.bias.double().abs())
     assert bool(((out.double() - expected).abs() <= allowed).all())
+
+
+@st.composite
+def split_route_cases(draw):
+    """(format, layer kwargs, K, N, x's batch shape, rows, x non-contiguous, route) for the
+    K-split routes: K a multiple of 8 (the layer's own rule), so that the halves need not
+    divide a scale group."""
+    fmt, kwargs = draw(st.sampled_from(RIGHT_SPLIT_CASES + [(fpx.INT4, {"group_size": None}), (fpx.INT8, {"group_size": None})]))
+    k = draw(st.sampled_from([32, 64, 96, 160])) if kwargs.get("block") else 8 * draw(st.integers(1, 40))
+    if kwargs.get("group_size"):
+        k = kwargs["group_size"] * draw(st.integers(1, 3))
+    per_channel = kwargs.get("group_size", 0) is None
+    route = draw(st.sampled_from(["right", "left"] if per_channel else ["right"]))
+    return (fmt, kwargs, k, draw(st.integers(1, 24)), draw(st.sampled_from([(), (2,), (2, 3)])), draw(st.integers(1, 9)),
+            draw(st.booleans()), route)
+
+
+@given(case=split_route_cases())
+def test_k_split_routes_match_the_dequantized_weight_for_any_shape(case):
+    """Both K splits (``fpx.nn._splits_k_on_the_right`` with scales in the decode or on the
+    summed product, ``fpx.nn._splits_k_on_the_left`` for per-channel codes), forced on and run
+    eagerly with CUDA's whole-weight matmul, for any K the layer takes, any rows and batch
+    dims, and x contiguous or a slice of wider rows: float32 x matches the dequantized weight,
+    and the output is contiguous with x's batch dims."""
+    fmt, kwargs, k, n, batch, rows, sliced, route = case
+    torch.manual_seed(k * 131 + n)
+    layer = LowBitLinear.from_linear(nn.Linear(k, n), fmt, **kwargs)
+    weight = layer.dequantize_weight()
+    x = torch.randn(*batch, rows, k + 5)[..., :k] if sliced else torch.randn(*batch, rows, k)
+    left = route == "left"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fpx.nn, "_channel_scale_after_matmul", lambda device: True)
+        patch.setattr(fpx.nn, "_matmul_by_weight_blocks", lambda device: False)
+        patch.setattr(fpx.nn, "_weight_as_left_operand", lambda device, fmt, rows, out_features: left)
+        patch.setattr(fpx.nn, "_splits_k_on_the_left", lambda device, fmt, rows, out_features: left)
+        patch.setattr(fpx.nn, "_splits_k_on_the_right", lambda device, fmt, rows, out_features, in_features, in_decode: True)
+        patch.setattr(fpx.nn, "default_gemv_max_rows", lambda *args, **kwargs: 0)
+        out, taken = compiled_route_run_eagerly(layer, x, patch)
+    per_channel = layer.group_size == k and layer.block is None  # a group as long as a row too
+    assert taken == [(not per_channel, left, 2)]
+    assert out.shape == (*batch, rows, n) and out.is_contiguous()
+    expected = x.double() @ weight.double().T + layer.bias.double()
+    bound = x.double().abs() @ weight.double().abs().T + layer.bias.double().abs()
+    assert bool(((out.double() - expected).abs() <= 1e-5 * bound).all())
 
 
 HALF_DECODE_CASES = CASES + [(fpx.INT7, {"group_size": 32}), (fpx.UINT7, {"group_size": 32}),
