@@ -510,8 +510,8 @@ class LowBitLinear(nn.Module):
         those were decoded by conversion with a scale index of several operations per weight.
 
         The planes are the G planes of the packed layout, or with ``words`` (the default on CPU
-        for one row of codes of 1, 2, 4 or 8 bits) the 4 G values of each 32-bit word of packed
-        bytes: inductor's C++ loads uint8 lanes through a slow partial vector load, int32 lanes
+        for one row of codes of 1, 2, 4 or 8 bits where :func:`_word_planes_pay_off` says so)
+        the 4 G values of each 32-bit word of packed bytes: inductor's C++ loads uint8 lanes through a slow partial vector load, int32 lanes
         in full. x then goes into a buffer in the words' order first: read in place it was
         strided, and inductor vectorized across segments with transposes instead (2-core CPU,
         4096 x 4096, one row, old and new code alternating twice: INT4 4.5-6.1 -> 1.15-1.27 ms,
@@ -543,7 +543,7 @@ class LowBitLinear(nn.Module):
         if words is None:
             # Measured faster only there (CPU, 4096 x 4096, M = 1; slower from M = 4 on); float
             # codes too since x is read from a buffer in the words' order (see above).
-            words = x2d.device.type == "cpu" and x2d.shape[0] == 1
+            words = x2d.device.type == "cpu" and x2d.shape[0] == 1 and _word_planes_pay_off(fmt, self.group_size)
         words = words and self._word_aligned()
         if float_bits is None:
             float_bits = _float_bits_pay_off(x2d.device)
@@ -903,6 +903,44 @@ def _patterns_from_buffer_pays_off(device: torch.device, rows: int) -> bool:
     against 49.2 and INT2 57.1 against 59.6 (one compile each: no win shown), so one row only,
     on CUDA. ``benchmarks/linear.py --patterns-from-buffer 0|1`` forces either."""
     return device.type == "cuda" and rows == 1
+
+
+@torch.compiler.assume_constant_result
+def _cpu_vector_bits() -> int:
+    """The vector width in bits of the C++ that inductor writes on this machine (its
+    ``cpp.simdlen``, or the widest instruction set it finds), 0 where it finds none. A
+    constant while tracing: dynamo calls it once and keeps the answer."""
+    try:
+        from torch._inductor import cpu_vec_isa
+
+        isa = cpu_vec_isa.pick_vec_isa()
+        return isa.bit_width() if isa else 0
+    except Exception:  # an inductor without this module: the choice made before it existed
+        return 256
+
+
+def _word_planes_pay_off(fmt, group_size: int) -> bool:
+    """Whether the one-row reduction on CPU reads the packed codes as int32 words (see
+    :meth:`LowBitLinear._gemv`) rather than bytes: with vectors of up to 256 bits (AVX2)
+    always, whose byte lanes load through a slow partial load; with 512-bit vectors
+    (AVX-512, whose partial loads are masked) for codes of fewer than 8 bits in scale groups
+    of 128 or more only, where a segment of a group's words fills two vectors.
+
+    Measured (2026-12-01, 2 cores of an AVX-512 machine, 4096 x 4096, float32 x, one row,
+    compiled, words / bytes, ms; AVX2 as inductor's ``cpp.simdlen`` 256 with ``cpp.march``
+    haswell). AVX2, groups of 32 / 64 / 128: INT4 2.38 / 6.82, 1.98 / 6.50, 1.69 / 6.27; INT8
+    3.65 / 9.06, 2.98 / 8.29, 2.58 / 8.03; E2M1 3.64 / 9.26, 3.49 / 9.12, 3.23 / 9.08; INT2
+    1.68 / 4.40, 1.48 / 4.12, 1.27 / 4.05. AVX-512: INT4 1.87 / 0.86, 0.81 / 0.74, 0.53 /
+    0.61; INT8 2.84 / 0.68, 0.81 / 0.44, 0.54 / 0.35; E2M1 30.16 / 1.93 (a segment of 8 words
+    is half a vector, and the float decode's bit casts of a partial vector go element by
+    element), 1.67 / 1.65, 1.27 / 1.57; INT2 1.72 / 0.84, 0.74 / 0.78, 0.55 / 0.60; MX E2M1
+    (blocks of 32) 30.31 / 1.88; E4M3 per channel 1.40 / 1.38.
+
+    >>> import fpx
+    >>> isinstance(fpx.nn._word_planes_pay_off(fpx.INT4, 128), bool)
+    True
+    """
+    return _cpu_vector_bits() < 512 or (fmt.bits < 8 and group_size >= 128)
 
 
 def _float_bits_pay_off(device: torch.device) -> bool:

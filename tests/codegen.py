@@ -50,6 +50,15 @@ def weight_sized_allocations(source: str, elements: int) -> list[tuple[tuple[int
             if all(isinstance(d, int) for d in shape) and math.prod(shape) >= elements]
 
 
+def vector_bits() -> int:
+    """The width in bits of the vectors inductor's C++ backend writes on this machine, 0 for
+    none (read from inductor, independently of the package's own reading)."""
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+    isa = pick_vec_isa()
+    return isa.bit_width() if isa else 0
+
+
 def vectorizes() -> bool:
     """Whether inductor's C++ backend vectorizes on this machine (it needs AVX2, AVX-512, NEON
     or the like; without one every loop is scalar)."""
