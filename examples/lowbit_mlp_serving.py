@@ -44,17 +44,6 @@ class MLP(nn.Module):
         return self.down(F.silu(self.gate(x)) * self.up(x))
 
 
-def weight_bytes(model: nn.Module) -> int:
-    """Bytes of the linear layers' weights (packed codes, scales and zero-points if quantized)."""
-    total = 0
-    for module in model.modules():
-        if isinstance(module, fpx.LowBitLinear):
-            total += module.weight_nbytes
-        elif isinstance(module, nn.Linear):
-            total += module.weight.numel() * module.weight.element_size()
-    return total
-
-
 def seconds_per_call(fn, x, device: torch.device, calls: int = 50, trials: int = 5) -> float:
     """Median over ``trials`` of the mean time of ``calls`` back-to-back calls of ``fn(x)``."""
     fn(x)
@@ -91,7 +80,7 @@ def main():
     inputs = {m: torch.randn(m, args.dim, device=device, dtype=dtype) for m in rows}
     with torch.no_grad():
         references = {m: dense(x).float() for m, x in inputs.items()}
-        dense_bytes = weight_bytes(dense)
+        dense_bytes = fpx.nn.linear_weight_nbytes(dense)
         dense_times = {m: seconds_per_call(dense, x, device) for m, x in inputs.items()}
         results = []
         for label, fmt, kwargs in FORMATS:
@@ -104,7 +93,7 @@ def main():
                     out = compiled(x).float()
                 errors[m] = ((out - references[m]).norm() / references[m].norm()).item()
                 times[m] = seconds_per_call(compiled, x, device)
-            results.append((label, weight_bytes(model), errors, times))
+            results.append((label, fpx.nn.linear_weight_nbytes(model), errors, times))
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"MLP {args.dim} -> {args.hidden} -> {args.dim}, {str(dtype).removeprefix('torch.')} activations; {where}, "

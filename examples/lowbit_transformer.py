@@ -48,16 +48,6 @@ class TinyTransformer(nn.Module):
         return self.head(self.blocks(self.embed(tokens)))
 
 
-def linear_weight_bytes(model):
-    total = 0
-    for module in model.modules():
-        if isinstance(module, fpx.LowBitLinear):
-            total += module.weight_nbytes
-        elif isinstance(module, nn.Linear):
-            total += module.weight.numel() * module.weight.element_size()
-    return total
-
-
 def seconds_per_call(fn, *args, repeats=5):
     fn(*args)
     start = time.perf_counter()
@@ -72,7 +62,7 @@ def main():
     decode_tokens = tokens[:, :1]  # one token: the matrix-vector case of generation
     with torch.no_grad():
         reference = model(tokens)
-        float_bytes = linear_weight_bytes(model)
+        float_bytes = fpx.nn.linear_weight_nbytes(model)
         rows = [("float32", float_bytes, 0.0, seconds_per_call(model, decode_tokens), float("nan"))]
         for name, fmt, kwargs in [
             ("INT4 g128", fpx.INT4, {"group_size": 128}),
@@ -90,7 +80,7 @@ def main():
             with fpx.nn.cold_cache_tuning():  # the first call compiles (and on CUDA tunes) the kernels
                 first = compiled(decode_tokens)
             assert torch.allclose(first, quantized(decode_tokens), rtol=1e-4, atol=1e-4)
-            rows.append((name, linear_weight_bytes(quantized), error, eager, seconds_per_call(compiled, decode_tokens)))
+            rows.append((name, fpx.nn.linear_weight_nbytes(quantized), error, eager, seconds_per_call(compiled, decode_tokens)))
     print(quantized.head)
     print(f"\nTinyTransformer (4 layers, dim 256), linear weights only; CPU, {torch.get_num_threads()} threads")
     print(f"{'weights':<18} {'memory':>10} {'vs fp32':>8} {'rel. error':>11} {'eager ms':>9} {'compiled ms':>12}")

@@ -76,7 +76,7 @@ from .formats import E2M1, E4M3, E5M2, INT4, INT8, FloatFormat, IntFormat
 from .quantize import _dequantize_grid, _grid_affine, quantize
 from .tuning import cold_cache_tuning  # noqa: F401  (fpx.nn.cold_cache_tuning)
 
-__all__ = ["LowBitLinear", "quantize_", "compile_options", "default_gemv_max_rows"]
+__all__ = ["LowBitLinear", "quantize_", "linear_weight_nbytes", "compile_options", "default_gemv_max_rows"]
 
 SCALE_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
@@ -1260,3 +1260,26 @@ def quantize_(model: nn.Module, fmt, *, group_size: int | None = 128, block: str
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, replacement)
     return model
+
+
+def linear_weight_nbytes(model: nn.Module) -> int:
+    """Bytes of the weights of ``model``'s linear layers: each ``nn.Linear`` weight, and each
+    :class:`LowBitLinear`'s packed codes, scales and zero-points (biases not counted), to see
+    what :func:`quantize_` saves.
+
+    >>> import torch, fpx
+    >>> model = torch.nn.Sequential(torch.nn.Linear(256, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8))
+    >>> fpx.nn.linear_weight_nbytes(model)  # float32: (256 * 64 + 64 * 8) * 4
+    67584
+    >>> fpx.nn.linear_weight_nbytes(fpx.quantize_(model, fpx.INT4, group_size=64))  # 8448 code + 1056 scale bytes
+    9504
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    total = 0
+    for module in model.modules():
+        if isinstance(module, LowBitLinear):
+            total += module.weight_nbytes
+        elif isinstance(module, nn.Linear):
+            total += module.weight.numel() * module.weight.element_size()
+    return total

@@ -182,6 +182,19 @@ def test_quantize_swaps_linears_in_place_with_filter():
     torch.testing.assert_close(model(x), ref, rtol=0.05, atol=0.05)
 
 
+def test_linear_weight_nbytes_counts_codes_scales_and_zero_points():
+    """Dense weights at their element size; LowBitLinear's packed codes (4 bits each), scales
+    (bfloat16 here, one per group of 32) and UINT4's zero-points (a byte per group); biases
+    and other modules not at all."""
+    model = nn.Sequential(nn.Linear(128, 64), nn.LayerNorm(64), nn.Linear(64, 32)).to(torch.bfloat16)
+    assert fpx.nn.linear_weight_nbytes(model) == (128 * 64 + 64 * 32) * 2
+    fpx.quantize_(model, fpx.UINT4, group_size=32, filter_fn=lambda module, name: name == "0")
+    codes, groups = 128 * 64 // 2, 64 * (128 // 32)
+    assert fpx.nn.linear_weight_nbytes(model) == codes + groups * 2 + groups * 1 + 64 * 32 * 2
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        fpx.nn.linear_weight_nbytes(torch.zeros(3))
+
+
 def test_quantize_checks_every_layer_before_changing_any():
     model = nn.Sequential(nn.Linear(64, 32), nn.Linear(32, 20), nn.Linear(20, 4))
     with pytest.raises(ValueError, match=r"cannot quantize layer '2'.*in_features must be a multiple of 8"):
