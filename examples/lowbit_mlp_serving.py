@@ -6,7 +6,8 @@ to several formats and compiled with ``fpx.nn.compile_options``. The first call 
 batch size compiles and tunes, inside ``fpx.nn.cold_cache_tuning`` as the layer asks on
 CUDA. Printed per format: the linear weights' memory, the output's relative error against
 the unquantized MLP, and the time per call at each batch size against the unquantized MLP
-run eagerly (cuBLAS on CUDA).
+run eagerly (cuBLAS on CUDA). On CUDA the compiles take minutes: the matmul template is
+tuned for every layer and batch size.
 
 Run: python examples/lowbit_mlp_serving.py                    # CUDA if present, else a CPU-sized MLP
      python examples/lowbit_mlp_serving.py --device cpu --dim 1024 --hidden 2816 --rows 1,32
