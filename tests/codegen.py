@@ -62,6 +62,4 @@ def vector_bits() -> int:
 def vectorizes() -> bool:
     """Whether inductor's C++ backend vectorizes on this machine (it needs AVX2, AVX-512, NEON
     or the like; without one every loop is scalar)."""
-    from torch._inductor.cpu_vec_isa import pick_vec_isa
-
-    return bool(pick_vec_isa())
+    return vector_bits() > 0
