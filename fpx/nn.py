@@ -559,7 +559,12 @@ class LowBitLinear(nn.Module):
         planes, width = g * per_word, columns // per_word
         segment = math.gcd(self.group_size // per_word, width)  # never straddles a group or a plane
         segments = width // segment
-        xf = x2d.float()
+        # x written out first where the graph computes it (an input, or a view of one, stays as
+        # it is): the reductions read x once per weight, and inductor would otherwise inline x's
+        # producer there, such as an MLP's SiLU and product, computed again for every weight
+        # (H200, Llama 3 8B's MLP at one row, INT4: the down projection's reduction took
+        # about 45 us more).
+        xf = _inductor_buffer(x2d).float()
         if words:
             # Plane (p, b): byte b of each word of plane p, i.e. columns 4 w + b of plane p.
             # In that order in a buffer of its own (K values, one small kernel): read in place, x
