@@ -102,19 +102,26 @@ def cold_l2_time_ms(fn, flush: torch.Tensor, reps: int = REPS) -> float:
     return statistics.median(start.elapsed_time(end) for start, end in events)
 
 
-def _eviction_buffer(flushes: dict):
-    """The current CUDA device's eviction buffer (FLUSH_L2_MULTIPLE x its L2), made at the first
-    request and kept in ``flushes``; None (after a warning) where the device has no room for it."""
+def _eviction_buffer(no_room: set):
+    """A fresh eviction buffer for the current CUDA device (FLUSH_L2_MULTIPLE x its L2); None
+    (after a warning, once per device, remembered in ``no_room``) where it does not fit.
+
+    Made for each timing and freed after it, not kept for the block: inductor's CUDA graphs
+    (``triton.cudagraphs``, ``mode="reduce-overhead"``) run a model's first call, where its
+    kernels are tuned, inside the graphs' memory pool, and refuse a tensor that the call leaves
+    alive there. The caching allocator hands the same memory back at the next timing.
+    """
     device = torch.cuda.current_device()
-    if device not in flushes:
-        nbytes = FLUSH_L2_MULTIPLE * torch.cuda.get_device_properties(device).L2_cache_size
-        try:
-            flushes[device] = torch.empty(nbytes // 4, dtype=torch.int32, device=f"cuda:{device}")
-        except torch.cuda.OutOfMemoryError:
-            warnings.warn(f"cold_cache_tuning: no room for the {nbytes / 2**20:.0f} MiB eviction buffer on "
-                          f"cuda:{device}; tuning with inductor's benchmark there", stacklevel=2)
-            flushes[device] = None
-    return flushes[device]
+    if device in no_room:
+        return None
+    nbytes = FLUSH_L2_MULTIPLE * torch.cuda.get_device_properties(device).L2_cache_size
+    try:
+        return torch.empty(nbytes // 4, dtype=torch.int32, device=f"cuda:{device}")
+    except torch.cuda.OutOfMemoryError:
+        warnings.warn(f"cold_cache_tuning: no room for the {nbytes / 2**20:.0f} MiB eviction buffer on "
+                      f"cuda:{device}; tuning with inductor's benchmark there", stacklevel=2)
+        no_room.add(device)
+        return None
 
 
 @contextlib.contextmanager
@@ -126,8 +133,8 @@ def cold_cache_tuning(reps: int = REPS, max_values_per_thread: int | None = MAX_
     attribute writes); a compiled model tunes at its first call per input shape, and inductor
     caches the configs it picked with the kernels, so later processes reuse them. On CPU, and
     on a torch whose benchmark this cannot replace (a warning says so), the block runs
-    unchanged. The eviction buffer (4x L2: 200 MB on an H100 or H200) is allocated at the first
-    timing and freed on exit; where it does not fit, a warning, and inductor's benchmark.
+    unchanged. The eviction buffer (4x L2: 200 MB on an H100 or H200) is allocated for each
+    timing and freed after it; where it does not fit, a warning, and inductor's benchmark.
 
     Coordinate descent skips, without compiling them, the configs that give a thread more than
     ``max_values_per_thread`` values of a block (:func:`values_per_thread`), half that where
@@ -189,7 +196,7 @@ def _cold_l2_benchmark(reps: int):
                       "tuning with inductor's own", stacklevel=4)
         yield
         return
-    flushes = {}  # CUDA device index -> eviction buffer
+    no_room = set()  # CUDA device indices where the eviction buffer did not fit
 
     def benchmark_gpu(_callable, *args, **kwargs):
         # Inductor marks the timings of Triton kernel configs as vetted; anything else (matmul
@@ -197,16 +204,13 @@ def _cold_l2_benchmark(reps: int):
         # inductor's benchmark.
         plain = kwargs.get("return_mode", "min") in ("min", "median", "mean") and "quantiles" not in kwargs
         vetted = kwargs.get("is_vetted_benchmarking") and not kwargs.get("grad_to_none")
-        flush = _eviction_buffer(flushes) if vetted and plain and not args and torch.cuda.is_available() else None
+        flush = _eviction_buffer(no_room) if vetted and plain and not args and torch.cuda.is_available() else None
         if flush is None:
             return original(_callable, *args, **kwargs)
         return cold_l2_time_ms(_callable, flush, reps)
 
-    try:
-        with _patched(benchmarker, "benchmark_gpu", benchmark_gpu):  # an instance attribute: shadows the method
-            yield
-    finally:
-        flushes.clear()
+    with _patched(benchmarker, "benchmark_gpu", benchmark_gpu):  # an instance attribute: shadows the method
+        yield
 
 
 # The launch-config fields whose product is the block a pointwise or reduction kernel's program
