@@ -363,9 +363,10 @@ def _sign_extend_bytes(values: torch.Tensor, bits: int, ones: int = 0x01010101) 
 
 
 def _inductor_buffer(t: torch.Tensor) -> torch.Tensor:
-    """``t`` (the fresh result of an operation: its storage starts with it) itself, as a view of
-    all of it, which inductor writes out as a buffer of its own before its consumer: its
-    lowering of ``as_strided`` realizes the input. Eager, it is ``t`` as it was. Uses:
+    """``t`` itself, as a view with its own sizes, strides and storage offset, which inductor
+    writes out as a buffer of its own before its consumer where the graph computes it: its
+    lowering of ``as_strided`` realizes the input (a graph input, or a view of one, stays as it
+    is: no kernel). Eager, it is ``t`` as it was. Uses:
 
     - split a kernel whose two halves want different loops: one word by word over contiguous
       words, which inductor's C++ vectorizes, and one with an inner dim of ``bits`` or 8 words,
@@ -373,7 +374,9 @@ def _inductor_buffer(t: torch.Tensor) -> torch.Tensor:
     - hand a consumer a contiguous buffer, which inductor's reduction heuristics see
       (``fpx.nn._sums_products_in_one_trip``: on CUDA the buffer is fused back into the
       consumer's kernel and never allocated) and its C++ vectorizer too (x in the order of the
-      words, ``fpx.nn.LowBitLinear._gemv``: one small kernel on CPU).
+      words, ``fpx.nn.LowBitLinear._gemv``: one small kernel on CPU);
+    - keep a consumer that reads each value many times from inlining its producer
+      (``fpx.nn.LowBitLinear._gemv`` reads x once per weight).
     """
     return t.as_strided(t.shape, t.stride())  # dynamo traces no storage_offset()
 

@@ -67,13 +67,16 @@ def test_eager_forward_matches_dequantized_matmul(fmt, kwargs):
     torch.testing.assert_close(layer(x).double(), expected, rtol=1e-5, atol=1e-5)
 
 
-# An odd row count in the small-batch reductions; tests/fpx/test_nn_codegen.py compiles every
-# format at 1 and 16 rows (MX E2M1 among them), and tests/test_cuda_routes.py CUDA's routes.
+# An odd row count in the small-batch reductions, x a view into the middle of a larger tensor
+# (an offset into its storage, strided rows: the reductions write x out first where the graph
+# computes it and read a view in place); tests/fpx/test_nn_codegen.py compiles every format at
+# 1 and 16 rows (MX E2M1 among them) with x contiguous, and tests/test_cuda_routes.py CUDA's routes.
 @pytest.mark.parametrize("fmt, kwargs, rows", [(*CASES[3], 1), (*CASES[3], 7), (*CASES[6], 7), (*CASES[12], 1)],
                          ids=[f"{IDS[3]}-1", f"{IDS[3]}-7", f"{IDS[6]}-7", f"{IDS[12]}-1"])
 def test_compiled_forward_matches_dequantized_matmul(fmt, kwargs, rows):
     layer = LowBitLinear.from_linear(make_linear(), fmt, **kwargs)
-    x = torch.randn(rows, 256)
+    x = torch.randn(2, rows, 263)[1, :, 5:261]
+    assert x.storage_offset() > 0 and x.stride(0) == 263
     expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
     compiled = torch.compile(layer, fullgraph=True)
     torch.testing.assert_close(compiled(x).double(), expected, rtol=1e-5, atol=1e-5)
