@@ -6,8 +6,8 @@ to several formats and compiled with ``fpx.nn.compile_options``. The first call 
 batch size compiles and tunes, inside ``fpx.nn.cold_cache_tuning`` as the layer asks on
 CUDA. Printed per format: the linear weights' memory, the output's relative error against
 the unquantized MLP, and the time per call at each batch size against the unquantized MLP
-run eagerly (cuBLAS on CUDA). On CUDA the compiles take minutes: the matmul template is
-tuned for every layer and batch size.
+run eagerly (cuBLAS on CUDA; both timed in CUDA graphs there, see ``seconds_per_call``). On
+CUDA the compiles take minutes: the matmul template is tuned for every layer and batch size.
 
 Run: python examples/lowbit_mlp_serving.py                    # CUDA if present, else a CPU-sized MLP
      python examples/lowbit_mlp_serving.py --device cpu --dim 1024 --hidden 2816 --rows 1,32
@@ -45,18 +45,40 @@ class MLP(nn.Module):
         return self.down(F.silu(self.gate(x)) * self.up(x))
 
 
-def seconds_per_call(fn, x, device: torch.device, calls: int = 50, trials: int = 5) -> float:
-    """Median over ``trials`` of the mean time of ``calls`` back-to-back calls of ``fn(x)``."""
+def seconds_per_call(fn, x, device: torch.device, calls: int = 20, trials: int = 5) -> float:
+    """Seconds per call of ``fn(x)``: the median over ``trials``.
+
+    CUDA: ``calls`` calls captured in one CUDA graph, whose replay is timed with CUDA events, as
+    a server replays its graphs: what the GPU takes, without the CPU's launch costs (a compiled
+    call launches its kernels from Python; at one row they cost more than the kernels run).
+    CPU: the mean of ``calls`` calls back to back.
+    """
     fn(x)
+    if device.type == "cuda":
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):  # warm up outside the capture, as CUDA graphs ask
+            fn(x)
+        torch.cuda.current_stream(device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(calls):
+                fn(x)
+        graph.replay()
+        times = []
+        for _ in range(trials):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3 / calls)
+        return statistics.median(times)
     times = []
     for _ in range(trials):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
         start = time.perf_counter()
         for _ in range(calls):
             fn(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
         times.append((time.perf_counter() - start) / calls)
     return statistics.median(times)
 
