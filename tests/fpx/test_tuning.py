@@ -97,6 +97,26 @@ def test_without_room_for_the_eviction_buffer_a_warning_and_inductors_benchmark(
     assert recording.calls == [{"is_vetted_benchmarking": True}] * 2
 
 
+def test_each_timing_gets_a_fresh_eviction_buffer_that_nothing_keeps(recording, monkeypatch):
+    # Inductor's CUDA graphs tune a model's first call inside their memory pool and refuse any
+    # tensor the call leaves alive there: the buffer must die with its timing, not the block.
+    import weakref
+
+    made, alive_after = [], []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"L2_cache_size": 64}))
+    real_empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda n, dtype, device: made.append((n, dtype, device)) or real_empty(n, dtype=dtype))
+    monkeypatch.setattr(fpx.tuning, "cold_l2_time_ms", lambda fn, flush, reps: alive_after.append(weakref.ref(flush)) or 3.0)
+    with fpx.nn.cold_cache_tuning():
+        for _ in range(2):
+            assert benchmarking.benchmarker.benchmark_gpu(lambda: None, is_vetted_benchmarking=True) == 3.0
+            assert alive_after[-1]() is None  # freed when the timing returned
+    n = fpx.tuning.FLUSH_L2_MULTIPLE * 64 // 4
+    assert made == [(n, torch.int32, "cuda:0")] * 2 and recording.calls == []
+
+
 @pytest.mark.cuda
 def test_vetted_timings_go_through_the_cold_l2_benchmark(recording, monkeypatch):
     timed = []
