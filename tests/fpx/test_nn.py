@@ -82,6 +82,28 @@ def test_compiled_forward_matches_dequantized_matmul(fmt, kwargs, rows):
     torch.testing.assert_close(compiled(x).double(), expected, rtol=1e-5, atol=1e-5)
 
 
+# Gradients flow to x and the bias through the compiled forward (a frozen low-bit base under a
+# trained adapter): at one row the reductions, whose x is a view written out where the graph
+# computes it, and past CPU's row limit the weight decoded by blocks. Against float64 autograd
+# through the dequantized weight.
+@pytest.mark.parametrize("rows", [1, 20])
+def test_compiled_forward_passes_gradients_to_x_and_the_bias(rows):
+    layer = LowBitLinear.from_linear(make_linear(), CASES[3][0], **CASES[3][1])
+    layer.bias.requires_grad_(True)
+    base = torch.randn(rows + 1, 263, requires_grad=True)
+
+    def loss(layer_fn, base):
+        x = torch.nn.functional.silu(base[1:, 5:261])  # computed, then read by the layer
+        return (layer_fn(x) * torch.linspace(-1, 1, 48)).square().sum()
+
+    grads = torch.autograd.grad(loss(torch.compile(layer, fullgraph=True), base), [base, layer.bias])
+    weight = layer.dequantize_weight().double()
+    base64, bias64 = base.detach().double().requires_grad_(), layer.bias.detach().double().requires_grad_()
+    expected = torch.autograd.grad(loss(lambda x: x @ weight.T + bias64, base64), [base64, bias64])
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
+
+
 def test_compiled_large_batch_path_matches():
     # x of three dims past a row limit set on the layer (tests/fpx/test_nn_codegen.py compiles
     # INT4, UINT4 by 32 and MX E2M1 past the default limit)
