@@ -79,14 +79,19 @@ def test_without_cuda_vetted_timings_keep_inductors_benchmark(recording):
     assert recording.calls == [{"is_vetted_benchmarking": True}]
 
 
+def pretend_one_cuda_device(monkeypatch, l2_bytes: int) -> None:
+    """On any machine: CUDA available, device 0 current, its L2 ``l2_bytes``."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"L2_cache_size": l2_bytes}))
+
+
 def test_without_room_for_the_eviction_buffer_a_warning_and_inductors_benchmark(recording, monkeypatch):
     # A device as full as a serving process keeps it: the 4x L2 buffer does not fit.
     def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"L2_cache_size": 50 * 2**20}))
+    pretend_one_cuda_device(monkeypatch, 50 * 2**20)
     monkeypatch.setattr(torch, "empty", out_of_memory)
     with fpx.nn.cold_cache_tuning():
         with pytest.warns(UserWarning, match="no room for the 200 MiB eviction buffer on cuda:0"):
@@ -103,9 +108,7 @@ def test_each_timing_gets_a_fresh_eviction_buffer_that_nothing_keeps(recording, 
     import weakref
 
     made, alive_after = [], []
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"L2_cache_size": 64}))
+    pretend_one_cuda_device(monkeypatch, 64)
     real_empty = torch.empty
     monkeypatch.setattr(torch, "empty", lambda n, dtype, device: made.append((n, dtype, device)) or real_empty(n, dtype=dtype))
     monkeypatch.setattr(fpx.tuning, "cold_l2_time_ms", lambda fn, flush, reps: alive_after.append(weakref.ref(flush)) or 3.0)
