@@ -1,5 +1,5 @@
 """Research: where a call of the MLP compiled with inductor's CUDA graphs spends its wall time
-(benchmarks/RESULTS.md, twenty-fourth session: 134-151 us at one row for 47 us of GPU time).
+(benchmarks/RESULTS.md, twenty-fourth session: 133-173 us at one row for 47 us of GPU time).
 
 Run: PYTHONPATH=$PWD:$PWD/benchmarks python benchmarks/probe_cudagraphs.py
 """
@@ -9,25 +9,19 @@ import cProfile
 import io
 import pstats
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, "examples")
 import fpx  # noqa: E402
 from lowbit_mlp_serving import MLP  # noqa: E402
+from timing import cuda_wall_seconds_per_call  # noqa: E402
 
 
-def wall_us(fn, x, calls=100, mark=False):
-    fn(x)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(calls):
-        if mark:
-            torch.compiler.cudagraph_mark_step_begin()
-        fn(x)
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) / calls * 1e6
+def wall_us(fn, x, mark=False):
+    """Wall-clock us per call over 100 calls, each after a CUDA-graph step mark with ``mark``."""
+    step = torch.compiler.cudagraph_mark_step_begin if mark else None
+    return cuda_wall_seconds_per_call(fn, x, calls=100, before_each=step) * 1e6
 
 
 def main():

@@ -21,18 +21,7 @@ from torch._inductor.utils import run_and_get_code
 sys.path.insert(0, "examples")
 import fpx  # noqa: E402
 from lowbit_mlp_serving import FORMATS, MLP  # noqa: E402
-from timing import time_cuda_graph  # noqa: E402
-
-
-def wall_seconds_per_call(fn, x, calls: int = 50) -> float:
-    """Mean wall-clock seconds of ``calls`` back-to-back calls, launches included."""
-    fn(x)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn(x)
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) / calls
+from timing import cuda_wall_seconds_per_call, time_cuda_graph  # noqa: E402
 
 
 def main():
@@ -45,7 +34,7 @@ def main():
     inputs = {m: torch.randn(m, 4096, device=device, dtype=torch.bfloat16) for m in rows}
     with torch.no_grad():
         for m, x in inputs.items():
-            print(f"dense eager M={m}: wall {wall_seconds_per_call(dense, x) * 1e6:.1f} "
+            print(f"dense eager M={m}: wall {cuda_wall_seconds_per_call(dense, x) * 1e6:.1f} "
                   f"graph {time_cuda_graph([lambda: dense(x)]) * 1e6:.1f}", flush=True)
         for label, fmt, kwargs in FORMATS:
             if only and not any(o in label for o in only):
@@ -68,7 +57,7 @@ def main():
                                 with open(f"{out_dir}/mlp_{fmt.name}_{m}.py", "w") as handle:
                                     handle.write(codes[-1])
                     compile_s = time.time() - start
-                    wall = wall_seconds_per_call(compiled, x)
+                    wall = cuda_wall_seconds_per_call(compiled, x)
                     graph = "" if graphs else f" graph {time_cuda_graph([lambda: compiled(x)]) * 1e6:.1f}"
                     print(f"M={m} {label:18} cudagraphs={graphs}: kernels {kernels} wall {wall * 1e6:.1f}{graph} "
                           f"compile {compile_s:.0f}s", flush=True)

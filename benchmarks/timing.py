@@ -165,6 +165,21 @@ def time_cuda_graph(calls, *, replays_per_graph: int = 10, trials: int = 20) -> 
     return statistics.median(samples)
 
 
+def cuda_wall_seconds_per_call(fn, x, calls: int = 50, before_each=None) -> float:
+    """Mean wall-clock seconds of ``calls`` back-to-back calls of ``fn(x)`` on CUDA, the CPU's
+    launch path included (what a caller without CUDA graphs waits); ``before_each()`` runs
+    before each call (e.g. ``torch.compiler.cudagraph_mark_step_begin``)."""
+    fn(x)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        if before_each is not None:
+            before_each()
+        fn(x)
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / calls
+
+
 def time_call(fn, *args) -> float:
     """Median seconds per call on the device of the first tensor argument."""
     device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
