@@ -49,8 +49,9 @@
 #   floors: the left route's row floors (measured in the twenty-second session), right
 #         (--weight-left 0) against left, each compiled alone: E4M3 at 16-17 rows and INT4 at
 #         16 rows at 8192 x 8192 (64-row tiles, fpx.tuning.FEW_COLUMN_TILES, since the
-#         twenty-first session), INT8 at 96 rows, INT4 split at 2048 x 8192; then the split's CUDA tests (64-deep tiles), and inductor's
-#         fusion log for the left route's second kernel (E4M3, 64 rows). About 8 minutes.
+#         twenty-first session), INT8 at 96 rows, INT4 split at 2048 x 8192; then the split's
+#         CUDA tests (64-deep tiles), and inductor's fusion log for the left route's second
+#         kernel (E4M3, 64 rows). About 8 minutes.
 #   right-split: benchmarks/probe_right_split.py, K split in two on the right route for codes by
 #         groups of 128 (RSPLIT_JOBS: its arguments, separated by ';', each a process of its own
 #         in a fresh inductor cache). About 4 minutes.
