@@ -520,7 +520,8 @@ class LowBitLinear(nn.Module):
         uint8 lanes through a slow partial vector load, int32 lanes in full. x then goes into
         a buffer in the words' order first: read in place it was strided, and inductor
         vectorized across segments with transposes instead (2-core CPU, 4096 x 4096, one row,
-        old and new code alternating twice: INT4 4.5-6.1 -> 1.15-1.27 ms, INT8 4.6-4.8 -> 1.35, INT2 16.6-18.8 -> 1.29, INT1 31-34 -> 1.28, UINT4 4.0-4.1 -> 1.28;
+        old and new code alternating twice: INT4 4.5-6.1 -> 1.15-1.27 ms, INT8 4.6-4.8 ->
+        1.35, INT2 16.6-18.8 -> 1.29, INT1 31-34 -> 1.28, UINT4 4.0-4.1 -> 1.28;
         float codes, now by words too, E2M1 2.8-3.3 -> 2.58, E4M3 3.1-3.2 -> 2.54; float32
         F.linear 3.2-3.9 ms). Byte planes, in the same runs: INT4 1.29-1.34, INT8 1.27-1.28,
         INT2 1.28-1.45, E2M1 2.99-3.12, E4M3 3.25-3.46: the words stay ahead, by less.
