@@ -172,9 +172,20 @@ def compile_options(device="cuda") -> dict:
 ROW_REDUCTIONS = 32
 
 
-def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block: str | None = None) -> int:
+# Per-channel 8-bit float codes (their scales on the product, _channel_scale_after_matmul) take
+# the matmul template from 3 rows on CUDA where the layer has this many output features or more;
+# with fewer the template's 64-column tiles leave SMs idle and the reductions tie or win.
+CHANNEL_SCALED_TEMPLATE_FORMATS = (E4M3, E5M2)
+CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES = 8192
+
+
+def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block: str | None = None, *,
+                          channel_scales_on_product: bool = False, out_features: int = 0) -> int:
     """The most rows of x the compiled forward takes through the small-batch reductions by
     default (more go through the matmul path); ``gemv_max_rows`` overrides it per layer.
+    ``channel_scales_on_product``: the layer has one scale per output channel that its matmul
+    path multiplies into the product (``group_size == in_features``, no MX block, x in
+    bfloat16 or float32); ``out_features``: the layer's N.
 
     - CPU: 16. Measured (2 cores, 4096 x 4096, float32, separate runs), reductions against
       inductor's decode kernel plus a library matmul: M = 4: INT4 11.8 / 70.0 ms, INT8 19.1 /
@@ -206,10 +217,22 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       at M = 2 against the template's 70). On an H200 with integer codes by float bits, INT4
       reductions / template: M = 2 31.9 / 62.5 us, M = 4 48.3 / 59.9 (40.8 at M = 4 since the
       sums are persistent reductions, :func:`_sums_products_in_one_trip`).
+    - CUDA, E4M3 and E5M2 with their per-channel scales on the product and at least
+      ``CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES`` output features: 2, the template from 3
+      rows. Measured on an H200 (torch 2.11, bf16 x, 2026-12-01, each set compiled alone),
+      reductions / template in us: 8192 x 8192 E4M3 M = 2 30.3 / 28.8, M = 3 42.7 / 26.5,
+      M = 4 43.7 / 26.8; E5M2 M = 2 28.6 / 48.4 (a poor tile draw), M = 3 46.4 / 31.5, M = 4
+      47.4 / 33.2; 14336 x 4096 E4M3 M = 3 35.9 / 21.0, M = 4 42.9 / 20.9. With 4096
+      output features the reductions tie or win (4096 x 4096 M = 3 12.6 / 13.8, M = 4 13.8 /
+      14.1; 4096 x 14336 M = 3 34.1 / 39.5, M = 4 40.7 / 39.8). INT8 per channel keeps 4: its
+      template at 8192 x 8192 took 40.9 / 39.5 / 55.7 at M = 2 / 3 / 4 against the
+      reductions' 28.6 / 36.7 / 43.7.
 
     >>> import fpx
     >>> [fpx.nn.default_gemv_max_rows("cuda", f) for f in (fpx.INT4, fpx.E2M1, fpx.E3M2, fpx.E4M3)]
     [4, 4, 4, 4]
+    >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E4M3, channel_scales_on_product=True, out_features=8192)
+    2
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E2M1, block="mx")
     4
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E2M1, static_rows=False)
@@ -218,6 +241,9 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
     if device_type != "cuda":
         return 16
     if not static_rows:
+        return 2
+    if (channel_scales_on_product and fmt in CHANNEL_SCALED_TEMPLATE_FORMATS
+            and out_features >= CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES):
         return 2
     # 4 for every format: at most ROW_REDUCTIONS // planar_group(bits) for formats of 8 planes
     return 4
@@ -381,8 +407,10 @@ class LowBitLinear(nn.Module):
             return F.linear(x, self.dequantize_weight(x.dtype), self._bias(x.dtype))
         rows = x.numel() // self.in_features
         limit = self.gemv_max_rows
+        scale_after = self._channel_scales_on_product(x)
         if limit is None:
-            limit = default_gemv_max_rows(x.device.type, self.fmt, static_rows=isinstance(rows, int), block=self.block)
+            limit = default_gemv_max_rows(x.device.type, self.fmt, static_rows=isinstance(rows, int), block=self.block,
+                                          channel_scales_on_product=scale_after, out_features=self.out_features)
         if rows <= limit:
             out = self._gemv(x.reshape(-1, self.in_features), bias=self.bias)
             return out.reshape(*x.shape[:-1], self.out_features)
@@ -390,12 +418,6 @@ class LowBitLinear(nn.Module):
         if _matmul_by_weight_blocks(x.device):
             out = self._matmul_by_weight_blocks(x2d, self._bias(x.dtype))
             return out.reshape(*x.shape[:-1], self.out_features)
-        # One scale per output channel (a group as long as a row, not MX's E8M0 codes) on the
-        # product's columns, where the choice says so: the decoded codes are exact in bfloat16
-        # and float32 (at most 8 significant bits), and float16's range could not hold an
-        # unscaled product.
-        scale_after = (self.group_size == self.in_features and self.block is None
-                       and x.dtype in (torch.bfloat16, torch.float32) and _channel_scale_after_matmul(x.device))
         if scale_after and _weight_as_left_operand(x.device, self.fmt, rows, self.out_features):
             # (W x^T)^T: the decoded weight is the matmul's left operand, x's rows its columns.
             # Split in S chunks of K (see _splits_k_on_the_left): W as (S N, K/S) and x as (M S,
@@ -414,6 +436,14 @@ class LowBitLinear(nn.Module):
             out = self._chunk_products_summed_and_scaled(product, splits, scale_after, x.dtype)
         out = out.reshape(*x.shape[:-1], self.out_features)
         return out if self.bias is None else out + self.bias.to(x.dtype)
+
+    def _channel_scales_on_product(self, x: torch.Tensor) -> bool:
+        """Whether the matmul path multiplies one scale per output channel (a group as long as
+        a row, not MX's E8M0 codes) into the product's columns, where the choice says so: the
+        decoded codes are exact in bfloat16 and float32 (at most 8 significant bits), and
+        float16's range could not hold an unscaled product."""
+        return (self.group_size == self.in_features and self.block is None
+                and x.dtype in (torch.bfloat16, torch.float32) and _channel_scale_after_matmul(x.device))
 
     def _chunk_products_summed_and_scaled(self, product, splits: int, scale_after: bool, dtype) -> torch.Tensor:
         """x W^T (M, N) in ``dtype`` from the (M S, S N) product of x's and W's K chunks, whose

@@ -418,6 +418,61 @@ def test_default_row_limits_are_four_rows_on_cuda_inside_a_tuning_block_or_not()
     assert {limit("cpu", f, block=b) for f, b in ((fpx.INT4, None), (fpx.E2M1, "mx"), (fpx.E4M3, None))} == {16}
 
 
+def test_per_channel_float8_takes_the_template_from_three_rows_on_cuda_with_many_output_features():
+    """E4M3 and E5M2 with their per-channel scales on the product: 2 rows on CUDA from 8192
+    output features (the template wins from 3 rows there, measured on an H200), 4 with fewer,
+    and for every other format or scale layout; CPU and a symbolic batch unchanged."""
+    limit = fpx.nn.default_gemv_max_rows
+    many = fpx.nn.CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES
+    assert many == 8192
+    for fmt in (fpx.E4M3, fpx.E5M2):
+        assert limit("cuda", fmt, channel_scales_on_product=True, out_features=many) == 2
+        assert limit("cuda", fmt, channel_scales_on_product=True, out_features=14336) == 2
+        assert limit("cuda", fmt, channel_scales_on_product=True, out_features=many - 1) == 4
+        assert limit("cuda", fmt, channel_scales_on_product=False, out_features=many) == 4
+        assert limit("cuda", fmt, static_rows=False, channel_scales_on_product=True, out_features=many) == 2
+        assert limit("cpu", fmt, channel_scales_on_product=True, out_features=many) == 16
+    for fmt in (fpx.INT8, fpx.INT4, fpx.E2M1, fpx.E3M2):
+        assert limit("cuda", fmt, channel_scales_on_product=True, out_features=many) == 4
+
+
+ROW_LIMIT_ROUTES = [  # format, group size, out features, x dtype, whether 3 rows take the matmul
+    (fpx.E4M3, None, 8192, torch.bfloat16, True),
+    (fpx.E5M2, None, 8192, torch.float32, True),
+    (fpx.E4M3, None, 4096, torch.bfloat16, False),  # too few output features
+    (fpx.E4M3, None, 8192, torch.float16, False),  # float16 x: the scales go into the decode
+    (fpx.E4M3, 32, 8192, torch.bfloat16, False),  # scales by groups
+    (fpx.INT8, None, 8192, torch.bfloat16, False),  # INT8's template loses at 2-4 rows
+]
+
+
+@pytest.mark.parametrize("fmt, group_size, n, dtype, matmul", ROW_LIMIT_ROUTES,
+                         ids=["E4M3", "E5M2-f32", "E4M3-4096", "E4M3-f16", "E4M3-g32", "INT8"])
+def test_the_layer_gives_its_row_limit_its_scales_layout_and_output_features(fmt, group_size, n, dtype, matmul,
+                                                                              monkeypatch):
+    """The compiled forward as on CUDA (its row limit read for "cuda"; the choices of CUDA's
+    matmul path forced on, eagerly): per-channel E4M3 and E5M2 with 8192 output features take
+    the matmul at 3 rows and the reductions at 2; the other layers the reductions at 3.
+    Outputs against the dequantized weight in float64 either way."""
+    real_limit = fpx.nn.default_gemv_max_rows
+    monkeypatch.setattr(fpx.nn, "default_gemv_max_rows", lambda device_type, *args, **kwargs: real_limit("cuda", *args, **kwargs))
+    monkeypatch.setattr(fpx.nn, "_channel_scale_after_matmul", lambda device: True)
+    monkeypatch.setattr(fpx.nn, "_matmul_by_weight_blocks", lambda device: False)
+    monkeypatch.setattr(fpx.nn, "_weight_as_left_operand", lambda device, fmt, rows, out_features: False)
+    monkeypatch.setattr(fpx.nn, "_splits_k_on_the_right", lambda *args: False)
+    torch.manual_seed(0)
+    k = 64
+    layer = LowBitLinear.from_linear(nn.Linear(k, n), fmt, group_size=group_size).to(dtype)
+    weight = layer.dequantize_weight().double()
+    for rows, takes_matmul in ((2, False), (3, matmul)):
+        x = torch.randn(rows, k).to(dtype)
+        out, taken = compiled_route_run_eagerly(layer, x, monkeypatch)
+        assert taken == ([(False, False, 1)] if takes_matmul else []), (rows, taken)
+        expected = x.double() @ weight.T + layer.bias.double()
+        bound = x.double().abs() @ weight.abs().T + layer.bias.double().abs()
+        assert bool(((out.double() - expected).abs() <= 2 ** -6 * bound + 1e-6).all()), rows
+
+
 @pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("bits", range(1, 8))
 def test_int_field_values_is_the_field_exactly_for_every_code_and_shift(bits, signed):
