@@ -163,7 +163,7 @@ if [[ $what == verify ]]; then
   # The codegen tests of the layer run alone after: inductor decides the template's prologue
   # fusion by timing (INT8 at 16 rows once stayed unfused next to another GPU process).
   timeout 300 python3 -m pytest -q -m cuda -p no:cacheprovider tests/bitpack tests/fpx/test_convert_codegen.py tests/fpx/test_encode.py > "$OUT/tests_a.log" 2>&1 &
-  timeout 300 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn.py tests/fpx/test_fake_quantize.py tests/fpx/test_quantize.py tests/fpx/test_formats.py > "$OUT/tests_c.log" 2>&1 &
+  timeout 300 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn.py tests/fpx/test_fake_quantize.py tests/fpx/test_quantize.py tests/fpx/test_formats.py tests/fpx/test_tuning.py > "$OUT/tests_c.log" 2>&1 &
   wait
   timeout 420 python3 -m pytest -q -m cuda -p no:cacheprovider --durations=8 tests/fpx/test_nn_codegen.py > "$OUT/tests_b.log" 2>&1
   summarize_tests "$OUT"
