@@ -267,6 +267,32 @@ def test_low_bit_linear_compiled_with_the_weight_on_the_left(fmt, dtype, splits)
     assert bool(((out.double() - expected).abs() <= allowed).all())
 
 
+# Past CUDA's row limit with bfloat16 x, INT8 codes go to bfloat16 directly from int8 in the
+# matmul's decode (fpx.nn.dequantize_packed), the scales multiplied in bfloat16, per channel
+# (scales on the product) or by groups: compiled as on CUDA, the output against the
+# dequantized weight in float64.
+@pytest.mark.parametrize("group_size", [None, 32], ids=["per-channel", "by-32"])
+def test_low_bit_linear_compiled_int8_decoded_to_bfloat16_directly(group_size):
+    torch.manual_seed(0)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, 48), fpx.INT8, group_size=group_size,
+                                         gemv_max_rows=4).to(torch.bfloat16)  # CUDA's limit (CPU's is 16)
+    x = torch.randn(5, 256, dtype=torch.bfloat16)
+    in_x_dtype = []  # the decode's own calls are traced inside InvokeQuant: asked outside it
+    original = fpx.nn._decode_in_x_dtype_applies
+    torch._dynamo.reset()
+    with as_on_cuda(), mock.patch.object(fpx.nn, "_decode_in_x_dtype_applies",
+                                         lambda *args: in_x_dtype.append(original(*args)) or in_x_dtype[-1]):
+        out = torch.compile(layer, fullgraph=True, dynamic=False)(x)
+    torch._dynamo.reset()
+    assert in_x_dtype == [True]
+    weight = layer.dequantize_weight().double()
+    expected = x.double() @ weight.T + layer.bias.double()
+    bound = x.double().abs() @ weight.abs().T + layer.bias.double().abs()
+    # bfloat16 roundings, each within 2^-9 relative: by groups each weight, per channel the
+    # product and its scaling; then the output and the bias
+    assert bool(((out.double() - expected).abs() <= 2**-7 * bound).all())
+
+
 @pytest.mark.parametrize("bitorder", ["big", "little"])
 def test_packbits_by_byte_loads(bitorder):
     generator = torch.Generator().manual_seed(0)

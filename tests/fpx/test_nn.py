@@ -663,14 +663,15 @@ def test_k_split_routes_match_the_dequantized_weight_for_any_shape(case):
 
 
 HALF_DECODE_CASES = CASES + [(fpx.INT7, {"group_size": 32}), (fpx.UINT7, {"group_size": 32}),
-                             (fpx.UINT8, {"group_size": 32})]
+                             (fpx.UINT8, {"group_size": 32}), (fpx.INT8, {"group_size": 32})]
 
 
 @pytest.mark.parametrize("fmt, kwargs", HALF_DECODE_CASES, ids=[f"{f.name}-{kw}" for f, kw in HALF_DECODE_CASES])
 def test_decode_in_x_dtype_gives_the_float32_decodes_weights_bit_for_bit(fmt, kwargs, monkeypatch):
     """The matmul path's decode in x's half-precision dtype (``fpx.nn._decodes_in_x_dtype``,
     CUDA's choice, forced on here with CUDA's integer fields by float bits): where it applies
-    (integer codes of 1-7 bits, scales of x's dtype) the weights are the float32 decode's
+    (integer codes of 1-7 bits, and signed 8-bit codes for bfloat16 x, converted from int8
+    directly; scales of x's dtype) the weights are the float32 decode's
     rounded once to x's dtype, bit for bit, for scales across the dtype's whole exponent range
     (overflowing float16's products to inf alike); elsewhere the float32 route is kept. The
     reference is the float32 decode, computed before the choice is forced."""
@@ -698,7 +699,8 @@ def test_decode_in_x_dtype_gives_the_float32_decodes_weights_bit_for_bit(fmt, kw
                 transposed = layer._matmul_weight(dtype, scaled=scaled)
                 assert transposed.dtype == dtype
                 assert torch.equal(transposed.T, expected.to(dtype)), (dtype, layer.scale.dtype, scaled)
-                applies = (isinstance(fmt, fpx.IntFormat) and fmt.bits <= 7
+                int8_to_bfloat16 = fmt.bits == 8 and fmt.signed and dtype == torch.bfloat16
+                applies = (isinstance(fmt, fpx.IntFormat) and (fmt.bits <= 7 or int8_to_bfloat16)
                            and (not scaled or layer.scale.dtype == dtype))
                 assert decode_dtypes == [dtype if applies else torch.float32], (dtype, layer.scale.dtype, scaled)
 
