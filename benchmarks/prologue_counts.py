@@ -1,0 +1,143 @@
+"""Instructions per weight of a fused matmul template's K loop, for decodes of our choosing,
+counted for Hopper (sm_90a) without a GPU.
+
+Research tool (not part of the package). Inductor's Triton matmul template, with a decode
+prologue in the form inductor writes it (the INT4 template an H200 compiled in the twenty-
+fourth session, its prologue replaced here), is compiled offline by
+``benchmarks/sass_offline.py`` (a CPU build of torch and ``pip install triton==3.6.0``); the K
+loop's SASS instructions are divided by the weights each thread decodes per trip. Predicts
+which decode issues less before a device run times it (docs/inductor.md, "INT8 codes to
+bfloat16 in one conversion").
+
+    python benchmarks/prologue_counts.py                      # every decode below, three tiles
+    python benchmarks/prologue_counts.py --decodes int8-pc-direct e4m3-pc --tiles 16x64x128w4
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sass_offline  # noqa: E402
+
+# The codes' byte at the tile's (k, n): W is (N, K) row-major, 8192 x 8192.
+CODE = "tl.load(in_ptr1 + (tl.broadcast_to(8192*idx_n + idx_m, [BLOCK_K, BLOCK_N])), None, eviction_policy='evict_last')"
+# One bfloat16 scale per 128 weights of a row, and a uint8 zero-point alike.
+SCALE = "tl.load(in_ptr2 + (tl.broadcast_to(64*idx_n + (idx_m // 128), [BLOCK_K, BLOCK_N])), None, eviction_policy='evict_last')"
+ZERO = "tl.load(in_ptr3 + (tl.broadcast_to(64*idx_n + (idx_m // 128), [BLOCK_K, BLOCK_N])), None, eviction_policy='evict_last')"
+
+# name: the decode's statements, from the code byte c (uint8), the scale s and zero-point z
+# where used, to the bfloat16 weight w.
+DECODES = {
+    "int8-pc-float32": "w = c.to(tl.int8, bitcast=True).to(tl.int32).to(tl.float32).to(tl.bfloat16)",
+    "int8-pc-direct": "w = c.to(tl.int8, bitcast=True).to(tl.bfloat16)",
+    "e4m3-pc": "w = c.to(tl.float8e4nv, bitcast=True).to(tl.float32).to(tl.bfloat16)",
+    "int8-g128-float32": "w = (c.to(tl.int8, bitcast=True).to(tl.int32).to(tl.float32) * s.to(tl.float32)).to(tl.bfloat16)",
+    "int8-g128-direct": "w = c.to(tl.int8, bitcast=True).to(tl.bfloat16) * s",
+    "int8-pc-bits-f32": "w = ((c.to(tl.int32) ^ 0x4B000080).to(tl.float32, bitcast=True) * 1.0 - 8388736.0).to(tl.bfloat16)",
+    "int8-pc-bits-f16": "w = ((c.to(tl.int32) ^ 0x6480).to(tl.int16).to(tl.float16, bitcast=True) - 1152.0).to(tl.bfloat16)",
+    "uint8-g128-direct": "w = (c.to(tl.bfloat16) - z.to(tl.bfloat16)) * s",
+}
+
+# The signature and the pointers' 16-byte alignment, as inductor passes them (sass_offline
+# reads both from the source).
+META = ("# triton_meta={'signature': {'arg_A': '*bf16', 'in_ptr1': '*u8', 'in_ptr2': '*bf16', 'in_ptr3': '*u8', "
+        "'out_ptr0': '*bf16'}, 'configs': [{(0,): [['tt.divisibility', 16]], (1,): [['tt.divisibility', 16]], "
+        "(2,): [['tt.divisibility', 16]], (3,): [['tt.divisibility', 16]], (4,): [['tt.divisibility', 16]]}]}")
+
+TEMPLATE = '''
+@triton.jit
+def triton_tem_decode(arg_A, in_ptr1, in_ptr2, in_ptr3, out_ptr0):
+    EVEN_K : tl.constexpr = True
+    ACC_TYPE : tl.constexpr = tl.float32
+    BLOCK_M : tl.constexpr = {block_m}
+    BLOCK_N : tl.constexpr = {block_n}
+    BLOCK_K : tl.constexpr = {block_k}
+    GROUP_M : tl.constexpr = 8
+    INDEX_DTYPE : tl.constexpr = tl.int32
+    A = arg_A
+    M = 16
+    N = 8192
+    K = 8192
+    pid = tl.program_id(0).to(INDEX_DTYPE)
+    grid_m = (M + BLOCK_M - 1) // BLOCK_M
+    grid_n = (N + BLOCK_N - 1) // BLOCK_N
+    width = GROUP_M * grid_n
+    group_id = pid // width
+    group_size = min(grid_m - group_id * GROUP_M, GROUP_M)
+    pid_m = group_id * GROUP_M + (pid % group_size)
+    pid_n = (pid % width) // (group_size)
+    tl.assume(pid_m >= 0)
+    tl.assume(pid_n >= 0)
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_a_m = tl.max_contiguous(tl.multiple_of(rm % M, BLOCK_M), BLOCK_M)
+    offs_b_n = tl.max_contiguous(tl.multiple_of(rn % N, BLOCK_N), BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_TYPE)
+    for k_idx in range(0, tl.cdiv(K, BLOCK_K)):
+        a_k_idx_vals = offs_k[None, :] + (k_idx * BLOCK_K)
+        b_k_idx_vals = offs_k[:, None] + (k_idx * BLOCK_K)
+        idx_m = offs_a_m[:, None]
+        idx_n = a_k_idx_vals
+        xindex = idx_n + 8192*idx_m
+        a = tl.load(A + (xindex))
+        idx_m = b_k_idx_vals
+        idx_n = offs_b_n[None, :]
+        xindex = idx_n + 8192*idx_m
+{loads}
+        {decode}
+        b = w.broadcast_to(xindex.shape)
+        acc += tl.dot(a, b, allow_tf32=False, out_dtype=ACC_TYPE)
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    idx_m = rm[:, None]
+    idx_n = rn[None, :]
+    mask = (idx_m < M) & (idx_n < N)
+    xindex = idx_n + 8192*idx_m
+    tl.store(out_ptr0 + (tl.broadcast_to(xindex, [BLOCK_M, BLOCK_N])), acc, mask)
+'''
+
+
+def template_source(decode: str, block_m: int, block_n: int, block_k: int) -> str:
+    """The template kernel's Triton source with ``decode`` as its prologue."""
+    loads = [f"        c = {CODE}"]
+    if re.search(r"\bs\b", decode):
+        loads.append(f"        s = {SCALE}")
+    if re.search(r"\bz\b", decode):
+        loads.append(f"        z = {ZERO}")
+    return META + TEMPLATE.format(block_m=block_m, block_n=block_n, block_k=block_k, loads="\n".join(loads), decode=decode)
+
+
+def k_loop_counts(source: str, warps: int, stages: int, tile_weights: int) -> tuple[float, collections.Counter]:
+    """(instructions per weight, opcode counts) of the K loop of ``source`` compiled for sm_90a."""
+    rows, loops = sass_offline._rows_and_loops(sass_offline.sass(source, {}, num_warps=warps, num_stages=stages))
+    first, last = max(loops, key=lambda loop: loop[1] - loop[0])  # the K loop: the longest
+    body = collections.Counter(op for _, _, op in rows[first : last + 1] if op != "NOP")
+    return sum(body.values()) / (tile_weights / (32 * warps)), body
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--decodes", nargs="*", default=list(DECODES), choices=list(DECODES))
+    parser.add_argument("--tiles", nargs="*", default=["16x16x128w2", "16x32x128w2", "16x64x128w4"],
+                        help="BLOCK_M x BLOCK_N x BLOCK_K and warps (5 stages)")
+    args = parser.parse_args()
+    print(f"{'decode':>20} {'tile':>12} {'instr/weight':>12} {'I2F/weight':>10}  top opcodes")
+    for tile in args.tiles:
+        sizes, warps = tile.split("w")
+        block_m, block_n, block_k = (int(v) for v in sizes.split("x"))
+        for name in args.decodes:
+            source = template_source(DECODES[name], block_m, block_n, block_k)
+            per_weight, body = k_loop_counts(source, int(warps), 5, block_k * block_n)
+            i2f = body["I2F"] / (block_k * block_n / (32 * int(warps)))
+            top = ", ".join(f"{op} {n}" for op, n in body.most_common(6))
+            print(f"{name:>20} {tile:>12} {per_weight:>12.2f} {i2f:>10.2f}  {top}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
