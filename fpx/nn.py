@@ -174,7 +174,7 @@ ROW_REDUCTIONS = 32
 
 # Per-channel 8-bit float codes (their scales on the product, _channel_scale_after_matmul) take
 # the matmul template from 3 rows on CUDA where the layer has this many output features or more;
-# with fewer the template's 64-column tiles leave SMs idle and the reductions tie or win.
+# with 4096 the reductions tied or won (likely the template's 64-column tiles: 64 programs).
 CHANNEL_SCALED_TEMPLATE_FORMATS = (E4M3, E5M2)
 CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES = 8192
 
@@ -226,7 +226,8 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       output features the reductions tie or win (4096 x 4096 M = 3 12.6 / 13.8, M = 4 13.8 /
       14.1; 4096 x 14336 M = 3 34.1 / 39.5, M = 4 40.7 / 39.8). INT8 per channel keeps 4: its
       template at 8192 x 8192 took 40.9 / 39.5 / 55.7 at M = 2 / 3 / 4 against the
-      reductions' 28.6 / 36.7 / 43.7.
+      reductions' 28.6 / 36.7 / 43.7 (its codes then decoded through float32; not yet timed
+      with the int8 -> bfloat16 decode of :func:`dequantize_packed`).
 
     >>> import fpx
     >>> [fpx.nn.default_gemv_max_rows("cuda", f) for f in (fpx.INT4, fpx.E2M1, fpx.E3M2, fpx.E4M3)]
