@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session: every CUDA test, then the benchmarks. Logs go to $OUT (or ./gpu_out).
-# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|left|floors|right-split|split-edges|all]
+# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|left|floors|right-split|split-edges|int8|all]
 #   grid: the linear grid of benchmarks/RESULTS.md (GRID_JOBS: "SHAPES FORMATS MS;..." to choose
 #         part of it): cold compiles of every case side by side, inductor's tuning timings one at
 #         a time under a lock (phase 1, warming inductor's caches), then the timed runs side by
@@ -61,6 +61,11 @@
 #         11008, 16 and 32 rows; INT4 and INT8 at 4096 x 14336, 8 and 12 rows; per-channel E4M3
 #         (16 rows) and INT8 (16, 32 rows) at 4096 x 14336. EDGES_JOBS: linear.py argument sets
 #         separated by ';', each with its --split-k-right.
+#   int8: INT8 decoded from int8 to bfloat16 in the template's prologue (--decode-in-x-dtype 1,
+#         the default since the twenty-fifth session) against through float32 (0), 8192 x 8192,
+#         per channel at 2, 3, 4, 16 and 64 rows (the 2-4 rows through the template) and by 128
+#         at 16 and 64, each set compiled alone; then the tests of the template's INT8 and E4M3
+#         decodes. Predicted in docs/inductor.md ("INT8 codes to bfloat16 in one conversion").
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES), then
 #         probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
 set -u
@@ -251,6 +256,12 @@ if [[ $what == fp4 ]]; then
   # one row and the matmul template at 16 and 64, then the CUDA tests that pin the fusion.
   ab_sweep --float-bits 200 "--formats E2M1,E2M1-MX --m 1,16,64"
   cuda_tests tests_16_rows tests/fpx/test_nn_codegen.py -k 16_rows
+fi
+
+if [[ $what == int8 ]]; then
+  ab_sweep --decode-in-x-dtype 240 "--shapes 8192x8192 --formats INT8 --group-size 0 --m 2,3,4,16,64 --gemv-max-rows 1"
+  ab_sweep --decode-in-x-dtype 150 "--shapes 8192x8192 --formats INT8 --group-size 128 --m 16,64"
+  cuda_tests tests_int8 tests/fpx/test_nn_codegen.py -k "bfloat16_exactly or 16_rows_fuses or e4m3_at_3_rows"
 fi
 
 if [[ $what == decode ]]; then
