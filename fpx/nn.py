@@ -745,7 +745,8 @@ def dequantize_packed(
     :func:`_splits_k_on_the_right`).
 
     ``dtype`` bfloat16 or float16: W computed in that dtype, integer fields placed there (see
-    :func:`_int_field_values`), the scale multiplied there. Where the code values are exact in
+    :func:`_int_field_values`; signed 8-bit codes converted from int8 to bfloat16), the scale
+    multiplied there. Where the code values are exact in
     ``dtype`` and the scales are of ``dtype`` (:func:`_decode_in_x_dtype_applies`), each weight
     is rounded once, to the same value as the float32 product rounded to ``dtype``. See
     :func:`_decodes_in_x_dtype`.
@@ -1241,7 +1242,8 @@ def _decode_in_x_dtype_applies(dtype: torch.dtype, fmt, scale_dtype: torch.dtype
     E2M1-MX with E8M0 scales in bfloat16 too, 56.4 / 55.3 and 64.0 / 63.0)."""
     if not (isinstance(fmt, IntFormat) and scale_dtype in (None, dtype)):
         return False
-    return dtype in (torch.bfloat16, torch.float16) and fmt.bits <= 7 or dtype == torch.bfloat16 and fmt.bits == 8 and fmt.signed
+    placed = dtype in (torch.bfloat16, torch.float16) and fmt.bits <= 7
+    return placed or (dtype == torch.bfloat16 and fmt.bits == 8 and fmt.signed)
 
 
 def _human(nbytes: int) -> str:
