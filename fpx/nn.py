@@ -239,6 +239,10 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E2M1, static_rows=False)
     2
     """
+    if not isinstance(device_type, str) or ":" in device_type:
+        raise ValueError(f"device_type must be a device type such as 'cuda' or 'cpu' (no index), got {device_type!r}")
+    if isinstance(out_features, bool) or not isinstance(out_features, int) or out_features < 0:
+        raise ValueError(f"out_features must be a non-negative int, got {out_features!r}")
     if device_type != "cuda":
         return 16
     if not static_rows:

@@ -436,6 +436,19 @@ def test_per_channel_float8_takes_the_template_from_three_rows_on_cuda_with_many
         assert limit("cuda", fmt, channel_scales_on_product=True, out_features=many) == 4
 
 
+@pytest.mark.parametrize("kwargs, match", [
+    ({"device_type": "cuda:0"}, "device_type.*'cuda:0'"),
+    ({"device_type": torch.device("cuda")}, "device_type"),
+    ({"out_features": -1}, "out_features.*-1"),
+    ({"out_features": 8192.0}, "out_features.*8192.0"),
+    ({"out_features": True}, "out_features.*True"),
+], ids=["indexed-device", "device-object", "negative-features", "float-features", "bool-features"])
+def test_row_limit_rejects_a_device_with_an_index_and_bad_feature_counts(kwargs, match):
+    arguments = {"device_type": "cuda", "fmt": fpx.E4M3, "channel_scales_on_product": True, "out_features": 8192} | kwargs
+    with pytest.raises(ValueError, match=match):
+        fpx.nn.default_gemv_max_rows(**arguments)
+
+
 ROW_LIMIT_ROUTES = [  # format, group size, out features, x dtype, whether 3 rows take the matmul
     (fpx.E4M3, None, 8192, torch.bfloat16, True),
     (fpx.E5M2, None, 8192, torch.float32, True),
