@@ -92,7 +92,8 @@ LAYER_CHOICES = {
     # whose weight blocks it did not speed up)
     "channel_scale_after_matmul": "_channel_scale_after_matmul",
     # the matmul path's decode in a bfloat16/float16 x's dtype (integer codes under 2^7's exponent,
-    # the scale multiplied in pairs), where exact (off: float32, rounded once at the end)
+    # INT8 from int8 to bfloat16, the scale multiplied in pairs), where exact (off: float32,
+    # rounded once at the end)
     "decode_in_x_dtype": "_decodes_in_x_dtype",
     # the matmul path as (W x^T)^T, the decoded weight the template's left operand (off: x W^T)
     "weight_left": "_weight_as_left_operand",

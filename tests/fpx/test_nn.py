@@ -444,7 +444,8 @@ def test_per_channel_float8_takes_the_template_from_three_rows_on_cuda_with_many
     ({"out_features": True}, "out_features.*True"),
 ], ids=["indexed-device", "device-object", "negative-features", "float-features", "bool-features"])
 def test_row_limit_rejects_a_device_with_an_index_and_bad_feature_counts(kwargs, match):
-    arguments = {"device_type": "cuda", "fmt": fpx.E4M3, "channel_scales_on_product": True, "out_features": 8192} | kwargs
+    arguments = {"device_type": "cuda", "fmt": fpx.E4M3, "channel_scales_on_product": True,
+                 "out_features": 8192} | kwargs
     with pytest.raises(ValueError, match=match):
         fpx.nn.default_gemv_max_rows(**arguments)
 
@@ -468,7 +469,8 @@ def test_the_layer_gives_its_row_limit_its_scales_layout_and_output_features(fmt
     the matmul at 3 rows and the reductions at 2; the other layers the reductions at 3.
     Outputs against the dequantized weight in float64 either way."""
     real_limit = fpx.nn.default_gemv_max_rows
-    monkeypatch.setattr(fpx.nn, "default_gemv_max_rows", lambda device_type, *args, **kwargs: real_limit("cuda", *args, **kwargs))
+    monkeypatch.setattr(fpx.nn, "default_gemv_max_rows",
+                        lambda device_type, *args, **kwargs: real_limit("cuda", *args, **kwargs))
     monkeypatch.setattr(fpx.nn, "_channel_scale_after_matmul", lambda device: True)
     monkeypatch.setattr(fpx.nn, "_matmul_by_weight_blocks", lambda device: False)
     monkeypatch.setattr(fpx.nn, "_weight_as_left_operand", lambda device, fmt, rows, out_features: False)
@@ -685,8 +687,8 @@ def test_decode_in_x_dtype_gives_the_float32_decodes_weights_bit_for_bit(fmt, kw
     CUDA's choice, forced on here with CUDA's integer fields by float bits): where it applies
     (integer codes of 1-7 bits, and signed 8-bit codes for bfloat16 x, converted from int8
     directly; scales of x's dtype) the weights are the float32 decode's
-    rounded once to x's dtype, bit for bit, for scales across the dtype's whole exponent range
-    (overflowing float16's products to inf alike); elsewhere the float32 route is kept. The
+    rounded once to x's dtype, bit for bit, for scales across most of the dtype's exponent range
+    (bfloat16 2^-100 to 2^100; float16's overflowing its products to inf alike); elsewhere the float32 route is kept. The
     reference is the float32 decode, computed before the choice is forced."""
     wide_scales = {torch.bfloat16: (-100, 100), torch.float16: (-24, 12), torch.float32: (-100, 100)}
     generator = torch.Generator().manual_seed(0)
