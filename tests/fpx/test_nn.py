@@ -720,6 +720,25 @@ def test_decode_in_x_dtype_gives_the_float32_decodes_weights_bit_for_bit(fmt, kw
                 assert decode_dtypes == [dtype if applies else torch.float32], (dtype, layer.scale.dtype, scaled)
 
 
+@pytest.mark.parametrize("compiling", [False, True], ids=["eager-form", "compiled-form"])
+@pytest.mark.parametrize("group_size", [None, 32], ids=["per-channel", "by-32"])
+def test_int8_codes_decode_to_bfloat16_with_no_wider_tensor(group_size, compiling, monkeypatch):
+    """INT8's bfloat16 decode (the matmul template's prologue on CUDA) holds the codes as
+    uint8 / int8 and the values as bfloat16 only: no int32 or float32 tensor, whose int ->
+    float32 conversion costs an I2F per weight in the template (docs/inductor.md, "INT8 codes
+    to bfloat16 in one conversion"). Traced with make_fx, both the eager and compiled forms."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    layer = LowBitLinear.from_linear(make_linear(), fpx.INT8, group_size=group_size).to(torch.bfloat16)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: compiling)
+    decode = make_fx(lambda packed, scale: dequantize_packed(packed, scale, None, None, fmt=fpx.INT8,
+                                                             group_size=layer.group_size, block=None,
+                                                             dtype=torch.bfloat16))
+    graph = decode(layer.packed, layer.scale).graph
+    dtypes = {node.meta["val"].dtype for node in graph.nodes if isinstance(node.meta.get("val"), torch.Tensor)}
+    assert dtypes == {torch.uint8, torch.int8, torch.bfloat16}, dtypes
+
+
 @pytest.mark.parametrize("fmt, kwargs, on_avx2, on_avx512", [
     (fpx.INT4, {"group_size": 128}, True, True),
     (fpx.INT2, {"group_size": 256}, True, True),
