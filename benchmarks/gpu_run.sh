@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session: every CUDA test, then the benchmarks. Logs go to $OUT (or ./gpu_out).
-# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|left|floors|right-split|split-edges|int8|all]
+# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|left|floors|right-split|split-edges|int8|e5m2|all]
 #   grid: the linear grid of benchmarks/RESULTS.md (GRID_JOBS: "SHAPES FORMATS MS;..." to choose
 #         part of it): cold compiles of every case side by side, inductor's tuning timings one at
 #         a time under a lock (phase 1, warming inductor's caches), then the timed runs side by
@@ -66,6 +66,9 @@
 #         per channel at 2, 3, 4, 16 and 64 rows (the 2-4 rows through the template) and by 128
 #         at 16 and 64, each set compiled alone; then the tests of the template's INT8 and E4M3
 #         decodes. Predicted in docs/inductor.md ("INT8 codes to bfloat16 in one conversion").
+#   e5m2: E5M2 per channel by torch's float8_e5m2 cast in the template's prologue (--e5m2-cast 1,
+#         the default since the twenty-fifth session) against a float16's top byte (0), 8192 x
+#         8192 at 3, 16 and 64 rows, each set compiled alone. About 3 minutes.
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES), then
 #         probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
 set -u
@@ -262,6 +265,10 @@ if [[ $what == int8 ]]; then
   ab_sweep --decode-in-x-dtype 240 "--shapes 8192x8192 --formats INT8 --group-size 0 --m 2,3,4,16,64 --gemv-max-rows 1"
   ab_sweep --decode-in-x-dtype 150 "--shapes 8192x8192 --formats INT8 --group-size 128 --m 16,64"
   cuda_tests tests_int8 tests/fpx/test_nn_codegen.py -k "bfloat16_exactly or 16_rows_fuses or e4m3_at_3_rows"
+fi
+
+if [[ $what == e5m2 ]]; then
+  ab_sweep --e5m2-cast 150 "--shapes 8192x8192 --formats E5M2 --m 3,16,64"
 fi
 
 if [[ $what == decode ]]; then

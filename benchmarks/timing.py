@@ -95,6 +95,9 @@ LAYER_CHOICES = {
     # INT8 from int8 to bfloat16, the scale multiplied in pairs), where exact (off: float32,
     # rounded once at the end)
     "decode_in_x_dtype": "_decodes_in_x_dtype",
+    # E5M2 by torch's float8_e5m2 cast in the matmul template's prologue (on: CUDA; off: the
+    # code as a float16's top byte)
+    "e5m2_cast": "_e5m2_by_float8_cast",
     # the matmul path as (W x^T)^T, the decoded weight the template's left operand (off: x W^T)
     "weight_left": "_weight_as_left_operand",
     # the left route's K split in two, W as (2 N, K/2) (off: unsplit)

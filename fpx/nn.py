@@ -860,7 +860,9 @@ def _grid_values(
     the formats :func:`_float32_shift_decodes` takes by :func:`_float_values_by_float32_shift`
     instead of the float16 placement.
 
-    ``casts_only`` keeps the float16 route to E5M2 and uses fpx.decode for the other formats:
+    ``casts_only`` (the matmul template's prologue) takes E5M2 by torch's float8_e5m2 cast
+    where :func:`_e5m2_by_float8_cast` says so, else the float16 route, and fpx.decode for the
+    other formats:
     in a matmul template's prologue (M = 16, 8192 x 8192, H100) the float16 route measured
     slower there (E2M1: 201 vs 142 us).
 
@@ -883,6 +885,8 @@ def _grid_values(
     fields = (fmt.exponent_bits, fmt.mantissa_bits, fmt.bias, fmt.special, fmt.signed)
     if fields == (4, 3, 7, "fn", True) and casts:
         return codes.to(torch.uint8).view(torch.float8_e4m3fn).to(torch.float32)
+    if fields == (5, 2, 15, "ieee", True) and casts_only and _e5m2_by_float8_cast(codes.device):
+        return codes.to(torch.uint8).view(torch.float8_e5m2).to(torch.float32)
     like_half = fmt.exponent_bits == 5 and fmt.bias == 15 and fmt.special == "ieee"  # E5M2: float16's specials
     # float16 exponents 1-30 are finite: formats of <= 4 exponent bits fit, their NaN aside.
     small = fmt.special in ("finite", "fn") and fmt.exponent_bits <= 4 and not casts_only
@@ -943,6 +947,18 @@ def _float_decode_by_casts(device: torch.device) -> bool:
     float16 placement): on CUDA. On CPU inductor's C++ compiles those to scalar loops and
     vectorizes :func:`_float_values_in_32_bit_lanes` instead. (A function, so that
     benchmarks/sass_offline.py can count the CUDA forms from CPU tensors.)"""
+    return device.type == "cuda"
+
+
+def _e5m2_by_float8_cast(device: torch.device) -> bool:
+    """Whether the matmul template's prologue (:func:`_grid_values` with ``casts_only``) decodes
+    E5M2 codes by torch's float8_e5m2 cast to float32 rather than as a float16's top byte: on
+    CUDA. Counted offline (sm_90a, Triton 3.6, the fused template's K loop at 16 rows, 16 x 32 /
+    16 x 64 tiles, ``benchmarks/prologue_counts.py``-style decodes): 4.36 / 4.17 instructions per
+    weight (F2FP and HADD2, as E4M3's cast) against 5.41 / 5.45 for the top byte (IMAD, HADD2,
+    PRMT). E5M2 per channel took 31.5 / 33.2 us at 3 / 4 rows of 8192 x 8192 on an H200 in the
+    top byte's form, E4M3 26.5 / 26.8. Predicted: E5M2 at E4M3's times. Not yet timed
+    (``benchmarks/linear.py --e5m2-cast 0|1``). The same values, NaN and inf included."""
     return device.type == "cuda"
 
 

@@ -39,6 +39,7 @@ CUDA_ANSWERS = {
     ("fpx.convert", "_signs_from_bits"): lambda device: True,
     ("fpx.convert", "_bfloat16_by_float16_placement"): lambda device: True,
     ("fpx.nn", "_float_decode_by_casts"): lambda device: True,
+    ("fpx.nn", "_e5m2_by_float8_cast"): lambda device: True,
     ("fpx.nn", "_float_bits_pay_off"): lambda device: True,
     ("fpx.nn", "_patterns_from_buffer_pays_off"): lambda device, rows: rows == 1,
     ("fpx.nn", "_marks_the_decode"): lambda device: True,

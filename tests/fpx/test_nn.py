@@ -720,6 +720,28 @@ def test_decode_in_x_dtype_gives_the_float32_decodes_weights_bit_for_bit(fmt, kw
                 assert decode_dtypes == [dtype if applies else torch.float32], (dtype, layer.scale.dtype, scaled)
 
 
+def test_e5m2_by_the_float8_cast_decodes_every_code_as_the_float16_placement(monkeypatch):
+    """The matmul template's E5M2 decode by torch's float8_e5m2 cast (``fpx.nn.
+    _e5m2_by_float8_cast``, CUDA's choice, forced on here) against the float16 top byte it
+    replaces and fpx.decode: every code, the same float32 bits (inf, -0 and NaN included)."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    codes = torch.arange(256, dtype=torch.int32)
+    decoded = {}
+    for cast in (True, False):
+        monkeypatch.setattr(fpx.nn, "_e5m2_by_float8_cast", lambda device, cast=cast: cast)
+        decoded[cast] = fpx.nn._grid_values(codes, fpx.E5M2, casts_only=True)
+        graph = make_fx(lambda c: fpx.nn._grid_values(c, fpx.E5M2, casts_only=True))(codes).graph
+        dtypes = {node.meta["val"].dtype for node in graph.nodes if isinstance(node.meta.get("val"), torch.Tensor)}
+        assert (torch.float8_e5m2 in dtypes) == cast, dtypes  # the route taken
+    reference = fpx.decode(codes.to(torch.uint8), fpx.E5M2)
+    for values in decoded.values():
+        assert values.dtype == torch.float32
+        nan = torch.isnan(reference)
+        assert torch.equal(torch.isnan(values), nan)
+        assert torch.equal(values[~nan].view(torch.int32), reference[~nan].view(torch.int32))
+
+
 @pytest.mark.parametrize("compiling", [False, True], ids=["eager-form", "compiled-form"])
 @pytest.mark.parametrize("group_size", [None, 32], ids=["per-channel", "by-32"])
 def test_int8_codes_decode_to_bfloat16_with_no_wider_tensor(group_size, compiling, monkeypatch):
