@@ -264,7 +264,7 @@ fi
 if [[ $what == int8 ]]; then
   ab_sweep --decode-in-x-dtype 240 "--shapes 8192x8192 --formats INT8 --group-size 0 --m 2,3,4,16,64 --gemv-max-rows 1"
   ab_sweep --decode-in-x-dtype 150 "--shapes 8192x8192 --formats INT8 --group-size 128 --m 16,64"
-  cuda_tests tests_int8 tests/fpx/test_nn_codegen.py -k "bfloat16_exactly or 16_rows_fuses or e4m3_at_3_rows"
+  cuda_tests tests_int8 tests/fpx/test_nn_codegen.py -k "bfloat16_exactly or 16_rows_fuses or float8_at_3_rows"
 fi
 
 if [[ $what == e5m2 ]]; then

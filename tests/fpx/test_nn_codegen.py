@@ -196,15 +196,19 @@ def compiled_bf16_forward(fmt, kwargs, n=8192, k=8192, tuning=contextlib.nullcon
     return source, n * k
 
 
-# Per-channel E4M3 with 8192 output features leaves the reductions after 2 rows (fpx.nn.
-# CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES; H200, 8192 x 8192, 3 rows: 42.7 us reduced, 26.5 in
-# the template): at 3 rows the decode (a cast) fuses into the template, the scales on its product.
+# Per-channel E4M3 and E5M2 with 8192 output features leave the reductions after 2 rows (fpx.nn.
+# CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES; H200, 8192 x 8192, 3 rows: E4M3 42.7 us reduced, 26.5
+# in the template): at 3 rows the decode, torch's float8 cast (E5M2's since fpx.nn.
+# _e5m2_by_float8_cast), fuses into the template, the scales on its product.
 @pytest.mark.cuda
-def test_cuda_forward_per_channel_e4m3_at_3_rows_takes_the_fused_template():
-    source, weight_size = compiled_bf16_forward(fpx.E4M3, {"group_size": None}, k=2048, rows=3)
+@pytest.mark.parametrize("fmt, triton_type", [(fpx.E4M3, "tl.float8e4nv"), (fpx.E5M2, "tl.float8e5")],
+                         ids=["E4M3", "E5M2"])
+def test_cuda_forward_per_channel_float8_at_3_rows_takes_the_fused_template(fmt, triton_type):
+    source, weight_size = compiled_bf16_forward(fmt, {"group_size": None}, k=2048, rows=3)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert "triton_tem_" in source and "r0_numel" not in source, source
     assert kernel_count(source, "cuda") <= 2, source  # the template (+ the scale epilogue if unfused)
+    assert triton_type in source, source  # the cast
 
 
 # Under cold_cache_tuning the template tries narrow tiles at small batches (fpx.tuning.
