@@ -61,11 +61,12 @@
 #         11008, 16 and 32 rows; INT4 and INT8 at 4096 x 14336, 8 and 12 rows; per-channel E4M3
 #         (16 rows) and INT8 (16, 32 rows) at 4096 x 14336. EDGES_JOBS: linear.py argument sets
 #         separated by ';', each with its --split-k-right.
-#   int8: INT8 decoded from int8 to bfloat16 in the template's prologue (--decode-in-x-dtype 1,
-#         the default since the twenty-fifth session) against through float32 (0), 8192 x 8192,
-#         per channel at 2, 3, 4, 16 and 64 rows (the 2-4 rows through the template) and by 128
-#         at 16 and 64, each set compiled alone; then the tests of the template's INT8 and E4M3
-#         decodes. Predicted in docs/inductor.md ("INT8 codes to bfloat16 in one conversion").
+#   int8: INT8 (and UINT8) decoded through int8 to bfloat16 in the template's prologue
+#         (--decode-in-x-dtype 1, the default since the twenty-fifth session) against through
+#         float32 (0), 8192 x 8192, INT8 per channel at 2, 3, 4, 16 and 64 rows (the 2-4 rows
+#         through the template), INT8 and UINT8 by 128 at 16 and 64, each set compiled alone;
+#         then the tests of the template's 8-bit decodes. About 8 minutes. Predicted in
+#         docs/inductor.md ("INT8 codes to bfloat16 in one conversion").
 #   e5m2: E5M2 per channel by torch's float8_e5m2 cast in the template's prologue (--e5m2-cast 1,
 #         the default since the twenty-fifth session) against a float16's top byte (0), 8192 x
 #         8192 at 3, 16 and 64 rows, each set compiled alone. About 3 minutes.
@@ -263,7 +264,7 @@ fi
 
 if [[ $what == int8 ]]; then
   ab_sweep --decode-in-x-dtype 240 "--shapes 8192x8192 --formats INT8 --group-size 0 --m 2,3,4,16,64 --gemv-max-rows 1"
-  ab_sweep --decode-in-x-dtype 150 "--shapes 8192x8192 --formats INT8 --group-size 128 --m 16,64"
+  ab_sweep --decode-in-x-dtype 200 "--shapes 8192x8192 --formats INT8,UINT8 --group-size 128 --m 16,64"
   cuda_tests tests_int8 tests/fpx/test_nn_codegen.py -k "bfloat16_exactly or 16_rows_fuses or float8_at_3_rows"
 fi
 

@@ -40,7 +40,10 @@ DECODES = {
     "int8-g128-direct": "w = c.to(tl.int8, bitcast=True).to(tl.bfloat16) * s",
     "int8-pc-bits-f32": "w = ((c.to(tl.int32) ^ 0x4B000080).to(tl.float32, bitcast=True) * 1.0 - 8388736.0).to(tl.bfloat16)",
     "int8-pc-bits-f16": "w = ((c.to(tl.int32) ^ 0x6480).to(tl.int16).to(tl.float16, bitcast=True) - 1152.0).to(tl.bfloat16)",
+    "uint8-g128-float32": "w = ((c.to(tl.int32).to(tl.float32) - z.to(tl.float32)) * s.to(tl.float32)).to(tl.bfloat16)",
     "uint8-g128-direct": "w = (c.to(tl.bfloat16) - z.to(tl.bfloat16)) * s",
+    "uint8-g128-xor": ("w = ((c ^ 0x80).to(tl.int8, bitcast=True).to(tl.bfloat16)"
+                       " - (z ^ 0x80).to(tl.int8, bitcast=True).to(tl.bfloat16)) * s"),
     # E5M2 as inductor writes it: a float16's top byte (before), torch's float8_e5m2 cast (now)
     "e5m2-pc-top-byte": ("w = ((c.to(tl.int32) << 8).to(tl.int16) & -256).to(tl.float16, bitcast=True)"
                          ".to(tl.bfloat16)"),

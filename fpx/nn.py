@@ -749,8 +749,8 @@ def dequantize_packed(
     :func:`_splits_k_on_the_right`).
 
     ``dtype`` bfloat16 or float16: W computed in that dtype, integer fields placed there (see
-    :func:`_int_field_values`; signed 8-bit codes converted from int8 to bfloat16), the scale
-    multiplied there. Where the code values are exact in
+    :func:`_int_field_values`; 8-bit codes converted from int8 to bfloat16,
+    :func:`_bytes_as_bfloat16`), the scale multiplied there. Where the code values are exact in
     ``dtype`` and the scales are of ``dtype`` (:func:`_decode_in_x_dtype_applies`), each weight
     is rounded once, to the same value as the float32 product rounded to ``dtype``. See
     :func:`_decodes_in_x_dtype`.
@@ -774,13 +774,10 @@ def dequantize_packed(
         float_bits = _float_bits_pay_off(packed.device)
     int_bits = float_bits and isinstance(fmt, IntFormat) and fmt.bits < 8
     float_in_place = float_bits and isinstance(fmt, FloatFormat) and _float_fields_in_place(fmt)
-    # Signed bytes straight to bfloat16: Triton converts int8 pairs to bfloat16 by integer
-    # operations and one packed add (LOP3, PRMT, HADD2), where int32 -> float32 is an I2F per
-    # weight (a quarter-rate conversion) and float16 an I2F too (offline sm_90a counts of the
-    # fused template's K loop, 16 x 64 x 128 tile, per weight: 4.33 instructions and no I2F
-    # against 4.97 with one; E4M3's cast 4.17). Exact: an int8 is a bfloat16 value.
-    int8_to_bfloat16 = signed and fmt.bits == 8 and dtype == torch.bfloat16
-    codes_dtype = torch.int8 if int8_to_bfloat16 else torch.int32
+    # Bytes straight to bfloat16 (see _bytes_as_bfloat16): signed codes, and unsigned ones
+    # with their zero-points.
+    bytes_to_bfloat16 = fmt.bits == 8 and dtype == torch.bfloat16 and (signed or zero_point is not None)
+    codes_dtype = (torch.int8 if signed else torch.uint8) if bytes_to_bfloat16 else torch.int32
     codes = bitpack.unpack(packed, fmt.bits, g, dim=1, signed=signed and not int_bits, dtype=codes_dtype)
     if scale is not None:
         scale = (_e8m0_values(scale) if block == "mx" else scale).to(dtype)
@@ -820,8 +817,8 @@ def dequantize_packed(
         grid = _int_field_values(codes, fmt.bits, signed, dtype=dtype)
     elif float_in_place:
         grid = _float_field_values(codes, fmt, shift=0)
-    elif int8_to_bfloat16:
-        grid = codes.to(dtype)
+    elif bytes_to_bfloat16:
+        grid, zero_point = _bytes_as_bfloat16(codes, zero_point)
     elif table:
         grid = _grid_values(codes, fmt, code_table)
     else:
@@ -831,6 +828,27 @@ def dequantize_packed(
     if torch.compiler.is_compiling():
         return weight  # (S N, K / S) already
     return _columns_as_rows(weight.reshape(n, g * columns), splits)
+
+
+def _bytes_as_bfloat16(codes: torch.Tensor, zero_point: torch.Tensor | None) -> tuple:
+    """(grid, zero-point) of 8-bit codes as bfloat16 values through int8 alone: int8 codes as
+    they are (``zero_point`` None); uint8 codes and their uint8 zero-points each less 128 (the
+    top bit flipped, read as int8), whose difference is the code's, exactly (at most 255 in
+    magnitude: 8 significant bits).
+
+    Why: Triton converts int8 pairs to bfloat16 by integer operations and one packed add (LOP3,
+    PRMT, HADD2), while int8 -> float32 (INT8's float32 route), int8 -> float16 and uint8 ->
+    bfloat16 each take an I2F per weight, a quarter-rate conversion on each weight's chain in
+    the matmul template (UINT8's float32 route converts code and zero-point by I2FP).
+    Offline sm_90a counts of the fused template's K loop (``benchmarks/prologue_counts.py``, 16
+    x 16 / 16 x 32 / 16 x 64 tiles, instructions per weight): INT8 per channel 6.12 / 4.78 /
+    4.97 through float32 -> 5.41 / 4.42 / 4.33 (E4M3's cast 5.38 / 4.36 / 4.17); INT8 by 128
+    7.78 / 6.84 / 6.75 -> 7.00 / 6.00 / 5.86; UINT8 by 128 with zero-points 9.38 / 8.17 / 8.14
+    -> 8.72 / 7.53 / 7.47; no I2F.
+    """
+    if zero_point is None:
+        return codes.to(torch.bfloat16), None
+    return tuple((t ^ 0x80).view(torch.int8).to(torch.bfloat16) for t in (codes, zero_point))
 
 
 def _columns_as_rows(t: torch.Tensor, splits: int) -> torch.Tensor:
@@ -1253,10 +1271,9 @@ def _decode_in_x_dtype_applies(dtype: torch.dtype, fmt, scale_dtype: torch.dtype
     2^7's exponent, as bfloat16 values) with scales of x's half-precision dtype. Exact: a code
     value (less its zero-point) has at most 8 significant bits and a scale 8 or 11, so their
     float32 product is exact and the float32 route rounds it once to ``dtype``, as ``dtype``'s
-    own multiply does. Signed 8-bit codes too for bfloat16 x, converted from int8 directly
-    (twenty-fifth session, not yet timed: see :func:`dequantize_packed`; float16's int8
-    conversion is an I2F, no gain). Not UINT8 (its uint8 -> bfloat16 conversion counted an I2F
-    per weight too) nor float codes. Earlier, 8-bit codes converted to float32 first and float
+    own multiply does. 8-bit codes too for bfloat16 x, through int8 (twenty-fifth session, not
+    yet timed: :func:`_bytes_as_bfloat16`; float16's int8 conversion is an I2F, no gain). Not
+    float codes. Earlier, 8-bit codes converted to float32 first and float
     codes ran no faster or slower (H200, 8192 x 8192, us, float32 / x's dtype; 16 rows unless
     said: INT8 45.8 / 57.1 and E4M3 per channel 26.5 / 30.8; E2M1 placed in bfloat16's
     fields by :func:`_float_field_values`' multiply, 16 rows 53.2 / 53.0, 64 rows 61.5 / 62.2;
@@ -1264,7 +1281,7 @@ def _decode_in_x_dtype_applies(dtype: torch.dtype, fmt, scale_dtype: torch.dtype
     if not (isinstance(fmt, IntFormat) and scale_dtype in (None, dtype)):
         return False
     placed = dtype in (torch.bfloat16, torch.float16) and fmt.bits <= 7
-    return placed or (dtype == torch.bfloat16 and fmt.bits == 8 and fmt.signed)
+    return placed or (dtype == torch.bfloat16 and fmt.bits == 8)
 
 
 def _human(nbytes: int) -> str:

@@ -268,14 +268,15 @@ def test_low_bit_linear_compiled_with_the_weight_on_the_left(fmt, dtype, splits)
     assert bool(((out.double() - expected).abs() <= allowed).all())
 
 
-# Past CUDA's row limit with bfloat16 x, INT8 codes go to bfloat16 directly from int8 in the
-# matmul's decode (fpx.nn.dequantize_packed), the scales multiplied in bfloat16, per channel
-# (scales on the product) or by groups: compiled as on CUDA, the output against the
-# dequantized weight in float64.
-@pytest.mark.parametrize("group_size", [None, 32], ids=["per-channel", "by-32"])
-def test_low_bit_linear_compiled_int8_decoded_to_bfloat16_directly(group_size):
+# Past CUDA's row limit with bfloat16 x, 8-bit integer codes go to bfloat16 through int8 in the
+# matmul's decode (fpx.nn._bytes_as_bfloat16; UINT8's zero-points alike), the scales multiplied
+# in bfloat16, per channel (scales on the product) or by groups: compiled as on CUDA, the output
+# against the dequantized weight in float64.
+@pytest.mark.parametrize("fmt, group_size", [(fpx.INT8, None), (fpx.INT8, 32), (fpx.UINT8, 32)],
+                         ids=["INT8-per-channel", "INT8-by-32", "UINT8-by-32"])
+def test_low_bit_linear_compiled_8_bit_codes_decoded_to_bfloat16_through_int8(fmt, group_size):
     torch.manual_seed(0)
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, 48), fpx.INT8, group_size=group_size,
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, 48), fmt, group_size=group_size,
                                          gemv_max_rows=4).to(torch.bfloat16)  # CUDA's limit (CPU's is 16)
     x = torch.randn(5, 256, dtype=torch.bfloat16)
     in_x_dtype = []  # the decode's own calls are traced inside InvokeQuant: asked outside it

@@ -685,8 +685,8 @@ HALF_DECODE_CASES = CASES + [(fpx.INT7, {"group_size": 32}), (fpx.UINT7, {"group
 def test_decode_in_x_dtype_gives_the_float32_decodes_weights_bit_for_bit(fmt, kwargs, monkeypatch):
     """The matmul path's decode in x's half-precision dtype (``fpx.nn._decodes_in_x_dtype``,
     CUDA's choice, forced on here with CUDA's integer fields by float bits): where it applies
-    (integer codes of 1-7 bits, and signed 8-bit codes for bfloat16 x, converted from int8
-    directly; scales of x's dtype) the weights are the float32 decode's
+    (integer codes of 1-7 bits, and 8-bit codes for bfloat16 x, converted through int8;
+    scales of x's dtype) the weights are the float32 decode's
     rounded once to x's dtype, bit for bit, for scales across most of the dtype's exponent range
     (bfloat16 2^-100 to 2^100; float16's overflowing its products to inf alike); elsewhere the float32 route is kept. The
     reference is the float32 decode, computed before the choice is forced."""
@@ -714,8 +714,8 @@ def test_decode_in_x_dtype_gives_the_float32_decodes_weights_bit_for_bit(fmt, kw
                 transposed = layer._matmul_weight(dtype, scaled=scaled)
                 assert transposed.dtype == dtype
                 assert torch.equal(transposed.T, expected.to(dtype)), (dtype, layer.scale.dtype, scaled)
-                int8_to_bfloat16 = fmt.bits == 8 and fmt.signed and dtype == torch.bfloat16
-                applies = (isinstance(fmt, fpx.IntFormat) and (fmt.bits <= 7 or int8_to_bfloat16)
+                bytes_to_bfloat16 = fmt.bits == 8 and dtype == torch.bfloat16
+                applies = (isinstance(fmt, fpx.IntFormat) and (fmt.bits <= 7 or bytes_to_bfloat16)
                            and (not scaled or layer.scale.dtype == dtype))
                 assert decode_dtypes == [dtype if applies else torch.float32], (dtype, layer.scale.dtype, scaled)
 
@@ -743,20 +743,21 @@ def test_e5m2_by_the_float8_cast_decodes_every_code_as_the_float16_placement(mon
 
 
 @pytest.mark.parametrize("compiling", [False, True], ids=["eager-form", "compiled-form"])
-@pytest.mark.parametrize("group_size", [None, 32], ids=["per-channel", "by-32"])
-def test_int8_codes_decode_to_bfloat16_with_no_wider_tensor(group_size, compiling, monkeypatch):
-    """INT8's bfloat16 decode (the matmul template's prologue on CUDA) holds the codes as
-    uint8 / int8 and the values as bfloat16 only: no int32 or float32 tensor, whose int ->
-    float32 conversion costs an I2F per weight in the template (docs/inductor.md, "INT8 codes
-    to bfloat16 in one conversion"). Traced with make_fx, both the eager and compiled forms."""
+@pytest.mark.parametrize("fmt, group_size", [(fpx.INT8, None), (fpx.INT8, 32), (fpx.UINT8, 32)],
+                         ids=["INT8-per-channel", "INT8-by-32", "UINT8-by-32"])
+def test_8_bit_codes_decode_to_bfloat16_with_no_wider_tensor(fmt, group_size, compiling, monkeypatch):
+    """8-bit integer codes' bfloat16 decode (the matmul template's prologue on CUDA) holds the
+    codes and zero-points as uint8 / int8 and the values as bfloat16 only: no int32 or float32
+    tensor, whose int -> float32 conversion costs an I2F per weight in the template
+    (docs/inductor.md, "INT8 codes to bfloat16 in one conversion"). Traced with make_fx, both
+    the eager and compiled forms."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    layer = LowBitLinear.from_linear(make_linear(), fpx.INT8, group_size=group_size).to(torch.bfloat16)
+    layer = LowBitLinear.from_linear(make_linear(), fmt, group_size=group_size).to(torch.bfloat16)
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: compiling)
-    decode = make_fx(lambda packed, scale: dequantize_packed(packed, scale, None, None, fmt=fpx.INT8,
-                                                             group_size=layer.group_size, block=None,
-                                                             dtype=torch.bfloat16))
-    graph = decode(layer.packed, layer.scale).graph
+    decode = make_fx(lambda packed, scale, zero_point: dequantize_packed(
+        packed, scale, zero_point, None, fmt=fmt, group_size=layer.group_size, block=None, dtype=torch.bfloat16))
+    graph = decode(layer.packed, layer.scale, layer.zero_point).graph
     dtypes = {node.meta["val"].dtype for node in graph.nodes if isinstance(node.meta.get("val"), torch.Tensor)}
     assert dtypes == {torch.uint8, torch.int8, torch.bfloat16}, dtypes
 

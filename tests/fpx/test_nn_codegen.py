@@ -242,10 +242,10 @@ def test_cuda_forward_at_16_rows_under_cold_cache_tuning_fuses_into_a_given_tile
 # 44.2 us, UINT4 59.6 -> 48.6): the fused template's K loop has no float32 operation, and its
 # weights are the float32 decode's rounded once to bfloat16. One-hot rows of x make each output
 # one weight, exactly (a product by 1.0 and sums of zeros in the float32 accumulator), with
-# scales across bfloat16's exponent range. INT8: its int8 codes converted to bfloat16 directly
-# (no int32 -> float32 conversion per weight, fpx.nn.dequantize_packed).
+# scales across bfloat16's exponent range. INT8 and UINT8: codes (and zero-points) converted to
+# bfloat16 through int8 (no int -> float32 conversion per weight, fpx.nn._bytes_as_bfloat16).
 @pytest.mark.cuda
-@pytest.mark.parametrize("fmt", [fpx.INT4, fpx.UINT4, fpx.INT8], ids=["INT4", "UINT4", "INT8"])
+@pytest.mark.parametrize("fmt", [fpx.INT4, fpx.UINT4, fpx.INT8, fpx.UINT8], ids=["INT4", "UINT4", "INT8", "UINT8"])
 def test_cuda_template_decodes_integer_codes_in_bfloat16_exactly(fmt):
     n = k = 8192
     torch.manual_seed(0)
