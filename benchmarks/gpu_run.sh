@@ -69,7 +69,8 @@
 #         docs/inductor.md ("INT8 codes to bfloat16 in one conversion").
 #   e5m2: E5M2 per channel by torch's float8_e5m2 cast in the template's prologue (--e5m2-cast 1,
 #         the default since the twenty-fifth session) against a float16's top byte (0), 8192 x
-#         8192 at 3, 16 and 64 rows, each set compiled alone. About 3 minutes.
+#         8192 at 3, 16 and 64 rows, each set compiled alone; then the E5M2 template tests (every
+#         finite code exact on the GPU). About 4 minutes.
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES), then
 #         probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
 set -u
@@ -270,6 +271,7 @@ fi
 
 if [[ $what == e5m2 ]]; then
   ab_sweep --e5m2-cast 150 "--shapes 8192x8192 --formats E5M2 --m 3,16,64"
+  cuda_tests tests_e5m2 tests/fpx/test_nn_codegen.py -k "e5m2_code or float8_at_3_rows"
 fi
 
 if [[ $what == decode ]]; then

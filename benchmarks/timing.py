@@ -92,7 +92,7 @@ LAYER_CHOICES = {
     # whose weight blocks it did not speed up)
     "channel_scale_after_matmul": "_channel_scale_after_matmul",
     # the matmul path's decode in a bfloat16/float16 x's dtype (integer codes under 2^7's exponent,
-    # INT8 from int8 to bfloat16, the scale multiplied in pairs), where exact (off: float32,
+    # INT8 and UINT8 through int8 to bfloat16, the scale multiplied in pairs), where exact (off: float32,
     # rounded once at the end)
     "decode_in_x_dtype": "_decodes_in_x_dtype",
     # E5M2 by torch's float8_e5m2 cast in the matmul template's prologue (on: CUDA; off: the

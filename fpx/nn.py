@@ -749,8 +749,8 @@ def dequantize_packed(
     :func:`_splits_k_on_the_right`).
 
     ``dtype`` bfloat16 or float16: W computed in that dtype, integer fields placed there (see
-    :func:`_int_field_values`; 8-bit codes converted from int8 to bfloat16,
-    :func:`_bytes_as_bfloat16`), the scale multiplied there. Where the code values are exact in
+    :func:`_int_field_values`; INT8 codes, and UINT8 codes with their zero-points, converted
+    through int8, :func:`_bytes_as_bfloat16`), the scale multiplied there. Where the code values are exact in
     ``dtype`` and the scales are of ``dtype`` (:func:`_decode_in_x_dtype_applies`), each weight
     is rounded once, to the same value as the float32 product rounded to ``dtype``. See
     :func:`_decodes_in_x_dtype`.
@@ -867,7 +867,8 @@ def _grid_values(
     - On CPU: :func:`_float_values_in_32_bit_lanes` (inductor's C++ vectorizes it; the float8
       cast and float16 views below compile to scalar loops there).
     - E4M3 on CUDA: torch's float8_e4m3fn cast (one conversion instruction).
-    - E5M2: the top byte of a float16 (same exponent width, bias and specials).
+    - E5M2: the top byte of a float16 (same exponent width, bias and specials); in a matmul
+      template's prologue (``casts_only``) on CUDA torch's float8_e5m2 cast, see below.
     - Other formats of at most 4 exponent bits without inf (E3M2, E2M3, E2M1): the code's
       fields placed in a float16's, converted to float32 (subnormals map to float16
       subnormals, which the conversion keeps), times 2^(15 - bias), and NaN where the format
@@ -1250,7 +1251,8 @@ def _invoke_quant(low_precision: bool = False):
 def _decodes_in_x_dtype(device: torch.device) -> bool:
     """Whether the matmul path's decode (CUDA's template prologue) computes a bfloat16 or
     float16 x's weights in x's dtype, where :func:`_decode_in_x_dtype_applies` says so: integer
-    codes of 1-7 bits placed under 2^7's exponent (INT8 for bfloat16 x converted from int8),
+    codes of 1-7 bits placed under 2^7's exponent (INT8 and UINT8 for bfloat16 x converted
+    through int8, :func:`_bytes_as_bfloat16`),
     no float32 step, the zero-point subtracted and the scale multiplied in pairs (HADD2,
     HMUL2). The same weights, bit for bit. On CUDA.
 

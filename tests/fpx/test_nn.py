@@ -742,6 +742,40 @@ def test_e5m2_by_the_float8_cast_decodes_every_code_as_the_float16_placement(mon
         assert torch.equal(values[~nan].view(torch.int32), reference[~nan].view(torch.int32))
 
 
+@pytest.mark.parametrize("splits", [1, 2])
+@pytest.mark.parametrize("compiling", [False, True], ids=["eager-form", "compiled-form"])
+@pytest.mark.parametrize("fmt", [fpx.INT8, fpx.UINT8], ids=["INT8", "UINT8"])
+def test_8_bit_codes_through_int8_are_the_float32_weights_for_every_code_and_zero_point(fmt, compiling, splits,
+                                                                                        monkeypatch):
+    """fpx.nn._bytes_as_bfloat16's decode (bfloat16, through int8) against the float32 decode
+    rounded to bfloat16, bit for bit: every code against every zero-point (UINT8: 256 rows, one
+    zero-point each, all 256 codes in every row's groups), bfloat16 scales from 2^-133
+    (subnormal products) to 2^120, in the eager form and the compiled one (codes and
+    zero-points by column, K split in ``splits`` chunks)."""
+    generator = torch.Generator().manual_seed(0)
+    n, k, group = 256, 512, 256
+    codes = (torch.arange(k) % 256).to(torch.uint8).repeat(n, 1)  # every code in each group
+    packed = codes.view(n, 1, k)  # 8-bit codes: one plane
+    exponents = torch.randint(-133, 121, (n, k // group), generator=generator).double()
+    scale = ((1 + torch.rand(n, k // group, generator=generator, dtype=torch.float64)) * 2.0**exponents)
+    scale = scale.to(torch.bfloat16)
+    zero_point = None
+    if not fmt.signed:
+        zero_point = torch.arange(n).to(torch.uint8).unsqueeze(1).repeat(1, k // group)  # every zero-point
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: compiling)
+    decode = {dtype: dequantize_packed(packed, scale, zero_point, None, fmt=fmt, group_size=group, block=None,
+                                       table=False, dtype=dtype, splits=splits)
+              for dtype in (torch.float32, torch.bfloat16)}
+    assert decode[torch.bfloat16].dtype == torch.bfloat16
+    assert torch.equal(decode[torch.bfloat16], decode[torch.float32].to(torch.bfloat16))
+    # and the float32 decode is the codes' own arithmetic, in float64
+    values = codes.view(torch.int8).double() if fmt.signed else codes.double() - zero_point.double().repeat_interleave(group, 1)
+    expected = (values * scale.double().repeat_interleave(group, 1)).to(torch.float32)
+    if splits > 1:
+        expected = expected.reshape(n, splits, -1).transpose(0, 1).reshape(-1, k // splits)
+    assert torch.equal(decode[torch.float32], expected)
+
+
 @pytest.mark.parametrize("compiling", [False, True], ids=["eager-form", "compiled-form"])
 @pytest.mark.parametrize("fmt, group_size", [(fpx.INT8, None), (fpx.INT8, 32), (fpx.UINT8, 32)],
                          ids=["INT8-per-channel", "INT8-by-32", "UINT8-by-32"])

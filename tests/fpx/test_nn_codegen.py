@@ -211,6 +211,26 @@ def test_cuda_forward_per_channel_float8_at_3_rows_takes_the_fused_template(fmt,
     assert triton_type in source, source  # the cast
 
 
+# E5M2 by Triton's float8 conversion in the template's prologue (fpx.nn._e5m2_by_float8_cast):
+# every finite code (both signs, subnormals, -0), decoded exactly on the GPU. One-hot rows of x
+# make each output one weight: its code's value (exact in bfloat16) times its channel's scale.
+@pytest.mark.cuda
+def test_cuda_template_decodes_every_finite_e5m2_code_exactly():
+    n, k = 8192, 2048
+    torch.manual_seed(0)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n, bias=False), fpx.E5M2, group_size=None)
+    finite = torch.tensor([c for c in range(256) if (c & 0x7F) < 0x7C], dtype=torch.uint8)
+    index = (torch.arange(n)[:, None] + torch.arange(k)[None, :]) % len(finite)  # every code in every column
+    layer.packed.copy_(finite[index].view(layer.packed.shape))
+    layer = layer.to("cuda", torch.bfloat16)
+    columns = torch.arange(16, device="cuda") * 127 + 5
+    x = torch.nn.functional.one_hot(columns, k).to(torch.bfloat16)
+    with fpx.nn.cold_cache_tuning():
+        out, source = compile_and_code(layer, x, options=fpx.nn.compile_options("cuda"))
+    assert "tl.float8e5" in source, source
+    assert torch.equal(out, layer.dequantize_weight()[:, columns].T.to(torch.bfloat16))
+
+
 # Under cold_cache_tuning the template tries narrow tiles at small batches (fpx.tuning.
 # SMALL_BATCH_TILES): more programs for a decode prologue. H200, 8192 x 8192, 16 rows: the
 # fused INT4 template 59.1 us in a 16 x 32 tile, 50.8 in 16 x 16 (2 warps). E4M3 per channel
