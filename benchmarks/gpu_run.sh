@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session: every CUDA test, then the benchmarks. Logs go to $OUT (or ./gpu_out).
-# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|left|floors|right-split|split-edges|int8|e5m2|all]
+# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|left|floors|right-split|split-edges|int8|e5m2|pairs|all]
 #   grid: the linear grid of benchmarks/RESULTS.md (GRID_JOBS: "SHAPES FORMATS MS;..." to choose
 #         part of it): cold compiles of every case side by side, inductor's tuning timings one at
 #         a time under a lock (phase 1, warming inductor's caches), then the timed runs side by
@@ -71,6 +71,10 @@
 #         the default since the twenty-fifth session) against a float16's top byte (0), 8192 x
 #         8192 at 3, 16 and 64 rows, each set compiled alone; then the E5M2 template tests (every
 #         finite code exact on the GPU). About 4 minutes.
+#   pairs: benchmarks/probe_nibble_pairs.py: INT4's nibble chosen by k (the layer's planar bytes)
+#         or by n (bytes paired along N, a loop-invariant choice) in the fused template, 8192 x
+#         8192 at 16 and 64 rows (PAIRS_ARGS), one process in a fresh inductor cache. About 3
+#         minutes. Predicted in docs/inductor.md ("INT4's nibble shift, per weight").
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES), then
 #         probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
 set -u
@@ -272,6 +276,12 @@ fi
 if [[ $what == e5m2 ]]; then
   ab_sweep --e5m2-cast 150 "--shapes 8192x8192 --formats E5M2 --m 3,16,64"
   cuda_tests tests_e5m2 tests/fpx/test_nn_codegen.py -k "e5m2_code or float8_at_3_rows"
+fi
+
+if [[ $what == pairs ]]; then
+  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 400 python3 benchmarks/probe_nibble_pairs.py ${PAIRS_ARGS:---m 16,64} \
+    > "$OUT/pairs.log" 2>&1
+  grep -vE "Warning|warn" "$OUT/pairs.log" | tail -8
 fi
 
 if [[ $what == decode ]]; then
