@@ -720,19 +720,24 @@ def test_decode_in_x_dtype_gives_the_float32_decodes_weights_bit_for_bit(fmt, kw
                 assert decode_dtypes == [dtype if applies else torch.float32], (dtype, layer.scale.dtype, scaled)
 
 
+def traced_dtypes(fn, *args) -> set:
+    """The dtypes of every tensor ``fn(*args)`` computes on the way, traced by make_fx."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    graph = make_fx(fn)(*args).graph
+    return {node.meta["val"].dtype for node in graph.nodes if isinstance(node.meta.get("val"), torch.Tensor)}
+
+
 def test_e5m2_by_the_float8_cast_decodes_every_code_as_the_float16_placement(monkeypatch):
     """The matmul template's E5M2 decode by torch's float8_e5m2 cast (``fpx.nn.
     _e5m2_by_float8_cast``, CUDA's choice, forced on here) against the float16 top byte it
     replaces and fpx.decode: every code, the same float32 bits (inf, -0 and NaN included)."""
-    from torch.fx.experimental.proxy_tensor import make_fx
-
     codes = torch.arange(256, dtype=torch.int32)
     decoded = {}
     for cast in (True, False):
         monkeypatch.setattr(fpx.nn, "_e5m2_by_float8_cast", lambda device, cast=cast: cast)
         decoded[cast] = fpx.nn._grid_values(codes, fpx.E5M2, casts_only=True)
-        graph = make_fx(lambda c: fpx.nn._grid_values(c, fpx.E5M2, casts_only=True))(codes).graph
-        dtypes = {node.meta["val"].dtype for node in graph.nodes if isinstance(node.meta.get("val"), torch.Tensor)}
+        dtypes = traced_dtypes(lambda c: fpx.nn._grid_values(c, fpx.E5M2, casts_only=True), codes)
         assert (torch.float8_e5m2 in dtypes) == cast, dtypes  # the route taken
     reference = fpx.decode(codes.to(torch.uint8), fpx.E5M2)
     for values in decoded.values():
@@ -785,14 +790,11 @@ def test_8_bit_codes_decode_to_bfloat16_with_no_wider_tensor(fmt, group_size, co
     tensor, whose int -> float32 conversion costs an I2F per weight in the template
     (docs/inductor.md, "INT8 codes to bfloat16 in one conversion"). Traced with make_fx, both
     the eager and compiled forms."""
-    from torch.fx.experimental.proxy_tensor import make_fx
-
     layer = LowBitLinear.from_linear(make_linear(), fmt, group_size=group_size).to(torch.bfloat16)
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: compiling)
-    decode = make_fx(lambda packed, scale, zero_point: dequantize_packed(
-        packed, scale, zero_point, None, fmt=fmt, group_size=layer.group_size, block=None, dtype=torch.bfloat16))
-    graph = decode(layer.packed, layer.scale, layer.zero_point).graph
-    dtypes = {node.meta["val"].dtype for node in graph.nodes if isinstance(node.meta.get("val"), torch.Tensor)}
+    dtypes = traced_dtypes(lambda packed, scale, zero_point: dequantize_packed(
+        packed, scale, zero_point, None, fmt=fmt, group_size=layer.group_size, block=None, dtype=torch.bfloat16),
+        layer.packed, layer.scale, layer.zero_point)
     assert dtypes == {torch.uint8, torch.int8, torch.bfloat16}, dtypes
 
 
