@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fpx  # noqa: E402
+from linear import copies_for  # noqa: E402
 from timing import environment_line, run_and_count_kernels, time_cuda_graph  # noqa: E402
 
 GROUP = 128
@@ -101,7 +102,7 @@ def main():
     torch.manual_seed(0)
     codes, scale, packed, pairs = make_weights(n, k, device)
     reference_weight = codes.double() * scale.double().repeat_interleave(GROUP, dim=1)
-    copies = 1 if device == "cpu" else 4  # 4 x 33 MiB: cycled, each call reads from HBM
+    copies = copies_for(packed.numel() + 2 * scale.numel(), device)  # cycled: each call reads from HBM
     operands = {"planar (layer)": [(packed.clone(), scale.clone()) for _ in range(copies)],
                 "pairs along N": [(pairs.clone(), scale.clone()) for _ in range(copies)]}
     forms = {"planar (layer)": planar_form, "pairs along N": pairs_form}
