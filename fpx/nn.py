@@ -750,10 +750,10 @@ def dequantize_packed(
 
     ``dtype`` bfloat16 or float16: W computed in that dtype, integer fields placed there (see
     :func:`_int_field_values`; INT8 codes, and UINT8 codes with their zero-points, converted
-    through int8, :func:`_bytes_as_bfloat16`), the scale multiplied there. Where the code values are exact in
-    ``dtype`` and the scales are of ``dtype`` (:func:`_decode_in_x_dtype_applies`), each weight
-    is rounded once, to the same value as the float32 product rounded to ``dtype``. See
-    :func:`_decodes_in_x_dtype`.
+    through int8, :func:`_bytes_as_bfloat16`), the scale multiplied there. Where the code
+    values are exact in ``dtype`` and the scales are of ``dtype``
+    (:func:`_decode_in_x_dtype_applies`), each weight is rounded once, to the same value as the
+    float32 product rounded to ``dtype``. See :func:`_decodes_in_x_dtype`.
 
     ``table=False`` keeps float codes without a fast decode (see :func:`_grid_values`) off
     ``code_table``: no indirect load, which a matmul template's prologue cannot take.
@@ -1252,9 +1252,8 @@ def _decodes_in_x_dtype(device: torch.device) -> bool:
     """Whether the matmul path's decode (CUDA's template prologue) computes a bfloat16 or
     float16 x's weights in x's dtype, where :func:`_decode_in_x_dtype_applies` says so: integer
     codes of 1-7 bits placed under 2^7's exponent (INT8 and UINT8 for bfloat16 x converted
-    through int8, :func:`_bytes_as_bfloat16`),
-    no float32 step, the zero-point subtracted and the scale multiplied in pairs (HADD2,
-    HMUL2). The same weights, bit for bit. On CUDA.
+    through int8, :func:`_bytes_as_bfloat16`), no float32 step, the zero-point subtracted and
+    the scale multiplied in pairs (HADD2, HMUL2). The same weights, bit for bit. On CUDA.
 
     The fused template's K loop (sm_90a, INT4 group 128 at 16 rows, 16 x 16 x 128 tile, 2
     warps): 12.84 instructions per weight in float32, 9.69 in bfloat16 (539 static
