@@ -90,7 +90,7 @@ summarize_tests() {  # the last line and the failures of DIR/tests_{a,b,c}.log
 }
 cuda_tests() {  # NAME PYTEST_ARGS...: the CUDA tests named, their last line and failures
   local name=$1; shift
-  timeout 200 python3 -m pytest -q -m cuda -p no:cacheprovider "$@" > "$OUT/$name.log" 2>&1
+  timeout ${CUDA_TESTS_TIMEOUT:-200} python3 -m pytest -q -m cuda -p no:cacheprovider "$@" > "$OUT/$name.log" 2>&1
   echo "$name: $(grep -E "passed|failed|error" "$OUT/$name.log" | tail -1)"; grep -E "^(FAILED|ERROR)" "$OUT/$name.log" | head -8
 }
 ab_sweep() {  # OPTION TIMEOUT ARGS: linear.py ARGS with OPTION 1, then 0, each compiled alone (sweep)
@@ -270,12 +270,12 @@ fi
 if [[ $what == int8 ]]; then
   ab_sweep --decode-in-x-dtype 240 "--shapes 8192x8192 --formats INT8 --group-size 0 --m 2,3,4,16,64 --gemv-max-rows 1"
   ab_sweep --decode-in-x-dtype 200 "--shapes 8192x8192 --formats INT8,UINT8 --group-size 128 --m 16,64"
-  cuda_tests tests_int8 tests/fpx/test_nn_codegen.py -k "bfloat16_exactly or 16_rows_fuses or float8_at_3_rows"
+  cuda_tests tests_int8 tests/fpx/test_nn_codegen.py -k "bfloat16_exactly or 16_rows_fuses or 8_bit_codes_at_3_rows"
 fi
 
 if [[ $what == e5m2 ]]; then
   ab_sweep --e5m2-cast 150 "--shapes 8192x8192 --formats E5M2 --m 3,16,64"
-  cuda_tests tests_e5m2 tests/fpx/test_nn_codegen.py -k "e5m2_code or float8_at_3_rows"
+  cuda_tests tests_e5m2 tests/fpx/test_nn_codegen.py -k "e5m2_code or 8_bit_codes_at_3_rows"
 fi
 
 if [[ $what == pairs ]]; then
@@ -323,7 +323,8 @@ fi
 
 if [[ $what == sweep ]]; then
   IFS=';' read -ra sweep_jobs <<< "${SWEEP_JOBS:---shapes 8192x8192 --formats INT4 --m 64}"
-  i=0
+  # Numbered after the logs already there, so a second sweep in one call keeps the first's.
+  i=$(ls "$OUT"/sweep_*.log 2>/dev/null | wc -l)
   for job in "${sweep_jobs[@]}"; do
     TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${SWEEP_TIMEOUT:-240} python3 benchmarks/linear.py $job \
       --csv "$OUT/sweep_$i.csv" > "$OUT/sweep_$i.log" 2>&1
