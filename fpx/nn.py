@@ -172,10 +172,11 @@ def compile_options(device="cuda") -> dict:
 ROW_REDUCTIONS = 32
 
 
-# Per-channel 8-bit float codes (their scales on the product, _channel_scale_after_matmul) take
-# the matmul template from 3 rows on CUDA where the layer has this many output features or more;
+# Per-channel 8-bit codes (their scales on the product, _channel_scale_after_matmul) take the
+# matmul template from 3 rows on CUDA where the layer has this many output features or more;
 # with 4096 the reductions tied or won (likely the template's 64-column tiles: 64 programs).
-CHANNEL_SCALED_TEMPLATE_FORMATS = (E4M3, E5M2)
+# INT8 since its codes convert to bfloat16 in one step (_bytes_as_bfloat16).
+CHANNEL_SCALED_TEMPLATE_FORMATS = (E4M3, E5M2, INT8)
 CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES = 8192
 
 
@@ -217,17 +218,18 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       at M = 2 against the template's 70). On an H200 with integer codes by float bits, INT4
       reductions / template: M = 2 31.9 / 62.5 us, M = 4 48.3 / 59.9 (40.8 at M = 4 since the
       sums are persistent reductions, :func:`_sums_products_in_one_trip`).
-    - CUDA, E4M3 and E5M2 with their per-channel scales on the product and at least
+    - CUDA, E4M3, E5M2 and INT8 with their per-channel scales on the product and at least
       ``CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES`` output features: 2, the template from 3
       rows. Measured on an H200 (torch 2.11, bf16 x, 2026-12-01, each set compiled alone),
       reductions / template in us: 8192 x 8192 E4M3 M = 2 30.3 / 28.8, M = 3 42.7 / 26.5,
       M = 4 43.7 / 26.8; E5M2 M = 2 28.6 / 48.4 (a poor tile draw), M = 3 46.4 / 31.5, M = 4
       47.4 / 33.2; 14336 x 4096 E4M3 M = 3 35.9 / 21.0, M = 4 42.9 / 20.9. With 4096
       output features the reductions tie or win (4096 x 4096 M = 3 12.6 / 13.8, M = 4 13.8 /
-      14.1; 4096 x 14336 M = 3 34.1 / 39.5, M = 4 40.7 / 39.8). INT8 per channel keeps 4: its
-      template at 8192 x 8192 took 40.9 / 39.5 / 55.7 at M = 2 / 3 / 4 against the
-      reductions' 28.6 / 36.7 / 43.7 (its codes then decoded through float32; not yet timed
-      with the int8 -> bfloat16 decode of :func:`dequantize_packed`).
+      14.1; 4096 x 14336 M = 3 34.1 / 39.5, M = 4 40.7 / 39.8). INT8 per channel at 8192 x
+      8192, reductions 28.6 / 36.7 / 43.7 us at M = 2 / 3 / 4; its template 30.3 / 31.9 / 27.7
+      with the codes converted to bfloat16 through int8 (:func:`dequantize_packed`,
+      2026-12-01), 40.8 / 34.9 / 34.9 through float32 (so INT8 kept 4 until then). INT8 with
+      float32 x and at other shapes follows E4M3's rule, unmeasured.
 
     >>> import fpx
     >>> [fpx.nn.default_gemv_max_rows("cuda", f) for f in (fpx.INT4, fpx.E2M1, fpx.E3M2, fpx.E4M3)]
@@ -844,7 +846,10 @@ def _bytes_as_bfloat16(codes: torch.Tensor, zero_point: torch.Tensor | None) -> 
     x 16 / 16 x 32 / 16 x 64 tiles, instructions per weight): INT8 per channel 6.12 / 4.78 /
     4.97 through float32 -> 5.41 / 4.42 / 4.33 (E4M3's cast 5.38 / 4.36 / 4.17); INT8 by 128
     7.78 / 6.84 / 6.75 -> 7.00 / 6.00 / 5.86; UINT8 by 128 with zero-points 9.38 / 8.17 / 8.14
-    -> 8.72 / 7.53 / 7.47; no I2F.
+    -> 8.72 / 7.53 / 7.47; no I2F. Timed on an H200 (8192 x 8192, bf16 x, 2026-12-01), this
+    route / float32's, in us: INT8 per channel 16 rows 24.1 / 29.8, 64 rows 47.0 / 57.1, its
+    template at 3 / 4 rows 31.9 / 34.9 and 27.7 / 34.9; INT8 by 128 44.7 / 45.8 and 53.8 /
+    55.6; UINT8 by 128 50.1 / 50.2 and 54.3 / 56.5.
     """
     if zero_point is None:
         return codes.to(torch.bfloat16), None
@@ -976,8 +981,10 @@ def _e5m2_by_float8_cast(device: torch.device) -> bool:
     16 x 64 tiles, ``benchmarks/prologue_counts.py``-style decodes): 4.36 / 4.17 instructions per
     weight (F2FP and HADD2, as E4M3's cast) against 5.41 / 5.45 for the top byte (IMAD, HADD2,
     PRMT). E5M2 per channel took 31.5 / 33.2 us at 3 / 4 rows of 8192 x 8192 on an H200 in the
-    top byte's form, E4M3 26.5 / 26.8. Predicted: E5M2 at E4M3's times. Not yet timed
-    (``benchmarks/linear.py --e5m2-cast 0|1``). The same values, NaN and inf included."""
+    top byte's form, E4M3 26.5 / 26.8. Predicted: E5M2 at E4M3's times. Timed (H200, 8192 x
+    8192, bf16 x, 2026-12-01, ``benchmarks/linear.py --e5m2-cast 1|0``), cast / top byte: 3
+    rows 26.4 / 29.8 us, 16 rows 25.9 / 26.9, 64 rows 49.2 / 54.4. The same values, NaN and
+    inf included."""
     return device.type == "cuda"
 
 

@@ -418,21 +418,21 @@ def test_default_row_limits_are_four_rows_on_cuda_inside_a_tuning_block_or_not()
     assert {limit("cpu", f, block=b) for f, b in ((fpx.INT4, None), (fpx.E2M1, "mx"), (fpx.E4M3, None))} == {16}
 
 
-def test_per_channel_float8_takes_the_template_from_three_rows_on_cuda_with_many_output_features():
-    """E4M3 and E5M2 with their per-channel scales on the product: 2 rows on CUDA from 8192
+def test_per_channel_8_bit_codes_take_the_template_from_three_rows_on_cuda_with_many_output_features():
+    """E4M3, E5M2 and INT8 with their per-channel scales on the product: 2 rows on CUDA from 8192
     output features (the template wins from 3 rows there, measured on an H200), 4 with fewer,
     and for every other format or scale layout; CPU and a symbolic batch unchanged."""
     limit = fpx.nn.default_gemv_max_rows
     many = fpx.nn.CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES
     assert many == 8192
-    for fmt in (fpx.E4M3, fpx.E5M2):
+    for fmt in (fpx.E4M3, fpx.E5M2, fpx.INT8):
         assert limit("cuda", fmt, channel_scales_on_product=True, out_features=many) == 2
         assert limit("cuda", fmt, channel_scales_on_product=True, out_features=14336) == 2
         assert limit("cuda", fmt, channel_scales_on_product=True, out_features=many - 1) == 4
         assert limit("cuda", fmt, channel_scales_on_product=False, out_features=many) == 4
         assert limit("cuda", fmt, static_rows=False, channel_scales_on_product=True, out_features=many) == 2
         assert limit("cpu", fmt, channel_scales_on_product=True, out_features=many) == 16
-    for fmt in (fpx.INT8, fpx.INT4, fpx.E2M1, fpx.E3M2):
+    for fmt in (fpx.UINT8, fpx.INT4, fpx.E2M1, fpx.E3M2):
         assert limit("cuda", fmt, channel_scales_on_product=True, out_features=many) == 4
 
 
