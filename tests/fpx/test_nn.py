@@ -456,16 +456,17 @@ ROW_LIMIT_ROUTES = [  # format, group size, out features, x dtype, whether 3 row
     (fpx.E4M3, None, 4096, torch.bfloat16, False),  # too few output features
     (fpx.E4M3, None, 8192, torch.float16, False),  # float16 x: the scales go into the decode
     (fpx.E4M3, 32, 8192, torch.bfloat16, False),  # scales by groups
-    (fpx.INT8, None, 8192, torch.bfloat16, False),  # INT8's template loses at 2-4 rows
+    (fpx.INT8, None, 8192, torch.bfloat16, True),  # since its int8 -> bfloat16 decode
+    (fpx.INT4, None, 8192, torch.bfloat16, False),  # its decode costs more than a cast: the reductions
 ]
 
 
 @pytest.mark.parametrize("fmt, group_size, n, dtype, matmul", ROW_LIMIT_ROUTES,
-                         ids=["E4M3", "E5M2-f32", "E4M3-4096", "E4M3-f16", "E4M3-g32", "INT8"])
+                         ids=["E4M3", "E5M2-f32", "E4M3-4096", "E4M3-f16", "E4M3-g32", "INT8", "INT4"])
 def test_the_layer_gives_its_row_limit_its_scales_layout_and_output_features(fmt, group_size, n, dtype, matmul,
                                                                               monkeypatch):
     """The compiled forward as on CUDA (its row limit read for "cuda"; the choices of CUDA's
-    matmul path forced on, eagerly): per-channel E4M3 and E5M2 with 8192 output features take
+    matmul path forced on, eagerly): per-channel E4M3, E5M2 and INT8 with 8192 output features take
     the matmul at 3 rows and the reductions at 2; the other layers the reductions at 3.
     Outputs against the dequantized weight in float64 either way."""
     real_limit = fpx.nn.default_gemv_max_rows
