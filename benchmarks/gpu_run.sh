@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # One GPU session: every CUDA test, then the benchmarks. Logs go to $OUT (or ./gpu_out).
-# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|left|floors|right-split|split-edges|int8|e5m2|pairs|all]
+# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|left|floors|right-split|split-edges|int8|e5m2|scales|pairs|all]
 #   grid: the linear grid of benchmarks/RESULTS.md (GRID_JOBS: "SHAPES FORMATS MS;..." to choose
 #         part of it): cold compiles of every case side by side, inductor's tuning timings one at
 #         a time under a lock (phase 1, warming inductor's caches), then the timed runs side by
 #         side with each timing under the same lock (phase 2).
 #   probe: the open questions of docs/inductor.md (K-major storage; per-row reductions at M=2-8).
-#   verify: every CUDA test, two processes side by side (nothing timed), then the layer's codegen
-#         tests alone (about 6 minutes of the 8); with VERIFY_ARGS set, then one sequential timed
-#         linear sweep of those arguments, compiled alone (it no longer fits in a 10-minute call
-#         by default: give the sweep its own call).
+#   verify: every CUDA test, in two calls (the layer's codegen tests took about 11 minutes alone
+#         on an H200 in the twenty-sixth session): VERIFY_PART=1 (default) the first half of
+#         tests/fpx/test_nn_codegen.py alone (about 6.5 minutes); VERIFY_PART=2 its second half
+#         alone (about 4.5), then the other CUDA tests, two processes side by side (nothing
+#         timed; about 3). With VERIFY_ARGS set, then one sequential timed linear sweep of those
+#         arguments, compiled alone (give it a call of its own).
 #   tuning: the reductions' tuning, coordinate descent or not, each in 3 fresh compiles (own
 #         inductor cache per process): the spread and the best time per option set, with the
 #         configs chosen (TUNING_ARGS, TUNING_OPTIONS, TUNING_COMPILES; about 5 minutes).
@@ -38,7 +40,8 @@
 #   repeat: one test (REPEAT_TEST, a pytest node id) REPEAT_TIMES times, each in a fresh inductor
 #         cache: for decisions inductor makes by timing, such as a template's prologue fusion.
 #   sweep: linear.py once per argument set (SWEEP_JOBS, separated by ';'), one after another,
-#         each compiled alone in a fresh inductor cache (no side-by-side tuning).
+#         each compiled alone in a fresh inductor cache (no side-by-side tuning); logs $OUT/sweep_N.log
+#         (SWEEP_CSV=1 adds a CSV per job).
 #   conversions: int -> float by conversion instruction or by the 2^23 mantissa trick, side by
 #         side in one run (the two-level reduction at M=1, with E2M1 decoded three ways; the
 #         template prologue at M=16), then the dense pack formulations of probe_pack.py.
@@ -71,6 +74,10 @@
 #         the default since the twenty-fifth session) against a float16's top byte (0), 8192 x
 #         8192 at 3, 16 and 64 rows, each set compiled alone; then the E5M2 template tests (every
 #         finite code exact on the GPU). About 4 minutes.
+#   scales: scales (and zero-points) stored group-major (--group-major-scales 1) against row-major
+#         (0), 8192 x 8192 by 128: INT8, UINT8 and INT4 at 16 and 64 rows, INT8 and INT4 at one
+#         row, each set compiled alone; then the group-major CUDA tests. About 9 minutes.
+#         Predicted in fpx.nn._group_major_scales.
 #   pairs: benchmarks/probe_nibble_pairs.py: INT4's nibble chosen by k (the layer's planar bytes)
 #         or by n (bytes paired along N, a loop-invariant choice) in the fused template, 8192 x
 #         8192 at 16 and 64 rows (PAIRS_ARGS), one process in a fresh inductor cache. About 3
@@ -84,6 +91,7 @@ what=${1:-all}
 
 summarize_tests() {  # the last line and the failures of DIR/tests_{a,b,c}.log
   for t in a b c; do
+    [[ -f "$1/tests_$t.log" ]] || continue
     echo "tests_$t: $(grep -E "passed|failed|error" "$1/tests_$t.log" | tail -1)"
     grep -E "^(FAILED|ERROR)" "$1/tests_$t.log" | head -8
   done
@@ -176,10 +184,17 @@ if [[ $what == verify ]]; then
   # Side by side only while nothing is timed: timing or autotuning under contention is wrong.
   # The codegen tests of the layer run alone after: inductor decides the template's prologue
   # fusion by timing (INT8 at 16 rows once stayed unfused next to another GPU process).
-  timeout 300 python3 -m pytest -q -m cuda -p no:cacheprovider tests/bitpack tests/fpx/test_convert_codegen.py tests/fpx/test_encode.py > "$OUT/tests_a.log" 2>&1 &
-  timeout 300 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn.py tests/fpx/test_fake_quantize.py tests/fpx/test_quantize.py tests/fpx/test_formats.py tests/fpx/test_tuning.py > "$OUT/tests_c.log" 2>&1 &
-  wait
-  timeout 420 python3 -m pytest -q -m cuda -p no:cacheprovider --durations=8 tests/fpx/test_nn_codegen.py > "$OUT/tests_b.log" 2>&1
+  first_half="few_rows or persistent or computed_x or 16_rows_fuses or 3_rows or e5m2_code"
+  if [[ ${VERIFY_PART:-1} == 1 ]]; then
+    timeout 480 python3 -m pytest -q -m cuda -p no:cacheprovider --durations=8 tests/fpx/test_nn_codegen.py \
+      -k "$first_half" > "$OUT/tests_b.log" 2>&1
+  else
+    timeout 330 python3 -m pytest -q -m cuda -p no:cacheprovider --durations=8 tests/fpx/test_nn_codegen.py \
+      -k "not ($first_half)" > "$OUT/tests_b.log" 2>&1
+    timeout 220 python3 -m pytest -q -m cuda -p no:cacheprovider tests/bitpack tests/fpx/test_convert_codegen.py tests/fpx/test_encode.py > "$OUT/tests_a.log" 2>&1 &
+    timeout 220 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn.py tests/fpx/test_fake_quantize.py tests/fpx/test_quantize.py tests/fpx/test_formats.py tests/fpx/test_tuning.py > "$OUT/tests_c.log" 2>&1 &
+    wait
+  fi
   summarize_tests "$OUT"
   if [[ -n ${VERIFY_ARGS:-} ]]; then
     rm -rf /tmp/torchinductor_$(whoami)  # compile the timed cases alone, not from the tests' caches
@@ -278,6 +293,12 @@ if [[ $what == e5m2 ]]; then
   cuda_tests tests_e5m2 tests/fpx/test_nn_codegen.py -k "e5m2_code or 8_bit_codes_at_3_rows"
 fi
 
+if [[ $what == scales ]]; then
+  ab_sweep --group-major-scales 230 "--shapes 8192x8192 --formats INT8,UINT8,INT4 --group-size 128 --m 16,64"
+  ab_sweep --group-major-scales 90 "--shapes 8192x8192 --formats INT8,INT4 --group-size 128 --m 1"
+  CUDA_TESTS_TIMEOUT=100 cuda_tests tests_scales tests/fpx/test_nn_codegen.py -k group_major
+fi
+
 if [[ $what == pairs ]]; then
   TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 400 python3 benchmarks/probe_nibble_pairs.py ${PAIRS_ARGS:---m 16,64} \
     > "$OUT/pairs.log" 2>&1
@@ -326,8 +347,10 @@ if [[ $what == sweep ]]; then
   # Numbered after the logs already there, so a second sweep in one call keeps the first's.
   i=$(ls "$OUT"/sweep_*.log 2>/dev/null | wc -l)
   for job in "${sweep_jobs[@]}"; do
+    # A CSV per job only with SWEEP_CSV=1: at most 8 files come back from a call.
+    csv=(); [[ ${SWEEP_CSV:-0} == 1 ]] && csv=(--csv "$OUT/sweep_$i.csv")
     TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${SWEEP_TIMEOUT:-240} python3 benchmarks/linear.py $job \
-      --csv "$OUT/sweep_$i.csv" > "$OUT/sweep_$i.log" 2>&1
+      "${csv[@]}" > "$OUT/sweep_$i.log" 2>&1
     echo "== $job"; grep -E "M=|FAILED|copy bandwidth|Error|template:" "$OUT/sweep_$i.log" | cut -c1-220
     i=$((i + 1))
   done

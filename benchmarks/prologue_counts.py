@@ -30,6 +30,12 @@ CODE = "tl.load(in_ptr1 + (tl.broadcast_to(8192*idx_n + idx_m, [BLOCK_K, BLOCK_N
 SCALE = "tl.load(in_ptr2 + (tl.broadcast_to(64*idx_n + (idx_m // 128), [BLOCK_K, BLOCK_N])), None, eviction_policy='evict_last')"
 ZERO = "tl.load(in_ptr3 + (tl.broadcast_to(64*idx_n + (idx_m // 128), [BLOCK_K, BLOCK_N])), None, eviction_policy='evict_last')"
 
+# Scales and zero-points stored group-major, (K / 128, N) in memory (fpx.nn._group_major_scales).
+SCALE_GROUP_MAJOR = SCALE.replace("64*idx_n + (idx_m // 128)", "8192*(idx_m // 128) + idx_n")
+ZERO_GROUP_MAJOR = ZERO.replace("64*idx_n + (idx_m // 128)", "8192*(idx_m // 128) + idx_n")
+# INT4's planar byte: columns k and k + K / 2 in its low and high nibbles.
+PLANAR_CODE = CODE.replace("8192*idx_n + idx_m", "4096*idx_n + (idx_m % 4096)")
+
 # name: the decode's statements, from the code byte c (uint8), the scale s and zero-point z
 # where used, to the bfloat16 weight w.
 DECODES = {
@@ -48,7 +54,14 @@ DECODES = {
     "e5m2-pc-top-byte": ("w = ((c.to(tl.int32) << 8).to(tl.int16) & -256).to(tl.float16, bitcast=True)"
                          ".to(tl.bfloat16)"),
     "e5m2-pc-cast": "w = c.to(tl.int32).to(tl.uint8).to(tl.float8e5, bitcast=True).to(tl.float32).to(tl.bfloat16)",
+    # INT4 by 128 as inductor writes its prologue today (the planar byte's nibble shifted by k,
+    # the field placed in a bfloat16 by its bits, the scale multiplied in bfloat16)
+    "int4-g128": ("w = ((((c >> (4*(idx_m // 4096)).to(tl.int16).to(tl.uint8)) & tl.full([1, 1], 15, tl.uint8))"
+                  ".to(tl.int32) ^ tl.full([1, 1], 17160, tl.int32)).to(tl.int16).to(tl.bfloat16, bitcast=True)"
+                  " * tl.full([1, 1], 1.0, tl.bfloat16) - tl.full([1, 1], 136.0, tl.bfloat16)) * s"),
 }
+# Decodes whose codes are not one byte per weight.
+CODE_OF = {"int4-g128": PLANAR_CODE}
 
 # The signature and the pointers' 16-byte alignment, as inductor passes them (sass_offline
 # reads both from the source).
@@ -110,13 +123,15 @@ def triton_tem_decode(arg_A, in_ptr1, in_ptr2, in_ptr3, out_ptr0):
 '''
 
 
-def template_source(decode: str, block_m: int, block_n: int, block_k: int) -> str:
-    """The template kernel's Triton source with ``decode`` as its prologue."""
-    loads = [f"        c = {CODE}"]
+def template_source(decode: str, block_m: int, block_n: int, block_k: int, code: str = CODE,
+                    group_major: bool = False) -> str:
+    """The template kernel's Triton source with ``decode`` as its prologue (the codes loaded by
+    ``code``; scales and zero-points stored group-major where ``group_major``)."""
+    loads = [f"        c = {code}"]
     if re.search(r"\bs\b", decode):
-        loads.append(f"        s = {SCALE}")
+        loads.append(f"        s = {SCALE_GROUP_MAJOR if group_major else SCALE}")
     if re.search(r"\bz\b", decode):
-        loads.append(f"        z = {ZERO}")
+        loads.append(f"        z = {ZERO_GROUP_MAJOR if group_major else ZERO}")
     return META + TEMPLATE.format(block_m=block_m, block_n=block_n, block_k=block_k, loads="\n".join(loads), decode=decode)
 
 
@@ -133,17 +148,27 @@ def main():
     parser.add_argument("--decodes", nargs="*", default=list(DECODES), choices=list(DECODES))
     parser.add_argument("--tiles", nargs="*", default=["16x16x128w2", "16x32x128w2", "16x64x128w4"],
                         help="BLOCK_M x BLOCK_N x BLOCK_K and warps (5 stages)")
+    parser.add_argument("--scale-layouts", nargs="*", default=["rows"], choices=("rows", "groups"),
+                        help="scales and zero-points stored (N, K / 128) (rows, today's) or (K / 128, N) "
+                             "(groups: fpx.nn._group_major_scales)")
     args = parser.parse_args()
-    print(f"{'decode':>20} {'tile':>12} {'instr/weight':>12} {'I2F/weight':>10}  top opcodes")
+    print(f"{'decode':>20} {'scales':>6} {'tile':>12} {'instr/weight':>12} {'I2F/weight':>10} {'LDG':>4} {'STS':>4}"
+          "  top opcodes")
     for tile in args.tiles:
         sizes, warps = tile.split("w")
         block_m, block_n, block_k = (int(v) for v in sizes.split("x"))
         for name in args.decodes:
-            source = template_source(DECODES[name], block_m, block_n, block_k)
-            per_weight, body = k_loop_counts(source, int(warps), 5, block_k * block_n)
-            i2f = body["I2F"] / (block_k * block_n / (32 * int(warps)))
-            top = ", ".join(f"{op} {n}" for op, n in body.most_common(6))
-            print(f"{name:>20} {tile:>12} {per_weight:>12.2f} {i2f:>10.2f}  {top}", flush=True)
+            for layout in args.scale_layouts:
+                if layout == "groups" and not re.search(r"\b[sz]\b", DECODES[name]):
+                    continue  # no scale or zero-point in its loop
+                source = template_source(DECODES[name], block_m, block_n, block_k, CODE_OF.get(name, CODE),
+                                         group_major=layout == "groups")
+                per_weight, body = k_loop_counts(source, int(warps), 5, block_k * block_n)
+                i2f = body["I2F"] / (block_k * block_n / (32 * int(warps)))
+                top = ", ".join(f"{op} {n}" for op, n in body.most_common(6))
+                # LDG: loads outside the async copy; STS: the decoded tile stored to shared memory
+                print(f"{name:>20} {layout:>6} {tile:>12} {per_weight:>12.2f} {i2f:>10.2f} {body['LDG']:>4} "
+                      f"{body['STS']:>4}  {top}", flush=True)
 
 
 if __name__ == "__main__":

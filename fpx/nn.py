@@ -315,10 +315,12 @@ class LowBitLinear(nn.Module):
         packed_rows = bitpack.packed_size(g, bits)
         self.register_buffer("packed", torch.zeros(out_features, packed_rows, in_features // g, dtype=torch.uint8, device=device))
         scale_storage = torch.uint8 if block == "mx" else scale_dtype  # MX: E8M0 codes
-        self.register_buffer("scale", torch.ones(out_features, groups, dtype=scale_storage, device=device))
+        group_major = groups > 1 and _group_major_scales(fmt)
+        self.register_buffer("scale", _per_group_buffer(out_features, groups, scale_storage, device, 1, group_major))
         has_zero_point = isinstance(fmt, IntFormat) and not fmt.signed
         self.register_buffer(
-            "zero_point", torch.zeros(out_features, groups, dtype=torch.uint8, device=device) if has_zero_point else None
+            "zero_point",
+            _per_group_buffer(out_features, groups, torch.uint8, device, 0, group_major) if has_zero_point else None,
         )
         self.register_buffer("bias", torch.zeros(out_features, dtype=scale_dtype, device=device) if bias else None)
         # Values of the 2**bits float codes as float32 bit patterns: an integer buffer, so
@@ -972,6 +974,46 @@ def _float_decode_by_casts(device: torch.device) -> bool:
     vectorizes :func:`_float_values_in_32_bit_lanes` instead. (A function, so that
     benchmarks/sass_offline.py can count the CUDA forms from CPU tensors.)"""
     return device.type == "cuda"
+
+
+def _group_major_scales(fmt) -> bool:
+    """Whether a new :class:`LowBitLinear` in ``fmt`` stores its scales and zero-points, where a
+    row has several groups, group-major: ``scale`` keeps its (out_features, groups) shape,
+    values and state-dict entry, in memory as (groups, out_features) (strides (1,
+    out_features)), which ``.to()``, ``copy_`` (a state-dict load), ``deepcopy`` and
+    ``torch.save`` keep.
+
+    Why: the matmul template's prologue reads a (BLOCK_K, BLOCK_N) tile's scales at (k //
+    group, n). Stored (N, groups) they sit ``groups`` apart along n: Triton loads them by plain
+    ``LDG`` in the K loop (the codes come by the pipelined async copy), and the decoded tile
+    then makes a round trip through shared memory (``STS``) before the MMA. Stored (groups, N)
+    they are contiguous along n and copied asynchronously like the codes. Offline sm_90a counts
+    of the fused template's K loop (``benchmarks/prologue_counts.py --scale-layouts rows
+    groups``; 16 x 16 / 16 x 32 / 16 x 64 tiles; instructions per weight, LDG and STS per trip):
+
+    - INT8 by 128: 7.00 / 6.00 / 5.86 with 2-4 LDG and 4-8 STS; group-major 6.41 / 4.89 / 5.14,
+      none (the decode hoisted into the MMA operand, as E4M3 per channel's: 5.38 / 4.36 / 4.17);
+    - UINT8 by 128 (zero-points too): 8.72 / 7.53 / 7.47 with LDG and STS; 11.47 / 10.17 /
+      10.00, none (the zero-point's arithmetic in the operand layout takes PRMTs);
+    - INT4 by 128: 9.69 / 8.39 / 8.30 with LDG and STS; 11.31 / 9.83 / 9.67, no LDG, STS kept
+      (the nibble's shift from k keeps the round trip).
+
+    Timed on an H200 (8192 x 8192, 16 rows, bf16 x): INT8 by 128 44.7 us and INT4 by 128 44.2
+    with 7.00 and 9.69 per weight, INT8 per channel 24.1 with 5.41 and no LDG or STS, INT4 per
+    channel 45.6 (STS, no LDG): the LDG-and-STS loops take the same time whatever their count,
+    so the round trip, not the count, looks like the bound. Predicted for INT8 by 128 group-
+    major: 16 rows 26-30 us, 64 rows 47-50 (53.8 now); INT4 no gain (its STS stays). Layout
+    chosen at construction, not per device. Off until timed (``benchmarks/linear.py
+    --group-major-scales 1``, ``gpu_run.sh scales``)."""
+    return False
+
+
+def _per_group_buffer(out_features: int, groups: int, dtype, device, fill: int, group_major: bool) -> torch.Tensor:
+    """An (out_features, groups) buffer filled with ``fill``, stored group-major (its transpose
+    contiguous) where ``group_major`` (see :func:`_group_major_scales`)."""
+    if group_major:
+        return torch.full((groups, out_features), fill, dtype=dtype, device=device).t()
+    return torch.full((out_features, groups), fill, dtype=dtype, device=device)
 
 
 def _e5m2_by_float8_cast(device: torch.device) -> bool:
