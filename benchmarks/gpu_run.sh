@@ -75,7 +75,7 @@
 #         8192 at 3, 16 and 64 rows, each set compiled alone; then the E5M2 template tests (every
 #         finite code exact on the GPU). About 4 minutes.
 #   scales: scales (and zero-points) stored group-major (--group-major-scales 1) against row-major
-#         (0), 8192 x 8192 by 128: INT8, UINT8 and INT4 at 16 and 64 rows, INT8 and INT4 at one
+#         (0), 8192 x 8192 by 128: INT8, E4M3 and INT4 at 16 and 64 rows, INT8 and INT4 at one
 #         row, each set compiled alone; then the group-major CUDA tests. About 9 minutes.
 #         Predicted in fpx.nn._group_major_scales.
 #   pairs: benchmarks/probe_nibble_pairs.py: INT4's nibble chosen by k (the layer's planar bytes)
@@ -294,7 +294,7 @@ if [[ $what == e5m2 ]]; then
 fi
 
 if [[ $what == scales ]]; then
-  ab_sweep --group-major-scales 230 "--shapes 8192x8192 --formats INT8,UINT8,INT4 --group-size 128 --m 16,64"
+  ab_sweep --group-major-scales 230 "--shapes 8192x8192 --formats INT8,E4M3-G128,INT4 --group-size 128 --m 16,64"
   ab_sweep --group-major-scales 90 "--shapes 8192x8192 --formats INT8,INT4 --group-size 128 --m 1"
   CUDA_TESTS_TIMEOUT=100 cuda_tests tests_scales tests/fpx/test_nn_codegen.py -k group_major
 fi

@@ -40,7 +40,7 @@ FORMATS = {
     "INT8": (fpx.INT8, {}), "INT4": (fpx.INT4, {}), "INT3": (fpx.INT3, {}), "INT2": (fpx.INT2, {}),
     "INT1": (fpx.INT1, {}), "UINT8": (fpx.UINT8, {}), "UINT4": (fpx.UINT4, {}), "UINT3": (fpx.UINT3, {}),
     "E4M3": (fpx.E4M3, {"group_size": None}),
-    "E5M2": (fpx.E5M2, {"group_size": None}),
+    "E5M2": (fpx.E5M2, {"group_size": None}), "E4M3-G128": (fpx.E4M3, {"group_size": 128}),
     "E3M2": (fpx.E3M2, {}), "E2M3": (fpx.E2M3, {}), "E2M1": (fpx.E2M1, {}), "E2M1-MX": (fpx.E2M1, {"block": "mx"}),
 }
 

@@ -993,6 +993,7 @@ def _group_major_scales(fmt) -> bool:
 
     - INT8 by 128: 7.00 / 6.00 / 5.86 with 2-4 LDG and 4-8 STS; group-major 6.41 / 4.89 / 5.14,
       none (the decode hoisted into the MMA operand, as E4M3 per channel's: 5.38 / 4.36 / 4.17);
+    - E4M3 by 128: 7.19 / 5.98 / 5.80 with LDG and STS; 6.31 / 5.02 / 5.11, none;
     - UINT8 by 128 (zero-points too): 8.72 / 7.53 / 7.47 with LDG and STS; 11.47 / 10.17 /
       10.00, none (the zero-point's arithmetic in the operand layout takes PRMTs);
     - INT4 by 128: 9.69 / 8.39 / 8.30 with LDG and STS; 11.31 / 9.83 / 9.67, no LDG, STS kept
@@ -1001,8 +1002,10 @@ def _group_major_scales(fmt) -> bool:
     Timed on an H200 (8192 x 8192, 16 rows, bf16 x): INT8 by 128 44.7 us and INT4 by 128 44.2
     with 7.00 and 9.69 per weight, INT8 per channel 24.1 with 5.41 and no LDG or STS, INT4 per
     channel 45.6 (STS, no LDG): the LDG-and-STS loops take the same time whatever their count,
-    so the round trip, not the count, looks like the bound. Predicted for INT8 by 128 group-
-    major: 16 rows 26-30 us, 64 rows 47-50 (53.8 now); INT4 no gain (its STS stays). Layout
+    so the round trip, not the count, looks like the bound (E4M3 per channel with its scale in
+    the prologue, a load broadcast along k: 51.4 us at 8 rows, 24.7-25.1 with it on the
+    product). Predicted for INT8 and E4M3 by 128 group-major: 16 rows 26-30 us, 64 rows 47-50
+    (INT8 53.8 now); INT4 no gain (its STS stays). Layout
     chosen at construction, not per device. Off until timed (``benchmarks/linear.py
     --group-major-scales 1``, ``gpu_run.sh scales``)."""
     return False
