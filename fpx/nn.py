@@ -1008,9 +1008,9 @@ def _group_major_scales(fmt) -> bool:
     (INT8 53.8 now); INT4 no gain (its STS stays). On CPU (2 cores, 4096 x 4096, float32 x,
     by 128, two runs each, row-major / group-major, 2026-12-01): INT8 at one row 514-628 /
     567-568 us, at 16 rows (weight blocks) 7.06-7.54 / 9.95-10.35 ms; INT4 674-718 / 785-881
-    us and 7.82-7.83 / 7.43-8.84 ms: slower where not even. Layout
-    chosen at construction, not per device. Off until timed (``benchmarks/linear.py
-    --group-major-scales 1``, ``gpu_run.sh scales``)."""
+    us and 7.82-7.83 / 7.43-8.84 ms: slower where not even. The layout is chosen at
+    construction, not per device. Off until timed (``benchmarks/linear.py --group-major-scales
+    1``, ``gpu_run.sh scales``)."""
     return False
 
 
