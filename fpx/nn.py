@@ -315,13 +315,12 @@ class LowBitLinear(nn.Module):
         packed_rows = bitpack.packed_size(g, bits)
         self.register_buffer("packed", torch.zeros(out_features, packed_rows, in_features // g, dtype=torch.uint8, device=device))
         scale_storage = torch.uint8 if block == "mx" else scale_dtype  # MX: E8M0 codes
-        group_major = groups > 1 and _group_major_scales(fmt)
-        self.register_buffer("scale", _per_group_buffer(out_features, groups, scale_storage, device, 1, group_major))
+        self.register_buffer("scale", torch.ones(out_features, groups, dtype=scale_storage, device=device))
         has_zero_point = isinstance(fmt, IntFormat) and not fmt.signed
         self.register_buffer(
-            "zero_point",
-            _per_group_buffer(out_features, groups, torch.uint8, device, 0, group_major) if has_zero_point else None,
+            "zero_point", torch.zeros(out_features, groups, dtype=torch.uint8, device=device) if has_zero_point else None
         )
+        self._lay_out_scales_for_their_device()
         self.register_buffer("bias", torch.zeros(out_features, dtype=scale_dtype, device=device) if bias else None)
         # Values of the 2**bits float codes as float32 bit patterns: an integer buffer, so
         # .to(dtype) leaves it exact. Derived from fmt, hence not part of the state dict.
@@ -731,6 +730,21 @@ class LowBitLinear(nn.Module):
         if not isinstance(state, dict) or state != mine:
             raise ValueError(f"this state dict was saved for a LowBitLinear with {state}, but this layer is {mine}")
 
+    def _apply(self, fn, recurse=True):
+        # .to(), .cuda(), .half(), ...: the scales' memory order follows their new device.
+        super()._apply(fn, recurse)
+        self._lay_out_scales_for_their_device()
+        return self
+
+    def _lay_out_scales_for_their_device(self) -> None:
+        """Store ``scale`` and ``zero_point`` group-major or row-major, as
+        :func:`_group_major_scales` says for their device (same shapes and values)."""
+        group_major = self.scale.shape[1] > 1 and _group_major_scales(self.scale.device, self.fmt)
+        for name in ("scale", "zero_point"):
+            t = getattr(self, name)
+            if t is not None and _is_group_major(t) != group_major:
+                setattr(self, name, t.t().contiguous().t() if group_major else t.contiguous())
+
     def extra_repr(self) -> str:
         where = "per-channel" if self.per_channel else f"group_size={self.group_size}"
         block = ", block='mx'" if self.block else ""
@@ -976,12 +990,13 @@ def _float_decode_by_casts(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-def _group_major_scales(fmt) -> bool:
-    """Whether a new :class:`LowBitLinear` in ``fmt`` stores its scales and zero-points, where a
-    row has several groups, group-major: ``scale`` keeps its (out_features, groups) shape,
-    values and state-dict entry, in memory as (groups, out_features) (strides (1,
-    out_features)), which ``.to()``, ``copy_`` (a state-dict load), ``deepcopy`` and
-    ``torch.save`` keep.
+def _group_major_scales(device: torch.device, fmt) -> bool:
+    """Whether a :class:`LowBitLinear` in ``fmt`` on ``device`` stores its scales and
+    zero-points, where a row has several groups, group-major: ``scale`` keeps its
+    (out_features, groups) shape, values and state-dict entry, in memory as (groups,
+    out_features) (strides (1, out_features)). The layer sets the order at construction and
+    after each ``.to()`` (``nn.Module._apply``); ``copy_`` (a state-dict load), ``deepcopy`` and
+    ``torch.save`` keep it (a load with ``assign=True`` takes the saved tensor's).
 
     Why: the matmul template's prologue reads a (BLOCK_K, BLOCK_N) tile's scales at (k //
     group, n). Stored (N, groups) they sit ``groups`` apart along n: Triton loads them by plain
@@ -1008,18 +1023,14 @@ def _group_major_scales(fmt) -> bool:
     (INT8 53.8 now); INT4 no gain (its STS stays). On CPU (2 cores, 4096 x 4096, float32 x,
     by 128, two runs each, row-major / group-major, 2026-12-01): INT8 at one row 514-628 /
     567-568 us, at 16 rows (weight blocks) 7.06-7.54 / 9.95-10.35 ms; INT4 674-718 / 785-881
-    us and 7.82-7.83 / 7.43-8.84 ms: slower where not even. The layout is chosen at
-    construction, not per device. Off until timed (``benchmarks/linear.py --group-major-scales
-    1``, ``gpu_run.sh scales``)."""
+    us and 7.82-7.83 / 7.43-8.84 ms: slower where not even, so a choice per device. Off until
+    timed (``benchmarks/linear.py --group-major-scales 1``, ``gpu_run.sh scales``)."""
     return False
 
 
-def _per_group_buffer(out_features: int, groups: int, dtype, device, fill: int, group_major: bool) -> torch.Tensor:
-    """An (out_features, groups) buffer filled with ``fill``, stored group-major (its transpose
-    contiguous) where ``group_major`` (see :func:`_group_major_scales`)."""
-    if group_major:
-        return torch.full((groups, out_features), fill, dtype=dtype, device=device).t()
-    return torch.full((out_features, groups), fill, dtype=dtype, device=device)
+def _is_group_major(t: torch.Tensor) -> bool:
+    """Whether an (out_features, groups) tensor of several groups is stored group-major."""
+    return t.shape[1] > 1 and t.stride() == (1, t.shape[0])
 
 
 def _e5m2_by_float8_cast(device: torch.device) -> bool:

@@ -162,8 +162,9 @@ GROUP_MAJOR_CASES = [(fpx.INT8, {"group_size": 32}), (fpx.UINT4, {"group_size": 
 @pytest.mark.parametrize("fmt, kwargs", GROUP_MAJOR_CASES, ids=["INT8-g32", "UINT4-g64", "E2M1-MX", "E4M3-row"])
 def test_group_major_scales_are_the_same_layer_in_another_memory_order(fmt, kwargs, monkeypatch):
     linear = make_linear()
+    monkeypatch.setattr(fpx.nn, "_group_major_scales", lambda device, fmt: False)
     row_major = LowBitLinear.from_linear(linear, fmt, **kwargs)
-    monkeypatch.setattr(fpx.nn, "_group_major_scales", lambda fmt: True)
+    monkeypatch.setattr(fpx.nn, "_group_major_scales", lambda device, fmt: True)
     layer = LowBitLinear.from_linear(linear, fmt, **kwargs)
     n, groups = layer.scale.shape
     group_major = (1, n) if groups > 1 else (1, 1)
@@ -192,10 +193,34 @@ def test_group_major_scales_are_the_same_layer_in_another_memory_order(fmt, kwar
     buffer.seek(0)
     loaded = torch.load(buffer, weights_only=False)
     assert_group_major(loaded)
-    monkeypatch.undo()
+    monkeypatch.setattr(fpx.nn, "_group_major_scales", lambda device, fmt: False)
     back = LowBitLinear(256, 48, fmt, scale_dtype=torch.float32, **kwargs)
     back.load_state_dict(layer.state_dict())  # into a row-major layer
     assert back.scale.is_contiguous() and torch.equal(back(x), row_major(x))
+
+
+# The scales' memory order follows the device (fpx.nn._group_major_scales(device, fmt)): set
+# again by every .to(), the values kept; here a switch stands in for the device, then the meta
+# device for a device type.
+def test_group_major_scales_follow_the_layers_device(monkeypatch):
+    switch = {"group_major": False}
+    monkeypatch.setattr(fpx.nn, "_group_major_scales", lambda device, fmt: switch["group_major"])
+    layer = LowBitLinear.from_linear(make_linear(), fpx.UINT4, group_size=64)
+    scale, zero_point = layer.scale.clone(), layer.zero_point.clone()
+    assert layer.scale.is_contiguous() and layer.zero_point.is_contiguous()
+    switch["group_major"] = True
+    assert layer.to(torch.float32) is layer
+    assert layer.scale.stride() == layer.zero_point.stride() == (1, 48)
+    assert torch.equal(layer.scale, scale) and torch.equal(layer.zero_point, zero_point)
+    assert layer.state_dict()["scale"].stride() == (1, 48)
+    switch["group_major"] = False
+    layer.to("cpu")
+    assert layer.scale.is_contiguous() and layer.zero_point.is_contiguous()
+    assert torch.equal(layer.scale, scale) and torch.equal(layer.zero_point, zero_point)
+    monkeypatch.setattr(fpx.nn, "_group_major_scales", lambda device, fmt: device.type == "meta")
+    on_meta = copy.deepcopy(layer).to("meta")
+    assert on_meta.scale.stride() == on_meta.zero_point.stride() == (1, 48)
+    assert layer.scale.is_contiguous()
 
 
 # Compiled with group-major scales, on both of CPU's routes (one row: the reductions; past the
@@ -203,7 +228,7 @@ def test_group_major_scales_are_the_same_layer_in_another_memory_order(fmt, kwar
 @pytest.mark.parametrize("rows", [1, 5])
 @pytest.mark.parametrize("fmt, kwargs", GROUP_MAJOR_CASES[:2], ids=["INT8-g32", "UINT4-g64"])
 def test_compiled_forward_with_group_major_scales_matches(fmt, kwargs, rows, monkeypatch):
-    monkeypatch.setattr(fpx.nn, "_group_major_scales", lambda fmt: True)
+    monkeypatch.setattr(fpx.nn, "_group_major_scales", lambda device, fmt: True)
     layer = LowBitLinear.from_linear(make_linear(), fmt, gemv_max_rows=2, **kwargs)
     assert not layer.scale.is_contiguous()
     x = torch.randn(rows, 256)

@@ -277,7 +277,7 @@ def test_cuda_forward_at_16_rows_under_cold_cache_tuning_fuses_into_a_given_tile
 def test_cuda_template_decodes_integer_codes_in_bfloat16_exactly(fmt, group_major, monkeypatch):
     n = k = 8192
     torch.manual_seed(0)
-    monkeypatch.setattr(fpx.nn, "_group_major_scales", lambda fmt: group_major)
+    monkeypatch.setattr(fpx.nn, "_group_major_scales", lambda device, fmt: group_major)
     layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n, bias=False), fmt, group_size=128)
     assert layer.scale.is_contiguous() != group_major
     exponents = torch.randint(-100, 101, layer.scale.shape).double()
