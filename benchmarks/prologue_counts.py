@@ -11,6 +11,8 @@ bfloat16 in one conversion").
 
     python benchmarks/prologue_counts.py                      # every decode below, three tiles
     python benchmarks/prologue_counts.py --decodes int8-pc-direct e4m3-pc --tiles 16x64x128w4
+    python benchmarks/prologue_counts.py --scale-layouts rows groups   # scales (N, K/128) or (K/128, N)
+    python benchmarks/prologue_counts.py --left --tiles 64x16x128w4 64x64x128w4   # the left route
 """
 
 from __future__ import annotations
@@ -123,6 +125,34 @@ def triton_tem_decode(arg_A, in_ptr1, in_ptr2, in_ptr3, out_ptr0):
     tl.store(out_ptr0 + (tl.broadcast_to(xindex, [BLOCK_M, BLOCK_N])), acc, mask)
 '''
 
+# The left route ((W @ x.T).T, fpx.nn._weight_as_left_operand): the decoded weight is the
+# template's left operand, 8192 rows of W by 64 columns of x.T; per-channel codes only (no
+# scale in the decode there).
+LEFT_TEMPLATE = (TEMPLATE.replace("M = 16\n", "M = 8192\n").replace("N = 8192\n", "N = 64\n")
+                 .replace("""        a = tl.load(A + (xindex))
+        idx_m = b_k_idx_vals
+        idx_n = offs_b_n[None, :]
+        xindex = idx_n + 8192*idx_m
+{loads}
+        {decode}
+        b = w.broadcast_to(xindex.shape)""", """{loads}
+        {decode}
+        a = w.broadcast_to(xindex.shape)
+        idx_m = b_k_idx_vals
+        idx_n = offs_b_n[None, :]
+        xindex = 8192*idx_n + idx_m
+        b = tl.load(A + (xindex))""")
+                 .replace("xindex = idx_n + 8192*idx_m\n    tl.store", "xindex = idx_n + 64*idx_m\n    tl.store"))
+LEFT_CODE = "tl.load(in_ptr1 + (tl.broadcast_to(8192*idx_m + idx_n, [BLOCK_M, BLOCK_K])), None, eviction_policy='evict_last')"
+
+
+def left_template_source(decode: str, block_m: int, block_n: int, block_k: int) -> str:
+    """The left route's template kernel with ``decode`` (per-channel codes) as its prologue."""
+    if re.search(r"\b[sz]\b", decode):
+        raise ValueError(f"the left route decodes per-channel codes only (no scale or zero-point), got {decode!r}")
+    return META + LEFT_TEMPLATE.format(block_m=block_m, block_n=block_n, block_k=block_k,
+                                       loads=f"        c = {LEFT_CODE}", decode=decode)
+
 
 def template_source(decode: str, block_m: int, block_n: int, block_k: int, code: str = CODE,
                     group_major: bool = False) -> str:
@@ -149,6 +179,9 @@ def main():
     parser.add_argument("--decodes", nargs="*", default=list(DECODES), choices=list(DECODES))
     parser.add_argument("--tiles", nargs="*", default=["16x16x128w2", "16x32x128w2", "16x64x128w4"],
                         help="BLOCK_M x BLOCK_N x BLOCK_K and warps (5 stages)")
+    parser.add_argument("--left", action="store_true",
+                        help="the left route's template ((W @ x.T).T: the decoded weight the left operand, "
+                             "8192 x 64; per-channel decodes only); --tiles then BLOCK_M (W's rows) x BLOCK_N x BLOCK_K")
     parser.add_argument("--scale-layouts", nargs="*", default=["rows"], choices=("rows", "groups"),
                         help="scales and zero-points stored (N, K / 128) (rows, today's) or (K / 128, N) "
                              "(groups: fpx.nn._group_major_scales)")
@@ -159,13 +192,19 @@ def main():
         sizes, warps = tile.split("w")
         block_m, block_n, block_k = (int(v) for v in sizes.split("x"))
         for name in args.decodes:
+            if args.left and (re.search(r"\b[sz]\b", DECODES[name]) or name in CODE_OF):
+                continue  # the left route takes per-channel byte codes
             for layout in args.scale_layouts:
                 if layout == "groups" and not re.search(r"\b[sz]\b", DECODES[name]):
                     continue  # no scale or zero-point in its loop
-                source = template_source(DECODES[name], block_m, block_n, block_k, CODE_OF.get(name, CODE),
-                                         group_major=layout == "groups")
-                per_weight, body = k_loop_counts(source, int(warps), 5, block_k * block_n)
-                i2f = body["I2F"] / (block_k * block_n / (32 * int(warps)))
+                if args.left:
+                    source, tile_weights = left_template_source(DECODES[name], block_m, block_n, block_k), block_m * block_k
+                else:
+                    source = template_source(DECODES[name], block_m, block_n, block_k, CODE_OF.get(name, CODE),
+                                             group_major=layout == "groups")
+                    tile_weights = block_k * block_n
+                per_weight, body = k_loop_counts(source, int(warps), 5, tile_weights)
+                i2f = body["I2F"] / (tile_weights / (32 * int(warps)))
                 top = ", ".join(f"{op} {n}" for op, n in body.most_common(6))
                 # LDG: loads outside the async copy; STS: the decoded tile stored to shared memory
                 print(f"{name:>20} {layout:>6} {tile:>12} {per_weight:>12.2f} {i2f:>10.2f} {body['LDG']:>4} "
