@@ -1020,7 +1020,8 @@ def _group_major_scales(device: torch.device, fmt) -> bool:
     so the round trip, not the count, looks like the bound (E4M3 per channel with its scale in
     the prologue, a load broadcast along k: 51.4 us at 8 rows, 24.7-25.1 with it on the
     product). Predicted for INT8 and E4M3 by 128 group-major: 16 rows 26-30 us, 64 rows 47-50
-    (INT8 53.8 now); INT4 no gain (its STS stays). On CPU (2 cores, 4096 x 4096, float32 x,
+    (INT8 53.8 now); UINT8 no gain and INT4 slower (about 52 and 51: their counts grow, and
+    INT4 keeps its STS), so not theirs. On CPU (2 cores, 4096 x 4096, float32 x,
     by 128, two runs each, row-major / group-major, 2026-12-01): INT8 at one row 514-628 /
     567-568 us, at 16 rows (weight blocks) 7.06-7.54 / 9.95-10.35 ms; INT4 674-718 / 785-881
     us and 7.82-7.83 / 7.43-8.84 ms: slower where not even, so a choice per device. Off until
