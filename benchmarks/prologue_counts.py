@@ -146,9 +146,14 @@ LEFT_TEMPLATE = (TEMPLATE.replace("M = 16\n", "M = 8192\n").replace("N = 8192\n"
 LEFT_CODE = "tl.load(in_ptr1 + (tl.broadcast_to(8192*idx_m + idx_n, [BLOCK_M, BLOCK_K])), None, eviction_policy='evict_last')"
 
 
+def _reads(decode: str, names: str) -> bool:
+    """Whether ``decode`` reads any of the one-letter values ``names`` (s: scale, z: zero-point)."""
+    return re.search(rf"\b[{names}]\b", decode) is not None
+
+
 def left_template_source(decode: str, block_m: int, block_n: int, block_k: int) -> str:
     """The left route's template kernel with ``decode`` (per-channel codes) as its prologue."""
-    if re.search(r"\b[sz]\b", decode):
+    if _reads(decode, "sz"):
         raise ValueError(f"the left route decodes per-channel codes only (no scale or zero-point), got {decode!r}")
     return META + LEFT_TEMPLATE.format(block_m=block_m, block_n=block_n, block_k=block_k,
                                        loads=f"        c = {LEFT_CODE}", decode=decode)
@@ -159,9 +164,9 @@ def template_source(decode: str, block_m: int, block_n: int, block_k: int, code:
     """The template kernel's Triton source with ``decode`` as its prologue (the codes loaded by
     ``code``; scales and zero-points stored group-major where ``group_major``)."""
     loads = [f"        c = {code}"]
-    if re.search(r"\bs\b", decode):
+    if _reads(decode, "s"):
         loads.append(f"        s = {SCALE_GROUP_MAJOR if group_major else SCALE}")
-    if re.search(r"\bz\b", decode):
+    if _reads(decode, "z"):
         loads.append(f"        z = {ZERO_GROUP_MAJOR if group_major else ZERO}")
     return META + TEMPLATE.format(block_m=block_m, block_n=block_n, block_k=block_k, loads="\n".join(loads), decode=decode)
 
@@ -192,10 +197,10 @@ def main():
         sizes, warps = tile.split("w")
         block_m, block_n, block_k = (int(v) for v in sizes.split("x"))
         for name in args.decodes:
-            if args.left and (re.search(r"\b[sz]\b", DECODES[name]) or name in CODE_OF):
+            if args.left and (_reads(DECODES[name], "sz") or name in CODE_OF):
                 continue  # the left route takes per-channel byte codes
             for layout in args.scale_layouts:
-                if layout == "groups" and not re.search(r"\b[sz]\b", DECODES[name]):
+                if layout == "groups" and not _reads(DECODES[name], "sz"):
                     continue  # no scale or zero-point in its loop
                 if args.left:
                     source, tile_weights = left_template_source(DECODES[name], block_m, block_n, block_k), block_m * block_k
