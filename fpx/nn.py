@@ -1135,7 +1135,7 @@ def _channel_scale_after_matmul(device: torch.device) -> bool:
 
 # The fewest rows of x from which codes with per-channel scales multiply as the matmul's left
 # operand on CUDA, by format; formats not listed never do (see _weight_as_left_operand).
-LEFT_OPERAND_MIN_ROWS = {E4M3: 20, E5M2: 24, INT4: 24, INT8: 128}
+LEFT_OPERAND_MIN_ROWS = {E4M3: 20, E5M2: 24, INT4: 24, INT8: 48}
 # ... and the fewest output features (the weight's rows, which the left route's 64-row tiles
 # divide among the GPU's SMs), where measured to matter; other formats: any.
 LEFT_OPERAND_MIN_OUT_FEATURES = {INT4: 8192, INT8: 8192}
@@ -1167,7 +1167,11 @@ def _weight_as_left_operand(device: torch.device, fmt, rows, out_features) -> bo
       52.1, 128 rows 63.4 / 56.0. At 64 rows, 14336 x 4096 (N x K): 56.0 / 41.5; 4096 x
       14336: 66.8 / 80.0, lost: 4096 rows of W are 64 tiles of 64 rows for 132 SMs (split
       in two, 49.0: :func:`_splits_k_on_the_left`).
-    - INT8: 64 rows 51.1 / 66.9, 128 rows 66.1 / 54.2 (8192 x 8192 only).
+    - INT8, codes converted to bfloat16 through int8 (2026-12-01, each set compiled alone):
+      24 rows 36.6 / 36.3, 32 rows 33.6 / 35.2, 48 rows 46.3 / 41.0, 64 rows 52.6 / 42.2
+      (47.0 on the right in another compile), 128 rows 58.6 / 49.6; 14336 x 4096 at 32
+      rows 30.7 / 30.6, at 64 rows 45.6 / 34.8. Through float32 (before): 64 rows 51.1 /
+      66.9, 128 rows 66.1 / 54.2, so INT8 went left from 128 rows until then.
     - E4M3 at 64 rows on the other shapes: 14336 x 4096 41.8 / 38.4, 4096 x 14336 58.2 / 52.7.
     - Not listed: UINT4 (its zero-point in the decode) 59.2 / 78.4 at 64 rows; INT2 51.0 /
       49.4 (within the spread of compiles).

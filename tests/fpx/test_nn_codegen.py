@@ -339,14 +339,15 @@ def test_cuda_forward_at_128_rows_under_cold_cache_tuning_fuses_into_a_128_row_t
     assert all(block_m == 128 for block_m, _, _ in tiles), tiles
 
 
-# Per-channel E4M3 (from 20 rows) and INT4 (from 24): (W @ x.T).T, the decoded weight the
-# template's left operand (fpx.nn._weight_as_left_operand; H200, 8192 x 8192, E4M3: 64 rows
-# 44.3 -> 31.7 us, 128 rows 59.0 -> 39.0; INT4 at 64 rows 55.1 -> 52.1). The decode fuses
-# into the template, whose tiles then run along the weight's rows (BLOCK_M of 64 or more, x's
-# rows in BLOCK_N); one more kernel scales the product, transposes it back and adds the bias.
+# Per-channel E4M3 (from 20 rows), INT4 (from 24) and INT8 (from 48): (W @ x.T).T, the
+# decoded weight the template's left operand (fpx.nn._weight_as_left_operand; H200, 8192 x
+# 8192, E4M3: 64 rows 44.3 -> 31.7 us, 128 rows 59.0 -> 39.0; INT4 at 64 rows 55.1 -> 52.1;
+# INT8 at 64 rows 52.6 -> 42.2). The decode fuses into the template, whose tiles then run
+# along the weight's rows (BLOCK_M of 64 or more, x's rows in BLOCK_N); one more kernel scales
+# the product, transposes it back and adds the bias.
 @pytest.mark.cuda
-@pytest.mark.parametrize("fmt, rows", [(fpx.E4M3, 64), (fpx.E4M3, 128), (fpx.INT4, 64)],
-                         ids=["E4M3-64", "E4M3-128", "INT4-64"])
+@pytest.mark.parametrize("fmt, rows", [(fpx.E4M3, 64), (fpx.E4M3, 128), (fpx.INT4, 64), (fpx.INT8, 64)],
+                         ids=["E4M3-64", "E4M3-128", "INT4-64", "INT8-64"])
 def test_cuda_forward_per_channel_at_64_and_128_rows_takes_the_weight_as_left_operand(fmt, rows):
     source, weight_size = compiled_bf16_forward(fmt, {"group_size": None}, rows=rows, tuning=fpx.nn.cold_cache_tuning)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
