@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session: every CUDA test, then the benchmarks. Logs go to $OUT (or ./gpu_out).
-# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|left|floors|right-split|split-edges|int8|e5m2|scales|pairs|all]
+# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|left|floors|right-split|split-edges|int8|e5m2|pairs|all]
 #   grid: the linear grid of benchmarks/RESULTS.md (GRID_JOBS: "SHAPES FORMATS MS;..." to choose
 #         part of it): cold compiles of every case side by side, inductor's tuning timings one at
 #         a time under a lock (phase 1, warming inductor's caches), then the timed runs side by
@@ -74,10 +74,6 @@
 #         the default since the twenty-fifth session) against a float16's top byte (0), 8192 x
 #         8192 at 3, 16 and 64 rows, each set compiled alone; then the E5M2 template tests (every
 #         finite code exact on the GPU). About 4 minutes.
-#   scales: scales (and zero-points) stored group-major (--group-major-scales 1) against row-major
-#         (0), 8192 x 8192 by 128: INT8, E4M3 and INT4 at 16 and 64 rows, INT8 and INT4 at one
-#         row, each set compiled alone; then the group-major CUDA tests. About 9 minutes.
-#         Predicted in fpx.nn._group_major_scales.
 #   pairs: benchmarks/probe_nibble_pairs.py: INT4's nibble chosen by k (the layer's planar bytes)
 #         or by n (bytes paired along N, a loop-invariant choice) in the fused template, 8192 x
 #         8192 at 16 and 64 rows (PAIRS_ARGS), one process in a fresh inductor cache. About 3
@@ -293,11 +289,6 @@ if [[ $what == e5m2 ]]; then
   cuda_tests tests_e5m2 tests/fpx/test_nn_codegen.py -k "e5m2_code or 8_bit_codes_at_3_rows"
 fi
 
-if [[ $what == scales ]]; then
-  ab_sweep --group-major-scales 230 "--shapes 8192x8192 --formats INT8,E4M3-G128,INT4 --group-size 128 --m 16,64"
-  ab_sweep --group-major-scales 90 "--shapes 8192x8192 --formats INT8,INT4 --group-size 128 --m 1"
-  CUDA_TESTS_TIMEOUT=100 cuda_tests tests_scales tests/fpx/test_nn_codegen.py -k group_major
-fi
 
 if [[ $what == pairs ]]; then
   TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 400 python3 benchmarks/probe_nibble_pairs.py ${PAIRS_ARGS:---m 16,64} \

@@ -32,7 +32,8 @@ CODE = "tl.load(in_ptr1 + (tl.broadcast_to(8192*idx_n + idx_m, [BLOCK_K, BLOCK_N
 SCALE = "tl.load(in_ptr2 + (tl.broadcast_to(64*idx_n + (idx_m // 128), [BLOCK_K, BLOCK_N])), None, eviction_policy='evict_last')"
 ZERO = "tl.load(in_ptr3 + (tl.broadcast_to(64*idx_n + (idx_m // 128), [BLOCK_K, BLOCK_N])), None, eviction_policy='evict_last')"
 
-# Scales and zero-points stored group-major, (K / 128, N) in memory (fpx.nn._group_major_scales).
+# Scales and zero-points stored group-major, (K / 128, N) in memory: tried in the layer and removed
+# (slower on an H200; docs/inductor.md, "Scales stored group-major").
 SCALE_GROUP_MAJOR = SCALE.replace("64*idx_n + (idx_m // 128)", "8192*(idx_m // 128) + idx_n")
 ZERO_GROUP_MAJOR = ZERO.replace("64*idx_n + (idx_m // 128)", "8192*(idx_m // 128) + idx_n")
 # INT4's planar byte: columns k and k + K / 2 in its low and high nibbles.
@@ -189,7 +190,7 @@ def main():
                              "8192 x 64; per-channel decodes only); --tiles then BLOCK_M (W's rows) x BLOCK_N x BLOCK_K")
     parser.add_argument("--scale-layouts", nargs="*", default=["rows"], choices=("rows", "groups"),
                         help="scales and zero-points stored (N, K / 128) (rows, today's) or (K / 128, N) "
-                             "(groups: fpx.nn._group_major_scales)")
+                             "(groups: tried in the layer, slower, removed)")
     args = parser.parse_args()
     print(f"{'decode':>20} {'scales':>6} {'tile':>12} {'instr/weight':>12} {'I2F/weight':>10} {'LDG':>4} {'STS':>4}"
           "  top opcodes")

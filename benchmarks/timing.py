@@ -98,9 +98,6 @@ LAYER_CHOICES = {
     # E5M2 by torch's float8_e5m2 cast in the matmul template's prologue (on: CUDA; off: the
     # code as a float16's top byte)
     "e5m2_cast": "_e5m2_by_float8_cast",
-    # scales and zero-points stored group-major, (groups, N) in memory, in layers built or moved
-    # (.to()) after the switch (off: (N, groups), the default)
-    "group_major_scales": "_group_major_scales",
     # the matmul path as (W x^T)^T, the decoded weight the template's left operand (off: x W^T)
     "weight_left": "_weight_as_left_operand",
     # the left route's K split in two, W as (2 N, K/2) (off: unsplit)

@@ -320,7 +320,6 @@ class LowBitLinear(nn.Module):
         self.register_buffer(
             "zero_point", torch.zeros(out_features, groups, dtype=torch.uint8, device=device) if has_zero_point else None
         )
-        self._lay_out_scales_for_their_device()
         self.register_buffer("bias", torch.zeros(out_features, dtype=scale_dtype, device=device) if bias else None)
         # Values of the 2**bits float codes as float32 bit patterns: an integer buffer, so
         # .to(dtype) leaves it exact. Derived from fmt, hence not part of the state dict.
@@ -730,21 +729,6 @@ class LowBitLinear(nn.Module):
         if not isinstance(state, dict) or state != mine:
             raise ValueError(f"this state dict was saved for a LowBitLinear with {state}, but this layer is {mine}")
 
-    def _apply(self, fn, recurse=True):
-        # .to(), .cuda(), .half(), ...: the scales' memory order follows their new device.
-        super()._apply(fn, recurse)
-        self._lay_out_scales_for_their_device()
-        return self
-
-    def _lay_out_scales_for_their_device(self) -> None:
-        """Store ``scale`` and ``zero_point`` group-major or row-major, as
-        :func:`_group_major_scales` says for their device (same shapes and values)."""
-        group_major = self.scale.shape[1] > 1 and _group_major_scales(self.scale.device, self.fmt)
-        for name in ("scale", "zero_point"):
-            t = getattr(self, name)
-            if t is not None and _is_group_major(t) != group_major:
-                setattr(self, name, t.t().contiguous().t() if group_major else t.contiguous())
-
     def extra_repr(self) -> str:
         where = "per-channel" if self.per_channel else f"group_size={self.group_size}"
         block = ", block='mx'" if self.block else ""
@@ -988,50 +972,6 @@ def _float_decode_by_casts(device: torch.device) -> bool:
     vectorizes :func:`_float_values_in_32_bit_lanes` instead. (A function, so that
     benchmarks/sass_offline.py can count the CUDA forms from CPU tensors.)"""
     return device.type == "cuda"
-
-
-def _group_major_scales(device: torch.device, fmt) -> bool:
-    """Whether a :class:`LowBitLinear` in ``fmt`` on ``device`` stores its scales and
-    zero-points, where a row has several groups, group-major: ``scale`` keeps its
-    (out_features, groups) shape, values and state-dict entry, in memory as (groups,
-    out_features) (strides (1, out_features)). The layer sets the order at construction and
-    after each ``.to()`` (``nn.Module._apply``); ``copy_`` (a state-dict load), ``deepcopy`` and
-    ``torch.save`` keep it (a load with ``assign=True`` takes the saved tensor's).
-
-    Why: the matmul template's prologue reads a (BLOCK_K, BLOCK_N) tile's scales at (k //
-    group, n). Stored (N, groups) they sit ``groups`` apart along n: Triton loads them by plain
-    ``LDG`` in the K loop (the codes come by the pipelined async copy), and the decoded tile
-    then makes a round trip through shared memory (``STS``) before the MMA. Stored (groups, N)
-    they are contiguous along n and copied asynchronously like the codes. Offline sm_90a counts
-    of the fused template's K loop (``benchmarks/prologue_counts.py --scale-layouts rows
-    groups``; 16 x 16 / 16 x 32 / 16 x 64 tiles; instructions per weight, LDG and STS per trip):
-
-    - INT8 by 128: 7.00 / 6.00 / 5.86 with 2-4 LDG and 4-8 STS; group-major 6.41 / 4.89 / 5.14,
-      none (the decode hoisted into the MMA operand, as E4M3 per channel's: 5.38 / 4.36 / 4.17);
-    - E4M3 by 128: 7.19 / 5.98 / 5.80 with LDG and STS; 6.31 / 5.02 / 5.11, none;
-    - UINT8 by 128 (zero-points too): 8.72 / 7.53 / 7.47 with LDG and STS; 11.47 / 10.17 /
-      10.00, none (the zero-point's arithmetic in the operand layout takes PRMTs);
-    - INT4 by 128: 9.69 / 8.39 / 8.30 with LDG and STS; 11.31 / 9.83 / 9.67, no LDG, STS kept
-      (the nibble's shift from k keeps the round trip).
-
-    Timed on an H200 (8192 x 8192, 16 rows, bf16 x): INT8 by 128 44.7 us and INT4 by 128 44.2
-    with 7.00 and 9.69 per weight, INT8 per channel 24.1 with 5.41 and no LDG or STS, INT4 per
-    channel 45.6 (STS, no LDG): the LDG-and-STS loops take the same time whatever their count,
-    so the round trip, not the count, looks like the bound (E4M3 per channel with its scale in
-    the prologue, a load broadcast along k: 51.4 us at 8 rows, 24.7-25.1 with it on the
-    product). Predicted for INT8 and E4M3 by 128 group-major: 16 rows 26-30 us, 64 rows 47-50
-    (INT8 53.8 now); UINT8 no gain and INT4 slower (about 52 and 51: their counts grow, and
-    INT4 keeps its STS), so not theirs. On CPU (2 cores, 4096 x 4096, float32 x,
-    by 128, two runs each, row-major / group-major, 2026-12-01): INT8 at one row 514-628 /
-    567-568 us, at 16 rows (weight blocks) 7.06-7.54 / 9.95-10.35 ms; INT4 674-718 / 785-881
-    us and 7.82-7.83 / 7.43-8.84 ms: slower where not even, so a choice per device. Off until
-    timed (``benchmarks/linear.py --group-major-scales 1``, ``gpu_run.sh scales``)."""
-    return False
-
-
-def _is_group_major(t: torch.Tensor) -> bool:
-    """Whether an (out_features, groups) tensor of several groups is stored group-major."""
-    return t.shape[1] > 1 and t.stride() == (1, t.shape[0])
 
 
 def _e5m2_by_float8_cast(device: torch.device) -> bool:

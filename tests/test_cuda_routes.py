@@ -47,7 +47,6 @@ CUDA_ANSWERS = {
     ("fpx.nn", "_matmul_by_weight_blocks"): lambda device: False,
     ("fpx.nn", "_channel_scale_after_matmul"): lambda device: True,
     ("fpx.nn", "_decodes_in_x_dtype"): lambda device: True,
-    ("fpx.nn", "_group_major_scales"): lambda device, fmt: False,  # built, not yet timed: off
     ("fpx.nn", "_weight_as_left_operand"): lambda device, fmt, rows, out_features: (
         (fmt == fpx.E4M3 and rows >= 20) or (fmt == fpx.E5M2 and rows >= 24)
         or (out_features >= 8192 and ((fmt == fpx.INT4 and rows >= 24) or (fmt == fpx.INT8 and rows >= 48)))
@@ -146,7 +145,6 @@ def test_the_answers_are_the_functions_own_for_a_cuda_device(choice):
                                     (fpx.E4M3, 16, 4096, 14336, True),
                                     (fpx.UINT4, 16, 4096, 14336, True), (fpx.INT2, 16, 4096, 14336, True)]),
         "_sums_products_in_one_trip": ([(fpx.INT3, 1), (fpx.E2M3, 1), (fpx.INT4, 2), (fpx.E2M1, 4)], [(fpx.INT4, 1), (fpx.E4M3, 1), (fpx.INT8, 2), (fpx.INT8, 4)]),
-        "_group_major_scales": ([], [(fpx.INT8,), (fpx.E4M3,), (fpx.UINT8,), (fpx.INT4,)]),
     }
     yes, no = further.get(name, ([()], []))
     # _conversion_pays_off asks the GPU whether it converts float8 (sm_89 on): an H100's does.

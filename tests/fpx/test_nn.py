@@ -1,6 +1,5 @@
 """LowBitLinear and quantize_: correctness against the dequantized weight, state, errors."""
 
-import copy
 import io
 
 import pytest
@@ -148,92 +147,6 @@ def test_state_dict_round_trip_with_weights_only_load():
     fresh.load_state_dict(state)
     x = torch.randn(4, 256)
     assert torch.equal(fresh(x), layer(x))
-
-
-# Scales and zero-points stored group-major (fpx.nn._group_major_scales: (groups, N) in memory,
-# for the CUDA template's prologue): the same shapes, values and state dict as a row-major
-# layer's, the layout kept by .to(), deepcopy, torch.save and a state-dict load from either
-# layout, and the same eager forward. One scale per row (per channel) stays as it is.
-GROUP_MAJOR_CASES = [(fpx.INT8, {"group_size": 32}), (fpx.UINT4, {"group_size": 64}),
-                     (fpx.E2M1, {"group_size": None, "block": "mx"}),
-                     (fpx.E4M3, {"group_size": None})]
-
-
-@pytest.mark.parametrize("fmt, kwargs", GROUP_MAJOR_CASES, ids=["INT8-g32", "UINT4-g64", "E2M1-MX", "E4M3-row"])
-def test_group_major_scales_are_the_same_layer_in_another_memory_order(fmt, kwargs, monkeypatch):
-    linear = make_linear()
-    monkeypatch.setattr(fpx.nn, "_group_major_scales", lambda device, fmt: False)
-    row_major = LowBitLinear.from_linear(linear, fmt, **kwargs)
-    monkeypatch.setattr(fpx.nn, "_group_major_scales", lambda device, fmt: True)
-    layer = LowBitLinear.from_linear(linear, fmt, **kwargs)
-    n, groups = layer.scale.shape
-    group_major = (1, n) if groups > 1 else (1, 1)
-
-    def assert_group_major(module):
-        for t in (module.scale, module.zero_point):
-            if t is not None:
-                assert t.shape == (n, groups) and t.stride() == group_major, (t.shape, t.stride())
-
-    assert_group_major(layer)
-    assert layer.state_dict().keys() == row_major.state_dict().keys()
-    for key, value in row_major.state_dict().items():
-        if isinstance(value, torch.Tensor):
-            assert torch.equal(layer.state_dict()[key], value), key
-    x = torch.randn(3, 256)
-    assert torch.equal(layer(x), row_major(x))
-    converted = copy.deepcopy(layer).to(torch.bfloat16)
-    assert_group_major(converted)
-    assert converted.scale.dtype == (torch.uint8 if kwargs.get("block") else torch.bfloat16)
-    fresh = LowBitLinear(256, 48, fmt, scale_dtype=torch.float32, **kwargs)
-    fresh.load_state_dict(row_major.state_dict())
-    assert_group_major(fresh)
-    assert torch.equal(fresh(x), row_major(x))
-    buffer = io.BytesIO()
-    torch.save(layer, buffer)
-    buffer.seek(0)
-    loaded = torch.load(buffer, weights_only=False)
-    assert_group_major(loaded)
-    monkeypatch.setattr(fpx.nn, "_group_major_scales", lambda device, fmt: False)
-    back = LowBitLinear(256, 48, fmt, scale_dtype=torch.float32, **kwargs)
-    back.load_state_dict(layer.state_dict())  # into a row-major layer
-    assert back.scale.is_contiguous() and torch.equal(back(x), row_major(x))
-
-
-# The scales' memory order follows the device (fpx.nn._group_major_scales(device, fmt)): set
-# again by every .to(), the values kept; here a switch stands in for the device, then the meta
-# device for a device type.
-def test_group_major_scales_follow_the_layers_device(monkeypatch):
-    switch = {"group_major": False}
-    monkeypatch.setattr(fpx.nn, "_group_major_scales", lambda device, fmt: switch["group_major"])
-    layer = LowBitLinear.from_linear(make_linear(), fpx.UINT4, group_size=64)
-    scale, zero_point = layer.scale.clone(), layer.zero_point.clone()
-    assert layer.scale.is_contiguous() and layer.zero_point.is_contiguous()
-    switch["group_major"] = True
-    assert layer.to(torch.float32) is layer
-    assert layer.scale.stride() == layer.zero_point.stride() == (1, 48)
-    assert torch.equal(layer.scale, scale) and torch.equal(layer.zero_point, zero_point)
-    assert layer.state_dict()["scale"].stride() == (1, 48)
-    switch["group_major"] = False
-    layer.to("cpu")
-    assert layer.scale.is_contiguous() and layer.zero_point.is_contiguous()
-    assert torch.equal(layer.scale, scale) and torch.equal(layer.zero_point, zero_point)
-    monkeypatch.setattr(fpx.nn, "_group_major_scales", lambda device, fmt: device.type == "meta")
-    on_meta = copy.deepcopy(layer).to("meta")
-    assert on_meta.scale.stride() == on_meta.zero_point.stride() == (1, 48)
-    assert layer.scale.is_contiguous()
-
-
-# Compiled with group-major scales, on both of CPU's routes (one row: the reductions; past the
-# row limit: the weight decoded by blocks), against the dequantized weight in float64.
-@pytest.mark.parametrize("rows", [1, 5])
-@pytest.mark.parametrize("fmt, kwargs", GROUP_MAJOR_CASES[:2], ids=["INT8-g32", "UINT4-g64"])
-def test_compiled_forward_with_group_major_scales_matches(fmt, kwargs, rows, monkeypatch):
-    monkeypatch.setattr(fpx.nn, "_group_major_scales", lambda device, fmt: True)
-    layer = LowBitLinear.from_linear(make_linear(), fmt, gemv_max_rows=2, **kwargs)
-    assert not layer.scale.is_contiguous()
-    x = torch.randn(rows, 256)
-    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
-    torch.testing.assert_close(torch.compile(layer, fullgraph=True)(x).double(), expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
