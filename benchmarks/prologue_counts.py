@@ -48,6 +48,8 @@ DECODES = {
     "int8-g128-float32": "w = (c.to(tl.int8, bitcast=True).to(tl.int32).to(tl.float32) * s.to(tl.float32)).to(tl.bfloat16)",
     "int8-g128-direct": "w = c.to(tl.int8, bitcast=True).to(tl.bfloat16) * s",
     "e4m3-g128": "w = c.to(tl.float8e4nv, bitcast=True).to(tl.float32).to(tl.bfloat16) * s",
+    # ... as the layer decodes it (float codes scale in float32: fpx.nn._decode_in_x_dtype_applies)
+    "e4m3-g128-float32": "w = (c.to(tl.float8e4nv, bitcast=True).to(tl.float32) * s.to(tl.float32)).to(tl.bfloat16)",
     "int8-pc-bits-f32": "w = ((c.to(tl.int32) ^ 0x4B000080).to(tl.float32, bitcast=True) * 1.0 - 8388736.0).to(tl.bfloat16)",
     "int8-pc-bits-f16": "w = ((c.to(tl.int32) ^ 0x6480).to(tl.int16).to(tl.float16, bitcast=True) - 1152.0).to(tl.bfloat16)",
     "uint8-g128-float32": "w = ((c.to(tl.int32).to(tl.float32) - z.to(tl.float32)) * s.to(tl.float32)).to(tl.bfloat16)",
