@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session: every CUDA test, then the benchmarks. Logs go to $OUT (or ./gpu_out).
-# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|left|floors|right-split|split-edges|int8|e5m2|groups|pairs|all]
+# Usage: bash benchmarks/gpu_run.sh [tests|bench|linear|probe|grid|verify|conversions|left|floors|right-split|split-edges|int8|e5m2|pairs|all]
 #   grid: the linear grid of benchmarks/RESULTS.md (GRID_JOBS: "SHAPES FORMATS MS;..." to choose
 #         part of it): cold compiles of every case side by side, inductor's tuning timings one at
 #         a time under a lock (phase 1, warming inductor's caches), then the timed runs side by
@@ -74,11 +74,6 @@
 #         the default since the twenty-fifth session) against a float16's top byte (0), 8192 x
 #         8192 at 3, 16 and 64 rows, each set compiled alone; then the E5M2 template tests (every
 #         finite code exact on the GPU). About 4 minutes.
-#   groups: benchmarks/probe_group_products.py: INT4 by 128 with its scales out of the K loop
-#         (a bmm per group of 128, unscaled codes decoded in its prologue, then the scaled sum
-#         over groups; its products in bfloat16 or float32) against the layer's decode, 8192 x
-#         8192 at 8, 16, 32 and 64 rows (GROUPS_ARGS), one process in a fresh inductor cache.
-#         About 4 minutes. Predicted in the script's docstring.
 #   pairs: benchmarks/probe_nibble_pairs.py: INT4's nibble chosen by k (the layer's planar bytes)
 #         or by n (bytes paired along N, a loop-invariant choice) in the fused template, 8192 x
 #         8192 at 16 and 64 rows (PAIRS_ARGS), one process in a fresh inductor cache. About 3
@@ -295,11 +290,6 @@ if [[ $what == e5m2 ]]; then
 fi
 
 
-if [[ $what == groups ]]; then
-  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 500 python3 benchmarks/probe_group_products.py ${GROUPS_ARGS:---m 8,16,32,64} \
-    > "$OUT/groups.log" 2>&1
-  grep -vE "Warning|warn" "$OUT/groups.log" | tail -16 | cut -c1-200
-fi
 if [[ $what == pairs ]]; then
   TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 400 python3 benchmarks/probe_nibble_pairs.py ${PAIRS_ARGS:---m 16,64} \
     > "$OUT/pairs.log" 2>&1
