@@ -983,8 +983,8 @@ def _e5m2_by_float8_cast(device: torch.device) -> bool:
     PRMT). E5M2 per channel took 31.5 / 33.2 us at 3 / 4 rows of 8192 x 8192 on an H200 in the
     top byte's form, E4M3 26.5 / 26.8. Predicted: E5M2 at E4M3's times. Timed (H200, 8192 x
     8192, bf16 x, 2026-12-01, ``benchmarks/linear.py --e5m2-cast 1|0``), cast / top byte: 3
-    rows 26.4 / 29.8 us, 16 rows 25.9 / 26.9, 64 rows 49.2 / 54.4. The same values, NaN and
-    inf included."""
+    rows 26.4 / 29.8 us, 16 rows 25.9 / 26.9, 64 rows 49.2 / 54.4 (the left route; 32.8 with
+    the cast when repeated alone, a tile draw). The same values, NaN and inf included."""
     return device.type == "cuda"
 
 
