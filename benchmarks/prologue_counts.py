@@ -174,12 +174,11 @@ def template_source(decode: str, block_m: int, block_n: int, block_k: int, code:
     return META + TEMPLATE.format(block_m=block_m, block_n=block_n, block_k=block_k, loads="\n".join(loads), decode=decode)
 
 
-def k_loop_counts(source: str, warps: int, stages: int, tile_weights: int) -> tuple[float, collections.Counter]:
-    """(instructions per weight, opcode counts) of the K loop of ``source`` compiled for sm_90a."""
+def k_loop_counts(source: str, warps: int, stages: int) -> collections.Counter:
+    """Opcode counts of one trip of the K loop of ``source`` compiled for sm_90a (one thread's)."""
     rows, loops = sass_offline._rows_and_loops(sass_offline.sass(source, {}, num_warps=warps, num_stages=stages))
     first, last = max(loops, key=lambda loop: loop[1] - loop[0])  # the K loop: the longest
-    body = collections.Counter(op for _, _, op in rows[first : last + 1] if op != "NOP")
-    return sum(body.values()) / (tile_weights / (32 * warps)), body
+    return collections.Counter(op for _, _, op in rows[first : last + 1] if op != "NOP")
 
 
 def main():
@@ -211,8 +210,9 @@ def main():
                     source = template_source(DECODES[name], block_m, block_n, block_k, CODE_OF.get(name, CODE),
                                              group_major=layout == "groups")
                     tile_weights = block_k * block_n
-                per_weight, body = k_loop_counts(source, int(warps), 5, tile_weights)
-                i2f = body["I2F"] / (tile_weights / (32 * int(warps)))
+                body = k_loop_counts(source, int(warps), 5)
+                weights_per_thread = tile_weights / (32 * int(warps))
+                per_weight, i2f = sum(body.values()) / weights_per_thread, body["I2F"] / weights_per_thread
                 top = ", ".join(f"{op} {n}" for op, n in body.most_common(6))
                 # LDG: loads outside the async copy; STS: the decoded tile stored to shared memory
                 print(f"{name:>20} {layout:>6} {tile:>12} {per_weight:>12.2f} {i2f:>10.2f} {body['LDG']:>4} "
