@@ -358,10 +358,10 @@ if [[ $what == profile ]]; then
   ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
   for fb in ${PROFILE_FLOAT_BITS:-auto}; do  # a separate inductor cache per setting
     export TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)
-    timeout ${PROFILE_TIMEOUT:-240} python3 benchmarks/profile_linear.py --cases "$cases" --float-bits $fb > "$OUT/profile_times_$fb.log" 2>&1
+    timeout ${PROFILE_TIMEOUT:-240} python3 benchmarks/profile_linear.py --cases "$cases" --float-bits $fb ${PROFILE_ARGS:-} > "$OUT/profile_times_$fb.log" 2>&1
     grep -E "^[A-Z0-9]+:[0-9]+ |Error" "$OUT/profile_times_$fb.log" | cut -c1-300
     timeout 200 "$ncu" --clock-control none --nvtx --nvtx-include "profile/" --set full --import-source no \
-      -o "$OUT/prof_$fb" python3 benchmarks/profile_linear.py --cases "$cases" --float-bits $fb --profile > "$OUT/ncu_run_$fb.log" 2>&1
+      -o "$OUT/prof_$fb" python3 benchmarks/profile_linear.py --cases "$cases" --float-bits $fb ${PROFILE_ARGS:-} --profile > "$OUT/ncu_run_$fb.log" 2>&1
     tail -2 "$OUT/ncu_run_$fb.log"
   done
   for rep in "$OUT"/prof_*.ncu-rep; do
@@ -369,7 +369,7 @@ if [[ $what == profile ]]; then
     "$ncu" -i "$rep" --page details > "$base.details.txt" 2>&1
     "$ncu" -i "$rep" --page source --print-source sass --csv > "$base.source.csv" 2>&1 || true
     echo "== $base"
-    grep -E "^  [a-z_]+.*\(|Duration|Issue Slots Busy|Achieved Occupancy|Registers Per|Grid Size|Block Size|Executed Instructions  " "$base.details.txt" | cut -c1-100
+    grep -E "^  [a-z_]+.*\(|Duration|Issue Slots Busy|Achieved Active Warps|Registers Per|Grid Size|Block Size|Executed Instructions  |DRAM Throughput|L1/TEX Hit|L2 Hit Rate  |Warp Cycles Per Issued|Mem Pipes Busy" "$base.details.txt" | cut -c1-100
     python3 benchmarks/ncu_summary.py "$base.source.csv" | cut -c1-200
   done
   if [[ -n ${PROBE_VARIANTS:-} ]]; then

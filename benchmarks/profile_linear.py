@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fpx.nn import LowBitLinear, compile_options  # noqa: E402
+from fpx.nn import LowBitLinear, cold_cache_tuning, compile_options  # noqa: E402
 from linear import FORMATS  # noqa: E402
 from timing import (  # noqa: E402
     force_layer_choice,
@@ -33,7 +33,8 @@ from timing import (  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cases", default="INT4:1,INT4:16", help="FORMAT:M,... (linear.py's format names)")
+    parser.add_argument("--cases", default="INT4:1,INT4:16",
+                        help="FORMAT:M[:GROUP],... (linear.py's format names; GROUP overrides --group-size, 0 per channel)")
     parser.add_argument("--shape", default="8192x8192")
     parser.add_argument("--profile", action="store_true", help="one call per case inside an NVTX range 'profile'")
     parser.add_argument("--copies", type=int, default=4, help="weights cycled in the timing (defeats L2)")
@@ -48,13 +49,17 @@ def main():
     n, k = map(int, args.shape.split("x"))
     linear = torch.nn.Linear(k, n, bias=False, device="cuda")
     for case in args.cases.split(","):
-        name, m = case.split(":")
+        name, m, *group = case.split(":")
         fmt, kwargs = FORMATS[name]
-        kwargs = {"group_size": args.group_size, **kwargs}
+        group_size = int(group[0]) if group else args.group_size
+        kwargs = {"group_size": group_size or None, **kwargs}
         layers = [LowBitLinear.from_linear(linear, fmt, **kwargs).to(torch.bfloat16) for _ in range(args.copies)]
         x = torch.randn(int(m), k, device="cuda", dtype=torch.bfloat16)
         compiled = torch.compile(lambda layer, x: layer(x), options=compile_options("cuda"))
-        with template_configs(configs) if configs else contextlib.nullcontext():
+        # Tuned as linear.py tunes (cold_cache_tuning, with --template-configs inside it), so the
+        # profiled kernels and tiles are the ones the sweeps time; the --profile process finds
+        # them in the inductor cache.
+        with cold_cache_tuning(), template_configs(configs) if configs else contextlib.nullcontext():
             for layer in layers:
                 compiled(layer, x)
         torch.cuda.synchronize()
