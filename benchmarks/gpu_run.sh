@@ -359,7 +359,7 @@ if [[ $what == profile ]]; then
   for fb in ${PROFILE_FLOAT_BITS:-auto}; do  # a separate inductor cache per setting
     export TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)
     timeout ${PROFILE_TIMEOUT:-240} python3 benchmarks/profile_linear.py --cases "$cases" --float-bits $fb ${PROFILE_ARGS:-} > "$OUT/profile_times_$fb.log" 2>&1
-    grep -E "^[A-Z0-9]+:[0-9]+ |Error" "$OUT/profile_times_$fb.log" | cut -c1-300
+    grep -E "^[A-Z0-9-]+:[0-9]+(:[0-9]+)? |Error" "$OUT/profile_times_$fb.log" | cut -c1-300
     timeout 200 "$ncu" --clock-control none --nvtx --nvtx-include "profile/" --set full --import-source no \
       -o "$OUT/prof_$fb" python3 benchmarks/profile_linear.py --cases "$cases" --float-bits $fb ${PROFILE_ARGS:-} --profile > "$OUT/ncu_run_$fb.log" 2>&1
     tail -2 "$OUT/ncu_run_$fb.log"

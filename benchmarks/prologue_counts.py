@@ -13,6 +13,7 @@ bfloat16 in one conversion").
     python benchmarks/prologue_counts.py --decodes int8-pc-direct e4m3-pc --tiles 16x64x128w4
     python benchmarks/prologue_counts.py --scale-layouts rows groups   # scales (N, K/128) or (K/128, N)
     python benchmarks/prologue_counts.py --left --tiles 64x16x128w4 64x64x128w4   # the left route
+    python benchmarks/prologue_counts.py --left --decodes int8-g128-direct --scale-layouts rows groups
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ PLANAR_CODE = CODE.replace("8192*idx_n + idx_m", "4096*idx_n + (idx_m % 4096)")
 DECODES = {
     "int8-pc-float32": "w = c.to(tl.int8, bitcast=True).to(tl.int32).to(tl.float32).to(tl.bfloat16)",
     "int8-pc-direct": "w = c.to(tl.int8, bitcast=True).to(tl.bfloat16)",
+    "int8-pc-via-float16": "w = c.to(tl.int8, bitcast=True).to(tl.float16).to(tl.bfloat16)",
     "e4m3-pc": "w = c.to(tl.float8e4nv, bitcast=True).to(tl.float32).to(tl.bfloat16)",
     "int8-g128-float32": "w = (c.to(tl.int8, bitcast=True).to(tl.int32).to(tl.float32) * s.to(tl.float32)).to(tl.bfloat16)",
     "int8-g128-direct": "w = c.to(tl.int8, bitcast=True).to(tl.bfloat16) * s",
@@ -147,6 +149,10 @@ LEFT_TEMPLATE = (TEMPLATE.replace("M = 16\n", "M = 8192\n").replace("N = 8192\n"
         b = tl.load(A + (xindex))""")
                  .replace("xindex = idx_n + 8192*idx_m\n    tl.store", "xindex = idx_n + 64*idx_m\n    tl.store"))
 LEFT_CODE = "tl.load(in_ptr1 + (tl.broadcast_to(8192*idx_m + idx_n, [BLOCK_M, BLOCK_K])), None, eviction_policy='evict_last')"
+# Scales on the left (a W row idx_m, a column idx_n of K): the layer has none there (its left
+# route takes per-channel codes, scaled on the product); counted to see what groups would cost.
+LEFT_SCALE = "tl.load(in_ptr2 + (tl.broadcast_to(64*idx_m + (idx_n // 128), [BLOCK_M, BLOCK_K])), None, eviction_policy='evict_last')"
+LEFT_SCALE_GROUP_MAJOR = LEFT_SCALE.replace("64*idx_m + (idx_n // 128)", "8192*(idx_n // 128) + idx_m")
 
 
 def _reads(decode: str, names: str) -> bool:
@@ -154,12 +160,16 @@ def _reads(decode: str, names: str) -> bool:
     return re.search(rf"\b[{names}]\b", decode) is not None
 
 
-def left_template_source(decode: str, block_m: int, block_n: int, block_k: int) -> str:
-    """The left route's template kernel with ``decode`` (per-channel codes) as its prologue."""
-    if _reads(decode, "sz"):
-        raise ValueError(f"the left route decodes per-channel codes only (no scale or zero-point), got {decode!r}")
+def left_template_source(decode: str, block_m: int, block_n: int, block_k: int, group_major: bool = False) -> str:
+    """The left route's template kernel with ``decode`` as its prologue (a scale where it reads
+    one, stored group-major where ``group_major``; no zero-points)."""
+    if _reads(decode, "z"):
+        raise ValueError(f"the left route's counts take no zero-point, got {decode!r}")
+    loads = [f"        c = {LEFT_CODE}"]
+    if _reads(decode, "s"):
+        loads.append(f"        s = {LEFT_SCALE_GROUP_MAJOR if group_major else LEFT_SCALE}")
     return META + LEFT_TEMPLATE.format(block_m=block_m, block_n=block_n, block_k=block_k,
-                                       loads=f"        c = {LEFT_CODE}", decode=decode)
+                                       loads="\n".join(loads), decode=decode)
 
 
 def template_source(decode: str, block_m: int, block_n: int, block_k: int, code: str = CODE,
@@ -188,7 +198,8 @@ def main():
                         help="BLOCK_M x BLOCK_N x BLOCK_K and warps (5 stages)")
     parser.add_argument("--left", action="store_true",
                         help="the left route's template ((W @ x.T).T: the decoded weight the left operand, "
-                             "8192 x 64; per-channel decodes only); --tiles then BLOCK_M (W's rows) x BLOCK_N x BLOCK_K")
+                             "8192 x 64; byte codes, scales counted though the layer's left route has none); "
+                             "--tiles then BLOCK_M (W's rows) x BLOCK_N x BLOCK_K")
     parser.add_argument("--scale-layouts", nargs="*", default=["rows"], choices=("rows", "groups"),
                         help="scales and zero-points stored (N, K / 128) (rows, today's) or (K / 128, N) "
                              "(groups: tried in the layer, slower, removed)")
@@ -199,13 +210,14 @@ def main():
         sizes, warps = tile.split("w")
         block_m, block_n, block_k = (int(v) for v in sizes.split("x"))
         for name in args.decodes:
-            if args.left and (_reads(DECODES[name], "sz") or name in CODE_OF):
-                continue  # the left route takes per-channel byte codes
+            if args.left and (_reads(DECODES[name], "z") or name in CODE_OF):
+                continue  # byte codes without zero-points on the left
             for layout in args.scale_layouts:
                 if layout == "groups" and not _reads(DECODES[name], "sz"):
                     continue  # no scale or zero-point in its loop
                 if args.left:
-                    source, tile_weights = left_template_source(DECODES[name], block_m, block_n, block_k), block_m * block_k
+                    source = left_template_source(DECODES[name], block_m, block_n, block_k, group_major=layout == "groups")
+                    tile_weights = block_m * block_k
                 else:
                     source = template_source(DECODES[name], block_m, block_n, block_k, CODE_OF.get(name, CODE),
                                              group_major=layout == "groups")
