@@ -121,9 +121,10 @@ def locked_tuning_timings():
 
 @contextlib.contextmanager
 def cold_cache_all_timings():
-    """Research (``--tuning cold-cache-all``): fpx.nn.cold_cache_tuning, with every other GPU
-    timing inductor takes in the block (matmul-template candidates, the prologue-fusion choice)
-    passed to it as vetted too, where the package keeps inductor's benchmark for them."""
+    """Research (``--tuning cold-cache-all``): fpx.nn.cold_cache_tuning, with every GPU timing
+    inductor takes in the block passed to it as vetted. Since the twenty-eighth session the
+    package times the matmul-template candidates and the prologue-fusion choice cold itself,
+    so this differs only in inductor's deterministic mode (which refuses unvetted timings)."""
     def as_vetted(cold):  # the package's timing: its checks, its eviction buffer
         return lambda fn, *args, **kwargs: cold(fn, *args, **{**kwargs, "is_vetted_benchmarking": True})
 
@@ -150,8 +151,10 @@ def main():
                         help="compile each case once and record its cold compile time, without timing: several such "
                              "processes warm inductor's caches in parallel before one timed run")
     parser.add_argument("--tuning", choices=("cold-cache", "inductor", "cold-cache-all"), default="cold-cache",
-                        help="the benchmark inductor tunes launch configs with: fpx.nn.cold_cache_tuning's "
-                             "(default), inductor's own, or cold_cache_all_timings (templates too, research)")
+                        help="the benchmark inductor tunes launch configs, template tiles and the fusion choice "
+                             "with: fpx.nn.cold_cache_tuning's (default), inductor's own, or cold_cache_all_timings "
+                             "(research; the default since the twenty-eighth session, but in inductor's "
+                             "deterministic mode too)")
     parser.add_argument("--template-configs", default="",
                         help="research: the CUDA matmul template tries exactly these configs, each also timed "
                              "with the decode fused, e.g. 16x64x128s4w8,16x32x128s5w2 (BLOCK_M x BLOCK_N x "

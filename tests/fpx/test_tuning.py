@@ -1,5 +1,6 @@
-"""fpx.nn.cold_cache_tuning: inductor's tuner times Triton configs with fpx.tuning's benchmark
-inside the block, and with its own everywhere else."""
+"""fpx.nn.cold_cache_tuning: inductor's tuner times Triton configs, matmul template candidates and
+the prologue-fusion choice with fpx.tuning's benchmark inside the block, and with its own
+everywhere else."""
 
 import contextlib
 import warnings
@@ -60,16 +61,46 @@ def test_bad_reps_are_refused(reps):
 
 
 @pytest.mark.parametrize("kwargs", [
-    {},  # not vetted: a matmul template or a fusion decision
+    {"is_vetted_benchmarking": True},  # a Triton launch config
+    {},  # a matmul template's candidate, or the prologue-fusion choice
     {"is_vetted_benchmarking": False},
-    {"is_vetted_benchmarking": True, "quantiles": (0.5, 0.2)},
-    {"is_vetted_benchmarking": True, "return_mode": "all"},
-    {"is_vetted_benchmarking": True, "grad_to_none": [torch.zeros(1)]},
+    {"return_mode": "median"},
 ])
-def test_timings_other_than_plain_vetted_ones_keep_inductors_benchmark(recording, kwargs):
+def test_plain_timings_vetted_or_not_go_through_the_cold_l2_benchmark(recording, monkeypatch, kwargs):
+    timed = pretend_cold_timings(monkeypatch)
+
+    def kernel():
+        pass
+
     with fpx.nn.cold_cache_tuning():
-        assert benchmarking.benchmarker.benchmark_gpu(lambda: None, **kwargs) == 1.0
-    assert recording.calls == [kwargs]
+        assert benchmarking.benchmarker.benchmark_gpu(kernel, **kwargs) == 3.0
+    assert timed == [kernel] and recording.calls == []
+
+
+@pytest.mark.parametrize("args, kwargs", [
+    ((), {"is_vetted_benchmarking": True, "quantiles": (0.5, 0.2)}),
+    ((), {"is_vetted_benchmarking": True, "return_mode": "all"}),
+    ((), {"is_vetted_benchmarking": True, "grad_to_none": [torch.zeros(1)]}),
+    ((), {"quantiles": (0.5,)}),
+    ((torch.zeros(1),), {"is_vetted_benchmarking": True}),  # a callable with arguments
+])
+def test_timings_other_than_plain_ones_keep_inductors_benchmark(recording, monkeypatch, args, kwargs):
+    timed = pretend_cold_timings(monkeypatch)
+    with fpx.nn.cold_cache_tuning():
+        assert benchmarking.benchmarker.benchmark_gpu(lambda *a: None, *args, **kwargs) == 1.0
+    assert timed == [] and recording.calls == [kwargs]
+
+
+def test_in_inductors_deterministic_mode_unvetted_timings_stay_inductors(recording, monkeypatch):
+    # Inductor refuses unvetted timings in its deterministic mode; the block must not time them.
+    from torch._inductor import config
+
+    timed = pretend_cold_timings(monkeypatch)
+    monkeypatch.setattr(config, "deterministic", True)
+    with fpx.nn.cold_cache_tuning():
+        assert benchmarking.benchmarker.benchmark_gpu(lambda: None) == 1.0
+        assert benchmarking.benchmarker.benchmark_gpu(lambda: None, is_vetted_benchmarking=True) == 3.0
+    assert recording.calls == [{}] and len(timed) == 1
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="the CPU fallback: without CUDA every timing stays inductor's")
@@ -84,6 +115,17 @@ def pretend_one_cuda_device(monkeypatch, l2_bytes: int) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"L2_cache_size": l2_bytes}))
+
+
+def pretend_cold_timings(monkeypatch) -> list:
+    """A CUDA device pretended (see pretend_one_cuda_device) and cold_l2_time_ms recorded, not
+    run: the list of the callables it timed."""
+    timed = []
+    pretend_one_cuda_device(monkeypatch, 64)
+    real_empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda n, dtype, device: real_empty(n, dtype=dtype))
+    monkeypatch.setattr(fpx.tuning, "cold_l2_time_ms", lambda fn, flush, reps: timed.append(fn) or 3.0)
+    return timed
 
 
 def test_without_room_for_the_eviction_buffer_a_warning_and_inductors_benchmark(recording, monkeypatch):
