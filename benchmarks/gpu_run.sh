@@ -78,8 +78,9 @@
 #         or by n (bytes paired along N, a loop-invariant choice) in the fused template, 8192 x
 #         8192 at 16 and 64 rows (PAIRS_ARGS), one process in a fresh inductor cache. About 3
 #         minutes. Predicted in docs/inductor.md ("INT4's nibble shift, per weight").
-#   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES), then
-#         probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
+#   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES, as
+#         FORMAT:M[:GROUP], GROUP 0 per channel; PROFILE_ARGS to profile_linear.py, such as
+#         --template-configs 16x16x128s5w2), then probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
 set -u
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
