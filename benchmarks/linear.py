@@ -144,6 +144,9 @@ def main():
     parser.add_argument("--options", default="{}", help="JSON inductor options added to compile_options(device)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    parser.add_argument("--scale-dtype", default=None, choices=["bfloat16", "float16", "float32"],
+                        help="the layer's scale_dtype (default: --dtype). float32 scales are 4-byte loads, which "
+                             "the fused template copies asynchronously (docs/inductor.md, 'Float32 scales')")
     parser.add_argument("--timing-lock", default=None,
                         help="a file locked around every timing, inductor's tuning timings included, so that "
                              "processes run side by side time one at a time")
@@ -191,6 +194,8 @@ def main():
         for name in args.formats.split(","):
             fmt, kwargs = FORMATS[name]
             kwargs = {"group_size": args.group_size or None, "gemv_max_rows": args.gemv_max_rows, **kwargs}
+            if args.scale_dtype:
+                kwargs["scale_dtype"] = getattr(torch, args.scale_dtype)
             layer = fpx.LowBitLinear.from_linear(linear, fmt, **kwargs)
             layers = layer_copies(layer, device)
             floor_s = layer.weight_nbytes / bandwidth

@@ -14,6 +14,7 @@ bfloat16 in one conversion").
     python benchmarks/prologue_counts.py --scale-layouts rows groups   # scales (N, K/128) or (K/128, N)
     python benchmarks/prologue_counts.py --left --tiles 64x16x128w4 64x64x128w4   # the left route
     python benchmarks/prologue_counts.py --left --decodes int8-g128-direct --scale-layouts rows groups
+    python benchmarks/prologue_counts.py --decodes e4m3-g128-float32 int8-g128-float32 --scale-dtype fp32
 """
 
 from __future__ import annotations
@@ -200,6 +201,9 @@ def main():
                         help="the left route's template ((W @ x.T).T: the decoded weight the left operand, "
                              "8192 x 64; byte codes, scales counted though the layer's left route has none); "
                              "--tiles then BLOCK_M (W's rows) x BLOCK_N x BLOCK_K")
+    parser.add_argument("--scale-dtype", default="bf16", choices=("bf16", "fp32"),
+                        help="the scales' dtype in memory: fp32 scales are 4-byte loads, which Triton copies "
+                             "asynchronously, so a scaled decode can stay in the MMA operand's registers")
     parser.add_argument("--scale-layouts", nargs="*", default=["rows"], choices=("rows", "groups"),
                         help="scales and zero-points stored (N, K / 128) (rows, today's) or (K / 128, N) "
                              "(groups: tried in the layer, slower, removed)")
@@ -222,6 +226,10 @@ def main():
                     source = template_source(DECODES[name], block_m, block_n, block_k, CODE_OF.get(name, CODE),
                                              group_major=layout == "groups")
                     tile_weights = block_k * block_n
+                if args.scale_dtype == "fp32":  # w back to bfloat16 where a float32 scale promoted it
+                    source = source.replace("'in_ptr2': '*bf16'", "'in_ptr2': '*fp32'").replace(
+                        "        b = w.broadcast_to", "        w = w.to(tl.bfloat16)\n        b = w.broadcast_to").replace(
+                        "        a = w.broadcast_to", "        w = w.to(tl.bfloat16)\n        a = w.broadcast_to")
                 body = k_loop_counts(source, int(warps), 5)
                 weights_per_thread = tile_weights / (32 * int(warps))
                 per_weight, i2f = sum(body.values()) / weights_per_thread, body["I2F"] / weights_per_thread
