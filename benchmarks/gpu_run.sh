@@ -78,6 +78,9 @@
 #         or by n (bytes paired along N, a loop-invariant choice) in the fused template, 8192 x
 #         8192 at 16 and 64 rows (PAIRS_ARGS), one process in a fresh inductor cache. About 3
 #         minutes. Predicted in docs/inductor.md ("INT4's nibble shift, per weight").
+#   scales32: linear.py with the layer's scales in float32 (4-byte loads, copied asynchronously
+#         in the fused template) against bfloat16, INT8, E4M3 and INT4 by 128 at 16 and 64 rows
+#         (SCALES32_JOBS). About 3 minutes. Predicted in docs/inductor.md ("Float32 scales").
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES, as
 #         FORMAT:M[:GROUP], GROUP 0 per channel; PROFILE_ARGS to profile_linear.py, such as
 #         --template-configs 16x16x128s5w2), then probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
@@ -351,6 +354,10 @@ if [[ $what == hints ]]; then
   TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${HINTS_TIMEOUT:-300} python3 benchmarks/reduction_hints.py \
     ${HINTS_ARGS:---formats E3M2,E2M3,INT4} > "$OUT/hints.log" 2>&1
   grep -vE "Warning|warn" "$OUT/hints.log" | tail -30
+fi
+if [[ $what == scales32 ]]; then
+  b="--shapes 8192x8192 --formats INT8,E4M3-G128,INT4 --m 16,64"
+  SWEEP_TIMEOUT=200 SWEEP_JOBS="${SCALES32_JOBS:-$b --scale-dtype float32;$b}" bash "$0" sweep
 fi
 if [[ $what == profile ]]; then
   # Nsight Compute on the compiled layer's kernels (PROFILE_CASES), after a first process that
