@@ -78,6 +78,9 @@
 #         or by n (bytes paired along N, a loop-invariant choice) in the fused template, 8192 x
 #         8192 at 16 and 64 rows (PAIRS_ARGS), one process in a fresh inductor cache. About 3
 #         minutes. Predicted in docs/inductor.md ("INT4's nibble shift, per weight").
+#   planes: benchmarks/probe_plane_products.py: INT4 as one product per nibble plane, inductor's
+#         horizontal fusion of the planes' decodes refused, against the layer (PLANES_JOBS), each
+#         job a process with a fresh inductor cache. About 3 minutes. Predicted in its docstring.
 #   scales32: linear.py with the layer's scales in float32 (4-byte loads, copied asynchronously
 #         in the fused template) against bfloat16, INT8, E4M3 and INT4 by 128 at 16 and 64 rows
 #         (SCALES32_JOBS). About 3 minutes. Predicted in docs/inductor.md ("Float32 scales").
@@ -354,6 +357,16 @@ if [[ $what == hints ]]; then
   TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${HINTS_TIMEOUT:-300} python3 benchmarks/reduction_hints.py \
     ${HINTS_ARGS:---formats E3M2,E2M3,INT4} > "$OUT/hints.log" 2>&1
   grep -vE "Warning|warn" "$OUT/hints.log" | tail -30
+fi
+if [[ $what == planes ]]; then
+  IFS=';' read -ra plane_jobs <<< "${PLANES_JOBS:---group-size 0 --m 16,64 --refuse-sibling-decodes;--group-size 0 --m 16;--group-size 128 --m 16,64 --refuse-sibling-decodes}"
+  i=0
+  for job in "${plane_jobs[@]}"; do
+    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${PLANES_TIMEOUT:-150} python3 benchmarks/probe_plane_products.py $job \
+      > "$OUT/planes_$i.log" 2>&1
+    echo "== $job"; grep -E "M=|Error" "$OUT/planes_$i.log" | tail -4 | cut -c1-220
+    i=$((i + 1))
+  done
 fi
 if [[ $what == scales32 ]]; then
   b="--shapes 8192x8192 --formats INT8,E4M3-G128,INT4 --m 16,64"
