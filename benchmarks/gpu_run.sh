@@ -359,7 +359,7 @@ if [[ $what == hints ]]; then
   grep -vE "Warning|warn" "$OUT/hints.log" | tail -30
 fi
 if [[ $what == planes ]]; then
-  IFS=';' read -ra plane_jobs <<< "${PLANES_JOBS:---group-size 0 --m 16,64 --refuse-sibling-decodes;--group-size 0 --m 16;--group-size 128 --m 16,64 --refuse-sibling-decodes}"
+  IFS=';' read -ra plane_jobs <<< "${PLANES_JOBS:---group-size 0 --m 16 --refuse-sibling-decodes;--group-size 0 --m 16;--group-size 0 --m 64 --refuse-sibling-decodes --left;--group-size 128 --m 16,64 --refuse-sibling-decodes}"
   i=0
   for job in "${plane_jobs[@]}"; do
     TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${PLANES_TIMEOUT:-150} python3 benchmarks/probe_plane_products.py $job \

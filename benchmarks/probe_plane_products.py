@@ -19,6 +19,7 @@ template. Prints the time against the layer's (``cold_cache_tuning``, CUDA-graph
 cycled weights), the kernel count and the error against the layer's weight in float64:
 
     python benchmarks/probe_plane_products.py --m 16 --group-size 0 --refuse-sibling-decodes
+    python benchmarks/probe_plane_products.py --m 64 --group-size 0 --refuse-sibling-decodes --left
     python benchmarks/probe_plane_products.py --device cpu --shape 512x1024   # numerics only
 
 On CPU the hook is consulted and refuses (checked with torch 2.13), but the C++ backend puts
@@ -27,7 +28,9 @@ nodes of one loop nest in one kernel at code generation anyway; only the CUDA ke
 Predicted (twenty-eighth session, from the offline counts and the per-channel 8-bit loops'
 24.1 us at 5.50 per weight): INT4 per channel at 16 rows of 8192 x 8192 40.4 -> about 31 us
 with the refusal (2 templates); without it, 3 kernels and slower than the layer (the
-nineteenth session's 87 us).
+nineteenth session's 87 us). On the left at 64 rows (offline, 64 x 64 x 128, 4 warps: 7.20
+per weight with a store today, 5.83 / 6.33 for the planes, no store; per-channel INT8 on the
+left runs 6.45 in 42.0 us): 52.1 -> about 40 us, 0.9x of bf16.
 """
 
 from __future__ import annotations
@@ -59,11 +62,13 @@ def nibble_plane(packed: torch.Tensor, high: bool) -> torch.Tensor:
     return bits - 136.0
 
 
-def plane_products(x, packed, scale, group_size):
+def plane_products(x, packed, scale, group_size, left=False):
     """x @ W.T for INT4 codes in planar bytes ``packed`` (N, K/2): one product per plane.
 
     ``scale`` (N, K / group_size), or (N, 1) per channel (``group_size`` None), multiplies each
-    plane's decoded weight (groups) or the product (per channel)."""
+    plane's decoded weight (groups) or the product (per channel). ``left``: as the layer's left
+    route, ``(W @ x.T).T``, the decoded planes the products' left operands, then scaled and
+    written out (M, N) contiguous."""
     half = packed.shape[1]
     low, high = nibble_plane(packed, False), nibble_plane(packed, True)
     if group_size is not None:  # each weight times its group's scale, in bfloat16 (exact: 4 x 8 bits)
@@ -71,6 +76,12 @@ def plane_products(x, packed, scale, group_size):
         per_k = lambda s: s[:, :, None].expand(-1, -1, group_size).reshape(s.shape[0], half)  # noqa: E731
         low = low * per_k(scale[:, :groups]).to(low.dtype)
         high = high * per_k(scale[:, groups:]).to(high.dtype)
+    if left:
+        product = torch.mm(low, x[:, :half].t())
+        product = torch.addmm(product, high, x[:, half:].t())
+        if group_size is None:
+            product = product * scale.to(product.dtype)
+        return product.t().contiguous()
     y = torch.mm(x[:, :half], low.t())
     y = torch.addmm(y, x[:, half:], high.t())
     if group_size is None:
@@ -104,6 +115,7 @@ def main():
     parser.add_argument("--m", default="16")
     parser.add_argument("--group-size", type=int, default=0, help="0: per channel")
     parser.add_argument("--refuse-sibling-decodes", action="store_true")
+    parser.add_argument("--left", action="store_true", help="the planes as the products' left operands")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     from torch._inductor.utils import run_and_get_code
@@ -119,7 +131,8 @@ def main():
     refused = sibling_decodes_refused if args.refuse_sibling_decodes else contextlib.nullcontext
     tuning = fpx.nn.cold_cache_tuning if args.device == "cuda" else contextlib.nullcontext
     options = compile_options(args.device)
-    probe = torch.compile(lambda x, p, s: plane_products(x, p, s, group_size), options=options, dynamic=False)
+    probe = torch.compile(lambda x, p, s: plane_products(x, p, s, group_size, args.left), options=options,
+                          dynamic=False)
     ours = torch.compile(lambda layer, x: layer(x), options=options, dynamic=False)
     # Four copies of each weight, cycled in the timings: more than L2 holds (4 x 33 MiB).
     layers = [layer] + [copy.deepcopy(layer) for _ in range(3)]
@@ -135,7 +148,8 @@ def main():
         error = (y.double() - reference).abs().max().item() / bound
         source = "\n".join(sources)
         kernels = source.count(".run(") if args.device == "cuda" else len(set(re.findall(r"(cpp_fused_\w+)\(", source)))
-        line = f"M={m:<4} planes {'(siblings refused)' if args.refuse_sibling_decodes else ''}: {kernels} kernels, " \
+        how = ", ".join(["left"] * args.left + ["siblings refused"] * args.refuse_sibling_decodes)
+        line = f"M={m:<4} planes ({how or 'right'}): {kernels} kernels, " \
                f"error {error:.1e} of |x| @ |W|.T"
         if args.device == "cuda":
             from timing import time_cuda_graph
