@@ -132,8 +132,8 @@ def triton_tem_decode(arg_A, in_ptr1, in_ptr2, in_ptr3, out_ptr0):
 '''
 
 # The left route ((W @ x.T).T, fpx.nn._weight_as_left_operand): the decoded weight is the
-# template's left operand, 8192 rows of W by 64 columns of x.T; per-channel codes only (no
-# scale in the decode there).
+# template's left operand, 8192 rows of W by 64 columns of x.T (the layer's left route takes
+# per-channel codes, no scale in the decode; scales are counted here to see what they cost).
 LEFT_TEMPLATE = (TEMPLATE.replace("M = 16\n", "M = 8192\n").replace("N = 8192\n", "N = 64\n")
                  .replace("""        a = tl.load(A + (xindex))
         idx_m = b_k_idx_vals
@@ -161,28 +161,45 @@ def _reads(decode: str, names: str) -> bool:
     return re.search(rf"\b[{names}]\b", decode) is not None
 
 
-def left_template_source(decode: str, block_m: int, block_n: int, block_k: int, group_major: bool = False) -> str:
+def _kernel_source(template: str, loads: list, decode: str, block_m: int, block_n: int, block_k: int,
+                   float32_scales: bool) -> str:
+    """``template`` with its loads, its decode and its block sizes filled in, META before it;
+    with ``float32_scales`` the scales' pointer is float32 and the decoded weight is cast back
+    to bfloat16 where a float32 scale promoted it."""
+    source = META + template.format(block_m=block_m, block_n=block_n, block_k=block_k, loads="\n".join(loads),
+                                    decode=decode)
+    if float32_scales:
+        source = source.replace("'in_ptr2': '*bf16'", "'in_ptr2': '*fp32'")
+        for operand in ("a", "b"):
+            source = source.replace(f"        {operand} = w.broadcast_to",
+                                    f"        w = w.to(tl.bfloat16)\n        {operand} = w.broadcast_to")
+    return source
+
+
+def left_template_source(decode: str, block_m: int, block_n: int, block_k: int, group_major: bool = False,
+                         float32_scales: bool = False) -> str:
     """The left route's template kernel with ``decode`` as its prologue (a scale where it reads
-    one, stored group-major where ``group_major``; no zero-points)."""
+    one, stored group-major where ``group_major``, in float32 where ``float32_scales``; no
+    zero-points)."""
     if _reads(decode, "z"):
         raise ValueError(f"the left route's counts take no zero-point, got {decode!r}")
     loads = [f"        c = {LEFT_CODE}"]
     if _reads(decode, "s"):
         loads.append(f"        s = {LEFT_SCALE_GROUP_MAJOR if group_major else LEFT_SCALE}")
-    return META + LEFT_TEMPLATE.format(block_m=block_m, block_n=block_n, block_k=block_k,
-                                       loads="\n".join(loads), decode=decode)
+    return _kernel_source(LEFT_TEMPLATE, loads, decode, block_m, block_n, block_k, float32_scales)
 
 
 def template_source(decode: str, block_m: int, block_n: int, block_k: int, code: str = CODE,
-                    group_major: bool = False) -> str:
+                    group_major: bool = False, float32_scales: bool = False) -> str:
     """The template kernel's Triton source with ``decode`` as its prologue (the codes loaded by
-    ``code``; scales and zero-points stored group-major where ``group_major``)."""
+    ``code``; scales and zero-points stored group-major where ``group_major``, scales in
+    float32 where ``float32_scales``)."""
     loads = [f"        c = {code}"]
     if _reads(decode, "s"):
         loads.append(f"        s = {SCALE_GROUP_MAJOR if group_major else SCALE}")
     if _reads(decode, "z"):
         loads.append(f"        z = {ZERO_GROUP_MAJOR if group_major else ZERO}")
-    return META + TEMPLATE.format(block_m=block_m, block_n=block_n, block_k=block_k, loads="\n".join(loads), decode=decode)
+    return _kernel_source(TEMPLATE, loads, decode, block_m, block_n, block_k, float32_scales)
 
 
 def k_loop_counts(source: str, warps: int, stages: int) -> collections.Counter:
@@ -219,17 +236,14 @@ def main():
             for layout in args.scale_layouts:
                 if layout == "groups" and not _reads(DECODES[name], "sz"):
                     continue  # no scale or zero-point in its loop
+                layouts = {"group_major": layout == "groups", "float32_scales": args.scale_dtype == "fp32"}
                 if args.left:
-                    source = left_template_source(DECODES[name], block_m, block_n, block_k, group_major=layout == "groups")
+                    source = left_template_source(DECODES[name], block_m, block_n, block_k, **layouts)
                     tile_weights = block_m * block_k
                 else:
                     source = template_source(DECODES[name], block_m, block_n, block_k, CODE_OF.get(name, CODE),
-                                             group_major=layout == "groups")
+                                             **layouts)
                     tile_weights = block_k * block_n
-                if args.scale_dtype == "fp32":  # w back to bfloat16 where a float32 scale promoted it
-                    source = source.replace("'in_ptr2': '*bf16'", "'in_ptr2': '*fp32'").replace(
-                        "        b = w.broadcast_to", "        w = w.to(tl.bfloat16)\n        b = w.broadcast_to").replace(
-                        "        a = w.broadcast_to", "        w = w.to(tl.bfloat16)\n        a = w.broadcast_to")
                 body = k_loop_counts(source, int(warps), 5)
                 weights_per_thread = tile_weights / (32 * int(warps))
                 per_weight, i2f = sum(body.values()) / weights_per_thread, body["I2F"] / weights_per_thread
