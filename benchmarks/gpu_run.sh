@@ -107,6 +107,16 @@ cuda_tests() {  # NAME PYTEST_ARGS...: the CUDA tests named, their last line and
 ab_sweep() {  # OPTION TIMEOUT ARGS: linear.py ARGS with OPTION 1, then 0, each compiled alone (sweep)
   SWEEP_TIMEOUT=$2 SWEEP_JOBS="$3 $1 1;$3 $1 0" bash "$0" sweep
 }
+probe_jobs() {  # SCRIPT LOG TIMEOUT JOBS: SCRIPT once per ';'-separated argument set of JOBS, each a
+  # process with a fresh inductor cache, logged to $OUT/LOG_N.log; its M= lines and errors
+  local script=$1 log=$2 limit=$3 i=0 job jobs
+  IFS=';' read -ra jobs <<< "$4"
+  for job in "${jobs[@]}"; do
+    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout $limit python3 "$script" $job > "$OUT/${log}_$i.log" 2>&1
+    echo "== $job"; grep -E "M=|FAILED|Error" "$OUT/${log}_$i.log" | tail -6 | cut -c1-220
+    i=$((i + 1))
+  done
+}
 if [[ $what == tests || $what == all ]]; then
   python3 -m pytest -q -m cuda -p no:cacheprovider tests > "$OUT/cuda_tests.log" 2>&1
   grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/cuda_tests.log" | tail -25
@@ -296,7 +306,6 @@ if [[ $what == e5m2 ]]; then
   cuda_tests tests_e5m2 tests/fpx/test_nn_codegen.py -k "e5m2_code or 8_bit_codes_at_3_rows"
 fi
 
-
 if [[ $what == pairs ]]; then
   TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 400 python3 benchmarks/probe_nibble_pairs.py ${PAIRS_ARGS:---m 16,64} \
     > "$OUT/pairs.log" 2>&1
@@ -359,14 +368,8 @@ if [[ $what == hints ]]; then
   grep -vE "Warning|warn" "$OUT/hints.log" | tail -30
 fi
 if [[ $what == planes ]]; then
-  IFS=';' read -ra plane_jobs <<< "${PLANES_JOBS:---group-size 0 --m 16 --refuse-sibling-decodes;--group-size 0 --m 16;--group-size 0 --m 64 --refuse-sibling-decodes --left;--group-size 128 --m 16,64 --refuse-sibling-decodes}"
-  i=0
-  for job in "${plane_jobs[@]}"; do
-    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${PLANES_TIMEOUT:-150} python3 benchmarks/probe_plane_products.py $job \
-      > "$OUT/planes_$i.log" 2>&1
-    echo "== $job"; grep -E "M=|Error" "$OUT/planes_$i.log" | tail -4 | cut -c1-220
-    i=$((i + 1))
-  done
+  probe_jobs benchmarks/probe_plane_products.py planes ${PLANES_TIMEOUT:-150} \
+    "${PLANES_JOBS:---group-size 0 --m 16 --refuse-sibling-decodes;--group-size 0 --m 16;--group-size 0 --m 64 --refuse-sibling-decodes --left;--group-size 128 --m 16,64 --refuse-sibling-decodes}"
 fi
 if [[ $what == scales32 ]]; then
   b="--shapes 8192x8192 --formats INT8,E4M3-G128,INT4 --m 16,64"
@@ -423,13 +426,8 @@ if [[ $what == split-edges ]]; then
   SWEEP_TIMEOUT=150 SWEEP_JOBS="${EDGES_JOBS:-${jobs%;}}" bash "$0" sweep
 fi
 if [[ $what == right-split ]]; then
-  IFS=';' read -ra rsplit_jobs <<< "${RSPLIT_JOBS:---shape 8192x8192 --m 16,64 --formats INT4;--shape 4096x14336 --m 16 --formats INT4;--shape 8192x8192 --m 16 --formats E2M1}"
-  i=0
-  for job in "${rsplit_jobs[@]}"; do
-    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 150 python3 benchmarks/probe_right_split.py $job > "$OUT/rsplit_$i.log" 2>&1
-    echo "== $job"; grep -E "M=|FAILED|Error" "$OUT/rsplit_$i.log" | tail -6 | cut -c1-220
-    i=$((i + 1))
-  done
+  probe_jobs benchmarks/probe_right_split.py rsplit 150 \
+    "${RSPLIT_JOBS:---shape 8192x8192 --m 16,64 --formats INT4;--shape 4096x14336 --m 16 --formats INT4;--shape 8192x8192 --m 16 --formats E2M1}"
 fi
 if [[ $what == left ]]; then
   # The left route's program count (docs/inductor.md, "Levers not yet tried"): the split K in
