@@ -47,19 +47,17 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fpx  # noqa: E402
+from fpx.fields import _int_field_values  # noqa: E402
 from fpx.nn import LowBitLinear, compile_options  # noqa: E402
 
 
 def nibble_plane(packed: torch.Tensor, high: bool) -> torch.Tensor:
-    """INT4 codes of one nibble plane of the planar bytes (N, K/2), as bfloat16 values.
-
-    A signed nibble n is the code n - 16 (n >= 8) or n: its value (n ^ 8) - 8. Placed in a
-    bfloat16's low mantissa bits under 2^7's exponent (0x4300) it reads 128 + (n ^ 8), so one
-    subtraction of 136 gives the code, exact, with no conversion.
-    """
-    nibble = (packed >> 4) if high else (packed & 15)
-    bits = ((nibble ^ 8).to(torch.int16) | 0x4300).view(torch.bfloat16)
-    return bits - 136.0
+    """INT4 codes of one nibble plane of the planar bytes (N, K/2), as bfloat16 values, by the
+    layer's own field decode (:func:`fpx.fields._int_field_values`: the nibble placed under
+    2^7's exponent, no conversion) at a constant position."""
+    if high:
+        return _int_field_values((packed >> 4).to(torch.int32), 4, True, dtype=torch.bfloat16)
+    return _int_field_values(packed.to(torch.int32), 4, True, masked=True, dtype=torch.bfloat16)
 
 
 def plane_products(x, packed, scale, group_size, left=False):
