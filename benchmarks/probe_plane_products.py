@@ -68,20 +68,29 @@ def plane_products(x, packed, scale, group_size, left=False):
     route, ``(W @ x.T).T``, the decoded planes the products' left operands, then scaled and
     written out (M, N) contiguous."""
     half = packed.shape[1]
-    low, high = nibble_plane(packed, False), nibble_plane(packed, True)
-    if group_size is not None:  # each weight times its group's scale, in bfloat16 (exact: 4 x 8 bits)
-        groups = half // group_size
-        per_k = lambda s: s[:, :, None].expand(-1, -1, group_size).reshape(s.shape[0], half)  # noqa: E731
-        low = low * per_k(scale[:, :groups]).to(low.dtype)
-        high = high * per_k(scale[:, groups:]).to(high.dtype)
+
+    def plane(high, packed, scale=None):
+        w = nibble_plane(packed, high)
+        if scale is not None:  # each weight times its group's scale, in bfloat16 (exact: 4 x 8 bits)
+            groups = half // group_size
+            s = scale[:, groups:] if high else scale[:, :groups]
+            w = w * s[:, :, None].expand(-1, -1, group_size).reshape(s.shape[0], half).to(w.dtype)
+        return w if left else w.t().contiguous()  # the layout the template reads, as the layer's
+
+    # Each plane's decode in torch's InvokeQuant marker, as the layer's (fpx.nn._invoke_quant):
+    # unmarked, inductor fused neither into its template (twenty-ninth session, 4 kernels).
+    marker = fpx.nn._invoke_quant(low_precision=True) if packed.is_cuda else None
+    tensors = (packed,) if group_size is None else (packed, scale)
+    low, high = (plane(h, *tensors) if marker is None else
+                 marker(lambda *t, h=h: plane(h, *t), *tensors, scheme="fpx.planes") for h in (False, True))
     if left:
         product = torch.mm(low, x[:, :half].t())
         product = torch.addmm(product, high, x[:, half:].t())
         if group_size is None:
             product = product * scale.to(product.dtype)
         return product.t().contiguous()
-    y = torch.mm(x[:, :half], low.t())
-    y = torch.addmm(y, x[:, half:], high.t())
+    y = torch.mm(x[:, :half], low)
+    y = torch.addmm(y, x[:, half:], high)
     if group_size is None:
         y = y * scale[:, 0].to(y.dtype)
     return y
@@ -124,8 +133,11 @@ def main():
     linear = torch.nn.Linear(k, n, bias=False, device=args.device, dtype=torch.bfloat16)
     layer = LowBitLinear.from_linear(linear, fpx.INT4, group_size=group_size).to(torch.bfloat16)
     packed, scale = layer.packed[:, 0, :], layer.scale
-    weight = fpx.nn.dequantize_packed(layer.packed, layer.scale.double(), None, None, fmt=fpx.INT4,
-                                      group_size=layer.group_size, block=None, table=False, dtype=torch.float64)
+    # float32 is exact here (a 4-bit integer times a bfloat16 scale), and the field decode the
+    # layer uses on CUDA has no float64 placement.
+    weight = fpx.nn.dequantize_packed(layer.packed, layer.scale.float(), None, None, fmt=fpx.INT4,
+                                      group_size=layer.group_size, block=None, table=False,
+                                      dtype=torch.float32).double()
     refused = sibling_decodes_refused if args.refuse_sibling_decodes else contextlib.nullcontext
     tuning = fpx.nn.cold_cache_tuning if args.device == "cuda" else contextlib.nullcontext
     options = compile_options(args.device)

@@ -182,7 +182,80 @@ def cold_cache_tuning(reps: int = REPS, max_values_per_thread: int | None = MAX_
             stack.enter_context(_skip_configs_above(max_values_per_thread))
         stack.enter_context(_wider_programs_after_descent())
         stack.enter_context(matmul_template_tiles(small_batch_tiles))
+        stack.enter_context(marked_decodes_kept_apart())
         yield
+
+
+@contextlib.contextmanager
+def marked_decodes_kept_apart():
+    """Within the block, inductor's scheduler does not fuse two decodes marked with torch's
+    InvokeQuant (each meant as a matmul template's prologue) with each other; everything else
+    it decides as before (its current choices handler, state included, with this one rule
+    added). Part of :func:`cold_cache_tuning`.
+
+    Why: :class:`fpx.nn.LowBitLinear` computes INT4 per channel as one product per nibble
+    plane (:meth:`~fpx.nn.LowBitLinear._nibble_plane_products`), each plane's decode with a
+    constant shift. The two decodes read the same bytes, and inductor ranks fusing them with
+    each other above fusing either into its template (a prologue fusion always ranks last), so
+    the joined decode wrote both planes out and two templates read them: 3 kernels, 85-87 us at
+    16 rows of 8192 x 8192 on an H200, against 28.0 with the decodes kept apart (2 kernels).
+    The layer asks :func:`marked_decodes_apart_here` while it is traced, and takes the plane
+    products only inside this block.
+
+    >>> import fpx
+    >>> with fpx.tuning.marked_decodes_kept_apart():
+    ...     fpx.tuning.marked_decodes_apart_here()
+    True
+    >>> fpx.tuning.marked_decodes_apart_here()
+    False
+    """
+    try:
+        from torch._inductor.virtualized import V
+    except ImportError:  # no inductor: nothing to keep apart
+        yield
+        return
+    current = V.choices
+    if getattr(current, _KEEPS_MARKED_DECODES_APART, False):  # nested blocks
+        yield
+        return
+
+    class KeepsMarkedDecodesApart(type(current)):
+        def can_fuse_horizontal(self, scheduler, node1, node2, shared_data_score):
+            if _marked_decodes(node1, node2):
+                return False
+            return super().can_fuse_horizontal(scheduler, node1, node2, shared_data_score)
+
+    setattr(KeepsMarkedDecodesApart, _KEEPS_MARKED_DECODES_APART, True)
+    handler = copy.copy(current)  # the handler in use, its state included, with the rule added
+    handler.__class__ = KeepsMarkedDecodesApart
+    with V.set_choices_handler(handler):
+        yield
+
+
+_KEEPS_MARKED_DECODES_APART = "_fpx_keeps_marked_decodes_apart"
+
+
+def _marked_decodes(node1, node2) -> bool:
+    """Whether both scheduler nodes are decodes marked with InvokeQuant (inductor's own test
+    for its marked prologues: every operation of the node among the graph's marked ones)."""
+    from torch._inductor.virtualized import V
+
+    marked = getattr(V.graph, "invoke_quant_ops", None)
+    return bool(marked) and all(node.get_operation_names() <= marked for node in (node1, node2))
+
+
+# Asked while dynamo traces the layer and taken as a constant, with no guard: a model compiled
+# inside cold_cache_tuning keeps its compiled graph when called outside it (a guard on the
+# block's state once recompiled such a model to another route at its first call outside).
+@torch.compiler.assume_constant_result
+def marked_decodes_apart_here() -> bool:
+    """Whether inductor, in this thread, now keeps marked decodes apart (inside
+    :func:`marked_decodes_kept_apart`, so inside :func:`cold_cache_tuning`)."""
+    try:
+        from torch._inductor.virtualized import V
+    except ImportError:
+        return False
+    return bool(getattr(V.choices, _KEEPS_MARKED_DECODES_APART, False))
 
 
 @contextlib.contextmanager

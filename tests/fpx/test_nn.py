@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
+import bitpack
 import fpx
 from fpx.formats import FloatFormat
 from fpx import LowBitLinear, quantize_
@@ -841,3 +842,34 @@ def test_misaligned_packed_storage_falls_back_to_byte_planes():
     layer.packed = storage[1:].view(layer.packed.shape)
     assert layer.packed.storage_offset() == 1
     torch.testing.assert_close(layer._gemv(x, words=True), expected, rtol=1e-6, atol=1e-6)
+
+
+# ---- INT4 by nibble plane (LowBitLinear._nibble_plane_products; the route is CUDA's, inside
+# cold_cache_tuning, tested there in test_nn_codegen.py; the arithmetic is checked here) ----------
+@given(st.integers(1, 5), st.sampled_from([4, 12, 64]), st.integers(1, 9), st.booleans(),
+       st.sampled_from([torch.float32, torch.bfloat16]))
+def test_nibble_plane_products_are_x_times_the_codes(rows, half, n, left, dtype):
+    k = 2 * half
+    torch.manual_seed(rows * 1000 + k + n)
+    layer = LowBitLinear.from_linear(nn.Linear(k, n, bias=False), fpx.INT4, group_size=None)
+    codes = torch.randint(-8, 8, (n, k))
+    layer.packed.copy_(bitpack.pack(codes.view(n, 2, half), 4, dim=1, signed=True))
+    x = torch.randn(rows, k).to(dtype)
+    product = layer._nibble_plane_products(x, left=left)
+    assert product.shape == (rows, n) and product.dtype == dtype
+    expected = x.double() @ codes.double().T
+    # Each plane's product is rounded once to x's dtype, the second's with the first added.
+    bound = (x.double().abs() @ codes.double().abs().T).max().item()
+    tolerance = 2 * bound * (2.0**-8 if dtype == torch.bfloat16 else 2.0**-20)
+    assert (product.double() - expected).abs().max().item() <= tolerance
+
+
+def test_nibble_planes_are_the_codes_in_the_weights_column_order():
+    n, k = 3, 8
+    layer = LowBitLinear.from_linear(nn.Linear(k, n, bias=False), fpx.INT4, group_size=None)
+    codes = (torch.arange(n * k) % 16 - 8).view(n, k)
+    layer.packed.copy_(bitpack.pack(codes.view(n, 2, k // 2), 4, dim=1, signed=True))
+    for left in (False, True):
+        low, high = (layer._nibble_plane_weight(torch.float32, plane, left) for plane in (0, 1))
+        planes = (low, high) if left else (low.T, high.T)
+        assert torch.equal(torch.cat(planes, dim=1), codes.float())

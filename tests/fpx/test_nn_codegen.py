@@ -339,14 +339,88 @@ def test_cuda_forward_at_128_rows_under_cold_cache_tuning_fuses_into_a_128_row_t
 # along the weight's rows (BLOCK_M of 64 or more, x's rows in BLOCK_N); one more kernel scales
 # the product, transposes it back and adds the bias.
 @pytest.mark.cuda
-@pytest.mark.parametrize("fmt, rows", [(fpx.E4M3, 64), (fpx.E4M3, 128), (fpx.INT4, 64), (fpx.INT8, 64)],
-                         ids=["E4M3-64", "E4M3-128", "INT4-64", "INT8-64"])
+@pytest.mark.parametrize("fmt, rows", [(fpx.E4M3, 64), (fpx.E4M3, 128), (fpx.INT8, 64)],
+                         ids=["E4M3-64", "E4M3-128", "INT8-64"])
 def test_cuda_forward_per_channel_at_64_and_128_rows_takes_the_weight_as_left_operand(fmt, rows):
     source, weight_size = compiled_bf16_forward(fmt, {"group_size": None}, rows=rows, tuning=fpx.nn.cold_cache_tuning)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert kernel_count(source, "cuda") == 2, source
     tiles = template_tiles(source)
     assert tiles and all(block_m >= 64 and block_n <= rows for block_m, block_n, _ in tiles), tiles
+
+
+def template_launches(source):
+    """How many matmul template kernels the wrapper launches."""
+    return len(re.findall(r"triton_tem_\w*\.run\(", source))
+
+
+# Per-channel INT4 inside cold_cache_tuning: one product per nibble plane
+# (fpx.nn.LowBitLinear._nibble_plane_products; H200, 8192 x 8192: 16 rows 40.4 -> 28.0 us, on
+# the left at 64 rows 51.4 -> 38.7), each plane's decode fused into its own template, kept apart
+# from the other's by fpx.tuning.marked_decodes_kept_apart (joined, they wrote both planes out:
+# 3 kernels, 85-87 us at 16 rows). On the left a third kernel scales the product, transposes it
+# back and adds the bias. No buffer of a plane's size (N x K / 2).
+@pytest.mark.cuda
+@pytest.mark.parametrize("rows, kernels", [(12, 2), (16, 2), (64, 3)], ids=["12-right", "16-right", "64-left"])
+def test_cuda_forward_per_channel_int4_inside_cold_cache_tuning_is_one_product_per_nibble_plane(rows, kernels):
+    source, weight_size = compiled_bf16_forward(fpx.INT4, {"group_size": None}, rows=rows, tuning=fpx.nn.cold_cache_tuning)
+    assert weight_sized_allocations(source, weight_size // 2) == [], allocations(source)
+    assert template_launches(source) == 2, source
+    assert kernel_count(source, "cuda") == kernels, source
+    tiles = template_tiles(source)
+    if rows == 64:  # the weight's rows in the tiles' rows: the left route
+        assert tiles and all(block_m >= 64 and block_n <= rows for block_m, block_n, _ in tiles), tiles
+
+
+# Under 12 rows one product (fpx.nn.NIBBLE_PLANE_PRODUCTS_RIGHT_ROWS): at 8 rows the plane
+# products failed to compile on torch 2.11 (inductor's CantSplit).
+@pytest.mark.cuda
+def test_cuda_forward_per_channel_int4_at_8_rows_inside_cold_cache_tuning_is_one_product():
+    source, weight_size = compiled_bf16_forward(fpx.INT4, {"group_size": None}, rows=8, tuning=fpx.nn.cold_cache_tuning)
+    assert weight_sized_allocations(source, weight_size) == [], allocations(source)
+    assert template_launches(source) == 1, source
+
+
+# Each output of a one-hot row of x is one weight, exactly, from either plane: the plane's code
+# (exact in bfloat16), the other plane's product (zero) added, times the channel's scale in
+# float32, rounded once to bfloat16, as the dequantized weight rounded to bfloat16.
+@pytest.mark.cuda
+def test_cuda_nibble_plane_products_give_every_weight_exactly():
+    n = k = 8192
+    torch.manual_seed(0)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n, bias=False), fpx.INT4, group_size=None)
+    exponents = torch.randint(-100, 101, layer.scale.shape).double()
+    layer.scale.copy_(((1 + torch.rand(layer.scale.shape, dtype=torch.float64)) * 2.0**exponents).to(layer.scale.dtype))
+    layer = layer.to("cuda", torch.bfloat16)
+    columns = torch.arange(16, device="cuda") * 511 + 3  # in both halves of K (both nibbles of a byte)
+    x = torch.nn.functional.one_hot(columns, k).to(torch.bfloat16)
+    with fpx.nn.cold_cache_tuning():
+        out, source = compile_and_code(layer, x, options=fpx.nn.compile_options("cuda"))
+    assert template_launches(source) == 2, source
+    assert torch.equal(out, layer.dequantize_weight()[:, columns].T.to(torch.bfloat16))
+
+
+# Outside cold_cache_tuning inductor would join the planes' decodes (3 kernels, slower than one
+# product): there the layer keeps one product. Compiled inside, it keeps its plane products
+# when called outside (the choice is read while tracing, with no guard).
+@pytest.mark.cuda
+def test_cuda_per_channel_int4_outside_the_block_is_one_product_and_inside_keeps_its_graph():
+    source, _ = compiled_bf16_forward(fpx.INT4, {"group_size": None}, rows=16)
+    assert template_launches(source) == 1, source
+    torch.manual_seed(0)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(4096, 4096), fpx.INT4, group_size=None)
+    layer = layer.to("cuda", torch.bfloat16)
+    x = torch.randn(16, 4096, device="cuda", dtype=torch.bfloat16)
+    torch._dynamo.reset()
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    compiled = torch.compile(layer, fullgraph=True, options=fpx.nn.compile_options("cuda"))
+    with fpx.nn.cold_cache_tuning():
+        inside = compiled(x)
+    outside = compiled(x)
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    assert torch.equal(outside, inside)
+    torch._dynamo.reset()
 
 
 # Per-channel INT4 under 8192 output features: the left route with K split in two (fpx.nn.

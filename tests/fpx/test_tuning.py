@@ -542,3 +542,88 @@ def test_compile_options_are_inductor_options_of_this_torch(device):
         # the left route's product at a row count not a multiple of 4 must stay unpadded
         # (docs/inductor.md, "Shape padding and the left route")
         assert options["shape_padding"] is False
+
+
+# ---- marked decodes kept apart (fpx.tuning.marked_decodes_kept_apart) --------------------------
+class FakeNode:
+    """A scheduler node as the rule reads it: its operation names."""
+
+    def __init__(self, *names):
+        self.names = set(names)
+
+    def get_operation_names(self):
+        return self.names
+
+
+class FakeGraph:
+    def __init__(self, marked):
+        self.invoke_quant_ops = set(marked)
+
+
+def test_marked_decodes_are_kept_apart_inside_the_block_only():
+    from torch._inductor.choices import InductorChoices
+    from torch._inductor.virtualized import V
+
+    calls = []
+
+    class Recording(InductorChoices):  # a user's handler, with state of its own
+        def __init__(self):
+            self.mark = "kept"
+
+        def can_fuse_horizontal(self, scheduler, node1, node2, shared_data_score):
+            calls.append((node1, node2))
+            return True
+
+    decode_low, decode_high, other = FakeNode("op1"), FakeNode("op2"), FakeNode("op3")
+    with V.set_choices_handler(Recording()), V.set_graph_handler(FakeGraph({"op1", "op2"})):
+        assert V.choices.can_fuse_horizontal(None, decode_low, decode_high, 100)
+        assert not fpx.tuning.marked_decodes_apart_here()
+        with fpx.nn.cold_cache_tuning():
+            assert fpx.tuning.marked_decodes_apart_here()
+            assert isinstance(V.choices, Recording) and V.choices.mark == "kept"
+            calls.clear()
+            assert not V.choices.can_fuse_horizontal(None, decode_low, decode_high, 100)
+            assert calls == []  # refused by the rule, not asked of the user's handler
+            assert V.choices.can_fuse_horizontal(None, decode_low, other, 100)
+            assert calls == [(decode_low, other)]  # everything else: the user's handler decides
+            with fpx.tuning.marked_decodes_kept_apart():  # nested: the same handler
+                assert not V.choices.can_fuse_horizontal(None, decode_high, decode_low, 100)
+        assert type(V.choices) is Recording
+        assert V.choices.can_fuse_horizontal(None, decode_low, decode_high, 100)
+    assert not fpx.tuning.marked_decodes_apart_here()
+
+
+def test_a_node_joining_a_marked_decode_with_an_unmarked_node_is_not_refused():
+    from torch._inductor.choices import InductorChoices
+    from torch._inductor.virtualized import V
+
+    class Fusing(InductorChoices):
+        @staticmethod
+        def can_fuse_horizontal(scheduler, node1, node2, shared_data_score):
+            return True
+
+    with V.set_choices_handler(Fusing()), V.set_graph_handler(FakeGraph({"op1", "op2"})):
+        with fpx.tuning.marked_decodes_kept_apart():
+            joined, decode = FakeNode("op1", "op3"), FakeNode("op2")
+            assert V.choices.can_fuse_horizontal(None, joined, decode, 100)
+            assert not V.choices.can_fuse_horizontal(None, FakeNode("op1"), decode, 100)
+    with V.set_choices_handler(Fusing()), V.set_graph_handler(object()):  # a torch that marks nothing
+        with fpx.tuning.marked_decodes_kept_apart():
+            assert V.choices.can_fuse_horizontal(None, FakeNode("op1"), FakeNode("op2"), 100)
+
+
+def test_the_answer_is_taken_while_tracing_with_no_guard():
+    # A model compiled inside the block keeps its graph outside it: no recompilation.
+    def route(x):
+        return x + 1 if fpx.tuning.marked_decodes_apart_here() else x - 1
+
+    torch._dynamo.reset()
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    compiled = torch.compile(route, fullgraph=True, backend="eager")
+    x = torch.zeros(3)
+    with fpx.tuning.marked_decodes_kept_apart():
+        assert torch.equal(compiled(x), x + 1)
+    assert torch.equal(compiled(x), x + 1)
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    torch._dynamo.reset()
