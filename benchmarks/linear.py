@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import time
+import traceback
 
 import torch
 import torch.nn.functional as F
@@ -162,6 +163,9 @@ def main():
                         help="research: the CUDA matmul template tries exactly these configs, each also timed "
                              "with the decode fused, e.g. 16x64x128s4w8,16x32x128s5w2 (BLOCK_M x BLOCK_N x "
                              "BLOCK_K, stages, warps; warps uncapped)")
+    parser.add_argument("--plane-rows-right", default=None,
+                        help="LO,HI: the rows the right route computes per-channel INT4 by nibble plane "
+                             "(fpx.nn.NIBBLE_PLANE_PRODUCTS_RIGHT_ROWS)")
     parser.add_argument("--compiled-dense", action="store_true",
                         help="also time the dense F.linear compiled with the layer's options and tuning "
                              "(what an unquantized matmul of the same model gets), per shape and M")
@@ -173,6 +177,8 @@ def main():
     for option in LAYER_CHOICES:
         if getattr(args, option) != "auto":
             force_layer_choice(option, getattr(args, option) == "1")
+    if args.plane_rows_right:
+        fpx.nn.NIBBLE_PLANE_PRODUCTS_RIGHT_ROWS = tuple(map(int, args.plane_rows_right.split(",")))
     global TIMING_LOCK
     TIMING_LOCK = args.timing_lock
     device, dtype = args.device, getattr(torch, args.dtype)
@@ -206,6 +212,9 @@ def main():
                         write_csv(args.csv, rows)
                 except Exception as error:  # keep going: one failing case must not hide the rest
                     print(f"{shape} M={m} {name}: FAILED {error!r}"[:400], flush=True)
+                    # The whole stack on stderr (the 8-row INT4 plane products' CantSplit came back
+                    # as its message alone).
+                    traceback.print_exc()
         if args.compiled_dense:
             for m in map(int, args.m.split(",")):
                 measure_compiled_dense(args, dense_weights, shape, m)

@@ -543,8 +543,7 @@ class LowBitLinear(nn.Module):
         :func:`cold_cache_tuning` (:func:`fpx.tuning.marked_decodes_kept_apart`), asked while
         the layer is traced (no guard: a model compiled inside the block keeps its graph
         outside it)."""
-        return (device.type == "cuda" and self.fmt == INT4 and self.zero_point is None and self.block is None
-                and marked_decodes_apart_here())
+        return self.fmt == INT4 and self.zero_point is None and self.block is None and _plane_decodes_kept_apart(device)
 
     def _nibble_plane_products(self, x2d: torch.Tensor, left: bool) -> torch.Tensor:
         """x2d @ W.T, unscaled (codes only, in x's dtype), as one product per nibble plane of
@@ -1326,6 +1325,14 @@ def _splits_k_on_the_right(device: torch.device, fmt, rows, out_features, in_fea
     ranges = RIGHT_OPERAND_SPLIT_K if scales_in_decode else RIGHT_OPERAND_SPLIT_K_BY_CHANNEL
     split = ranges.get(fmt)
     return device.type == "cuda" and split is not None and split.holds(rows, out_features, in_features)
+
+
+def _plane_decodes_kept_apart(device: torch.device) -> bool:
+    """Whether inductor, compiling for ``device`` now, keeps the nibble planes' marked decodes
+    apart (:func:`fpx.tuning.marked_decodes_kept_apart`, inside :func:`cold_cache_tuning`), so
+    that each fuses into its own template (see :meth:`LowBitLinear._nibble_plane_products`).
+    On CUDA, asked while the layer is traced, with no guard."""
+    return device.type == "cuda" and marked_decodes_apart_here()
 
 
 def _marks_the_decode(device: torch.device) -> bool:
