@@ -164,8 +164,11 @@ def main():
                              "with the decode fused, e.g. 16x64x128s4w8,16x32x128s5w2 (BLOCK_M x BLOCK_N x "
                              "BLOCK_K, stages, warps; warps uncapped)")
     parser.add_argument("--plane-rows-right", default=None,
-                        help="LO,HI: the rows the right route computes per-channel INT4 by nibble plane "
-                             "(fpx.nn.NIBBLE_PLANE_PRODUCTS_RIGHT_ROWS)")
+                        help="LO,HI: the rows the right route computes per-channel codes by plane "
+                             "(fpx.nn.PLANE_PRODUCTS_RIGHT_ROWS)")
+    parser.add_argument("--plane-formats", default=None,
+                        help="comma-separated signed integer formats (of INT4, INT2, INT1) whose per-channel layers "
+                             "take the plane products (fpx.nn.PLANE_PRODUCT_FORMATS; default INT4)")
     parser.add_argument("--compiled-dense", action="store_true",
                         help="also time the dense F.linear compiled with the layer's options and tuning "
                              "(what an unquantized matmul of the same model gets), per shape and M")
@@ -177,8 +180,12 @@ def main():
     for option in LAYER_CHOICES:
         if getattr(args, option) != "auto":
             force_layer_choice(option, getattr(args, option) == "1")
+    if args.plane_formats:
+        fpx.nn.PLANE_PRODUCT_FORMATS = tuple(getattr(fpx, name) for name in args.plane_formats.split(","))
+        if any(f not in (fpx.INT4, fpx.INT2, fpx.INT1) for f in fpx.nn.PLANE_PRODUCT_FORMATS):
+            parser.error(f"--plane-formats takes INT4, INT2 and INT1, got {args.plane_formats}")
     if args.plane_rows_right:
-        fpx.nn.NIBBLE_PLANE_PRODUCTS_RIGHT_ROWS = tuple(map(int, args.plane_rows_right.split(",")))
+        fpx.nn.PLANE_PRODUCTS_RIGHT_ROWS = tuple(map(int, args.plane_rows_right.split(",")))
     global TIMING_LOCK
     TIMING_LOCK = args.timing_lock
     device, dtype = args.device, getattr(torch, args.dtype)

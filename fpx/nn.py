@@ -432,8 +432,8 @@ class LowBitLinear(nn.Module):
             # K/S), a view. Written out contiguous (M, N), as F.linear's is: a transposed view
             # would break a caller's .view() of the output.
             splits = 2 if _splits_k_on_the_left(x.device, self.fmt, rows, self.out_features) else 1
-            if splits == 1 and self._products_by_nibble_plane(x.device):
-                product = self._nibble_plane_products(x2d, left=True)
+            if splits == 1 and self._products_by_plane(x.device):
+                product = self._plane_products(x2d, left=True)
             else:
                 chunks = x2d.reshape(-1, self.in_features // splits)
                 product = (self._matmul_weight(x.dtype, scaled=False, left=True, splits=splits) @ chunks.t()).t()
@@ -443,9 +443,9 @@ class LowBitLinear(nn.Module):
             # W.T as (K/S, S N).
             in_decode = not scale_after
             splits = 2 if _splits_k_on_the_right(x.device, self.fmt, rows, self.out_features, self.in_features, in_decode) else 1
-            if (scale_after and splits == 1 and NIBBLE_PLANE_PRODUCTS_RIGHT_ROWS[0] <= rows <= NIBBLE_PLANE_PRODUCTS_RIGHT_ROWS[1]
-                    and self._products_by_nibble_plane(x.device)):
-                product = self._nibble_plane_products(x2d, left=False)
+            if (scale_after and splits == 1 and PLANE_PRODUCTS_RIGHT_ROWS[0] <= rows <= PLANE_PRODUCTS_RIGHT_ROWS[1]
+                    and self._products_by_plane(x.device)):
+                product = self._plane_products(x2d, left=False)
             else:
                 product = x2d.reshape(-1, self.in_features // splits) @ self._matmul_weight(x.dtype, scaled=in_decode, splits=splits)
             out = self._chunk_products_summed_and_scaled(product, splits, scale_after, x.dtype)
@@ -535,40 +535,41 @@ class LowBitLinear(nn.Module):
             return decode(*present)
         return marker(decode, *present, scheme="fpx.lowbit")
 
-    def _products_by_nibble_plane(self, device: torch.device) -> bool:
+    def _products_by_plane(self, device: torch.device) -> bool:
         """Whether the compiled matmul path computes this layer's unscaled product as one
-        product per nibble plane (:meth:`_nibble_plane_products`): signed INT4 codes (their
-        per-channel scales on the product, which the caller checks), on CUDA, and only where
-        inductor keeps the two planes' decodes apart, which it does inside
-        :func:`cold_cache_tuning` (:func:`fpx.tuning.marked_decodes_kept_apart`), asked while
-        the layer is traced (no guard: a model compiled inside the block keeps its graph
-        outside it)."""
-        return self.fmt == INT4 and self.zero_point is None and self.block is None and _plane_decodes_kept_apart(device)
+        product per plane of its packed bytes (:meth:`_plane_products`): signed integer codes
+        of :data:`PLANE_PRODUCT_FORMATS` (their per-channel scales on the product, which the
+        caller checks), on CUDA, and only where inductor keeps the planes' decodes apart, which
+        it does inside :func:`cold_cache_tuning` (:func:`fpx.tuning.marked_decodes_kept_apart`),
+        asked while the layer is traced (no guard: a model compiled inside the block keeps its
+        graph outside it)."""
+        return (self.fmt in PLANE_PRODUCT_FORMATS and self.zero_point is None and self.block is None
+                and _plane_decodes_kept_apart(device))
 
-    def _nibble_plane_products(self, x2d: torch.Tensor, left: bool) -> torch.Tensor:
-        """x2d @ W.T, unscaled (codes only, in x's dtype), as one product per nibble plane of
-        the planar INT4 bytes: byte j of row n holds W[n, j] in its low nibble and W[n, j + K/2]
-        in its high one, so
+    def _plane_products(self, x2d: torch.Tensor, left: bool) -> torch.Tensor:
+        """x2d @ W.T, unscaled (codes only, in x's dtype), as one product per plane of the
+        planar bytes: for codes of 1, 2 or 4 bits, byte j of row n holds W[n, p K/G + j] in its
+        field p (bits p b to (p+1) b - 1), p < G = 8 / b. For INT4, the low and high nibbles:
 
             x @ W.T = x[:, :K/2] @ low.T + x[:, K/2:] @ high.T
 
-        with the second product an ``addmm`` onto the first. ``left``: as
+        each product after the first an ``addmm`` onto the sum so far. ``left``: as
         :func:`_weight_as_left_operand`, ``(low @ x[:, :K/2].T + high @ x[:, K/2:].T).T``, a
         transposed view. Each plane is decoded by its own marked decode
-        (:meth:`_nibble_plane_weight`), fused as its own template's prologue.
+        (:meth:`_plane_weight`), fused as its own template's prologue.
 
-        Why: in the one-product decode the nibble is chosen by k (a shift of 4 (k // (K/2))),
-        an index that varies along the template's K loop; the decoded tile then goes through
-        shared memory every K step and the shift costs instructions (offline, 16 x 16 x 128, 2
-        warps: 8.66 instructions per weight against 6.50 for one plane). A plane's shift is a
-        constant. Measured on an H200 (torch 2.11, per-channel INT4, bf16 x, 8192 x 8192
-        unless said, each set compiled alone under cold_cache_tuning, 2026-12-02), one product
-        / planes, us:
+        Why: in the one-product decode the field is chosen by k (INT4: a shift of 4 (k //
+        (K/2))), an index that varies along the template's K loop; the decoded tile then goes
+        through shared memory every K step and the shift costs instructions (offline, 16 x 16
+        x 128, 2 warps: 8.66 instructions per weight against 6.50 for one plane). A plane's
+        shift is a constant. Measured on an H200 (torch 2.11, per-channel INT4, bf16 x, 8192 x
+        8192 unless said, each set compiled alone under cold_cache_tuning, 2026-12-02), one
+        product / planes, us:
 
         - The layer (``benchmarks/linear.py --group-size 0``): 12 rows 28.7 (planes), 16 rows
           28.0 (1.22x bf16 ``F.linear``), 20 rows 39.4; on the left 24 rows 34.3, 32 rows 34.3
           (1.02x), 64 rows 39.8 (0.95x), 128 rows 48.5 (0.79x). At 8 rows it failed to
-          compile (see :data:`NIBBLE_PLANE_PRODUCTS_RIGHT_ROWS`).
+          compile (see :data:`PLANE_PRODUCTS_RIGHT_ROWS`).
         - ``benchmarks/probe_plane_products.py`` against the one-product layer: right (``x @
           W.T``) 5 rows 42.1 / 32.2, 8 rows 41.0 / 28.2, 16 rows 40.4-40.7 / 28.0, 32 rows 47.0
           / 44.8, 64 rows 51.6 / 51.6, 128 rows 56.3 / 65.2; 16 rows at 14336 x 4096 35.2 /
@@ -577,28 +578,32 @@ class LowBitLinear(nn.Module):
           (a scale per weight in each decode): 16 rows 44.2 / 48.7, 64 rows 54.3 / 55.9, not
           taken.
         """
-        half = self.in_features // 2
-        low, high = (self._nibble_plane_weight(x2d.dtype, plane, left) for plane in (0, 1))
-        x_low, x_high = x2d[:, :half], x2d[:, half:]
-        if left:
-            return torch.addmm(low @ x_low.t(), high, x_high.t()).t()
-        return torch.addmm(x_low @ low, x_high, high)
+        bits = self.fmt.bits
+        planes = planar_group(bits)
+        width = self.in_features // planes
+        product = None
+        for plane in range(planes):
+            weight = self._plane_weight(x2d.dtype, plane, left)
+            chunk = x2d[:, plane * width:(plane + 1) * width]
+            a, b = (weight, chunk.t()) if left else (chunk, weight)
+            product = a @ b if product is None else torch.addmm(product, a, b)
+        return product.t() if left else product
 
-    def _nibble_plane_weight(self, dtype: torch.dtype, plane: int, left: bool) -> torch.Tensor:
-        """The INT4 codes of nibble ``plane`` (0 low, 1 high) of the packed bytes as values in
-        ``dtype``: (N, K/2), or its transpose (K/2, N) contiguous unless ``left`` (the layout
-        the matmul template reads, as :meth:`_matmul_weight`'s). Each nibble at a constant
-        position, decoded by :func:`fpx.fields._int_field_values` (no conversion), in a decode
-        of its own, marked with InvokeQuant on CUDA."""
+    def _plane_weight(self, dtype: torch.dtype, plane: int, left: bool) -> torch.Tensor:
+        """The signed codes of field ``plane`` of the packed bytes (INT4: 0 the low nibble, 1
+        the high) as values in ``dtype``: (N, K/G), or its transpose (K/G, N) contiguous unless
+        ``left`` (the layout the matmul template reads, as :meth:`_matmul_weight`'s). The field
+        shifted down by a constant and decoded by :func:`fpx.fields._int_field_values` (no
+        conversion), in a decode of its own, marked with InvokeQuant on CUDA."""
+        bits = self.fmt.bits
+        top = plane == planar_group(bits) - 1  # nothing above the top field: no mask
         packed = self.packed.reshape(self.out_features, -1)
         in_dtype = _decodes_in_x_dtype(packed.device) and _decode_in_x_dtype_applies(dtype, self.fmt, None)
         decode_dtype = dtype if in_dtype else torch.float32
 
         def decode(packed):
-            if plane:
-                values = _int_field_values((packed >> 4).to(torch.int32), 4, True, dtype=decode_dtype)
-            else:
-                values = _int_field_values(packed.to(torch.int32), 4, True, masked=True, dtype=decode_dtype)
+            field = (packed >> plane * bits) if plane else packed
+            values = _int_field_values(field.to(torch.int32), bits, True, masked=not top, dtype=decode_dtype)
             w = values.to(dtype)
             return w if left else w.t().contiguous()
 
@@ -1258,14 +1263,17 @@ def _splits_k_on_the_left(device: torch.device, fmt, rows, out_features) -> bool
 # By format, for codes whose scales are in their decode (by groups or MX blocks); formats not
 # listed never split (see _splits_k_on_the_right). From 5 rows: CUDA's default row limit of
 # the small-batch reductions is 4.
-# The rows of x (least, most) the right route (x @ W.T) computes by nibble plane (see
-# LowBitLinear._nibble_plane_products). H200, 8192 x 8192, one product / planes: 12 rows
+# Signed integer codes whose per-channel layers take LowBitLinear._plane_products on CUDA inside
+# cold_cache_tuning. INT2 and INT1 (4 and 8 planes) are built the same way but not timed.
+PLANE_PRODUCT_FORMATS = (INT4,)
+# The rows of x (least, most) the right route (x @ W.T) computes by plane (see
+# LowBitLinear._plane_products). H200, 8192 x 8192, one product / planes: 12 rows
 # 28.7 us (planes), 16 rows 40.4 / 28.0, 20 rows 39.4 (planes), 32 rows 47.0 / 44.8, 64 rows
 # 51.6 either way, 128 rows 56.3 / 65.2. At 8 rows the layer's plane products failed to compile
 # on torch 2.11 (inductor's CantSplit, "1 not divisible by 512", twice; not investigated),
 # where benchmarks/probe_plane_products.py's, scaled in bfloat16, compiled at 5 and 8 rows
 # (32.2 and 28.2 us): one product below 12 rows until that is understood.
-NIBBLE_PLANE_PRODUCTS_RIGHT_ROWS = (12, 32)
+PLANE_PRODUCTS_RIGHT_ROWS = (12, 32)
 
 RIGHT_OPERAND_SPLIT_K = {
     fmt: SplitKRange(min_out_features=3584, below_out_features=8192, min_rows=5, max_rows=max_rows, min_in_features=11008)
@@ -1328,9 +1336,9 @@ def _splits_k_on_the_right(device: torch.device, fmt, rows, out_features, in_fea
 
 
 def _plane_decodes_kept_apart(device: torch.device) -> bool:
-    """Whether inductor, compiling for ``device`` now, keeps the nibble planes' marked decodes
-    apart (:func:`fpx.tuning.marked_decodes_kept_apart`, inside :func:`cold_cache_tuning`), so
-    that each fuses into its own template (see :meth:`LowBitLinear._nibble_plane_products`).
+    """Whether inductor, compiling for ``device`` now, keeps the planes' marked decodes apart
+    (:func:`fpx.tuning.marked_decodes_kept_apart`, inside :func:`cold_cache_tuning`), so that
+    each fuses into its own template (see :meth:`LowBitLinear._plane_products`).
     On CUDA, asked while the layer is traced, with no guard."""
     return device.type == "cuda" and marked_decodes_apart_here()
 

@@ -194,7 +194,7 @@ def marked_decodes_kept_apart():
     added). Part of :func:`cold_cache_tuning`.
 
     Why: :class:`fpx.nn.LowBitLinear` computes INT4 per channel as one product per nibble
-    plane (:meth:`~fpx.nn.LowBitLinear._nibble_plane_products`), each plane's decode with a
+    plane (:meth:`~fpx.nn.LowBitLinear._plane_products`), each plane's decode with a
     constant shift. The two decodes read the same bytes, and inductor ranks fusing them with
     each other above fusing either into its template (a prologue fusion always ranks last), so
     the joined decode wrote both planes out and two templates read them: 3 kernels, 85-87 us at

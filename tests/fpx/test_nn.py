@@ -844,32 +844,44 @@ def test_misaligned_packed_storage_falls_back_to_byte_planes():
     torch.testing.assert_close(layer._gemv(x, words=True), expected, rtol=1e-6, atol=1e-6)
 
 
-# ---- INT4 by nibble plane (LowBitLinear._nibble_plane_products; the route is CUDA's, inside
-# cold_cache_tuning, tested there in test_nn_codegen.py; the arithmetic is checked here) ----------
-@given(st.integers(1, 5), st.sampled_from([4, 12, 64]), st.integers(1, 9), st.booleans(),
-       st.sampled_from([torch.float32, torch.bfloat16]))
-def test_nibble_plane_products_are_x_times_the_codes(rows, half, n, left, dtype):
-    k = 2 * half
+# ---- by plane (LowBitLinear._plane_products; the route is CUDA's, inside cold_cache_tuning, for
+# per-channel INT4, tested there in test_nn_codegen.py; the arithmetic is checked here) -----------
+PLANE_FORMATS = [fpx.INT4, fpx.INT2, fpx.INT1]
+
+
+def packed_layer_of_codes(fmt, codes):
+    """A per-channel LowBitLinear of ``fmt`` whose packed bytes hold ``codes`` (N, K) in the
+    planar layout (W as (N, G, K/G), packed along G), independently of the layer's quantizer."""
+    n, k = codes.shape
+    layer = LowBitLinear.from_linear(nn.Linear(k, n, bias=False), fmt, group_size=None)
+    planes = 8 // fmt.bits
+    layer.packed.copy_(bitpack.pack(codes.view(n, planes, k // planes), fmt.bits, dim=1, signed=True))
+    return layer
+
+
+@given(st.sampled_from(PLANE_FORMATS), st.integers(1, 5), st.sampled_from([8, 24, 128]), st.integers(1, 9),
+       st.booleans(), st.sampled_from([torch.float32, torch.bfloat16]))
+def test_plane_products_are_x_times_the_codes(fmt, rows, k, n, left, dtype):
     torch.manual_seed(rows * 1000 + k + n)
-    layer = LowBitLinear.from_linear(nn.Linear(k, n, bias=False), fpx.INT4, group_size=None)
-    codes = torch.randint(-8, 8, (n, k))
-    layer.packed.copy_(bitpack.pack(codes.view(n, 2, half), 4, dim=1, signed=True))
+    low, high = -(2 ** (fmt.bits - 1)), 2 ** (fmt.bits - 1)
+    codes = torch.randint(low, high, (n, k))
+    layer = packed_layer_of_codes(fmt, codes)
     x = torch.randn(rows, k).to(dtype)
-    product = layer._nibble_plane_products(x, left=left)
+    product = layer._plane_products(x, left=left)
     assert product.shape == (rows, n) and product.dtype == dtype
     expected = x.double() @ codes.double().T
-    # Each plane's product is rounded once to x's dtype, the second's with the first added.
+    # Each plane's product is rounded once to x's dtype, with the sum of those before it added.
     bound = (x.double().abs() @ codes.double().abs().T).max().item()
-    tolerance = 2 * bound * (2.0**-8 if dtype == torch.bfloat16 else 2.0**-20)
-    assert (product.double() - expected).abs().max().item() <= tolerance
+    unit = 2.0**-8 if dtype == torch.bfloat16 else 2.0**-20
+    assert (product.double() - expected).abs().max().item() <= 8 // fmt.bits * bound * unit
 
 
-def test_nibble_planes_are_the_codes_in_the_weights_column_order():
-    n, k = 3, 8
-    layer = LowBitLinear.from_linear(nn.Linear(k, n, bias=False), fpx.INT4, group_size=None)
-    codes = (torch.arange(n * k) % 16 - 8).view(n, k)
-    layer.packed.copy_(bitpack.pack(codes.view(n, 2, k // 2), 4, dim=1, signed=True))
+@pytest.mark.parametrize("fmt", PLANE_FORMATS, ids=lambda f: f.name)
+def test_planes_are_the_codes_in_the_weights_column_order(fmt):
+    n, k = 3, 16
+    low = -(2 ** (fmt.bits - 1))
+    codes = (torch.arange(n * k) % 2**fmt.bits + low).view(n, k)
+    layer = packed_layer_of_codes(fmt, codes)
     for left in (False, True):
-        low, high = (layer._nibble_plane_weight(torch.float32, plane, left) for plane in (0, 1))
-        planes = (low, high) if left else (low.T, high.T)
-        assert torch.equal(torch.cat(planes, dim=1), codes.float())
+        planes = [layer._plane_weight(torch.float32, plane, left) for plane in range(8 // fmt.bits)]
+        assert torch.equal(torch.cat(planes if left else [p.T for p in planes], dim=1), codes.float())

@@ -355,7 +355,7 @@ def template_launches(source):
 
 
 # Per-channel INT4 inside cold_cache_tuning: one product per nibble plane
-# (fpx.nn.LowBitLinear._nibble_plane_products; H200, 8192 x 8192: 16 rows 40.4 -> 28.0 us, on
+# (fpx.nn.LowBitLinear._plane_products; H200, 8192 x 8192: 16 rows 40.4 -> 28.0 us, on
 # the left at 64 rows 51.4 -> 38.7), each plane's decode fused into its own template, kept apart
 # from the other's by fpx.tuning.marked_decodes_kept_apart (joined, they wrote both planes out:
 # 3 kernels, 85-87 us at 16 rows). On the left a third kernel scales the product, transposes it
@@ -372,7 +372,7 @@ def test_cuda_forward_per_channel_int4_inside_cold_cache_tuning_is_one_product_p
         assert tiles and all(block_m >= 64 and block_n <= rows for block_m, block_n, _ in tiles), tiles
 
 
-# Under 12 rows one product (fpx.nn.NIBBLE_PLANE_PRODUCTS_RIGHT_ROWS): at 8 rows the plane
+# Under 12 rows one product (fpx.nn.PLANE_PRODUCTS_RIGHT_ROWS): at 8 rows the plane
 # products failed to compile on torch 2.11 (inductor's CantSplit).
 @pytest.mark.cuda
 def test_cuda_forward_per_channel_int4_at_8_rows_inside_cold_cache_tuning_is_one_product():
@@ -385,7 +385,7 @@ def test_cuda_forward_per_channel_int4_at_8_rows_inside_cold_cache_tuning_is_one
 # (exact in bfloat16), the other plane's product (zero) added, times the channel's scale in
 # float32, rounded once to bfloat16, as the dequantized weight rounded to bfloat16.
 @pytest.mark.cuda
-def test_cuda_nibble_plane_products_give_every_weight_exactly():
+def test_cuda_plane_products_give_every_weight_exactly():
     n = k = 8192
     torch.manual_seed(0)
     layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n, bias=False), fpx.INT4, group_size=None)
