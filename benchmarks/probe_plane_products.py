@@ -31,6 +31,11 @@ with the refusal (2 templates); without it, 3 kernels and slower than the layer 
 nineteenth session's 87 us). On the left at 64 rows (offline, 64 x 64 x 128, 4 warps: 7.20
 per weight with a store today, 5.83 / 6.33 for the planes, no store; per-channel INT8 on the
 left runs 6.45 in 42.0 us): 52.1 -> about 40 us, 0.9x of bf16.
+
+Measured (twenty-ninth session, H200, torch 2.11; planes / the layer then, us): 16 rows 28.0
+/ 40.7 (2 kernels; without the refusal 3 kernels, 87.1), 64 rows on the left 38.7 / 51.4 (3
+kernels), INT4 by 128 at 16 rows 48.7 / 44.2; more in benchmarks/RESULTS.md. The layer takes
+the planes since (fpx.nn.LowBitLinear._plane_products, inside fpx.nn.cold_cache_tuning).
 """
 
 from __future__ import annotations
