@@ -272,9 +272,20 @@ def test_cuda_forward_at_16_rows_under_cold_cache_tuning_fuses_into_a_given_tile
 @pytest.mark.cuda
 @pytest.mark.parametrize("fmt", [fpx.INT4, fpx.UINT4, fpx.INT8, fpx.UINT8], ids=["INT4", "UINT4", "INT8", "UINT8"])
 def test_cuda_template_decodes_integer_codes_in_bfloat16_exactly(fmt):
-    n = k = 8192
+    out, source, expected = one_hot_rows_through_the_layer(fmt, group_size=128)
+    assert weight_sized_allocations(source, 8192 * 8192) == [], allocations(source)
+    assert kernel_count(source, "cuda") == 1, source
+    loops = re.findall(r"for k_idx.*?acc \+=", source, re.DOTALL)
+    assert loops and not any("float32" in loop for loop in loops), loops
+    assert torch.equal(out, expected)
+
+
+def one_hot_rows_through_the_layer(fmt, group_size, n=8192, k=8192):
+    """(output, generated source, expected output) of a bfloat16 layer of ``fmt``, its scales
+    across bfloat16's exponent range, compiled inside cold_cache_tuning at 16 one-hot rows of x
+    (columns in both halves of K): each output one weight, the dequantized weight's in bfloat16."""
     torch.manual_seed(0)
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n, bias=False), fmt, group_size=128)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n, bias=False), fmt, group_size=group_size)
     exponents = torch.randint(-100, 101, layer.scale.shape).double()
     layer.scale.copy_(((1 + torch.rand(layer.scale.shape, dtype=torch.float64)) * 2.0**exponents).to(layer.scale.dtype))
     layer = layer.to("cuda", torch.bfloat16)
@@ -282,11 +293,7 @@ def test_cuda_template_decodes_integer_codes_in_bfloat16_exactly(fmt):
     x = torch.nn.functional.one_hot(columns, k).to(torch.bfloat16)
     with fpx.nn.cold_cache_tuning():
         out, source = compile_and_code(layer, x, options=fpx.nn.compile_options("cuda"))
-    assert weight_sized_allocations(source, n * k) == [], allocations(source)
-    assert kernel_count(source, "cuda") == 1, source
-    loops = re.findall(r"for k_idx.*?acc \+=", source, re.DOTALL)
-    assert loops and not any("float32" in loop for loop in loops), loops
-    assert torch.equal(out, layer.dequantize_weight()[:, columns].T.to(torch.bfloat16))
+    return out, source, layer.dequantize_weight()[:, columns].T.to(torch.bfloat16)
 
 
 # The row limit is read while tracing. One read from cold_cache_tuning's state put a guard on
@@ -294,10 +301,16 @@ def test_cuda_template_decodes_integer_codes_in_bfloat16_exactly(fmt):
 # its first call outside, to the reductions (87.5 us), and benchmarks timed those.
 @pytest.mark.cuda
 def test_cuda_forward_compiled_inside_cold_cache_tuning_is_not_recompiled_outside():
+    assert_compiled_inside_the_block_is_not_recompiled_outside(fpx.E4M3, rows=8, features=1024)
+
+
+def assert_compiled_inside_the_block_is_not_recompiled_outside(fmt, rows, features):
+    """A per-channel layer of ``fmt`` (features x features, bfloat16) compiled at its first
+    call inside cold_cache_tuning runs its one graph at a call outside, with the same output."""
     torch.manual_seed(0)
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(1024, 1024), fpx.E4M3, group_size=None)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(features, features), fmt, group_size=None)
     layer = layer.to("cuda", torch.bfloat16)
-    x = torch.randn(8, 1024, device="cuda", dtype=torch.bfloat16)
+    x = torch.randn(rows, features, device="cuda", dtype=torch.bfloat16)
     torch._dynamo.reset()
     counters = torch._dynamo.utils.counters
     counters.clear()
@@ -386,18 +399,9 @@ def test_cuda_forward_per_channel_int4_at_8_rows_inside_cold_cache_tuning_is_one
 # float32, rounded once to bfloat16, as the dequantized weight rounded to bfloat16.
 @pytest.mark.cuda
 def test_cuda_plane_products_give_every_weight_exactly():
-    n = k = 8192
-    torch.manual_seed(0)
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n, bias=False), fpx.INT4, group_size=None)
-    exponents = torch.randint(-100, 101, layer.scale.shape).double()
-    layer.scale.copy_(((1 + torch.rand(layer.scale.shape, dtype=torch.float64)) * 2.0**exponents).to(layer.scale.dtype))
-    layer = layer.to("cuda", torch.bfloat16)
-    columns = torch.arange(16, device="cuda") * 511 + 3  # in both halves of K (both nibbles of a byte)
-    x = torch.nn.functional.one_hot(columns, k).to(torch.bfloat16)
-    with fpx.nn.cold_cache_tuning():
-        out, source = compile_and_code(layer, x, options=fpx.nn.compile_options("cuda"))
+    out, source, expected = one_hot_rows_through_the_layer(fpx.INT4, group_size=None)
     assert template_launches(source) == 2, source
-    assert torch.equal(out, layer.dequantize_weight()[:, columns].T.to(torch.bfloat16))
+    assert torch.equal(out, expected)
 
 
 # Outside cold_cache_tuning inductor would join the planes' decodes (3 kernels, slower than one
@@ -407,20 +411,7 @@ def test_cuda_plane_products_give_every_weight_exactly():
 def test_cuda_per_channel_int4_outside_the_block_is_one_product_and_inside_keeps_its_graph():
     source, _ = compiled_bf16_forward(fpx.INT4, {"group_size": None}, rows=16)
     assert template_launches(source) == 1, source
-    torch.manual_seed(0)
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(4096, 4096), fpx.INT4, group_size=None)
-    layer = layer.to("cuda", torch.bfloat16)
-    x = torch.randn(16, 4096, device="cuda", dtype=torch.bfloat16)
-    torch._dynamo.reset()
-    counters = torch._dynamo.utils.counters
-    counters.clear()
-    compiled = torch.compile(layer, fullgraph=True, options=fpx.nn.compile_options("cuda"))
-    with fpx.nn.cold_cache_tuning():
-        inside = compiled(x)
-    outside = compiled(x)
-    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
-    assert torch.equal(outside, inside)
-    torch._dynamo.reset()
+    assert_compiled_inside_the_block_is_not_recompiled_outside(fpx.INT4, rows=16, features=4096)
 
 
 # Per-channel INT4 under 8192 output features: the left route with K split in two (fpx.nn.
