@@ -602,7 +602,7 @@ class LowBitLinear(nn.Module):
         decode_dtype = dtype if in_dtype else torch.float32
 
         def decode(packed):
-            field = (packed >> plane * bits) if plane else packed
+            field = (packed >> (plane * bits)) if plane else packed
             values = _int_field_values(field.to(torch.int32), bits, True, masked=not top, dtype=decode_dtype)
             w = values.to(dtype)
             return w if left else w.t().contiguous()
@@ -1260,9 +1260,6 @@ def _splits_k_on_the_left(device: torch.device, fmt, rows, out_features) -> bool
     return device.type == "cuda" and split is not None and split.holds(rows, out_features, 0)
 
 
-# By format, for codes whose scales are in their decode (by groups or MX blocks); formats not
-# listed never split (see _splits_k_on_the_right). From 5 rows: CUDA's default row limit of
-# the small-batch reductions is 4.
 # Signed integer codes whose per-channel layers take LowBitLinear._plane_products on CUDA inside
 # cold_cache_tuning. INT2 and INT1 (4 and 8 planes) are built the same way but not timed.
 PLANE_PRODUCT_FORMATS = (INT4,)
@@ -1275,6 +1272,9 @@ PLANE_PRODUCT_FORMATS = (INT4,)
 # (32.2 and 28.2 us): one product below 12 rows until that is understood.
 PLANE_PRODUCTS_RIGHT_ROWS = (12, 32)
 
+# By format, for codes whose scales are in their decode (by groups or MX blocks); formats not
+# listed never split (see _splits_k_on_the_right). From 5 rows: CUDA's default row limit of
+# the small-batch reductions is 4.
 RIGHT_OPERAND_SPLIT_K = {
     fmt: SplitKRange(min_out_features=3584, below_out_features=8192, min_rows=5, max_rows=max_rows, min_in_features=11008)
     for fmt, max_rows in ((INT4, 64), (INT8, 64), (E2M1, 32))

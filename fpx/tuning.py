@@ -211,10 +211,11 @@ def marked_decodes_kept_apart():
     """
     try:
         from torch._inductor.virtualized import V
-    except ImportError:  # no inductor: nothing to keep apart
+
+        current = V.choices
+    except (ImportError, AttributeError):  # no inductor, or one without choices handlers
         yield
         return
-    current = V.choices
     if getattr(current, _KEEPS_MARKED_DECODES_APART, False):  # nested blocks
         yield
         return
@@ -253,9 +254,10 @@ def marked_decodes_apart_here() -> bool:
     :func:`marked_decodes_kept_apart`, so inside :func:`cold_cache_tuning`)."""
     try:
         from torch._inductor.virtualized import V
-    except ImportError:
+
+        return bool(getattr(V.choices, _KEEPS_MARKED_DECODES_APART, False))
+    except (ImportError, AttributeError):
         return False
-    return bool(getattr(V.choices, _KEEPS_MARKED_DECODES_APART, False))
 
 
 @contextlib.contextmanager
