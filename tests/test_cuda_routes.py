@@ -59,6 +59,9 @@ CUDA_ANSWERS = {
              and out_features >= 3584 and in_features >= 11008)
             or (not scales_in_decode and fmt == fpx.INT8 and 24 <= rows <= 64 and out_features >= 4096
                 and in_features >= 14336))),
+    # CUDA keeps the planes' marked decodes apart inside cold_cache_tuning only: the function's
+    # own answer, inside the block or not.
+    ("fpx.nn", "_plane_decodes_kept_apart"): lambda device: fpx.tuning.marked_decodes_apart_here(),
     ("bitpack.words", "words_pay_off"): lambda device: True,
     ("bitpack.bits", "_pads_partial_bytes"): lambda device: True,
     ("bitpack.bits", "_packs_bool_bytes_apart"): lambda device: True,
@@ -147,14 +150,19 @@ def test_the_answers_are_the_functions_own_for_a_cuda_device(choice):
         "_sums_products_in_one_trip": ([(fpx.INT3, 1), (fpx.E2M3, 1), (fpx.INT4, 2), (fpx.E2M1, 4)], [(fpx.INT4, 1), (fpx.E4M3, 1), (fpx.INT8, 2), (fpx.INT8, 4)]),
     }
     yes, no = further.get(name, ([()], []))
+    # Yes inside cold_cache_tuning's rule, no outside it.
+    if name == "_plane_decodes_kept_apart":
+        yes, no = [()], [()]
+    where_yes = fpx.tuning.marked_decodes_kept_apart if name == "_plane_decodes_kept_apart" else contextlib.nullcontext
     # _conversion_pays_off asks the GPU whether it converts float8 (sm_89 on): an H100's does.
     with mock.patch.object(fpx.convert, "_cuda_has_float8_conversion", lambda index: True):
         for args in yes:
-            assert function(cuda, *args) is CUDA_ANSWERS[choice](cuda, *args) is True
-            # so forcing the answer changes the route on CPU, compiled (FP8 rounding by
-            # conversion is CPU's choice in eager too)
-            with mock.patch.object(torch.compiler, "is_compiling", lambda: True):
-                assert function(cpu, *args) is False
+            with where_yes():
+                assert function(cuda, *args) is CUDA_ANSWERS[choice](cuda, *args) is True
+                # so forcing the answer changes the route on CPU, compiled (FP8 rounding by
+                # conversion is CPU's choice in eager too)
+                with mock.patch.object(torch.compiler, "is_compiling", lambda: True):
+                    assert function(cpu, *args) is False
         for args in no:
             assert function(cuda, *args) is CUDA_ANSWERS[choice](cuda, *args) is False
 
@@ -293,6 +301,32 @@ def test_low_bit_linear_compiled_8_bit_codes_decoded_to_bfloat16_through_int8(fm
     # bfloat16 roundings, each within 2^-9 relative: by groups each weight, per channel the
     # product and its scaling; then the output and the bias
     assert bool(((out.double() - expected).abs() <= 2**-7 * bound).all())
+
+
+# Per-channel INT4 compiled as on CUDA inside cold_cache_tuning's rule: one product per nibble
+# plane (LowBitLinear._plane_products), on the right from 12 rows (16 here) and on the left
+# (24 rows at 8192 output features); the output contiguous, against the dequantized weight.
+@pytest.mark.parametrize("rows, out_features, left", [(16, 48, False), (24, 8192, True)], ids=["right", "left"])
+def test_low_bit_linear_compiled_by_nibble_plane(rows, out_features, left):
+    torch.manual_seed(0)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, out_features), fpx.INT4, group_size=None,
+                                         gemv_max_rows=4).to(torch.bfloat16)  # CUDA's limit (CPU's is 16)
+    x = torch.randn(rows, 256, dtype=torch.bfloat16)
+    asked = []
+    original = fpx.LowBitLinear._plane_products
+    torch._dynamo.reset()
+    with as_on_cuda(), fpx.tuning.marked_decodes_kept_apart(), mock.patch.object(
+            fpx.LowBitLinear, "_plane_products", lambda self, x2d, left: asked.append(left) or original(self, x2d, left)):
+        out = torch.compile(layer, fullgraph=True, dynamic=False)(x)
+    torch._dynamo.reset()
+    assert asked == [left]
+    assert out.is_contiguous()
+    weight = layer.dequantize_weight().double()
+    expected = x.double() @ weight.T + layer.bias.double()
+    bound = x.double().abs() @ weight.abs().T + layer.bias.double().abs()
+    # bfloat16 roundings: each plane's product (the second with the first added), the scaling,
+    # the output and the bias
+    assert bool(((out.double() - expected).abs() <= 2**-6 * bound).all())
 
 
 @pytest.mark.parametrize("bitorder", ["big", "little"])
