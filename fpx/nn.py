@@ -547,7 +547,7 @@ class LowBitLinear(nn.Module):
                 and _plane_decodes_kept_apart(device))
 
     def _plane_products(self, x2d: torch.Tensor, left: bool) -> torch.Tensor:
-        """x2d @ W.T, unscaled (codes only, in x's dtype), as one product per plane of the
+        """x2d @ W.T, unscaled (the weights without their scales, in x's dtype), as one product per plane of the
         planar bytes: for codes of 1, 2 or 4 bits, byte j of row n holds W[n, p K/G + j] in its
         field p (bits p b to (p+1) b - 1), p < G = 8 / b. For INT4, the low and high nibbles:
 
@@ -590,8 +590,8 @@ class LowBitLinear(nn.Module):
         return product.t() if left else product
 
     def _plane_weight(self, dtype: torch.dtype, plane: int, left: bool) -> torch.Tensor:
-        """The signed codes of field ``plane`` of the packed bytes (INT4: 0 the low nibble, 1
-        the high) as values in ``dtype``: (N, K/G), or its transpose (K/G, N) contiguous unless
+        """The unscaled weights of field ``plane`` of the packed bytes (INT4: 0 the low nibble,
+        1 the high; the code's value, INT1's 2 c + 1) in ``dtype``: (N, K/G), or its transpose (K/G, N) contiguous unless
         ``left`` (the layout the matmul template reads, as :meth:`_matmul_weight`'s). The field
         shifted down by a constant and decoded by :func:`fpx.fields._int_field_values` (no
         conversion), in a decode of its own, marked with InvokeQuant on CUDA."""
@@ -603,8 +603,8 @@ class LowBitLinear(nn.Module):
 
         def decode(packed):
             field = (packed >> (plane * bits)) if plane else packed
-            values = _int_field_values(field.to(torch.int32), bits, True, masked=not top, dtype=decode_dtype)
-            w = values.to(dtype)
+            grid = _int_field_values(field.to(torch.int32), bits, True, masked=not top, dtype=decode_dtype)
+            w = _dequantize_grid(grid, None, None, self.fmt).to(dtype)  # INT1's +-1, others as they are
             return w if left else w.t().contiguous()
 
         marker = _invoke_quant(low_precision=in_dtype) if _marks_the_decode(packed.device) else None

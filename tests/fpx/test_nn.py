@@ -1,6 +1,7 @@
 """LowBitLinear and quantize_: correctness against the dequantized weight, state, errors."""
 
 import io
+import math
 
 import pytest
 import torch
@@ -849,6 +850,11 @@ def test_misaligned_packed_storage_falls_back_to_byte_planes():
 PLANE_FORMATS = [fpx.INT4, fpx.INT2, fpx.INT1]
 
 
+def unscaled_values(fmt, codes):
+    """The weights codes stand for before scaling: the code itself, INT1's sign-only 2 c + 1."""
+    return 2 * codes + 1 if fmt == fpx.INT1 else codes
+
+
 def packed_layer_of_codes(fmt, codes):
     """A per-channel LowBitLinear of ``fmt`` whose packed bytes hold ``codes`` (N, K) in the
     planar layout (W as (N, G, K/G), packed along G), independently of the layer's quantizer."""
@@ -869,9 +875,10 @@ def test_plane_products_are_x_times_the_codes(fmt, rows, k, n, left, dtype):
     x = torch.randn(rows, k).to(dtype)
     product = layer._plane_products(x, left=left)
     assert product.shape == (rows, n) and product.dtype == dtype
-    expected = x.double() @ codes.double().T
+    values = unscaled_values(fmt, codes).double()
+    expected = x.double() @ values.T
     # Each plane's product is rounded once to x's dtype, with the sum of those before it added.
-    bound = (x.double().abs() @ codes.double().abs().T).max().item()
+    bound = (x.double().abs() @ values.abs().T).max().item()
     unit = 2.0**-8 if dtype == torch.bfloat16 else 2.0**-20
     assert (product.double() - expected).abs().max().item() <= 8 // fmt.bits * bound * unit
 
@@ -884,4 +891,38 @@ def test_planes_are_the_codes_in_the_weights_column_order(fmt):
     layer = packed_layer_of_codes(fmt, codes)
     for left in (False, True):
         planes = [layer._plane_weight(torch.float32, plane, left) for plane in range(8 // fmt.bits)]
-        assert torch.equal(torch.cat(planes if left else [p.T for p in planes], dim=1), codes.float())
+        assert torch.equal(torch.cat(planes if left else [p.T for p in planes], dim=1), unscaled_values(fmt, codes).float())
+
+
+@given(st.sampled_from(PLANE_FORMATS), st.integers(1, 40), st.integers(1, 24), st.sampled_from([(), (2,), (2, 3)]),
+       st.integers(12, 32), st.booleans(), st.booleans())
+def test_plane_route_matches_the_dequantized_weight_for_any_shape(fmt, k8, n, batch, rows, sliced, left):
+    """The compiled forward's plane route (CUDA's, inside cold_cache_tuning; forced on here for
+    INT4, INT2 and INT1, run eagerly with CUDA's whole-weight matmul) for any K the layer takes,
+    any N, rows and batch dims, x contiguous or a slice of wider rows, on the right (12-32
+    rows) or the left: float32 x matches the dequantized weight, and the output is contiguous
+    with x's batch dims."""
+    k = 8 * k8
+    torch.manual_seed(k * 131 + n)
+    layer = LowBitLinear.from_linear(nn.Linear(k, n), fmt, group_size=None)
+    weight = layer.dequantize_weight()
+    x = torch.randn(*batch, rows, k + 5)[..., :k] if sliced else torch.randn(*batch, rows, k)
+    planes = []
+    original = LowBitLinear._plane_products
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fpx.nn, "PLANE_PRODUCT_FORMATS", tuple(PLANE_FORMATS))
+        patch.setattr(fpx.nn, "_plane_decodes_kept_apart", lambda device: True)
+        patch.setattr(fpx.nn, "_channel_scale_after_matmul", lambda device: True)
+        patch.setattr(fpx.nn, "_matmul_by_weight_blocks", lambda device: False)
+        patch.setattr(fpx.nn, "_weight_as_left_operand", lambda device, fmt, rows, out_features: left)
+        patch.setattr(fpx.nn, "_splits_k_on_the_left", lambda device, fmt, rows, out_features: False)
+        patch.setattr(fpx.nn, "default_gemv_max_rows", lambda *args, **kwargs: 0)
+        patch.setattr(LowBitLinear, "_plane_products",
+                      lambda self, x2d, left: planes.append(left) or original(self, x2d, left))
+        out, taken = compiled_route_run_eagerly(layer, x, patch)
+    on_the_planes = left or 12 <= math.prod(batch) * rows <= 32  # the right route's rows
+    assert planes == [left] * on_the_planes and len(taken) == 1 - on_the_planes
+    assert out.shape == (*batch, rows, n) and out.is_contiguous()
+    expected = x.double() @ weight.double().T + layer.bias.double()
+    bound = x.double().abs() @ weight.double().abs().T + layer.bias.double().abs()
+    assert bool(((out.double() - expected).abs() <= 1e-5 * bound).all())
