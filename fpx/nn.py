@@ -444,7 +444,7 @@ class LowBitLinear(nn.Module):
             in_decode = not scale_after
             splits = 2 if _splits_k_on_the_right(x.device, self.fmt, rows, self.out_features, self.in_features, in_decode) else 1
             if (scale_after and splits == 1 and PLANE_PRODUCTS_RIGHT_ROWS[0] <= rows <= PLANE_PRODUCTS_RIGHT_ROWS[1]
-                    and self._products_by_plane(x.device)):
+                    and self.out_features >= PLANE_PRODUCTS_MIN_OUT_FEATURES and self._products_by_plane(x.device)):
                 product = self._plane_products(x2d, left=False)
             else:
                 product = x2d.reshape(-1, self.in_features // splits) @ self._matmul_weight(x.dtype, scaled=in_decode, splits=splits)
@@ -1271,6 +1271,9 @@ PLANE_PRODUCT_FORMATS = (INT4,)
 # where benchmarks/probe_plane_products.py's, scaled in bfloat16, compiled at 5 and 8 rows
 # (32.2 and 28.2 us): one product below 12 rows until that is understood.
 PLANE_PRODUCTS_RIGHT_ROWS = (12, 32)
+# ... and from this many output features (measured at 4096, 8192 and 14336; at fewer, two
+# launches against one for a product that takes a few microseconds: unmeasured, not taken).
+PLANE_PRODUCTS_MIN_OUT_FEATURES = 4096
 
 # By format, for codes whose scales are in their decode (by groups or MX blocks); formats not
 # listed never split (see _splits_k_on_the_right). From 5 rows: CUDA's default row limit of

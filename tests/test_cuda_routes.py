@@ -304,9 +304,10 @@ def test_low_bit_linear_compiled_8_bit_codes_decoded_to_bfloat16_through_int8(fm
 
 
 # Per-channel INT4 compiled as on CUDA inside cold_cache_tuning's rule: one product per nibble
-# plane (LowBitLinear._plane_products), on the right from 12 rows (16 here) and on the left
-# (24 rows at 8192 output features); the output contiguous, against the dequantized weight.
-@pytest.mark.parametrize("rows, out_features, left", [(16, 48, False), (24, 8192, True)], ids=["right", "left"])
+# plane (LowBitLinear._plane_products), on the right from 12 rows (16 here, 8192 output
+# features) and on the left (24 rows at 8192); the output contiguous, against the dequantized
+# weight.
+@pytest.mark.parametrize("rows, out_features, left", [(16, 8192, False), (24, 8192, True)], ids=["right", "left"])
 def test_low_bit_linear_compiled_by_nibble_plane(rows, out_features, left):
     torch.manual_seed(0)
     layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, out_features), fpx.INT4, group_size=None,

@@ -907,10 +907,11 @@ def test_plane_route_matches_the_dequantized_weight_for_any_shape(fmt, k8, n, ba
     layer = LowBitLinear.from_linear(nn.Linear(k, n), fmt, group_size=None)
     weight = layer.dequantize_weight()
     x = torch.randn(*batch, rows, k + 5)[..., :k] if sliced else torch.randn(*batch, rows, k)
-    planes = []
+    planes = []  # (the right route's least output features lowered to these few)
     original = LowBitLinear._plane_products
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fpx.nn, "PLANE_PRODUCT_FORMATS", tuple(PLANE_FORMATS))
+        patch.setattr(fpx.nn, "PLANE_PRODUCTS_MIN_OUT_FEATURES", 1)
         patch.setattr(fpx.nn, "_plane_decodes_kept_apart", lambda device: True)
         patch.setattr(fpx.nn, "_channel_scale_after_matmul", lambda device: True)
         patch.setattr(fpx.nn, "_matmul_by_weight_blocks", lambda device: False)
