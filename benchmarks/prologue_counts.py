@@ -68,6 +68,17 @@ DECODES = {
     "int4-g128": ("w = ((((c >> (4*(idx_m // 4096)).to(tl.int16).to(tl.uint8)) & tl.full([1, 1], 15, tl.uint8))"
                   ".to(tl.int32) ^ tl.full([1, 1], 17160, tl.int32)).to(tl.int16).to(tl.bfloat16, bitcast=True)"
                   " * tl.full([1, 1], 1.0, tl.bfloat16) - tl.full([1, 1], 136.0, tl.bfloat16)) * s"),
+    # One plane of the planar bytes per product (fpx.nn.LowBitLinear._plane_products): the field
+    # at a constant shift, masked below the top one, placed in a bfloat16 by its bits; INT1's
+    # sign-only 2 v + 1 after
+    **{f"int{bits}-plane-{plane}": (
+        "w = ((((c >> tl.full([1, 1], {shift}, tl.uint8)).to(tl.int32){mask}) ^ tl.full([1, 1], {pattern}, tl.int32))"
+        ".to(tl.int16).to(tl.bfloat16, bitcast=True) * tl.full([1, 1], 1.0, tl.bfloat16)"
+        " - tl.full([1, 1], {offset}.0, tl.bfloat16)){sign_only}").format(
+            shift=bits * plane, pattern=(0x4300 | 1 << (bits - 1)), offset=128 + (1 << (bits - 1)),
+            mask="" if plane == 8 // bits - 1 else f" & tl.full([1, 1], {(1 << bits) - 1}, tl.int32)",
+            sign_only=" * tl.full([1, 1], 2.0, tl.bfloat16) + tl.full([1, 1], 1.0, tl.bfloat16)" if bits == 1 else "")
+      for bits, plane in ((4, 0), (4, 1), (2, 1), (2, 3), (1, 3), (1, 7))},
 }
 # Decodes whose codes are not one byte per weight.
 CODE_OF = {"int4-g128": PLANAR_CODE}
