@@ -181,9 +181,10 @@ def main():
         if getattr(args, option) != "auto":
             force_layer_choice(option, getattr(args, option) == "1")
     if args.plane_formats:
-        fpx.nn.PLANE_PRODUCT_FORMATS = tuple(getattr(fpx, name) for name in args.plane_formats.split(","))
-        if any(f not in (fpx.INT4, fpx.INT2, fpx.INT1) for f in fpx.nn.PLANE_PRODUCT_FORMATS):
+        names = args.plane_formats.split(",")
+        if not set(names) <= {"INT4", "INT2", "INT1"}:
             parser.error(f"--plane-formats takes INT4, INT2 and INT1, got {args.plane_formats}")
+        fpx.nn.PLANE_PRODUCT_FORMATS = tuple(getattr(fpx, name) for name in names)
     if args.plane_rows_right:
         fpx.nn.PLANE_PRODUCTS_RIGHT_ROWS = tuple(map(int, args.plane_rows_right.split(",")))
     global TIMING_LOCK

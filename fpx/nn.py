@@ -432,7 +432,7 @@ class LowBitLinear(nn.Module):
             # K/S), a view. Written out contiguous (M, N), as F.linear's is: a transposed view
             # would break a caller's .view() of the output.
             splits = 2 if _splits_k_on_the_left(x.device, self.fmt, rows, self.out_features) else 1
-            if splits == 1 and self._products_by_plane(x.device):
+            if splits == 1 and self._products_by_plane(x.device, rows, left=True):
                 product = self._plane_products(x2d, left=True)
             else:
                 chunks = x2d.reshape(-1, self.in_features // splits)
@@ -443,8 +443,7 @@ class LowBitLinear(nn.Module):
             # W.T as (K/S, S N).
             in_decode = not scale_after
             splits = 2 if _splits_k_on_the_right(x.device, self.fmt, rows, self.out_features, self.in_features, in_decode) else 1
-            if (scale_after and splits == 1 and PLANE_PRODUCTS_RIGHT_ROWS[0] <= rows <= PLANE_PRODUCTS_RIGHT_ROWS[1]
-                    and self.out_features >= PLANE_PRODUCTS_MIN_OUT_FEATURES and self._products_by_plane(x.device)):
+            if scale_after and splits == 1 and self._products_by_plane(x.device, rows, left=False):
                 product = self._plane_products(x2d, left=False)
             else:
                 product = x2d.reshape(-1, self.in_features // splits) @ self._matmul_weight(x.dtype, scaled=in_decode, splits=splits)
@@ -530,21 +529,22 @@ class LowBitLinear(nn.Module):
                                   dtype=decode_dtype, splits=splits).to(dtype)
             return w if left else w.t().contiguous()
 
-        marker = _invoke_quant(low_precision=in_dtype) if _marks_the_decode(packed.device) else None
-        if marker is None:
-            return decode(*present)
-        return marker(decode, *present, scheme="fpx.lowbit")
+        return _marked_decode(decode, present, low_precision=in_dtype)
 
-    def _products_by_plane(self, device: torch.device) -> bool:
-        """Whether the compiled matmul path computes this layer's unscaled product as one
-        product per plane of its packed bytes (:meth:`_plane_products`): signed integer codes
-        of :data:`PLANE_PRODUCT_FORMATS` (their per-channel scales on the product, which the
-        caller checks), on CUDA, and only where inductor keeps the planes' decodes apart, which
-        it does inside :func:`cold_cache_tuning` (:func:`fpx.tuning.marked_decodes_kept_apart`),
-        asked while the layer is traced (no guard: a model compiled inside the block keeps its
-        graph outside it)."""
-        return (self.fmt in PLANE_PRODUCT_FORMATS and self.zero_point is None and self.block is None
-                and _plane_decodes_kept_apart(device))
+    def _products_by_plane(self, device: torch.device, rows, left: bool) -> bool:
+        """Whether the compiled matmul path computes this layer's unscaled product at ``rows``
+        rows of x, on the route ``left`` says (the caller's choice, unsplit), as one product per
+        plane of its packed bytes (:meth:`_plane_products`): signed integer codes of
+        :data:`PLANE_PRODUCT_FORMATS` (their per-channel scales on the product, which the caller
+        checks); on the right only in :data:`PLANE_PRODUCTS_RIGHT_ROWS` and from
+        :data:`PLANE_PRODUCTS_MIN_OUT_FEATURES`; on CUDA, and only where inductor keeps the
+        planes' decodes apart, which it does inside :func:`cold_cache_tuning`
+        (:func:`fpx.tuning.marked_decodes_kept_apart`), asked while the layer is traced (no
+        guard: a model compiled inside the block keeps its graph outside it)."""
+        least, most = PLANE_PRODUCTS_RIGHT_ROWS
+        shape_takes_it = left or (least <= rows <= most and self.out_features >= PLANE_PRODUCTS_MIN_OUT_FEATURES)
+        return (shape_takes_it and self.fmt in PLANE_PRODUCT_FORMATS and self.zero_point is None
+                and self.block is None and _plane_decodes_kept_apart(device))
 
     def _plane_products(self, x2d: torch.Tensor, left: bool) -> torch.Tensor:
         """x2d @ W.T, unscaled (the weights without their scales, in x's dtype), as one product per plane of the
@@ -607,8 +607,7 @@ class LowBitLinear(nn.Module):
             w = _dequantize_grid(grid, None, None, self.fmt).to(dtype)  # INT1's +-1, others as they are
             return w if left else w.t().contiguous()
 
-        marker = _invoke_quant(low_precision=in_dtype) if _marks_the_decode(packed.device) else None
-        return decode(packed) if marker is None else marker(decode, packed, scheme="fpx.lowbit")
+        return _marked_decode(decode, [packed], low_precision=in_dtype)
 
     def _bias(self, dtype):
         return None if self.bias is None else self.bias.to(dtype)
@@ -1351,6 +1350,16 @@ def _marks_the_decode(device: torch.device) -> bool:
     inductor may fuse it into a Triton matmul template's prologue: on CUDA, where the template
     runs (see :meth:`LowBitLinear._matmul_weight`)."""
     return device.type == "cuda"
+
+
+def _marked_decode(decode, tensors: list, low_precision: bool) -> torch.Tensor:
+    """``decode(*tensors)``, wrapped in torch's InvokeQuant marker where the device's matmul path
+    marks its decode (:func:`_marks_the_decode`) and this torch has the marker
+    (:func:`_invoke_quant`, ``low_precision`` passed on)."""
+    marker = _invoke_quant(low_precision=low_precision) if _marks_the_decode(tensors[0].device) else None
+    if marker is None:
+        return decode(*tensors)
+    return marker(decode, *tensors, scheme="fpx.lowbit")
 
 
 def _invoke_quant(low_precision: bool = False):
