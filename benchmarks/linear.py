@@ -164,11 +164,15 @@ def main():
                              "with the decode fused, e.g. 16x64x128s4w8,16x32x128s5w2 (BLOCK_M x BLOCK_N x "
                              "BLOCK_K, stages, warps; warps uncapped)")
     parser.add_argument("--plane-rows-right", default=None,
-                        help="LO,HI: the rows the right route computes per-channel codes by plane "
-                             "(fpx.nn.PLANE_PRODUCTS_RIGHT_ROWS)")
+                        help="LO,HI: the rows the right route computes per-channel codes by plane, for every "
+                             "format that takes the planes (fpx.nn.PLANE_PRODUCTS_RIGHT_ROWS)")
+    parser.add_argument("--plane-rows-left", type=int, default=None,
+                        help="the rows from which the left route computes per-channel codes by plane, for every "
+                             "format that takes the planes (fpx.nn.PLANE_PRODUCTS_LEFT_MIN_ROWS; 0: never)")
     parser.add_argument("--plane-formats", default=None,
                         help="comma-separated signed integer formats (of INT4, INT2, INT1) whose per-channel layers "
-                             "take the plane products (fpx.nn.PLANE_PRODUCT_FORMATS; default INT4)")
+                             "take the plane products (fpx.nn.PLANE_PRODUCT_FORMATS; default INT4,INT2); a "
+                             "format the rows tables do not list takes the right route's 5-16 rows")
     parser.add_argument("--compiled-dense", action="store_true",
                         help="also time the dense F.linear compiled with the layer's options and tuning "
                              "(what an unquantized matmul of the same model gets), per shape and M")
@@ -185,8 +189,14 @@ def main():
         if not set(names) <= {"INT4", "INT2", "INT1"}:
             parser.error(f"--plane-formats takes INT4, INT2 and INT1, got {args.plane_formats}")
         fpx.nn.PLANE_PRODUCT_FORMATS = tuple(getattr(fpx, name) for name in names)
+        for fmt in fpx.nn.PLANE_PRODUCT_FORMATS:
+            fpx.nn.PLANE_PRODUCTS_RIGHT_ROWS.setdefault(fmt, (5, 16))
     if args.plane_rows_right:
-        fpx.nn.PLANE_PRODUCTS_RIGHT_ROWS = tuple(map(int, args.plane_rows_right.split(",")))
+        rows = tuple(map(int, args.plane_rows_right.split(",")))
+        fpx.nn.PLANE_PRODUCTS_RIGHT_ROWS = {fmt: rows for fmt in fpx.nn.PLANE_PRODUCT_FORMATS}
+    if args.plane_rows_left is not None:
+        least = args.plane_rows_left
+        fpx.nn.PLANE_PRODUCTS_LEFT_MIN_ROWS = {fmt: least for fmt in fpx.nn.PLANE_PRODUCT_FORMATS} if least else {}
     global TIMING_LOCK
     TIMING_LOCK = args.timing_lock
     device, dtype = args.device, getattr(torch, args.dtype)

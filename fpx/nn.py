@@ -72,7 +72,7 @@ from .fields import (
     _int_field_values,
     _uint_values_plus_two_pow_23,
 )
-from .formats import E2M1, E4M3, E5M2, INT4, INT8, FloatFormat, IntFormat
+from .formats import E2M1, E4M3, E5M2, INT2, INT4, INT8, FloatFormat, IntFormat
 from .quantize import _dequantize_grid, _grid_affine, quantize
 from .tuning import cold_cache_tuning  # noqa: F401  (fpx.nn.cold_cache_tuning)
 from .tuning import marked_decodes_apart_here
@@ -426,13 +426,14 @@ class LowBitLinear(nn.Module):
         if _matmul_by_weight_blocks(x.device):
             out = self._matmul_by_weight_blocks(x2d, self._bias(x.dtype))
             return out.reshape(*x.shape[:-1], self.out_features)
-        if scale_after and _weight_as_left_operand(x.device, self.fmt, rows, self.out_features):
+        planes_on_the_left = scale_after and self._products_by_plane(x.device, rows, left=True)
+        if planes_on_the_left or scale_after and _weight_as_left_operand(x.device, self.fmt, rows, self.out_features):
             # (W x^T)^T: the decoded weight is the matmul's left operand, x's rows its columns.
             # Split in S chunks of K (see _splits_k_on_the_left): W as (S N, K/S) and x as (M S,
             # K/S), a view. Written out contiguous (M, N), as F.linear's is: a transposed view
             # would break a caller's .view() of the output.
-            splits = 2 if _splits_k_on_the_left(x.device, self.fmt, rows, self.out_features) else 1
-            if splits == 1 and self._products_by_plane(x.device, rows, left=True):
+            splits = 1 if planes_on_the_left else 2 if _splits_k_on_the_left(x.device, self.fmt, rows, self.out_features) else 1
+            if planes_on_the_left:
                 product = self._plane_products(x2d, left=True)
             else:
                 chunks = x2d.reshape(-1, self.in_features // splits)
@@ -541,8 +542,13 @@ class LowBitLinear(nn.Module):
         planes' decodes apart, which it does inside :func:`cold_cache_tuning`
         (:func:`fpx.tuning.marked_decodes_kept_apart`), asked while the layer is traced (no
         guard: a model compiled inside the block keeps its graph outside it)."""
-        least, most = PLANE_PRODUCTS_RIGHT_ROWS
-        shape_takes_it = left or (least <= rows <= most and self.out_features >= PLANE_PRODUCTS_MIN_OUT_FEATURES)
+        if left:
+            least = PLANE_PRODUCTS_LEFT_MIN_ROWS.get(self.fmt)
+            shape_takes_it = (least is not None and rows >= least
+                              and self.out_features >= LEFT_OPERAND_MIN_OUT_FEATURES.get(self.fmt, 0))
+        else:
+            least, most = PLANE_PRODUCTS_RIGHT_ROWS.get(self.fmt, (1, 0))
+            shape_takes_it = least <= rows <= most and self.out_features >= PLANE_PRODUCTS_MIN_OUT_FEATURES
         return (shape_takes_it and self.fmt in PLANE_PRODUCT_FORMATS and self.zero_point is None
                 and self.block is None and _plane_decodes_kept_apart(device))
 
@@ -1260,16 +1266,27 @@ def _splits_k_on_the_left(device: torch.device, fmt, rows, out_features) -> bool
 
 
 # Signed integer codes whose per-channel layers take LowBitLinear._plane_products on CUDA inside
-# cold_cache_tuning. INT2 and INT1 (4 and 8 planes) are built the same way but not timed.
-PLANE_PRODUCT_FORMATS = (INT4,)
-# The rows of x (least, most) the right route (x @ W.T) computes by plane (see
-# LowBitLinear._plane_products). H200, 8192 x 8192, one product / planes: 12 rows
-# 28.7 us (planes), 16 rows 40.4 / 28.0, 20 rows 39.4 (planes), 32 rows 47.0 / 44.8, 64 rows
-# 51.6 either way, 128 rows 56.3 / 65.2. At 8 rows the layer's plane products failed to compile
-# on torch 2.11 (inductor's CantSplit, "1 not divisible by 512", twice; not investigated),
-# where benchmarks/probe_plane_products.py's, scaled in bfloat16, compiled at 5 and 8 rows
-# (32.2 and 28.2 us): one product below 12 rows until that is understood.
-PLANE_PRODUCTS_RIGHT_ROWS = (12, 32)
+# cold_cache_tuning (where PLANE_PRODUCTS_RIGHT_ROWS or PLANE_PRODUCTS_LEFT_MIN_ROWS says). INT1
+# (8 planes) is built the same way and lost: 16 rows of 8192 x 8192, 46.6 us against 40.5 as
+# one product (H200, 2026-12-02).
+PLANE_PRODUCT_FORMATS = (INT4, INT2)
+# By format, the rows of x (least, most) the right route (x @ W.T) computes by plane (see
+# LowBitLinear._plane_products). H200, torch 2.11, 8192 x 8192 unless said, one product /
+# planes, us:
+# - INT4: 5 rows 42.1 / 32.5, 8 rows 41.0 / 27.9-28.2, 10 rows 28.5 (planes), 12 rows 28.7, 14
+#   rows 28.8, 16 rows 40.4 / 28.0, at 14336 x 4096 35.2 / 25.5, at 4096 x 14336 40.5 / 37.3;
+#   from 18 rows the left route's planes (PLANE_PRODUCTS_LEFT_MIN_ROWS) beat the right's: 18
+#   rows 34.5 against 39.4, 22 rows 34.4 against 39.5.
+# - INT2 (4 planes, 4 templates): 8 rows 44.6 / 36.2, 16 rows 44.9 / 34.5, at 4096 x 14336
+#   68.6 / 36.9; 32 rows 48.9 / 50.6, not taken (17-31 rows unmeasured: one product).
+PLANE_PRODUCTS_RIGHT_ROWS = {INT4: (5, 17), INT2: (5, 16)}
+# By format, the rows of x from which the left route ((W @ x.T).T, unsplit, at
+# LEFT_OPERAND_MIN_OUT_FEATURES or more output features) computes by plane, under the left
+# route's own row limit (LEFT_OPERAND_MIN_ROWS) where it is lower. H200, per-channel INT4,
+# 8192 x 8192, one product / planes: 18 and 22 rows (right, one product about 40) 34.5 and
+# 34.4, 24 rows 34.3 (planes), 32 rows 46.4 / 34.3, 64 rows 51.4 / 39.8, 128 rows 56.4 / 48.5;
+# at 14336 x 4096, 64 rows 36.9 (planes).
+PLANE_PRODUCTS_LEFT_MIN_ROWS = {INT4: 18}
 # ... and from this many output features (measured at 4096, 8192 and 14336; at fewer, two
 # launches against one for a product that takes a few microseconds: unmeasured, not taken).
 PLANE_PRODUCTS_MIN_OUT_FEATURES = 4096

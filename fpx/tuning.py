@@ -189,8 +189,8 @@ def cold_cache_tuning(reps: int = REPS, max_values_per_thread: int | None = MAX_
 @contextlib.contextmanager
 def marked_decodes_kept_apart():
     """Within the block, inductor's scheduler does not fuse two decodes marked with torch's
-    InvokeQuant (each meant as a matmul template's prologue) with each other; everything else
-    it decides as before (its current choices handler, state included, with this one rule
+    InvokeQuant (each meant as a matmul template's prologue) with each other, alone or as part
+    of a node already fused (a template with its prologue); everything else it decides as before (its current choices handler, state included, with this one rule
     added). Part of :func:`cold_cache_tuning`.
 
     Why: :class:`fpx.nn.LowBitLinear` computes INT4 per channel as one product per nibble
@@ -237,12 +237,19 @@ _KEEPS_MARKED_DECODES_APART = "_fpx_keeps_marked_decodes_apart"
 
 
 def _marked_decodes(node1, node2) -> bool:
-    """Whether both scheduler nodes are decodes marked with InvokeQuant (inductor's own test
-    for its marked prologues: every operation of the node among the graph's marked ones)."""
+    """Whether both scheduler nodes hold a decode marked with InvokeQuant (an operation among
+    the graph's marked ones, inductor's record of them), alone or already fused with others.
+
+    Why "hold", not "are": once one plane's decode has fused into its template, inductor may
+    offer the template, prologue included, a horizontal join with the other plane's decode
+    (they read the same bytes). On torch 2.11 that join's benchmark raised ``CantSplit`` out
+    of the compile, whenever the second decode had not yet fused into its own template when the
+    join was offered (the first layer compiled in a process, at any row count, in the
+    thirtieth session)."""
     from torch._inductor.virtualized import V
 
     marked = getattr(V.graph, "invoke_quant_ops", None)
-    return bool(marked) and all(node.get_operation_names() <= marked for node in (node1, node2))
+    return bool(marked) and all(node.get_operation_names() & marked for node in (node1, node2))
 
 
 # Asked while dynamo traces the layer and taken as a constant, with no guard: a model compiled

@@ -303,14 +303,16 @@ def test_low_bit_linear_compiled_8_bit_codes_decoded_to_bfloat16_through_int8(fm
     assert bool(((out.double() - expected).abs() <= 2**-7 * bound).all())
 
 
-# Per-channel INT4 compiled as on CUDA inside cold_cache_tuning's rule: one product per nibble
-# plane (LowBitLinear._plane_products), on the right from 12 rows (16 here, 8192 output
-# features) and on the left (24 rows at 8192); the output contiguous, against the dequantized
-# weight.
-@pytest.mark.parametrize("rows, out_features, left", [(16, 8192, False), (24, 8192, True)], ids=["right", "left"])
-def test_low_bit_linear_compiled_by_nibble_plane(rows, out_features, left):
+# Per-channel INT4 and INT2 compiled as on CUDA inside cold_cache_tuning's rule: one product per
+# plane of the packed bytes (LowBitLinear._plane_products), on the right at 16 rows
+# (fpx.nn.PLANE_PRODUCTS_RIGHT_ROWS) and INT4 on the left from 18 rows at 8192 output features
+# (fpx.nn.PLANE_PRODUCTS_LEFT_MIN_ROWS, under the one-product left route's 24); the output
+# contiguous, against the dequantized weight.
+@pytest.mark.parametrize("fmt, rows, left", [(fpx.INT4, 16, False), (fpx.INT4, 18, True), (fpx.INT2, 16, False)],
+                         ids=["INT4-right", "INT4-left", "INT2-right"])
+def test_low_bit_linear_compiled_by_plane(fmt, rows, left):
     torch.manual_seed(0)
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, out_features), fpx.INT4, group_size=None,
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, 8192), fmt, group_size=None,
                                          gemv_max_rows=4).to(torch.bfloat16)  # CUDA's limit (CPU's is 16)
     x = torch.randn(rows, 256, dtype=torch.bfloat16)
     asked = []
@@ -325,9 +327,10 @@ def test_low_bit_linear_compiled_by_nibble_plane(rows, out_features, left):
     weight = layer.dequantize_weight().double()
     expected = x.double() @ weight.T + layer.bias.double()
     bound = x.double().abs() @ weight.abs().T + layer.bias.double().abs()
-    # bfloat16 roundings: each plane's product (the second with the first added), the scaling,
-    # the output and the bias
-    assert bool(((out.double() - expected).abs() <= 2**-6 * bound).all())
+    # bfloat16 roundings, each within 2^-9 relative: each plane's product (each after the first
+    # with the sum so far added), the scaling, the output and the bias
+    roundings = 8 // fmt.bits + 3
+    assert bool(((out.double() - expected).abs() <= roundings * 2**-9 * bound).all())
 
 
 @pytest.mark.parametrize("bitorder", ["big", "little"])

@@ -900,7 +900,7 @@ def test_plane_route_matches_the_dequantized_weight_for_any_shape(fmt, k8, n, ba
     """The compiled forward's plane route (CUDA's, inside cold_cache_tuning; forced on here for
     INT4, INT2 and INT1, run eagerly with CUDA's whole-weight matmul) for any K the layer takes,
     any N, rows and batch dims, x contiguous or a slice of wider rows, on the right (12-32
-    rows) or the left: float32 x matches the dequantized weight, and the output is contiguous
+    rows here) or the left (any rows here): float32 x matches the dequantized weight, and the output is contiguous
     with x's batch dims."""
     k = 8 * k8
     torch.manual_seed(k * 131 + n)
@@ -911,6 +911,9 @@ def test_plane_route_matches_the_dequantized_weight_for_any_shape(fmt, k8, n, ba
     original = LowBitLinear._plane_products
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fpx.nn, "PLANE_PRODUCT_FORMATS", tuple(PLANE_FORMATS))
+        patch.setattr(fpx.nn, "PLANE_PRODUCTS_RIGHT_ROWS", {fmt: (12, 32) for fmt in PLANE_FORMATS})
+        patch.setattr(fpx.nn, "PLANE_PRODUCTS_LEFT_MIN_ROWS", {fmt: 1 for fmt in PLANE_FORMATS} if left else {})
+        patch.setattr(fpx.nn, "LEFT_OPERAND_MIN_OUT_FEATURES", {})
         patch.setattr(fpx.nn, "PLANE_PRODUCTS_MIN_OUT_FEATURES", 1)
         patch.setattr(fpx.nn, "_plane_decodes_kept_apart", lambda device: True)
         patch.setattr(fpx.nn, "_channel_scale_after_matmul", lambda device: True)
