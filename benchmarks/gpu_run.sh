@@ -82,13 +82,11 @@
 #         horizontal fusion of the planes' decodes refused, against the layer (PLANES_JOBS), each
 #         job a process with a fresh inductor cache. About 3 minutes. Measured in the
 #         twenty-ninth session (the layer's route since: fpx.nn.LowBitLinear._plane_products).
-#   planes-layer: the layer's plane products where they are open (twenty-ninth session): 5-11
-#         rows with PLANE_PRODUCTS_RIGHT_ROWS widened (8 rows failed to compile with
-#         inductor's CantSplit; its stack goes to $OUT/sweep_0.log), then 13-23 rows on
-#         the right and on the left (--weight-left 1), then the other shapes at 16 and 64 rows,
-#         then per-channel INT2 and INT1 by plane against one product (--plane-formats), each
-#         set compiled alone. About 9 minutes: give the last two jobs a call of their own
-#         (PLANES_LAYER_JOBS).
+#   planes-layer: the layer's plane products where their windows end (thirtieth session):
+#         INT4 at 17 rows on the right and on the left, INT2 at 5, 12 and 24 rows by plane and
+#         as one product (--plane-formats INT4), each set compiled alone. About 4 minutes. The
+#         thirtieth session's failing first cases (CantSplit) are explained in docs/inductor.md
+#         ("The 8-row failure, found"); benchmarks/probe_plane_compile.py logs such fusions.
 #   scales32: linear.py with the layer's scales in float32 (4-byte loads, copied asynchronously
 #         in the fused template) against bfloat16, INT8, E4M3 and INT4 by 128 at 16 and 64 rows
 #         (SCALES32_JOBS). About 3 minutes. Predicted in docs/inductor.md ("Float32 scales").
@@ -380,8 +378,8 @@ if [[ $what == planes ]]; then
     "${PLANES_JOBS:---group-size 0 --m 16 --refuse-sibling-decodes;--group-size 0 --m 16;--group-size 0 --m 64 --refuse-sibling-decodes --left;--group-size 128 --m 16,64 --refuse-sibling-decodes}"
 fi
 if [[ $what == planes-layer ]]; then
-  p="--formats INT4 --group-size 0"
-  SWEEP_TIMEOUT=240 SWEEP_JOBS="${PLANES_LAYER_JOBS:-$p --m 5,8,10 --plane-rows-right 5,32;$p --m 14,18,22;$p --m 18,22 --weight-left 1;$p --shapes 14336x4096,4096x14336 --m 16,64;--formats INT2,INT1 --group-size 0 --m 16,64 --plane-formats INT4,INT2,INT1;--formats INT2,INT1 --group-size 0 --m 16,64}" bash "$0" sweep
+  p="--formats INT4 --group-size 0" q="--formats INT2 --group-size 0"
+  SWEEP_TIMEOUT=240 SWEEP_JOBS="${PLANES_LAYER_JOBS:-$p --m 17;$p --m 17 --plane-rows-left 17;$q --m 5,12,24 --plane-rows-right 5,32;$q --m 5,12,24 --plane-formats INT4}" bash "$0" sweep
 fi
 if [[ $what == scales32 ]]; then
   b="--shapes 8192x8192 --formats INT8,E4M3-G128,INT4 --m 16,64"

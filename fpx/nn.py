@@ -534,11 +534,14 @@ class LowBitLinear(nn.Module):
 
     def _products_by_plane(self, device: torch.device, rows, left: bool) -> bool:
         """Whether the compiled matmul path computes this layer's unscaled product at ``rows``
-        rows of x, on the route ``left`` says (the caller's choice, unsplit), as one product per
+        rows of x, on the route ``left`` says, as one product per
         plane of its packed bytes (:meth:`_plane_products`): signed integer codes of
         :data:`PLANE_PRODUCT_FORMATS` (their per-channel scales on the product, which the caller
-        checks); on the right only in :data:`PLANE_PRODUCTS_RIGHT_ROWS` and from
-        :data:`PLANE_PRODUCTS_MIN_OUT_FEATURES`; on CUDA, and only where inductor keeps the
+        checks); on the right in the rows of :data:`PLANE_PRODUCTS_RIGHT_ROWS` and from
+        :data:`PLANE_PRODUCTS_MIN_OUT_FEATURES`, on the left from the rows of
+        :data:`PLANE_PRODUCTS_LEFT_MIN_ROWS` and the left route's least output features
+        (:data:`LEFT_OPERAND_MIN_OUT_FEATURES`), where the caller then takes the left route,
+        unsplit, below that route's own rows; on CUDA, and only where inductor keeps the
         planes' decodes apart, which it does inside :func:`cold_cache_tuning`
         (:func:`fpx.tuning.marked_decodes_kept_apart`), asked while the layer is traced (no
         guard: a model compiled inside the block keeps its graph outside it)."""
@@ -572,10 +575,13 @@ class LowBitLinear(nn.Module):
         8192 unless said, each set compiled alone under cold_cache_tuning, 2026-12-02), one
         product / planes, us:
 
-        - The layer (``benchmarks/linear.py --group-size 0``): 12 rows 28.7 (planes), 16 rows
-          28.0 (1.22x bf16 ``F.linear``), 20 rows 39.4; on the left 24 rows 34.3, 32 rows 34.3
-          (1.02x), 64 rows 39.8 (0.95x), 128 rows 48.5 (0.79x). At 8 rows it failed to
-          compile (see :data:`PLANE_PRODUCTS_RIGHT_ROWS`).
+        - The layer (``benchmarks/linear.py --group-size 0``): 5 rows 32.5 (planes), 8 rows
+          27.9-28.2 (1.19-1.21x bf16 ``F.linear``), 12 rows 28.7, 16 rows 28.0 (1.22x), 20
+          rows 39.4; on the left 18 and 22 rows 34.4-34.5, 24 rows 34.3, 32 rows 34.3 (1.02x),
+          64 rows 39.8 (0.95x), 128 rows 48.5 (0.79x). INT2 (4 planes): 8 rows 44.6 / 36.2, 16
+          rows 44.9 / 34.5, 32 rows 48.9 / 50.6 (not taken); INT1 (8 planes) at 16 rows 40.5 /
+          46.6, not taken. The tables: :data:`PLANE_PRODUCTS_RIGHT_ROWS`,
+          :data:`PLANE_PRODUCTS_LEFT_MIN_ROWS`.
         - ``benchmarks/probe_plane_products.py`` against the one-product layer: right (``x @
           W.T``) 5 rows 42.1 / 32.2, 8 rows 41.0 / 28.2, 16 rows 40.4-40.7 / 28.0, 32 rows 47.0
           / 44.8, 64 rows 51.6 / 51.6, 128 rows 56.3 / 65.2; 16 rows at 14336 x 4096 35.2 /
