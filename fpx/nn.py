@@ -432,10 +432,11 @@ class LowBitLinear(nn.Module):
             # Split in S chunks of K (see _splits_k_on_the_left): W as (S N, K/S) and x as (M S,
             # K/S), a view. Written out contiguous (M, N), as F.linear's is: a transposed view
             # would break a caller's .view() of the output.
-            splits = 1 if planes_on_the_left else 2 if _splits_k_on_the_left(x.device, self.fmt, rows, self.out_features) else 1
             if planes_on_the_left:
+                splits = 1
                 product = self._plane_products(x2d, left=True)
             else:
+                splits = 2 if _splits_k_on_the_left(x.device, self.fmt, rows, self.out_features) else 1
                 chunks = x2d.reshape(-1, self.in_features // splits)
                 product = (self._matmul_weight(x.dtype, scaled=False, left=True, splits=splits) @ chunks.t()).t()
             out = self._chunk_products_summed_and_scaled(product, splits, True, x.dtype).contiguous()
@@ -534,9 +535,8 @@ class LowBitLinear(nn.Module):
 
     def _products_by_plane(self, device: torch.device, rows, left: bool) -> bool:
         """Whether the compiled matmul path computes this layer's unscaled product at ``rows``
-        rows of x, on the route ``left`` says, as one product per
-        plane of its packed bytes (:meth:`_plane_products`): signed integer codes of
-        :data:`PLANE_PRODUCT_FORMATS` (their per-channel scales on the product, which the caller
+        rows of x, on the route ``left`` says, as one product per plane of its packed bytes
+        (:meth:`_plane_products`): signed integer codes of :data:`PLANE_PRODUCT_FORMATS` (their per-channel scales on the product, which the caller
         checks); on the right in the rows of :data:`PLANE_PRODUCTS_RIGHT_ROWS` and from
         :data:`PLANE_PRODUCTS_MIN_OUT_FEATURES`, on the left from the rows of
         :data:`PLANE_PRODUCTS_LEFT_MIN_ROWS` and the left route's least output features

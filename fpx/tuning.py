@@ -190,8 +190,9 @@ def cold_cache_tuning(reps: int = REPS, max_values_per_thread: int | None = MAX_
 def marked_decodes_kept_apart():
     """Within the block, inductor's scheduler does not fuse two decodes marked with torch's
     InvokeQuant (each meant as a matmul template's prologue) with each other, alone or as part
-    of a node already fused (a template with its prologue); everything else it decides as before (its current choices handler, state included, with this one rule
-    added). Part of :func:`cold_cache_tuning`.
+    of a node already fused (a template with its prologue); everything else it decides as
+    before (its current choices handler, state included, with this one rule added). Part of
+    :func:`cold_cache_tuning`.
 
     Why: :class:`fpx.nn.LowBitLinear` computes INT4 per channel as one product per nibble
     plane (:meth:`~fpx.nn.LowBitLinear._plane_products`), each plane's decode with a
