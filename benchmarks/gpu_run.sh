@@ -85,8 +85,9 @@
 #   planes-layer: the layer's plane products where their windows end (thirtieth session):
 #         INT4 at 17 rows on the right and on the left, INT2 at 5, 12 and 24 rows by plane and
 #         as one product (--plane-formats INT4), INT2's planes on the left at 32 and 64 rows
-#         (one product on the right: 48.9 and 50.5 us), each set compiled alone. About 5
-#         minutes. The
+#         (one product on the right: 48.9 and 50.5 us), per-channel E2M1 by plane (right at
+#         16 rows, left at 64) against one product, each set compiled alone. About 7 minutes:
+#         give the last two jobs a call of their own. The
 #         thirtieth session's failing first cases (CantSplit) are explained in docs/inductor.md
 #         ("The 8-row failure, found"); benchmarks/probe_plane_compile.py logs such fusions.
 #   scales32: linear.py with the layer's scales in float32 (4-byte loads, copied asynchronously
@@ -380,8 +381,8 @@ if [[ $what == planes ]]; then
     "${PLANES_JOBS:---group-size 0 --m 16 --refuse-sibling-decodes;--group-size 0 --m 16;--group-size 0 --m 64 --refuse-sibling-decodes --left;--group-size 128 --m 16,64 --refuse-sibling-decodes}"
 fi
 if [[ $what == planes-layer ]]; then
-  p="--formats INT4 --group-size 0" q="--formats INT2 --group-size 0"
-  SWEEP_TIMEOUT=240 SWEEP_JOBS="${PLANES_LAYER_JOBS:-$p --m 17;$p --m 17 --plane-rows-left 17;$q --m 5,12,24 --plane-rows-right 5,32;$q --m 5,12,24 --plane-formats INT4;$q --m 32,64 --plane-rows-left 17}" bash "$0" sweep
+  p="--formats INT4 --group-size 0" q="--formats INT2 --group-size 0" e="--formats E2M1 --group-size 0"
+  SWEEP_TIMEOUT=240 SWEEP_JOBS="${PLANES_LAYER_JOBS:-$p --m 17;$p --m 17 --plane-rows-left 17;$q --m 5,12,24 --plane-rows-right 5,32;$q --m 5,12,24 --plane-formats INT4;$q --m 32,64 --plane-rows-left 17;$e --m 16,64 --plane-formats INT4,INT2,E2M1 --plane-rows-left 17;$e --m 16,64}" bash "$0" sweep
 fi
 if [[ $what == scales32 ]]; then
   b="--shapes 8192x8192 --formats INT8,E4M3-G128,INT4 --m 16,64"

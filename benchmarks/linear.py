@@ -170,7 +170,7 @@ def main():
                         help="the rows from which the left route computes per-channel codes by plane, for every "
                              "format that takes the planes (fpx.nn.PLANE_PRODUCTS_LEFT_MIN_ROWS; 0: never)")
     parser.add_argument("--plane-formats", default=None,
-                        help="comma-separated signed integer formats (of INT4, INT2, INT1) whose per-channel layers "
+                        help="comma-separated formats (of INT4, INT2, INT1, E2M1) whose per-channel layers "
                              "take the plane products (fpx.nn.PLANE_PRODUCT_FORMATS; default INT4,INT2); a "
                              "format the rows tables do not list takes the right route's 5-16 rows")
     parser.add_argument("--compiled-dense", action="store_true",
@@ -186,8 +186,8 @@ def main():
             force_layer_choice(option, getattr(args, option) == "1")
     if args.plane_formats:
         names = args.plane_formats.split(",")
-        if not set(names) <= {"INT4", "INT2", "INT1"}:
-            parser.error(f"--plane-formats takes INT4, INT2 and INT1, got {args.plane_formats}")
+        if not set(names) <= {"INT4", "INT2", "INT1", "E2M1"}:
+            parser.error(f"--plane-formats takes INT4, INT2, INT1 and E2M1, got {args.plane_formats}")
         fpx.nn.PLANE_PRODUCT_FORMATS = tuple(getattr(fpx, name) for name in names)
         for fmt in fpx.nn.PLANE_PRODUCT_FORMATS:
             fpx.nn.PLANE_PRODUCTS_RIGHT_ROWS.setdefault(fmt, (5, 16))

@@ -79,9 +79,36 @@ DECODES = {
             mask="" if plane == 8 // bits - 1 else f" & tl.full([1, 1], {(1 << bits) - 1}, tl.int32)",
             sign_only=" * tl.full([1, 1], 2.0, tl.bfloat16) + tl.full([1, 1], 1.0, tl.bfloat16)" if bits == 1 else "")
       for bits, plane in ((4, 0), (4, 1), (2, 1), (2, 3), (1, 3), (1, 7))},
+    # Per-channel E2M1 (no scale in the decode), the field placed in float32 by one multiply
+    # (fpx.fields._float_field_values), then rounded to bfloat16: as one product today (the
+    # planar byte's nibble shifted by k, masked, placed) and one plane per product (the field
+    # masked in place at a constant shift, the multiplier chosen for it)
+    "e2m1-pc": ("w = ((((c >> (4*(idx_m // 4096)).to(tl.int16).to(tl.uint8)) & tl.full([1, 1], 15, tl.uint8))"
+                ".to(tl.int32) * 272629760 & -2118123520).to(tl.float32, bitcast=True)"
+                " * 8.507059173023462e+37).to(tl.bfloat16)"),
+    **{f"e2m1-plane-{plane}": (
+        "w = (((c.to(tl.int32) & {mask}) * {multiplier} & -2118123520).to(tl.float32, bitcast=True)"
+        " * 8.507059173023462e+37).to(tl.bfloat16)").format(mask=15 << 4 * plane, multiplier=(1 << 22 - 4 * plane) + (1 << 28 - 4 * plane))
+       for plane in (0, 1)},
+    # ... one plane per product, the field placed in a bfloat16 by its bits (magnitude at
+    # bfloat16's exponent and mantissa, sign at bit 15) and scaled by 2^126 in bfloat16 (exact:
+    # a subnormal code places as a bfloat16 subnormal, which the multiply takes)
+    **{f"e2m1-plane-{plane}-bf16": (
+        "w = (((c.to(tl.int32) & {magnitude}) {to_magnitude} | (c.to(tl.int32) & {sign}) << {to_sign})"
+        ".to(tl.int16).to(tl.bfloat16, bitcast=True) * tl.full([1, 1], 8.507059173023462e+37, tl.bfloat16))").format(
+            magnitude=7 << 4 * plane, sign=8 << 4 * plane, to_magnitude="<< 6" if plane == 0 else "<< 2",
+            to_sign=12 - 4 * plane)
+       for plane in (0, 1)},
+    # ... the same bits placed by one multiply of the masked field (two copies, the magnitude's
+    # and the sign's, as fpx.fields._float_field_values places them in float32) and one AND
+    **{f"e2m1-plane-{plane}-bf16-multiply": (
+        "w = ((c.to(tl.int32) & {field}) * {multiplier} & -32320).to(tl.int16).to(tl.bfloat16, bitcast=True)"
+        " * tl.full([1, 1], 8.507059173023462e+37, tl.bfloat16)").format(
+            field=15 << 4 * plane, multiplier=(1 << 6 - 4 * plane) + (1 << 12 - 4 * plane))
+       for plane in (0, 1)},
 }
 # Decodes whose codes are not one byte per weight.
-CODE_OF = {"int4-g128": PLANAR_CODE}
+CODE_OF = {"int4-g128": PLANAR_CODE, "e2m1-pc": PLANAR_CODE}
 
 # The signature and the pointers' 16-byte alignment, as inductor passes them (sass_offline
 # reads both from the source).

@@ -64,6 +64,7 @@ from .fields import (
     _e8m0_values,
     _float32_shift_decodes,
     _float_field_values,
+    _float_field_values_in_bfloat16,
     _float_fields_in_place,
     _float_values_by_float16_placement,
     _float_values_by_float32_shift,
@@ -536,7 +537,7 @@ class LowBitLinear(nn.Module):
     def _products_by_plane(self, device: torch.device, rows, left: bool) -> bool:
         """Whether the compiled matmul path computes this layer's unscaled product at ``rows``
         rows of x, on the route ``left`` says, as one product per plane of its packed bytes
-        (:meth:`_plane_products`): signed integer codes of :data:`PLANE_PRODUCT_FORMATS` (their per-channel scales on the product, which the caller
+        (:meth:`_plane_products`): codes of :data:`PLANE_PRODUCT_FORMATS` (their per-channel scales on the product, which the caller
         checks); on the right in the rows of :data:`PLANE_PRODUCTS_RIGHT_ROWS` and from
         :data:`PLANE_PRODUCTS_MIN_OUT_FEATURES`, on the left from the rows of
         :data:`PLANE_PRODUCTS_LEFT_MIN_ROWS` and the left route's least output features
@@ -556,9 +557,10 @@ class LowBitLinear(nn.Module):
                 and self.block is None and _plane_decodes_kept_apart(device))
 
     def _plane_products(self, x2d: torch.Tensor, left: bool) -> torch.Tensor:
-        """x2d @ W.T, unscaled (the weights without their scales, in x's dtype), as one product per plane of the
-        planar bytes: for codes of 1, 2 or 4 bits, byte j of row n holds W[n, p K/G + j] in its
-        field p (bits p b to (p+1) b - 1), p < G = 8 / b. For INT4, the low and high nibbles:
+        """x2d @ W.T, unscaled (the weights without their scales, in x's dtype), as one product
+        per plane of the planar bytes: for codes of 1, 2 or 4 bits (signed integers, or E2M1's
+        float codes), byte j of row n holds W[n, p K/G + j] in its field p (bits p b to (p+1) b
+        - 1), p < G = 8 / b. For INT4 and E2M1, the low and high nibbles:
 
             x @ W.T = x[:, :K/2] @ low.T + x[:, K/2:] @ high.T
 
@@ -602,21 +604,33 @@ class LowBitLinear(nn.Module):
         return product.t() if left else product
 
     def _plane_weight(self, dtype: torch.dtype, plane: int, left: bool) -> torch.Tensor:
-        """The unscaled weights of field ``plane`` of the packed bytes (INT4: 0 the low nibble,
-        1 the high; the code's value, INT1's 2 c + 1) in ``dtype``: (N, K/G), or its transpose (K/G, N) contiguous unless
-        ``left`` (the layout the matmul template reads, as :meth:`_matmul_weight`'s). The field
-        shifted down by a constant and decoded by :func:`fpx.fields._int_field_values` (no
-        conversion), in a decode of its own, marked with InvokeQuant on CUDA."""
-        bits = self.fmt.bits
+        """The unscaled weights of field ``plane`` of the packed bytes (INT4 and E2M1: 0 the
+        low nibble, 1 the high; the code's value, INT1's 2 c + 1) in ``dtype``: (N, K/G), or its
+        transpose (K/G, N) contiguous unless ``left`` (the layout the matmul template reads, as
+        :meth:`_matmul_weight`'s), in a decode of its own, marked with InvokeQuant on CUDA.
+        Integer codes: the field shifted down by a constant and decoded by
+        :func:`fpx.fields._int_field_values`; float codes: the field decoded where it is, by
+        :func:`fpx.fields._float_field_values_in_bfloat16` for bfloat16 (on CUDA, where the
+        decode computes in x's dtype) and :func:`fpx.fields._float_field_values` (float32)
+        otherwise. No int -> float conversion either way."""
+        fmt, bits = self.fmt, self.fmt.bits
         top = plane == planar_group(bits) - 1  # nothing above the top field: no mask
         packed = self.packed.reshape(self.out_features, -1)
-        in_dtype = _decodes_in_x_dtype(packed.device) and _decode_in_x_dtype_applies(dtype, self.fmt, None)
+        float_codes = isinstance(fmt, FloatFormat)
+        # Float codes in bfloat16 too: unscaled, each value is exact there (_decode_in_x_dtype_applies
+        # covers scaled codes, which keep float32).
+        applies = dtype == torch.bfloat16 if float_codes else _decode_in_x_dtype_applies(dtype, fmt, None)
+        in_dtype = _decodes_in_x_dtype(packed.device) and applies
         decode_dtype = dtype if in_dtype else torch.float32
 
         def decode(packed):
-            field = (packed >> (plane * bits)) if plane else packed
-            grid = _int_field_values(field.to(torch.int32), bits, True, masked=not top, dtype=decode_dtype)
-            w = _dequantize_grid(grid, None, None, self.fmt).to(dtype)  # INT1's +-1, others as they are
+            if float_codes:
+                place = _float_field_values_in_bfloat16 if decode_dtype == torch.bfloat16 else _float_field_values
+                w = place(packed.to(torch.int32), fmt, shift=plane * bits).to(dtype)
+            else:
+                field = (packed >> (plane * bits)) if plane else packed
+                grid = _int_field_values(field.to(torch.int32), bits, True, masked=not top, dtype=decode_dtype)
+                w = _dequantize_grid(grid, None, None, fmt).to(dtype)  # INT1's +-1, others as they are
             return w if left else w.t().contiguous()
 
         return _marked_decode(decode, [packed], low_precision=in_dtype)
@@ -1271,10 +1285,12 @@ def _splits_k_on_the_left(device: torch.device, fmt, rows, out_features) -> bool
     return device.type == "cuda" and split is not None and split.holds(rows, out_features, 0)
 
 
-# Signed integer codes whose per-channel layers take LowBitLinear._plane_products on CUDA inside
+# Codes whose per-channel layers take LowBitLinear._plane_products on CUDA inside
 # cold_cache_tuning (where PLANE_PRODUCTS_RIGHT_ROWS or PLANE_PRODUCTS_LEFT_MIN_ROWS says). INT1
 # (8 planes) is built the same way and lost: 16 rows of 8192 x 8192, 46.6 us against 40.5 as
-# one product (H200, 2026-12-02).
+# one product (H200, 2026-12-02). E2M1 is built too (each plane placed in bfloat16 by its
+# bits: offline 7.8-8.9 instructions per weight against 11.3-12.4 and a shared-memory store as
+# one product), not yet timed: predicted 52.1 -> 36-41 us at 16 rows (docs/inductor.md).
 PLANE_PRODUCT_FORMATS = (INT4, INT2)
 # By format, the rows of x (least, most) the right route (x @ W.T) computes by plane (see
 # LowBitLinear._plane_products). H200, torch 2.11, 8192 x 8192 unless said, one product /

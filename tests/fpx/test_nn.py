@@ -16,6 +16,7 @@ from fpx import LowBitLinear, quantize_
 from fpx.fields import (
     _float32_shift_decodes,
     _float_field_values,
+    _float_field_values_in_bfloat16,
     _float_fields_in_place,
     _float_values_by_float32_shift,
     _int_field_values,
@@ -365,6 +366,26 @@ def test_float_field_values_is_fpx_decode_for_every_code_and_shift(fmt):
         junk = torch.randint(-(2**31), 2**31 - 1, codes.shape, dtype=torch.int32, generator=generator)
         word = (codes << shift) | (junk & ~(((1 << fmt.bits) - 1) << shift))
         assert torch.equal(_float_field_values(word, fmt, shift=shift).view(torch.int32), expected), shift
+
+
+@pytest.mark.parametrize("fmt", in_place_float_formats(), ids=lambda f: f"{f.name}-b{f.bias}")
+def test_float_field_values_in_bfloat16_is_fpx_decode_for_every_code_and_shift(fmt):
+    """The same in bfloat16 (the plane products' decode for bfloat16 x on CUDA): every code at
+    every position, the word's other bits at random, bit for bit (as float32) against fpx.decode."""
+    codes = torch.arange(1 << fmt.bits, dtype=torch.int32)
+    expected = fpx.decode(codes.to(torch.uint8), fmt).view(torch.int32)
+    generator = torch.Generator().manual_seed(fmt.bits + fmt.bias)
+    for shift in range(0, 8, fmt.bits):
+        junk = torch.randint(-(2**31), 2**31 - 1, codes.shape, dtype=torch.int32, generator=generator)
+        word = (codes << shift) | (junk & ~(((1 << fmt.bits) - 1) << shift))
+        values = _float_field_values_in_bfloat16(word, fmt, shift=shift)
+        assert values.dtype == torch.bfloat16
+        assert torch.equal(values.float().view(torch.int32), expected), shift
+
+
+def test_float_field_values_in_bfloat16_refuses_formats_it_cannot_place():
+    with pytest.raises(ValueError, match="fmt must be a format whose fields place in bfloat16, got .*E3M2"):
+        _float_field_values_in_bfloat16(torch.zeros(2, dtype=torch.int32), fpx.E3M2, shift=0)
 
 
 def float32_shift_formats():
@@ -847,11 +868,22 @@ def test_misaligned_packed_storage_falls_back_to_byte_planes():
 
 # ---- by plane (LowBitLinear._plane_products; the route is CUDA's, inside cold_cache_tuning, for
 # per-channel INT4, tested there in test_nn_codegen.py; the arithmetic is checked here) -----------
-PLANE_FORMATS = [fpx.INT4, fpx.INT2, fpx.INT1]
+PLANE_FORMATS = [fpx.INT4, fpx.INT2, fpx.INT1, fpx.E2M1]
+
+
+def code_range(fmt):
+    """(least, past the most) of ``fmt``'s codes as stored: signed integers two's complement,
+    float codes their bit patterns."""
+    if isinstance(fmt, fpx.FloatFormat):
+        return 0, 2**fmt.bits
+    return -(2 ** (fmt.bits - 1)), 2 ** (fmt.bits - 1)
 
 
 def unscaled_values(fmt, codes):
-    """The weights codes stand for before scaling: the code itself, INT1's sign-only 2 c + 1."""
+    """The weights codes stand for before scaling: an integer code itself, INT1's sign-only 2 c +
+    1, a float code its value (fpx.decode, the package's reference decode)."""
+    if isinstance(fmt, fpx.FloatFormat):
+        return fpx.decode(codes.to(torch.uint8), fmt).double()
     return 2 * codes + 1 if fmt == fpx.INT1 else codes
 
 
@@ -861,7 +893,8 @@ def packed_layer_of_codes(fmt, codes):
     n, k = codes.shape
     layer = LowBitLinear.from_linear(nn.Linear(k, n, bias=False), fmt, group_size=None)
     planes = 8 // fmt.bits
-    layer.packed.copy_(bitpack.pack(codes.view(n, planes, k // planes), fmt.bits, dim=1, signed=True))
+    signed = not isinstance(fmt, fpx.FloatFormat)
+    layer.packed.copy_(bitpack.pack(codes.view(n, planes, k // planes), fmt.bits, dim=1, signed=signed))
     return layer
 
 
@@ -869,8 +902,7 @@ def packed_layer_of_codes(fmt, codes):
        st.booleans(), st.sampled_from([torch.float32, torch.bfloat16]))
 def test_plane_products_are_x_times_the_codes(fmt, rows, k, n, left, dtype):
     torch.manual_seed(rows * 1000 + k + n)
-    low, high = -(2 ** (fmt.bits - 1)), 2 ** (fmt.bits - 1)
-    codes = torch.randint(low, high, (n, k))
+    codes = torch.randint(*code_range(fmt), (n, k))
     layer = packed_layer_of_codes(fmt, codes)
     x = torch.randn(rows, k).to(dtype)
     product = layer._plane_products(x, left=left)
@@ -885,20 +917,41 @@ def test_plane_products_are_x_times_the_codes(fmt, rows, k, n, left, dtype):
 
 @pytest.mark.parametrize("fmt", PLANE_FORMATS, ids=lambda f: f.name)
 def test_planes_are_the_codes_in_the_weights_column_order(fmt):
+    # Every code in every plane (16 columns of 3 rows hold each code of 4 bits or fewer).
     n, k = 3, 16
-    low = -(2 ** (fmt.bits - 1))
-    codes = (torch.arange(n * k) % 2**fmt.bits + low).view(n, k)
+    codes = (torch.arange(n * k) % 2**fmt.bits + code_range(fmt)[0]).view(n, k)
     layer = packed_layer_of_codes(fmt, codes)
     for left in (False, True):
         planes = [layer._plane_weight(torch.float32, plane, left) for plane in range(8 // fmt.bits)]
         assert torch.equal(torch.cat(planes if left else [p.T for p in planes], dim=1), unscaled_values(fmt, codes).float())
 
 
+@pytest.mark.parametrize("left", [False, True], ids=["right", "left"])
+def test_e2m1_planes_in_bfloat16_are_every_code_exactly(left, monkeypatch):
+    # Where the decode computes in x's dtype (CUDA's choice, forced here), E2M1's planes are
+    # placed in bfloat16 by their bits (fpx.fields._float_field_values_in_bfloat16): every code,
+    # in both nibbles, is its value, signed zeros and subnormals included.
+    placed = []
+    in_bfloat16 = fpx.nn._float_field_values_in_bfloat16
+    monkeypatch.setattr(fpx.nn, "_decodes_in_x_dtype", lambda device: True)
+    monkeypatch.setattr(fpx.nn, "_float_field_values_in_bfloat16",
+                        lambda word, fmt, shift: placed.append(shift) or in_bfloat16(word, fmt, shift=shift))
+    codes = torch.arange(16 * 16).view(16, 16) % 16  # (N, K): each row every code, so both planes
+    codes = torch.cat([codes, codes.roll(8, dims=1)])  # ... and each code in each nibble
+    layer = packed_layer_of_codes(fpx.E2M1, codes)
+    planes = [layer._plane_weight(torch.bfloat16, plane, left) for plane in range(2)]
+    assert placed == [0, 4] and all(p.dtype == torch.bfloat16 for p in planes)
+    weights = torch.cat(planes if left else [p.T for p in planes], dim=1)
+    expected = fpx.decode(codes.to(torch.uint8), fpx.E2M1)
+    assert torch.equal(weights.float(), expected.float())
+    assert torch.equal(weights.float().signbit(), expected.float().signbit())
+
+
 @given(st.sampled_from(PLANE_FORMATS), st.integers(1, 40), st.integers(1, 24), st.sampled_from([(), (2,), (2, 3)]),
        st.integers(12, 32), st.booleans(), st.booleans())
 def test_plane_route_matches_the_dequantized_weight_for_any_shape(fmt, k8, n, batch, rows, sliced, left):
     """The compiled forward's plane route (CUDA's, inside cold_cache_tuning; forced on here for
-    INT4, INT2 and INT1, run eagerly with CUDA's whole-weight matmul) for any K the layer takes,
+    INT4, INT2, INT1 and E2M1, run eagerly with CUDA's whole-weight matmul) for any K the layer takes,
     any N, rows and batch dims, x contiguous or a slice of wider rows, on the right (12-32
     rows here) or the left (any rows here): float32 x matches the dequantized weight, and the output is contiguous
     with x's batch dims."""
