@@ -359,25 +359,27 @@ def in_place_float_formats():
 def test_float_field_values_is_fpx_decode_for_every_code_and_shift(fmt):
     """Every code at every position a byte holds one (the word's other bits set at random),
     bit for bit against fpx.decode (the sign of zero included)."""
+    expected = fpx.decode(torch.arange(1 << fmt.bits, dtype=torch.uint8), fmt).view(torch.int32)
+    for shift, word in every_code_at_every_shift(fmt):
+        assert torch.equal(_float_field_values(word, fmt, shift=shift).view(torch.int32), expected), shift
+
+
+def every_code_at_every_shift(fmt):
+    """(shift, int32 words) with every code of ``fmt`` in order at bit ``shift``, for each
+    position a byte holds one, the words' other bits at random."""
     codes = torch.arange(1 << fmt.bits, dtype=torch.int32)
-    expected = fpx.decode(codes.to(torch.uint8), fmt).view(torch.int32)
     generator = torch.Generator().manual_seed(fmt.bits + fmt.bias)
     for shift in range(0, 8, fmt.bits):
         junk = torch.randint(-(2**31), 2**31 - 1, codes.shape, dtype=torch.int32, generator=generator)
-        word = (codes << shift) | (junk & ~(((1 << fmt.bits) - 1) << shift))
-        assert torch.equal(_float_field_values(word, fmt, shift=shift).view(torch.int32), expected), shift
+        yield shift, (codes << shift) | (junk & ~(((1 << fmt.bits) - 1) << shift))
 
 
 @pytest.mark.parametrize("fmt", in_place_float_formats(), ids=lambda f: f"{f.name}-b{f.bias}")
 def test_float_field_values_in_bfloat16_is_fpx_decode_for_every_code_and_shift(fmt):
     """The same in bfloat16 (the plane products' decode for bfloat16 x on CUDA): every code at
     every position, the word's other bits at random, bit for bit (as float32) against fpx.decode."""
-    codes = torch.arange(1 << fmt.bits, dtype=torch.int32)
-    expected = fpx.decode(codes.to(torch.uint8), fmt).view(torch.int32)
-    generator = torch.Generator().manual_seed(fmt.bits + fmt.bias)
-    for shift in range(0, 8, fmt.bits):
-        junk = torch.randint(-(2**31), 2**31 - 1, codes.shape, dtype=torch.int32, generator=generator)
-        word = (codes << shift) | (junk & ~(((1 << fmt.bits) - 1) << shift))
+    expected = fpx.decode(torch.arange(1 << fmt.bits, dtype=torch.uint8), fmt).view(torch.int32)
+    for shift, word in every_code_at_every_shift(fmt):
         values = _float_field_values_in_bfloat16(word, fmt, shift=shift)
         assert values.dtype == torch.bfloat16
         assert torch.equal(values.float().view(torch.int32), expected), shift
