@@ -2,7 +2,9 @@
 
 Research probe (not part of the package). In the thirtieth session the layer's per-channel
 INT4 plane products (fpx.nn.LowBitLinear._plane_products) failed with inductor's ``CantSplit``
-in the first case of a process and compiled in the later ones. This compiles the layer at each
+in the first case of a process and compiled in the later ones; this probe found the join
+behind it (docs/inductor.md, "The 8-row failure, found"), since refused by
+fpx.tuning.marked_decodes_kept_apart. This compiles the layer at each
 case in order, in one process, under ``cold_cache_tuning``, and logs every fusion inductor
 benchmarks (``Scheduler.speedup_by_fusion``: the two nodes and its answer) and every kernel it
 could not generate (``Scheduler.compile_kernel``: the nodes, their sizes, the template's
@@ -32,10 +34,8 @@ def describe(node) -> str:
     except Exception as error:  # some nodes have no single range
         sizes = f"({type(error).__name__})"
     template = node.get_template_node() if hasattr(node, "get_template_node") else None
-    choice = ""
-    if template is not None and hasattr(template, "make_kernel_render"):
-        choice = f" template {type(template).__name__}"
-    return f"{type(node).__name__}{sorted(node.get_buffer_names())} sizes {sizes}{choice}"
+    kind = f" template {type(template).__name__}" if template is not None else ""
+    return f"{type(node).__name__}{sorted(node.get_buffer_names())} sizes {sizes}{kind}"
 
 
 def install_logging():
@@ -62,14 +62,8 @@ def install_logging():
             for node in nodes:
                 print(f"    {describe(node)}", flush=True)
                 template = node.get_template_node() if hasattr(node, "get_template_node") else None
-                if template is not None and hasattr(template, "output_node"):
-                    pass
-            for node in nodes:
-                multi = node.get_template_node() if hasattr(node, "get_template_node") else None
-                caller = getattr(multi, "_make_kernel_render", None) if multi is not None else None
-                if multi is not None:
-                    print(f"    template node {type(multi).__name__} layout {multi.get_layout()}", flush=True)
-                    del caller
+                if template is not None:
+                    print(f"    template node {type(template).__name__} layout {template.get_layout()}", flush=True)
             raise
 
     scheduler.Scheduler.speedup_by_fusion = speedup_by_fusion
