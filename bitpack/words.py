@@ -413,10 +413,15 @@ def pack_gather_stream(words: torch.Tensor, bits: int) -> torch.Tensor:
             if offset >= 64 or offset + chunk_bits <= 0:
                 continue
             # Chunks are below 2^56, so >> is logical; << wraps past bit 63, as wanted.
-            part = chunks[..., i] << offset if offset >= 0 else chunks[..., i] >> -offset
+            part = _shifted(chunks[..., i], offset)
             word = part if word is None else word | part
         out.append(word)
     return torch.stack(out, -1).flatten(-2)
+
+
+def _shifted(bits: torch.Tensor, by: int) -> torch.Tensor:
+    """``bits`` shifted left by ``by`` bits, right (arithmetically) where ``by`` is negative."""
+    return bits << by if by >= 0 else bits >> -by
 
 
 def unpack_spread_stream(words: torch.Tensor, bits: int, signed: bool = False) -> torch.Tensor:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from bitpack.words import _shifted
+
 from .convert import _INT32_SIGN_BIT, _fits_float32_placement, _float16_placed
 from .formats import FloatFormat
 
@@ -240,16 +242,11 @@ def _float_field_values_in_bfloat16(word: torch.Tensor, fmt: FloatFormat, *, shi
     if not _float_fields_in_place(fmt) or fmt.bias > 127:
         raise ValueError(f"fmt must be a format whose fields place in bfloat16, got {fmt}")
     magnitude_at = 7 - fmt.mantissa_bits  # the magnitude's lowest bit in bfloat16's bits
-    magnitude = _moved(word & (fmt.magnitude_mask << shift), magnitude_at - shift)
+    magnitude = _shifted(word & (fmt.magnitude_mask << shift), magnitude_at - shift)
     if fmt.signed:
         sign_at = shift + fmt.bits - 1
-        magnitude = magnitude | _moved(word & (1 << sign_at), 15 - sign_at)
+        magnitude = magnitude | _shifted(word & (1 << sign_at), 15 - sign_at)
     return magnitude.to(torch.int16).view(torch.bfloat16) * 2.0 ** (127 - fmt.bias)
-
-
-def _moved(bits: torch.Tensor, by: int) -> torch.Tensor:
-    """``bits`` shifted left by ``by``, right where negative."""
-    return bits << by if by >= 0 else bits >> -by
 
 
 def _float_values_in_32_bit_lanes(codes: torch.Tensor, fmt) -> torch.Tensor:

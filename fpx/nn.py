@@ -537,8 +537,8 @@ class LowBitLinear(nn.Module):
     def _products_by_plane(self, device: torch.device, rows, left: bool) -> bool:
         """Whether the compiled matmul path computes this layer's unscaled product at ``rows``
         rows of x, on the route ``left`` says, as one product per plane of its packed bytes
-        (:meth:`_plane_products`): codes of :data:`PLANE_PRODUCT_FORMATS` (their per-channel scales on the product, which the caller
-        checks); on the right in the rows of :data:`PLANE_PRODUCTS_RIGHT_ROWS` and from
+        (:meth:`_plane_products`): codes of :data:`PLANE_PRODUCT_FORMATS` (their per-channel
+        scales on the product, which the caller checks); on the right in the rows of :data:`PLANE_PRODUCTS_RIGHT_ROWS` and from
         :data:`PLANE_PRODUCTS_MIN_OUT_FEATURES`, on the left from the rows of
         :data:`PLANE_PRODUCTS_LEFT_MIN_ROWS` and the left route's least output features
         (:data:`LEFT_OPERAND_MIN_OUT_FEATURES`), where the caller then takes the left route,
