@@ -1185,8 +1185,10 @@ def _channel_scale_after_matmul(device: torch.device) -> bool:
 # operand on CUDA, by format; formats not listed never do (see _weight_as_left_operand).
 LEFT_OPERAND_MIN_ROWS = {E4M3: 20, E5M2: 24, INT4: 24, INT8: 48}
 # ... and the fewest output features (the weight's rows, which the left route's 64-row tiles
-# divide among the GPU's SMs), where measured to matter; other formats: any.
-LEFT_OPERAND_MIN_OUT_FEATURES = {INT4: 8192, INT8: 8192}
+# divide among the GPU's SMs), where measured to matter; other formats: any. INT2 and E2M1
+# take the left route only by plane (PLANE_PRODUCTS_LEFT_MIN_ROWS), measured at 8192 output
+# features alone: INT4's limit, whose left route lost at 4096 (below).
+LEFT_OPERAND_MIN_OUT_FEATURES = {INT4: 8192, INT8: 8192, INT2: 8192, E2M1: 8192}
 
 
 def _weight_as_left_operand(device: torch.device, fmt, rows, out_features) -> bool:
@@ -1288,27 +1290,34 @@ def _splits_k_on_the_left(device: torch.device, fmt, rows, out_features) -> bool
 # Codes whose per-channel layers take LowBitLinear._plane_products on CUDA inside
 # cold_cache_tuning (where PLANE_PRODUCTS_RIGHT_ROWS or PLANE_PRODUCTS_LEFT_MIN_ROWS says). INT1
 # (8 planes) is built the same way and lost: 16 rows of 8192 x 8192, 46.6 us against 40.5 as
-# one product (H200, 2026-12-02). E2M1 is built too (each plane placed in bfloat16 by its
-# bits: offline 7.8-8.9 instructions per weight against 11.3-12.4 and a shared-memory store as
-# one product), not yet timed: predicted 52.1 -> 36-41 us at 16 rows (docs/inductor.md).
-PLANE_PRODUCT_FORMATS = (INT4, INT2)
+# one product (H200, 2026-12-02). E2M1's planes are placed in bfloat16 by their bits (offline
+# 7.8-8.9 instructions per weight against 11.3-12.4 and a shared-memory store as one product):
+# predicted 52.1 -> 36-41 us at 16 rows and 59.6 -> 50-55 at 64, measured 48.8 -> 35.8 and
+# 61.9 -> 46.5 (H200, 2026-12-02).
+PLANE_PRODUCT_FORMATS = (INT4, INT2, E2M1)
 # By format, the rows of x (least, most) the right route (x @ W.T) computes by plane (see
 # LowBitLinear._plane_products). H200, torch 2.11, 8192 x 8192 unless said, one product /
 # planes, us:
 # - INT4: 5 rows 42.1 / 32.5, 8 rows 41.0 / 27.9-28.2, 10 rows 28.5 (planes), 12 rows 28.7, 14
 #   rows 28.8, 16 rows 40.4 / 28.0, at 14336 x 4096 35.2 / 25.5, at 4096 x 14336 40.5 / 37.3;
-#   from 18 rows the left route's planes (PLANE_PRODUCTS_LEFT_MIN_ROWS) beat the right's: 18
-#   rows 34.5 against 39.4, 22 rows 34.4 against 39.5.
-# - INT2 (4 planes, 4 templates): 8 rows 44.6 / 36.2, 16 rows 44.9 / 34.5, at 4096 x 14336
-#   68.6 / 36.9; 32 rows 48.9 / 50.6, not taken (17-31 rows unmeasured: one product).
-PLANE_PRODUCTS_RIGHT_ROWS = {INT4: (5, 17), INT2: (5, 16)}
+#   from 17 rows the left route's planes (PLANE_PRODUCTS_LEFT_MIN_ROWS) beat the right's: 17
+#   rows 35.0 against 39.4, 18 rows 34.5 against 39.4, 22 rows 34.4 against 39.5.
+# - INT2 (4 planes, 4 templates): 5 rows 46.1 / 36.1, 8 rows 44.6 / 36.2, 12 rows 41.0 / 35.3,
+#   16 rows 44.9 / 34.5, at 4096 x 14336 68.6 / 36.9; 24 rows 48.3 / 49.3 and 32 rows 48.9 /
+#   50.6 on the right, where the left's planes take 41.2 and 40.8.
+# - E2M1: 16 rows 48.8 / 35.8 (5-15 rows taken as INT4's and INT2's window; see RESULTS.md).
+PLANE_PRODUCTS_RIGHT_ROWS = {INT4: (5, 16), INT2: (5, 16), E2M1: (5, 16)}
 # By format, the rows of x from which the left route ((W @ x.T).T, unsplit, at
 # LEFT_OPERAND_MIN_OUT_FEATURES or more output features) computes by plane, under the left
-# route's own row limit (LEFT_OPERAND_MIN_ROWS) where it is lower. H200, per-channel INT4,
-# 8192 x 8192, one product / planes: 18 and 22 rows (right, one product about 40) 34.5 and
-# 34.4, 24 rows 34.3 (planes), 32 rows 46.4 / 34.3, 64 rows 51.4 / 39.8, 128 rows 56.4 / 48.5;
-# at 14336 x 4096, 64 rows 36.9 (planes).
-PLANE_PRODUCTS_LEFT_MIN_ROWS = {INT4: 18}
+# route's own row limit (LEFT_OPERAND_MIN_ROWS) where it is lower. H200, per channel, 8192 x
+# 8192, one product / planes, us:
+# - INT4: 17 rows 35.0 (right's planes 39.4), 18 and 22 rows (right, one product about 40)
+#   34.5 and 34.4, 24 rows 34.3 (planes), 32 rows 46.4 / 34.3, 64 rows 51.4 / 39.8, 128 rows
+#   56.4 / 48.5; at 14336 x 4096, 64 rows 36.9 (planes).
+# - INT2: 17 rows 42.0 (one product about 45), 24 rows 48.3 / 41.2, 32 rows 48.9 / 40.8, 64
+#   rows 50.5 / 46.8.
+# - E2M1: 64 rows 61.9 / 46.5.
+PLANE_PRODUCTS_LEFT_MIN_ROWS = {INT4: 17, INT2: 17, E2M1: 17}
 # ... and from this many output features (measured at 4096, 8192 and 14336; at fewer, two
 # launches against one for a product that takes a few microseconds: unmeasured, not taken).
 PLANE_PRODUCTS_MIN_OUT_FEATURES = 4096

@@ -73,10 +73,17 @@ SMALL_BATCH_TILES = {
 }
 # ... and for a product of more than 128 rows by at most FEW_COLUMNS columns: LowBitLinear's
 # left route (fpx.nn._weight_as_left_operand: the weight's N rows times x's few rows), in
-# 64-row tiles. Inductor's list drew 128 x 32 x 128 tiles of 8 warps there, 64 programs at
-# 8192 rows: H200, E4M3 per channel at 8192 x 8192, 24 rows, 40.7 us, and 29.4 given these.
-FEW_COLUMNS = 32
-FEW_COLUMN_TILES = ((64, 32, 128, 5, 4), (64, 32, 128, 4, 4), (64, 16, 128, 5, 4), (64, 16, 128, 5, 2))
+# 64-row tiles, by the columns' bound. Up to 32 columns, inductor's list drew 128 x 32 x 128
+# tiles of 8 warps, 64 programs at 8192 rows: H200, E4M3 per channel at 8192 x 8192, 24 rows,
+# 40.7 us, and 29.4 given these. At 33-64 columns its 19 configs cost compile time, once per
+# plane of LowBitLinear._plane_products (INT2's four at 64 rows: 125 s), and its four fastest
+# there were these, in this order (64 x 64 x 128 in 5 and 4 stages within 1%, 128 x 64 x 128
+# of 8 warps at 89-92%, 64 x 32 x 128 at 77-79%).
+FEW_COLUMN_TILES = {
+    32: ((64, 32, 128, 5, 4), (64, 32, 128, 4, 4), (64, 16, 128, 5, 4), (64, 16, 128, 5, 2)),
+    64: ((64, 64, 128, 5, 4), (64, 64, 128, 4, 4), (128, 64, 128, 4, 8), (64, 32, 128, 5, 4)),
+}
+FEW_COLUMNS = max(FEW_COLUMN_TILES)
 
 
 def cold_l2_time_ms(fn, flush: torch.Tensor, reps: int = REPS) -> float:
@@ -456,8 +463,8 @@ def small_batch_tiles(m, n, k) -> tuple:
     """The matmul template configs (BLOCK_M, BLOCK_N, BLOCK_K, stages, warps) that
     :func:`cold_cache_tuning` gives inductor for an (m, k) x (k, n) product: those of
     ``SMALL_BATCH_TILES`` for m of at most 128, ``FEW_COLUMN_TILES`` for more rows by at most
-    ``FEW_COLUMNS`` columns (blocks no larger than n and k need, 16 at least), none otherwise
-    (inductor's own list).
+    ``FEW_COLUMNS`` columns (the list of the least bound that covers n; blocks no larger than
+    n and k need, 16 at least), none otherwise (inductor's own list).
 
     >>> small_batch_tiles(16, 8192, 8192)[0]
     (16, 16, 128, 5, 2)
@@ -469,13 +476,15 @@ def small_batch_tiles(m, n, k) -> tuple:
     ()
     >>> small_batch_tiles(8192, 24, 8192)[0]  # the weight's rows by x's few: 64-row tiles
     (64, 32, 128, 5, 4)
+    >>> small_batch_tiles(8192, 64, 8192)[0]
+    (64, 64, 128, 5, 4)
     """
     def block(size):  # the power of 2 that covers size, 16 at least
         return max(16, 1 << (size - 1).bit_length())
     if m <= max(SMALL_BATCH_TILES):
         given = SMALL_BATCH_TILES[block(m)]
     elif n <= FEW_COLUMNS:
-        given = FEW_COLUMN_TILES
+        given = FEW_COLUMN_TILES[min(bound for bound in FEW_COLUMN_TILES if n <= bound)]
     else:
         return ()
     tiles = {(bm, min(bn, block(n)), min(bk, block(k)), stages, warps): None for bm, bn, bk, stages, warps in given}

@@ -303,19 +303,16 @@ def test_low_bit_linear_compiled_8_bit_codes_decoded_to_bfloat16_through_int8(fm
     assert bool(((out.double() - expected).abs() <= 2**-7 * bound).all())
 
 
-# Per-channel INT4 and INT2 compiled as on CUDA inside cold_cache_tuning's rule: one product per
-# plane of the packed bytes (LowBitLinear._plane_products), on the right at 16 rows
-# (fpx.nn.PLANE_PRODUCTS_RIGHT_ROWS) and INT4 on the left from 18 rows at 8192 output features
-# (fpx.nn.PLANE_PRODUCTS_LEFT_MIN_ROWS, under the one-product left route's 24); the output
-# contiguous, against the dequantized weight. E2M1 (built, not taken by default: forced here)
-# decodes each plane in bfloat16 (fpx.fields._float_field_values_in_bfloat16).
-@pytest.mark.parametrize("fmt, rows, left", [(fpx.INT4, 16, False), (fpx.INT4, 18, True), (fpx.INT2, 16, False),
-                                             (fpx.E2M1, 16, False), (fpx.E2M1, 18, True)],
-                         ids=["INT4-right", "INT4-left", "INT2-right", "E2M1-right", "E2M1-left"])
-def test_low_bit_linear_compiled_by_plane(fmt, rows, left, monkeypatch):
-    monkeypatch.setattr(fpx.nn, "PLANE_PRODUCT_FORMATS", (fpx.INT4, fpx.INT2, fpx.E2M1))
-    monkeypatch.setattr(fpx.nn, "PLANE_PRODUCTS_RIGHT_ROWS", {**fpx.nn.PLANE_PRODUCTS_RIGHT_ROWS, fpx.E2M1: (5, 17)})
-    monkeypatch.setattr(fpx.nn, "PLANE_PRODUCTS_LEFT_MIN_ROWS", {**fpx.nn.PLANE_PRODUCTS_LEFT_MIN_ROWS, fpx.E2M1: 18})
+# Per-channel INT4, INT2 and E2M1 compiled as on CUDA inside cold_cache_tuning's rule: one
+# product per plane of the packed bytes (LowBitLinear._plane_products), on the right from 5 to
+# 16 rows (fpx.nn.PLANE_PRODUCTS_RIGHT_ROWS) and on the left from 17 rows at 8192 output
+# features (fpx.nn.PLANE_PRODUCTS_LEFT_MIN_ROWS, under INT4's one-product left route's 24; INT2
+# and E2M1 take the left route only by plane); the output contiguous, against the dequantized
+# weight. E2M1 decodes each plane in bfloat16 (fpx.fields._float_field_values_in_bfloat16).
+@pytest.mark.parametrize("fmt, rows, left", [(fpx.INT4, 16, False), (fpx.INT4, 17, True), (fpx.INT2, 16, False),
+                                             (fpx.INT2, 17, True), (fpx.E2M1, 5, False), (fpx.E2M1, 17, True)],
+                         ids=["INT4-right", "INT4-left", "INT2-right", "INT2-left", "E2M1-right", "E2M1-left"])
+def test_low_bit_linear_compiled_by_plane(fmt, rows, left):
     torch.manual_seed(0)
     layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(256, 8192), fmt, group_size=None,
                                          gemv_max_rows=4).to(torch.bfloat16)  # CUDA's limit (CPU's is 16)
