@@ -166,12 +166,13 @@ def main():
     parser.add_argument("--plane-rows-right", default=None,
                         help="LO,HI: the rows the right route computes per-channel codes by plane, for every "
                              "format that takes the planes (fpx.nn.PLANE_PRODUCTS_RIGHT_ROWS)")
-    parser.add_argument("--plane-rows-left", type=int, default=None,
-                        help="the rows from which the left route computes per-channel codes by plane, for every "
-                             "format that takes the planes (fpx.nn.PLANE_PRODUCTS_LEFT_MIN_ROWS; 0: never)")
+    parser.add_argument("--plane-rows-left", default=None,
+                        help="LO[,HI]: the rows (from LO, up to HI or any) the left route computes per-channel "
+                             "codes by plane, for every format that takes the planes "
+                             "(fpx.nn.PLANE_PRODUCTS_LEFT_ROWS; 0: never)")
     parser.add_argument("--plane-formats", default=None,
                         help="comma-separated formats (of INT4, INT2, INT1, E2M1) whose per-channel layers "
-                             "take the plane products (fpx.nn.PLANE_PRODUCT_FORMATS; default INT4,INT2); a "
+                             "take the plane products (fpx.nn.PLANE_PRODUCT_FORMATS; default INT4,INT2,E2M1); a "
                              "format the rows tables do not list takes the right route's 5-16 rows")
     parser.add_argument("--compiled-dense", action="store_true",
                         help="also time the dense F.linear compiled with the layer's options and tuning "
@@ -195,8 +196,8 @@ def main():
         rows = tuple(map(int, args.plane_rows_right.split(",")))
         fpx.nn.PLANE_PRODUCTS_RIGHT_ROWS = {fmt: rows for fmt in fpx.nn.PLANE_PRODUCT_FORMATS}
     if args.plane_rows_left is not None:
-        least = args.plane_rows_left
-        fpx.nn.PLANE_PRODUCTS_LEFT_MIN_ROWS = {fmt: least for fmt in fpx.nn.PLANE_PRODUCT_FORMATS} if least else {}
+        least, most = (list(map(int, args.plane_rows_left.split(","))) + [None])[:2]
+        fpx.nn.PLANE_PRODUCTS_LEFT_ROWS = {fmt: (least, most) for fmt in fpx.nn.PLANE_PRODUCT_FORMATS} if least else {}
     global TIMING_LOCK
     TIMING_LOCK = args.timing_lock
     device, dtype = args.device, getattr(torch, args.dtype)

@@ -540,15 +540,15 @@ class LowBitLinear(nn.Module):
         (:meth:`_plane_products`): codes of :data:`PLANE_PRODUCT_FORMATS` (their per-channel
         scales on the product, which the caller checks); on the right in the rows of :data:`PLANE_PRODUCTS_RIGHT_ROWS` and from
         :data:`PLANE_PRODUCTS_MIN_OUT_FEATURES`, on the left from the rows of
-        :data:`PLANE_PRODUCTS_LEFT_MIN_ROWS` and the left route's least output features
+        :data:`PLANE_PRODUCTS_LEFT_ROWS` and the left route's least output features
         (:data:`LEFT_OPERAND_MIN_OUT_FEATURES`), where the caller then takes the left route,
         unsplit, below that route's own rows; on CUDA, and only where inductor keeps the
         planes' decodes apart, which it does inside :func:`cold_cache_tuning`
         (:func:`fpx.tuning.marked_decodes_kept_apart`), asked while the layer is traced (no
         guard: a model compiled inside the block keeps its graph outside it)."""
         if left:
-            least = PLANE_PRODUCTS_LEFT_MIN_ROWS.get(self.fmt)
-            shape_takes_it = (least is not None and rows >= least
+            least, most = PLANE_PRODUCTS_LEFT_ROWS.get(self.fmt, (1, 0))
+            shape_takes_it = (least <= rows and (most is None or rows <= most)
                               and self.out_features >= LEFT_OPERAND_MIN_OUT_FEATURES.get(self.fmt, 0))
         else:
             least, most = PLANE_PRODUCTS_RIGHT_ROWS.get(self.fmt, (1, 0))
@@ -579,11 +579,13 @@ class LowBitLinear(nn.Module):
 
         - The layer (``benchmarks/linear.py --group-size 0``): 5 rows 32.5 (planes), 8 rows
           27.9-28.2 (1.19-1.21x bf16 ``F.linear``), 12 rows 28.7, 16 rows 28.0 (1.22x), 20
-          rows 39.4; on the left 18 and 22 rows 34.4-34.5, 24 rows 34.3, 32 rows 34.3 (1.02x),
-          64 rows 39.8 (0.95x), 128 rows 48.5 (0.79x). INT2 (4 planes): 8 rows 44.6 / 36.2, 16
-          rows 44.9 / 34.5, 32 rows 48.9 / 50.6 (not taken); INT1 (8 planes) at 16 rows 40.5 /
-          46.6, not taken. The tables: :data:`PLANE_PRODUCTS_RIGHT_ROWS`,
-          :data:`PLANE_PRODUCTS_LEFT_MIN_ROWS`.
+          rows 39.4; on the left 17 rows 35.0, 18 and 22 rows 34.4-34.5, 24 rows 34.3, 32 rows
+          34.3 (1.02x), 64 rows 39.8-40.0 (0.95x), 128 rows 48.5 (0.79x). INT2 (4 planes): 8
+          rows 44.6 / 36.2, 16 rows 44.9 / 34.5, 32 rows 48.9 / 50.6 on the right and 40.8 on
+          the left, 64 rows 50.5 / 46.8 (left). E2M1 (each nibble placed in bfloat16 by its
+          bits): 8 rows 46.6 / 33.5, 16 rows 48.8 / 35.8, 64 rows 61.9 / 46.5 (left). INT1 (8
+          planes) at 16 rows 40.5 / 46.6, not taken. The tables:
+          :data:`PLANE_PRODUCTS_RIGHT_ROWS`, :data:`PLANE_PRODUCTS_LEFT_ROWS`.
         - ``benchmarks/probe_plane_products.py`` against the one-product layer: right (``x @
           W.T``) 5 rows 42.1 / 32.2, 8 rows 41.0 / 28.2, 16 rows 40.4-40.7 / 28.0, 32 rows 47.0
           / 44.8, 64 rows 51.6 / 51.6, 128 rows 56.3 / 65.2; 16 rows at 14336 x 4096 35.2 /
@@ -1186,7 +1188,7 @@ def _channel_scale_after_matmul(device: torch.device) -> bool:
 LEFT_OPERAND_MIN_ROWS = {E4M3: 20, E5M2: 24, INT4: 24, INT8: 48}
 # ... and the fewest output features (the weight's rows, which the left route's 64-row tiles
 # divide among the GPU's SMs), where measured to matter; other formats: any. INT2 and E2M1
-# take the left route only by plane (PLANE_PRODUCTS_LEFT_MIN_ROWS), measured at 8192 output
+# take the left route only by plane (PLANE_PRODUCTS_LEFT_ROWS), measured at 8192 output
 # features alone: INT4's limit, whose left route lost at 4096 (below).
 LEFT_OPERAND_MIN_OUT_FEATURES = {INT4: 8192, INT8: 8192, INT2: 8192, E2M1: 8192}
 
@@ -1288,7 +1290,7 @@ def _splits_k_on_the_left(device: torch.device, fmt, rows, out_features) -> bool
 
 
 # Codes whose per-channel layers take LowBitLinear._plane_products on CUDA inside
-# cold_cache_tuning (where PLANE_PRODUCTS_RIGHT_ROWS or PLANE_PRODUCTS_LEFT_MIN_ROWS says). INT1
+# cold_cache_tuning (where PLANE_PRODUCTS_RIGHT_ROWS or PLANE_PRODUCTS_LEFT_ROWS says). INT1
 # (8 planes) is built the same way and lost: 16 rows of 8192 x 8192, 46.6 us against 40.5 as
 # one product (H200, 2026-12-02). E2M1's planes are placed in bfloat16 by their bits (offline
 # 7.8-8.9 instructions per weight against 11.3-12.4 and a shared-memory store as one product):
@@ -1300,16 +1302,17 @@ PLANE_PRODUCT_FORMATS = (INT4, INT2, E2M1)
 # planes, us:
 # - INT4: 5 rows 42.1 / 32.5, 8 rows 41.0 / 27.9-28.2, 10 rows 28.5 (planes), 12 rows 28.7, 14
 #   rows 28.8, 16 rows 40.4 / 28.0, at 14336 x 4096 35.2 / 25.5, at 4096 x 14336 40.5 / 37.3;
-#   from 17 rows the left route's planes (PLANE_PRODUCTS_LEFT_MIN_ROWS) beat the right's: 17
+#   from 17 rows the left route's planes (PLANE_PRODUCTS_LEFT_ROWS) beat the right's: 17
 #   rows 35.0 against 39.4, 18 rows 34.5 against 39.4, 22 rows 34.4 against 39.5.
 # - INT2 (4 planes, 4 templates): 5 rows 46.1 / 36.1, 8 rows 44.6 / 36.2, 12 rows 41.0 / 35.3,
 #   16 rows 44.9 / 34.5, at 4096 x 14336 68.6 / 36.9; 24 rows 48.3 / 49.3 and 32 rows 48.9 /
 #   50.6 on the right, where the left's planes take 41.2 and 40.8.
 # - E2M1: 16 rows 48.8 / 35.8 (5-15 rows taken as INT4's and INT2's window; see RESULTS.md).
 PLANE_PRODUCTS_RIGHT_ROWS = {INT4: (5, 16), INT2: (5, 16), E2M1: (5, 16)}
-# By format, the rows of x from which the left route ((W @ x.T).T, unsplit, at
-# LEFT_OPERAND_MIN_OUT_FEATURES or more output features) computes by plane, under the left
-# route's own row limit (LEFT_OPERAND_MIN_ROWS) where it is lower. H200, per channel, 8192 x
+# By format, the rows of x (least, most; None: no limit) the left route ((W @ x.T).T, unsplit,
+# at LEFT_OPERAND_MIN_OUT_FEATURES or more output features) computes by plane, under the left
+# route's own row limit (LEFT_OPERAND_MIN_ROWS) where it is lower. INT2 and E2M1 up to the
+# rows measured: past them, one product on the right as before. H200, per channel, 8192 x
 # 8192, one product / planes, us:
 # - INT4: 17 rows 35.0 (right's planes 39.4), 18 and 22 rows (right, one product about 40)
 #   34.5 and 34.4, 24 rows 34.3 (planes), 32 rows 46.4 / 34.3, 64 rows 51.4 / 39.8, 128 rows
@@ -1317,7 +1320,7 @@ PLANE_PRODUCTS_RIGHT_ROWS = {INT4: (5, 16), INT2: (5, 16), E2M1: (5, 16)}
 # - INT2: 17 rows 42.0 (one product about 45), 24 rows 48.3 / 41.2, 32 rows 48.9 / 40.8, 64
 #   rows 50.5 / 46.8.
 # - E2M1: 64 rows 61.9 / 46.5.
-PLANE_PRODUCTS_LEFT_MIN_ROWS = {INT4: 17, INT2: 17, E2M1: 17}
+PLANE_PRODUCTS_LEFT_ROWS = {INT4: (17, None), INT2: (17, 64), E2M1: (17, 64)}
 # ... and from this many output features (measured at 4096, 8192 and 14336; at fewer, two
 # launches against one for a product that takes a few microseconds: unmeasured, not taken).
 PLANE_PRODUCTS_MIN_OUT_FEATURES = 4096

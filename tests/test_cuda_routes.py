@@ -306,7 +306,7 @@ def test_low_bit_linear_compiled_8_bit_codes_decoded_to_bfloat16_through_int8(fm
 # Per-channel INT4, INT2 and E2M1 compiled as on CUDA inside cold_cache_tuning's rule: one
 # product per plane of the packed bytes (LowBitLinear._plane_products), on the right from 5 to
 # 16 rows (fpx.nn.PLANE_PRODUCTS_RIGHT_ROWS) and on the left from 17 rows at 8192 output
-# features (fpx.nn.PLANE_PRODUCTS_LEFT_MIN_ROWS, under INT4's one-product left route's 24; INT2
+# features (fpx.nn.PLANE_PRODUCTS_LEFT_ROWS, under INT4's one-product left route's 24; INT2
 # and E2M1 take the left route only by plane); the output contiguous, against the dequantized
 # weight. E2M1 decodes each plane in bfloat16 (fpx.fields._float_field_values_in_bfloat16).
 @pytest.mark.parametrize("fmt, rows, left", [(fpx.INT4, 16, False), (fpx.INT4, 17, True), (fpx.INT2, 16, False),

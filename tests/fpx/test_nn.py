@@ -873,6 +873,30 @@ def test_misaligned_packed_storage_falls_back_to_byte_planes():
 PLANE_FORMATS = [fpx.INT4, fpx.INT2, fpx.INT1, fpx.E2M1]
 
 
+# The windows the plane products take on CUDA inside cold_cache_tuning (fpx.nn's tables, timed
+# on an H200): right (x @ W.T) from 5 to 16 rows at 4096 or more output features; left ((W @
+# x.T).T) from 17 rows at 8192 or more, INT2 and E2M1 up to the 64 rows measured; INT1 never.
+@pytest.mark.parametrize("fmt, left, out_features, by_plane, one_product", [
+    (fpx.INT4, False, 4096, [5, 8, 16], [4, 17]),
+    (fpx.INT4, True, 8192, [17, 64, 128, 4096], [16]),
+    (fpx.INT4, True, 4096, [], [17, 64]),
+    (fpx.INT2, False, 8192, [5, 16], [4, 17, 32]),
+    (fpx.INT2, True, 8192, [17, 32, 64], [16, 65, 128]),
+    (fpx.E2M1, False, 4096, [5, 16], [4, 17]),
+    (fpx.E2M1, True, 8192, [17, 64], [16, 65]),
+    (fpx.E2M1, True, 4096, [], [17, 64]),
+    (fpx.INT1, False, 8192, [], [5, 16]),
+    (fpx.INT1, True, 8192, [], [17, 64]),
+], ids=lambda v: getattr(v, "name", None))
+def test_plane_products_take_their_measured_windows(fmt, left, out_features, by_plane, one_product, monkeypatch):
+    monkeypatch.setattr(fpx.nn, "_plane_decodes_kept_apart", lambda device: True)
+    layer = LowBitLinear.from_linear(nn.Linear(64, out_features), fmt, group_size=None)
+    cuda = torch.device("cuda")
+    assert [rows for rows in by_plane + one_product if layer._products_by_plane(cuda, rows, left)] == by_plane
+    monkeypatch.setattr(fpx.nn, "_plane_decodes_kept_apart", lambda device: False)  # outside the block
+    assert not any(layer._products_by_plane(cuda, rows, left) for rows in by_plane)
+
+
 def code_range(fmt):
     """(least, past the most) of ``fmt``'s codes as stored: signed integers two's complement,
     float codes their bit patterns."""
@@ -966,7 +990,7 @@ def test_plane_route_matches_the_dequantized_weight_for_any_shape(fmt, k8, n, ba
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fpx.nn, "PLANE_PRODUCT_FORMATS", tuple(PLANE_FORMATS))
         patch.setattr(fpx.nn, "PLANE_PRODUCTS_RIGHT_ROWS", {fmt: (12, 32) for fmt in PLANE_FORMATS})
-        patch.setattr(fpx.nn, "PLANE_PRODUCTS_LEFT_MIN_ROWS", {fmt: 1 for fmt in PLANE_FORMATS} if left else {})
+        patch.setattr(fpx.nn, "PLANE_PRODUCTS_LEFT_ROWS", {fmt: (1, None) for fmt in PLANE_FORMATS} if left else {})
         patch.setattr(fpx.nn, "LEFT_OPERAND_MIN_OUT_FEATURES", {})
         patch.setattr(fpx.nn, "PLANE_PRODUCTS_MIN_OUT_FEATURES", 1)
         patch.setattr(fpx.nn, "_plane_decodes_kept_apart", lambda device: True)
