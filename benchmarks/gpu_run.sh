@@ -82,14 +82,12 @@
 #         horizontal fusion of the planes' decodes refused, against the layer (PLANES_JOBS), each
 #         job a process with a fresh inductor cache. About 3 minutes. Measured in the
 #         twenty-ninth session (the layer's route since: fpx.nn.LowBitLinear._plane_products).
-#   planes-layer: the layer's plane products where their windows end (thirtieth session):
-#         INT4 at 17 rows on the right and on the left, INT2 at 5, 12 and 24 rows by plane and
-#         as one product (--plane-formats INT4), INT2's planes on the left at 32 and 64 rows
-#         (one product on the right: 48.9 and 50.5 us), per-channel E2M1 by plane (right at
-#         16 rows, left at 64) against one product, each set compiled alone. About 7 minutes:
-#         give the last two jobs a call of their own. The
-#         thirtieth session's failing first cases (CantSplit) are explained in docs/inductor.md
-#         ("The 8-row failure, found"); benchmarks/probe_plane_compile.py logs such fusions.
+#   planes-layer: the layer's plane products past their measured windows (thirty-second
+#         session's plan): INT2 and E2M1 per channel at 96 and 128 rows by plane on the left
+#         (--plane-rows-left 17,128) against one product, E2M1 at 12 and 20 rows (interpolated
+#         so far), each set compiled alone. About 6 minutes. The thirtieth session's failing
+#         first cases (CantSplit) are explained in docs/inductor.md ("The 8-row failure,
+#         found"); benchmarks/probe_plane_compile.py logs such fusions.
 #   scales32: linear.py with the layer's scales in float32 (4-byte loads, copied asynchronously
 #         in the fused template) against bfloat16, INT8, E4M3 and INT4 by 128 at 16 and 64 rows
 #         (SCALES32_JOBS). About 3 minutes. Predicted in docs/inductor.md ("Float32 scales").
@@ -367,7 +365,8 @@ if [[ $what == sweep ]]; then
     csv=(); [[ ${SWEEP_CSV:-0} == 1 ]] && csv=(--csv "$OUT/sweep_$i.csv")
     TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${SWEEP_TIMEOUT:-240} python3 benchmarks/linear.py $job \
       "${csv[@]}" > "$OUT/sweep_$i.log" 2>&1
-    echo "== $job"; grep -E "M=|FAILED|copy bandwidth|Error|template:" "$OUT/sweep_$i.log" | cut -c1-220
+    # (the layer's result lines; inductor's autotune log prints BLOCK_M= lines by the hundred)
+    echo "== $job"; grep -E "^ +[0-9]+x[0-9]+ +M=|FAILED|copy bandwidth|Error|template:" "$OUT/sweep_$i.log" | cut -c1-220
     i=$((i + 1))
   done
 fi
@@ -381,8 +380,8 @@ if [[ $what == planes ]]; then
     "${PLANES_JOBS:---group-size 0 --m 16 --refuse-sibling-decodes;--group-size 0 --m 16;--group-size 0 --m 64 --refuse-sibling-decodes --left;--group-size 128 --m 16,64 --refuse-sibling-decodes}"
 fi
 if [[ $what == planes-layer ]]; then
-  p="--formats INT4 --group-size 0" q="--formats INT2 --group-size 0" e="--formats E2M1 --group-size 0"
-  SWEEP_TIMEOUT=240 SWEEP_JOBS="${PLANES_LAYER_JOBS:-$p --m 17;$p --m 17 --plane-rows-left 17;$q --m 5,12,24 --plane-rows-right 5,32;$q --m 5,12,24 --plane-formats INT4;$q --m 32,64 --plane-rows-left 17;$e --m 16,64 --plane-formats INT4,INT2,E2M1 --plane-rows-left 17;$e --m 16,64}" bash "$0" sweep
+  q="--formats INT2 --group-size 0" e="--formats E2M1 --group-size 0"
+  SWEEP_TIMEOUT=200 SWEEP_JOBS="${PLANES_LAYER_JOBS:-$q --m 96,128 --plane-rows-left 17,128;$q --m 96,128;$e --m 96,128 --plane-rows-left 17,128;$e --m 96,128;$e --m 12,20}" bash "$0" sweep
 fi
 if [[ $what == scales32 ]]; then
   b="--shapes 8192x8192 --formats INT8,E4M3-G128,INT4 --m 16,64"
