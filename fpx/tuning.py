@@ -73,7 +73,7 @@ SMALL_BATCH_TILES = {
 }
 # ... and for a product of more than 128 rows by at most FEW_COLUMNS columns: LowBitLinear's
 # left route (fpx.nn._weight_as_left_operand: the weight's N rows times x's few rows), in
-# 64-row tiles, by the columns' bound. Up to 32 columns, inductor's list drew 128 x 32 x 128
+# tiles of 64 rows (or 128), by the columns' bound. Up to 32 columns, inductor's list drew 128 x 32 x 128
 # tiles of 8 warps, 64 programs at 8192 rows: H200, E4M3 per channel at 8192 x 8192, 24 rows,
 # 40.7 us, and 29.4 given these. At 33-64 columns its 19 configs cost compile time, once per
 # plane of LowBitLinear._plane_products (INT2's four at 64 rows: 125 s), and its four fastest
