@@ -91,6 +91,9 @@
 #   scales32: linear.py with the layer's scales in float32 (4-byte loads, copied asynchronously
 #         in the fused template) against bfloat16, INT8, E4M3 and INT4 by 128 at 16 and 64 rows
 #         (SCALES32_JOBS). About 3 minutes. Predicted in docs/inductor.md ("Float32 scales").
+#   scales32-why: why the decode with float32 scales stayed unfused (twenty-ninth session: a
+#         decode kernel wrote the bf16 weight, then the template): inductor's fusion log for
+#         INT8 by 128 at 16 rows with float32 scales, its prologue lines counted. About 1 minute.
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES, as
 #         FORMAT:M[:GROUP], GROUP 0 per channel; PROFILE_ARGS to profile_linear.py, such as
 #         --template-configs 16x16x128s5w2), then probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
@@ -386,6 +389,12 @@ fi
 if [[ $what == scales32 ]]; then
   b="--shapes 8192x8192 --formats INT8,E4M3-G128,INT4 --m 16,64"
   SWEEP_TIMEOUT=200 SWEEP_JOBS="${SCALES32_JOBS:-$b --scale-dtype float32;$b}" bash "$0" sweep
+fi
+if [[ $what == scales32-why ]]; then
+  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TORCH_LOGS="+fusion" timeout 150 python3 benchmarks/linear.py \
+    --shapes 8192x8192 --formats INT8 --m 16 --scale-dtype float32 > "$OUT/scales32_fusion.log" 2>&1
+  grep -E "^ +[0-9]+x[0-9]+ +M=" "$OUT/scales32_fusion.log" | cut -c1-200
+  grep -iE "prologue|template|cannot fuse" "$OUT/scales32_fusion.log" | sed -E 's/[0-9]+/N/g' | sort | uniq -c | sort -rn | head -20 | cut -c1-220
 fi
 if [[ $what == profile ]]; then
   # Nsight Compute on the compiled layer's kernels (PROFILE_CASES), after a first process that
