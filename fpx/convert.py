@@ -360,7 +360,13 @@ def _overflow_bound(fmt: FloatFormat) -> tuple[float, bool]:
 def _encode_by_conversion(x: torch.Tensor, fmt: FloatFormat, saturate: bool, float8: torch.dtype) -> torch.Tensor:
     """_encode_int of float32/bfloat16/float16 x for E4M3 or E5M2 (round to nearest): the
     conversion rounds, then overflow, inf and NaN are set as the contract says (float32
-    comparisons: every bound is exact in it), and the sign from x's own bits."""
+    comparisons: every bound is exact in it), and the sign from x's own bits.
+
+    A NaN needs no step of its own where the format has one NaN magnitude ("fn": E4M3): any
+    conversion returns a NaN code for it, whose magnitude is then the canonical one, and the
+    comparisons with max are false for it. Without that step bfloat16 -> E4M3 counts 12.38
+    instructions per element for sm_90a against 13.88 (float16 11.88 against 13.38, float32
+    9.75 against 10.75; ``benchmarks/sass_offline.py encode``)."""
     magnitude = x.to(float8).view(torch.uint8).to(torch.int32) & fmt.magnitude_mask
     size = x.to(torch.float32).abs()
     at_least_max = size >= fmt.max  # inf included
@@ -371,7 +377,8 @@ def _encode_by_conversion(x: torch.Tensor, fmt: FloatFormat, saturate: bool, flo
         overflow = size >= bound if inclusive else size > bound
         overflow_code = fmt.inf_code if fmt.has_inf else fmt.nan_code
         magnitude = torch.where(overflow, overflow_code, torch.where(at_least_max, fmt.max_code, magnitude))
-    magnitude = torch.where(size != size, fmt.nan_code, magnitude)
+    if fmt.special != "fn":  # E5M2's conversions may return any of its three NaN magnitudes
+        magnitude = torch.where(size != size, fmt.nan_code, magnitude)
     return magnitude | (_sign_of(x).to(torch.int32) << (fmt.bits - 1))
 
 
