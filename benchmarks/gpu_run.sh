@@ -91,6 +91,9 @@
 #   scales32: linear.py with the layer's scales in float32 (4-byte loads, copied asynchronously
 #         in the fused template) against bfloat16, INT8, E4M3 and INT4 by 128 at 16 and 64 rows
 #         (SCALES32_JOBS). About 3 minutes. Predicted in docs/inductor.md ("Float32 scales").
+#   encode-check: fpx.encode's CUDA tests (every 16-bit input, eager and compiled, against the
+#         CPU) and benchmarks/convert.py: the E4M3 encode without its NaN step (thirty-first
+#         session; predicted bfloat16 0.79x -> 0.81-0.84x of clone). About 3 minutes.
 #   scales32-why: why the decode with float32 scales stayed unfused (twenty-ninth session: a
 #         decode kernel wrote the bf16 weight, then the template): inductor's fusion log for
 #         INT8 by 128 at 16 rows with float32 scales, its prologue lines counted. About 1 minute.
@@ -389,6 +392,11 @@ fi
 if [[ $what == scales32 ]]; then
   b="--shapes 8192x8192 --formats INT8,E4M3-G128,INT4 --m 16,64"
   SWEEP_TIMEOUT=200 SWEEP_JOBS="${SCALES32_JOBS:-$b --scale-dtype float32;$b}" bash "$0" sweep
+fi
+if [[ $what == encode-check ]]; then
+  cuda_tests encode_tests tests/fpx/test_convert_codegen.py tests/fpx/test_encode.py
+  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 150 python3 benchmarks/convert.py > "$OUT/convert.log" 2>&1
+  grep -vE "^\s*$|Warning|warn" "$OUT/convert.log" | tail -22
 fi
 if [[ $what == scales32-why ]]; then
   TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TORCH_LOGS="+fusion" timeout 150 python3 benchmarks/linear.py \
