@@ -91,6 +91,11 @@
 #   scales32: linear.py with the layer's scales in float32 (4-byte loads, copied asynchronously
 #         in the fused template) against bfloat16, INT8, E4M3 and INT4 by 128 at 16 and 64 rows
 #         (SCALES32_JOBS). About 3 minutes. Predicted in docs/inductor.md ("Float32 scales").
+#   tiles64: the left route's products of 33-64 columns in fpx.tuning.FEW_COLUMN_TILES' new list
+#         (thirty-first session; timed there only at 64 columns), where inductor's own list ran
+#         before: INT4 per channel split on the left at 4096 x 14336, 20 / 24 rows (40 / 48
+#         columns; 44.2 / 45.0 us before), INT8 per channel at 48 rows (41.0), E4M3 per channel
+#         at 40 and 48 rows (unmeasured; 32 rows 28.2-30.6). About 3 minutes.
 #   encode-check: fpx.encode's CUDA tests (every 16-bit input, eager and compiled, against the
 #         CPU) and benchmarks/convert.py: the E4M3 encode without its NaN step (thirty-first
 #         session; predicted bfloat16 0.79x -> 0.81-0.84x of clone). About 3 minutes.
@@ -392,6 +397,10 @@ fi
 if [[ $what == scales32 ]]; then
   b="--shapes 8192x8192 --formats INT8,E4M3-G128,INT4 --m 16,64"
   SWEEP_TIMEOUT=200 SWEEP_JOBS="${SCALES32_JOBS:-$b --scale-dtype float32;$b}" bash "$0" sweep
+fi
+if [[ $what == tiles64 ]]; then
+  g="--group-size 0"
+  SWEEP_TIMEOUT=150 SWEEP_JOBS="${TILES64_JOBS:---shapes 4096x14336 $g --formats INT4 --m 20,24;--shapes 8192x8192 $g --formats INT8 --m 48;--shapes 8192x8192 $g --formats E4M3 --m 40,48}" bash "$0" sweep
 fi
 if [[ $what == encode-check ]]; then
   cuda_tests encode_tests tests/fpx/test_convert_codegen.py tests/fpx/test_encode.py
