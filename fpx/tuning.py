@@ -78,7 +78,9 @@ SMALL_BATCH_TILES = {
 # 40.7 us, and 29.4 given these. At 33-64 columns its 19 configs cost compile time, once per
 # plane of LowBitLinear._plane_products (INT2's four at 64 rows: 125 s), and its four fastest
 # there were these, in this order (64 x 64 x 128 in 5 and 4 stages within 1%, 128 x 64 x 128
-# of 8 warps at 89-92%, 64 x 32 x 128 at 77-79%).
+# of 8 warps at 89-92%, 64 x 32 x 128 at 77-79%). Timed at 64 columns (H200, 8192 x 8192: INT2
+# and E2M1 by plane, INT4, INT8, E4M3, each within its spread); 33-63 columns, untimed, take
+# the same tiles (BLOCK_N covers them).
 FEW_COLUMN_TILES = {
     32: ((64, 32, 128, 5, 4), (64, 32, 128, 4, 4), (64, 16, 128, 5, 4), (64, 16, 128, 5, 2)),
     64: ((64, 64, 128, 5, 4), (64, 64, 128, 4, 4), (128, 64, 128, 4, 8), (64, 32, 128, 5, 4)),
