@@ -370,6 +370,8 @@ def _float8_cast_saturates(float8: torch.dtype) -> bool:
 
 @functools.cache
 def _cast_saturates(float8: torch.dtype) -> bool:
+    """The probe behind :func:`_float8_cast_saturates`, once per dtype (eager, each encode
+    would otherwise pay for a small cast of its own)."""
     largest = torch.finfo(float8).max
     probe = torch.tensor([largest * 1.0625, largest * 2, 1e30, float("inf"), -float("inf")])
     expected = torch.tensor([largest, largest, largest, largest, -largest])
