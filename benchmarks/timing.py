@@ -98,9 +98,9 @@ LAYER_CHOICES = {
     # E5M2 by torch's float8_e5m2 cast in the matmul template's prologue (on: CUDA; off: the
     # code as a float16's top byte)
     "e5m2_cast": "_e5m2_by_float8_cast",
-    # per-channel INT4 as one product per nibble plane, each plane's decode its own template's
-    # prologue (on: CUDA inside fpx.nn.cold_cache_tuning; off: one product; forced on outside
-    # the block inductor joins the two decodes)
+    # per-channel INT4, INT2 and E2M1 as one product per plane of the packed bytes, each plane's
+    # decode its own template's prologue (on: CUDA inside fpx.nn.cold_cache_tuning; off: one
+    # product; forced on outside the block inductor joins the planes' decodes)
     "nibble_planes": "_plane_decodes_kept_apart",
     # the matmul path as (W x^T)^T, the decoded weight the template's left operand (off: x W^T)
     "weight_left": "_weight_as_left_operand",

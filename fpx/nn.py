@@ -547,12 +547,11 @@ class LowBitLinear(nn.Module):
         (:func:`fpx.tuning.marked_decodes_kept_apart`), asked while the layer is traced (no
         guard: a model compiled inside the block keeps its graph outside it)."""
         if left:
-            least, most = PLANE_PRODUCTS_LEFT_ROWS.get(self.fmt, (1, 0))
-            shape_takes_it = (least <= rows and (most is None or rows <= most)
-                              and self.out_features >= LEFT_OPERAND_MIN_OUT_FEATURES.get(self.fmt, 0))
+            windows, least_features = PLANE_PRODUCTS_LEFT_ROWS, LEFT_OPERAND_MIN_OUT_FEATURES.get(self.fmt, 0)
         else:
-            least, most = PLANE_PRODUCTS_RIGHT_ROWS.get(self.fmt, (1, 0))
-            shape_takes_it = least <= rows <= most and self.out_features >= PLANE_PRODUCTS_MIN_OUT_FEATURES
+            windows, least_features = PLANE_PRODUCTS_RIGHT_ROWS, PLANE_PRODUCTS_MIN_OUT_FEATURES
+        least, most = windows.get(self.fmt, (1, 0))  # formats not listed: an empty window
+        shape_takes_it = least <= rows and (most is None or rows <= most) and self.out_features >= least_features
         return (shape_takes_it and self.fmt in PLANE_PRODUCT_FORMATS and self.zero_point is None
                 and self.block is None and _plane_decodes_kept_apart(device))
 
@@ -1297,9 +1296,9 @@ def _splits_k_on_the_left(device: torch.device, fmt, rows, out_features) -> bool
 # predicted 52.1 -> 36-41 us at 16 rows and 59.6 -> 50-55 at 64, measured 48.8 -> 35.8 and
 # 61.9 -> 46.5 (H200, 2026-12-02).
 PLANE_PRODUCT_FORMATS = (INT4, INT2, E2M1)
-# By format, the rows of x (least, most) the right route (x @ W.T) computes by plane (see
-# LowBitLinear._plane_products). H200, torch 2.11, 8192 x 8192 unless said, one product /
-# planes, us:
+# By format, the rows of x (least, most; None: no limit) the right route (x @ W.T) computes by
+# plane (see LowBitLinear._plane_products). H200, torch 2.11, 8192 x 8192 unless said, one
+# product / planes, us:
 # - INT4: 5 rows 42.1 / 32.5, 8 rows 41.0 / 27.9-28.2, 10 rows 28.5 (planes), 12 rows 28.7, 14
 #   rows 28.8, 16 rows 40.4 / 28.0, at 14336 x 4096 35.2 / 25.5, at 4096 x 14336 40.5 / 37.3;
 #   from 17 rows the left route's planes (PLANE_PRODUCTS_LEFT_ROWS) beat the right's: 17

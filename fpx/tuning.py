@@ -73,8 +73,8 @@ SMALL_BATCH_TILES = {
 }
 # ... and for a product of more than 128 rows by at most FEW_COLUMNS columns: LowBitLinear's
 # left route (fpx.nn._weight_as_left_operand: the weight's N rows times x's few rows), in
-# tiles of 64 rows (or 128), by the columns' bound. Up to 32 columns, inductor's list drew 128 x 32 x 128
-# tiles of 8 warps, 64 programs at 8192 rows: H200, E4M3 per channel at 8192 x 8192, 24 rows,
+# tiles of 64 rows (or 128), by the columns' bound. Up to 32 columns, inductor's list drew 128
+# x 32 x 128 tiles of 8 warps, 64 programs at 8192 rows: H200, E4M3 per channel at 8192 x 8192, 24 rows,
 # 40.7 us, and 29.4 given these. At 33-64 columns its 19 configs cost compile time, once per
 # plane of LowBitLinear._plane_products (INT2's four at 64 rows: 125 s), and its four fastest
 # there were these, in this order (64 x 64 x 128 in 5 and 4 stages within 1%, 128 x 64 x 128
@@ -167,9 +167,10 @@ def cold_cache_tuning(reps: int = REPS, max_values_per_thread: int | None = MAX_
 
     Inductor's scheduler also keeps decodes marked with InvokeQuant apart
     (:func:`marked_decodes_kept_apart`), and a :class:`fpx.nn.LowBitLinear` with per-channel
-    INT4 or INT2 codes compiled in the block computes one product per plane of its packed bytes
-    on CUDA, each plane's decode fused into its own template (H200, 8192 x 8192, 16 rows: INT4
-    40.4 -> 28.0 us, INT2 44.9 -> 34.5). Compiled outside, it keeps one product.
+    INT4, INT2 or E2M1 codes compiled in the block computes one product per plane of its packed
+    bytes on CUDA, each plane's decode fused into its own template (H200, 8192 x 8192, 16 rows:
+    INT4 40.4 -> 28.0 us, INT2 44.9 -> 34.5, E2M1 48.8 -> 35.8). Compiled outside, it keeps one
+    product.
 
     >>> import fpx
     >>> with fpx.nn.cold_cache_tuning(reps=10):

@@ -869,7 +869,7 @@ def test_misaligned_packed_storage_falls_back_to_byte_planes():
 
 
 # ---- by plane (LowBitLinear._plane_products; the route is CUDA's, inside cold_cache_tuning, for
-# per-channel INT4, tested there in test_nn_codegen.py; the arithmetic is checked here) -----------
+# per-channel INT4, INT2 and E2M1, tested there in test_nn_codegen.py; the arithmetic here) -----
 PLANE_FORMATS = [fpx.INT4, fpx.INT2, fpx.INT1, fpx.E2M1]
 
 
