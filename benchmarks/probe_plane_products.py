@@ -82,12 +82,11 @@ def plane_products(x, packed, scale, group_size, left=False):
             w = w * s[:, :, None].expand(-1, -1, group_size).reshape(s.shape[0], half).to(w.dtype)
         return w if left else w.t().contiguous()  # the layout the template reads, as the layer's
 
-    # Each plane's decode in torch's InvokeQuant marker, as the layer's (fpx.nn._invoke_quant):
-    # unmarked, inductor fused neither into its template (twenty-ninth session, 4 kernels).
-    marker = fpx.nn._invoke_quant(low_precision=True) if packed.is_cuda else None
-    tensors = (packed,) if group_size is None else (packed, scale)
-    low, high = (plane(h, *tensors) if marker is None else
-                 marker(lambda *t, h=h: plane(h, *t), *tensors, scheme="fpx.planes") for h in (False, True))
+    # Each plane's decode in torch's InvokeQuant marker on CUDA, as the layer's
+    # (fpx.nn._marked_decode): unmarked, inductor fused neither into its template (twenty-ninth
+    # session, 4 kernels).
+    tensors = [packed] if group_size is None else [packed, scale]
+    low, high = (fpx.nn._marked_decode(lambda *t, h=h: plane(h, *t), tensors, low_precision=True) for h in (False, True))
     if left:
         product = torch.mm(low, x[:, :half].t())
         product = torch.addmm(product, high, x[:, half:].t())
