@@ -1306,7 +1306,8 @@ PLANE_PRODUCT_FORMATS = (INT4, INT2, E2M1)
 # - INT2 (4 planes, 4 templates): 5 rows 46.1 / 36.1, 8 rows 44.6 / 36.2, 12 rows 41.0 / 35.3,
 #   16 rows 44.9 / 34.5, at 4096 x 14336 68.6 / 36.9; 24 rows 48.3 / 49.3 and 32 rows 48.9 /
 #   50.6 on the right, where the left's planes take 41.2 and 40.8.
-# - E2M1: 16 rows 48.8 / 35.8 (5-15 rows taken as INT4's and INT2's window; see RESULTS.md).
+# - E2M1: 12 rows 34.9 (planes), 16 rows 48.8 / 35.8 (5-11 and 13-15 rows taken as INT4's and
+#   INT2's window; see RESULTS.md).
 PLANE_PRODUCTS_RIGHT_ROWS = {INT4: (5, 16), INT2: (5, 16), E2M1: (5, 16)}
 # By format, the rows of x (least, most; None: no limit) the left route ((W @ x.T).T, unsplit,
 # at LEFT_OPERAND_MIN_OUT_FEATURES or more output features) computes by plane, under the left
@@ -1317,9 +1318,10 @@ PLANE_PRODUCTS_RIGHT_ROWS = {INT4: (5, 16), INT2: (5, 16), E2M1: (5, 16)}
 #   34.5 and 34.4, 24 rows 34.3 (planes), 32 rows 46.4 / 34.3, 64 rows 51.4 / 39.8, 128 rows
 #   56.4 / 48.5; at 14336 x 4096, 64 rows 36.9 (planes).
 # - INT2: 17 rows 42.0 (one product about 45), 24 rows 48.3 / 41.2, 32 rows 48.9 / 40.8, 64
-#   rows 50.5 / 46.8.
-# - E2M1: 64 rows 61.9 / 46.5.
-PLANE_PRODUCTS_LEFT_ROWS = {INT4: (17, None), INT2: (17, 64), E2M1: (17, 64)}
+#   rows 50.5 / 46.8, 96 rows 63.0 / 59.4, 128 rows 63.2 / 57.8.
+# - E2M1: 20 rows 39.0 (planes), 64 rows 61.9 / 46.5, 96 rows 72.4 / 54.9, 128 rows 72.3 /
+#   55.1.
+PLANE_PRODUCTS_LEFT_ROWS = {INT4: (17, None), INT2: (17, 128), E2M1: (17, 128)}
 # ... and from this many output features (measured at 4096, 8192 and 14336; at fewer, two
 # launches against one for a product that takes a few microseconds: unmeasured, not taken).
 PLANE_PRODUCTS_MIN_OUT_FEATURES = 4096

@@ -80,10 +80,19 @@ SMALL_BATCH_TILES = {
 # there were these, in this order (64 x 64 x 128 in 5 and 4 stages within 1%, 128 x 64 x 128
 # of 8 warps at 89-92%, 64 x 32 x 128 at 77-79%). Timed at 64 columns (H200, 8192 x 8192: INT2
 # and E2M1 by plane, INT4, INT8, E4M3, each within its spread); 33-63 columns, untimed, take
-# the same tiles (BLOCK_N covers them).
+# the same tiles (BLOCK_N covers them). At 65-128 columns inductor's list ran 20 configs (one
+# too large for an H200's shared memory) per template; its four fastest in every product
+# timed there (INT2 and E2M1 by plane at 96 and 128 rows) were these, in this order (64 x 128
+# x 128 in 4 stages, 128 x 128 x 64 of 8 warps at 84-86%, the two 64 x 64 tiles at 75-77%).
+# Given these, H200, 8192 x 8192, per channel at 96 / 128 rows, us: INT2 59.8 / 58.0 (59.4 /
+# 57.8 before), E2M1 54.6 / 54.4 (54.9 / 55.1), E4M3 38.1 / 39.5 (128 rows 38.7-39.0), INT8
+# 47.3 / 49.7 (49.6), INT4 by plane 49.4 / 48.4 (48.5); INT4 split at 4096 x 14336, 64 rows
+# (128 columns) 51.6 (49.0-50.9, inductor's 64-deep tiles). INT2 at 128 rows after 96 in one
+# process compiled in 63 s (107 before; 27 s alone).
 FEW_COLUMN_TILES = {
     32: ((64, 32, 128, 5, 4), (64, 32, 128, 4, 4), (64, 16, 128, 5, 4), (64, 16, 128, 5, 2)),
     64: ((64, 64, 128, 5, 4), (64, 64, 128, 4, 4), (128, 64, 128, 4, 8), (64, 32, 128, 5, 4)),
+    128: ((64, 128, 128, 4, 4), (128, 128, 64, 5, 8), (64, 64, 128, 5, 4), (64, 64, 64, 3, 8)),
 }
 FEW_COLUMNS = max(FEW_COLUMN_TILES)
 
@@ -481,6 +490,10 @@ def small_batch_tiles(m, n, k) -> tuple:
     (64, 32, 128, 5, 4)
     >>> small_batch_tiles(8192, 64, 8192)[0]
     (64, 64, 128, 5, 4)
+    >>> small_batch_tiles(8192, 96, 8192)[0]
+    (64, 128, 128, 4, 4)
+    >>> small_batch_tiles(8192, 129, 8192)
+    ()
     """
     def block(size):  # the power of 2 that covers size, 16 at least
         return max(16, 1 << (size - 1).bit_length())

@@ -875,15 +875,15 @@ PLANE_FORMATS = [fpx.INT4, fpx.INT2, fpx.INT1, fpx.E2M1]
 
 # The windows the plane products take on CUDA inside cold_cache_tuning (fpx.nn's tables, timed
 # on an H200): right (x @ W.T) from 5 to 16 rows at 4096 or more output features; left ((W @
-# x.T).T) from 17 rows at 8192 or more, INT2 and E2M1 up to the 64 rows measured; INT1 never.
+# x.T).T) from 17 rows at 8192 or more, INT2 and E2M1 up to the 128 rows measured; INT1 never.
 @pytest.mark.parametrize("fmt, left, out_features, by_plane, one_product", [
     (fpx.INT4, False, 4096, [5, 8, 16], [4, 17]),
     (fpx.INT4, True, 8192, [17, 64, 128, 4096], [16]),
     (fpx.INT4, True, 4096, [], [17, 64]),
     (fpx.INT2, False, 8192, [5, 16], [4, 17, 32]),
-    (fpx.INT2, True, 8192, [17, 32, 64], [16, 65, 128]),
+    (fpx.INT2, True, 8192, [17, 32, 64, 128], [16, 129, 256]),
     (fpx.E2M1, False, 4096, [5, 16], [4, 17]),
-    (fpx.E2M1, True, 8192, [17, 64], [16, 65]),
+    (fpx.E2M1, True, 8192, [17, 64, 96, 128], [16, 129]),
     (fpx.E2M1, True, 4096, [], [17, 64]),
     (fpx.INT1, False, 8192, [], [5, 16]),
     (fpx.INT1, True, 8192, [], [17, 64]),

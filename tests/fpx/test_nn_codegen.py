@@ -461,12 +461,16 @@ def test_cuda_forward_per_channel_int4_at_4096_features_splits_k_on_the_left():
     assert tiles and all(block_m >= 64 and block_n <= 2 * rows for block_m, block_n, _ in tiles), tiles
 
 
-# The split product in the 64-deep tiles of inductor's own list (the split's 128 columns are
-# past fpx.tuning.FEW_COLUMNS): benchmarks/probe_left_split.py's split in *four* gave NaN in a
-# 128 x 128 x 64 tile on the H200 (a decode of its own, not the layer's; not investigated).
+# The split product (at 64 rows, 128 columns) in every tile it is given: the 64-deep tiles of
+# inductor's own list (compiled outside cold_cache_tuning) and fpx.tuning.FEW_COLUMN_TILES[128]
+# (inside). benchmarks/probe_left_split.py's split in *four* gave NaN in a 128 x 128 x 64 tile
+# on the H200 (a decode of its own, not the layer's; not investigated).
+SPLIT_LEFT_TILES = [(128, 128, 64, 3, 4), (64, 128, 64, 3, 4), *fpx.tuning.FEW_COLUMN_TILES[128]]
+
+
 @pytest.mark.cuda
-@pytest.mark.parametrize("tile", [(128, 128, 64, 3, 4), (64, 128, 64, 3, 4)], ids=["128x128x64", "64x128x64"])
-def test_cuda_forward_per_channel_int4_split_on_the_left_is_right_in_64_deep_tiles(tile):
+@pytest.mark.parametrize("tile", SPLIT_LEFT_TILES, ids=["x".join(map(str, tile)) for tile in SPLIT_LEFT_TILES])
+def test_cuda_forward_per_channel_int4_split_on_the_left_is_right_in_every_tile_it_is_given(tile):
     def given_tile():
         return fpx.tuning.matmul_template_tiles(lambda m, n, k: (tile,))
     source, _ = compiled_bf16_forward(fpx.INT4, {"group_size": None}, n=4096, k=14336, rows=64, tuning=given_tile)
