@@ -55,6 +55,10 @@ DECODES = {
     "e4m3-g128-float32": "w = (c.to(tl.float8e4nv, bitcast=True).to(tl.float32) * s.to(tl.float32)).to(tl.bfloat16)",
     "int8-pc-bits-f32": "w = ((c.to(tl.int32) ^ 0x4B000080).to(tl.float32, bitcast=True) * 1.0 - 8388736.0).to(tl.bfloat16)",
     "int8-pc-bits-f16": "w = ((c.to(tl.int32) ^ 0x6480).to(tl.int16).to(tl.float16, bitcast=True) - 1152.0).to(tl.bfloat16)",
+    # int8 as 128 + its low seven bits (0x4300 | c & 0x7F) plus -128 or -256 (0xC300 | c & 0x80:
+    # the sign bit on the exponent's lowest bit), both placed in bfloat16 by their bits
+    "int8-pc-two-halves": ("w = ((c.to(tl.int32) & 127) | 17152).to(tl.int16).to(tl.bfloat16, bitcast=True)"
+                           " + ((c.to(tl.int32) & 128) | -15616).to(tl.int16).to(tl.bfloat16, bitcast=True)"),
     "uint8-g128-float32": "w = ((c.to(tl.int32).to(tl.float32) - z.to(tl.float32)) * s.to(tl.float32)).to(tl.bfloat16)",
     "uint8-g128-direct": "w = (c.to(tl.bfloat16) - z.to(tl.bfloat16)) * s",
     "uint8-g128-xor": ("w = ((c ^ 0x80).to(tl.int8, bitcast=True).to(tl.bfloat16)"
