@@ -102,6 +102,11 @@
 #   scales32-why: why the decode with float32 scales stayed unfused (twenty-ninth session: a
 #         decode kernel wrote the bf16 weight, then the template): inductor's fusion log for
 #         INT8 by 128 at 16 rows with float32 scales, its prologue lines counted. About 1 minute.
+#   ktile256: 256-deep K tiles (thirty-second session's counts: 0.25-0.5 fewer instructions per
+#         weight) added to the template's list (--template-configs), each set against the
+#         default list, compiled alone: INT4 and INT8 by 128 at 16 rows (right), INT8 and E4M3
+#         per channel at 64 rows (left). About 5 minutes. Predicted in docs/inductor.md ("K
+#         tiles of 256").
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES, as
 #         FORMAT:M[:GROUP], GROUP 0 per channel; PROFILE_ARGS to profile_linear.py, such as
 #         --template-configs 16x16x128s5w2), then probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
@@ -406,6 +411,12 @@ if [[ $what == encode-check ]]; then
   cuda_tests encode_tests tests/fpx/test_convert_codegen.py tests/fpx/test_encode.py
   TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 150 python3 benchmarks/convert.py > "$OUT/convert.log" 2>&1
   grep -vE "^\s*$|Warning|warn" "$OUT/convert.log" | tail -22
+fi
+if [[ $what == ktile256 ]]; then
+  r="--shapes 8192x8192 --formats INT4,INT8 --m 16" l="--shapes 8192x8192 --group-size 0 --formats INT8,E4M3 --m 64"
+  rt="--template-configs 16x16x128s5w2,16x32x128s5w2,16x64x128s5w4,16x16x256s4w2,16x32x256s4w2,16x64x256s4w4"
+  lt="--template-configs 64x64x128s5w4,64x64x128s4w4,128x64x128s4w8,64x64x256s4w4,64x64x256s3w4,64x32x256s4w4"
+  SWEEP_TIMEOUT=150 SWEEP_JOBS="${KTILE_JOBS:-$r;$r $rt;$l;$l $lt}" bash "$0" sweep
 fi
 if [[ $what == scales32-why ]]; then
   TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TORCH_LOGS="+fusion" timeout 150 python3 benchmarks/linear.py \
