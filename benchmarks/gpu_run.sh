@@ -105,8 +105,8 @@
 #   ktile256: 256-deep K tiles (thirty-second session's counts: 0.25-0.5 fewer instructions per
 #         weight) added to the template's list (--template-configs), each set against the
 #         default list, compiled alone: INT4 and INT8 by 128 at 16 rows (right), INT8 and E4M3
-#         per channel at 64 rows (left). About 5 minutes. Predicted in docs/inductor.md ("K
-#         tiles of 256").
+#         per channel at 64 rows (left), E2M1 and INT2 by plane there. About 8 minutes.
+#         Predicted in docs/inductor.md ("K tiles of 256").
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES, as
 #         FORMAT:M[:GROUP], GROUP 0 per channel; PROFILE_ARGS to profile_linear.py, such as
 #         --template-configs 16x16x128s5w2), then probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
@@ -416,7 +416,8 @@ if [[ $what == ktile256 ]]; then
   r="--shapes 8192x8192 --formats INT4,INT8 --m 16" l="--shapes 8192x8192 --group-size 0 --formats INT8,E4M3 --m 64"
   rt="--template-configs 16x16x128s5w2,16x32x128s5w2,16x64x128s5w4,16x16x256s4w2,16x32x256s4w2,16x64x256s4w4"
   lt="--template-configs 64x64x128s5w4,64x64x128s4w4,128x64x128s4w8,64x64x256s4w4,64x64x256s3w4,64x32x256s4w4"
-  SWEEP_TIMEOUT=150 SWEEP_JOBS="${KTILE_JOBS:-$r;$r $rt;$l;$l $lt}" bash "$0" sweep
+  p="--shapes 8192x8192 --group-size 0 --formats E2M1,INT2 --m 64"  # by plane on the left
+  SWEEP_TIMEOUT=150 SWEEP_JOBS="${KTILE_JOBS:-$r;$r $rt;$l;$l $lt;$p;$p $lt}" bash "$0" sweep
 fi
 if [[ $what == scales32-why ]]; then
   TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TORCH_LOGS="+fusion" timeout 150 python3 benchmarks/linear.py \
