@@ -469,6 +469,17 @@ def test_inside_the_block_the_left_routes_product_of_up_to_64_columns_gets_a_sho
     assert (64, 64, 128) in [c[:3] for c in configs]
 
 
+@pytest.mark.parametrize("n", [65, 96, 128])
+def test_inside_the_block_the_left_routes_product_of_up_to_128_columns_gets_a_short_list(inductors_list, n):
+    # (W @ x.T) at 65-128 rows of x (INT2 and E2M1 by plane, INT8, the 8-bit floats, INT4's
+    # split at 64 rows): inductor's fastest four there instead of its 20 configs per plane
+    with fpx.nn.cold_cache_tuning():
+        configs = template_configs(8192, n=n)
+    assert configs and configs != inductors_list, configs
+    assert all(c[0] in (64, 128) and 64 <= c[1] <= 128 for c in configs), configs
+    assert (64, 128, 128) in [c[:3] for c in configs]
+
+
 def test_inside_the_block_a_symbolic_batch_keeps_inductors_list(inductors_list):
     import sympy
 
@@ -498,6 +509,14 @@ def test_products_of_many_rows_by_up_to_64_columns_get_tiles_of_64_or_128_rows(n
     assert tiles and len(set(tiles)) == len(tiles)
     assert all(bm in (64, 128) and 32 <= bn <= 64 for bm, bn, _, _, _ in tiles), tiles
     assert tiles != fpx.tuning.small_batch_tiles(8192, 32, 8192)
+
+
+@pytest.mark.parametrize("n", [65, 100, 128])
+def test_products_of_many_rows_by_up_to_128_columns_get_their_own_tiles(n):
+    tiles = fpx.tuning.small_batch_tiles(8192, n, 8192)
+    assert tiles and len(set(tiles)) == len(tiles)
+    assert all(bm in (64, 128) and 64 <= bn <= 128 for bm, bn, _, _, _ in tiles), tiles
+    assert tiles != fpx.tuning.small_batch_tiles(8192, 64, 8192)
 
 
 def test_products_of_many_rows_by_more_columns_keep_inductors_tiles():
