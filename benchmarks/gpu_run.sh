@@ -82,10 +82,10 @@
 #         horizontal fusion of the planes' decodes refused, against the layer (PLANES_JOBS), each
 #         job a process with a fresh inductor cache. About 3 minutes. Measured in the
 #         twenty-ninth session (the layer's route since: fpx.nn.LowBitLinear._plane_products).
-#   planes-layer: the layer's plane products past their measured windows (thirty-second
-#         session's plan): INT2 and E2M1 per channel at 96 and 128 rows by plane on the left
-#         (--plane-rows-left 17,128) against one product, E2M1 at 12 and 20 rows (interpolated
-#         so far), each set compiled alone. About 6 minutes. The thirtieth session's failing
+#   planes-layer: the layer's plane products at the edge of their windows: INT2 and E2M1 per
+#         channel at 96 and 128 rows by plane on the left (the default since the thirty-second
+#         session, which measured these) against one product (--plane-rows-left 0), E2M1 at 12
+#         and 20 rows, each set compiled alone. About 6 minutes. The thirtieth session's failing
 #         first cases (CantSplit) are explained in docs/inductor.md ("The 8-row failure,
 #         found"); benchmarks/probe_plane_compile.py logs such fusions.
 #   scales32: linear.py with the layer's scales in float32 (4-byte loads, copied asynchronously
@@ -397,7 +397,7 @@ if [[ $what == planes ]]; then
 fi
 if [[ $what == planes-layer ]]; then
   q="--formats INT2 --group-size 0" e="--formats E2M1 --group-size 0"
-  SWEEP_TIMEOUT=200 SWEEP_JOBS="${PLANES_LAYER_JOBS:-$q --m 96,128 --plane-rows-left 17,128;$q --m 96,128;$e --m 96,128 --plane-rows-left 17,128;$e --m 96,128;$e --m 12,20}" bash "$0" sweep
+  SWEEP_TIMEOUT=200 SWEEP_JOBS="${PLANES_LAYER_JOBS:-$q --m 96,128;$q --m 96,128 --plane-rows-left 0;$e --m 96,128;$e --m 96,128 --plane-rows-left 0;$e --m 12,20}" bash "$0" sweep
 fi
 if [[ $what == scales32 ]]; then
   b="--shapes 8192x8192 --formats INT8,E4M3-G128,INT4 --m 16,64"
