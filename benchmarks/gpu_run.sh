@@ -95,10 +95,12 @@
 #         (thirty-first session; timed there only at 64 columns), where inductor's own list ran
 #         before: INT4 per channel split on the left at 4096 x 14336, 20 / 24 rows (40 / 48
 #         columns; 44.2 / 45.0 us before), INT8 per channel at 48 rows (41.0), E4M3 per channel
-#         at 40 and 48 rows (unmeasured; 32 rows 28.2-30.6). About 3 minutes.
+#         at 40 and 48 rows (unmeasured; 32 rows 28.2-30.6). About 3 minutes. Measured in the
+#         thirty-second session (43.5 / 44.2, 40.8, 32.4 / 32.5 us): kept.
 #   encode-check: fpx.encode's CUDA tests (every 16-bit input, eager and compiled, against the
 #         CPU) and benchmarks/convert.py: the E4M3 encode without its NaN step (thirty-first
-#         session; predicted bfloat16 0.79x -> 0.81-0.84x of clone). About 3 minutes.
+#         session; predicted bfloat16 0.79x -> 0.81-0.84x of clone, measured 0.86x in the
+#         thirty-second). About 3 minutes.
 #   scales32-why: why the decode with float32 scales stayed unfused (twenty-ninth session: a
 #         decode kernel wrote the bf16 weight, then the template): inductor's fusion log for
 #         INT8 by 128 at 16 rows with float32 scales, its prologue lines counted. About 1 minute.
