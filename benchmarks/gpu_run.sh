@@ -109,6 +109,13 @@
 #         default list, compiled alone: INT4 and INT8 by 128 at 16 rows (right), INT8 and E4M3
 #         per channel at 64 rows (left), E2M1 and INT2 by plane there. About 8 minutes.
 #         Predicted in docs/inductor.md ("K tiles of 256").
+#   compile2: a second shape compiled in one process (thirty-second session: INT2 by plane at 128
+#         rows after 96 autotuned 9-13 s per template, alone 0.05; cProfile put it in ptxas runs
+#         of the main process). Hypothesis: the process pool of inductor's async compile is warm
+#         by the second shape, so its precompile goes to the pool's workers, and the benchmark
+#         compiles the choices again in the parent. INT2 at 96,128 rows with inductor's
+#         select_algorithm log at debug level (which pool each choice went to), then the same
+#         with TORCHINDUCTOR_COMPILE_THREADS=1 (no process pool). About 4 minutes.
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES, as
 #         FORMAT:M[:GROUP], GROUP 0 per channel; PROFILE_ARGS to profile_linear.py, such as
 #         --template-configs 16x16x128s5w2), then probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
@@ -420,6 +427,18 @@ if [[ $what == ktile256 ]]; then
   lt="--template-configs 64x64x128s5w4,64x64x128s4w4,128x64x128s4w8,64x64x256s4w4,64x64x256s3w4,64x32x256s4w4"
   p="--shapes 8192x8192 --group-size 0 --formats E2M1,INT2 --m 64"  # by plane on the left
   SWEEP_TIMEOUT=150 SWEEP_JOBS="${KTILE_JOBS:-$r;$r $rt;$l;$l $lt;$p;$p $lt}" bash "$0" sweep
+fi
+if [[ $what == compile2 ]]; then
+  a="--formats INT2 --group-size 0 --shapes 8192x8192 --m 96,128"
+  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TORCH_LOGS="+torch._inductor.select_algorithm" timeout 240 \
+    python3 benchmarks/linear.py $a > "$OUT/compile2_pool.log" 2>&1
+  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TORCHINDUCTOR_COMPILE_THREADS=1 timeout 240 \
+    python3 benchmarks/linear.py $a > "$OUT/compile2_threads1.log" 2>&1
+  for f in pool threads1; do
+    echo "== $f"; grep -E "^ +[0-9]+x[0-9]+ +M=|benchmarking takes" "$OUT/compile2_$f.log" | cut -c1-160
+    grep -oE "Submitted (triton async compile|precompile) for choice|Multithreaded precompilation|Found all [0-9]+ timings" \
+      "$OUT/compile2_$f.log" | sort | uniq -c
+  done
 fi
 if [[ $what == scales32-why ]]; then
   TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TORCH_LOGS="+fusion" timeout 150 python3 benchmarks/linear.py \
