@@ -122,6 +122,8 @@
 set -u
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+# linear.py's result lines (inductor's autotune log prints BLOCK_M= lines by the hundred)
+RESULT_LINE="^ +[0-9]+x[0-9]+ +M="
 what=${1:-all}
 
 summarize_tests() {  # the last line and the failures of DIR/tests_{a,b,c}.log
@@ -390,8 +392,7 @@ if [[ $what == sweep ]]; then
     csv=(); [[ ${SWEEP_CSV:-0} == 1 ]] && csv=(--csv "$OUT/sweep_$i.csv")
     TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${SWEEP_TIMEOUT:-240} python3 benchmarks/linear.py $job \
       "${csv[@]}" > "$OUT/sweep_$i.log" 2>&1
-    # (the layer's result lines; inductor's autotune log prints BLOCK_M= lines by the hundred)
-    echo "== $job"; grep -E "^ +[0-9]+x[0-9]+ +M=|FAILED|copy bandwidth|Error|template:" "$OUT/sweep_$i.log" | cut -c1-220
+    echo "== $job"; grep -E "$RESULT_LINE|FAILED|copy bandwidth|Error|template:" "$OUT/sweep_$i.log" | cut -c1-220
     i=$((i + 1))
   done
 fi
@@ -435,7 +436,7 @@ if [[ $what == compile2 ]]; then
   TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TORCHINDUCTOR_COMPILE_THREADS=1 timeout 240 \
     python3 benchmarks/linear.py $a > "$OUT/compile2_threads1.log" 2>&1
   for f in pool threads1; do
-    echo "== $f"; grep -E "^ +[0-9]+x[0-9]+ +M=|benchmarking takes" "$OUT/compile2_$f.log" | cut -c1-160
+    echo "== $f"; grep -E "$RESULT_LINE|benchmarking takes" "$OUT/compile2_$f.log" | cut -c1-160
     grep -oE "Submitted (triton async compile|precompile) for choice|Multithreaded precompilation|Found all [0-9]+ timings" \
       "$OUT/compile2_$f.log" | sort | uniq -c
   done
@@ -443,7 +444,7 @@ fi
 if [[ $what == scales32-why ]]; then
   TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TORCH_LOGS="+fusion" timeout 150 python3 benchmarks/linear.py \
     --shapes 8192x8192 --formats INT8 --m 16 --scale-dtype float32 > "$OUT/scales32_fusion.log" 2>&1
-  grep -E "^ +[0-9]+x[0-9]+ +M=" "$OUT/scales32_fusion.log" | cut -c1-200
+  grep -E "$RESULT_LINE" "$OUT/scales32_fusion.log" | cut -c1-200
   grep -iE "prologue|template|cannot fuse" "$OUT/scales32_fusion.log" | sed -E 's/[0-9]+/N/g' | sort | uniq -c | sort -rn | head -20 | cut -c1-220
 fi
 if [[ $what == profile ]]; then
