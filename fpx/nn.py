@@ -538,8 +538,9 @@ class LowBitLinear(nn.Module):
         """Whether the compiled matmul path computes this layer's unscaled product at ``rows``
         rows of x, on the route ``left`` says, as one product per plane of its packed bytes
         (:meth:`_plane_products`): codes of :data:`PLANE_PRODUCT_FORMATS` (their per-channel
-        scales on the product, which the caller checks); on the right in the rows of :data:`PLANE_PRODUCTS_RIGHT_ROWS` and from
-        :data:`PLANE_PRODUCTS_MIN_OUT_FEATURES`, on the left in the rows of
+        scales on the product, which the caller checks); on the right in the rows of
+        :data:`PLANE_PRODUCTS_RIGHT_ROWS` and from :data:`PLANE_PRODUCTS_MIN_OUT_FEATURES`, on
+        the left in the rows of
         :data:`PLANE_PRODUCTS_LEFT_ROWS` and from the left route's least output features
         (:data:`LEFT_OPERAND_MIN_OUT_FEATURES`), where the caller then takes the left route,
         unsplit, below that route's own rows; on CUDA, and only where inductor keeps the

@@ -79,8 +79,9 @@ SMALL_BATCH_TILES = {
 # plane of LowBitLinear._plane_products (INT2's four at 64 rows: 125 s), and its four fastest
 # there were these, in this order (64 x 64 x 128 in 5 and 4 stages within 1%, 128 x 64 x 128
 # of 8 warps at 89-92%, 64 x 32 x 128 at 77-79%). Timed at 64 columns (H200, 8192 x 8192: INT2
-# and E2M1 by plane, INT4, INT8, E4M3, each within its spread); 33-63 columns, untimed, take
-# the same tiles (BLOCK_N covers them). At 65-128 columns inductor's list ran 20 configs (one
+# and E2M1 by plane, INT4, INT8, E4M3, each within its spread) and at 40 and 48 (INT4 split at
+# 4096 x 14336, 20 / 24 rows 43.5 / 44.2 us, 44.2 / 45.0 before; INT8 at 48 rows 40.8, 41.0
+# before; E4M3 at 40 / 48 rows 32.4 / 32.5). At 65-128 columns inductor's list ran 20 configs (one
 # too large for an H200's shared memory) per template; its four fastest in every product
 # timed there (INT2 and E2M1 by plane at 96 and 128 rows) were these, in this order (64 x 128
 # x 128 in 4 stages, 128 x 128 x 64 of 8 warps at 84-86%, the two 64 x 64 tiles at 75-77%).
