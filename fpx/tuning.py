@@ -81,7 +81,11 @@ SMALL_BATCH_TILES = {
 # of 8 warps at 89-92%, 64 x 32 x 128 at 77-79%). Timed at 64 columns (H200, 8192 x 8192: INT2
 # and E2M1 by plane, INT4, INT8, E4M3, each within its spread) and at 40 and 48 (INT4 split at
 # 4096 x 14336, 20 / 24 rows 43.5 / 44.2 us, 44.2 / 45.0 before; INT8 at 48 rows 40.8, 41.0
-# before; E4M3 at 40 / 48 rows 32.4 / 32.5). At 65-128 columns inductor's list ran 20 configs (one
+# before; E4M3 at 40 / 48 rows 32.4 / 32.5). The fourth was 64 x 32 x 128 until a tile 256 deep
+# (half the loop's trips, so less address arithmetic and fewer barriers per weight) was timed
+# there, H200, 8192 x 8192, us: INT8 at 64 / 48 rows 42.0 / 40.8 -> 39.3-39.7 / 39.3 (0.92x of
+# bf16 at 64), E2M1 by plane 46.9 -> 45.1-45.7, both in it; INT2 and E4M3 kept 128-deep tiles
+# (47.5-47.8, 32.4-33.5: within their spread). At 65-128 columns inductor's list ran 20 configs (one
 # too large for an H200's shared memory) per template; its four fastest in every product
 # timed there (INT2 and E2M1 by plane at 96 and 128 rows) were these, in this order (64 x 128
 # x 128 in 4 stages, 128 x 128 x 64 of 8 warps at 84-86%, the two 64 x 64 tiles at 75-77%).
@@ -92,7 +96,7 @@ SMALL_BATCH_TILES = {
 # process compiled in 63 s (107 before; 27 s alone).
 FEW_COLUMN_TILES = {
     32: ((64, 32, 128, 5, 4), (64, 32, 128, 4, 4), (64, 16, 128, 5, 4), (64, 16, 128, 5, 2)),
-    64: ((64, 64, 128, 5, 4), (64, 64, 128, 4, 4), (128, 64, 128, 4, 8), (64, 32, 128, 5, 4)),
+    64: ((64, 64, 128, 5, 4), (64, 64, 128, 4, 4), (128, 64, 128, 4, 8), (64, 64, 256, 3, 4)),
     128: ((64, 128, 128, 4, 4), (128, 128, 64, 5, 8), (64, 64, 128, 5, 4), (64, 64, 64, 3, 8)),
 }
 FEW_COLUMNS = max(FEW_COLUMN_TILES)

@@ -477,6 +477,22 @@ def test_cuda_forward_per_channel_int4_split_on_the_left_is_right_in_every_tile_
     assert template_tiles(source) == [tile[:3]], source  # the output was checked against the weight's
 
 
+# The left route at 33-64 columns in every tile of fpx.tuning.FEW_COLUMN_TILES[64], one at a
+# time: INT8 per channel at 64 rows (8192 x 8192 took the 64 x 64 x 256 tile on the H200, the
+# only tile of the layer's lists deeper than 128: a K loop of 32 trips, 3 stages of 64 KiB).
+@pytest.mark.cuda
+@pytest.mark.parametrize("tile", fpx.tuning.FEW_COLUMN_TILES[64],
+                         ids=["x".join(map(str, tile)) for tile in fpx.tuning.FEW_COLUMN_TILES[64]])
+def test_cuda_forward_per_channel_int8_on_the_left_is_right_in_every_64_column_tile(tile):
+    @contextlib.contextmanager
+    def given_tile():  # cold_cache_tuning's decode fusion timed, the tile given alone
+        with fpx.nn.cold_cache_tuning(), fpx.tuning.matmul_template_tiles(lambda m, n, k: (tile,)):
+            yield
+    source, weight_size = compiled_bf16_forward(fpx.INT8, {"group_size": None}, rows=64, tuning=given_tile)
+    assert weight_sized_allocations(source, weight_size) == [], allocations(source)
+    assert template_tiles(source) == [tile[:3]], source  # the output was checked against the weight's
+
+
 # Under 8192 output features, K of 14336: x @ W.T with K split in two
 # (fpx.nn._splits_k_on_the_right; H200, 4096 x 14336, unsplit / split: INT4 by groups of 128 at
 # 16 rows 55.1 / 44.0 us, INT8 per channel at 32 rows 64.5 / 45.9): W.T decoded as (K / 2, 2 N)
