@@ -1185,7 +1185,7 @@ def _channel_scale_after_matmul(device: torch.device) -> bool:
 
 # The fewest rows of x from which codes with per-channel scales multiply as the matmul's left
 # operand on CUDA, by format; formats not listed never do (see _weight_as_left_operand).
-LEFT_OPERAND_MIN_ROWS = {E4M3: 20, E5M2: 24, INT4: 24, INT8: 48}
+LEFT_OPERAND_MIN_ROWS = {E4M3: 20, E5M2: 24, INT4: 24, INT8: 33}
 # ... and the fewest output features (the weight's rows, which the left route's 64-row tiles
 # divide among the GPU's SMs), where measured to matter; other formats: any. INT2 and E2M1
 # take the left route only by plane (PLANE_PRODUCTS_LEFT_ROWS), measured at 8192 output
@@ -1223,7 +1223,12 @@ def _weight_as_left_operand(device: torch.device, fmt, rows, out_features) -> bo
       24 rows 36.6 / 36.3, 32 rows 33.6 / 35.2, 48 rows 46.3 / 41.0, 64 rows 52.6 / 42.2
       (47.0 on the right in another compile), 128 rows 58.6 / 49.6; 14336 x 4096 at 32
       rows 30.7 / 30.6, at 64 rows 45.6 / 34.8. Through float32 (before): 64 rows 51.1 /
-      66.9, 128 rows 66.1 / 54.2, so INT8 went left from 128 rows until then.
+      66.9, 128 rows 66.1 / 54.2, so INT8 went left from 128 rows until then. With the
+      64 x 64 x 256 tile on the left (``fpx.tuning.FEW_COLUMN_TILES[64]``, 2026-12-02): 32
+      rows 39.1 / 34.9, 33 rows 38.9 on the left, 40 rows 44.0 / 38.7 (on the right 33-64
+      rows take 64-row tiles), 48 rows 39.3 and 64 rows 39.3-39.7 on the left (41.0 and
+      42.0 in 128-deep tiles): left from 33 rows. 32 rows stays right: 33.6 / 35.2 in an
+      earlier compile, so the two compiles disagree.
     - E4M3 at 64 rows on the other shapes: 14336 x 4096 41.8 / 38.4, 4096 x 14336 58.2 / 52.7.
     - Not listed: UINT4 (its zero-point in the decode) 59.2 / 78.4 at 64 rows; INT2 51.0 /
       49.4 (within the spread of compiles).

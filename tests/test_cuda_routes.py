@@ -49,7 +49,7 @@ CUDA_ANSWERS = {
     ("fpx.nn", "_decodes_in_x_dtype"): lambda device: True,
     ("fpx.nn", "_weight_as_left_operand"): lambda device, fmt, rows, out_features: (
         (fmt == fpx.E4M3 and rows >= 20) or (fmt == fpx.E5M2 and rows >= 24)
-        or (out_features >= 8192 and ((fmt == fpx.INT4 and rows >= 24) or (fmt == fpx.INT8 and rows >= 48)))
+        or (out_features >= 8192 and ((fmt == fpx.INT4 and rows >= 24) or (fmt == fpx.INT8 and rows >= 33)))
         or (fmt == fpx.INT4 and 16 <= rows <= 64 and 2048 <= out_features < 8192)),
     ("fpx.nn", "_splits_k_on_the_left"): lambda device, fmt, rows, out_features: (
         fmt == fpx.INT4 and 16 <= rows <= 64 and 2048 <= out_features < 8192),
@@ -127,10 +127,10 @@ def test_the_answers_are_the_functions_own_for_a_cuda_device(choice):
         "_patterns_from_buffer_pays_off": ([(1,)], [(2,)]),  # rows
         "_matmul_by_weight_blocks": ([], [()]),  # CPU's choice: CUDA says no
         "_decodes_by_table": ([], [()]),  # CPU's choice in eager: CUDA says no
-        "_weight_as_left_operand": ([(fpx.E4M3, 20, 48), (fpx.E5M2, 24, 4096), (fpx.INT4, 24, 8192), (fpx.INT8, 48, 14336),
+        "_weight_as_left_operand": ([(fpx.E4M3, 20, 48), (fpx.E5M2, 24, 4096), (fpx.INT4, 24, 8192), (fpx.INT8, 33, 14336),
                                      (fpx.INT4, 64, 2048), (fpx.INT4, 16, 8191)],
                                     [(fpx.E4M3, 19, 8192), (fpx.E5M2, 23, 8192), (fpx.INT4, 23, 8192), (fpx.INT4, 65, 4096),
-                                     (fpx.INT4, 15, 4096), (fpx.INT4, 64, 2047), (fpx.INT8, 47, 8192), (fpx.INT8, 128, 4096),
+                                     (fpx.INT4, 15, 4096), (fpx.INT4, 64, 2047), (fpx.INT8, 32, 8192), (fpx.INT8, 128, 4096),
                                      (fpx.UINT4, 64, 8192), (fpx.INT2, 64, 8192), (fpx.E2M1, 64, 8192)]),
         "_splits_k_on_the_left": ([(fpx.INT4, 64, 2048), (fpx.INT4, 16, 8191)],
                                   [(fpx.INT4, 65, 4096), (fpx.INT4, 15, 4096), (fpx.INT4, 64, 8192), (fpx.INT4, 64, 2047),
