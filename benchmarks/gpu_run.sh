@@ -109,6 +109,12 @@
 #         default list, compiled alone: INT4 and INT8 by 128 at 16 rows (right), INT8 and E4M3
 #         per channel at 64 rows (left), E2M1 and INT2 by plane there. About 8 minutes.
 #         Predicted in docs/inductor.md ("K tiles of 256").
+#   ktile256-more: the 256-deep tiles where the thirty-third session did not time them, each set
+#         compiled alone: INT4 and INT8 by 128 at 64 rows (right) with inductor-style 64-row tiles
+#         and with 64 x 32 x 256 and 64 x 64 x 256 added; INT8 per channel at 32 rows on each
+#         route (its compiles disagreed: right 33.6 / 39.1, left 35.2 / 34.9); INT8 per channel
+#         and E2M1 by plane at 128 rows (left) with 64 x 128 x 256 and 128 x 128 x 128 added.
+#         About 6 minutes. Predicted in docs/inductor.md ("K tiles of 256").
 #   compile2: a second shape compiled in one process (thirty-second session: INT2 by plane at 128
 #         rows after 96 autotuned 9-13 s per template, alone 0.05; cProfile put it in ptxas runs
 #         of the main process). Hypothesis: the process pool of inductor's async compile is warm
@@ -428,6 +434,13 @@ if [[ $what == ktile256 ]]; then
   lt="--template-configs 64x64x128s5w4,64x64x128s4w4,128x64x128s4w8,64x64x256s4w4,64x64x256s3w4,64x32x256s4w4"
   p="--shapes 8192x8192 --group-size 0 --formats E2M1,INT2 --m 64"  # by plane on the left
   SWEEP_TIMEOUT=150 SWEEP_JOBS="${KTILE_JOBS:-$r;$r $rt;$l;$l $lt;$p;$p $lt}" bash "$0" sweep
+fi
+if [[ $what == ktile256-more ]]; then
+  r="--shapes 8192x8192 --formats INT4,INT8 --m 64" c="--shapes 8192x8192 --group-size 0 --formats INT8 --m 32"
+  rt="--template-configs 64x32x128s5w4,64x32x64s5w2,64x16x128s5w4,64x64x128s5w4,64x32x256s4w4,64x64x256s3w4"
+  l="--shapes 8192x8192 --group-size 0 --formats INT8,E2M1 --m 128"
+  lt="--template-configs 64x128x128s4w4,128x128x64s5w8,64x64x128s5w4,64x64x64s3w8,64x128x256s2w4,128x128x128s3w8"
+  SWEEP_TIMEOUT=150 SWEEP_JOBS="${KTILE_MORE_JOBS:-$r;$r $rt;$c --weight-left 1;$c --weight-left 0;$l;$l $lt}" bash "$0" sweep
 fi
 if [[ $what == compile2 ]]; then
   a="--formats INT2 --group-size 0 --shapes 8192x8192 --m 96,128"
