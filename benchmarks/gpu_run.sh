@@ -121,7 +121,10 @@
 #         by the second shape, so its precompile goes to the pool's workers, and the benchmark
 #         compiles the choices again in the parent. INT2 at 96,128 rows with inductor's
 #         select_algorithm log at debug level (which pool each choice went to), then the same
-#         with TORCHINDUCTOR_COMPILE_THREADS=1 (no process pool). About 4 minutes.
+#         with TORCHINDUCTOR_COMPILE_THREADS=1 (no process pool), then with the pool but the
+#         template's choices precompiled in threads (linear.py --template-precompile-in-threads,
+#         the candidate fix). Predicted: the second shape's "benchmarking takes" 9-13 s per
+#         template with the pool, under 0.5 s in the other two. About 6 minutes.
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES, as
 #         FORMAT:M[:GROUP], GROUP 0 per channel; PROFILE_ARGS to profile_linear.py, such as
 #         --template-configs 16x16x128s5w2), then probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
@@ -448,7 +451,9 @@ if [[ $what == compile2 ]]; then
     python3 benchmarks/linear.py $a > "$OUT/compile2_pool.log" 2>&1
   TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TORCHINDUCTOR_COMPILE_THREADS=1 timeout 240 \
     python3 benchmarks/linear.py $a > "$OUT/compile2_threads1.log" 2>&1
-  for f in pool threads1; do
+  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TORCH_LOGS="+torch._inductor.select_algorithm" timeout 240 \
+    python3 benchmarks/linear.py $a --template-precompile-in-threads > "$OUT/compile2_in_threads.log" 2>&1
+  for f in pool threads1 in_threads; do
     echo "== $f"; grep -E "$RESULT_LINE|benchmarking takes" "$OUT/compile2_$f.log" | cut -c1-160
     grep -oE "Submitted (triton async compile|precompile) for choice|Multithreaded precompilation|Found all [0-9]+ timings" \
       "$OUT/compile2_$f.log" | sort | uniq -c
