@@ -115,7 +115,8 @@
 #         route (its compiles disagreed: right 33.6 / 39.1, left 35.2 / 34.9); INT8 per channel
 #         and E2M1 by plane at 128 rows (left) with 64 x 128 x 256 and 128 x 128 x 128 added;
 #         first INT4 and INT8 by 128 at 16 rows in 16 x 16 x 256 (3 stages: 4 programs of 2 warps
-#         per SM, as 16 x 16 x 128 runs), alone and added to the 16-row list. About 7 minutes. Predicted in docs/inductor.md ("K tiles of 256").
+#         per SM, as 16 x 16 x 128 runs), alone and added to the 16-row list, the fusion
+#         benchmark's time for each tile printed (--log-fusion-timings). About 7 minutes. Predicted in docs/inductor.md ("K tiles of 256").
 #   compile2: a second shape compiled in one process (thirty-second session: INT2 by plane at 128
 #         rows after 96 autotuned 9-13 s per template, alone 0.05; cProfile put it in ptxas runs
 #         of the main process). Hypothesis: the process pool of inductor's async compile is warm
@@ -402,7 +403,7 @@ if [[ $what == sweep ]]; then
     csv=(); [[ ${SWEEP_CSV:-0} == 1 ]] && csv=(--csv "$OUT/sweep_$i.csv")
     TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout ${SWEEP_TIMEOUT:-240} python3 benchmarks/linear.py $job \
       "${csv[@]}" > "$OUT/sweep_$i.log" 2>&1
-    echo "== $job"; grep -E "$RESULT_LINE|FAILED|copy bandwidth|Error|template:" "$OUT/sweep_$i.log" | cut -c1-220
+    echo "== $job"; grep -E "$RESULT_LINE|FAILED|copy bandwidth|Error|template:|^# fusion timing" "$OUT/sweep_$i.log" | cut -c1-220
     i=$((i + 1))
   done
 fi
@@ -446,7 +447,7 @@ if [[ $what == ktile256-more ]]; then
   lt="--template-configs 64x128x128s4w4,128x128x64s5w8,64x64x128s5w4,64x64x64s3w8,64x128x256s2w4,128x128x128s3w8"
   q="--shapes 8192x8192 --formats INT4,INT8 --m 16"
   qt="--template-configs 16x16x128s5w2,16x16x64s6w1,16x32x128s5w2,16x64x128s5w4,16x16x256s3w2"
-  SWEEP_TIMEOUT=150 SWEEP_JOBS="${KTILE_MORE_JOBS:-$q --template-configs 16x16x256s3w2;$q $qt;$r;$r $rt;$c --weight-left 1;$c --weight-left 0;$l;$l $lt}" bash "$0" sweep
+  SWEEP_TIMEOUT=150 SWEEP_JOBS="${KTILE_MORE_JOBS:-$q --template-configs 16x16x256s3w2;$q $qt --log-fusion-timings;$r;$r $rt;$c --weight-left 1;$c --weight-left 0;$l;$l $lt}" bash "$0" sweep
 fi
 if [[ $what == compile2 ]]; then
   a="--formats INT2 --group-size 0 --shapes 8192x8192 --m 96,128"
