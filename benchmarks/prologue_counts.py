@@ -11,6 +11,7 @@ bfloat16 in one conversion").
 
     python benchmarks/prologue_counts.py                      # every decode below, three tiles
     python benchmarks/prologue_counts.py --decodes int8-pc-direct e4m3-pc --tiles 16x64x128w4
+    python benchmarks/prologue_counts.py --decodes int4-g128 --tiles 16x16x128w2 16x16x256w2s3  # stages
     python benchmarks/prologue_counts.py --scale-layouts rows groups   # scales (N, K/128) or (K/128, N)
     python benchmarks/prologue_counts.py --left --tiles 64x16x128w4 64x64x128w4   # the left route
     python benchmarks/prologue_counts.py --left --decodes int8-g128-direct --scale-layouts rows groups
@@ -23,6 +24,7 @@ import argparse
 import collections
 import os
 import re
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -244,18 +246,46 @@ def template_source(decode: str, block_m: int, block_n: int, block_k: int, code:
     return _kernel_source(TEMPLATE, loads, decode, block_m, block_n, block_k, float32_scales)
 
 
-def k_loop_counts(source: str, warps: int, stages: int) -> collections.Counter:
-    """Opcode counts of one trip of the K loop of ``source`` compiled for sm_90a (one thread's)."""
-    rows, loops = sass_offline._rows_and_loops(sass_offline.sass(source, {}, num_warps=warps, num_stages=stages))
+def k_loop_counts(source: str, warps: int, stages: int) -> tuple[collections.Counter, int]:
+    """(opcode counts of one trip of the K loop of ``source`` compiled for sm_90a, one thread's;
+    the kernel's registers per thread)."""
+    cubin = sass_offline.compile_cubin(source, {}, num_warps=warps, num_stages=stages)
+    dump = lambda flag: subprocess.run([sass_offline._cuobjdump(), flag, cubin], capture_output=True,  # noqa: E731
+                                       text=True, check=True).stdout
+    rows, loops = sass_offline._rows_and_loops(dump("--dump-sass"))
     first, last = max(loops, key=lambda loop: loop[1] - loop[0])  # the K loop: the longest
-    return collections.Counter(op for _, _, op in rows[first : last + 1] if op != "NOP")
+    registers = int(re.search(r"REG:(\d+)", dump("--dump-resource-usage")).group(1))
+    return collections.Counter(op for _, _, op in rows[first : last + 1] if op != "NOP"), registers
+
+
+# An H100 / H200 SM: what bounds the programs resident on it at once.
+SM_SHARED_BYTES, SM_REGISTERS, SM_MAX_WARPS, SM_MAX_PROGRAMS, SMS = 228 * 1024, 65536, 64, 32, 132
+
+
+def warps_per_sm(programs: int, warps: int, registers: int, shared_bytes: int) -> tuple[int, int]:
+    """(programs resident per SM, warps per SM) of a grid of ``programs`` spread over SMS SMs:
+    the fewest of what shared memory (inductor's estimate: the stages' A and B blocks, plus 1 KiB
+    that the driver reserves per program), registers (allocated per warp in units of 256),
+    the warp limit and the program limit allow, and no more than the grid fills.
+
+    >>> warps_per_sm(512, 2, 80, 5 * 8192)   # INT4 by 128, 16 x 16 x 128 in 5 stages, 16 rows
+    (4, 8)
+    >>> warps_per_sm(256, 2, 168, 4 * 24576)  # ... in 16 x 32 x 256, 4 stages: half the warps
+    (2, 4)
+    """
+    per_warp_registers = -(-registers * 32 // 256) * 256
+    fits = min(SM_SHARED_BYTES // (shared_bytes + 1024), SM_REGISTERS // (per_warp_registers * warps),
+               SM_MAX_WARPS // warps, SM_MAX_PROGRAMS)
+    resident = min(fits, -(-programs // SMS))
+    return resident, resident * warps
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--decodes", nargs="*", default=list(DECODES), choices=list(DECODES))
     parser.add_argument("--tiles", nargs="*", default=["16x16x128w2", "16x32x128w2", "16x64x128w4"],
-                        help="BLOCK_M x BLOCK_N x BLOCK_K and warps (5 stages)")
+                        help="BLOCK_M x BLOCK_N x BLOCK_K, warps and optionally stages (5 unless given), "
+                             "e.g. 16x16x256w2s3")
     parser.add_argument("--left", action="store_true",
                         help="the left route's template ((W @ x.T).T: the decoded weight the left operand, "
                              "8192 x 64; byte codes, scales counted though the layer's left route has none); "
@@ -267,11 +297,18 @@ def main():
                         help="scales and zero-points stored (N, K / 128) (rows, today's) or (K / 128, N) "
                              "(groups: tried in the layer, slower, removed)")
     args = parser.parse_args()
-    print(f"{'decode':>20} {'scales':>6} {'tile':>12} {'instr/weight':>12} {'I2F/weight':>10} {'LDG':>4} {'STS':>4}"
-          "  top opcodes")
+    # regs: per thread; warps/SM: resident at 8192 x 8192 (the right at BLOCK_M rows of x, the
+    # left at BLOCK_N), see warps_per_sm
+    print(f"{'decode':>20} {'scales':>6} {'tile':>14} {'instr/weight':>12} {'I2F/weight':>10} {'LDG':>4} {'STS':>4}"
+          f" {'regs':>4} {'warps/SM':>8}  top opcodes")
     for tile in args.tiles:
-        sizes, warps = tile.split("w")
-        block_m, block_n, block_k = (int(v) for v in sizes.split("x"))
+        found = re.fullmatch(r"(\d+)x(\d+)x(\d+)w(\d+)(?:s(\d+))?", tile)
+        if found is None:
+            parser.error(f"--tiles takes BMxBNxBKwW[sS], e.g. 16x16x256w2s3, got {tile!r}")
+        block_m, block_n, block_k, warps = (int(v) for v in found.groups()[:4])
+        stages = int(found.group(5) or 5)
+        programs = (8192 // block_m) if args.left else (8192 // block_n)
+        shared_bytes = stages * 2 * (block_m * block_k + block_k * block_n)
         for name in args.decodes:
             if args.left and (_reads(DECODES[name], "z") or name in CODE_OF):
                 continue  # byte codes without zero-points on the left
@@ -286,13 +323,14 @@ def main():
                     source = template_source(DECODES[name], block_m, block_n, block_k, CODE_OF.get(name, CODE),
                                              **layouts)
                     tile_weights = block_k * block_n
-                body = k_loop_counts(source, int(warps), 5)
-                weights_per_thread = tile_weights / (32 * int(warps))
+                body, registers = k_loop_counts(source, warps, stages)
+                weights_per_thread = tile_weights / (32 * warps)
                 per_weight, i2f = sum(body.values()) / weights_per_thread, body["I2F"] / weights_per_thread
                 top = ", ".join(f"{op} {n}" for op, n in body.most_common(6))
+                _, warps_on_sm = warps_per_sm(programs, warps, registers, shared_bytes)
                 # LDG: loads outside the async copy; STS: the decoded tile stored to shared memory
-                print(f"{name:>20} {layout:>6} {tile:>12} {per_weight:>12.2f} {i2f:>10.2f} {body['LDG']:>4} "
-                      f"{body['STS']:>4}  {top}", flush=True)
+                print(f"{name:>20} {layout:>6} {tile:>14} {per_weight:>12.2f} {i2f:>10.2f} {body['LDG']:>4} "
+                      f"{body['STS']:>4} {registers:>4} {warps_on_sm:>8}  {top}", flush=True)
 
 
 if __name__ == "__main__":
