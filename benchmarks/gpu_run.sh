@@ -114,8 +114,9 @@
 #         and with 64 x 32 x 256 and 64 x 64 x 256 added; INT8 per channel at 32 rows on each
 #         route (its compiles disagreed: right 33.6 / 39.1, left 35.2 / 34.9); INT8 per channel
 #         and E2M1 by plane at 128 rows (left) with 64 x 128 x 256 and 128 x 128 x 128 added;
-#         first INT4 and INT8 by 128 at 16 rows in 16 x 16 x 256 (3 stages: 4 programs of 2 warps
-#         per SM, as 16 x 16 x 128 runs), alone and added to the 16-row list, the fusion
+#         first INT4 and INT8 by 128 at 16 rows in 16 x 16 x 256 (4 stages: 512 programs, 8 warps
+#         per SM as in 16 x 16 x 128; ktile256's list had it, and the fusion benchmark ranked
+#         16 x 32 x 256 above it for INT4), alone and added to the 16-row list, the fusion
 #         benchmark's time for each tile printed (--log-fusion-timings). About 7 minutes. Predicted in docs/inductor.md ("K tiles of 256").
 #   compile2: a second shape compiled in one process (thirty-second session: INT2 by plane at 128
 #         rows after 96 autotuned 9-13 s per template, alone 0.05; cProfile put it in ptxas runs
@@ -446,8 +447,8 @@ if [[ $what == ktile256-more ]]; then
   l="--shapes 8192x8192 --group-size 0 --formats INT8,E2M1 --m 128"
   lt="--template-configs 64x128x128s4w4,128x128x64s5w8,64x64x128s5w4,64x64x64s3w8,64x128x256s2w4,128x128x128s3w8"
   q="--shapes 8192x8192 --formats INT4,INT8 --m 16"
-  qt="--template-configs 16x16x128s5w2,16x16x64s6w1,16x32x128s5w2,16x64x128s5w4,16x16x256s3w2"
-  SWEEP_TIMEOUT=150 SWEEP_JOBS="${KTILE_MORE_JOBS:-$q --template-configs 16x16x256s3w2;$q $qt --log-fusion-timings;$r;$r $rt;$c --weight-left 1;$c --weight-left 0;$l;$l $lt}" bash "$0" sweep
+  qt="--template-configs 16x16x128s5w2,16x16x64s6w1,16x32x128s5w2,16x64x128s5w4,16x16x256s4w2"
+  SWEEP_TIMEOUT=150 SWEEP_JOBS="${KTILE_MORE_JOBS:-$q --template-configs 16x16x256s4w2;$q $qt --log-fusion-timings;$r;$r $rt;$c --weight-left 1;$c --weight-left 0;$l;$l $lt}" bash "$0" sweep
 fi
 if [[ $what == compile2 ]]; then
   a="--formats INT2 --group-size 0 --shapes 8192x8192 --m 96,128"

@@ -246,16 +246,16 @@ def template_source(decode: str, block_m: int, block_n: int, block_k: int, code:
     return _kernel_source(TEMPLATE, loads, decode, block_m, block_n, block_k, float32_scales)
 
 
-def k_loop_counts(source: str, warps: int, stages: int) -> tuple[collections.Counter, int]:
+def k_loop_counts(source: str, warps: int, stages: int) -> tuple[collections.Counter, int, int]:
     """(opcode counts of one trip of the K loop of ``source`` compiled for sm_90a, one thread's;
-    the kernel's registers per thread)."""
-    cubin = sass_offline.compile_cubin(source, {}, num_warps=warps, num_stages=stages)
+    the kernel's registers per thread; its shared memory per program, in bytes)."""
+    cubin, shared_bytes = sass_offline.compile_kernel(source, {}, num_warps=warps, num_stages=stages)
     dump = lambda flag: subprocess.run([sass_offline._cuobjdump(), flag, cubin], capture_output=True,  # noqa: E731
                                        text=True, check=True).stdout
     rows, loops = sass_offline._rows_and_loops(dump("--dump-sass"))
     first, last = max(loops, key=lambda loop: loop[1] - loop[0])  # the K loop: the longest
     registers = int(re.search(r"REG:(\d+)", dump("--dump-resource-usage")).group(1))
-    return collections.Counter(op for _, _, op in rows[first : last + 1] if op != "NOP"), registers
+    return collections.Counter(op for _, _, op in rows[first : last + 1] if op != "NOP"), registers, shared_bytes
 
 
 # An H100 / H200 SM: what bounds the programs resident on it at once.
@@ -264,9 +264,9 @@ SM_SHARED_BYTES, SM_REGISTERS, SM_MAX_WARPS, SM_MAX_PROGRAMS, SMS = 228 * 1024, 
 
 def warps_per_sm(programs: int, warps: int, registers: int, shared_bytes: int) -> tuple[int, int]:
     """(programs resident per SM, warps per SM) of a grid of ``programs`` spread over SMS SMs:
-    the fewest of what shared memory (inductor's estimate: the stages' A and B blocks, plus 1 KiB
-    that the driver reserves per program), registers (allocated per warp in units of 256),
-    the warp limit and the program limit allow, and no more than the grid fills.
+    the fewest of what shared memory (``shared_bytes`` per program, plus 1 KiB that the driver
+    reserves per program), registers (allocated per warp in units of 256), the warp limit and
+    the program limit allow, and no more than the grid fills.
 
     >>> warps_per_sm(512, 2, 80, 5 * 8192)   # INT4 by 128, 16 x 16 x 128 in 5 stages, 16 rows
     (4, 8)
@@ -297,10 +297,10 @@ def main():
                         help="scales and zero-points stored (N, K / 128) (rows, today's) or (K / 128, N) "
                              "(groups: tried in the layer, slower, removed)")
     args = parser.parse_args()
-    # regs: per thread; warps/SM: resident at 8192 x 8192 (the right at BLOCK_M rows of x, the
-    # left at BLOCK_N), see warps_per_sm
+    # regs: per thread; smem: KiB per program (Triton's); warps/SM: resident at 8192 x 8192 (the
+    # right at BLOCK_M rows of x, the left at BLOCK_N), see warps_per_sm
     print(f"{'decode':>20} {'scales':>6} {'tile':>14} {'instr/weight':>12} {'I2F/weight':>10} {'LDG':>4} {'STS':>4}"
-          f" {'regs':>4} {'warps/SM':>8}  top opcodes")
+          f" {'regs':>4} {'smem':>5} {'warps/SM':>8}  top opcodes")
     for tile in args.tiles:
         found = re.fullmatch(r"(\d+)x(\d+)x(\d+)w(\d+)(?:s(\d+))?", tile)
         if found is None:
@@ -308,7 +308,6 @@ def main():
         block_m, block_n, block_k, warps = (int(v) for v in found.groups()[:4])
         stages = int(found.group(5) or 5)
         programs = (8192 // block_m) if args.left else (8192 // block_n)
-        shared_bytes = stages * 2 * (block_m * block_k + block_k * block_n)
         for name in args.decodes:
             if args.left and (_reads(DECODES[name], "z") or name in CODE_OF):
                 continue  # byte codes without zero-points on the left
@@ -323,14 +322,14 @@ def main():
                     source = template_source(DECODES[name], block_m, block_n, block_k, CODE_OF.get(name, CODE),
                                              **layouts)
                     tile_weights = block_k * block_n
-                body, registers = k_loop_counts(source, warps, stages)
+                body, registers, shared_bytes = k_loop_counts(source, warps, stages)
                 weights_per_thread = tile_weights / (32 * warps)
                 per_weight, i2f = sum(body.values()) / weights_per_thread, body["I2F"] / weights_per_thread
                 top = ", ".join(f"{op} {n}" for op, n in body.most_common(6))
                 _, warps_on_sm = warps_per_sm(programs, warps, registers, shared_bytes)
                 # LDG: loads outside the async copy; STS: the decoded tile stored to shared memory
                 print(f"{name:>20} {layout:>6} {tile:>14} {per_weight:>12.2f} {i2f:>10.2f} {body['LDG']:>4} "
-                      f"{body['STS']:>4} {registers:>4} {warps_on_sm:>8}  {top}", flush=True)
+                      f"{body['STS']:>4} {registers:>4} {shared_bytes / 1024:>5.0f} {warps_on_sm:>8}  {top}", flush=True)
 
 
 if __name__ == "__main__":

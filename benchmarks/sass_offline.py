@@ -150,6 +150,12 @@ def sass(source: str, constexprs: dict, num_warps: int = 4, num_stages: int = 1)
 
 def compile_cubin(source: str, constexprs: dict, num_warps: int = 4, num_stages: int = 1) -> str:
     """The path of the cubin of the Triton kernel in inductor's ``source``, compiled for sm_90a."""
+    return compile_kernel(source, constexprs, num_warps, num_stages)[0]
+
+
+def compile_kernel(source: str, constexprs: dict, num_warps: int = 4, num_stages: int = 1) -> tuple[str, int]:
+    """(the path of the cubin of the Triton kernel in inductor's ``source``, compiled for sm_90a;
+    the shared memory a program of it takes, in bytes, as Triton's compile reports it)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -180,7 +186,7 @@ def compile_cubin(source: str, constexprs: dict, num_warps: int = 4, num_stages:
     cubin = os.path.join(folder, "kernel.cubin")
     with open(cubin, "wb") as handle:
         handle.write(compiled.asm["cubin"])
-    return cubin
+    return cubin, int(compiled.metadata.shared)
 
 
 def opcodes(sass_text: str) -> collections.Counter:
