@@ -126,8 +126,10 @@
 #         select_algorithm log at debug level (which pool each choice went to), then the same
 #         with TORCHINDUCTOR_COMPILE_THREADS=1 (no process pool), then with the pool but the
 #         template's choices precompiled in threads (linear.py --template-precompile-in-threads,
-#         the candidate fix). Predicted: the second shape's "benchmarking takes" 9-13 s per
-#         template with the pool, under 0.5 s in the other two. About 6 minutes.
+#         the candidate fix). Predicted: "benchmarking takes" 5-13 s per template with the
+#         pool once the pool is up (the second shape's, and likely the first shape's later
+#         planes: INT2 after E2M1 took 4.9-5.5 s on all four), under 0.5 s in the other two;
+#         INT2's compile at 96 rows 31-37 s -> under 25 with the fix. About 6 minutes.
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES, as
 #         FORMAT:M[:GROUP], GROUP 0 per channel; PROFILE_ARGS to profile_linear.py, such as
 #         --template-configs 16x16x128s5w2), then probe_linear.py's PROBE_VARIANTS at PROBE_M rows.

@@ -297,10 +297,11 @@ def main():
                         help="scales and zero-points stored (N, K / 128) (rows, today's) or (K / 128, N) "
                              "(groups: tried in the layer, slower, removed)")
     args = parser.parse_args()
-    # regs: per thread; smem: KiB per program (Triton's); warps/SM: resident at 8192 x 8192 (the
-    # right at BLOCK_M rows of x, the left at BLOCK_N), see warps_per_sm
+    # regs: per thread; smem: KiB per program (Triton's); programs and warps/SM (resident, on
+    # an SM that has any): at 8192 x 8192, the right at BLOCK_M rows of x, the left at BLOCK_N
+    # (see warps_per_sm; SMS SMs)
     print(f"{'decode':>20} {'scales':>6} {'tile':>14} {'instr/weight':>12} {'I2F/weight':>10} {'LDG':>4} {'STS':>4}"
-          f" {'regs':>4} {'smem':>5} {'warps/SM':>8}  top opcodes")
+          f" {'regs':>4} {'smem':>5} {'programs':>8} {'warps/SM':>8}  top opcodes")
     for tile in args.tiles:
         found = re.fullmatch(r"(\d+)x(\d+)x(\d+)w(\d+)(?:s(\d+))?", tile)
         if found is None:
@@ -329,7 +330,8 @@ def main():
                 _, warps_on_sm = warps_per_sm(programs, warps, registers, shared_bytes)
                 # LDG: loads outside the async copy; STS: the decoded tile stored to shared memory
                 print(f"{name:>20} {layout:>6} {tile:>14} {per_weight:>12.2f} {i2f:>10.2f} {body['LDG']:>4} "
-                      f"{body['STS']:>4} {registers:>4} {shared_bytes / 1024:>5.0f} {warps_on_sm:>8}  {top}", flush=True)
+                      f"{body['STS']:>4} {registers:>4} {shared_bytes / 1024:>5.0f} {programs:>8} {warps_on_sm:>8}  {top}",
+                      flush=True)
 
 
 if __name__ == "__main__":
