@@ -250,8 +250,10 @@ def k_loop_counts(source: str, warps: int, stages: int) -> tuple[collections.Cou
     """(opcode counts of one trip of the K loop of ``source`` compiled for sm_90a, one thread's;
     the kernel's registers per thread; its shared memory per program, in bytes)."""
     cubin, shared_bytes = sass_offline.compile_kernel(source, {}, num_warps=warps, num_stages=stages)
-    dump = lambda flag: subprocess.run([sass_offline._cuobjdump(), flag, cubin], capture_output=True,  # noqa: E731
-                                       text=True, check=True).stdout
+
+    def dump(flag):
+        return subprocess.run([sass_offline._cuobjdump(), flag, cubin], capture_output=True, text=True,
+                              check=True).stdout
     rows, loops = sass_offline._rows_and_loops(dump("--dump-sass"))
     first, last = max(loops, key=lambda loop: loop[1] - loop[0])  # the K loop: the longest
     registers = int(re.search(r"REG:(\d+)", dump("--dump-resource-usage")).group(1))
@@ -268,9 +270,9 @@ def warps_per_sm(programs: int, warps: int, registers: int, shared_bytes: int) -
     reserves per program), registers (allocated per warp in units of 256), the warp limit and
     the program limit allow, and no more than the grid fills.
 
-    >>> warps_per_sm(512, 2, 80, 5 * 8192)   # INT4 by 128, 16 x 16 x 128 in 5 stages, 16 rows
+    >>> warps_per_sm(512, 2, 80, 28 * 1024)   # INT4 by 128, 16 x 16 x 128 in 5 stages, 16 rows
     (4, 8)
-    >>> warps_per_sm(256, 2, 168, 4 * 24576)  # ... in 16 x 32 x 256, 4 stages: half the warps
+    >>> warps_per_sm(256, 2, 167, 64 * 1024)  # ... in 16 x 32 x 256, 4 stages: half the grid
     (2, 4)
     """
     per_warp_registers = -(-registers * 32 // 256) * 256
