@@ -180,11 +180,8 @@ def logged_fusion_timings():
                 source = handle.read()
         except (OSError, TypeError):
             source = ""
-        tile = "x".join(next(iter(re.findall(rf"{b}\s*:\s*tl\.constexpr\s*=\s*(\d+)", source)), "?")
-                        for b in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
-        warps, stages = (next(iter(re.findall(rf"{f}=(\d+)", source)), "?") for f in ("num_warps", "num_stages"))
         kind = "template" if "triton_heuristics.template" in source else "kernel"
-        print(f"# fusion timing {ms * 1e3:9.2f} us  {kind} {tile} s{stages} w{warps}  {os.path.basename(str(path))}",
+        print(f"# fusion timing {ms * 1e3:9.2f} us  {kind} {tile_of(source, source)}  {os.path.basename(str(path))}",
               flush=True)
         return ms, path
 
@@ -407,12 +404,17 @@ def template_config_of(source):
                       source, re.S | re.M)
     if found is None:
         return ""
-    header, body = found.group(1), found.group(3)
+    return f"template: {tile_of(found.group(1), found.group(3))}"
+
+
+def tile_of(header, body):
+    """'BMxBNxBK sS wW' of a Triton template kernel: its launch header's stages and warps, its
+    body's block sizes ('?' for any not found)."""
     warps = re.search(r"num_warps=(\d+)", header)
     stages = re.search(r"num_stages=(\d+)", header)
     blocks = [re.search(rf"{b}\s*:\s*tl\.constexpr\s*=\s*(\d+)", body) for b in ("BLOCK_M", "BLOCK_N", "BLOCK_K")]
     sizes = "x".join(b.group(1) if b else "?" for b in blocks)
-    return f"template: {sizes} s{stages.group(1) if stages else '?'} w{warps.group(1) if warps else '?'}"
+    return f"{sizes} s{stages.group(1) if stages else '?'} w{warps.group(1) if warps else '?'}"
 
 
 def tinygemm_seconds(x, n, k, group_size):
