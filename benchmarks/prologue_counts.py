@@ -24,7 +24,6 @@ import argparse
 import collections
 import os
 import re
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -250,13 +249,9 @@ def k_loop_counts(source: str, warps: int, stages: int) -> tuple[collections.Cou
     """(opcode counts of one trip of the K loop of ``source`` compiled for sm_90a, one thread's;
     the kernel's registers per thread; its shared memory per program, in bytes)."""
     cubin, shared_bytes = sass_offline.compile_kernel(source, {}, num_warps=warps, num_stages=stages)
-
-    def dump(flag):
-        return subprocess.run([sass_offline._cuobjdump(), flag, cubin], capture_output=True, text=True,
-                              check=True).stdout
-    rows, loops = sass_offline._rows_and_loops(dump("--dump-sass"))
+    rows, loops = sass_offline._rows_and_loops(sass_offline.sass_of(cubin))
     first, last = max(loops, key=lambda loop: loop[1] - loop[0])  # the K loop: the longest
-    registers = int(re.search(r"REG:(\d+)", dump("--dump-resource-usage")).group(1))
+    registers, _ = sass_offline.resource_usage(cubin)
     return collections.Counter(op for _, _, op in rows[first : last + 1] if op != "NOP"), registers, shared_bytes
 
 

@@ -144,8 +144,20 @@ def triton_sources(fn, *args) -> list[tuple[str, str]]:
 
 def sass(source: str, constexprs: dict, num_warps: int = 4, num_stages: int = 1) -> str:
     """The SASS of the Triton kernel in inductor's ``source``, compiled for sm_90a."""
-    cubin = compile_cubin(source, constexprs, num_warps, num_stages)
+    return sass_of(compile_cubin(source, constexprs, num_warps, num_stages))
+
+
+def sass_of(cubin: str) -> str:
+    """The SASS listing of the cubin at ``cubin``."""
     return subprocess.run([_cuobjdump(), "--dump-sass", cubin], capture_output=True, text=True, check=True).stdout
+
+
+def resource_usage(cubin: str) -> tuple[int, int]:
+    """(registers per thread, stack bytes per thread: where spilled registers live) of the
+    kernel in the cubin at ``cubin``."""
+    usage = subprocess.run([_cuobjdump(), "--dump-resource-usage", cubin], capture_output=True, text=True,
+                           check=True).stdout
+    return int(re.search(r"REG:(\d+)", usage).group(1)), int(re.search(r"STACK:(\d+)", usage).group(1))
 
 
 def compile_cubin(source: str, constexprs: dict, num_warps: int = 4, num_stages: int = 1) -> str:
@@ -382,10 +394,7 @@ def _spill_rows(args):
                         start = time.perf_counter()
                         cubin = compile_cubin(source, {"XBLOCK": xblock, "R0_BLOCK": r0_block}, num_warps=warps)
                         seconds = time.perf_counter() - start
-                        usage = subprocess.run([_cuobjdump(), "--dump-resource-usage", cubin], capture_output=True,
-                                               text=True, check=True).stdout
-                        regs = int(re.search(r"REG:(\d+)", usage).group(1))
-                        stack = int(re.search(r"STACK:(\d+)", usage).group(1))  # spilled registers live here
+                        regs, stack = resource_usage(cubin)
                         print(f"{name:>7} {xblock:>6} {r0_block:>4} {warps:>5} {values:>6.0f} {'try' if allowed else 'skip':>5} "
                               f"{regs:>4} {stack:>6} {seconds:>9.1f}", flush=True)
 
