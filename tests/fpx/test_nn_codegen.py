@@ -468,12 +468,21 @@ def test_cuda_forward_per_channel_int4_at_4096_features_splits_k_on_the_left():
 SPLIT_LEFT_TILES = [(128, 128, 64, 3, 4), (64, 128, 64, 3, 4), *fpx.tuning.FEW_COLUMN_TILES[128]]
 
 
+def only_tile(tile, within=contextlib.nullcontext):
+    """A tuning scope for compiled_bf16_forward: ``within()``, the matmul template given ``tile``
+    alone inside it."""
+    @contextlib.contextmanager
+    def scope():
+        with within(), fpx.tuning.matmul_template_tiles(lambda m, n, k: (tile,)):
+            yield
+    return scope
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("tile", SPLIT_LEFT_TILES, ids=["x".join(map(str, tile)) for tile in SPLIT_LEFT_TILES])
 def test_cuda_forward_per_channel_int4_split_on_the_left_is_right_in_every_tile_it_is_given(tile):
-    def given_tile():
-        return fpx.tuning.matmul_template_tiles(lambda m, n, k: (tile,))
-    source, _ = compiled_bf16_forward(fpx.INT4, {"group_size": None}, n=4096, k=14336, rows=64, tuning=given_tile)
+    source, _ = compiled_bf16_forward(fpx.INT4, {"group_size": None}, n=4096, k=14336, rows=64,
+                                      tuning=only_tile(tile))
     assert template_tiles(source) == [tile[:3]], source  # the output was checked against the weight's
 
 
@@ -484,11 +493,9 @@ def test_cuda_forward_per_channel_int4_split_on_the_left_is_right_in_every_tile_
 @pytest.mark.parametrize("tile", fpx.tuning.FEW_COLUMN_TILES[64],
                          ids=["x".join(map(str, tile)) for tile in fpx.tuning.FEW_COLUMN_TILES[64]])
 def test_cuda_forward_per_channel_int8_on_the_left_is_right_in_every_64_column_tile(tile):
-    @contextlib.contextmanager
-    def given_tile():  # cold_cache_tuning's decode fusion timed, the tile given alone
-        with fpx.nn.cold_cache_tuning(), fpx.tuning.matmul_template_tiles(lambda m, n, k: (tile,)):
-            yield
-    source, weight_size = compiled_bf16_forward(fpx.INT8, {"group_size": None}, rows=64, tuning=given_tile)
+    # cold_cache_tuning's decode fusion timed, the tile given alone
+    source, weight_size = compiled_bf16_forward(fpx.INT8, {"group_size": None}, rows=64,
+                                                tuning=only_tile(tile, within=fpx.nn.cold_cache_tuning))
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert template_tiles(source) == [tile[:3]], source  # the output was checked against the weight's
 
