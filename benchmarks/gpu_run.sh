@@ -117,7 +117,8 @@
 #         first INT4 and INT8 by 128 at 16 rows in 16 x 16 x 256 (4 stages: 512 programs, 8 warps
 #         per SM as in 16 x 16 x 128; ktile256's list had it, and the fusion benchmark ranked
 #         16 x 32 x 256 above it for INT4), alone and added to the 16-row list, the fusion
-#         benchmark's time for each tile printed (--log-fusion-timings). About 7 minutes. Predicted in docs/inductor.md ("K tiles of 256").
+#         benchmark's time for each tile printed (--log-fusion-timings). About 7 minutes.
+#         Predicted in docs/inductor.md ("K tiles of 256").
 #   compile2: a second shape compiled in one process (thirty-second session: INT2 by plane at 128
 #         rows after 96 autotuned 9-13 s per template, alone 0.05; cProfile put it in ptxas runs
 #         of the main process). Hypothesis: the process pool of inductor's async compile is warm
