@@ -541,9 +541,9 @@ class LowBitLinear(nn.Module):
         scales on the product, which the caller checks); on the right in the rows of
         :data:`PLANE_PRODUCTS_RIGHT_ROWS` and from :data:`PLANE_PRODUCTS_MIN_OUT_FEATURES`, on
         the left in the rows of :data:`PLANE_PRODUCTS_LEFT_ROWS` and from the left route's
-        least output features (:data:`LEFT_OPERAND_MIN_OUT_FEATURES`), where the caller then takes the left route,
-        unsplit, below that route's own rows; on CUDA, and only where inductor keeps the
-        planes' decodes apart, which it does inside :func:`cold_cache_tuning`
+        least output features (:data:`LEFT_OPERAND_MIN_OUT_FEATURES`), where the caller then
+        takes the left route, unsplit, below that route's own rows; on CUDA, and only where
+        inductor keeps the planes' decodes apart, which it does inside :func:`cold_cache_tuning`
         (:func:`fpx.tuning.marked_decodes_kept_apart`), asked while the layer is traced (no
         guard: a model compiled inside the block keeps its graph outside it)."""
         if left:
