@@ -454,14 +454,19 @@ if [[ $what == ktile256-more ]]; then
   SWEEP_TIMEOUT=150 SWEEP_JOBS="${KTILE_MORE_JOBS:-$q --template-configs 16x16x256s4w2;$q $qt --log-fusion-timings;$r;$r $rt;$c --weight-left 1;$c --weight-left 0;$l;$l $lt}" bash "$0" sweep
 fi
 if [[ $what == compile2 ]]; then
+  # COMPILE2_VARIANTS picks some of the three runs (each up to 200 s), to keep a call short.
   a="--formats INT2 --group-size 0 --shapes 8192x8192 --m 96,128"
-  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TORCH_LOGS="+torch._inductor.select_algorithm" timeout 240 \
-    python3 benchmarks/linear.py $a > "$OUT/compile2_pool.log" 2>&1
-  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TORCHINDUCTOR_COMPILE_THREADS=1 timeout 240 \
-    python3 benchmarks/linear.py $a > "$OUT/compile2_threads1.log" 2>&1
-  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TORCH_LOGS="+torch._inductor.select_algorithm" timeout 240 \
-    python3 benchmarks/linear.py $a --template-precompile-in-threads > "$OUT/compile2_in_threads.log" 2>&1
-  for f in pool threads1 in_threads; do
+  for f in ${COMPILE2_VARIANTS:-pool threads1 in_threads}; do
+    case $f in
+      pool) env=(TORCH_LOGS="+torch._inductor.select_algorithm") extra=() ;;
+      threads1) env=(TORCHINDUCTOR_COMPILE_THREADS=1) extra=() ;;
+      in_threads) env=(TORCH_LOGS="+torch._inductor.select_algorithm") extra=(--template-precompile-in-threads) ;;
+      *) echo "compile2: unknown variant $f" >&2; exit 2 ;;
+    esac
+    env TORCHINDUCTOR_CACHE_DIR="$(mktemp -d)" "${env[@]}" timeout 200 \
+      python3 benchmarks/linear.py $a "${extra[@]}" > "$OUT/compile2_$f.log" 2>&1
+  done
+  for f in ${COMPILE2_VARIANTS:-pool threads1 in_threads}; do
     echo "== $f"; grep -E "$RESULT_LINE|benchmarking takes" "$OUT/compile2_$f.log" | cut -c1-160
     grep -oE "Submitted (triton async compile|precompile) for choice|Multithreaded precompilation|Found all [0-9]+ timings" \
       "$OUT/compile2_$f.log" | sort | uniq -c
