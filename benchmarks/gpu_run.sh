@@ -402,6 +402,12 @@ if [[ $what == sweep ]]; then
   IFS=';' read -ra sweep_jobs <<< "${SWEEP_JOBS:---shapes 8192x8192 --formats INT4 --m 64}"
   # Numbered after the logs already there, so a second sweep in one call keeps the first's.
   i=$(ls "$OUT"/sweep_*.log 2>/dev/null | wc -l)
+  # SWEEP_PICK ("1,3"): only those jobs of the list (1-based), to split a long sweep over calls.
+  if [[ -n ${SWEEP_PICK:-} ]]; then
+    picked=(); IFS=',' read -ra picks <<< "$SWEEP_PICK"
+    for n in "${picks[@]}"; do picked+=("${sweep_jobs[$((n - 1))]}"); done
+    sweep_jobs=("${picked[@]}")
+  fi
   for job in "${sweep_jobs[@]}"; do
     # A CSV per job only with SWEEP_CSV=1: at most 8 files come back from a call.
     csv=(); [[ ${SWEEP_CSV:-0} == 1 ]] && csv=(--csv "$OUT/sweep_$i.csv")
