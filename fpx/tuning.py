@@ -65,10 +65,15 @@ MAX_VALUES_PER_THREAD = 64
 # then a 64 x 128 x 128 template: INT4 93.9 us); 128-row tiles fuse it (INT4 79.4 us in 128 x
 # 64 x 128 with 8 warps, INT2 78.3, E2M1 78.1, INT8 74.1), and their best plain config (46.1 us
 # warm) beats inductor's (48.9). Past 128 rows the decode written once is amortized: inductor's.
+# At 64 rows the second tile was 64 x 32 x 64 of 2 warps (last of the four in every fusion
+# timing logged, 96-100 us against 65-74 for E2M1 and INT3) until 64 x 64 x 256 in 3 stages
+# (half the K loop's trips) took its place: H200, 8192 x 8192, by groups of 128, 64 rows,
+# us: INT8 54.0 -> 45.4-45.6 (0.70x -> 0.83x bf16; predicted 50-52), INT4 54.5 / 54.3-54.5,
+# E2M1 61.4 / 61.9, INT3 67.9 / 67.9 (they keep their tiles).
 SMALL_BATCH_TILES = {
     16: ((16, 16, 128, 5, 2), (16, 16, 64, 6, 1), (16, 32, 128, 5, 2), (16, 64, 128, 5, 4)),
     32: ((32, 16, 128, 5, 2), (32, 32, 128, 5, 2), (32, 32, 128, 5, 4), (32, 64, 128, 5, 4)),
-    64: ((64, 32, 128, 5, 4), (64, 32, 64, 5, 2), (64, 16, 128, 5, 4), (64, 64, 128, 5, 4)),
+    64: ((64, 32, 128, 5, 4), (64, 64, 256, 3, 4), (64, 16, 128, 5, 4), (64, 64, 128, 5, 4)),
     128: ((128, 64, 128, 4, 8), (128, 32, 128, 5, 4), (128, 32, 128, 4, 8), (128, 16, 128, 5, 4)),
 }
 # ... and for a product of more than 128 rows by at most FEW_COLUMNS columns: LowBitLinear's
@@ -213,6 +218,43 @@ def cold_cache_tuning(reps: int = REPS, max_values_per_thread: int | None = MAX_
         stack.enter_context(_wider_programs_after_descent())
         stack.enter_context(matmul_template_tiles(small_batch_tiles))
         stack.enter_context(marked_decodes_kept_apart())
+        stack.enter_context(template_choices_precompiled_here())
+        yield
+
+
+@contextlib.contextmanager
+def template_choices_precompiled_here():
+    """Within the block, inductor precompiles the matmul template's candidate tiles in threads
+    of this process, as it does before its pool of compile workers is up, never in that pool.
+
+    Why: once the pool is up (``AsyncCompile.use_process_pool()`` turns true when its first job
+    is done), inductor sends each candidate's Triton source to a worker, and the benchmark
+    that follows loads each candidate in this process and compiles it again, one at a time. So
+    every template but a process's first few paid a serial compile of its four tiles. H200,
+    INT2 per channel at 8192 x 8192 (four products, one per plane), 96 then 128 rows in one
+    process, the second shape: each template's "benchmarking" 9.9-11.6 s -> 0.04 s, its
+    compile 65.3 -> 20.6 s (the first shape's 27-28 s either way; the same kernels, 57.6 us).
+    Where this torch has no such precompile step, the block runs unchanged.
+
+    >>> import fpx
+    >>> with fpx.tuning.template_choices_precompiled_here():
+    ...     pass
+    """
+    try:
+        from torch._inductor import async_compile, select_algorithm
+        selector = select_algorithm.AlgorithmSelectorCache
+        original = selector.make_precompile_fn
+        async_compile.AsyncCompile.use_process_pool
+    except (ImportError, AttributeError):
+        yield  # another torch: its own precompile
+        return
+
+    def in_threads(self, *args, **kwargs):
+        # The choices are submitted before make_precompile_fn returns (it waits on them later).
+        with _patched(async_compile.AsyncCompile, "use_process_pool", classmethod(lambda cls: False)):
+            return original(self, *args, **kwargs)
+
+    with _patched(selector, "make_precompile_fn", in_threads):
         yield
 
 
@@ -544,6 +586,10 @@ def matmul_template_tiles(tiles_for):
                 return
             shared_memory = _shared_memory_per_block()
             fitted = {fit_stages(tile, kwargs.get("dtype_size", 0), shared_memory): None for tile in tiles}
+            fitted.pop(None, None)
+            if not fitted:  # none fits this device: inductor's list, which it prunes itself
+                yield from configs(m, n, k, *args, **kwargs)
+                return
             for bm, bn, bk, stages, warps in fitted:
                 yield heuristic.triton_config(stages, warps, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
                                               hint_override=None, GROUP_M=8)
@@ -553,21 +599,26 @@ def matmul_template_tiles(tiles_for):
         yield
 
 
-def fit_stages(tile, dtype_size: int, shared_memory: int | None) -> tuple:
+def fit_stages(tile, dtype_size: int, shared_memory: int | None) -> tuple | None:
     """``tile`` (BLOCK_M, BLOCK_N, BLOCK_K, stages, warps) with as many of its stages as fit in
-    ``shared_memory`` bytes per program, one at least, by inductor's estimate (each stage holds
-    a BLOCK_M x BLOCK_K and a BLOCK_K x BLOCK_N block of ``dtype_size`` bytes, plus 128 bytes).
-    Unchanged where either is unknown (0 or None).
+    ``shared_memory`` bytes per program, by inductor's estimate (each stage holds a BLOCK_M x
+    BLOCK_K and a BLOCK_K x BLOCK_N block of ``dtype_size`` bytes, plus 128 bytes); None where
+    not even one stage fits (inductor drops such configs of its own list too). Unchanged where
+    either is unknown (0 or None).
 
     >>> fit_stages((64, 64, 128, 5, 4), 2, 232448)  # bfloat16 on an H100 / H200: 160 KiB fits
     (64, 64, 128, 5, 4)
     >>> fit_stages((64, 64, 128, 5, 4), 4, 232448)  # float32: 64 KiB a stage
     (64, 64, 128, 3, 4)
+    >>> fit_stages((64, 64, 256, 3, 4), 4, 101376) is None  # 128 KiB a stage in 99 KiB
+    True
     """
     bm, bn, bk, stages, warps = tile
     if dtype_size and shared_memory:
         per_stage = dtype_size * (bm * bk + bk * bn)
-        stages = max(1, min(stages, (shared_memory - 128) // per_stage))
+        stages = min(stages, (shared_memory - 128) // per_stage)
+        if stages < 1:
+            return None
     return bm, bn, bk, stages, warps
 
 

@@ -500,6 +500,53 @@ def test_cuda_forward_per_channel_int8_on_the_left_is_right_in_every_64_column_t
     assert template_tiles(source) == [tile[:3]], source  # the output was checked against the weight's
 
 
+# The right route's 256-deep tile at 33-64 rows (fpx.tuning.SMALL_BATCH_TILES[64]; INT8 by
+# groups of 128 at 64 rows, 8192 x 8192, drew it on the H200: 54.0 -> 45.4 us): the decode with
+# its group scales fused into it, two groups per K step.
+@pytest.mark.cuda
+def test_cuda_forward_int8_by_groups_at_64_rows_is_fused_and_right_in_the_256_deep_tile():
+    tile = (64, 64, 256, 3, 4)
+    assert tile in fpx.tuning.SMALL_BATCH_TILES[64]
+    source, weight_size = compiled_bf16_forward(fpx.INT8, {"group_size": 128}, rows=64,
+                                                tuning=only_tile(tile, within=fpx.nn.cold_cache_tuning))
+    assert weight_sized_allocations(source, weight_size) == [], allocations(source)
+    assert kernel_count(source, "cuda") == 1, source
+    assert template_tiles(source) == [tile[:3]], source
+
+
+# With inductor's pool of compile workers up, a template's choices went to the workers and the
+# benchmark compiled each again here, one at a time (fpx.tuning.template_choices_precompiled_here;
+# H200, INT2 per channel at 128 rows after 96 in one process: 65.3 -> 20.6 s). The pool's
+# answer forced true: inside cold_cache_tuning the choices are still precompiled in threads.
+@pytest.mark.cuda
+def test_cuda_template_choices_are_precompiled_in_threads_with_the_worker_pool_up(monkeypatch):
+    import logging
+
+    from torch._inductor import async_compile
+
+    class Lines(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.DEBUG)
+            self.lines = []
+
+        def emit(self, record):
+            self.lines.append(record.getMessage())
+
+    logger, lines = logging.getLogger("torch._inductor.select_algorithm"), Lines()
+    monkeypatch.setattr(async_compile.AsyncCompile, "use_process_pool", classmethod(lambda cls: True))
+    level = logger.level
+    logger.setLevel(logging.DEBUG)  # (setLevel, not the attribute: loggers cache isEnabledFor)
+    logger.addHandler(lines)
+    try:
+        with torch._inductor.config.patch(force_disable_caches=True):  # tuned here, not found in a cache
+            compiled_bf16_forward(fpx.INT4, {"group_size": 128}, n=1536, k=2560, rows=16, tuning=fpx.nn.cold_cache_tuning)
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+    submitted = [line for line in lines.lines if line.startswith("Submitted")]
+    assert submitted and all(line.startswith("Submitted precompile for choice") for line in submitted), submitted
+
+
 # Under 8192 output features, K of 14336: x @ W.T with K split in two
 # (fpx.nn._splits_k_on_the_right; H200, 4096 x 14336, unsplit / split: INT4 by groups of 128 at
 # 16 rows 55.1 / 44.0 us, INT8 per channel at 32 rows 64.5 / 45.9): W.T decoded as (K / 2, 2 N)

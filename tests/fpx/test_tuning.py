@@ -545,12 +545,21 @@ def test_inside_the_block_narrow_tiles_keep_the_stages_that_fit_in_shared_memory
     monkeypatch.setattr(fpx.tuning, "_shared_memory_per_block", lambda: available)
     with fpx.nn.cold_cache_tuning():
         configs = template_configs(64, dtype_size=dtype_size)
-    wanted = {(bm, bn, bk, warps) for bm, bn, bk, _, warps in fpx.tuning.small_batch_tiles(64, 8192, 8192)}
+    wanted = {(bm, bn, bk, warps) for bm, bn, bk, _, warps in fpx.tuning.small_batch_tiles(64, 8192, 8192)
+              if dtype_size * (bm * bk + bk * bn) + 128 <= available}  # one stage fits, or it is dropped
+    assert len(wanted) == (3 if dtype_size == 4 else 4)  # float32's 64 x 64 x 256: 128 KiB a stage
     assert {(bm, bn, bk, warps) for bm, bn, bk, _, warps in configs} == wanted
     for bm, bn, bk, stages, _ in configs:
         per_stage = dtype_size * (bm * bk + bk * bn)
         assert stages * per_stage + 128 <= available  # fits
         assert stages == 5 or (stages + 1) * per_stage + 128 > available  # and no stage more would
+
+
+def test_where_no_given_tile_fits_inductors_own_list_is_kept(inductors_list, monkeypatch):
+    monkeypatch.setattr(fpx.tuning, "_shared_memory_per_block", lambda: 1024)  # not one stage of any
+    with fpx.nn.cold_cache_tuning():
+        configs = template_configs(64)
+    assert configs == inductors_list
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"], ids=["for-cpu", "for-gpu"])  # run on CPU too
@@ -657,3 +666,31 @@ def test_the_answer_is_taken_while_tracing_with_no_guard():
     assert torch.equal(compiled(x), x + 1)
     assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
     torch._dynamo.reset()
+
+
+def test_template_choices_are_precompiled_in_threads_inside_the_block_only(monkeypatch):
+    # Inductor sends a template's choices to its compile workers where use_process_pool() is
+    # true (its pool up) and then compiles each again in this process to benchmark it; inside
+    # the block the choices are submitted with use_process_pool() false: threads here. The
+    # pool's answer elsewhere is left alone.
+    from torch._inductor import async_compile, select_algorithm
+
+    seen = []
+
+    def recording_precompile_fn(self, choices, name, *args, **kwargs):
+        seen.append((name, async_compile.AsyncCompile.use_process_pool()))
+        return lambda: {}
+
+    monkeypatch.setattr(select_algorithm.AlgorithmSelectorCache, "make_precompile_fn", recording_precompile_fn)
+    monkeypatch.setattr(async_compile.AsyncCompile, "use_process_pool", classmethod(lambda cls: True))
+    selector = select_algorithm.AlgorithmSelectorCache()
+    with fpx.nn.cold_cache_tuning():
+        assert async_compile.AsyncCompile.use_process_pool()  # outside the precompile step: the pool
+        selector.make_precompile_fn([], "inside", "key")
+        with pytest.raises(RuntimeError, match="raised"):
+            with fpx.tuning.template_choices_precompiled_here():  # nested, then an error
+                raise RuntimeError("raised")
+        selector.make_precompile_fn([], "inside again", "key")
+    selector.make_precompile_fn([], "outside", "key")
+    assert seen == [("inside", False), ("inside again", False), ("outside", True)]
+    assert async_compile.AsyncCompile.use_process_pool()
