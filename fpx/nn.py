@@ -1184,7 +1184,7 @@ def _channel_scale_after_matmul(device: torch.device) -> bool:
 
 # The fewest rows of x from which codes with per-channel scales multiply as the matmul's left
 # operand on CUDA, by format; formats not listed never do (see _weight_as_left_operand).
-LEFT_OPERAND_MIN_ROWS = {E4M3: 20, E5M2: 24, INT4: 24, INT8: 33}
+LEFT_OPERAND_MIN_ROWS = {E4M3: 20, E5M2: 24, INT4: 24, INT8: 24}
 # ... and the fewest output features (the weight's rows, which the left route's 64-row tiles
 # divide among the GPU's SMs), where measured to matter; other formats: any. INT2 and E2M1
 # take the left route only by plane (PLANE_PRODUCTS_LEFT_ROWS), measured at 8192 output
@@ -1226,8 +1226,12 @@ def _weight_as_left_operand(device: torch.device, fmt, rows, out_features) -> bo
       64 x 64 x 256 tile on the left (``fpx.tuning.FEW_COLUMN_TILES[64]``, 2026-12-02): 32
       rows 39.1 / 34.9, 33 rows 38.9 on the left, 40 rows 44.0 / 38.7 (on the right 33-64
       rows take 64-row tiles), 48 rows 39.3 and 64 rows 39.3-39.7 on the left (41.0 and
-      42.0 in 128-deep tiles): left from 33 rows. 32 rows stays right: 33.6 / 35.2 in an
-      earlier compile, so the two compiles disagree.
+      42.0 in 128-deep tiles): left from 33 rows. 32 rows stayed right: 33.6 / 35.2 in an
+      earlier compile, so the two compiles disagreed. A third (thirty-fourth session): 17 rows
+      34.1 / 36.8, 20 rows 34.1 / 36.5 (the right in 32 x 32 x 128), 24 rows 40.9 / 36.4 and 32
+      rows 39.1 / 35.1 (the right in 32 x 64 x 128, which its tuning drew in 3 of the 4
+      compiles timed at 24-32 rows): left from 24 rows, where it runs 35-36.5 in every compile
+      and the right 33.6-40.9.
     - E4M3 at 64 rows on the other shapes: 14336 x 4096 41.8 / 38.4, 4096 x 14336 58.2 / 52.7.
     - Not listed: UINT4 (its zero-point in the decode) 59.2 / 78.4 at 64 rows; INT2 51.0 /
       49.4 (within the spread of compiles).

@@ -49,7 +49,7 @@ CUDA_ANSWERS = {
     ("fpx.nn", "_decodes_in_x_dtype"): lambda device: True,
     ("fpx.nn", "_weight_as_left_operand"): lambda device, fmt, rows, out_features: (
         (fmt == fpx.E4M3 and rows >= 20) or (fmt == fpx.E5M2 and rows >= 24)
-        or (out_features >= 8192 and ((fmt == fpx.INT4 and rows >= 24) or (fmt == fpx.INT8 and rows >= 33)))
+        or (out_features >= 8192 and ((fmt == fpx.INT4 and rows >= 24) or (fmt == fpx.INT8 and rows >= 24)))
         or (fmt == fpx.INT4 and 16 <= rows <= 64 and 2048 <= out_features < 8192)),
     ("fpx.nn", "_splits_k_on_the_left"): lambda device, fmt, rows, out_features: (
         fmt == fpx.INT4 and 16 <= rows <= 64 and 2048 <= out_features < 8192),
@@ -127,10 +127,10 @@ def test_the_answers_are_the_functions_own_for_a_cuda_device(choice):
         "_patterns_from_buffer_pays_off": ([(1,)], [(2,)]),  # rows
         "_matmul_by_weight_blocks": ([], [()]),  # CPU's choice: CUDA says no
         "_decodes_by_table": ([], [()]),  # CPU's choice in eager: CUDA says no
-        "_weight_as_left_operand": ([(fpx.E4M3, 20, 48), (fpx.E5M2, 24, 4096), (fpx.INT4, 24, 8192), (fpx.INT8, 33, 14336),
+        "_weight_as_left_operand": ([(fpx.E4M3, 20, 48), (fpx.E5M2, 24, 4096), (fpx.INT4, 24, 8192), (fpx.INT8, 24, 14336),
                                      (fpx.INT4, 64, 2048), (fpx.INT4, 16, 8191)],
                                     [(fpx.E4M3, 19, 8192), (fpx.E5M2, 23, 8192), (fpx.INT4, 23, 8192), (fpx.INT4, 65, 4096),
-                                     (fpx.INT4, 15, 4096), (fpx.INT4, 64, 2047), (fpx.INT8, 32, 8192), (fpx.INT8, 128, 4096),
+                                     (fpx.INT4, 15, 4096), (fpx.INT4, 64, 2047), (fpx.INT8, 23, 8192), (fpx.INT8, 128, 4096),
                                      (fpx.UINT4, 64, 8192), (fpx.INT2, 64, 8192), (fpx.E2M1, 64, 8192)]),
         "_splits_k_on_the_left": ([(fpx.INT4, 64, 2048), (fpx.INT4, 16, 8191)],
                                   [(fpx.INT4, 65, 4096), (fpx.INT4, 15, 4096), (fpx.INT4, 64, 8192), (fpx.INT4, 64, 2047),
@@ -242,9 +242,10 @@ def test_low_bit_linear_compiled(fmt, kwargs):
 # (2 N, K / 2), x as a view (2 M, K / 2), the product's two diagonal blocks summed).
 @pytest.mark.parametrize("fmt, dtype, splits", [(fpx.E4M3, torch.float32, 1), (fpx.E4M3, torch.bfloat16, 1),
                                                 (fpx.E5M2, torch.bfloat16, 1), (fpx.INT4, torch.bfloat16, 1),
-                                                (fpx.INT4, torch.bfloat16, 2), (fpx.INT4, torch.float32, 2)],
-                         ids=["E4M3-float32", "E4M3-bfloat16", "E5M2-bfloat16", "INT4-bfloat16", "INT4-bfloat16-split",
-                              "INT4-float32-split"])
+                                                (fpx.INT8, torch.bfloat16, 1), (fpx.INT4, torch.bfloat16, 2),
+                                                (fpx.INT4, torch.float32, 2)],
+                         ids=["E4M3-float32", "E4M3-bfloat16", "E5M2-bfloat16", "INT4-bfloat16", "INT8-bfloat16",
+                              "INT4-bfloat16-split", "INT4-float32-split"])
 def test_low_bit_linear_compiled_with_the_weight_on_the_left(fmt, dtype, splits):
     torch.manual_seed(0)
     out_features = max(48, fpx.nn.LEFT_OPERAND_MIN_OUT_FEATURES.get(fmt, 0))
