@@ -119,18 +119,15 @@
 #         16 x 32 x 256 above it for INT4), alone and added to the 16-row list, the fusion
 #         benchmark's time for each tile printed (--log-fusion-timings). About 7 minutes.
 #         Predicted in docs/inductor.md ("K tiles of 256").
-#   compile2: a second shape compiled in one process (thirty-second session: INT2 by plane at 128
-#         rows after 96 autotuned 9-13 s per template, alone 0.05; cProfile put it in ptxas runs
-#         of the main process). Hypothesis: the process pool of inductor's async compile is warm
-#         by the second shape, so its precompile goes to the pool's workers, and the benchmark
-#         compiles the choices again in the parent. INT2 at 96,128 rows with inductor's
-#         select_algorithm log at debug level (which pool each choice went to), then the same
-#         with TORCHINDUCTOR_COMPILE_THREADS=1 (no process pool), then with the pool but the
-#         template's choices precompiled in threads (linear.py --template-precompile-in-threads,
-#         the candidate fix). Predicted: "benchmarking takes" 5-13 s per template with the
-#         pool once the pool is up (the second shape's, and likely the first shape's later
-#         planes: INT2 after E2M1 took 4.9-5.5 s on all four), under 0.5 s in the other two;
-#         INT2's compile at 96 rows 31-37 s -> under 25 with the fix. About 6 minutes.
+#   compile2: a second shape compiled in one process: INT2 per channel at 96,128 rows, with
+#         inductor's select_algorithm log at debug level (which pool each choice went to).
+#         Variants (COMPILE2_VARIANTS): pool (the template's choices sent to the compile workers
+#         once their pool is up, linear.py --template-precompile-in-pool: as before the
+#         thirty-fourth session), threads1 (TORCHINDUCTOR_COMPILE_THREADS=1, no pool),
+#         in_threads (the package's default, fpx.tuning.template_choices_precompiled_here).
+#         Thirty-fourth session, H200: pool "benchmarking takes" 9.9-11.6 s per template of the
+#         second shape, its compile 65.3 s; in_threads 0.04 s, 20.6 s (predicted 5-13 s / under
+#         0.5 s). About 2 minutes a variant.
 #   profile: Nsight Compute (--set full) on the compiled layer's kernels (PROFILE_CASES, as
 #         FORMAT:M[:GROUP], GROUP 0 per channel; PROFILE_ARGS to profile_linear.py, such as
 #         --template-configs 16x16x128s5w2), then probe_linear.py's PROBE_VARIANTS at PROBE_M rows.
@@ -464,9 +461,9 @@ if [[ $what == compile2 ]]; then
   a="--formats INT2 --group-size 0 --shapes 8192x8192 --m 96,128"
   for f in ${COMPILE2_VARIANTS:-pool threads1 in_threads}; do
     case $f in
-      pool) env=(TORCH_LOGS="+torch._inductor.select_algorithm") extra=() ;;
+      pool) env=(TORCH_LOGS="+torch._inductor.select_algorithm") extra=(--template-precompile-in-pool) ;;
       threads1) env=(TORCHINDUCTOR_COMPILE_THREADS=1) extra=() ;;
-      in_threads) env=(TORCH_LOGS="+torch._inductor.select_algorithm") extra=(--template-precompile-in-threads) ;;
+      in_threads) env=(TORCH_LOGS="+torch._inductor.select_algorithm") extra=() ;;
       *) echo "compile2: unknown variant $f" >&2; exit 2 ;;
     esac
     env TORCHINDUCTOR_CACHE_DIR="$(mktemp -d)" "${env[@]}" timeout 200 \

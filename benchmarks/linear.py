@@ -134,27 +134,14 @@ def cold_cache_all_timings():
 
 
 @contextlib.contextmanager
-def template_precompile_in_threads():
-    """Research (``--template-precompile-in-threads``): within the block, inductor precompiles
-    the matmul template's choices in threads of this process, never in its compile workers.
-
-    Why: inductor sends them to its worker processes once that pool is up (``AsyncCompile.
-    use_process_pool()`` turns true when the pool's first job is done, so a process's first
-    compile precompiles in threads). A worker's compile is not loaded here, and the benchmark
-    that follows loads and compiles each choice again, one at a time (thirty-second session:
-    a second shape's template autotune took 9-13 s against 0.05 alone, cProfile in ptxas of the
-    main process; thirty-third: INT2 by plane after E2M1 in one process, 4.9-5.5 s per plane's
-    4 choices against 0.07 for E2M1's first). The hypothesis that ``gpu_run.sh compile2`` tests."""
-    from torch._inductor import async_compile, select_algorithm
-
-    selector = select_algorithm.AlgorithmSelectorCache
-    original = selector.make_precompile_fn
-
-    def in_threads(self, *args, **kwargs):
-        with fpx.tuning._patched(async_compile.AsyncCompile, "use_process_pool", classmethod(lambda cls: False)):
-            return original(self, *args, **kwargs)  # its choices are submitted before it returns
-
-    with fpx.tuning._patched(selector, "make_precompile_fn", in_threads):
+def template_precompile_in_pool():
+    """Research (``--template-precompile-in-pool``): cold_cache_tuning without
+    ``fpx.tuning.template_choices_precompiled_here``, so that inductor sends the matmul
+    template's choices to its compile workers once their pool is up, and its benchmark
+    compiles each again in this process (thirty-fourth session, H200, INT2 per channel at 128
+    rows after 96 in one process: 65.3 s against 20.6 with the package's step). For A/B runs
+    on another torch. Enter it before cold_cache_tuning."""
+    with fpx.tuning._patched(fpx.tuning, "template_choices_precompiled_here", contextlib.nullcontext):
         yield
 
 
@@ -219,9 +206,9 @@ def main():
                         help="research: the CUDA matmul template tries exactly these configs, each also timed "
                              "with the decode fused, e.g. 16x64x128s4w8,16x32x128s5w2 (BLOCK_M x BLOCK_N x "
                              "BLOCK_K, stages, warps; warps uncapped)")
-    parser.add_argument("--template-precompile-in-threads", action="store_true",
-                        help="research: inductor precompiles the matmul template's choices in threads of this "
-                             "process, not in its compile workers (template_precompile_in_threads)")
+    parser.add_argument("--template-precompile-in-pool", action="store_true",
+                        help="research: the matmul template's choices precompiled in inductor's compile workers "
+                             "once their pool is up, as outside cold_cache_tuning (template_precompile_in_pool)")
     parser.add_argument("--log-fusion-timings", action="store_true",
                         help="research: print each module inductor times to decide a fusion (a template choice with "
                              "its prologue fused, or the unfused pair), with its time and tile")
@@ -325,11 +312,11 @@ def compile_settings(args):
     @contextlib.contextmanager
     def tuning():
         with contextlib.ExitStack() as stack:
+            if args.template_precompile_in_pool:  # before the scope, which looks the step up on entry
+                stack.enter_context(template_precompile_in_pool())
             stack.enter_context(scope())
             if template_list:
                 stack.enter_context(template_configs(template_list))
-            if args.template_precompile_in_threads:
-                stack.enter_context(template_precompile_in_threads())
             if args.log_fusion_timings:
                 stack.enter_context(logged_fusion_timings())
             if TIMING_LOCK is not None and args.device == "cuda":
