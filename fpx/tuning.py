@@ -69,9 +69,14 @@ MAX_VALUES_PER_THREAD = 64
 # timing logged, 96-100 us against 65-74 for E2M1 and INT3) until 64 x 64 x 256 in 3 stages
 # (half the K loop's trips) took its place: H200, 8192 x 8192, by groups of 128, 64 rows,
 # us: INT8 54.0 -> 45.4-45.6 (0.70x -> 0.83x bf16; predicted 50-52), INT4 54.5 / 54.3-54.5,
-# E2M1 61.4 / 61.9, INT3 67.9 / 67.9 (they keep their tiles).
+# E2M1 61.4 / 61.9, INT3 67.9 / 67.9 (they keep their tiles). At 16 rows 16 x 16 x 256 in 4
+# stages (8 warps per SM at 8192 outputs, as 16 x 16 x 128) took the place of 16 x 16 x 64 of
+# one warp (drawn in no product logged: third or fourth of four fusion timings): H200, 16 rows,
+# us, 8192 x 8192: INT8 by 128 41.4-41.7 -> 39.3 (0.87x), INT4 44.2-44.6 / 44.2, E2M1 52.9 /
+# 52.9, INT2 44.0 / 44.2, INT3 52.3 / 53.0 (the earlier sessions' runs); 4096 x 4096 side by
+# side: INT8 15.9 -> 14.1, INT4 15.3 / 15.3.
 SMALL_BATCH_TILES = {
-    16: ((16, 16, 128, 5, 2), (16, 16, 64, 6, 1), (16, 32, 128, 5, 2), (16, 64, 128, 5, 4)),
+    16: ((16, 16, 128, 5, 2), (16, 16, 256, 4, 2), (16, 32, 128, 5, 2), (16, 64, 128, 5, 4)),
     32: ((32, 16, 128, 5, 2), (32, 32, 128, 5, 2), (32, 32, 128, 5, 4), (32, 64, 128, 5, 4)),
     64: ((64, 32, 128, 5, 4), (64, 64, 256, 3, 4), (64, 16, 128, 5, 4), (64, 64, 128, 5, 4)),
     128: ((128, 64, 128, 4, 8), (128, 32, 128, 5, 4), (128, 32, 128, 4, 8), (128, 16, 128, 5, 4)),
@@ -532,7 +537,7 @@ def small_batch_tiles(m, n, k) -> tuple:
     >>> small_batch_tiles(16, 8192, 8192)[0]
     (16, 16, 128, 5, 2)
     >>> small_batch_tiles(3, 8, 32)  # blocks capped by n and k, duplicates dropped
-    ((16, 16, 32, 5, 2), (16, 16, 32, 6, 1), (16, 16, 32, 5, 4))
+    ((16, 16, 32, 5, 2), (16, 16, 32, 4, 2), (16, 16, 32, 5, 4))
     >>> small_batch_tiles(128, 8192, 8192)[0]
     (128, 64, 128, 4, 8)
     >>> small_batch_tiles(129, 8192, 8192)
