@@ -253,7 +253,7 @@ def template_choices_precompiled_here():
         from torch._inductor import async_compile, select_algorithm
         selector = select_algorithm.AlgorithmSelectorCache
         original = selector.make_precompile_fn
-        async_compile.AsyncCompile.use_process_pool
+        async_compile.AsyncCompile.use_process_pool  # the answer patched below: present?
     except (ImportError, AttributeError):
         yield  # another torch: its own precompile
         return
