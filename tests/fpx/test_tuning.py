@@ -694,3 +694,11 @@ def test_template_choices_are_precompiled_in_threads_inside_the_block_only(monke
     selector.make_precompile_fn([], "outside", "key")
     assert seen == [("inside", False), ("inside again", False), ("outside", True)]
     assert async_compile.AsyncCompile.use_process_pool()
+
+
+def test_a_torch_without_the_precompile_step_runs_the_block_unchanged(monkeypatch):
+    from torch._inductor import select_algorithm
+
+    monkeypatch.delattr(select_algorithm.AlgorithmSelectorCache, "make_precompile_fn")
+    with fpx.nn.cold_cache_tuning():
+        assert not hasattr(select_algorithm.AlgorithmSelectorCache, "make_precompile_fn")
