@@ -119,6 +119,10 @@
 #         16 x 32 x 256 above it for INT4), alone and added to the 16-row list, the fusion
 #         benchmark's time for each tile printed (--log-fusion-timings). About 7 minutes.
 #         Predicted in docs/inductor.md ("K tiles of 256").
+#   tiles16-check: E2M1, INT2 and INT3 by 128 at 16 rows in the 16-row list against the list
+#         before the thirty-fourth session (16 x 16 x 64 where 16 x 16 x 256 is now), side by
+#         side; INT8 per channel on the right at 24 and 32 rows with --log-fusion-timings.
+#         Predicted: within 1.5% of each other. About 4 minutes (SWEEP_PICK=1,2 then 3,4).
 #   compile2: a second shape compiled in one process: INT2 per channel at 96,128 rows, with
 #         inductor's select_algorithm log at debug level (which pool each choice went to).
 #         Variants (COMPILE2_VARIANTS): pool (the template's choices sent to the compile workers
@@ -446,6 +450,16 @@ if [[ $what == ktile256 ]]; then
   lt="--template-configs 64x64x128s5w4,64x64x128s4w4,128x64x128s4w8,64x64x256s4w4,64x64x256s3w4,64x32x256s4w4"
   p="--shapes 8192x8192 --group-size 0 --formats E2M1,INT2 --m 64"  # by plane on the left
   SWEEP_TIMEOUT=150 SWEEP_JOBS="${KTILE_JOBS:-$r;$r $rt;$l;$l $lt;$p;$p $lt}" bash "$0" sweep
+fi
+if [[ $what == tiles16-check ]]; then
+  # The 16-row list's 256-deep tile against the list before it, side by side (the thirty-fourth
+  # session compared E2M1, INT2 and INT3 with earlier sessions' runs), then INT8 per channel on
+  # the right at 24 and 32 rows with the fusion benchmark's times printed (its tuning drew 32 x
+  # 64 x 128, 39-41 us, where 32 x 32 x 128 ran 34.1 at 17-20 rows: misranked?).
+  s="--shapes 8192x8192 --formats E2M1,INT2,INT3 --m 16"
+  old="--template-configs 16x16x128s5w2,16x16x64s6w1,16x32x128s5w2,16x64x128s5w4"
+  c="--shapes 8192x8192 --group-size 0 --formats INT8 --weight-left 0 --log-fusion-timings"
+  SWEEP_TIMEOUT=150 SWEEP_JOBS="${TILES16_JOBS:-$s;$s $old;$c --m 24;$c --m 32}" bash "$0" sweep
 fi
 if [[ $what == ktile256-more ]]; then
   r="--shapes 8192x8192 --formats INT4,INT8 --m 64" c="--shapes 8192x8192 --group-size 0 --formats INT8 --m 32"
