@@ -123,6 +123,10 @@
 #         before the thirty-fourth session (16 x 16 x 64 where 16 x 16 x 256 is now), side by
 #         side; INT8 per channel on the right at 24 and 32 rows with --log-fusion-timings.
 #         Predicted: within 1.5% of each other. About 4 minutes (SWEEP_PICK=1,2 then 3,4).
+#   xtraffic: by 128 at 64 rows, tiles forced alone (64x32x256 s2 w4 for INT8 and INT4, 64x64x256
+#         s2 w8 for INT4, INT8, E2M1, 64x64x128 s4 w8 for INT4, E2M1): whether x's re-reads
+#         through L2 (1 MiB per program) or the decode's instructions bound the right route
+#         there. Predictions in docs/inductor.md ("x read once per program"). About 3 minutes.
 #   compile2: a second shape compiled in one process: INT2 per channel at 96,128 rows, with
 #         inductor's select_algorithm log at debug level (which pool each choice went to).
 #         Variants (COMPILE2_VARIANTS): pool (the template's choices sent to the compile workers
@@ -460,6 +464,16 @@ if [[ $what == tiles16-check ]]; then
   old="--template-configs 16x16x128s5w2,16x16x64s6w1,16x32x128s5w2,16x64x128s5w4"
   c="--shapes 8192x8192 --group-size 0 --formats INT8 --weight-left 0 --log-fusion-timings"
   SWEEP_TIMEOUT=150 SWEEP_JOBS="${TILES16_JOBS:-$s;$s $old;$c --m 24;$c --m 32}" bash "$0" sweep
+fi
+if [[ $what == xtraffic ]]; then
+  # Is the right route at 64 rows bound by x's re-reads through L2 (each program of a 64 x BN
+  # tile reads all of x, 1 MiB at 8192 x 8192: 256 MiB for BN 32, 128 MiB for BN 64) rather
+  # than by the decode's instructions? Tiles forced alone, by 128 at 64 rows; the offline
+  # counts (instructions per weight, warps per SM) in docs/inductor.md ("x read once per
+  # program"). x-bound predicts INT8 in 64x32x256 s2 at the 64x32x128 time (54) and INT4 in
+  # 64 x 64 tiles of 8 warps near INT8's 45.4; instruction-bound predicts the reverse.
+  a="--shapes 8192x8192 --m 64 --template-configs"
+  SWEEP_TIMEOUT=120 SWEEP_JOBS="${XTRAFFIC_JOBS:-$a 64x32x256s2w4 --formats INT8,INT4;$a 64x64x256s2w8 --formats INT4,INT8,E2M1;$a 64x64x128s4w8 --formats INT4,E2M1}" bash "$0" sweep
 fi
 if [[ $what == ktile256-more ]]; then
   r="--shapes 8192x8192 --formats INT4,INT8 --m 64" c="--shapes 8192x8192 --group-size 0 --formats INT8 --m 32"
