@@ -126,7 +126,9 @@
 #   xtraffic: by 128 at 64 rows, tiles forced alone (64x32x256 s2 w4 for INT8 and INT4, 64x64x256
 #         s2 w8 for INT4, INT8, E2M1, 64x64x128 s4 w8 for INT4, E2M1): whether x's re-reads
 #         through L2 (1 MiB per program) or the decode's instructions bound the right route
-#         there. Predictions in docs/inductor.md ("x read once per program"). About 3 minutes.
+#         there; then INT4, INT8, E2M1 by 128 at 32 rows in the 32-row list and in the 64-row
+#         one, and INT4, INT8 at 16 rows in 64 x 32 x 128. Predictions in docs/inductor.md ("x
+#         read once per program"). About 5 minutes: SWEEP_PICK=1,2,3 then 4,5,6.
 #   compile2: a second shape compiled in one process: INT2 per channel at 96,128 rows, with
 #         inductor's select_algorithm log at debug level (which pool each choice went to).
 #         Variants (COMPILE2_VARIANTS): pool (the template's choices sent to the compile workers
@@ -472,8 +474,12 @@ if [[ $what == xtraffic ]]; then
   # counts (instructions per weight, warps per SM) in docs/inductor.md ("x read once per
   # program"). x-bound predicts INT8 in 64x32x256 s2 at the 64x32x128 time (54) and INT4 in
   # 64 x 64 tiles of 8 warps near INT8's 45.4; instruction-bound predicts the reverse.
-  a="--shapes 8192x8192 --m 64 --template-configs"
-  SWEEP_TIMEOUT=120 SWEEP_JOBS="${XTRAFFIC_JOBS:-$a 64x32x256s2w4 --formats INT8,INT4;$a 64x64x256s2w8 --formats INT4,INT8,E2M1;$a 64x64x128s4w8 --formats INT4,E2M1}" bash "$0" sweep
+  # Then 32 rows (16 x BN and 32 x BN tiles are mma.sync, counted at 10-11.5 per weight for
+  # INT4, against 8.47 in 64 x 32 x 128's warpgroup MMA) in the 32-row list and in the 64-row
+  # one, and 16 rows in 64 x 32 x 128 forced. Split it with SWEEP_PICK (1-3, then 4-6).
+  a="--shapes 8192x8192 --m 64 --template-configs" b="--shapes 8192x8192 --formats INT4,INT8,E2M1 --m 32"
+  l64="--template-configs 64x32x128s5w4,64x64x256s3w4,64x16x128s5w4,64x64x128s5w4"
+  SWEEP_TIMEOUT=120 SWEEP_JOBS="${XTRAFFIC_JOBS:-$a 64x32x256s2w4 --formats INT8,INT4;$a 64x64x256s2w8 --formats INT4,INT8,E2M1;$a 64x64x128s4w8 --formats INT4,E2M1;$b;$b $l64;--shapes 8192x8192 --formats INT4,INT8 --m 16 --template-configs 64x32x128s5w4}" bash "$0" sweep
 fi
 if [[ $what == ktile256-more ]]; then
   r="--shapes 8192x8192 --formats INT4,INT8 --m 64" c="--shapes 8192x8192 --group-size 0 --formats INT8 --m 32"
