@@ -348,7 +348,7 @@ def test_cuda_forward_at_128_rows_under_cold_cache_tuning_fuses_into_a_128_row_t
     assert all(block_m == 128 for block_m, _, _ in tiles), tiles
 
 
-# Per-channel E4M3 (from 20 rows), INT4 (from 24) and INT8 (from 33): (W @ x.T).T, the
+# Per-channel E4M3 (from 20 rows), INT4 (from 24) and INT8 (from 24): (W @ x.T).T, the
 # decoded weight the template's left operand (fpx.nn._weight_as_left_operand; H200, 8192 x
 # 8192, E4M3: 64 rows 44.3 -> 31.7 us, 128 rows 59.0 -> 39.0; INT4 at 64 rows 55.1 -> 52.1;
 # INT8 at 64 rows 52.6 -> 42.2). The decode fuses into the template, whose tiles then run
