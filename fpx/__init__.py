@@ -7,6 +7,7 @@ from .formats import (
     FloatFormat, IntFormat, exmy,
 )
 from .convert import decode, encode, mx_scale_exponent, round_to
+from .draws import hashed_uniform
 from .storage import pack_fp4, pack_fp6, unpack_fp4, unpack_fp6
 from .quantize import QuantizedTensor, dequantize, quantize
 from .fake_quantize import fake_quantize, fake_quantize_lsq

@@ -74,10 +74,13 @@ MAX_VALUES_PER_THREAD = 64
 # one warp (drawn in no product logged: third or fourth of four fusion timings): H200, 16 rows,
 # us, 8192 x 8192: INT8 by 128 41.4-41.7 -> 39.3 (0.87x), INT4 44.2-44.6 / 44.2, E2M1 52.9 /
 # 52.9, INT2 44.0 / 44.2, INT3 52.3 / 53.0 (the earlier sessions' runs); 4096 x 4096 side by
-# side: INT8 15.9 -> 14.1, INT4 15.3 / 15.3.
+# side: INT8 15.9 -> 14.1, INT4 15.3 / 15.3. At 17-32 rows the 64-row list's 64 x 64 x 256
+# (rows past the batch masked) ran INT8 by 128 faster than the 32-row tiles (H200, 8192 x
+# 8192, 32 rows: 50.9 us in 32 x 32 x 128 -> 46.9), INT4 and E2M1 slower (53.0 -> 55.7, 61.7 /
+# 62.0, in 64 x 32 x 128): the 32-row list gained it as a fifth candidate.
 SMALL_BATCH_TILES = {
     16: ((16, 16, 128, 5, 2), (16, 16, 256, 4, 2), (16, 32, 128, 5, 2), (16, 64, 128, 5, 4)),
-    32: ((32, 16, 128, 5, 2), (32, 32, 128, 5, 2), (32, 32, 128, 5, 4), (32, 64, 128, 5, 4)),
+    32: ((32, 16, 128, 5, 2), (32, 32, 128, 5, 2), (32, 32, 128, 5, 4), (32, 64, 128, 5, 4), (64, 64, 256, 3, 4)),
     64: ((64, 32, 128, 5, 4), (64, 64, 256, 3, 4), (64, 16, 128, 5, 4), (64, 64, 128, 5, 4)),
     128: ((128, 64, 128, 4, 8), (128, 32, 128, 5, 4), (128, 32, 128, 4, 8), (128, 16, 128, 5, 4)),
 }
