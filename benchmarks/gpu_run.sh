@@ -260,7 +260,7 @@ if [[ $what == verify ]]; then
   else
     timeout 330 python3 -m pytest -q -m cuda -p no:cacheprovider --durations=8 tests/fpx/test_nn_codegen.py \
       -k "not ($first_half)" > "$OUT/tests_b.log" 2>&1
-    timeout 220 python3 -m pytest -q -m cuda -p no:cacheprovider tests/bitpack tests/fpx/test_convert_codegen.py tests/fpx/test_encode.py > "$OUT/tests_a.log" 2>&1 &
+    timeout 220 python3 -m pytest -q -m cuda -p no:cacheprovider tests/bitpack tests/fpx/test_convert_codegen.py tests/fpx/test_encode.py tests/fpx/test_draws.py > "$OUT/tests_a.log" 2>&1 &
     timeout 220 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn.py tests/fpx/test_fake_quantize.py tests/fpx/test_quantize.py tests/fpx/test_formats.py tests/fpx/test_tuning.py > "$OUT/tests_c.log" 2>&1 &
     wait
   fi
