@@ -39,7 +39,9 @@ for every x inside the range (an exact value is never moved); beyond max the ove
 above applies. Draws come from ``torch.rand(generator=generator)`` or from the ``uniform``
 argument (float32 in [0, 1), broadcastable to ``x``), which makes results identical in eager and
 compiled code. (Compiled code draws from the global RNG inside the kernel: reproducible after
-``torch.manual_seed``, but not the same draws as eager.)
+``torch.manual_seed``, but not the same draws as eager.) ``uniform=fpx.hashed_uniform(x.shape,
+seed, device=x.device)`` hashes each element's position with a seed instead (``fpx.draws``):
+the same draws on every device, eager or compiled, and the cheapest compiled (no Philox).
 
 The MX shared scale (OCP MX v1.0, section 6.3) is :func:`mx_scale_exponent`.
 
