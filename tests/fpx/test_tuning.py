@@ -434,7 +434,10 @@ def inductors_list(monkeypatch):
 def test_inside_the_block_a_small_batch_gets_narrow_tiles(inductors_list, m, block_m):
     with fpx.nn.cold_cache_tuning():
         configs = template_configs(m)
-    assert configs != inductors_list and all(c[0] == block_m for c in configs)
+    # tiles of the batch's power of 2, and at 17-32 rows also the 64-row list's 64 x 64 x 256
+    # (rows past the batch masked; INT8 by 128 at 32 rows ran faster in it on an H200)
+    allowed = {block_m, 64} if block_m == 32 else {block_m}
+    assert configs != inductors_list and configs[0][0] == block_m and {c[0] for c in configs} <= allowed
     assert min(bn for _, bn, _, _, _ in configs) <= 32  # narrower than inductor's own at 16 rows
     if block_m == 16:  # warps above inductor's cap of one per 16 x 16 output tile (16 x 16 x
         # 128, 2 warps: the fastest fused INT4 program at 16 rows on an H200)
