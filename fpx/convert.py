@@ -37,8 +37,8 @@ the value below) / (gap between the two), using a uniform draw ``u`` in [0, 1): 
 ``floor(u * 2^24) < floor(p * 2^24)``. So E[decode(encode(x))] = x to within 2^-24 of the gap
 for every x inside the range (an exact value is never moved); beyond max the overflow rule
 above applies. Draws come from ``torch.rand(generator=generator)`` or from the ``uniform``
-argument (float32 in [0, 1), broadcastable to ``x``), which makes results identical in eager and
-compiled code. (Compiled code draws from the global RNG inside the kernel: reproducible after
+argument (float32 in [0, 1), broadcastable to ``x``; a draw below 0 counts as 0, one of 1 or more
+or NaN never rounds up), which makes results identical in eager and compiled code. (Compiled code draws from the global RNG inside the kernel: reproducible after
 ``torch.manual_seed``, but not the same draws as eager.) ``uniform=fpx.hashed_uniform(x.shape,
 seed, device=x.device)`` hashes each element's position with a seed instead (``fpx.draws``):
 the same draws on every device, eager or compiled, and the cheapest compiled (no Philox).
@@ -230,9 +230,13 @@ def _min_exponent(fmt: FloatFormat) -> int:
 
 
 def _uniform_to_int(uniform: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """floor(u * 2**24) of draws u in [0, 1), clamped so that bad draws stay in range."""
-    scaled = (uniform.to(torch.float32) * float(1 << _RANDOM_BITS)).to(like.dtype)
-    return torch.clamp(scaled, 0, (1 << _RANDOM_BITS) - 1)
+    """floor(u * 2**24) of draws u in [0, 1) as integers; a draw outside [0, 1) counts as 0
+    below it and as 2^24 (never up) above it, a NaN draw as 2^24, as in
+    :func:`_stochastic_magnitude_by_float` (and no float -> int conversion of a NaN, undefined
+    in C++)."""
+    scaled = uniform.to(torch.float32) * float(1 << _RANDOM_BITS)
+    scaled = torch.where(scaled < float(1 << _RANDOM_BITS), scaled, float(1 << _RANDOM_BITS))
+    return torch.clamp(scaled, min=0).to(like.dtype)
 
 
 def _round_magnitude(exponent, sig, p, fmt: FloatFormat, uniform):
@@ -275,12 +279,29 @@ def _encode_int(x, fmt: FloatFormat, saturate: bool, uniform) -> torch.Tensor:
         return _encode_by_conversion(x, fmt, saturate, float8)
     if uniform is None and x.dtype != torch.float64 and _rounds_by_float_add(fmt) and _float_add_pays_off(x.device):
         return _encode_by_float_add(x, fmt)
-    negative, is_nan, is_inf, exponent, sig, p = _split(_as_ieee(x), _min_exponent(fmt))
+    by_float = (uniform is not None and x.dtype != torch.float64 and _rounds_stochastically_by_float(fmt)
+                and _stochastic_by_float_pays_off(x.device))
+    if by_float:
+        as_float32 = x.to(torch.float32)
+        negative = as_float32.view(torch.int32) < 0
+        size = as_float32.abs()
+        is_nan, is_inf = size != size, size == float("inf")
+    else:
+        negative, is_nan, is_inf, exponent, sig, p = _split(_as_ieee(x), _min_exponent(fmt))
     # The float32 conversion's NaN may have lost x's sign: on CUDA; on CPU a float16's (the
     # scalar conversion), which only a format with NaN codes keeps (others encode NaN as +max).
     if x.dtype.itemsize < 4 and (_signs_from_bits(x.device) or (x.dtype == torch.float16 and fmt.has_nan)):
         negative = _sign_of(x)
-    code = _round_magnitude(exponent, sig, p, fmt, uniform)
+    if by_float:
+        code = _stochastic_magnitude_by_float(size, fmt, uniform)
+    else:
+        code = _round_magnitude(exponent, sig, p, fmt, uniform)
+    return _with_overflow_nan_and_sign(code, negative, is_nan, is_inf, fmt, saturate)
+
+
+def _with_overflow_nan_and_sign(code, negative, is_nan, is_inf, fmt: FloatFormat, saturate: bool) -> torch.Tensor:
+    """The magnitude ``code`` (exponent unbounded) with the contract's overflow, inf, NaN and
+    sign rules applied (the table of the module docstring)."""
     overflow = (code > fmt.max_code) | is_inf
     if saturate or not (fmt.has_inf or fmt.has_nan):
         overflow_code = fmt.max_code
@@ -294,6 +315,58 @@ def _encode_int(x, fmt: FloatFormat, saturate: bool, uniform) -> torch.Tensor:
     if not fmt.has_nan:
         code = torch.where(is_nan, fmt.max_code, code)  # policy: NaN -> +max
     return code
+
+
+# ---- stochastic rounding in float arithmetic ------------------------------------------------------
+# The integer rounding of _round_magnitude takes about 42 instructions per float32 element for
+# sm_90a (benchmarks/sass_offline.py: variable shifts, clamps and selects), and bound the
+# stochastic encode on an H200 once its draws cost a few (0.46x of clone with
+# fpx.hashed_uniform's). The same rule in float32 arithmetic, every step exact: 31 (E4M3,
+# float32 input, draws given) or 45.5 with fpx.hashed_uniform's (56.4 before), counted offline.
+def _stochastic_by_float_pays_off(device: torch.device) -> bool:
+    """Round stochastically by :func:`_stochastic_magnitude_by_float`: on CUDA (counted
+    above), and on CPU outside ``torch.compile`` (fewer eager operations: 8 Mi float32 values
+    to E4M3, 2 cores, 547 -> 393 ms). Compiled on CPU, inductor's C++ kernel of it ran at half
+    the speed of the integer rounding's (its float <-> int32 views: 24.5 against 11.9 ms)."""
+    if device.type == "cpu":
+        return not torch.compiler.is_compiling()
+    return device.type == "cuda"
+
+
+def _rounds_stochastically_by_float(fmt: FloatFormat) -> bool:
+    """Formats :func:`_stochastic_magnitude_by_float` handles: with zero, subnormals and a
+    mantissa, so that a code is its binade's first code plus a step count, and with every
+    inverse step 2^(m - e), e from the format's min normal exponent up to float32's 127, a
+    normal float32. The bound of 100 (not float32's 127) keeps float32 subnormal inputs out of
+    play: scaled by at most 2^100 they stay below 2^-26 of a step, so their threshold is 0
+    whether or not a GPU flushes them to zero."""
+    m = fmt.mantissa_bits
+    return fmt.has_zero and fmt.has_subnormals and m >= 1 and m - _min_exponent(fmt) <= 100
+
+
+def _stochastic_magnitude_by_float(size: torch.Tensor, fmt: FloatFormat, uniform: torch.Tensor) -> torch.Tensor:
+    """:func:`_round_magnitude`'s stochastic code of the float32 magnitude ``size``, in float
+    arithmetic (codes past max, inf and NaN are left to the caller's masks).
+
+    With e the magnitude's float32 exponent, at least the format's min normal exponent emin,
+    ``steps = size * 2^(m - e)`` is exact (a power of two built from bits; it only scales up
+    where e was raised) and below 2^(m + 1). Its whole part is the count of steps below size,
+    and ``floor(frac(steps) * 2^24)`` is floor(p * 2^24), both exact: the rule's integer
+    threshold T. For an integer T, floor(v) < T iff v < T, so the draw v = u * 2^24 needs no
+    floor (nor the clamp at 2^24 - 1), only the one at 0 (a negative draw must not move an
+    exact value, T = 0; a NaN draw never rounds up). The count, plus one where v < T, plus
+    2^23 leaves the count in the float's low bits (a view, no float -> int conversion, whose
+    inf and NaN are undefined in C++); the binade's first code, (e - emin) << m, is added.
+    """
+    emin = _min_exponent(fmt)
+    m = fmt.mantissa_bits
+    exponent = torch.clamp((size.view(torch.int32) >> 23) - 127, min=emin)
+    steps = size * ((127 + m - exponent) << 23).view(torch.float32)
+    whole = torch.floor(steps)
+    threshold = torch.floor((steps - whole) * float(1 << _RANDOM_BITS))
+    draws = torch.clamp(uniform.to(torch.float32) * float(1 << _RANDOM_BITS), min=0)
+    count = (whole + 8388608.0) + (draws < threshold).to(torch.float32)
+    return (count.view(torch.int32) & ((1 << (m + 2)) - 1)) + ((exponent - emin) << m)
 
 
 def _signs_from_bits(device: torch.device) -> bool:

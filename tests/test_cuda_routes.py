@@ -34,6 +34,7 @@ from .fpx.test_nn import CASES, IDS
 CUDA_ANSWERS = {
     ("fpx.convert", "_conversion_pays_off"): lambda device: True,
     ("fpx.convert", "_float_add_pays_off"): lambda device: True,
+    ("fpx.convert", "_stochastic_by_float_pays_off"): lambda device: True,
     ("fpx.convert", "_decodes_by_table"): lambda device: False,
     ("fpx.convert", "_float32_placement_pays_off"): lambda device: True,
     ("fpx.convert", "_signs_from_bits"): lambda device: True,
@@ -191,6 +192,24 @@ def test_encode_and_round_to(fmt, inputs, float8_conversions):
         assert bad.size == 0, f"{bad.size} wrong codes, saturate={saturate}; first: x={x[bad[0]].item()!r}"
         values = torch.from_numpy(format_values(fmt)[expected.astype(np.int64)]).to(x.dtype)
         assert rounded.dtype == x.dtype
+        assert_same_floats(rounded.double().numpy(), values.double().numpy())
+
+
+@pytest.mark.parametrize("inputs", INPUT_SETS)
+@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+def test_stochastic_encode_and_round_to(fmt, inputs):
+    x = make_inputs(inputs, fmt)
+    uniform = torch.rand(x.shape, generator=torch.Generator().manual_seed(5))
+    uniform[0::5] = 0.0
+    uniform[1::5] = 1 - 2.0**-24
+    for saturate in (True, False):
+        expected = reference(fmt).stochastic(as_float64(x), uniform.double().numpy(), saturate)
+        with as_on_cuda(True):
+            codes = fpx.encode(x, fmt, saturate=saturate, rounding="stochastic", uniform=uniform)
+            rounded = fpx.round_to(x, fmt, saturate=saturate, rounding="stochastic", uniform=uniform)
+        bad = np.flatnonzero(codes.numpy() != expected)
+        assert bad.size == 0, f"{bad.size} wrong codes, saturate={saturate}; first: x={x[bad[0]].item()!r}"
+        values = torch.from_numpy(format_values(fmt)[expected.astype(np.int64)]).to(x.dtype)
         assert_same_floats(rounded.double().numpy(), values.double().numpy())
 
 

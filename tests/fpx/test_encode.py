@@ -409,11 +409,67 @@ def test_stochastic_matches_reference_rule(fmt):
     # Draws exactly on the 2^-24 grid boundaries and 1 - 2^-24 exercise the comparison's edges.
     uniform[:1000] = torch.arange(1000) / 2**24
     uniform[1000:2000] = 1 - 2.0**-24
+    assert_stochastic_matches_reference(x, fmt, uniform)
+
+
+def assert_stochastic_matches_reference(x, fmt, uniform):
+    """Both routes of stochastic rounding (CPU's eager one and CUDA's, in float arithmetic where
+    the format allows it, and the integer one compiled CPU code runs) against the reference."""
     for saturate in (True, False):
         expected = reference(fmt).stochastic(as_float64(x), uniform.double().numpy(), saturate)
-        actual = encode(x, fmt, saturate=saturate, rounding="stochastic", uniform=uniform).numpy()
-        bad = np.flatnonzero(actual != expected)
-        assert bad.size == 0, f"x={x[bad[0]].item()!r}, u={uniform[bad[0]].item()!r}: {actual[bad[0]]:#x} != {expected[bad[0]]:#x}"
+        for by_float in (True, False):
+            with mock.patch.object(fpx.convert, "_stochastic_by_float_pays_off", lambda device, on=by_float: on):
+                actual = encode(x, fmt, saturate=saturate, rounding="stochastic", uniform=uniform).numpy()
+            bad = np.flatnonzero(actual != expected)
+            assert bad.size == 0, (f"by float {by_float}, saturate={saturate}: x={x[bad[0]].item()!r}, "
+                                   f"u={uniform[bad[0]].item()!r}: {actual[bad[0]]:#x} != {expected[bad[0]]:#x}")
+
+
+@pytest.mark.parametrize("inputs", [name for name in INPUT_SETS if name != "float32-boundaries"])
+@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+def test_stochastic_matches_reference_rule_for_every_input_set(fmt, inputs):
+    # every float16 and bfloat16 input, and float32 of any bits or in the format's range, with
+    # draws at the comparison's edges (0, 1 - 2^-24, one grid step apart) among random ones
+    x = make_inputs(inputs, fmt)
+    uniform = torch.rand(x.shape, generator=torch.Generator().manual_seed(10))
+    uniform[0::7] = 0.0
+    uniform[1::7] = 1 - 2.0**-24
+    uniform[2::7] = torch.randint(0, 2**24, uniform[2::7].shape, generator=torch.Generator().manual_seed(11)) / 2**24
+    assert_stochastic_matches_reference(x, fmt, uniform)
+
+
+@pytest.mark.parametrize("fmt", [E4M3, E2M1, E8M0], ids=["E4M3", "E2M1", "E8M0"])
+def test_stochastic_draws_outside_0_1_count_as_0_below_and_never_up_above(fmt):
+    # a negative draw rounds as 0 (up wherever x is not exact), one of 1 or more, or NaN, down
+    x = boundaries(fmt)
+    x = x[torch.isfinite(x)]
+    n = x.numel()
+    up = reference(fmt).stochastic(as_float64(x), np.zeros(n), True)
+    down = reference(fmt).stochastic(as_float64(x), np.full(n, 1 - 2.0**-24), True)
+    for draw, expected in [(-0.5, up), (-float("inf"), up), (1.0, down), (7.0, down), (float("inf"), down), (float("nan"), down)]:
+        for by_float in (True, False):
+            with mock.patch.object(fpx.convert, "_stochastic_by_float_pays_off", lambda device, on=by_float: on):
+                actual = encode(x, fmt, rounding="stochastic", uniform=torch.full_like(x, draw)).numpy()
+            assert np.array_equal(actual, expected), (draw, by_float)
+
+
+def test_stochastic_rounds_in_float_arithmetic_where_it_applies():
+    x = torch.tensor([1.1, 300.0, -0.3, float("nan")])
+    u = torch.full_like(x, 0.25)
+    with mock.patch.object(fpx.convert, "_stochastic_magnitude_by_float",
+                           wraps=fpx.convert._stochastic_magnitude_by_float) as by_float:
+        eager = encode(x, E4M3, rounding="stochastic", uniform=u)
+        assert by_float.call_count == 1  # CPU eager
+        encode(x.double(), E4M3, rounding="stochastic", uniform=u)  # float64: its own significand
+        encode(x, E8M0, rounding="stochastic", uniform=u)  # no zero, no mantissa
+        encode(x, exmy(2, 0), rounding="stochastic", uniform=u)  # no mantissa
+        encode(x, E4M3)  # nearest
+        assert by_float.call_count == 1
+        torch._dynamo.reset()
+        compiled = torch.compile(lambda t, v: encode(t, E4M3, rounding="stochastic", uniform=v), fullgraph=True)(x, u)
+        assert by_float.call_count == 1  # compiled on CPU: the integer rounding
+    assert torch.equal(eager, compiled)
+    torch._dynamo.reset()
 
 
 def test_stochastic_rounding_is_unbiased():
