@@ -673,15 +673,19 @@ def test_mx_scale_exponent_specials_and_errors():
 @pytest.mark.cuda
 @pytest.mark.parametrize("fmt", [E4M3, E5M2, E2M1, E8M0], ids=["E4M3", "E5M2", "E2M1", "E8M0"])
 def test_cuda_stochastic_matches_reference_eager_and_compiled(fmt):
-    # CUDA's route (float arithmetic where the format allows it), every 16-bit input and
-    # float32 in the format's range, with edge draws, against the reference on the CPU
+    # both routes on CUDA (float arithmetic where the format allows it, not yet CUDA's
+    # default; and the integer one), every 16-bit input and float32 in the format's range,
+    # with edge draws, against the reference on the CPU
     x = torch.cat([all_16_bit(torch.bfloat16).float(), all_16_bit(torch.float16).float(), in_range_float32(fmt, 100_000, seed=4)])
     uniform = torch.rand(x.shape, generator=torch.Generator().manual_seed(6))
     uniform[0::5] = 0.0
     uniform[1::5] = 1 - 2.0**-24
-    compiled = torch.compile(lambda t, u: encode(t, fmt, rounding="stochastic", uniform=u), fullgraph=True, dynamic=False)
     expected = reference(fmt).stochastic(as_float64(x), uniform.double().numpy(), True)
-    for actual in (encode(x.cuda(), fmt, rounding="stochastic", uniform=uniform.cuda()), compiled(x.cuda(), uniform.cuda())):
-        bad = np.flatnonzero(actual.cpu().numpy() != expected)
-        assert bad.size == 0, f"{bad.size} wrong codes; first: x={x[bad[0]].item()!r}, u={uniform[bad[0]].item()!r}"
+    for by_float in (True, False):
+        with mock.patch.object(fpx.convert, "_stochastic_by_float_pays_off", lambda device, on=by_float: on):
+            torch._dynamo.reset()
+            compiled = torch.compile(lambda t, u: encode(t, fmt, rounding="stochastic", uniform=u), fullgraph=True, dynamic=False)
+            for actual in (encode(x.cuda(), fmt, rounding="stochastic", uniform=uniform.cuda()), compiled(x.cuda(), uniform.cuda())):
+                bad = np.flatnonzero(actual.cpu().numpy() != expected)
+                assert bad.size == 0, f"by float {by_float}: {bad.size} wrong codes; first: x={x[bad[0]].item()!r}"
     torch._dynamo.reset()
