@@ -26,7 +26,7 @@ import torch
 import bitpack
 import fpx
 
-from .fpx.test_encode import INPUT_SETS, as_float64, boundaries, make_inputs, reference
+from .fpx.test_encode import INPUT_SETS, as_float64, boundaries, edge_draws, make_inputs, reference
 from .fpx.test_formats import FORMAT_IDS, FORMATS, all_codes, assert_same_floats, format_values
 from .fpx.test_nn import CASES, IDS
 
@@ -200,9 +200,7 @@ def test_encode_and_round_to(fmt, inputs, float8_conversions):
 @pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
 def test_stochastic_encode_and_round_to(fmt, inputs):
     x = make_inputs(inputs, fmt)
-    uniform = torch.rand(x.shape, generator=torch.Generator().manual_seed(5))
-    uniform[0::5] = 0.0
-    uniform[1::5] = 1 - 2.0**-24
+    uniform = edge_draws(x.shape, seed=5)
     for saturate in (True, False):
         expected = reference(fmt).stochastic(as_float64(x), uniform.double().numpy(), saturate)
         with as_on_cuda(True):

@@ -425,17 +425,22 @@ def assert_stochastic_matches_reference(x, fmt, uniform):
                                    f"u={uniform[bad[0]].item()!r}: {actual[bad[0]]:#x} != {expected[bad[0]]:#x}")
 
 
+def edge_draws(shape, seed):
+    """Random draws in [0, 1) with the comparison's edges among them: 0, 1 - 2^-24, and points
+    of the 2^-24 grid."""
+    uniform = torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+    uniform[0::7] = 0.0
+    uniform[1::7] = 1 - 2.0**-24
+    uniform[2::7] = torch.randint(0, 2**24, uniform[2::7].shape, generator=torch.Generator().manual_seed(seed + 1)) / 2**24
+    return uniform
+
+
 @pytest.mark.parametrize("inputs", [name for name in INPUT_SETS if name != "float32-boundaries"])
 @pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
 def test_stochastic_matches_reference_rule_for_every_input_set(fmt, inputs):
-    # every float16 and bfloat16 input, and float32 of any bits or in the format's range, with
-    # draws at the comparison's edges (0, 1 - 2^-24, one grid step apart) among random ones
+    # every float16 and bfloat16 input, and float32 of any bits or in the format's range
     x = make_inputs(inputs, fmt)
-    uniform = torch.rand(x.shape, generator=torch.Generator().manual_seed(10))
-    uniform[0::7] = 0.0
-    uniform[1::7] = 1 - 2.0**-24
-    uniform[2::7] = torch.randint(0, 2**24, uniform[2::7].shape, generator=torch.Generator().manual_seed(11)) / 2**24
-    assert_stochastic_matches_reference(x, fmt, uniform)
+    assert_stochastic_matches_reference(x, fmt, edge_draws(x.shape, seed=10))
 
 
 @pytest.mark.parametrize("fmt", [E4M3, E2M1, E8M0], ids=["E4M3", "E2M1", "E8M0"])
@@ -677,9 +682,7 @@ def test_cuda_stochastic_matches_reference_eager_and_compiled(fmt):
     # default; and the integer one), every 16-bit input and float32 in the format's range,
     # with edge draws, against the reference on the CPU
     x = torch.cat([all_16_bit(torch.bfloat16).float(), all_16_bit(torch.float16).float(), in_range_float32(fmt, 100_000, seed=4)])
-    uniform = torch.rand(x.shape, generator=torch.Generator().manual_seed(6))
-    uniform[0::5] = 0.0
-    uniform[1::5] = 1 - 2.0**-24
+    uniform = edge_draws(x.shape, seed=6)
     expected = reference(fmt).stochastic(as_float64(x), uniform.double().numpy(), True)
     for by_float in (True, False):
         with mock.patch.object(fpx.convert, "_stochastic_by_float_pays_off", lambda device, on=by_float: on):
