@@ -40,8 +40,9 @@ above applies. Draws come from ``torch.rand(generator=generator)`` or from the `
 argument (float32 in [0, 1), broadcastable to ``x``; a draw below 0 counts as 0, one of 1 or more
 or NaN never rounds up), which makes results identical in eager and compiled code. (Compiled code draws from the global RNG inside the kernel: reproducible after
 ``torch.manual_seed``, but not the same draws as eager.) ``uniform=fpx.hashed_uniform(x.shape,
-seed, device=x.device)`` hashes each element's position with a seed instead (``fpx.draws``):
-the same draws on every device, eager or compiled, and the cheapest compiled (no Philox).
+seed, device=x.device)``, or ``seed=seed`` for short, hashes each element's position with a
+seed instead (``fpx.draws``): the same draws on every device, eager or compiled, and the
+cheapest compiled (no Philox).
 
 The MX shared scale (OCP MX v1.0, section 6.3) is :func:`mx_scale_exponent`.
 
@@ -59,6 +60,7 @@ import functools
 
 import torch
 
+from .draws import hashed_uniform
 from .formats import E2M1, E2M3, E3M2, E4M3, E5M2, E8M0, INT_FORMATS, UINT_FORMATS, FloatFormat, IntFormat
 
 ROUNDINGS = ("nearest", "stochastic")
@@ -158,13 +160,14 @@ def _check_float_tensor(x, name: str) -> torch.Tensor:
     return x
 
 
-def _check_rounding(rounding, generator, uniform, x: torch.Tensor) -> None:
+def _check_rounding(rounding, generator, uniform, seed, x: torch.Tensor) -> None:
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
-    if rounding == "nearest" and (generator is not None or uniform is not None):
-        raise ValueError("generator and uniform are only used with rounding='stochastic'")
-    if generator is not None and uniform is not None:
-        raise ValueError("pass either generator or uniform, not both")
+    given = [name for name, value in (("generator", generator), ("uniform", uniform), ("seed", seed)) if value is not None]
+    if rounding == "nearest" and given:
+        raise ValueError(f"generator, uniform and seed are only used with rounding='stochastic', got {given[0]}")
+    if len(given) > 1:
+        raise ValueError(f"pass one of generator, uniform and seed, not {' and '.join(given)}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if uniform is not None and not (isinstance(uniform, torch.Tensor) and uniform.dtype.is_floating_point):
@@ -542,11 +545,13 @@ def _encode_by_float_add(x: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
     return torch.where(x != x, fmt.max_code, code)
 
 
-def _draws(x: torch.Tensor, rounding: str, generator, uniform):
+def _draws(x: torch.Tensor, rounding: str, generator, uniform, seed):
     if rounding == "nearest":
         return None
     if uniform is not None:
         return uniform
+    if seed is not None:
+        return hashed_uniform(x.shape, seed, device=x.device)
     if generator is None:
         # rand_like, not rand(generator=None): the latter fails to trace with dynamic shapes.
         return torch.rand_like(x, dtype=torch.float32)
@@ -561,6 +566,7 @@ def encode(
     rounding: str = "nearest",
     generator: torch.Generator | None = None,
     uniform: torch.Tensor | None = None,
+    seed: int | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Round ``x`` to the float format ``fmt``; return the codes as ``torch.uint8``.
 
@@ -571,18 +577,23 @@ def encode(
         sign in the highest of them (``0x80`` for FP8, ``0x20`` FP6, ``0x8`` FP4).
       - ``rounding="nearest"``: ties to even, subnormals included, exponent unbounded before
         the comparison with max (OFP8 5.2.1). ``"stochastic"``: unbiased, see the module
-        docstring; draws from ``generator`` (a ``torch.Generator``, None: the global RNG) or
+        docstring; draws from ``generator`` (a ``torch.Generator``, None: the global RNG),
         from ``uniform`` (floats in [0, 1) broadcastable to ``x``; bit-reproducible in eager
-        and compiled code alike). Under ``torch.compile`` a ``generator`` causes a graph break
-        (``fullgraph=True`` fails): pass ``uniform`` or use the global RNG there.
+        and compiled code alike), or from ``seed`` (an int or an integer tensor of one element:
+        ``uniform=fpx.hashed_uniform(x.shape, seed, device=x.device)``, the same draws on every
+        device, and compiled the cheapest: no Philox, no draws tensor). Under
+        ``torch.compile`` a ``generator`` causes a graph break (``fullgraph=True`` fails): pass
+        ``uniform`` or ``seed`` (a tensor seed takes new values without recompiling) or use
+        the global RNG there.
       - ``saturate``: see the table in the module docstring. Formats without inf and NaN
         (FP6/FP4) always saturate; ``saturate=False`` is accepted and changes nothing for them.
       - FP8 codes can be reinterpreted as torch's float8 dtypes bit-exactly:
         ``encode(x, E4M3).view(torch.float8_e4m3fn)``, ``encode(x, E5M2).view(torch.float8_e5m2)``,
         ``encode(x, E8M0).view(torch.float8_e8m0fnu)``.
       - TypeError for another ``x`` dtype or a non-FloatFormat ``fmt``; ValueError for a bad
-        ``rounding``, a ``generator``/``uniform`` given with ``rounding="nearest"``, or a
-        ``uniform`` that does not broadcast to ``x``'s shape.
+        ``rounding``, a ``generator``/``uniform``/``seed`` given with ``rounding="nearest"``
+        or more than one of them, or a ``uniform`` that does not broadcast to ``x``'s shape;
+        :func:`fpx.hashed_uniform`'s errors for a bad ``seed``.
 
     >>> import torch
     >>> from fpx import E4M3, E5M2, E2M1
@@ -592,12 +603,16 @@ def encode(
     [124, 252]
     >>> encode(torch.tensor([0.5, -1.5, 6.0]), E2M1).tolist()
     [1, 11, 7]
+    >>> x = torch.full((1000,), 1.1)  # between 1.0 (code 56) and 1.125 (57): up with p = 0.8
+    >>> codes = encode(x, E4M3, rounding="stochastic", seed=42)
+    >>> sorted(set(codes.tolist())), 0.75 < (codes == 57).float().mean().item() < 0.85
+    ([56, 57], True)
     """
     _check_float_tensor(x, "x")
     fmt = _check_format(fmt)
     saturate = _check_saturate(saturate)
-    _check_rounding(rounding, generator, uniform, x)
-    code = _encode_int(x, fmt, saturate, _draws(x, rounding, generator, uniform))
+    _check_rounding(rounding, generator, uniform, seed, x)
+    code = _encode_int(x, fmt, saturate, _draws(x, rounding, generator, uniform, seed))
     return code.to(torch.uint8)
 
 
@@ -866,6 +881,7 @@ def round_to(
     rounding: str = "nearest",
     generator: torch.Generator | None = None,
     uniform: torch.Tensor | None = None,
+    seed: int | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``decode(encode(x, fmt, ...), fmt, x.dtype)`` without the uint8 codes in between.
 
@@ -884,8 +900,8 @@ def round_to(
     _check_float_tensor(x, "x")
     fmt = _check_format(fmt)
     saturate = _check_saturate(saturate)
-    _check_rounding(rounding, generator, uniform, x)
-    code = _encode_int(x, fmt, saturate, _draws(x, rounding, generator, uniform))
+    _check_rounding(rounding, generator, uniform, seed, x)
+    code = _encode_int(x, fmt, saturate, _draws(x, rounding, generator, uniform, seed))
     return _decode_int(code.to(torch.int32), fmt, x.dtype)
 
 

@@ -1,5 +1,6 @@
 """Uniform draws from a counter-based hash: the ``uniform`` argument of stochastic rounding,
-computed from a seed and each element's position instead of read from a random-number generator.
+computed from a seed and each element's position instead of read from a random-number generator
+(``fpx.encode(x, fmt, rounding="stochastic", seed=seed)`` is the short form).
 
 Why: compiled stochastic rounding drew ``torch.rand_like``'s Philox output per element (ten
 rounds of 32-bit multiplies), and that bound the whole encode: 0.27x of clone's bandwidth on an

@@ -119,6 +119,20 @@ def test_stochastic_encode_with_hashed_draws_is_one_kernel_without_a_draws_buffe
     assert torch.equal(out, fn(x, seed))
 
 
+def test_encode_and_round_to_take_a_seed_for_hashed_draws():
+    x = torch.randn(5, 7, generator=torch.Generator().manual_seed(2)) * 50
+    for fn in (fpx.encode, fpx.round_to):
+        for seed in (0, 2**40 + 5, torch.tensor(9)):
+            expected = fn(x, E4M3, rounding="stochastic", uniform=hashed_uniform(x.shape, seed))
+            assert torch.equal(fn(x, E4M3, rounding="stochastic", seed=seed), expected)
+    # compiled with a seed tensor: one graph for every seed (no inductor here: a counting backend)
+    counter = torch._dynamo.testing.CompileCounter()
+    counted = torch.compile(lambda x, s: fpx.encode(x, E4M3, rounding="stochastic", seed=s), backend=counter, fullgraph=True)
+    for seed in range(3):
+        assert torch.equal(counted(x, torch.tensor(seed)), fpx.encode(x, E4M3, rounding="stochastic", seed=seed))
+    assert counter.frame_count == 1
+
+
 def test_bad_arguments_name_the_argument():
     with pytest.raises(TypeError, match="shape must be an int or a sequence of ints, got 2.0"):
         hashed_uniform(2.0, 0)

@@ -615,10 +615,18 @@ def test_encode_errors():
             fn(x, fpx.INT8)
         with pytest.raises(ValueError, match="rounding must be one of.*'up'"):
             fn(x, E4M3, rounding="up")
-        with pytest.raises(ValueError, match="only used with rounding='stochastic'"):
+        with pytest.raises(ValueError, match="only used with rounding='stochastic', got generator"):
             fn(x, E4M3, generator=torch.Generator())
-        with pytest.raises(ValueError, match="either generator or uniform"):
+        with pytest.raises(ValueError, match="only used with rounding='stochastic', got seed"):
+            fn(x, E4M3, seed=1)
+        with pytest.raises(ValueError, match="pass one of generator, uniform and seed, not generator and uniform"):
             fn(x, E4M3, rounding="stochastic", generator=torch.Generator(), uniform=x)
+        with pytest.raises(ValueError, match="not uniform and seed"):
+            fn(x, E4M3, rounding="stochastic", uniform=x, seed=0)
+        with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*64\), got -3"):
+            fn(x, E4M3, rounding="stochastic", seed=-3)
+        with pytest.raises(TypeError, match="seed must be an int or an integer tensor of one element, got float"):
+            fn(x, E4M3, rounding="stochastic", seed=0.5)
         with pytest.raises(TypeError, match="generator must be a torch.Generator, got int"):
             fn(x, E4M3, rounding="stochastic", generator=0)
         with pytest.raises(TypeError, match="uniform must be a floating-point tensor"):
