@@ -37,8 +37,9 @@ the value below) / (gap between the two), using a uniform draw ``u`` in [0, 1): 
 ``floor(u * 2^24) < floor(p * 2^24)``. So E[decode(encode(x))] = x to within 2^-24 of the gap
 for every x inside the range (an exact value is never moved); beyond max the overflow rule
 above applies. Draws come from ``torch.rand(generator=generator)`` or from the ``uniform``
-argument (float32 in [0, 1), broadcastable to ``x``; a draw below 0 counts as 0, one of 1 or more
-or NaN never rounds up), which makes results identical in eager and compiled code. (Compiled code draws from the global RNG inside the kernel: reproducible after
+argument (float32 in [0, 1), broadcastable to ``x``; a draw below 0 counts as 0, one of 1 or
+more or NaN never rounds up), which makes results identical in eager and compiled code.
+(Compiled code draws from the global RNG inside the kernel: reproducible after
 ``torch.manual_seed``, but not the same draws as eager.) ``uniform=fpx.hashed_uniform(x.shape,
 seed, device=x.device)``, or ``seed=seed`` for short, hashes each element's position with a
 seed instead (``fpx.draws``): the same draws on every device, eager or compiled, and the
@@ -324,8 +325,8 @@ def _with_overflow_nan_and_sign(code, negative, is_nan, is_inf, fmt: FloatFormat
 # The integer rounding of _round_magnitude takes about 42 instructions per float32 element for
 # sm_90a (benchmarks/sass_offline.py: variable shifts, clamps and selects), and bound the
 # stochastic encode on an H200 once its draws cost a few (0.46x of clone with
-# fpx.hashed_uniform's). The same rule in float32 arithmetic, every step exact: 31 (E4M3,
-# float32 input, draws given) or 45.5 with fpx.hashed_uniform's (56.4 before), counted offline.
+# fpx.hashed_uniform's). The same rule in float32 arithmetic, every step exact: 27.0 (E4M3,
+# float32 input, draws given) or 41.9 with fpx.hashed_uniform's (56.4 before), counted offline.
 def _stochastic_by_float_pays_off(device: torch.device) -> bool:
     """Round stochastically by :func:`_stochastic_magnitude_by_float`: on CPU outside
     ``torch.compile`` (fewer eager operations: 8 Mi float32 values to E4M3, 2 cores, 547 ->
