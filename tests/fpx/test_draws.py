@@ -4,6 +4,7 @@ eager and compiled; its statistics; stochastic rounding with it; fusion; bad inp
 import numpy as np
 import pytest
 import torch
+import torch._dynamo.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -130,6 +131,17 @@ def test_encode_and_round_to_take_a_seed_for_hashed_draws():
     counted = torch.compile(lambda x, s: fpx.encode(x, E4M3, rounding="stochastic", seed=s), backend=counter, fullgraph=True)
     for seed in range(3):
         assert torch.equal(counted(x, torch.tensor(seed)), fpx.encode(x, E4M3, rounding="stochastic", seed=seed))
+    assert counter.frame_count == 1
+
+
+def test_a_seed_traces_with_dynamic_shapes():
+    # symbolic sizes pass the shape check; one graph for both lengths (dynamo only: no inductor)
+    counter = torch._dynamo.testing.CompileCounter()
+    fn = torch.compile(lambda x, s: fpx.round_to(x, E4M3, rounding="stochastic", seed=s), backend=counter,
+                       fullgraph=True, dynamic=True)
+    for n in (100, 257):
+        x = torch.randn(n, 3, generator=torch.Generator().manual_seed(n)) * 10
+        assert torch.equal(fn(x, torch.tensor(4)), fpx.round_to(x, E4M3, rounding="stochastic", seed=4))
     assert counter.frame_count == 1
 
 
