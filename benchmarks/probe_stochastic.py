@@ -1,6 +1,8 @@
 """Stochastic encode to E4M3 on CUDA, side by side: clone, the draws of torch.rand_like or
-fpx.hashed_uniform, and the rounding in float arithmetic (fpx.convert's CUDA route since the
-thirty-fifth session) or the integer one (_round_magnitude). 64 MiB input, compiled, GB/s
+fpx.hashed_uniform, and the rounding in float arithmetic (fpx.convert's
+_stochastic_magnitude_by_float: CPU eager's route since the thirty-fifth session, CUDA's once
+this has timed it) or the integer one (_round_magnitude), each forced through
+fpx.convert._stochastic_by_float_pays_off while compiling. 64 MiB input, compiled, GB/s
 counting bytes read and written.
 
 Run: python benchmarks/probe_stochastic.py
