@@ -283,23 +283,20 @@ def _encode_int(x, fmt: FloatFormat, saturate: bool, uniform) -> torch.Tensor:
         return _encode_by_conversion(x, fmt, saturate, float8)
     if uniform is None and x.dtype != torch.float64 and _rounds_by_float_add(fmt) and _float_add_pays_off(x.device):
         return _encode_by_float_add(x, fmt)
-    by_float = (uniform is not None and x.dtype != torch.float64 and _rounds_stochastically_by_float(fmt)
-                and _stochastic_by_float_pays_off(x.device))
-    if by_float:
+    if (uniform is not None and x.dtype != torch.float64 and _rounds_stochastically_by_float(fmt)
+            and _stochastic_by_float_pays_off(x.device)):
         as_float32 = x.to(torch.float32)
         negative = as_float32.view(torch.int32) < 0
         size = as_float32.abs()
         is_nan, is_inf = size != size, size == float("inf")
+        code = _stochastic_magnitude_by_float(size, fmt, uniform)
     else:
         negative, is_nan, is_inf, exponent, sig, p = _split(_as_ieee(x), _min_exponent(fmt))
+        code = _round_magnitude(exponent, sig, p, fmt, uniform)
     # The float32 conversion's NaN may have lost x's sign: on CUDA; on CPU a float16's (the
     # scalar conversion), which only a format with NaN codes keeps (others encode NaN as +max).
     if x.dtype.itemsize < 4 and (_signs_from_bits(x.device) or (x.dtype == torch.float16 and fmt.has_nan)):
         negative = _sign_of(x)
-    if by_float:
-        code = _stochastic_magnitude_by_float(size, fmt, uniform)
-    else:
-        code = _round_magnitude(exponent, sig, p, fmt, uniform)
     return _with_overflow_nan_and_sign(code, negative, is_nan, is_inf, fmt, saturate)
 
 

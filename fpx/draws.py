@@ -22,6 +22,8 @@ another's 2^32 hashes, so tensors of more than 2^32 elements are refused.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 _WEYL = 0x9E3779B9  # odd: i -> i * _WEYL is a bijection mod 2^32 that spreads consecutive indices
@@ -129,9 +131,7 @@ def hashed_uniform(shape, seed, *, device=None) -> torch.Tensor:
     """
     shape = _check_shape(shape)
     seed = _check_seed(seed)
-    count = 1
-    for size in shape:
-        count *= size
+    count = math.prod(shape)
     if count > _MAX_ELEMENTS:
         raise ValueError(f"hashed_uniform draws at most 2**32 elements (32-bit counters), got shape {shape}: {count}")
     if device is None:
