@@ -6,12 +6,14 @@
 #         a time under a lock (phase 1, warming inductor's caches), then the timed runs side by
 #         side with each timing under the same lock (phase 2).
 #   probe: the open questions of docs/inductor.md (K-major storage; per-row reductions at M=2-8).
-#   verify: every CUDA test, in two calls (the layer's codegen tests took about 11 minutes alone
-#         on an H200 in the twenty-sixth session): VERIFY_PART=1 (default) the first half of
-#         tests/fpx/test_nn_codegen.py alone (about 6.5 minutes); VERIFY_PART=2 its second half
-#         alone (about 4.5), then the other CUDA tests, two processes side by side (nothing
-#         timed; about 3). With VERIFY_ARGS set, then one sequential timed linear sweep of those
-#         arguments, compiled alone (give it a call of its own).
+#   verify: every CUDA test, in three calls (the layer's codegen tests took about 11 minutes alone
+#         on an H200 in the twenty-sixth session, more than 11 in the thirty-sixth):
+#         VERIFY_PART=1 (default) the first half of tests/fpx/test_nn_codegen.py alone (about
+#         6.5 minutes); VERIFY_PART=2 the first 22 of its other tests alone (about 5.5), then
+#         the other CUDA tests, two processes side by side (nothing timed; about 3);
+#         VERIFY_PART=3 the rest of test_nn_codegen.py alone (about 5). With VERIFY_ARGS set,
+#         then one sequential timed linear sweep of those arguments, compiled alone (give it a
+#         call of its own).
 #   tuning: the reductions' tuning, coordinate descent or not, each in 3 fresh compiles (own
 #         inductor cache per process): the spread and the best time per option set, with the
 #         configs chosen (TUNING_ARGS, TUNING_OPTIONS, TUNING_COMPILES; about 5 minutes).
@@ -263,11 +265,17 @@ if [[ $what == verify ]]; then
     timeout 480 python3 -m pytest -q -m cuda -p no:cacheprovider --durations=8 tests/fpx/test_nn_codegen.py \
       -k "$first_half" > "$OUT/tests_b.log" 2>&1
   else
-    timeout 330 python3 -m pytest -q -m cuda -p no:cacheprovider --durations=8 tests/fpx/test_nn_codegen.py \
-      -k "not ($first_half)" > "$OUT/tests_b.log" 2>&1
-    timeout 220 python3 -m pytest -q -m cuda -p no:cacheprovider tests/bitpack tests/fpx/test_convert_codegen.py tests/fpx/test_encode.py tests/fpx/test_draws.py > "$OUT/tests_a.log" 2>&1 &
-    timeout 220 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn.py tests/fpx/test_fake_quantize.py tests/fpx/test_quantize.py tests/fpx/test_formats.py tests/fpx/test_tuning.py > "$OUT/tests_c.log" 2>&1 &
-    wait
+    # The rest of the codegen tests (44 in the thirty-sixth session, 23 of them took 330 s):
+    # part 2 its first 22 in file order, part 3 the others.
+    mapfile -t rest < <(python3 -m pytest --collect-only -q -m cuda -p no:cacheprovider tests/fpx/test_nn_codegen.py \
+      -k "not ($first_half)" | grep "::")
+    if [[ $VERIFY_PART == 2 ]]; then part=("${rest[@]:0:22}"); else part=("${rest[@]:22}"); fi
+    timeout 400 python3 -m pytest -q -m cuda -p no:cacheprovider --durations=8 "${part[@]}" > "$OUT/tests_b.log" 2>&1
+    if [[ $VERIFY_PART == 2 ]]; then
+      timeout 220 python3 -m pytest -q -m cuda -p no:cacheprovider tests/bitpack tests/fpx/test_convert_codegen.py tests/fpx/test_encode.py tests/fpx/test_draws.py > "$OUT/tests_a.log" 2>&1 &
+      timeout 220 python3 -m pytest -q -m cuda -p no:cacheprovider tests/fpx/test_nn.py tests/fpx/test_fake_quantize.py tests/fpx/test_quantize.py tests/fpx/test_formats.py tests/fpx/test_tuning.py > "$OUT/tests_c.log" 2>&1 &
+      wait
+    fi
   fi
   summarize_tests "$OUT"
   if [[ -n ${VERIFY_ARGS:-} ]]; then
