@@ -10,9 +10,9 @@ replays timed with CUDA events, see benchmarks/timing.py). Rows:
     ``codes.view(torch.float8_e4m3fn).to(dtype)``; "vs torch cast" compares with these.
   - ``fpx.encode(x, E4M3)`` and ``fpx.decode(codes, E4M3, dtype)``, each
     ``torch.compile(fullgraph=True)``; for float32 input also ``encode`` to E2M1, ``round_to``
-    and stochastic ``encode`` with in-kernel draws (``torch.rand_like``'s Philox, or
-    ``fpx.hashed_uniform`` of an int seed); every dtype: stochastic ``encode`` with
-    ``fpx.hashed_uniform`` of a seed tensor.
+    and stochastic ``encode`` with in-kernel draws (``torch.rand_like``'s Philox, ``seed=`` an
+    int, or ``uniform=fpx.hashed_uniform(...)`` of a seed tensor); every dtype: stochastic
+    ``encode`` with ``seed=`` a tensor.
 Every call allocates its output, as the ops do in use (on CPU that includes page faults).
 """
 
@@ -46,10 +46,10 @@ def cases(x: torch.Tensor):
     decode_e4m3 = compiled(lambda c: fpx.decode(c, E4M3, dtype))
     round_e4m3 = compiled(lambda x: fpx.round_to(x, E4M3))
     stochastic = compiled(lambda x: fpx.encode(x, E4M3, rounding="stochastic"))
+    seeded = compiled(lambda x, seed: fpx.encode(x, E4M3, rounding="stochastic", seed=seed))
+    seeded_int = compiled(lambda x: fpx.encode(x, E4M3, rounding="stochastic", seed=1234))
     hashed = compiled(lambda x, seed: fpx.encode(x, E4M3, rounding="stochastic",
                                                  uniform=fpx.hashed_uniform(x.shape, seed, device=x.device)))
-    hashed_int_seed = compiled(lambda x: fpx.encode(x, E4M3, rounding="stochastic",
-                                                    uniform=fpx.hashed_uniform(x.shape, 1234, device=x.device)))
     seed = torch.tensor(1234, device=x.device)
     native_encode = lambda x: x.to(torch.float8_e4m3fn)  # noqa: E731
     native_decode = lambda c: c.view(torch.float8_e4m3fn).to(dtype)  # noqa: E731
@@ -59,14 +59,15 @@ def cases(x: torch.Tensor):
         ("fpx.encode E4M3", encode_e4m3, (x,), size + n),
         ("fpx.encode E2M1 (uint8 codes)", encode_e2m1, (x,), size + n),
         ("fpx.encode E4M3 stochastic", stochastic, (x,), size + n),
-        ("fpx.encode E4M3 stochastic, hashed_uniform", hashed, (x, seed), size + n),
-        ("fpx.encode E4M3 stochastic, hashed_uniform (int seed)", hashed_int_seed, (x,), size + n),
+        ("fpx.encode E4M3 stochastic, seed= a tensor", seeded, (x, seed), size + n),
+        ("fpx.encode E4M3 stochastic, seed= an int", seeded_int, (x,), size + n),
+        ("fpx.encode E4M3 stochastic, uniform=hashed_uniform", hashed, (x, seed), size + n),
         ("fpx.round_to E4M3", round_e4m3, (x,), 2 * size),
         ("torch float8_e4m3fn .to(dtype)", native_decode, (codes,), n + size),
         ("fpx.decode E4M3", decode_e4m3, (codes,), n + size),
     ]
     if dtype != torch.float32:  # the variants once (each compile costs seconds on a CPU)
-        rows = [row for row in rows if "E2M1" not in row[0] and not row[0].endswith(("stochastic", "(int seed)"))
+        rows = [row for row in rows if "E2M1" not in row[0] and not row[0].endswith(("stochastic", "an int", "hashed_uniform"))
                 and "round_to" not in row[0]]
     return rows
 

@@ -1,9 +1,9 @@
-"""Stochastic encode to E4M3 on CUDA, side by side: clone, the draws of torch.rand_like or
-fpx.hashed_uniform, and the rounding in float arithmetic (fpx.convert's
-_stochastic_magnitude_by_float: CPU eager's route since the thirty-fifth session, CUDA's once
-this has timed it) or the integer one (_round_magnitude), each forced through
-fpx.convert._stochastic_by_float_pays_off while compiling. 64 MiB input, compiled, GB/s
-counting bytes read and written.
+"""Stochastic encode to E4M3 on CUDA, side by side: clone, the draws of torch.rand_like,
+fpx.hashed_uniform (``uniform=``) or ``seed=`` (the same draws, compared as integers), and the
+rounding in float arithmetic (fpx.convert's _stochastic_magnitude_by_float: CPU eager's route
+since the thirty-fifth session, CUDA's since the thirty-sixth) or the integer one
+(_round_magnitude), each forced through fpx.convert._stochastic_by_float_pays_off while
+compiling. 64 MiB input, compiled, GB/s counting bytes read and written.
 
 Run: python benchmarks/probe_stochastic.py
 """
@@ -32,10 +32,13 @@ def main():
         print(f"| {str(dtype)[6:]} | clone() | | {clone:.1f} | 1.00x |", flush=True)
         for by_float in (True, False):
             with mock.patch.object(fpx.convert, "_stochastic_by_float_pays_off", lambda device, on=by_float: on):
-                for draws in ("hashed_uniform", "rand_like"):
+                for draws in ("seed=", "hashed_uniform", "rand_like"):
                     torch._dynamo.reset()
                     if draws == "rand_like":
                         fn = torch.compile(lambda x, s: fpx.encode(x, fpx.E4M3, rounding="stochastic"), fullgraph=True, dynamic=False)
+                    elif draws == "seed=":
+                        fn = torch.compile(lambda x, s: fpx.encode(x, fpx.E4M3, rounding="stochastic", seed=s),
+                                           fullgraph=True, dynamic=False)
                     else:
                         fn = torch.compile(lambda x, s: fpx.encode(x, fpx.E4M3, rounding="stochastic",
                                                                    uniform=fpx.hashed_uniform(x.shape, s, device=x.device)),

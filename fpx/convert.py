@@ -41,9 +41,10 @@ argument (float32 in [0, 1), broadcastable to ``x``; a draw below 0 counts as 0,
 more or NaN never rounds up), which makes results identical in eager and compiled code.
 (Compiled code draws from the global RNG inside the kernel: reproducible after
 ``torch.manual_seed``, but not the same draws as eager.) ``uniform=fpx.hashed_uniform(x.shape,
-seed, device=x.device)``, or ``seed=seed`` for short, hashes each element's position with a
-seed instead (``fpx.draws``): the same draws on every device, eager or compiled, and the
-cheapest compiled (no Philox).
+seed, device=x.device)``, or ``seed=seed`` (the same codes, cheaper still: the hash's integer
+draws are compared as integers), hashes each element's position with a seed instead
+(``fpx.draws``): the same draws on every device, eager or compiled, and the cheapest compiled
+(no Philox).
 
 The MX shared scale (OCP MX v1.0, section 6.3) is :func:`mx_scale_exponent`.
 
@@ -58,10 +59,11 @@ The MX shared scale (OCP MX v1.0, section 6.3) is :func:`mx_scale_exponent`.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import torch
 
-from .draws import hashed_uniform
+from .draws import _hashed_counts
 from .formats import E2M1, E2M3, E3M2, E4M3, E5M2, E8M0, INT_FORMATS, UINT_FORMATS, FloatFormat, IntFormat
 
 ROUNDINGS = ("nearest", "stochastic")
@@ -233,11 +235,22 @@ def _min_exponent(fmt: FloatFormat) -> int:
     return 1 - fmt.bias if fmt.has_subnormals else -fmt.bias
 
 
-def _uniform_to_int(uniform: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+class _DrawCounts(NamedTuple):
+    """Stochastic rounding's draws given as the integers r = u * 2^24 in [0, 2^24) (``seed=``'s,
+    :func:`fpx.draws._hashed_counts`), where a ``uniform`` tensor gives u: the rounding compares
+    them with its integer threshold as they are, with no scaling to [0, 1) and back (5 fewer
+    instructions per element in the float rounding's CUDA kernel, below)."""
+
+    counts: torch.Tensor
+
+
+def _uniform_to_int(uniform, like: torch.Tensor) -> torch.Tensor:
     """floor(u * 2**24) of draws u in [0, 1) as integers; a draw outside [0, 1) counts as 0
     below it and as 2^24 (never up) above it, a NaN draw as 2^24, as in
     :func:`_stochastic_magnitude_by_float` (and no float -> int conversion of a NaN, undefined
-    in C++)."""
+    in C++). :class:`_DrawCounts` are those integers already."""
+    if isinstance(uniform, _DrawCounts):
+        return uniform.counts.to(like.dtype)
     scaled = uniform.to(torch.float32) * float(1 << _RANDOM_BITS)
     scaled = torch.where(scaled < float(1 << _RANDOM_BITS), scaled, float(1 << _RANDOM_BITS))
     return torch.clamp(scaled, min=0).to(like.dtype)
@@ -288,7 +301,11 @@ def _encode_int(x, fmt: FloatFormat, saturate: bool, uniform) -> torch.Tensor:
         as_float32 = x.to(torch.float32)
         negative = as_float32.view(torch.int32) < 0
         size = as_float32.abs()
-        is_nan, is_inf = size != size, size == float("inf")
+        is_nan = size != size
+        # An inf's code here is that of float32's exponent 128, past every format's largest
+        # code (their exponents stay below 128 in 8 bits): the overflow test catches it without
+        # a test of its own (1-4 instructions per element on CUDA).
+        is_inf = None if _code_of_float32_exponent_128(fmt) > fmt.max_code else size == float("inf")
         code = _stochastic_magnitude_by_float(size, fmt, uniform)
     else:
         negative, is_nan, is_inf, exponent, sig, p = _split(_as_ieee(x), _min_exponent(fmt))
@@ -302,8 +319,9 @@ def _encode_int(x, fmt: FloatFormat, saturate: bool, uniform) -> torch.Tensor:
 
 def _with_overflow_nan_and_sign(code, negative, is_nan, is_inf, fmt: FloatFormat, saturate: bool) -> torch.Tensor:
     """The magnitude ``code`` (exponent unbounded) with the contract's overflow, inf, NaN and
-    sign rules applied (the table of the module docstring)."""
-    overflow = (code > fmt.max_code) | is_inf
+    sign rules applied (the table of the module docstring). ``is_inf`` None: every inf's
+    ``code`` is past the format's max code already."""
+    overflow = code > fmt.max_code if is_inf is None else (code > fmt.max_code) | is_inf
     if saturate or not (fmt.has_inf or fmt.has_nan):
         overflow_code = fmt.max_code
     else:
@@ -323,7 +341,9 @@ def _with_overflow_nan_and_sign(code, negative, is_nan, is_inf, fmt: FloatFormat
 # sm_90a (benchmarks/sass_offline.py: variable shifts, clamps and selects), and bound the
 # stochastic encode on an H200 once its draws cost a few (0.46x of clone with
 # fpx.hashed_uniform's). The same rule in float32 arithmetic, every step exact: 27.0 (E4M3,
-# float32 input, draws given) or 41.9 with fpx.hashed_uniform's (56.4 before), counted offline.
+# float32 input, draws given) or 41.9 with fpx.hashed_uniform's (56.4 before), counted offline;
+# since the thirty-sixth session 25.0, 39.5 and, with seed='s integer draws (_DrawCounts),
+# 36.6 (no inf test of its own, no scaling of the draws).
 def _stochastic_by_float_pays_off(device: torch.device) -> bool:
     """Round stochastically by :func:`_stochastic_magnitude_by_float`: on CUDA, where it counts
     25% fewer instructions (above) and ran E4M3 encode with hashed draws at 0.66x of clone
@@ -367,10 +387,20 @@ def _stochastic_magnitude_by_float(size: torch.Tensor, fmt: FloatFormat, uniform
     exponent = torch.clamp((size.view(torch.int32) >> 23) - 127, min=emin)
     steps = size * ((127 + m - exponent) << 23).view(torch.float32)
     whole = torch.floor(steps)
-    threshold = torch.floor((steps - whole) * float(1 << _RANDOM_BITS))
-    draws = torch.clamp(uniform.to(torch.float32) * float(1 << _RANDOM_BITS), min=0)
-    count = (whole + 8388608.0) + (draws < threshold).to(torch.float32)
+    fraction = (steps - whole) * float(1 << _RANDOM_BITS)
+    if isinstance(uniform, _DrawCounts):
+        # Integer draws r: r < floor(fraction) iff r + 1 <= fraction, no floor either.
+        up = (uniform.counts + 1).to(torch.float32) <= fraction
+    else:
+        up = torch.clamp(uniform.to(torch.float32) * float(1 << _RANDOM_BITS), min=0) < torch.floor(fraction)
+    count = (whole + 8388608.0) + up.to(torch.float32)
     return (count.view(torch.int32) & ((1 << (m + 2)) - 1)) + ((exponent - emin) << m)
+
+
+def _code_of_float32_exponent_128(fmt: FloatFormat) -> int:
+    """The smallest code :func:`_stochastic_magnitude_by_float` gives a float32 of exponent 128
+    (inf, NaN): its binade's first code, the step count being at least 0."""
+    return (128 - _min_exponent(fmt)) << fmt.mantissa_bits
 
 
 def _signs_from_bits(device: torch.device) -> bool:
@@ -549,7 +579,7 @@ def _draws(x: torch.Tensor, rounding: str, generator, uniform, seed):
     if uniform is not None:
         return uniform
     if seed is not None:
-        return hashed_uniform(x.shape, seed, device=x.device)
+        return _DrawCounts(_hashed_counts(x.shape, seed, device=x.device))
     if generator is None:
         # rand_like, not rand(generator=None): the latter fails to trace with dynamic shapes.
         return torch.rand_like(x, dtype=torch.float32)
@@ -578,8 +608,9 @@ def encode(
         docstring; draws from ``generator`` (a ``torch.Generator``, None: the global RNG),
         from ``uniform`` (floats in [0, 1) broadcastable to ``x``; bit-reproducible in eager
         and compiled code alike), or from ``seed`` (an int or an integer tensor of one element:
-        ``uniform=fpx.hashed_uniform(x.shape, seed, device=x.device)``, the same draws on every
-        device, and compiled the cheapest: no Philox, no draws tensor). Under
+        the codes of ``uniform=fpx.hashed_uniform(x.shape, seed, device=x.device)``, the same
+        draws on every device, and compiled the cheapest: no Philox, no draws tensor, no
+        scaling of the draws). Under
         ``torch.compile`` a ``generator`` causes a graph break (``fullgraph=True`` fails): pass
         ``uniform`` or ``seed`` (a tensor seed takes new values without recompiling) or use
         the global RNG there.

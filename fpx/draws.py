@@ -129,6 +129,13 @@ def hashed_uniform(shape, seed, *, device=None) -> torch.Tensor:
     >>> sorted(set(codes.tolist()) - {56, 57})
     []
     """
+    return _hashed_counts(shape, seed, device).to(torch.float32) * 2.0**-_RESOLUTION_BITS
+
+
+def _hashed_counts(shape, seed, device=None) -> torch.Tensor:
+    """:func:`hashed_uniform`'s draws times 2^24: int32 integers in [0, 2^24) of ``shape`` (its
+    checks and errors). Stochastic rounding compares these with its threshold directly (``fpx.convert``
+    takes them from ``seed=``), saving the scaling to [0, 1) and back."""
     shape = _check_shape(shape)
     seed = _check_seed(seed)
     count = math.prod(shape)
@@ -145,5 +152,4 @@ def hashed_uniform(shape, seed, *, device=None) -> torch.Tensor:
     index = torch.arange(count, device=device, dtype=index_dtype).to(torch.int32)
     h = _fmix32((index * _as_int32(_WEYL)) ^ key)
     shift = 32 - _RESOLUTION_BITS
-    draws = ((h >> shift) & ((1 << _RESOLUTION_BITS) - 1)).to(torch.float32) * 2.0**-_RESOLUTION_BITS
-    return draws.view(shape)
+    return ((h >> shift) & ((1 << _RESOLUTION_BITS) - 1)).view(shape)

@@ -414,15 +414,22 @@ def test_stochastic_matches_reference_rule(fmt):
 
 def assert_stochastic_matches_reference(x, fmt, uniform):
     """Both routes of stochastic rounding (CPU's eager one and CUDA's, in float arithmetic where
-    the format allows it, and the integer one compiled CPU code runs) against the reference."""
+    the format allows it, and the integer one compiled CPU code runs) against the reference,
+    with the draws given as ``uniform`` and, where they lie on the 2^-24 grid, as the integer
+    draws ``seed=`` takes from the hash (its hash replaced by these draws times 2^24)."""
+    counts = uniform * 2**24
+    on_grid = bool(((counts >= 0) & (counts < 2**24) & (counts == counts.floor())).all())
     for saturate in (True, False):
         expected = reference(fmt).stochastic(as_float64(x), uniform.double().numpy(), saturate)
         for by_float in (True, False):
-            with mock.patch.object(fpx.convert, "_stochastic_by_float_pays_off", lambda device, on=by_float: on):
-                actual = encode(x, fmt, saturate=saturate, rounding="stochastic", uniform=uniform).numpy()
-            bad = np.flatnonzero(actual != expected)
-            assert bad.size == 0, (f"by float {by_float}, saturate={saturate}: x={x[bad[0]].item()!r}, "
-                                   f"u={uniform[bad[0]].item()!r}: {actual[bad[0]]:#x} != {expected[bad[0]]:#x}")
+            for given in ("uniform", "seed") if on_grid else ("uniform",):
+                with mock.patch.object(fpx.convert, "_stochastic_by_float_pays_off", lambda device, on=by_float: on), \
+                        mock.patch.object(fpx.convert, "_hashed_counts", lambda shape, seed, device=None: counts.to(torch.int32)):
+                    draws = {"uniform": uniform} if given == "uniform" else {"seed": 0}
+                    actual = encode(x, fmt, saturate=saturate, rounding="stochastic", **draws).numpy()
+                bad = np.flatnonzero(actual != expected)
+                assert bad.size == 0, (f"by float {by_float}, draws from {given}, saturate={saturate}: x={x[bad[0]].item()!r}, "
+                                       f"u={uniform[bad[0]].item()!r}: {actual[bad[0]]:#x} != {expected[bad[0]]:#x}")
 
 
 def edge_draws(shape, seed):
@@ -686,17 +693,24 @@ def test_mx_scale_exponent_specials_and_errors():
 @pytest.mark.cuda
 @pytest.mark.parametrize("fmt", [E4M3, E5M2, E2M1, E8M0], ids=["E4M3", "E5M2", "E2M1", "E8M0"])
 def test_cuda_stochastic_matches_reference_eager_and_compiled(fmt):
-    # both routes on CUDA (float arithmetic where the format allows it, not yet CUDA's
-    # default; and the integer one), every 16-bit input and float32 in the format's range,
-    # with edge draws, against the reference on the CPU
+    # both routes on CUDA (float arithmetic where the format allows it, CUDA's default; and
+    # the integer one), every 16-bit input and float32 in the format's range, against the
+    # reference on the CPU: edge draws given as uniform, the same draws as seed='s integer
+    # draws (the hash replaced by them), and seed='s own hashed draws
     x = torch.cat([all_16_bit(torch.bfloat16).float(), all_16_bit(torch.float16).float(), in_range_float32(fmt, 100_000, seed=4)])
     uniform = edge_draws(x.shape, seed=6)
-    expected = reference(fmt).stochastic(as_float64(x), uniform.double().numpy(), True)
-    for by_float in (True, False):
-        with mock.patch.object(fpx.convert, "_stochastic_by_float_pays_off", lambda device, on=by_float: on):
-            torch._dynamo.reset()
-            compiled = torch.compile(lambda t, u: encode(t, fmt, rounding="stochastic", uniform=u), fullgraph=True, dynamic=False)
-            for actual in (encode(x.cuda(), fmt, rounding="stochastic", uniform=uniform.cuda()), compiled(x.cuda(), uniform.cuda())):
-                bad = np.flatnonzero(actual.cpu().numpy() != expected)
-                assert bad.size == 0, f"by float {by_float}: {bad.size} wrong codes; first: x={x[bad[0]].item()!r}"
+    counts = (uniform * 2**24).to(torch.int32).cuda()
+    cases = [(uniform, {"uniform": uniform.cuda()}, fpx.convert._hashed_counts),
+             (uniform, {"seed": torch.tensor(0, device="cuda")}, lambda shape, seed, device=None: counts),
+             (fpx.hashed_uniform(x.shape, 77), {"seed": torch.tensor(77, device="cuda")}, fpx.convert._hashed_counts)]
+    for draws, draw_args, hashed_counts in cases:
+        expected = reference(fmt).stochastic(as_float64(x), draws.double().numpy(), True)
+        for by_float in (True, False):
+            with mock.patch.object(fpx.convert, "_stochastic_by_float_pays_off", lambda device, on=by_float: on), \
+                    mock.patch.object(fpx.convert, "_hashed_counts", hashed_counts):
+                torch._dynamo.reset()
+                compiled = torch.compile(lambda t, kw: encode(t, fmt, rounding="stochastic", **kw), fullgraph=True, dynamic=False)
+                for actual in (encode(x.cuda(), fmt, rounding="stochastic", **draw_args), compiled(x.cuda(), draw_args)):
+                    bad = np.flatnonzero(actual.cpu().numpy() != expected)
+                    assert bad.size == 0, f"by float {by_float}, {list(draw_args)}: {bad.size} wrong codes; first: x={x[bad[0]].item()!r}"
     torch._dynamo.reset()
