@@ -342,8 +342,8 @@ def _with_overflow_nan_and_sign(code, negative, is_nan, is_inf, fmt: FloatFormat
 # stochastic encode on an H200 once its draws cost a few (0.46x of clone with
 # fpx.hashed_uniform's). The same rule in float32 arithmetic, every step exact: 27.0 (E4M3,
 # float32 input, draws given) or 41.9 with fpx.hashed_uniform's (56.4 before), counted offline;
-# since the thirty-sixth session 25.0, 39.5 and, with seed='s integer draws (_DrawCounts),
-# 36.0 (no inf test of its own, no scaling of the draws).
+# since the thirty-sixth session 24.0, 38.5 and, with seed='s integer draws (_DrawCounts),
+# 35.0 (no inf test of its own, no scaling of the draws, the count's bits unmasked).
 def _stochastic_by_float_pays_off(device: torch.device) -> bool:
     """Round stochastically by :func:`_stochastic_magnitude_by_float`: on CUDA, where it counts
     25% fewer instructions (above) and ran E4M3 encode with hashed draws at 0.66x of clone
@@ -395,8 +395,14 @@ def _stochastic_magnitude_by_float(size: torch.Tensor, fmt: FloatFormat, uniform
         up = uniform.counts.to(torch.float32) <= fraction - 1.0
     else:
         up = torch.clamp(uniform.to(torch.float32) * float(1 << _RANDOM_BITS), min=0) < torch.floor(fraction)
+    # whole + up + 2^23 is a float32 of exponent 23 whose low bits are the count: its bits less
+    # those of 2^23. An inf's are +inf's, past max as the caller needs, where its exponent's
+    # scale 2^(m - 1 - 127) is a normal float; for m = 1 it is 0, inf * 0 is a NaN, and x86's
+    # has the sign bit set: the mask keeps that code past max. (A NaN's code does not matter.)
     count = (whole + 8388608.0) + up.to(torch.float32)
-    return (count.view(torch.int32) & ((1 << (m + 2)) - 1)) + ((exponent - emin) << m)
+    if m == 1:
+        return (count.view(torch.int32) & ((1 << (m + 2)) - 1)) + ((exponent - emin) << m)
+    return (count.view(torch.int32) - 0x4B000000) + ((exponent - emin) << m)
 
 
 def _code_of_float32_exponent_128(fmt: FloatFormat) -> int:
