@@ -134,8 +134,8 @@ def hashed_uniform(shape, seed, *, device=None) -> torch.Tensor:
 
 def _hashed_counts(shape, seed, device=None) -> torch.Tensor:
     """:func:`hashed_uniform`'s draws times 2^24: int32 integers in [0, 2^24) of ``shape`` (its
-    checks and errors). Stochastic rounding compares these with its threshold directly (``fpx.convert``
-    takes them from ``seed=``), saving the scaling to [0, 1) and back."""
+    checks and errors). Stochastic rounding compares these with its threshold directly
+    (``fpx.convert`` takes them from ``seed=``), saving the scaling to [0, 1) and back."""
     shape = _check_shape(shape)
     seed = _check_seed(seed)
     count = math.prod(shape)
