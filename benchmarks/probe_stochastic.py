@@ -1,9 +1,10 @@
 """Stochastic encode to E4M3 on CUDA, side by side: clone, the draws of torch.rand_like,
 fpx.hashed_uniform (``uniform=``) or ``seed=`` (the same draws, compared as integers), and the
-rounding in float arithmetic (fpx.convert's _stochastic_magnitude_by_float: CPU eager's route
-since the thirty-fifth session, CUDA's since the thirty-sixth) or the integer one
-(_round_magnitude), each forced through fpx.convert._stochastic_by_float_pays_off while
-compiling. 64 MiB input, compiled, GB/s counting bytes read and written.
+rounding by a float scaling (fpx.convert's _stochastic_magnitude_by_float: CPU eager's route
+since the thirty-fifth session, CUDA's since the thirty-sixth, one integer sum since then) or
+the integer one (_round_magnitude), each forced through
+fpx.convert._stochastic_by_float_pays_off while compiling. 64 MiB input, compiled, GB/s
+counting bytes read and written.
 
 Run: python benchmarks/probe_stochastic.py
 """

@@ -238,7 +238,7 @@ def _min_exponent(fmt: FloatFormat) -> int:
 class _DrawCounts(NamedTuple):
     """Stochastic rounding's draws given as the integers r = u * 2^24 in [0, 2^24) (``seed=``'s,
     :func:`fpx.draws._hashed_counts`), where a ``uniform`` tensor gives u: the rounding compares
-    them with its integer threshold as they are, with no scaling to [0, 1) and back (3.5 fewer
+    them with its integer threshold as they are, with no scaling to [0, 1) and back (5.5 fewer
     instructions per element in the float rounding's CUDA kernel, below)."""
 
     counts: torch.Tensor
@@ -247,8 +247,8 @@ class _DrawCounts(NamedTuple):
 def _uniform_to_int(uniform, like: torch.Tensor) -> torch.Tensor:
     """floor(u * 2**24) of draws u in [0, 1) as integers; a draw outside [0, 1) counts as 0
     below it and as 2^24 (never up) above it, a NaN draw as 2^24, as in
-    :func:`_stochastic_magnitude_by_float` (and no float -> int conversion of a NaN, undefined
-    in C++). :class:`_DrawCounts` are those integers already."""
+    :func:`_draw_complements` (and no float -> int conversion of a NaN, undefined in C++).
+    :class:`_DrawCounts` are those integers already."""
     if isinstance(uniform, _DrawCounts):
         return uniform.counts.to(like.dtype)
     scaled = uniform.to(torch.float32) * float(1 << _RANDOM_BITS)
@@ -336,22 +336,25 @@ def _with_overflow_nan_and_sign(code, negative, is_nan, is_inf, fmt: FloatFormat
     return code
 
 
-# ---- stochastic rounding in float arithmetic ------------------------------------------------------
+# ---- stochastic rounding by a float scaling ------------------------------------------------------
 # The integer rounding of _round_magnitude takes about 42 instructions per float32 element for
 # sm_90a (benchmarks/sass_offline.py: variable shifts, clamps and selects), and bound the
 # stochastic encode on an H200 once its draws cost a few (0.46x of clone with
-# fpx.hashed_uniform's). The same rule in float32 arithmetic, every step exact: 27.0 (E4M3,
-# float32 input, draws given) or 41.9 with fpx.hashed_uniform's (56.4 before), counted offline;
-# since the thirty-sixth session 24.0, 38.5 and, with seed='s integer draws (_DrawCounts),
-# 35.0 (no inf test of its own, no scaling of the draws, the count's bits unmasked).
+# fpx.hashed_uniform's). The same rule by a float scaling and float arithmetic, every step
+# exact: 27.0 (E4M3, float32 input, draws given) or 41.9 with fpx.hashed_uniform's (56.4
+# before), counted offline; since the thirty-sixth session by one integer sum after the
+# scaling, with no inf test of its own: 24.0, 38.4, and 32.9 with seed='s integer draws
+# (_DrawCounts).
 def _stochastic_by_float_pays_off(device: torch.device) -> bool:
     """Round stochastically by :func:`_stochastic_magnitude_by_float`: on CUDA, where it counts
-    25% fewer instructions (above) and ran E4M3 encode with hashed draws at 0.66x of clone
-    from float32 against 0.47x, 0.40x from bfloat16 against 0.29x (H200, compiled, 64 MiB;
-    predicted 0.62x / 0.39x); and on CPU outside ``torch.compile`` (fewer eager operations: 8 Mi
-    float32 values to E4M3, 2 cores, 547 -> 393 ms). Compiled on CPU, inductor's C++ kernel of
-    it ran at half the speed of the integer rounding's (its float <-> int32 views: 24.5 against
-    11.9 ms)."""
+    fewer instructions (above), and its float-arithmetic form of the thirty-fifth session ran
+    E4M3 encode with hashed draws at 0.66x of clone from float32 against 0.47x, 0.40x from
+    bfloat16 against 0.29x (H200, compiled, 64 MiB; predicted 0.62x / 0.39x); and on CPU
+    outside ``torch.compile`` (fewer eager operations: 8 Mi float32 values to E4M3, 2 cores,
+    547 -> 393 ms). Compiled on CPU the integer rounding stays: inductor's C++ kernel of that
+    form ran at half its speed (its float <-> int32 views: 24.5 against 11.9 ms), and that of
+    today's integer sum at the same speed (8 Mi float32 values, 4.6-5.1 ms with ``uniform``,
+    6.8-7.1 with ``seed``, either route)."""
     if device.type == "cpu":
         return not torch.compiler.is_compiling()
     return device.type == "cuda"
@@ -359,50 +362,53 @@ def _stochastic_by_float_pays_off(device: torch.device) -> bool:
 
 def _rounds_stochastically_by_float(fmt: FloatFormat) -> bool:
     """Formats :func:`_stochastic_magnitude_by_float` handles: with zero, subnormals and a
-    mantissa, so that a code is its binade's first code plus a step count, and with every
-    inverse step 2^(m - e), e from the format's min normal exponent up to float32's 127, a
-    normal float32. The bound of 100 (not float32's 127) keeps float32 subnormal inputs out of
-    play: scaled by at most 2^100 they stay below 2^-26 of a step, so their threshold is 0
+    mantissa, so that a code is its binade's first code plus a step count; with at most 6
+    mantissa bits, so that a magnitude's steps times 2^24 stay below 2^31 (an int32); and with
+    every scale 2^(m - e + 24), e from the format's min normal exponent up to 128, a normal
+    float32. The bound of 100 on m - emin (not float32's 127 - 24) keeps float32 subnormal
+    inputs out of play: scaled by at most 2^124 they stay below 1/4, so their threshold is 0
     whether or not a GPU flushes them to zero."""
     m = fmt.mantissa_bits
-    return fmt.has_zero and fmt.has_subnormals and m >= 1 and m - _min_exponent(fmt) <= 100
+    return fmt.has_zero and fmt.has_subnormals and 1 <= m <= 6 and m - _min_exponent(fmt) <= 100
 
 
-def _stochastic_magnitude_by_float(size: torch.Tensor, fmt: FloatFormat, uniform: torch.Tensor) -> torch.Tensor:
-    """:func:`_round_magnitude`'s stochastic code of the float32 magnitude ``size``, in float
-    arithmetic (codes past max, inf and NaN are left to the caller's masks).
+def _stochastic_magnitude_by_float(size: torch.Tensor, fmt: FloatFormat, uniform) -> torch.Tensor:
+    """:func:`_round_magnitude`'s stochastic code of the float32 magnitude ``size``, by one
+    float scaling and one integer sum (codes past max, inf and NaN are left to the caller's
+    masks).
 
     With e the magnitude's float32 exponent, at least the format's min normal exponent emin,
-    ``steps = size * 2^(m - e)`` is exact (a power of two built from bits; it only scales up
-    where e was raised) and below 2^(m + 1). Its whole part is the count of steps below size,
-    and ``floor(frac(steps) * 2^24)`` is floor(p * 2^24), both exact: the rule's integer
-    threshold T. For an integer T, floor(v) < T iff v < T, so the draw v = u * 2^24 needs no
-    floor (nor the clamp at 2^24 - 1), only the one at 0 (a negative draw must not move an
-    exact value, T = 0; a NaN draw never rounds up). The count, plus one where v < T, plus
-    2^23 leaves the count in the float's low bits (a view, no float -> int conversion, whose
-    inf and NaN are undefined in C++); the binade's first code, (e - emin) << m, is added.
+    ``steps = size * 2^(m - e)`` is below 2^(m + 1); its whole part is the count of steps below
+    size, and T = floor(frac(steps) * 2^24) = floor(p * 2^24) is the rule's threshold. The
+    scaling by 2^(m - e + 24) (a power of two built from bits) is exact, and its truncation to
+    an integer is S = floor(steps * 2^24) = whole * 2^24 + T, below 2^(m + 25) <= 2^31. With
+    d = 2^24 - 1 - r for the integer draw r in [0, 2^24), ``(S + d) >> 24``, read as unsigned,
+    is whole + [T + d >= 2^24] = whole + [r < T]: the count with its stochastic step. The
+    binade's first code, (e - emin) << m, is added. No float -> int conversion of an inf or
+    NaN (undefined in C++): ``fmin`` puts them at the largest finite S, whose code (exponent
+    128's binade) is past max too.
     """
     emin = _min_exponent(fmt)
     m = fmt.mantissa_bits
     exponent = torch.clamp((size.view(torch.int32) >> 23) - 127, min=emin)
-    steps = size * ((127 + m - exponent) << 23).view(torch.float32)
-    whole = torch.floor(steps)
-    fraction = (steps - whole) * float(1 << _RANDOM_BITS)
+    scaled = size * ((127 + m + _RANDOM_BITS - exponent) << 23).view(torch.float32)
+    largest = float((1 << (m + 1 + _RANDOM_BITS)) - (1 << (m + 1)))  # (2^(m+1) - 2^(m-23)) * 2^24
+    scaled = torch.fmin(scaled, scaled.new_full((), largest))
+    total = scaled.to(torch.int32) + _draw_complements(uniform)
+    count = (total >> _RANDOM_BITS) & ((1 << (32 - _RANDOM_BITS)) - 1)  # unsigned: below 2^32
+    return count + ((exponent - emin) << m)
+
+
+def _draw_complements(uniform) -> torch.Tensor:
+    """2^24 - 1 - r for the integer draws r = floor(u * 2^24) of draws u, as int32. A draw below
+    0 counts as 0; one of 1 or more, or NaN, as 2^24 - 1, which never rounds up (T < 2^24), as
+    in :func:`_uniform_to_int`. :class:`_DrawCounts` are the r already: a complement is an XOR."""
+    top = (1 << _RANDOM_BITS) - 1
     if isinstance(uniform, _DrawCounts):
-        # Integer draws r: r < floor(fraction) iff r + 1 <= fraction iff r <= fraction - 1,
-        # no floor either, and one FFMA on CUDA. fraction - 1 is exact from 1 up (fraction is
-        # below 2^24), and below 1 it is negative however it rounds: never up.
-        up = uniform.counts.to(torch.float32) <= fraction - 1.0
-    else:
-        up = torch.clamp(uniform.to(torch.float32) * float(1 << _RANDOM_BITS), min=0) < torch.floor(fraction)
-    # whole + up + 2^23 is a float32 of exponent 23 whose low bits are the count: its bits less
-    # those of 2^23. An inf's are +inf's, past max as the caller needs, where its exponent's
-    # scale 2^(m - 1 - 127) is a normal float; for m = 1 it is 0, inf * 0 is a NaN, and x86's
-    # has the sign bit set: the mask keeps that code past max. (A NaN's code does not matter.)
-    count = (whole + 8388608.0) + up.to(torch.float32)
-    if m == 1:
-        return (count.view(torch.int32) & ((1 << (m + 2)) - 1)) + ((exponent - emin) << m)
-    return (count.view(torch.int32) - 0x4B000000) + ((exponent - emin) << m)
+        return uniform.counts ^ top
+    scaled = uniform.to(torch.float32) * float(1 << _RANDOM_BITS)
+    scaled = torch.where(scaled < float(1 << _RANDOM_BITS), scaled, float(top))
+    return top - torch.clamp(scaled, min=0).to(torch.int32)
 
 
 def _code_of_float32_exponent_128(fmt: FloatFormat) -> int:

@@ -413,7 +413,7 @@ def test_stochastic_matches_reference_rule(fmt):
 
 
 def assert_stochastic_matches_reference(x, fmt, uniform):
-    """Both routes of stochastic rounding (CPU's eager one and CUDA's, in float arithmetic where
+    """Both routes of stochastic rounding (CPU's eager one and CUDA's, by a float scaling where
     the format allows it, and the integer one compiled CPU code runs) against the reference,
     with the draws given as ``uniform`` and, where they lie on the 2^-24 grid, as the integer
     draws ``seed=`` takes from the hash (its hash replaced by these draws times 2^24)."""
