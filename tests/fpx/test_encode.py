@@ -450,6 +450,14 @@ def test_stochastic_matches_reference_rule_for_every_input_set(fmt, inputs):
     assert_stochastic_matches_reference(x, fmt, edge_draws(x.shape, seed=10))
 
 
+def test_stochastic_with_seven_mantissa_bits_matches_reference_rule():
+    # an unsigned E1M7: steps * 2^24 reach 2^32, past the float scaling's int32 sum, so these
+    # take the integer rounding whichever route is asked for
+    fmt = fpx.FloatFormat("E1M7", exponent_bits=1, mantissa_bits=7, bias=1, signed=False)
+    x = torch.cat([boundaries(fmt), in_range_float32(fmt, 20_000, seed=3).abs()])
+    assert_stochastic_matches_reference(x, fmt, edge_draws(x.shape, seed=4))
+
+
 @pytest.mark.parametrize("fmt", [E4M3, E2M1, E8M0], ids=["E4M3", "E2M1", "E8M0"])
 def test_stochastic_draws_outside_0_1_count_as_0_below_and_never_up_above(fmt):
     # a negative draw rounds as 0 (up wherever x is not exact), one of 1 or more, or NaN, down
