@@ -126,6 +126,12 @@ def test_encode_and_round_to_take_a_seed_for_hashed_draws():
         for seed in (0, 2**40 + 5, torch.tensor(9)):
             expected = fn(x, E4M3, rounding="stochastic", uniform=hashed_uniform(x.shape, seed))
             assert torch.equal(fn(x, E4M3, rounding="stochastic", seed=seed), expected)
+    # seed= hands the rounding integer draws: every input dtype and route takes them as the
+    # same draws (float64 and E8M0 round by integers, the rest by the float scaling)
+    for dtype in (torch.float64, torch.bfloat16, torch.float16):
+        for fmt in (E4M3, E5M2, fpx.E2M1, fpx.E8M0):
+            expected = fpx.encode(x.to(dtype), fmt, rounding="stochastic", uniform=hashed_uniform(x.shape, 3))
+            assert torch.equal(fpx.encode(x.to(dtype), fmt, rounding="stochastic", seed=3), expected), (dtype, fmt)
     # compiled with a seed tensor: one graph for every seed (no inductor here: a counting backend)
     counter = torch._dynamo.testing.CompileCounter()
     counted = torch.compile(lambda x, s: fpx.encode(x, E4M3, rounding="stochastic", seed=s), backend=counter, fullgraph=True)
