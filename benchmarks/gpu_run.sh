@@ -129,8 +129,8 @@
 #         benchmarks/probe_stochastic.py (float / integer rounding; seed=, hashed_uniform or
 #         Philox draws). Measured in the thirty-sixth session: float32 0.66x of clone with
 #         uniform=hashed_uniform, bfloat16 0.40x (float rounding). Predicted since (seed='s
-#         integer draws, the rounding as one integer sum): float32 seed= about 0.84x,
-#         uniform=hashed_uniform 0.72x, bfloat16 seed= about 0.50x. About 2.5 minutes.
+#         integer draws, the rounding as one integer sum, the key's share of the hash once):
+#         float32 seed= about 0.88x, uniform=hashed_uniform 0.74x, bfloat16 seed= about 0.52x. About 2.5 minutes.
 #   xtraffic: by 128 at 64 rows, tiles forced alone (64x32x256 s2 w4 for INT8 and INT4, 64x64x256
 #         s2 w8 for INT4, INT8, E2M1, 64x64x128 s4 w8 for INT4, E2M1): whether x's re-reads
 #         through L2 (1 MiB per program) or the decode's instructions bound the right route

@@ -238,7 +238,7 @@ def _min_exponent(fmt: FloatFormat) -> int:
 class _DrawCounts(NamedTuple):
     """Stochastic rounding's draws given as the integers r = u * 2^24 in [0, 2^24) (``seed=``'s,
     :func:`fpx.draws._hashed_counts`), where a ``uniform`` tensor gives u: the rounding compares
-    them with its integer threshold as they are, with no scaling to [0, 1) and back (5.5 fewer
+    them with its integer threshold as they are, with no scaling to [0, 1) and back (6 fewer
     instructions per element in the float rounding's CUDA kernel, below)."""
 
     counts: torch.Tensor
@@ -343,7 +343,7 @@ def _with_overflow_nan_and_sign(code, negative, is_nan, is_inf, fmt: FloatFormat
 # fpx.hashed_uniform's). The same rule by a float scaling and float arithmetic, every step
 # exact: 27.0 (E4M3, float32 input, draws given) or 41.9 with fpx.hashed_uniform's (56.4
 # before), counted offline; since the thirty-sixth session by one integer sum after the
-# scaling, with no inf test of its own: 24.0, 38.4, and 32.9 with seed='s integer draws
+# scaling, with no inf test of its own: 24.0, 37.25, and 31.25 with seed='s integer draws
 # (_DrawCounts).
 def _stochastic_by_float_pays_off(device: torch.device) -> bool:
     """Round stochastically by :func:`_stochastic_magnitude_by_float`: on CUDA, where it counts

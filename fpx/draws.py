@@ -41,7 +41,11 @@ def _as_int32(value: int) -> int:
 def _fmix32(h: torch.Tensor) -> torch.Tensor:
     """MurmurHash3's finalizer on int32 tensors holding uint32 bit patterns. Products wrap
     modulo 2^32 (two's complement), and the right shifts are masked to be logical."""
-    h = h ^ ((h >> 16) & 0xFFFF)
+    return _fmix32_after_first_step(h ^ ((h >> 16) & 0xFFFF))
+
+
+def _fmix32_after_first_step(h: torch.Tensor) -> torch.Tensor:
+    """:func:`_fmix32` of a value whose first step, ``h ^ (h >> 16)``, is done."""
     h = h * _as_int32(_FMIX_MULTIPLIERS[0])
     h = h ^ ((h >> 13) & 0x7FFFF)
     h = h * _as_int32(_FMIX_MULTIPLIERS[1])
@@ -144,12 +148,18 @@ def _hashed_counts(shape, seed, device=None) -> torch.Tensor:
     if device is None:
         device = seed.device if isinstance(seed, torch.Tensor) else torch.get_default_device()
     key = seed_key(seed.to(device) if isinstance(seed, torch.Tensor) else seed)
-    if not isinstance(key, torch.Tensor):
-        key = _as_int32(key)
+    # fmix32's first step is linear in XOR: (p ^ key) ^ ((p ^ key) >> 16) = p ^ (p >> 16) ^
+    # (key ^ (key >> 16)), so the key's part is computed once, not per element (one
+    # instruction fewer per element on CUDA: the three-way XOR is one LOP3).
+    if isinstance(key, torch.Tensor):
+        key_mixed = key ^ ((key >> 16) & 0xFFFF)
+    else:
+        key_mixed = _as_int32(key ^ (key >> 16))
     # int64 positions cast to int32 keep the low 32 bits; int32 positions where they fit
     # (cheaper index arithmetic in the kernel).
     index_dtype = torch.int32 if count <= 1 << 31 else torch.int64
     index = torch.arange(count, device=device, dtype=index_dtype).to(torch.int32)
-    h = _fmix32((index * _as_int32(_WEYL)) ^ key)
+    position = index * _as_int32(_WEYL)
+    h = _fmix32_after_first_step(position ^ ((position >> 16) & 0xFFFF) ^ key_mixed)
     shift = 32 - _RESOLUTION_BITS
     return ((h >> shift) & ((1 << _RESOLUTION_BITS) - 1)).view(shape)
