@@ -131,6 +131,10 @@
 #         uniform=hashed_uniform, bfloat16 0.40x (float rounding). Predicted since (seed='s
 #         integer draws, the rounding as one integer sum, the key's share of the hash once):
 #         float32 seed= about 0.88x, uniform=hashed_uniform 0.74x, bfloat16 seed= about 0.52x. About 2.5 minutes.
+#   decode-configs: float32 decode's 0.73x / 0.90x in two fresh caches of the thirty-sixth
+#         session: 6 fresh compiles of fpx.decode E4M3 -> float32, each one's tuned config and
+#         GB/s, timed twice. Predicted: the slow compiles share a config, and repeat their
+#         number when timed again. About 1.5 minutes.
 #   xtraffic: by 128 at 64 rows, tiles forced alone (64x32x256 s2 w4 for INT8 and INT4, 64x64x256
 #         s2 w8 for INT4, INT8, E2M1, 64x64x128 s4 w8 for INT4, E2M1): whether x's re-reads
 #         through L2 (1 MiB per program) or the decode's instructions bound the right route
@@ -459,6 +463,13 @@ if [[ $what == tiles64 ]]; then
   g="--group-size 0"
   SWEEP_TIMEOUT=150 SWEEP_JOBS="${TILES64_JOBS:---shapes 4096x14336 $g --formats INT4 --m 20,24;--shapes 8192x8192 $g --formats INT8 --m 48;--shapes 8192x8192 $g --formats E4M3 --m 40,48}" bash "$0" sweep
 fi
+if [[ $what == decode-configs ]]; then
+  # fpx.decode E4M3 -> float32 compiled 6 times afresh: each compile's tuned config, timed
+  # twice (benchmarks/probe_decode_configs.py).
+  timeout 240 python3 benchmarks/probe_decode_configs.py > "$OUT/decode_configs.log" 2>&1
+  grep -E "^\||^#" "$OUT/decode_configs.log"
+fi
+
 if [[ $what == stochastic ]]; then
   # Stochastic rounding (fpx.convert._stochastic_magnitude_by_float, CUDA's route, and the
   # integer one): both routes on CUDA against the reference, every 16-bit input, eager and
