@@ -244,16 +244,17 @@ class _DrawCounts(NamedTuple):
     counts: torch.Tensor
 
 
-def _uniform_to_int(uniform, like: torch.Tensor) -> torch.Tensor:
-    """floor(u * 2**24) of draws u in [0, 1) as integers; a draw outside [0, 1) counts as 0
-    below it and as 2^24 (never up) above it, a NaN draw as 2^24, as in
-    :func:`_draw_complements` (and no float -> int conversion of a NaN, undefined in C++).
+def _uniform_to_int(uniform, dtype: torch.dtype) -> torch.Tensor:
+    """floor(u * 2**24) of draws u in [0, 1) as integers of ``dtype``; a draw outside [0, 1)
+    counts as 0 below it and as 2^24 - 1 above it, a NaN draw as 2^24 - 1: never up, as every
+    threshold is below 2^24 (and no float -> int conversion of a NaN, undefined in C++).
     :class:`_DrawCounts` are those integers already."""
+    top = (1 << _RANDOM_BITS) - 1
     if isinstance(uniform, _DrawCounts):
-        return uniform.counts.to(like.dtype)
+        return uniform.counts.to(dtype)
     scaled = uniform.to(torch.float32) * float(1 << _RANDOM_BITS)
-    scaled = torch.where(scaled < float(1 << _RANDOM_BITS), scaled, float(1 << _RANDOM_BITS))
-    return torch.clamp(scaled, min=0).to(like.dtype)
+    scaled = torch.where(scaled < float(1 << _RANDOM_BITS), scaled, float(top))
+    return torch.clamp(scaled, min=0).to(dtype)
 
 
 def _round_magnitude(exponent, sig, p, fmt: FloatFormat, uniform):
@@ -282,7 +283,7 @@ def _round_magnitude(exponent, sig, p, fmt: FloatFormat, uniform):
             remainder << torch.clamp(_RANDOM_BITS - s, min=0),
             remainder >> torch.clamp(s_exact - _RANDOM_BITS, min=0, max=p + 2),
         )
-        r = truncated + (_uniform_to_int(uniform, sig) < threshold).to(sig.dtype)
+        r = truncated + (_uniform_to_int(uniform, sig.dtype) < threshold).to(sig.dtype)
     code = ((e + fmt.bias) << m) - (1 << m) + r
     if not fmt.has_zero:
         code = torch.clamp(code, min=0)  # below the smallest value: the smallest value
@@ -400,15 +401,8 @@ def _stochastic_magnitude_by_float(size: torch.Tensor, fmt: FloatFormat, uniform
 
 
 def _draw_complements(uniform) -> torch.Tensor:
-    """2^24 - 1 - r for the integer draws r = floor(u * 2^24) of draws u, as int32. A draw below
-    0 counts as 0; one of 1 or more, or NaN, as 2^24 - 1, which never rounds up (T < 2^24), as
-    in :func:`_uniform_to_int`. :class:`_DrawCounts` are the r already: a complement is an XOR."""
-    top = (1 << _RANDOM_BITS) - 1
-    if isinstance(uniform, _DrawCounts):
-        return uniform.counts ^ top
-    scaled = uniform.to(torch.float32) * float(1 << _RANDOM_BITS)
-    scaled = torch.where(scaled < float(1 << _RANDOM_BITS), scaled, float(top))
-    return top - torch.clamp(scaled, min=0).to(torch.int32)
+    """2^24 - 1 - r for the integer draws r of :func:`_uniform_to_int`, as int32."""
+    return ((1 << _RANDOM_BITS) - 1) - _uniform_to_int(uniform, torch.int32)
 
 
 def _code_of_float32_exponent_128(fmt: FloatFormat) -> int:
