@@ -135,6 +135,9 @@
 #         session: 6 fresh compiles of fpx.decode E4M3 -> float32, each one's tuned config and
 #         GB/s, timed twice. Predicted: the slow compiles share a config, and repeat their
 #         number when timed again. About 1.5 minutes.
+#   weight-blocks: past the template, the weight decoded by blocks of output rows into one
+#         reused buffer, each block by cuBLAS (CPU's route): WB_COUNTS (1 4 8 16 blocks),
+#         WB_FORMATS, WB_MS (64,128). Is a block still in L2 when its matmul reads it?
 #   xtraffic: by 128 at 64 rows, tiles forced alone (64x32x256 s2 w4 for INT8 and INT4, 64x64x256
 #         s2 w8 for INT4, INT8, E2M1, 64x64x128 s4 w8 for INT4, E2M1): whether x's re-reads
 #         through L2 (1 MiB per program) or the decode's instructions bound the right route
@@ -468,6 +471,20 @@ if [[ $what == decode-configs ]]; then
   # twice (benchmarks/probe_decode_configs.py).
   timeout 240 python3 benchmarks/probe_decode_configs.py > "$OUT/decode_configs.log" 2>&1
   grep -E "^\||^#" "$OUT/decode_configs.log"
+fi
+
+if [[ $what == weight-blocks ]]; then
+  # Past the template: the weight decoded a block of output rows at a time into one reused
+  # buffer (fpx.nn.LowBitLinear._matmul_by_weight_blocks, CPU's route), each block multiplied
+  # by cuBLAS (ATEN, no autotune): does the block stay in L2 between its decode and its matmul?
+  # WB_COUNTS blocks (1 = the whole weight), each count its own process and inductor cache.
+  for count in ${WB_COUNTS:-1 4 8 16}; do
+    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 200 python3 benchmarks/linear.py --weight-blocks 1 \
+      --weight-block-count "$count" --formats "${WB_FORMATS:-INT4,INT3,E2M1,INT8}" --m "${WB_MS:-64,128}" \
+      --options '{"max_autotune": false, "max_autotune_gemm_backends": "ATEN", "coordinate_descent_tuning": false}' \
+      > "$OUT/weight_blocks_$count.log" 2>&1
+    echo "# $count blocks"; grep -E "^ +[0-9]+x[0-9]+ +[0-9]+ " "$OUT/weight_blocks_$count.log" | grep -v "M=" | tail -12
+  done
 fi
 
 if [[ $what == stochastic ]]; then

@@ -230,7 +230,13 @@ def main():
         parser.add_argument("--" + option.replace("_", "-"), choices=("auto", "0", "1"), default="auto",
                             help=f"force fpx.nn.{function} on (1) or off (0); auto: the layer's choice "
                             "(timing.LAYER_CHOICES)")
+    parser.add_argument("--weight-block-count", type=int, default=None,
+                        help="fpx.nn.WEIGHT_BLOCKS: the blocks of output rows of --weight-blocks 1")
     args = parser.parse_args()
+    if args.weight_block_count is not None:
+        if args.weight_block_count < 1:
+            parser.error(f"--weight-block-count must be positive, got {args.weight_block_count}")
+        fpx.nn.WEIGHT_BLOCKS = args.weight_block_count
     for option in LAYER_CHOICES:
         if getattr(args, option) != "auto":
             force_layer_choice(option, getattr(args, option) == "1")
