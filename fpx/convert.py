@@ -39,8 +39,10 @@ for every x inside the range (an exact value is never moved); beyond max the ove
 above applies. Draws come from ``torch.rand(generator=generator)`` or from the ``uniform``
 argument (float32 in [0, 1), broadcastable to ``x``; a draw below 0 counts as 0, one of 1 or
 more or NaN never rounds up), which makes results identical in eager and compiled code.
-(Compiled code draws from the global RNG inside the kernel: reproducible after
-``torch.manual_seed``, but not the same draws as eager.) ``uniform=fpx.hashed_uniform(x.shape,
+(Compiled code without ``generator`` draws one seed per call from the global RNG and hashes it
+with each element's position, as ``seed=`` does: reproducible after ``torch.manual_seed``, but
+not the same draws as eager, whose ``torch.rand_like`` is a pass of its own; past 2^32 elements,
+``torch.rand_like`` in the kernel.) ``uniform=fpx.hashed_uniform(x.shape,
 seed, device=x.device)``, or ``seed=seed`` (the same codes, cheaper still: the hash's integer
 draws are compared as integers), hashes each element's position with a seed instead
 (``fpx.draws``): the same draws on every device, eager or compiled, and the cheapest compiled
@@ -589,9 +591,22 @@ def _draws(x: torch.Tensor, rounding: str, generator, uniform, seed):
     if seed is not None:
         return _DrawCounts(_hashed_counts(x.shape, seed, device=x.device))
     if generator is None:
+        if torch.compiler.is_compiling() and x.numel() <= _MAX_HASHED_ELEMENTS:
+            # Compiled, the global RNG gives one seed per call and each element hashes it with
+            # its position, as seed= does (fpx.draws): Philox per element (rand_like in the
+            # kernel) bound the whole encode. Reproducible after torch.manual_seed all the same.
+            # Eager keeps rand_like: the hash would be a dozen eager passes over the tensor.
+            seed = torch.randint(_GLOBAL_SEED_BOUND, (), device=x.device)
+            return _DrawCounts(_hashed_counts(x.shape, seed, device=x.device))
         # rand_like, not rand(generator=None): the latter fails to trace with dynamic shapes.
         return torch.rand_like(x, dtype=torch.float32)
     return torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float32)
+
+
+# Compiled draws from the global RNG (_draws): seeds in [0, 2^62), a bound whose range inductor's
+# randint lowering holds in int64 without overflow; fpx.draws folds any seed into a 32-bit key.
+_GLOBAL_SEED_BOUND = 1 << 62
+_MAX_HASHED_ELEMENTS = 1 << 32  # fpx.draws' counters are 32 bits; beyond, rand_like as before
 
 
 def encode(
@@ -613,7 +628,8 @@ def encode(
         sign in the highest of them (``0x80`` for FP8, ``0x20`` FP6, ``0x8`` FP4).
       - ``rounding="nearest"``: ties to even, subnormals included, exponent unbounded before
         the comparison with max (OFP8 5.2.1). ``"stochastic"``: unbiased, see the module
-        docstring; draws from ``generator`` (a ``torch.Generator``, None: the global RNG),
+        docstring; draws from ``generator`` (a ``torch.Generator``; None: the global RNG,
+        compiled one seed per call from it, hashed as with ``seed``),
         from ``uniform`` (floats in [0, 1) broadcastable to ``x``; bit-reproducible in eager
         and compiled code alike), or from ``seed`` (an int or an integer tensor of one element:
         the codes of ``uniform=fpx.hashed_uniform(x.shape, seed, device=x.device)``, the same

@@ -14,7 +14,7 @@ import torch
 import fpx
 from fpx import E2M1, E3M2, E4M3, E5M2, E8M0, FloatFormat, decode, encode, exmy, mx_scale_exponent, round_to
 
-from ..codegen import compile_and_code, kernel_count
+from ..codegen import compile_and_code, kernel_count, typed_allocations
 from .test_encode import all_16_bit, boundaries, in_range_float32, random_float32_bits
 from .test_formats import FORMAT_IDS, FORMATS
 
@@ -38,6 +38,18 @@ def assert_bits_equal(actual, expected):
 def check_one_kernel(fn, *args, device, dynamic=False):
     out, source = compile_and_code(fn, *args, dynamic=dynamic)
     assert kernel_count(source, device) == 1, source
+    return out
+
+
+def check_one_kernel_with_global_draws(fn, *args, device, dynamic=False):
+    """Stochastic rounding compiled with the global RNG's draws: one kernel over the elements
+    (the hash of one seed per call and each position fused in), on CUDA plus a 0-d kernel per
+    0-d buffer (the seed and its key, computed once); the output the only buffer of x's size
+    (no draws written; inductor's own seed is a (1,) buffer)."""
+    out, source = compile_and_code(fn, *args, dynamic=dynamic)
+    buffers = typed_allocations(source)
+    assert kernel_count(source, device) == 1 + len([b for b in buffers if b[0] == ()]), source
+    assert [dtype for shape, dtype in buffers if shape not in ((), (1,))] == [str(out.dtype)], source
     return out
 
 
@@ -76,9 +88,9 @@ def test_stochastic_one_kernel(device):
     uniform = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)).to(device)
     fn = lambda x, u: encode(x, E5M2, rounding="stochastic", uniform=u)  # noqa: E731
     assert_bits_equal(check_one_kernel(fn, x, uniform, device=device), fn(x, uniform))
-    # In-kernel draws (global RNG): still one kernel (plus torch's seed draw); a different
-    # stream from eager, so check the result lies on one side or the other.
-    out = check_one_kernel(lambda x: round_to(x, E5M2, rounding="stochastic"), x, device=device)
+    # Draws from the global RNG (one seed per call, hashed per element): a different stream
+    # from eager's, so check the result lies on one side or the other.
+    out = check_one_kernel_with_global_draws(lambda x: round_to(x, E5M2, rounding="stochastic"), x, device=device)
     up = round_to(x, E5M2, rounding="stochastic", uniform=torch.zeros_like(x))
     down = round_to(x, E5M2, rounding="stochastic", uniform=torch.full_like(x, 1 - 2.0**-24))
     same = (out == up) | (out == down) | (torch.isnan(out) & torch.isnan(down))
@@ -94,7 +106,7 @@ def test_dynamic_shapes_one_kernel(device):
     assert_bits_equal(codes, encode_fn(x))
     assert_bits_equal(check_one_kernel(decode_fn, codes, device=device, dynamic=True), decode_fn(codes))
     stochastic_fn = lambda x: encode(x, E4M3, rounding="stochastic")  # noqa: E731
-    assert check_one_kernel(stochastic_fn, x, device=device, dynamic=True).shape == x.shape
+    assert check_one_kernel_with_global_draws(stochastic_fn, x, device=device, dynamic=True).shape == x.shape
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -525,6 +525,76 @@ def test_stochastic_rounding_is_reproducible():
     assert torch.equal(encode(x, E2M1, rounding="stochastic"), global_rng)
 
 
+def _graph_capture(graphs):
+    """A dynamo backend that records each traced graph's code and runs it eagerly (aten ops
+    with the global RNG, as eager code draws)."""
+
+    def backend(gm, example_inputs):
+        graphs.append(gm.code)
+        return gm.forward
+
+    return backend
+
+
+def test_compiled_stochastic_rounding_hashes_one_global_seed_per_call():
+    """Compiled without generator/uniform/seed: one seed per call from the global RNG
+    (``torch.randint(2**62)``), the codes of ``seed=`` that seed; eager keeps ``rand_like``."""
+    x = torch.randn(3000, generator=torch.Generator().manual_seed(13)) * 10
+    graphs = []
+    fn = torch.compile(lambda x: encode(x, E4M3, rounding="stochastic"), backend=_graph_capture(graphs), fullgraph=True)
+    for rng_seed in (0, 7):
+        torch.manual_seed(rng_seed)
+        got = fn(x)
+        torch.manual_seed(rng_seed)
+        seed = torch.randint(2**62, ())
+        assert torch.equal(got, encode(x, E4M3, rounding="stochastic", seed=seed))
+    assert len(graphs) == 1 and "randint" in graphs[0] and "rand_like" not in graphs[0]
+    # eager: rand_like's draws, as before
+    torch.manual_seed(3)
+    eager = encode(x, E4M3, rounding="stochastic")
+    torch.manual_seed(3)
+    assert torch.equal(eager, encode(x, E4M3, rounding="stochastic", uniform=torch.rand_like(x)))
+
+
+def test_compiled_stochastic_rounding_past_the_hash_counters_draws_rand_like(monkeypatch):
+    # more elements than fpx.draws' 32-bit counters (the bound lowered here): Philox per element
+    monkeypatch.setattr(fpx.convert, "_MAX_HASHED_ELEMENTS", 100)
+    graphs = []
+    fn = torch.compile(lambda x: round_to(x, E4M3, rounding="stochastic"), backend=_graph_capture(graphs), fullgraph=True)
+    fn(torch.randn(101))
+    assert len(graphs) == 1 and "rand_like" in graphs[0] and "randint" not in graphs[0]
+    torch._dynamo.reset()
+
+
+def test_compiled_stochastic_rounding_is_unbiased_and_reproducible():
+    """Inductor-compiled, draws from the global RNG: reproducible after torch.manual_seed, new
+    draws on each call, each result a neighbour, and the mean over calls within 5 sigma."""
+    fmt = E4M3
+    x = in_range_float32(fmt, 64, seed=14)
+    x = x[x.abs() < fmt.max]
+    samples = 2048
+    fn = torch.compile(lambda x: round_to(x, fmt, rounding="stochastic"), fullgraph=True)
+    torch.manual_seed(21)
+    first = fn(x.expand(samples, -1).contiguous())
+    second = fn(x.expand(samples, -1).contiguous())
+    torch.manual_seed(21)
+    assert torch.equal(fn(x.expand(samples, -1).contiguous()), first)
+    assert not torch.equal(first, second)
+    down = round_to(x, fmt, rounding="stochastic", uniform=torch.full_like(x, 1 - 2.0**-24))
+    up = round_to(x, fmt, rounding="stochastic", uniform=torch.zeros_like(x))
+    assert ((first == down) | (first == up)).all()
+    ref = reference(fmt)
+    a = x.abs().double().numpy()
+    lo = ref.values[np.searchsorted(ref.values, a, side="right") - 1]
+    hi = ref.values[np.searchsorted(ref.values, a, side="right")]
+    p = (a - lo) / (hi - lo)
+    sigma = (hi - lo) * np.sqrt(np.maximum(p * (1 - p), 1e-12) / samples)
+    z = (first.double().mean(0).numpy() - x.double().numpy()) / sigma
+    assert np.abs(z).max() < 5
+    assert abs(z.sum()) / np.sqrt(z.size) < 3
+    torch._dynamo.reset()
+
+
 def test_stochastic_keeps_exact_values_and_uniform_broadcasts():
     values = decode(torch.arange(256, dtype=torch.uint8), E4M3)
     values = values[~torch.isnan(values)]
