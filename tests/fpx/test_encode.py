@@ -500,15 +500,27 @@ def test_stochastic_rounding_is_unbiased():
     for fmt in (E4M3, E5M2, E2M1, E3M2):
         x = in_range_float32(fmt, 48, seed=11)
         x = x[x.abs() < fmt.max]
-        rounded = round_to(x.expand(samples, -1), fmt, rounding="stochastic", generator=generator).double()
-        ref = reference(fmt)
-        a = x.abs().double().numpy()
-        lo = ref.values[np.searchsorted(ref.values, a, side="right") - 1]
-        hi = ref.values[np.searchsorted(ref.values, a, side="right")]
-        p = (a - lo) / (hi - lo)
-        sigma = (hi - lo) * np.sqrt(np.maximum(p * (1 - p), 1e-12) / samples)
-        z_scores.append((rounded.mean(0).numpy() - x.double().numpy()) / sigma)
-    z = np.concatenate(z_scores)
+        rounded = round_to(x.expand(samples, -1), fmt, rounding="stochastic", generator=generator)
+        z_scores.append(z_scores_of_means(x, rounded, fmt))
+    assert_unbiased(np.concatenate(z_scores))
+
+
+def z_scores_of_means(x, rounded, fmt):
+    """(mean of ``rounded``'s rows - x) / sigma per value: ``rounded`` holds samples (rows) of
+    x stochastically rounded, each value up to the next in the format's table with probability
+    p (the reference's neighbours), so the mean's sigma is gap * sqrt(p (1 - p) / samples)."""
+    samples = rounded.shape[0]
+    ref = reference(fmt)
+    a = x.abs().double().numpy()
+    lo = ref.values[np.searchsorted(ref.values, a, side="right") - 1]
+    hi = ref.values[np.searchsorted(ref.values, a, side="right")]
+    p = (a - lo) / (hi - lo)
+    sigma = (hi - lo) * np.sqrt(np.maximum(p * (1 - p), 1e-12) / samples)
+    return (rounded.double().mean(0).numpy() - x.double().numpy()) / sigma
+
+
+def assert_unbiased(z):
+    """Each mean within 5 sigma, all together within 3."""
     assert np.abs(z).max() < 5
     assert abs(z.sum()) / np.sqrt(z.size) < 3
 
@@ -583,15 +595,7 @@ def test_compiled_stochastic_rounding_is_unbiased_and_reproducible():
     down = round_to(x, fmt, rounding="stochastic", uniform=torch.full_like(x, 1 - 2.0**-24))
     up = round_to(x, fmt, rounding="stochastic", uniform=torch.zeros_like(x))
     assert ((first == down) | (first == up)).all()
-    ref = reference(fmt)
-    a = x.abs().double().numpy()
-    lo = ref.values[np.searchsorted(ref.values, a, side="right") - 1]
-    hi = ref.values[np.searchsorted(ref.values, a, side="right")]
-    p = (a - lo) / (hi - lo)
-    sigma = (hi - lo) * np.sqrt(np.maximum(p * (1 - p), 1e-12) / samples)
-    z = (first.double().mean(0).numpy() - x.double().numpy()) / sigma
-    assert np.abs(z).max() < 5
-    assert abs(z.sum()) / np.sqrt(z.size) < 3
+    assert_unbiased(z_scores_of_means(x, first, fmt))
     torch._dynamo.reset()
 
 
