@@ -65,7 +65,7 @@ from typing import NamedTuple
 
 import torch
 
-from .draws import _hashed_counts
+from .draws import _MAX_ELEMENTS, _hashed_counts
 from .formats import E2M1, E2M3, E3M2, E4M3, E5M2, E8M0, INT_FORMATS, UINT_FORMATS, FloatFormat, IntFormat
 
 ROUNDINGS = ("nearest", "stochastic")
@@ -603,10 +603,11 @@ def _draws(x: torch.Tensor, rounding: str, generator, uniform, seed):
     return torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float32)
 
 
-# Compiled draws from the global RNG (_draws): seeds in [0, 2^62), a bound whose range inductor's
-# randint lowering holds in int64 without overflow; fpx.draws folds any seed into a 32-bit key.
+# Compiled draws from the global RNG (_draws): seeds in [0, 2^62). Inductor's randint lowering
+# takes high - low in int64 (triton_helpers.randint64), which 2^64 - 1 would overflow;
+# fpx.draws folds any seed into a 32-bit key.
 _GLOBAL_SEED_BOUND = 1 << 62
-_MAX_HASHED_ELEMENTS = 1 << 32  # fpx.draws' counters are 32 bits; beyond, rand_like as before
+_MAX_HASHED_ELEMENTS = _MAX_ELEMENTS  # fpx.draws' counters are 32 bits; beyond, rand_like as before
 
 
 def encode(
