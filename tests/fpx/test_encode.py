@@ -599,6 +599,23 @@ def test_compiled_stochastic_rounding_is_unbiased_and_reproducible():
     torch._dynamo.reset()
 
 
+@pytest.mark.cuda
+def test_compiled_stochastic_rounding_draws_anew_on_each_cuda_graph_replay():
+    """Under CUDA graphs (``mode="reduce-overhead"``) each replay draws a new seed: a seed
+    frozen into the graph would round every step alike."""
+    x = (torch.randn(1 << 16, generator=torch.Generator().manual_seed(16)) * 10).cuda()
+    fn = torch.compile(lambda x: encode(x, E4M3, rounding="stochastic"), fullgraph=True, mode="reduce-overhead")
+    for _ in range(3):  # warm up and record: the calls below replay the graph
+        fn(x)
+    torch.manual_seed(17)
+    calls = [fn(x).clone() for _ in range(4)]
+    torch.manual_seed(17)
+    again = [fn(x).clone() for _ in range(4)]
+    assert all(not torch.equal(calls[i], calls[j]) for i in range(4) for j in range(i))
+    assert all(torch.equal(a, b) for a, b in zip(calls, again))
+    torch._dynamo.reset()
+
+
 def test_stochastic_keeps_exact_values_and_uniform_broadcasts():
     values = decode(torch.arange(256, dtype=torch.uint8), E4M3)
     values = values[~torch.isnan(values)]
