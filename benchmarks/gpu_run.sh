@@ -135,6 +135,10 @@
 #         session: 6 fresh compiles of fpx.decode E4M3 -> float32, each one's tuned config and
 #         GB/s, timed twice. Predicted: the slow compiles share a config, and repeat their
 #         number when timed again. About 1.5 minutes.
+#   stochastic-kernels: the compiled default stochastic encode's kernels and span against
+#         seed= (benchmarks/probe_stochastic_kernels.py; written in the thirty-seventh session,
+#         not yet run): why 0.69x against seed='s 0.82x? Predicted: the encode kernels equal,
+#         the default's extra ATen seed draw and 0-d kernel a fixed few microseconds.
 #   weight-blocks: past the template, the weight decoded by blocks of output rows into one
 #         reused buffer, each block by cuBLAS (CPU's route): WB_COUNTS (1 4 8 16 blocks),
 #         WB_FORMATS, WB_MS (64,128). Is a block still in L2 when its matmul reads it?
@@ -471,6 +475,12 @@ if [[ $what == decode-configs ]]; then
   # twice (benchmarks/probe_decode_configs.py).
   timeout 240 python3 benchmarks/probe_decode_configs.py > "$OUT/decode_configs.log" 2>&1
   grep -E "^\||^#" "$OUT/decode_configs.log"
+fi
+
+if [[ $what == stochastic-kernels ]]; then
+  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 240 python3 benchmarks/probe_stochastic_kernels.py \
+    > "$OUT/stochastic_kernels.log" 2>&1
+  grep -E "^\||^#" "$OUT/stochastic_kernels.log"
 fi
 
 if [[ $what == weight-blocks ]]; then
