@@ -65,7 +65,8 @@ from typing import NamedTuple
 
 import torch
 
-from .draws import _MAX_ELEMENTS, _hashed_counts
+from . import draws
+from .draws import _hashed_counts
 from .formats import E2M1, E2M3, E3M2, E4M3, E5M2, E8M0, INT_FORMATS, UINT_FORMATS, FloatFormat, IntFormat
 
 ROUNDINGS = ("nearest", "stochastic")
@@ -591,11 +592,12 @@ def _draws(x: torch.Tensor, rounding: str, generator, uniform, seed):
     if seed is not None:
         return _DrawCounts(_hashed_counts(x.shape, seed, device=x.device))
     if generator is None:
-        if torch.compiler.is_compiling() and x.numel() <= _MAX_HASHED_ELEMENTS:
+        if torch.compiler.is_compiling() and x.numel() <= draws._MAX_ELEMENTS:
             # Compiled, the global RNG gives one seed per call and each element hashes it with
             # its position, as seed= does (fpx.draws): Philox per element (rand_like in the
             # kernel) bound the whole encode. Reproducible after torch.manual_seed all the same.
             # Eager keeps rand_like: the hash would be a dozen eager passes over the tensor.
+            # Past the hash's 32-bit counters (draws._MAX_ELEMENTS), rand_like as before.
             seed = torch.randint(_GLOBAL_SEED_BOUND, (), device=x.device)
             return _DrawCounts(_hashed_counts(x.shape, seed, device=x.device))
         # rand_like, not rand(generator=None): the latter fails to trace with dynamic shapes.
@@ -607,7 +609,6 @@ def _draws(x: torch.Tensor, rounding: str, generator, uniform, seed):
 # takes high - low in int64 (triton_helpers.randint64), which 2^64 - 1 would overflow;
 # fpx.draws folds any seed into a 32-bit key.
 _GLOBAL_SEED_BOUND = 1 << 62
-_MAX_HASHED_ELEMENTS = _MAX_ELEMENTS  # fpx.draws' counters are 32 bits; beyond, rand_like as before
 
 
 def encode(

@@ -537,30 +537,20 @@ def test_stochastic_rounding_is_reproducible():
     assert torch.equal(encode(x, E2M1, rounding="stochastic"), global_rng)
 
 
-def _graph_capture(graphs):
-    """A dynamo backend that records each traced graph's code and runs it eagerly (aten ops
-    with the global RNG, as eager code draws)."""
-
-    def backend(gm, example_inputs):
-        graphs.append(gm.code)
-        return gm.forward
-
-    return backend
-
-
 def test_compiled_stochastic_rounding_hashes_one_global_seed_per_call():
     """Compiled without generator/uniform/seed: one seed per call from the global RNG
     (``torch.randint(2**62)``), the codes of ``seed=`` that seed; eager keeps ``rand_like``."""
     x = torch.randn(3000, generator=torch.Generator().manual_seed(13)) * 10
-    graphs = []
-    fn = torch.compile(lambda x: encode(x, E4M3, rounding="stochastic"), backend=_graph_capture(graphs), fullgraph=True)
+    # dynamo's graph, run eagerly: its randint draws what eager code draws after manual_seed
+    recorder = torch._dynamo.testing.EagerAndRecordGraphs()
+    fn = torch.compile(lambda x: encode(x, E4M3, rounding="stochastic"), backend=recorder, fullgraph=True)
     for rng_seed in (0, 7):
         torch.manual_seed(rng_seed)
         got = fn(x)
         torch.manual_seed(rng_seed)
         seed = torch.randint(2**62, ())
         assert torch.equal(got, encode(x, E4M3, rounding="stochastic", seed=seed))
-    assert len(graphs) == 1 and "randint" in graphs[0] and "rand_like" not in graphs[0]
+    assert len(recorder.graphs) == 1 and "randint" in recorder.graphs[0].code and "rand_like" not in recorder.graphs[0].code
     # eager: rand_like's draws, as before
     torch.manual_seed(3)
     eager = encode(x, E4M3, rounding="stochastic")
@@ -570,11 +560,11 @@ def test_compiled_stochastic_rounding_hashes_one_global_seed_per_call():
 
 def test_compiled_stochastic_rounding_past_the_hash_counters_draws_rand_like(monkeypatch):
     # more elements than fpx.draws' 32-bit counters (the bound lowered here): Philox per element
-    monkeypatch.setattr(fpx.convert, "_MAX_HASHED_ELEMENTS", 100)
-    graphs = []
-    fn = torch.compile(lambda x: round_to(x, E4M3, rounding="stochastic"), backend=_graph_capture(graphs), fullgraph=True)
+    monkeypatch.setattr(fpx.draws, "_MAX_ELEMENTS", 100)
+    recorder = torch._dynamo.testing.EagerAndRecordGraphs()
+    fn = torch.compile(lambda x: round_to(x, E4M3, rounding="stochastic"), backend=recorder, fullgraph=True)
     fn(torch.randn(101))
-    assert len(graphs) == 1 and "rand_like" in graphs[0] and "randint" not in graphs[0]
+    assert len(recorder.graphs) == 1 and "rand_like" in recorder.graphs[0].code and "randint" not in recorder.graphs[0].code
     torch._dynamo.reset()
 
 
