@@ -135,7 +135,7 @@
 #         session: 6 fresh compiles of fpx.decode E4M3 -> float32, each one's tuned config and
 #         GB/s, timed twice. Predicted: the slow compiles share a config, and repeat their
 #         number when timed again. About 1.5 minutes.
-#   stochastic-kernels: the compiled default stochastic encode's kernels and span against
+#   stochastic-kernels: the compiled default stochastic encode's kernels and time per call against
 #         seed= (benchmarks/probe_stochastic_kernels.py; written in the thirty-seventh session,
 #         not yet run): why 0.69x against seed='s 0.82x? Predicted: the encode kernels equal,
 #         the default's extra ATen seed draw and 0-d kernel a fixed few microseconds.

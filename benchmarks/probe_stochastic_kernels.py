@@ -1,21 +1,26 @@
 """Where the compiled default stochastic encode's time goes on CUDA: each kernel's duration
-and the call's span, from torch.profiler, against seed= a tensor (research aid for
-benchmarks/RESULTS.md, thirty-seventh session: 0.69x against 0.82x of clone at 64 MiB).
+(torch.profiler) and the call's time (benchmarks/timing.py's CUDA-graph replays, as
+convert.py times it), against seed= (research aid for benchmarks/RESULTS.md, thirty-seventh
+session: 0.69x against 0.82x of clone at 64 MiB).
 
     python benchmarks/probe_stochastic_kernels.py [--mib 64]
 """
 
 import argparse
 import collections
+import os
+import sys
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-import fpx
+sys.path.insert(0, os.path.dirname(__file__))
+import fpx  # noqa: E402
+from timing import time_call  # noqa: E402
 
 
 def kernel_times(fn, *args, calls: int = 20):
-    """Mean device microseconds per call of each kernel name, and of all kernels summed."""
+    """Mean device microseconds per call of each kernel name."""
     for _ in range(3):
         fn(*args)
     torch.cuda.synchronize()
@@ -28,19 +33,6 @@ def kernel_times(fn, *args, calls: int = 20):
         if event.device_type == torch.autograd.DeviceType.CUDA:
             per_name[event.name[:70]] += event.device_time / calls
     return per_name
-
-
-def span_us(fn, *args, calls: int = 50):
-    """Mean microseconds per call, CUDA events around back-to-back calls."""
-    for _ in range(3):
-        fn(*args)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(calls):
-        fn(*args)
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) * 1e3 / calls
 
 
 def main():
@@ -56,12 +48,12 @@ def main():
         "clone": (lambda x: x.clone(), (x,)),
     }
     print(f"# {args.mib} MiB float32 -> E4M3 stochastic; {torch.cuda.get_device_name()}; torch {torch.__version__}")
-    print("| case | span us per call | kernel | device us |")
+    print("| case | us per call | kernel | device us |")
     print("|---|---|---|---|")
     for name, (fn, fn_args) in cases.items():
-        span = span_us(fn, *fn_args)
+        call_us = time_call(fn, *fn_args) * 1e6
         for kernel, us in sorted(kernel_times(fn, *fn_args).items(), key=lambda item: -item[1]):
-            print(f"| {name} | {span:.1f} | {kernel} | {us:.2f} |")
+            print(f"| {name} | {call_us:.1f} | {kernel} | {us:.2f} |")
 
 
 if __name__ == "__main__":
