@@ -493,7 +493,7 @@ if [[ $what == weight-blocks ]]; then
       --weight-block-count "$count" --formats "${WB_FORMATS:-INT4,INT3,E2M1,INT8}" --m "${WB_MS:-64,128}" \
       --options '{"max_autotune": false, "max_autotune_gemm_backends": "ATEN", "coordinate_descent_tuning": false}' \
       > "$OUT/weight_blocks_$count.log" 2>&1
-    echo "# $count blocks"; grep -E "^ +[0-9]+x[0-9]+ +[0-9]+ " "$OUT/weight_blocks_$count.log" | grep -v "M=" | tail -12
+    echo "# $count blocks"; grep -E "^ +[0-9]+x[0-9]+ +[0-9]+ " "$OUT/weight_blocks_$count.log" | tail -12
   done
 fi
 
