@@ -136,9 +136,9 @@
 #         GB/s, timed twice. Predicted: the slow compiles share a config, and repeat their
 #         number when timed again. About 1.5 minutes.
 #   stochastic-kernels: the compiled default stochastic encode's kernels and time per call against
-#         seed= (benchmarks/probe_stochastic_kernels.py; written in the thirty-seventh session,
-#         not yet run): why 0.69x against seed='s 0.82x? Predicted: the encode kernels equal,
-#         the default's extra ATen seed draw and 0-d kernel a fixed few microseconds.
+#         seed= (benchmarks/probe_stochastic_kernels.py): why 0.69x against seed='s 0.82x?
+#         The encode kernels within 7%; the default's ATen seed draw, its 0-d key kernel and
+#         the gaps between launches, about 7 us per call (thirty-eighth session, RESULTS.md).
 #   weight-blocks: past the template, the weight decoded by blocks of output rows into one
 #         reused buffer, each block by cuBLAS (CPU's route): WB_COUNTS (1 4 8 16 blocks),
 #         WB_FORMATS, WB_MS (64,128). Is a block still in L2 when its matmul reads it?
