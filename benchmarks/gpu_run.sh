@@ -4,7 +4,9 @@
 #   grid: the linear grid of benchmarks/RESULTS.md (GRID_JOBS: "SHAPES FORMATS MS;..." to choose
 #         part of it): cold compiles of every case side by side, inductor's tuning timings one at
 #         a time under a lock (phase 1, warming inductor's caches), then the timed runs side by
-#         side with each timing under the same lock (phase 2).
+#         side with each timing under the same lock (phase 2). GRID_ARGS: more arguments to
+#         every linear.py (e.g. "--gemv-max-rows 2"); GRID_NAME: the csv's name (default grid),
+#         so that one call can run two grids.
 #   probe: the open questions of docs/inductor.md (K-major storage; per-row reductions at M=2-8).
 #   verify: every CUDA test, in three calls (the layer's codegen tests took about 11 minutes alone
 #         on an H200 in the twenty-sixth session, more than 11 in the thirty-sixth):
@@ -217,7 +219,7 @@ if [[ $what == probe ]]; then
 fi
 
 if [[ $what == grid ]]; then
-  lock=/tmp/fpx_timing.lock; logs=$OUT/logs; mkdir -p "$logs"
+  lock=/tmp/fpx_timing.lock; name=${GRID_NAME:-grid}; logs=$OUT/logs_$name; mkdir -p "$logs"
   export TORCHINDUCTOR_COMPILE_THREADS=${COMPILE_THREADS:-4}
   all_m=1,2,4,8,16,32,64,128
   jobs=()
@@ -231,7 +233,7 @@ if [[ $what == grid ]]; then
   i=0
   for job in "${jobs[@]}"; do
     set -- $job
-    timeout ${WARM_TIMEOUT:-320} python3 benchmarks/linear.py --compile-only --timing-lock $lock --shapes $1 --formats $2 --m $3 --csv "$logs/cold_$i.csv" > "$logs/cold_$i.log" 2>&1 &
+    timeout ${WARM_TIMEOUT:-320} python3 benchmarks/linear.py ${GRID_ARGS:-} --compile-only --timing-lock $lock --shapes $1 --formats $2 --m $3 --csv "$logs/cold_$i.csv" > "$logs/cold_$i.log" 2>&1 &
     i=$((i + 1))
   done
   wait
@@ -241,12 +243,12 @@ if [[ $what == grid ]]; then
   i=0
   for job in "${jobs[@]}"; do
     set -- $job
-    timeout ${TIMED_TIMEOUT:-210} python3 benchmarks/linear.py --timing-lock $lock --shapes $1 --formats $2 --m $3 --csv "$logs/timed_$i.csv" > "$logs/timed_$i.log" 2>&1 &
+    timeout ${TIMED_TIMEOUT:-210} python3 benchmarks/linear.py ${GRID_ARGS:-} --timing-lock $lock --shapes $1 --formats $2 --m $3 --csv "$logs/timed_$i.csv" > "$logs/timed_$i.log" 2>&1 &
     i=$((i + 1))
   done
   wait
   echo "phase 2: $((SECONDS - phase2_start)) s"
-  python3 - "$logs" "$OUT/grid.csv" <<'PY'
+  python3 - "$logs" "$OUT/$name.csv" <<'PY'
 import csv, glob, sys
 logs, out = sys.argv[1:]
 def rows(pattern):
@@ -265,7 +267,7 @@ for r in timed:
     print(f"{r['shape']:>11} {r['m']:>4} {r['fmt']:>5} {float(r['us']):7.1f} us {float(r['speedup']):5.2f}x "
           f"{float(r['roofline']):4.0%} k{r['kernels']} tiny {float(r['tinygemm_us']):5.1f} cold {float(r['cold_compile_s']):4.0f}s")
 PY
-  tar czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$logs"
+  tar czf "$OUT/logs_$name.tar.gz" -C "$OUT" "logs_$name" && rm -rf "$logs"
 fi
 
 if [[ $what == verify ]]; then
