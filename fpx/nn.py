@@ -73,7 +73,7 @@ from .fields import (
     _int_field_values,
     _uint_values_plus_two_pow_23,
 )
-from .formats import E2M1, E4M3, E5M2, INT2, INT4, INT8, FloatFormat, IntFormat
+from .formats import E2M1, E2M3, E3M2, E4M3, E5M2, INT1, INT2, INT3, INT4, INT5, INT6, INT7, INT8, FloatFormat, IntFormat
 from .quantize import _dequantize_grid, _grid_affine, quantize
 from .tuning import cold_cache_tuning  # noqa: F401  (fpx.nn.cold_cache_tuning)
 from .tuning import marked_decodes_apart_here
@@ -181,14 +181,23 @@ ROW_REDUCTIONS = 32
 CHANNEL_SCALED_TEMPLATE_FORMATS = (E4M3, E5M2, INT8)
 CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES = 8192
 
+# Codes whose reductions at 4 rows lose to the matmul template with bfloat16 x and this many
+# output features or more (H200, 8192 x 8192 by 128, thirty-eighth session): the 8-plane formats
+# (3, 5, 6, 7 bits and INT1: four to six kernels at 4 rows), INT2 and INT8. Not the 4-bit codes
+# (INT4, UINT4, E2M1: their reductions win at 4 rows) nor 8-bit floats by groups (unmeasured).
+FOUR_ROW_TEMPLATE_FORMATS = (INT1, INT2, INT3, INT5, INT6, INT7, INT8, E3M2, E2M3)
+FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES = 8192
+
 
 def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block: str | None = None, *,
-                          channel_scales_on_product: bool = False, out_features: int = 0) -> int:
+                          channel_scales_on_product: bool = False, out_features: int = 0,
+                          x_dtype: torch.dtype | None = None) -> int:
     """The most rows of x the compiled forward takes through the small-batch reductions by
     default (more go through the matmul path); ``gemv_max_rows`` overrides it per layer.
     ``channel_scales_on_product``: the layer has one scale per output channel that its matmul
     path multiplies into the product (``group_size == in_features``, no MX block, x in
-    bfloat16 or float32); ``out_features``: the layer's N.
+    bfloat16 or float32); ``out_features``: the layer's N; ``x_dtype``: x's dtype (None:
+    unknown, which keeps the rules that need it off).
 
     - CPU: 16. Measured (2 cores, 4096 x 4096, float32, separate runs), reductions against
       inductor's decode kernel plus a library matmul: M = 4: INT4 11.8 / 70.0 ms, INT8 19.1 /
@@ -232,6 +241,18 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       with the codes converted to bfloat16 through int8 (:func:`dequantize_packed`,
       2026-12-01), 40.8 / 34.9 / 34.9 through float32 (so INT8 kept 4 until then). INT8 with
       float32 x and at other shapes follows E4M3's rule, unmeasured.
+    - CUDA, ``FOUR_ROW_TEMPLATE_FORMATS`` (INT1-3, INT5-8, E3M2, E2M3) without an MX block,
+      bfloat16 x and at least ``FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES`` output features: 3, the
+      template from 4 rows. Measured on an H200 (torch 2.11, by 128, 2026-12-02, every case of
+      a route side by side in one grid), reductions / template in us, 8192 x 8192 at M = 4:
+      INT8 46.5 / 41.5, INT3 64.4 / 54.5, INT2 51.7 / 50.9, INT1 64.0 / 48.0, E3M2 75.4 / 62.1,
+      E2M3 75.8 / 61.6; at M = 3 the reductions win (INT8 32.2 / 45.5, INT3 46.9 / 55.4, INT2
+      41.8 / 46.3, E3M2 47.5 / 62.1) or tie (INT1 49.5 / 48.4). At M = 4 INT8 and INT2 at 8192
+      x 28672 186.3 / 142.6 and 174.2 / 158.2, 14336 x 4096 33.8 / 32.8 and 46.1 / 39.6; with
+      4096 output features the reductions win (4096 x 4096 12.1 / 15.5 and 14.9 / 15.5, 4096 x
+      14336 49.7 / 52.0 and 45.9 / 53.5). The 4-bit codes keep 4: INT4 39.7 / 52.0, UINT4
+      41.7 / 47.0, E2M1 39.7 / 54.4 at 8192 x 8192. INT5-7 as their 8-plane siblings,
+      unmeasured; float16 x unmeasured.
 
     >>> import fpx
     >>> [fpx.nn.default_gemv_max_rows("cuda", f) for f in (fpx.INT4, fpx.E2M1, fpx.E3M2, fpx.E4M3)]
@@ -240,6 +261,8 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
     2
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E2M1, block="mx")
     4
+    >>> fpx.nn.default_gemv_max_rows("cuda", fpx.INT2, out_features=8192, x_dtype=torch.bfloat16)
+    3
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E2M1, static_rows=False)
     2
     """
@@ -247,6 +270,8 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
         raise ValueError(f"device_type must be a device type such as 'cuda' or 'cpu' (no index), got {device_type!r}")
     if isinstance(out_features, bool) or not isinstance(out_features, int) or out_features < 0:
         raise ValueError(f"out_features must be a non-negative int, got {out_features!r}")
+    if x_dtype is not None and not isinstance(x_dtype, torch.dtype):
+        raise TypeError(f"x_dtype must be a torch.dtype or None, got {x_dtype!r}")
     if device_type != "cuda":
         return 16
     if not static_rows:
@@ -254,7 +279,10 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
     if (channel_scales_on_product and fmt in CHANNEL_SCALED_TEMPLATE_FORMATS
             and out_features >= CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES):
         return 2
-    # 4 for every format: at most ROW_REDUCTIONS // planar_group(bits) for formats of 8 planes
+    if (fmt in FOUR_ROW_TEMPLATE_FORMATS and block is None and x_dtype == torch.bfloat16
+            and out_features >= FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES):
+        return 3
+    # 4 for every other format: at most ROW_REDUCTIONS // planar_group(bits) for formats of 8 planes
     return 4
 
 
@@ -419,7 +447,8 @@ class LowBitLinear(nn.Module):
         scale_after = self._channel_scales_on_product(x)
         if limit is None:
             limit = default_gemv_max_rows(x.device.type, self.fmt, static_rows=isinstance(rows, int), block=self.block,
-                                          channel_scales_on_product=scale_after, out_features=self.out_features)
+                                          channel_scales_on_product=scale_after, out_features=self.out_features,
+                                          x_dtype=x.dtype)
         if rows <= limit:
             out = self._gemv(x.reshape(-1, self.in_features), bias=self.bias)
             return out.reshape(*x.shape[:-1], self.out_features)

@@ -461,6 +461,32 @@ def test_per_channel_8_bit_codes_take_the_template_from_three_rows_on_cuda_with_
         assert limit("cuda", fmt, channel_scales_on_product=True, out_features=many) == 4
 
 
+def test_codes_by_groups_but_the_4_bit_ones_take_the_template_from_four_rows_with_bfloat16_x():
+    """INT1-3, INT5-8, E3M2 and E2M3 without an MX block: 3 rows on CUDA with bfloat16 x and
+    8192 or more output features (the template wins from 4 rows there, measured on an H200);
+    4 with fewer output features, another or an unknown x dtype, for the 4-bit codes, the
+    unsigned ones and 8-bit floats by groups; CPU, a symbolic batch and per-channel scales on
+    the product as before."""
+    limit = fpx.nn.default_gemv_max_rows
+    many = fpx.nn.FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
+    assert many == 8192
+    bf16 = torch.bfloat16
+    for fmt in (fpx.INT1, fpx.INT2, fpx.INT3, fpx.INT5, fpx.INT6, fpx.INT7, fpx.INT8, fpx.E3M2, fpx.E2M3):
+        assert limit("cuda", fmt, out_features=many, x_dtype=bf16) == 3, fmt
+        assert limit("cuda", fmt, out_features=28672, x_dtype=bf16) == 3, fmt
+        assert limit("cuda", fmt, out_features=many - 1, x_dtype=bf16) == 4, fmt
+        for other in (torch.float16, torch.float32, None):
+            assert limit("cuda", fmt, out_features=many, x_dtype=other) == 4, (fmt, other)
+        assert limit("cuda", fmt, static_rows=False, out_features=many, x_dtype=bf16) == 2, fmt
+        assert limit("cpu", fmt, out_features=many, x_dtype=bf16) == 16, fmt
+    for fmt in (fpx.INT4, fpx.UINT4, fpx.E2M1, fpx.UINT2, fpx.UINT8, fpx.E4M3, fpx.E5M2):
+        assert limit("cuda", fmt, out_features=many, x_dtype=bf16) == 4, fmt
+    assert limit("cuda", fpx.E2M3, block="mx", out_features=many, x_dtype=bf16) == 4
+    assert limit("cuda", fpx.INT8, channel_scales_on_product=True, out_features=many, x_dtype=bf16) == 2
+    with pytest.raises(TypeError, match="x_dtype.*'bfloat16'"):
+        limit("cuda", fpx.INT2, out_features=many, x_dtype="bfloat16")
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"device_type": "cuda:0"}, "device_type.*'cuda:0'"),
     ({"device_type": torch.device("cuda")}, "device_type"),
@@ -475,25 +501,34 @@ def test_row_limit_rejects_a_device_with_an_index_and_bad_feature_counts(kwargs,
         fpx.nn.default_gemv_max_rows(**arguments)
 
 
-ROW_LIMIT_ROUTES = [  # format, group size, out features, x dtype, whether 3 rows take the matmul
-    (fpx.E4M3, None, 8192, torch.bfloat16, True),
-    (fpx.E5M2, None, 8192, torch.float32, True),
-    (fpx.E4M3, None, 4096, torch.bfloat16, False),  # too few output features
-    (fpx.E4M3, None, 8192, torch.float16, False),  # float16 x: the scales go into the decode
-    (fpx.E4M3, 32, 8192, torch.bfloat16, False),  # scales by groups
-    (fpx.INT8, None, 8192, torch.bfloat16, True),  # since its int8 -> bfloat16 decode
-    (fpx.INT4, None, 8192, torch.bfloat16, False),  # its decode costs more than a cast: the reductions
+ROW_LIMIT_ROUTES = [  # format, group size, out features, x dtype, the first of 2-4 rows taking the matmul
+    (fpx.E4M3, None, 8192, torch.bfloat16, 3),
+    (fpx.E5M2, None, 8192, torch.float32, 3),
+    (fpx.E4M3, None, 4096, torch.bfloat16, None),  # too few output features
+    (fpx.E4M3, None, 8192, torch.float16, None),  # float16 x: the scales go into the decode
+    (fpx.E4M3, 32, 8192, torch.bfloat16, None),  # scales by groups
+    (fpx.INT8, None, 8192, torch.bfloat16, 3),  # since its int8 -> bfloat16 decode
+    (fpx.INT4, None, 8192, torch.bfloat16, None),  # its decode costs more than a cast: the reductions
+    (fpx.INT8, 32, 8192, torch.bfloat16, 4),  # by groups: the template from 4 rows
+    (fpx.INT3, 32, 8192, torch.bfloat16, 4),
+    (fpx.E3M2, 32, 8192, torch.bfloat16, 4),
+    (fpx.INT2, 32, 4096, torch.bfloat16, None),  # too few output features
+    (fpx.INT2, 32, 8192, torch.float16, None),  # float16 x: unmeasured, the reductions
+    (fpx.INT4, 32, 8192, torch.bfloat16, None),  # 4-bit codes: the reductions win at 4 rows
 ]
 
 
-@pytest.mark.parametrize("fmt, group_size, n, dtype, matmul", ROW_LIMIT_ROUTES,
-                         ids=["E4M3", "E5M2-f32", "E4M3-4096", "E4M3-f16", "E4M3-g32", "INT8", "INT4"])
-def test_the_layer_gives_its_row_limit_its_scales_layout_and_output_features(fmt, group_size, n, dtype, matmul,
-                                                                              monkeypatch):
+@pytest.mark.parametrize("fmt, group_size, n, dtype, first_matmul_rows", ROW_LIMIT_ROUTES,
+                         ids=["E4M3", "E5M2-f32", "E4M3-4096", "E4M3-f16", "E4M3-g32", "INT8", "INT4", "INT8-g32",
+                              "INT3-g32", "E3M2-g32", "INT2-g32-4096", "INT2-g32-f16", "INT4-g32"])
+def test_the_layer_gives_its_row_limit_its_scales_layout_and_output_features(fmt, group_size, n, dtype,
+                                                                              first_matmul_rows, monkeypatch):
     """The compiled forward as on CUDA (its row limit read for "cuda"; the choices of CUDA's
     matmul path forced on, eagerly): per-channel E4M3, E5M2 and INT8 with 8192 output features take
-    the matmul at 3 rows and the reductions at 2; the other layers the reductions at 3.
-    Outputs against the dequantized weight in float64 either way."""
+    the matmul from 3 rows, the reductions at 2; codes of 1-3 and 5-8 bits and the 6-bit floats
+    by groups with 8192 output features and bfloat16 x from 4 rows, the reductions at 3; the
+    other layers the reductions at 2-4. Outputs against the dequantized weight in float64
+    either way."""
     real_limit = fpx.nn.default_gemv_max_rows
     monkeypatch.setattr(fpx.nn, "default_gemv_max_rows",
                         lambda device_type, *args, **kwargs: real_limit("cuda", *args, **kwargs))
@@ -505,10 +540,12 @@ def test_the_layer_gives_its_row_limit_its_scales_layout_and_output_features(fmt
     k = 64
     layer = LowBitLinear.from_linear(nn.Linear(k, n), fmt, group_size=group_size).to(dtype)
     weight = layer.dequantize_weight().double()
-    for rows, takes_matmul in ((2, False), (3, matmul)):
+    for rows in (2, 3, 4):
+        takes_matmul = first_matmul_rows is not None and rows >= first_matmul_rows
         x = torch.randn(rows, k).to(dtype)
         out, taken = compiled_route_run_eagerly(layer, x, monkeypatch)
-        assert taken == ([(False, False, 1)] if takes_matmul else []), (rows, taken)
+        # Per channel the scale multiplies the product (an unscaled decode); by groups it is in the decode.
+        assert taken == ([(group_size is not None, False, 1)] if takes_matmul else []), (rows, taken)
         expected = x.double() @ weight.T + layer.bias.double()
         bound = x.double().abs() @ weight.abs().T + layer.bias.double().abs()
         assert bool(((out.double() - expected).abs() <= 2 ** -6 * bound + 1e-6).all()), rows
