@@ -113,6 +113,14 @@ FEW_COLUMN_TILES = {
     128: ((64, 128, 128, 4, 4), (128, 128, 64, 5, 8), (64, 64, 128, 5, 4), (64, 64, 64, 3, 8)),
 }
 FEW_COLUMNS = max(FEW_COLUMN_TILES)
+# ... plus, for a weight of fewer than SMALL_WEIGHT_ROWS rows, tiles that halve the columns of a
+# program: 64 x 64 tiles give 4096 x 64 only 64 programs for 132 SMs. 64 x 32 x 128 was the
+# 33-64 column list's fourth tile until the 256-deep one replaced it (thirty-fourth session),
+# and at 4096 output features the tuner had chosen it: H200, E4M3 per channel at 64 rows, us,
+# 4096 x 4096 14.9 and 4096 x 14336 42.7 in the twenty-fourth session's grid, 17.1-17.8 and
+# 50.2-50.9 without it (thirty-eighth session, three compiles each, in 64 x 64 x 256).
+SMALL_WEIGHT_ROWS = 8192
+SMALL_WEIGHT_TILES = {64: ((64, 32, 128, 5, 4),)}
 
 
 def cold_l2_time_ms(fn, flush: torch.Tensor, reps: int = REPS) -> float:
@@ -534,8 +542,9 @@ def small_batch_tiles(m, n, k) -> tuple:
     """The matmul template configs (BLOCK_M, BLOCK_N, BLOCK_K, stages, warps) that
     :func:`cold_cache_tuning` gives inductor for an (m, k) x (k, n) product: those of
     ``SMALL_BATCH_TILES`` for m of at most 128, ``FEW_COLUMN_TILES`` for more rows by at most
-    ``FEW_COLUMNS`` columns (the list of the least bound that covers n; blocks no larger than
-    n and k need, 16 at least), none otherwise (inductor's own list).
+    ``FEW_COLUMNS`` columns (the list of the least bound that covers n, and
+    ``SMALL_WEIGHT_TILES`` after it where m is under ``SMALL_WEIGHT_ROWS``; blocks no larger
+    than n and k need, 16 at least), none otherwise (inductor's own list).
 
     >>> small_batch_tiles(16, 8192, 8192)[0]
     (16, 16, 128, 5, 2)
@@ -549,6 +558,8 @@ def small_batch_tiles(m, n, k) -> tuple:
     (64, 32, 128, 5, 4)
     >>> small_batch_tiles(8192, 64, 8192)[0]
     (64, 64, 128, 5, 4)
+    >>> small_batch_tiles(4096, 64, 4096)[-1]  # fewer weight rows: narrower tiles, more programs
+    (64, 32, 128, 5, 4)
     >>> small_batch_tiles(8192, 96, 8192)[0]
     (64, 128, 128, 4, 4)
     >>> small_batch_tiles(8192, 129, 8192)
@@ -559,7 +570,10 @@ def small_batch_tiles(m, n, k) -> tuple:
     if m <= max(SMALL_BATCH_TILES):
         given = SMALL_BATCH_TILES[block(m)]
     elif n <= FEW_COLUMNS:
-        given = FEW_COLUMN_TILES[min(bound for bound in FEW_COLUMN_TILES if n <= bound)]
+        bound = min(bound for bound in FEW_COLUMN_TILES if n <= bound)
+        given = FEW_COLUMN_TILES[bound]
+        if m < SMALL_WEIGHT_ROWS:
+            given += SMALL_WEIGHT_TILES.get(bound, ())
     else:
         return ()
     tiles = {(bm, min(bn, block(n)), min(bk, block(k)), stages, warps): None for bm, bn, bk, stages, warps in given}

@@ -499,12 +499,15 @@ def test_cuda_forward_per_channel_int4_split_on_the_left_is_right_in_every_tile_
     assert template_tiles(source) == [tile[:3]], source  # the output was checked against the weight's
 
 
-# The left route at 33-64 columns in every tile of fpx.tuning.FEW_COLUMN_TILES[64], one at a
-# time: INT8 per channel at 64 rows (8192 x 8192 took the 64 x 64 x 256 tile on the H200, the
-# only tile of the layer's lists deeper than 128: a K loop of 32 trips, 3 stages of 64 KiB).
+# The left route at 33-64 columns in every tile of fpx.tuning.FEW_COLUMN_TILES[64] and
+# SMALL_WEIGHT_TILES[64] (weights of fewer rows), one at a time: INT8 per channel at 64 rows
+# (8192 x 8192 took the 64 x 64 x 256 tile on the H200, the only tile of the layer's lists
+# deeper than 128: a K loop of 32 trips, 3 stages of 64 KiB).
+LEFT_64_COLUMN_TILES = fpx.tuning.FEW_COLUMN_TILES[64] + fpx.tuning.SMALL_WEIGHT_TILES[64]
+
+
 @pytest.mark.cuda
-@pytest.mark.parametrize("tile", fpx.tuning.FEW_COLUMN_TILES[64],
-                         ids=["x".join(map(str, tile)) for tile in fpx.tuning.FEW_COLUMN_TILES[64]])
+@pytest.mark.parametrize("tile", LEFT_64_COLUMN_TILES, ids=["x".join(map(str, tile)) for tile in LEFT_64_COLUMN_TILES])
 def test_cuda_forward_per_channel_int8_on_the_left_is_right_in_every_64_column_tile(tile):
     # cold_cache_tuning's decode fusion timed, the tile given alone
     source, weight_size = compiled_bf16_forward(fpx.INT8, {"group_size": None}, rows=64,

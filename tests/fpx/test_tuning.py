@@ -507,6 +507,17 @@ def test_products_of_many_rows_by_33_to_128_columns_get_their_bounds_tiles(n, le
     assert tiles != fpx.tuning.small_batch_tiles(8192, least, 8192)
 
 
+@pytest.mark.parametrize("n", [33, 48, 64])
+def test_weights_of_fewer_rows_get_narrower_tiles_too_at_33_to_64_columns(n):
+    # 4096 x 64 in 64 x 64 tiles is 64 programs for 132 SMs: 64 x 32 doubles them.
+    many = fpx.tuning.small_batch_tiles(fpx.tuning.SMALL_WEIGHT_ROWS, n, 8192)
+    fewer = fpx.tuning.small_batch_tiles(fpx.tuning.SMALL_WEIGHT_ROWS - 1, n, 8192)
+    assert (64, 32, 128, 5, 4) in fewer and (64, 32, 128, 5, 4) not in many
+    assert fewer[:len(many)] == many and len(set(fewer)) == len(fewer)
+    assert fpx.tuning.small_batch_tiles(4096, 96, 8192) == fpx.tuning.small_batch_tiles(8192, 96, 8192)
+    assert fpx.tuning.small_batch_tiles(4096, 32, 8192) == fpx.tuning.small_batch_tiles(8192, 32, 8192)
+
+
 def test_products_of_many_rows_by_more_columns_keep_inductors_tiles():
     assert fpx.tuning.small_batch_tiles(8192, fpx.tuning.FEW_COLUMNS + 1, 8192) == ()
     assert fpx.tuning.small_batch_tiles(129, 8192, 8192) == ()
