@@ -219,9 +219,6 @@ def test_cuda_forward_per_channel_8_bit_codes_at_3_rows_take_the_fused_template(
         assert loops and not any("float32" in loop for loop in loops), loops
 
 
-# E5M2 by Triton's float8 conversion in the template's prologue (fpx.nn._e5m2_by_float8_cast):
-# every finite code (both signs, subnormals, -0), decoded exactly on the GPU. One-hot rows of x
-# make each output one weight: its code's value (exact in bfloat16) times its channel's scale.
 # Codes of 1-3 and 5-8 bits and the 6-bit floats scaled by groups, with bfloat16 x and 8192 output
 # features, leave the reductions after 3 rows (fpx.nn.FOUR_ROW_TEMPLATE_FORMATS; H200, 8192 x
 # 8192 by 128, 4 rows: INT3 64.4 us reduced in four kernels, 54.5 in the template; INT8 46.5,
@@ -235,6 +232,9 @@ def test_cuda_forward_by_groups_at_4_rows_takes_the_fused_template(fmt):
     assert "triton_tem_" in source and "r0_numel" not in source, source
 
 
+# E5M2 by Triton's float8 conversion in the template's prologue (fpx.nn._e5m2_by_float8_cast):
+# every finite code (both signs, subnormals, -0), decoded exactly on the GPU. One-hot rows of x
+# make each output one weight: its code's value (exact in bfloat16) times its channel's scale.
 @pytest.mark.cuda
 def test_cuda_template_decodes_every_finite_e5m2_code_exactly():
     n, k = 8192, 2048
