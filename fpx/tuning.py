@@ -118,7 +118,8 @@ FEW_COLUMNS = max(FEW_COLUMN_TILES)
 # 33-64 column list's fourth tile until the 256-deep one replaced it (thirty-fourth session),
 # and at 4096 output features the tuner had chosen it: H200, E4M3 per channel at 64 rows, us,
 # 4096 x 4096 14.9 and 4096 x 14336 42.7 in the twenty-fourth session's grid, 17.1-17.8 and
-# 50.2-50.9 without it (thirty-eighth session, three compiles each, in 64 x 64 x 256).
+# 50.2-50.9 without it (thirty-eighth session, three compiles each, in 64 x 64 x 256), 15.8 and
+# 42.9 with it back (thirty-ninth, in 64 x 32 x 128; 8192 x 8192 unchanged, 32.2).
 SMALL_WEIGHT_ROWS = 8192
 SMALL_WEIGHT_TILES = {64: ((64, 32, 128, 5, 4),)}
 
