@@ -790,6 +790,10 @@ def _decode_int_by_fields(code: torch.Tensor, fmt: FloatFormat, dtype: torch.dty
     """:func:`_decode_int` by the codes' fields: the kernels compiled code fuses."""
     if _float32_placement_pays_off(code.device) and _fits_float32_placement(fmt, dtype):
         return _decode_by_float32_placement(code, fmt, dtype)
+    if dtype == torch.float16 and _16_bit_floats_by_byte_pairs(code.device) and _float16_holds_every_value(fmt):
+        # CPU: the float16 placement's int16 arithmetic (and its NaN fix on int16 bits) kept
+        # inductor's C++ kernel scalar; float16's bits computed in int32 lanes vectorize.
+        return _as_16_bit_float(_float16_bits(_code_to_float32(code, fmt)), dtype)
     placement_dtypes = tuple(_QUIET_NAN_BITS) if _bfloat16_by_float16_placement(code.device) else (torch.float16,)
     if dtype in placement_dtypes and _fits_float16_placement(fmt):
         return _decode_by_float16_placement(code, fmt, dtype)
@@ -826,6 +830,31 @@ def _as_16_bit_float(bits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 # Quiet NaN bit patterns (sign clear) of the 16-bit float dtypes.
 _QUIET_NAN_BITS = {torch.bfloat16: 0x7FC0, torch.float16: 0x7E00}
+
+
+def _float16_holds_every_value(fmt: FloatFormat) -> bool:
+    """Whether every finite value of ``fmt`` is a float16: none above float16's max, none finer
+    than its smallest subnormal 2^-24, at most 10 mantissa bits."""
+    smallest = fmt.min_subnormal if fmt.has_subnormals else fmt.min_normal
+    return fmt.mantissa_bits <= 10 and smallest >= 2.0**-24 and fmt.max <= 65504.0
+
+
+def _float16_bits(values: torch.Tensor) -> torch.Tensor:
+    """int32 float16 bit patterns (in the low 16 bits) of float32 ``values`` that float16 holds
+    exactly, with no float16 conversion: normal values by their float32 exponent rebased and
+    mantissa's top 10 bits, subnormal ones (below 2^-14) as |value| * 2^24 (an exact integer),
+    infinities 0x7C00, NaNs the quiet 0x7E00; the sign from the float32's own bit, so a NaN
+    keeps it. Values float16 does not hold exactly give unspecified patterns."""
+    bits = values.view(torch.int32)
+    magnitude = values.abs()
+    normal = ((bits & 0x7FFFFFFF) >> 13) - ((127 - 15) << 10)
+    tiny = magnitude < 2.0**-14
+    # Only values below 2^-14 reach the conversion (others as 0): no NaN, inf or overflow in it.
+    subnormal = (torch.where(tiny, magnitude, 0.0) * 2.0**24).to(torch.int32)
+    pattern = torch.where(tiny, subnormal, normal)
+    pattern = torch.where(magnitude == float("inf"), 0x7C00, pattern)
+    pattern = torch.where(values != values, _QUIET_NAN_BITS[torch.float16], pattern)
+    return pattern | ((bits >> 16) & 0x8000)
 
 
 def _nan_codes(code: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:

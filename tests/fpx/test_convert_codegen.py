@@ -61,6 +61,7 @@ CASES = {
     "encode-E5M2-float64-nonsat": (lambda x: encode(x, E5M2, saturate=False), torch.float64),
     "round_to-E4M3-float16": (lambda x: round_to(x, E4M3), torch.float16),
     "round_to-E5M2-bfloat16": (lambda x: round_to(x, E5M2), torch.bfloat16),
+    "round_to-E2M1-float16": (lambda x: round_to(x, E2M1), torch.float16),
     "mx_scale_exponent-E2M1": (lambda x: mx_scale_exponent(x, E2M1), torch.float32),
 }
 
@@ -75,8 +76,9 @@ def test_encode_one_kernel(device, case):
 
 @pytest.mark.parametrize(
     "fmt, dtype",
-    [(E5M2, torch.float32), (E3M2, torch.bfloat16), (E4M3, torch.bfloat16), (E8M0, torch.float32)],
-    ids=["E5M2", "E3M2", "E4M3-bf16", "E8M0"],
+    [(E5M2, torch.float32), (E3M2, torch.bfloat16), (E4M3, torch.bfloat16), (E8M0, torch.float32),
+     (E4M3, torch.float16), (E5M2, torch.float16)],
+    ids=["E5M2", "E3M2", "E4M3-bf16", "E8M0", "E4M3-f16", "E5M2-f16"],
 )
 @pytest.mark.parametrize("device", DEVICES)
 def test_decode_one_kernel(device, fmt, dtype):
@@ -103,14 +105,32 @@ def test_every_16_bit_pattern_becomes_its_float(device):
     assert_bits_equal(compiled, patterns.to(torch.int16).view(torch.bfloat16))
 
 
-def test_decode_to_bfloat16_compiles_to_a_vectorized_cpu_kernel():
-    """Decode of a format with NaN codes to bfloat16 assembles each result from its two bytes
-    (fpx.convert._16_bit_floats_by_byte_pairs): an int32 -> int16 narrowing and view made
-    inductor's C++ kernel a scalar loop, about 4x slower (8 Mi E4M3 codes, 2 cores: 32-58 ms
-    against 8-11)."""
+def test_float16_bits_of_every_float16_value():
+    """fpx.convert._float16_bits against the patterns themselves: every float16 (both zeros,
+    subnormals, normals, infinities) as float32 gives its own bits back; every NaN the quiet
+    NaN of its sign."""
+    from fpx.convert import _float16_bits
+
+    patterns = torch.arange(1 << 16, dtype=torch.int32).to(torch.int16)
+    values = patterns.view(torch.float16).float()
+    nan = torch.isnan(values)
+    expected = torch.where(nan, (patterns.int() & 0x8000) | 0x7E00, patterns.int() & 0xFFFF)
+    assert torch.equal(_float16_bits(values), expected)
+    compiled, source = compile_and_code(_float16_bits, values)
+    assert torch.equal(compiled, expected)
+    assert kernel_count(source, "cpu") == 1, source
+
+
+@pytest.mark.parametrize("fmt, dtype", [(E4M3, torch.bfloat16), (E2M1, torch.float16), (E4M3, torch.float16)],
+                         ids=["E4M3-bf16", "E2M1-f16", "E4M3-f16"])
+def test_decode_to_16_bit_floats_compiles_to_a_vectorized_cpu_kernel(fmt, dtype):
+    """Decode to bfloat16 (formats with NaN codes) and float16 assembles each result from its two
+    bytes (fpx.convert._16_bit_floats_by_byte_pairs), float16's bits computed in int32 lanes:
+    an int32 -> int16 narrowing and view, or int16 arithmetic, made inductor's C++ kernel a
+    scalar loop (8 Mi E4M3 codes to bfloat16, 2 cores: 32-58 ms against 8-11)."""
     codes = torch.arange(256, dtype=torch.uint8).repeat(65)
-    out, source = compile_and_code(lambda c: decode(c, E4M3, torch.bfloat16), codes)
-    assert_bits_equal(out, decode(codes, E4M3, torch.bfloat16))
+    out, source = compile_and_code(lambda c: decode(c, fmt, dtype), codes)
+    assert_bits_equal(out, decode(codes, fmt, dtype))
     assert kernel_count(source, "cpu") == 1, source
     assert "int16_t" not in source, source
     if vectorizes():  # without a vector ISA every loop is scalar
