@@ -809,11 +809,13 @@ def _decode_int_by_fields(code: torch.Tensor, fmt: FloatFormat, dtype: torch.dty
 
 
 def _16_bit_floats_by_byte_pairs(device: torch.device) -> bool:
-    """Whether :func:`_as_16_bit_float` assembles its result from two uint8 halves: on CPU
-    (little-endian). Inductor's C++ backend vectorizes no kernel that narrows int32 to int16
-    and views it as a 16-bit float: the whole kernel became a scalar loop (decode of 8 Mi
-    E4M3 codes to bfloat16, 2 cores: 26.5-33.0 ms), where uint8 stores vectorize (7.1-8.2 ms).
-    On CUDA the int16 view costs nothing."""
+    """Whether :func:`_as_16_bit_float` assembles its result from two uint8 halves, and decode
+    to float16 computes float16's bits in int32 lanes (:func:`_float16_bits`) rather than by
+    the float16 placement's int16 arithmetic: on CPU (little-endian). Inductor's C++ backend
+    vectorizes no kernel that computes in int16 or narrows int32 to int16 and views it as a
+    16-bit float: the whole kernel became a scalar loop (2 cores, 8 Mi values: decode of E4M3
+    codes to bfloat16 32-58 ms, round_to of float16 to E2M1 57-88), where uint8 stores
+    vectorize (8-9 ms, 13-15). On CUDA the int16 view and arithmetic cost nothing extra."""
     return device.type == "cpu" and sys.byteorder == "little"
 
 
