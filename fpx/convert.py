@@ -433,6 +433,11 @@ def _sign_of(x: torch.Tensor) -> torch.Tensor:
     """The sign bit of x, read from x itself: a float16 -> float32 cast may drop a NaN's sign
     (see :func:`_signs_from_bits`)."""
     if not _signs_from_bits(x.device):
+        if x.dtype.itemsize == 2 and _16_bit_floats_by_byte_pairs(x.device) and x.dim() > 0 and x.stride(-1) == 1:
+            # The top bit of each value's high byte, loaded as a byte: signbit of a 2-byte
+            # float converts it and compiles to a loop lane by lane (compiled encode of 8 Mi
+            # float16 values to E4M3, 2 cores: 29-34 ms, 6-8 this way).
+            return x.view(torch.uint8)[..., 1::2] >= 128
         return torch.signbit(x)
     return x.view({2: torch.int16, 4: torch.int32}[x.dtype.itemsize]) < 0
 

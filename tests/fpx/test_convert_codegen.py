@@ -121,6 +121,36 @@ def test_float16_bits_of_every_float16_value():
     assert kernel_count(source, "cpu") == 1, source
 
 
+def test_sign_of_every_16_bit_pattern_in_any_layout():
+    """fpx.convert._sign_of against the int16 view's sign: every pattern of both 16-bit dtypes
+    (NaNs of both signs included), contiguous, sliced at an odd offset, strided and transposed
+    (the last two by signbit), eager and compiled."""
+    from fpx.convert import _sign_of
+
+    patterns = torch.arange(1 << 16, dtype=torch.int32).to(torch.int16)
+    for dtype in (torch.float16, torch.bfloat16):
+        grid = patterns.view(dtype).view(256, 256)
+        for x in (grid, grid[3:200, 1:255], grid[:, ::3], grid.t(), grid[5]):
+            expected = x.view(torch.int16) < 0 if x.stride(-1) == 1 else x.contiguous().view(torch.int16) < 0
+            assert torch.equal(_sign_of(x), expected)
+    x = patterns.view(torch.float16)[:65531]
+    compiled, source = compile_and_code(_sign_of, x)
+    assert torch.equal(compiled, x.view(torch.int16) < 0)
+    assert "signbit" not in source, source
+
+
+def test_float16_encode_reads_signs_as_bytes_compiled():
+    """Compiled on CPU, encode of float16 to a format with NaN codes reads each sign from the
+    value's high byte (no signbit, which compiled lane by lane: 8 Mi values, 2 cores, 29-34 ms
+    against 6-8): one kernel, every float16 pattern's code as eager's."""
+    x = torch.arange(1 << 16, dtype=torch.int32).to(torch.int16).view(torch.float16)[:65531]
+    for fmt in (E4M3, E5M2):
+        codes, source = compile_and_code(lambda t: encode(t, fmt), x)
+        assert_bits_equal(codes, encode(x, fmt))
+        assert kernel_count(source, "cpu") == 1, source
+        assert "signbit" not in source, source
+
+
 @pytest.mark.parametrize("fmt, dtype", [(E4M3, torch.bfloat16), (E2M1, torch.float16), (E4M3, torch.float16)],
                          ids=["E4M3-bf16", "E2M1-f16", "E4M3-f16"])
 def test_decode_to_16_bit_floats_compiles_to_a_vectorized_cpu_kernel(fmt, dtype):
