@@ -981,7 +981,7 @@ def _decode_by_float32_placement(code: torch.Tensor, fmt: FloatFormat, dtype: to
         return bits.view(torch.float32)
     if dtype == torch.bfloat16:
         bits = bits >> 16
-    return bits.to(torch.int16).view(dtype)
+    return _as_16_bit_float(bits, dtype)
 
 
 def round_to(
