@@ -188,16 +188,24 @@ CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES = 8192
 FOUR_ROW_TEMPLATE_FORMATS = (INT1, INT2, INT3, INT5, INT6, INT7, INT8, E3M2, E2M3)
 FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES = 8192
 
+# INT4 by groups joins them where the rows are long as well (H200, by 128, 4 rows, reductions /
+# template, fortieth session): 8192 x 14336 90.2 / 84.5 us, 8192 x 16384 102.3 / 90.7, 8192 x
+# 22016 136.4 / 131.4, 8192 x 28672 178.1 / 160.1; at 8192 x 8192 the reductions win (39.7 / 52.0).
+# UINT4 and E2M1 unmeasured at these shapes, so left out.
+LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS = (INT4,)
+LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES = 14336
+
 
 def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block: str | None = None, *,
                           channel_scales_on_product: bool = False, out_features: int = 0,
-                          x_dtype: torch.dtype | None = None) -> int:
+                          x_dtype: torch.dtype | None = None, in_features: int = 0) -> int:
     """The most rows of x the compiled forward takes through the small-batch reductions by
     default (more go through the matmul path); ``gemv_max_rows`` overrides it per layer.
     ``channel_scales_on_product``: the layer has one scale per output channel that its matmul
     path multiplies into the product (``group_size == in_features``, no MX block, x in
-    bfloat16 or float32); ``out_features``: the layer's N; ``x_dtype``: x's dtype (None:
-    unknown, which keeps the rules that need it off).
+    bfloat16 or float32); ``out_features``: the layer's N; ``in_features``: its K (0: unknown,
+    which keeps the rule that needs it off); ``x_dtype``: x's dtype (None: unknown, which keeps
+    the rules that need it off).
 
     - CPU: 16. Measured (2 cores, 4096 x 4096, float32, separate runs), reductions against
       inductor's decode kernel plus a library matmul: M = 4: INT4 11.8 / 70.0 ms, INT8 19.1 /
@@ -253,6 +261,13 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       14336 49.7 / 52.0 and 45.9 / 53.5). The 4-bit codes keep 4: INT4 39.7 / 52.0, UINT4
       41.7 / 47.0, E2M1 39.7 / 54.4 at 8192 x 8192. INT5-7 as their 8-plane siblings,
       unmeasured; float16 x unmeasured.
+    - CUDA, ``LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS`` (INT4) by groups (no MX block, no per-channel
+      scales on the product), bfloat16 x, at least ``FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES`` output
+      and ``LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES`` (14336) input features: 3, the template
+      from 4 rows. Measured on an H200 (torch 2.11, by 128, 2026-12-03, each route's cases side
+      by side in one grid), reductions / template at M = 4 in us: 8192 x 14336 90.2 / 84.5,
+      8192 x 16384 102.3 / 90.7, 8192 x 22016 136.4 / 131.4, 8192 x 28672 178.1 / 160.1
+      (153.8 in an earlier grid); 8192 x 8192 39.7 / 52.0 keeps the reductions.
 
     >>> import fpx
     >>> [fpx.nn.default_gemv_max_rows("cuda", f) for f in (fpx.INT4, fpx.E2M1, fpx.E3M2, fpx.E4M3)]
@@ -263,13 +278,16 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
     4
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.INT2, out_features=8192, x_dtype=torch.bfloat16)
     3
+    >>> fpx.nn.default_gemv_max_rows("cuda", fpx.INT4, out_features=8192, in_features=28672, x_dtype=torch.bfloat16)
+    3
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E2M1, static_rows=False)
     2
     """
     if not isinstance(device_type, str) or ":" in device_type:
         raise ValueError(f"device_type must be a device type such as 'cuda' or 'cpu' (no index), got {device_type!r}")
-    if isinstance(out_features, bool) or not isinstance(out_features, int) or out_features < 0:
-        raise ValueError(f"out_features must be a non-negative int, got {out_features!r}")
+    for name, features in (("out_features", out_features), ("in_features", in_features)):
+        if isinstance(features, bool) or not isinstance(features, int) or features < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {features!r}")
     if x_dtype is not None and not isinstance(x_dtype, torch.dtype):
         raise TypeError(f"x_dtype must be a torch.dtype or None, got {x_dtype!r}")
     if device_type != "cuda":
@@ -281,6 +299,10 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
         return 2
     if (fmt in FOUR_ROW_TEMPLATE_FORMATS and block is None and x_dtype == torch.bfloat16
             and out_features >= FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES):
+        return 3
+    if (fmt in LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS and block is None and not channel_scales_on_product
+            and x_dtype == torch.bfloat16 and out_features >= FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
+            and in_features >= LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES):
         return 3
     # 4 for every other format: at most ROW_REDUCTIONS // planar_group(bits) for formats of 8 planes
     return 4
@@ -448,7 +470,7 @@ class LowBitLinear(nn.Module):
         if limit is None:
             limit = default_gemv_max_rows(x.device.type, self.fmt, static_rows=isinstance(rows, int), block=self.block,
                                           channel_scales_on_product=scale_after, out_features=self.out_features,
-                                          x_dtype=x.dtype)
+                                          in_features=self.in_features, x_dtype=x.dtype)
         if rows <= limit:
             out = self._gemv(x.reshape(-1, self.in_features), bias=self.bias)
             return out.reshape(*x.shape[:-1], self.out_features)

@@ -487,13 +487,43 @@ def test_codes_by_groups_but_the_4_bit_ones_take_the_template_from_four_rows_wit
         limit("cuda", fpx.INT2, out_features=many, x_dtype="bfloat16")
 
 
+def test_int4_by_groups_takes_the_template_from_four_rows_where_its_rows_are_long():
+    """INT4 without an MX block or per-channel scales on the product, bfloat16 x, 8192 or more
+    output features and 14336 or more input features: 3 rows on CUDA (the template wins from 4
+    rows there, measured on an H200); one feature fewer of either kind, another or an unknown
+    x dtype or in_features, UINT4 and E2M1 (unmeasured), MX blocks, per-channel scales, CPU and
+    a symbolic batch as before."""
+    limit = fpx.nn.default_gemv_max_rows
+    long_rows = fpx.nn.LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES
+    assert long_rows == 14336
+    bf16 = torch.bfloat16
+    shape = {"out_features": 8192, "in_features": long_rows, "x_dtype": bf16}
+    assert limit("cuda", fpx.INT4, **shape) == 3
+    assert limit("cuda", fpx.INT4, **shape | {"out_features": 28672, "in_features": 28672}) == 3
+    assert limit("cuda", fpx.INT4, **shape | {"in_features": long_rows - 1}) == 4
+    assert limit("cuda", fpx.INT4, **shape | {"out_features": 8191}) == 4
+    assert limit("cuda", fpx.INT4, out_features=8192, x_dtype=bf16) == 4  # in_features unknown
+    for other in (torch.float16, torch.float32, None):
+        assert limit("cuda", fpx.INT4, **shape | {"x_dtype": other}) == 4, other
+    for fmt in (fpx.UINT4, fpx.E2M1):
+        assert limit("cuda", fmt, **shape) == 4, fmt
+    assert limit("cuda", fpx.INT4, block="mx", **shape) == 4
+    assert limit("cuda", fpx.INT4, channel_scales_on_product=True, **shape) == 4
+    assert limit("cuda", fpx.INT4, static_rows=False, **shape) == 2
+    assert limit("cpu", fpx.INT4, **shape) == 16
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"device_type": "cuda:0"}, "device_type.*'cuda:0'"),
     ({"device_type": torch.device("cuda")}, "device_type"),
     ({"out_features": -1}, "out_features.*-1"),
     ({"out_features": 8192.0}, "out_features.*8192.0"),
     ({"out_features": True}, "out_features.*True"),
-], ids=["indexed-device", "device-object", "negative-features", "float-features", "bool-features"])
+    ({"in_features": -3}, "in_features.*-3"),
+    ({"in_features": 14336.0}, "in_features.*14336.0"),
+    ({"in_features": False}, "in_features.*False"),
+], ids=["indexed-device", "device-object", "negative-features", "float-features", "bool-features",
+        "negative-in-features", "float-in-features", "bool-in-features"])
 def test_row_limit_rejects_a_device_with_an_index_and_bad_feature_counts(kwargs, match):
     arguments = {"device_type": "cuda", "fmt": fpx.E4M3, "channel_scales_on_product": True,
                  "out_features": 8192} | kwargs
@@ -529,6 +559,20 @@ def test_the_layer_gives_its_row_limit_its_scales_layout_and_output_features(fmt
     by groups with 8192 output features and bfloat16 x from 4 rows, the reductions at 3; the
     other layers the reductions at 2-4. Outputs against the dequantized weight in float64
     either way."""
+    check_row_routes(fmt, group_size, n, dtype, first_matmul_rows, monkeypatch)
+
+
+@pytest.mark.parametrize("least_in_features, first_matmul_rows", [(64, 4), (65, None)], ids=["long", "short"])
+def test_the_layer_gives_its_row_limit_its_input_features(least_in_features, first_matmul_rows, monkeypatch):
+    """INT4 by groups with 8192 output features and bfloat16 x: the matmul from 4 rows where its
+    64 input features reach the long-row threshold (lowered to 64 here: a CPU test cannot afford
+    14336), the reductions at 2-4 one feature short of it."""
+    monkeypatch.setattr(fpx.nn, "LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES", least_in_features)
+    check_row_routes(fpx.INT4, 32, 8192, torch.bfloat16, first_matmul_rows, monkeypatch)
+
+
+def check_row_routes(fmt, group_size, n, dtype, first_matmul_rows, monkeypatch):
+    """The routes of the two tests above: 2-4 rows of x through a layer of ``n`` x 64."""
     real_limit = fpx.nn.default_gemv_max_rows
     monkeypatch.setattr(fpx.nn, "default_gemv_max_rows",
                         lambda device_type, *args, **kwargs: real_limit("cuda", *args, **kwargs))
