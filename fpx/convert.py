@@ -1057,8 +1057,51 @@ def round_to(
     fmt = _check_format(fmt)
     saturate = _check_saturate(saturate)
     _check_rounding(rounding, generator, uniform, seed, x)
+    if rounding == "nearest" and x.dtype != torch.float64 and _rounds_by_binade_steps(x.device) and _fits_binade_steps(fmt):
+        return _round_by_binade_steps(x, fmt)
     code = _encode_int(x, fmt, saturate, _draws(x, rounding, generator, uniform, seed))
     return _decode_int(code.to(torch.int32), fmt, x.dtype)
+
+
+# ---- round_to in float arithmetic (compiled CPU) ----------------------------------------------
+# The bit-level round_to computes in int32 lanes from the input's float32 bits and back: on CPU
+# each float <-> int32 view and, with 16-bit x, each int32 <-> float conversion of a 32-lane
+# kernel is a scalar loop (see _decode_bytes_by_float_products). For formats of a few binades
+# the step of each binade is a where() on the magnitude, and the rounding a float round().
+def _rounds_by_binade_steps(device: torch.device) -> bool:
+    """Whether round_to to nearest of float32 / bfloat16 / float16 x takes
+    :func:`_round_by_binade_steps` (formats of :func:`_fits_binade_steps`): on CPU under
+    ``torch.compile`` (eager CPU rounds by one float add, :func:`_float_add_pays_off`, in fewer
+    eager operations; CUDA likewise, its views free)."""
+    return device.type == "cpu" and torch.compiler.is_compiling()
+
+
+def _fits_binade_steps(fmt: FloatFormat) -> bool:
+    """Signed formats whose every code is finite (no inf or NaN: they saturate), with zero and
+    subnormals, at most 3 exponent bits (at most 7 binade compares) and steps that are normal
+    float32s."""
+    if fmt.has_inf or fmt.has_nan or not (fmt.signed and fmt.has_subnormals) or fmt.exponent_bits > 3:
+        return False
+    return _min_exponent(fmt) - fmt.mantissa_bits >= -126 and fmt.emax <= 126
+
+
+def _round_by_binade_steps(x: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
+    """round_to(x, fmt), nearest, for float32 / bfloat16 / float16 x (exact in float32) and
+    formats of :func:`_fits_binade_steps`: the magnitude saturated at max, divided by its
+    binade's step 2^(e - m) (e at least the format's min normal exponent; a power of two, so
+    the quotient is exact), rounded half to even by ``torch.round`` and multiplied back (a
+    carry to the next binade lands on its first value, as the code's would); the sign copied
+    from x (so negatives that round to 0 give -0.0); NaN gives +max, the policy of formats
+    without NaN codes."""
+    m = fmt.mantissa_bits
+    emin = _min_exponent(fmt)
+    values = x.to(torch.float32)
+    size = torch.clamp(values.abs(), max=fmt.max)  # NaN stays NaN, inf becomes max
+    step = torch.full_like(size, 2.0 ** (emin - m))
+    for exponent in range(emin + 1, fmt.emax + 1):
+        step = torch.where(size >= 2.0**exponent, 2.0 ** (exponent - m), step)
+    rounded = torch.copysign(torch.round(size / step) * step, values)
+    return torch.where(size != size, fmt.max, rounded).to(x.dtype)
 
 
 # ---- OCP MX shared scale ----------------------------------------------------------------------
