@@ -188,8 +188,9 @@ def test_nan_codes_keep_their_sign():
 @contextlib.contextmanager
 def route_everywhere(pays_off: str, route: str):
     """encode / decode take one of fpx.convert's device-chosen routes on CPU too: ``pays_off``
-    (the device check) is patched to say yes, and the calls of ``route`` are counted; yields
-    the list of their arguments."""
+    (the device check) is patched to say yes, the routes only compiled CPU code takes before it
+    to say no (as on CUDA), and the calls of ``route`` are counted; yields the list of their
+    arguments."""
     convert = importlib.import_module("fpx.convert")
     calls = []
     original = getattr(convert, route)
@@ -198,7 +199,11 @@ def route_everywhere(pays_off: str, route: str):
         calls.append(args)
         return original(*args)
 
-    with mock.patch.object(convert, pays_off, lambda device: True), mock.patch.object(convert, route, counted):
+    with contextlib.ExitStack() as stack:
+        for cpu_choice in ("_decodes_bytes_by_float_products", "_rounds_by_binade_steps"):
+            stack.enter_context(mock.patch.object(convert, cpu_choice, lambda device: False))
+        stack.enter_context(mock.patch.object(convert, pays_off, lambda device: True))
+        stack.enter_context(mock.patch.object(convert, route, counted))
         yield calls
 
 
