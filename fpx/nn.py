@@ -73,7 +73,7 @@ from .fields import (
     _int_field_values,
     _uint_values_plus_two_pow_23,
 )
-from .formats import E2M1, E2M3, E3M2, E4M3, E5M2, INT1, INT2, INT3, INT4, INT5, INT6, INT7, INT8, FloatFormat, IntFormat
+from .formats import E2M1, E2M3, E3M2, E4M3, E5M2, INT1, INT2, INT3, INT4, INT5, INT6, INT7, INT8, UINT4, FloatFormat, IntFormat
 from .quantize import _dequantize_grid, _grid_affine, quantize
 from .tuning import cold_cache_tuning  # noqa: F401  (fpx.nn.cold_cache_tuning)
 from .tuning import marked_decodes_apart_here
@@ -181,6 +181,13 @@ ROW_REDUCTIONS = 32
 CHANNEL_SCALED_TEMPLATE_FORMATS = (E4M3, E5M2, INT8)
 CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES = 8192
 
+# E4M3 per channel takes the template from 2 rows as well with bfloat16 x where its rows are not
+# long (H200, 2 rows, reductions / template, fortieth session): 14336 x 4096 27.1 / 21.7 us,
+# 8192 x 8192 30.9 / 27.4 and 30.3 / 29.4, 8192 x 14336 50.9 / 48.2; 8192 x 28672 83.9 / 86.3.
+# INT8 ties or loses (8192 x 8192 28.3 / 28.2, 8192 x 28672 82.6 / 87.1); E5M2 unmeasured.
+TWO_ROW_TEMPLATE_FORMATS = (E4M3,)
+TWO_ROW_TEMPLATE_MAX_IN_FEATURES = 16384
+
 # Codes whose reductions at 4 rows lose to the matmul template with bfloat16 x and this many
 # output features or more (H200, 8192 x 8192 by 128, thirty-eighth session): the 8-plane formats
 # (3, 5, 6, 7 bits and INT1: four to six kernels at 4 rows), INT2 and INT8. Not the 4-bit codes
@@ -188,11 +195,13 @@ CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES = 8192
 FOUR_ROW_TEMPLATE_FORMATS = (INT1, INT2, INT3, INT5, INT6, INT7, INT8, E3M2, E2M3)
 FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES = 8192
 
-# INT4 by groups joins them where the rows are long as well (H200, by 128, 4 rows, reductions /
-# template, fortieth session): 8192 x 14336 90.2 / 84.5 us, 8192 x 16384 102.3 / 90.7, 8192 x
-# 22016 136.4 / 131.4, 8192 x 28672 178.1 / 160.1; at 8192 x 8192 the reductions win (39.7 / 52.0).
-# UINT4 and E2M1 unmeasured at these shapes, so left out.
-LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS = (INT4,)
+# INT4 and UINT4 by groups join them where the rows are long as well (H200, by 128, 4 rows,
+# reductions / template, fortieth session): INT4 8192 x 14336 90.2 / 84.5 us, 8192 x 16384
+# 102.3 / 90.7, 8192 x 22016 136.4 / 131.4, 8192 x 28672 178.1 / 160.1; UINT4 8192 x 14336
+# 93.1 / 82.7, 8192 x 28672 180.5 / 164.6. Shorter rows keep the reductions (INT4 8192 x 8192
+# 39.7 / 52.0, 8192 x 11008 70.0 / 78.9, 28672 x 8192 133.6 / 139.7; UINT4 8192 x 11008 73.2 /
+# 75.6). E2M1 ties (8192 x 14336 92.3 / 91.9, 8192 x 28672 181.2 / 182.1): left out.
+LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS = (INT4, UINT4)
 LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES = 14336
 
 
@@ -261,19 +270,33 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       14336 49.7 / 52.0 and 45.9 / 53.5). The 4-bit codes keep 4: INT4 39.7 / 52.0, UINT4
       41.7 / 47.0, E2M1 39.7 / 54.4 at 8192 x 8192. INT5-7 as their 8-plane siblings,
       unmeasured; float16 x unmeasured.
-    - CUDA, ``LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS`` (INT4) by groups (no MX block, no per-channel
-      scales on the product), bfloat16 x, at least ``FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES`` output
-      and ``LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES`` (14336) input features: 3, the template
-      from 4 rows. Measured on an H200 (torch 2.11, by 128, 2026-12-03, each route's cases side
-      by side in one grid), reductions / template at M = 4 in us: 8192 x 14336 90.2 / 84.5,
-      8192 x 16384 102.3 / 90.7, 8192 x 22016 136.4 / 131.4, 8192 x 28672 178.1 / 160.1
-      (153.8 in an earlier grid); 8192 x 8192 39.7 / 52.0 keeps the reductions.
+    - CUDA, ``LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS`` (INT4, UINT4) by groups (no MX block, no
+      per-channel scales on the product), bfloat16 x, at least
+      ``FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES`` output and ``LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES``
+      (14336) input features: 3, the template from 4 rows. Measured on an H200 (torch 2.11, by
+      128, 2026-12-03, each route's cases side by side in one grid), reductions / template at M
+      = 4 in us: INT4 8192 x 14336 90.2 / 84.5, 8192 x 16384 102.3 / 90.7, 8192 x 22016 136.4 /
+      131.4, 8192 x 28672 178.1 / 160.1 (153.8 in an earlier grid); UINT4 8192 x 14336 93.1 /
+      82.7, 8192 x 28672 180.5 / 164.6. Shorter rows keep the reductions: INT4 8192 x 8192 39.7
+      / 52.0, 8192 x 11008 70.0 / 78.9, 28672 x 8192 133.6 / 139.7, 14336 x 4096 34.1 / 39.9;
+      UINT4 8192 x 11008 73.2 / 75.6. E2M1 ties (8192 x 14336 92.3 / 91.9, 8192 x 28672 181.2
+      / 182.1) and keeps them.
+    - CUDA, ``TWO_ROW_TEMPLATE_FORMATS`` (E4M3) with its per-channel scales on the product,
+      bfloat16 x, at least ``CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES`` output features and
+      1 to ``TWO_ROW_TEMPLATE_MAX_IN_FEATURES`` (16384) input features: 1, the template from 2
+      rows. Measured on an H200 (2026-12-03, same method), reductions / template at M = 2:
+      14336 x 4096 27.1 / 21.7 us, 8192 x 8192 30.9 / 27.4 and 30.3 / 29.4 (two grids), 8192 x
+      14336 50.9 / 48.2; with longer rows the reductions win, 8192 x 28672 83.9 / 86.3. INT8
+      ties or loses (8192 x 8192 28.3 / 28.2, 8192 x 28672 82.6 / 87.1); E5M2 unmeasured.
 
     >>> import fpx
     >>> [fpx.nn.default_gemv_max_rows("cuda", f) for f in (fpx.INT4, fpx.E2M1, fpx.E3M2, fpx.E4M3)]
     [4, 4, 4, 4]
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E4M3, channel_scales_on_product=True, out_features=8192)
     2
+    >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E4M3, channel_scales_on_product=True, out_features=8192,
+    ...                              in_features=8192, x_dtype=torch.bfloat16)
+    1
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E2M1, block="mx")
     4
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.INT2, out_features=8192, x_dtype=torch.bfloat16)
@@ -296,6 +319,8 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
         return 2
     if (channel_scales_on_product and fmt in CHANNEL_SCALED_TEMPLATE_FORMATS
             and out_features >= CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES):
+        if fmt in TWO_ROW_TEMPLATE_FORMATS and x_dtype == torch.bfloat16 and 0 < in_features <= TWO_ROW_TEMPLATE_MAX_IN_FEATURES:
+            return 1
         return 2
     if (fmt in FOUR_ROW_TEMPLATE_FORMATS and block is None and x_dtype == torch.bfloat16
             and out_features >= FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES):
