@@ -90,7 +90,7 @@ CUDA_CHOICES = {
                "_plane_decodes_kept_apart"],
     "fpx.convert": ["_conversion_pays_off", "_float_add_pays_off", "_stochastic_by_float_pays_off", "_float32_placement_pays_off",
                     "_signs_from_bits", "_bfloat16_by_float16_placement", "_decodes_by_table", "_16_bit_floats_by_byte_pairs",
-                    "_decodes_bytes_by_float_products", "_rounds_by_binade_steps"],
+                    "_small_formats_in_float_arithmetic"],
 }
 
 

@@ -770,7 +770,7 @@ def decode(codes: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype = torch.flo
     _check_codes(codes)
     fmt = _check_format(fmt)
     dtype = _check_dtype(dtype)
-    if dtype.itemsize == 2 and _decodes_bytes_by_float_products(codes.device) and _fits_byte_products(fmt):
+    if dtype.itemsize == 2 and _small_formats_in_float_arithmetic(codes.device) and _fits_byte_products(fmt):
         return _decode_bytes_by_float_products(codes, fmt).to(dtype)
     return _decode_int(codes.to(torch.int32), fmt, dtype)
 
@@ -781,13 +781,15 @@ def decode(codes: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype = torch.flo
 # of a uint8 mask to float lanes): each falls back to a scalar loop through a buffer. The field
 # arithmetic in int32 lanes ran E2M1 -> bfloat16 at 6.6 ms for 4 Mi codes (2 cores), where
 # uint8 field operations and one uint8 -> float32 conversion (which at::vec has) take 1.3.
-def _decodes_bytes_by_float_products(device: torch.device) -> bool:
+def _small_formats_in_float_arithmetic(device: torch.device) -> bool:
     """Whether decode to bfloat16 or float16 takes :func:`_decode_bytes_by_float_products`
-    (formats of :func:`_fits_byte_products`): on CPU under ``torch.compile`` (eager CPU indexes
-    a table, :func:`_decodes_by_table`; CUDA places the fields in a float32, which needs no
-    integer -> float conversion). float32 and float64 results (16 lanes or fewer, where at::vec
-    has the conversions) stay on the int32 fields, as fast or faster there (4 Mi codes to
-    float32: 1.0-1.9 ms, against 1.4-2.8 this way)."""
+    (formats of :func:`_fits_byte_products`), and round_to to nearest of float32 / bfloat16 /
+    float16 takes :func:`_round_by_binade_steps` (formats of :func:`_fits_binade_steps`): on
+    CPU under ``torch.compile``. Eager CPU decodes by a table (:func:`_decodes_by_table`) and
+    rounds by one float add (:func:`_float_add_pays_off`), in fewer eager operations; CUDA
+    places decode's fields in a float32 and its views cost nothing. float32 and float64 decode
+    results (16 lanes or fewer, where at::vec has the conversions) stay on the int32 fields, as
+    fast or faster there (4 Mi codes to float32: 1.0-1.9 ms, against 1.4-2.8 by bytes)."""
     return device.type == "cpu" and torch.compiler.is_compiling()
 
 
@@ -1057,7 +1059,7 @@ def round_to(
     fmt = _check_format(fmt)
     saturate = _check_saturate(saturate)
     _check_rounding(rounding, generator, uniform, seed, x)
-    if rounding == "nearest" and x.dtype != torch.float64 and _rounds_by_binade_steps(x.device) and _fits_binade_steps(fmt):
+    if rounding == "nearest" and x.dtype != torch.float64 and _small_formats_in_float_arithmetic(x.device) and _fits_binade_steps(fmt):
         return _round_by_binade_steps(x, fmt)
     code = _encode_int(x, fmt, saturate, _draws(x, rounding, generator, uniform, seed))
     return _decode_int(code.to(torch.int32), fmt, x.dtype)
@@ -1067,22 +1069,12 @@ def round_to(
 # The bit-level round_to computes in int32 lanes from the input's float32 bits and back: on CPU
 # each float <-> int32 view and, with 16-bit x, each int32 <-> float conversion of a 32-lane
 # kernel is a scalar loop (see _decode_bytes_by_float_products). For formats of a few binades
-# the step of each binade is a where() on the magnitude, and the rounding a float round().
-def _rounds_by_binade_steps(device: torch.device) -> bool:
-    """Whether round_to to nearest of float32 / bfloat16 / float16 x takes
-    :func:`_round_by_binade_steps` (formats of :func:`_fits_binade_steps`): on CPU under
-    ``torch.compile`` (eager CPU rounds by one float add, :func:`_float_add_pays_off`, in fewer
-    eager operations; CUDA likewise, its views free)."""
-    return device.type == "cpu" and torch.compiler.is_compiling()
-
-
+# the step of each binade is a where() on the magnitude, and the rounding a float round()
+# (taken where _small_formats_in_float_arithmetic says).
 def _fits_binade_steps(fmt: FloatFormat) -> bool:
-    """Signed formats whose every code is finite (no inf or NaN: they saturate), with zero and
-    subnormals, at most 3 exponent bits (at most 7 binade compares) and steps that are normal
-    float32s."""
-    if fmt.has_inf or fmt.has_nan or not (fmt.signed and fmt.has_subnormals) or fmt.exponent_bits > 3:
-        return False
-    return _min_exponent(fmt) - fmt.mantissa_bits >= -126 and fmt.emax <= 126
+    """The signed formats of :func:`_fits_byte_products` (every code finite: they saturate; at
+    most 3 exponent bits, so at most 7 binade compares; steps that are normal float32s)."""
+    return fmt.signed and _fits_byte_products(fmt)
 
 
 def _round_by_binade_steps(x: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:

@@ -213,7 +213,7 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
     ``channel_scales_on_product``: the layer has one scale per output channel that its matmul
     path multiplies into the product (``group_size == in_features``, no MX block, x in
     bfloat16 or float32); ``out_features``: the layer's N; ``in_features``: its K (0: unknown,
-    which keeps the rule that needs it off); ``x_dtype``: x's dtype (None: unknown, which keeps
+    which keeps the rules that need it off); ``x_dtype``: x's dtype (None: unknown, which keeps
     the rules that need it off).
 
     - CPU: 16. Measured (2 cores, 4096 x 4096, float32, separate runs), reductions against
@@ -322,13 +322,12 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
         if fmt in TWO_ROW_TEMPLATE_FORMATS and x_dtype == torch.bfloat16 and 0 < in_features <= TWO_ROW_TEMPLATE_MAX_IN_FEATURES:
             return 1
         return 2
-    if (fmt in FOUR_ROW_TEMPLATE_FORMATS and block is None and x_dtype == torch.bfloat16
-            and out_features >= FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES):
-        return 3
-    if (fmt in LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS and block is None and not channel_scales_on_product
-            and x_dtype == torch.bfloat16 and out_features >= FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
-            and in_features >= LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES):
-        return 3
+    if block is None and x_dtype == torch.bfloat16 and out_features >= FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES:
+        if fmt in FOUR_ROW_TEMPLATE_FORMATS:
+            return 3
+        if (fmt in LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS and not channel_scales_on_product
+                and in_features >= LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES):
+            return 3
     # 4 for every other format: at most ROW_REDUCTIONS // planar_group(bits) for formats of 8 planes
     return 4
 

@@ -40,8 +40,7 @@ CUDA_ANSWERS = {
     ("fpx.convert", "_signs_from_bits"): lambda device: True,
     ("fpx.convert", "_bfloat16_by_float16_placement"): lambda device: True,
     ("fpx.convert", "_16_bit_floats_by_byte_pairs"): lambda device: False,
-    ("fpx.convert", "_decodes_bytes_by_float_products"): lambda device: False,
-    ("fpx.convert", "_rounds_by_binade_steps"): lambda device: False,
+    ("fpx.convert", "_small_formats_in_float_arithmetic"): lambda device: False,
     ("fpx.nn", "_float_decode_by_casts"): lambda device: True,
     ("fpx.nn", "_e5m2_by_float8_cast"): lambda device: True,
     ("fpx.nn", "_float_bits_pay_off"): lambda device: True,
@@ -132,8 +131,7 @@ def test_the_answers_are_the_functions_own_for_a_cuda_device(choice):
         "_matmul_by_weight_blocks": ([], [()]),  # CPU's choice: CUDA says no
         "_decodes_by_table": ([], [()]),  # CPU's choice in eager: CUDA says no
         "_16_bit_floats_by_byte_pairs": ([], [()]),  # CPU's choice: CUDA says no
-        "_decodes_bytes_by_float_products": ([], [()]),  # CPU's choice when compiled: CUDA says no
-        "_rounds_by_binade_steps": ([], [()]),  # CPU's choice when compiled: CUDA says no
+        "_small_formats_in_float_arithmetic": ([], [()]),  # CPU's choice when compiled: CUDA says no
         "_weight_as_left_operand": ([(fpx.E4M3, 20, 48), (fpx.E5M2, 24, 4096), (fpx.INT4, 24, 8192), (fpx.INT8, 24, 14336),
                                      (fpx.INT4, 64, 2048), (fpx.INT4, 16, 8191)],
                                     [(fpx.E4M3, 19, 8192), (fpx.E5M2, 23, 8192), (fpx.INT4, 23, 8192), (fpx.INT4, 65, 4096),

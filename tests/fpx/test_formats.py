@@ -199,11 +199,8 @@ def route_everywhere(pays_off: str, route: str):
         calls.append(args)
         return original(*args)
 
-    with contextlib.ExitStack() as stack:
-        for cpu_choice in ("_decodes_bytes_by_float_products", "_rounds_by_binade_steps"):
-            stack.enter_context(mock.patch.object(convert, cpu_choice, lambda device: False))
-        stack.enter_context(mock.patch.object(convert, pays_off, lambda device: True))
-        stack.enter_context(mock.patch.object(convert, route, counted))
+    cpu_only = mock.patch.object(convert, "_small_formats_in_float_arithmetic", lambda device: False)
+    with cpu_only, mock.patch.object(convert, pays_off, lambda device: True), mock.patch.object(convert, route, counted):
         yield calls
 
 
