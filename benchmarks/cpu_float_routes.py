@@ -1,0 +1,76 @@
+"""Compiled CPU: the float-arithmetic routes of FP4 / FP6 against the bit level, side by side.
+
+Compiled on CPU, fpx's decode to 16-bit floats, round_to and encode of 16-bit floats take their
+float-arithmetic routes for formats of a few binades (``fpx.convert.
+_small_formats_in_float_arithmetic``): a 32-lane kernel's int32 conversions are scalar loops
+there (docs/inductor.md, CPU section). This script times each case both ways, each route in a
+process of its own (a route swapped inside one process would make dynamo recompile to it),
+alternating the routes ``--runs`` times: median ms per call of 4 Mi elements by default.
+
+Run: python benchmarks/cpu_float_routes.py [--runs 3] [--mi 4]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fpx  # noqa: E402
+from timing import environment_line, time_cpu  # noqa: E402
+
+FORMATS = {"E2M1": fpx.E2M1, "E3M2": fpx.E3M2, "E2M3": fpx.E2M3}
+CASES = [  # (operation, input dtype, format)
+    ("encode", "bfloat16", "E2M1"), ("encode", "float16", "E2M1"), ("encode", "bfloat16", "E3M2"),
+    ("encode", "float16", "E2M3"), ("encode", "float32", "E2M1"),
+    ("round_to", "bfloat16", "E2M1"), ("round_to", "float16", "E2M3"), ("round_to", "float32", "E2M1"),
+    ("decode", "bfloat16", "E2M1"), ("decode", "float16", "E3M2"),
+]
+
+
+def run_route(route: str, mi: int) -> None:
+    """Time every case with the float routes on or off; print 'case ms' lines."""
+    if route == "off":
+        fpx.convert._small_formats_in_float_arithmetic = lambda device: False
+    torch.manual_seed(0)
+    for operation, dtype_name, format_name in CASES:
+        dtype, fmt = getattr(torch, dtype_name), FORMATS[format_name]
+        x = (torch.randn(mi << 20) * 3).to(dtype)
+        if operation == "decode":
+            args, fn = (fpx.encode(x, fmt),), lambda c: fpx.decode(c, fmt, dtype)
+        else:
+            args, fn = (x,), (lambda t: fpx.encode(t, fmt)) if operation == "encode" else (lambda t: fpx.round_to(t, fmt))
+        compiled = torch.compile(fn, fullgraph=True, dynamic=False)
+        print(f"{operation} {dtype_name} {format_name} {time_cpu(compiled, *args, repeats=15) * 1e3:.2f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--mi", type=int, default=4, help="elements per call, in Mi")
+    parser.add_argument("--route", choices=["on", "off"], help=argparse.SUPPRESS)  # one process's share
+    args = parser.parse_args()
+    if args.route:
+        run_route(args.route, args.mi)
+        return
+    times: dict[tuple[str, str], list[str]] = {}
+    for _ in range(args.runs):
+        for route in ("off", "on"):
+            out = subprocess.run([sys.executable, __file__, "--route", route, "--mi", str(args.mi)],
+                                 check=True, capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                *case, ms = line.split()
+                times.setdefault((" ".join(case), route), []).append(ms)
+    print(environment_line())
+    print(f"{args.mi} Mi elements, compiled, median ms per call, {args.runs} alternating runs")
+    print("| case | bit level (int32 lanes) | float arithmetic |\n|---|---|---|")
+    for operation, dtype_name, format_name in CASES:
+        case = f"{operation} {dtype_name} {format_name}"
+        print(f"| {case} | {', '.join(times[(case, 'off')])} | {', '.join(times[(case, 'on')])} |")
+
+
+if __name__ == "__main__":
+    main()
