@@ -1,11 +1,12 @@
-"""Compiled CPU: the float-arithmetic routes of FP4 / FP6 against the bit level, side by side.
+"""Compiled CPU: the float-arithmetic routes of fpx.convert against the bit level, side by side.
 
-Compiled on CPU, fpx's decode to 16-bit floats, round_to and encode of 16-bit floats take their
-float-arithmetic routes for formats of a few binades (``fpx.convert.
+Compiled on CPU, fpx's decode to 16-bit floats and round_to of FP4 / FP6, and encode of 16-bit
+floats to FP8-FP4, take their float-arithmetic routes (``fpx.convert.
 _small_formats_in_float_arithmetic``): a 32-lane kernel's int32 conversions are scalar loops
 there (docs/inductor.md, CPU section). This script times each case both ways, each route in a
 process of its own (a route swapped inside one process would make dynamo recompile to it),
-alternating the routes ``--runs`` times: median ms per call of 4 Mi elements by default.
+alternating the routes ``--runs`` times: median ms per call of 4 Mi elements by default
+(fake_quantize: rows of 1024, groups of 128 for FP8, 32 for FP4).
 
 Run: python benchmarks/cpu_float_routes.py [--runs 3] [--mi 4]
 """
@@ -22,11 +23,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fpx  # noqa: E402
 from timing import environment_line, time_cpu  # noqa: E402
 
-FORMATS = {"E2M1": fpx.E2M1, "E3M2": fpx.E3M2, "E2M3": fpx.E2M3}
+FORMATS = {"E2M1": fpx.E2M1, "E3M2": fpx.E3M2, "E2M3": fpx.E2M3, "E4M3": fpx.E4M3, "E5M2": fpx.E5M2}
 CASES = [  # (operation, input dtype, format)
     ("encode", "bfloat16", "E2M1"), ("encode", "float16", "E2M1"), ("encode", "bfloat16", "E3M2"),
-    ("encode", "float16", "E2M3"), ("encode", "float32", "E2M1"),
+    ("encode", "float16", "E2M3"), ("encode", "float32", "E2M1"), ("encode", "bfloat16", "E4M3"),
+    ("encode", "bfloat16", "E5M2"),
     ("round_to", "bfloat16", "E2M1"), ("round_to", "float16", "E2M3"), ("round_to", "float32", "E2M1"),
+    ("round_to", "float32", "E4M3"), ("round_to", "float32", "E5M2"),
+    ("fake_quantize", "bfloat16", "E4M3"), ("fake_quantize", "float32", "E4M3"), ("fake_quantize", "bfloat16", "E2M1"),
     ("decode", "bfloat16", "E2M1"), ("decode", "float16", "E3M2"),
 ]
 
@@ -39,10 +43,16 @@ def run_route(route: str, mi: int) -> None:
     for operation, dtype_name, format_name in CASES:
         dtype, fmt = getattr(torch, dtype_name), FORMATS[format_name]
         x = (torch.randn(mi << 20) * 3).to(dtype)
-        if operation == "decode":
-            args, fn = (fpx.encode(x, fmt),), lambda c: fpx.decode(c, fmt, dtype)
-        else:
-            args, fn = (x,), (lambda t: fpx.encode(t, fmt)) if operation == "encode" else (lambda t: fpx.round_to(t, fmt))
+        functions = {
+            "encode": lambda t: fpx.encode(t, fmt),
+            "round_to": lambda t: fpx.round_to(t, fmt),
+            "fake_quantize": lambda t: fpx.fake_quantize(t, fmt, group_size=32 if fmt.bits == 4 else 128),
+            "decode": lambda c: fpx.decode(c, fmt, dtype),
+        }
+        fn = functions[operation]
+        if operation == "fake_quantize":
+            x = x.view(-1, 1024)
+        args = (fpx.encode(x, fmt),) if operation == "decode" else (x,)
         compiled = torch.compile(fn, fullgraph=True, dynamic=False)
         print(f"{operation} {dtype_name} {format_name} {time_cpu(compiled, *args, repeats=15) * 1e3:.2f}", flush=True)
 

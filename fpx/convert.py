@@ -61,6 +61,7 @@ The MX shared scale (OCP MX v1.0, section 6.3) is :func:`mx_scale_exponent`.
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from typing import NamedTuple
 
@@ -673,9 +674,8 @@ def encode(
     fmt = _check_format(fmt)
     saturate = _check_saturate(saturate)
     _check_rounding(rounding, generator, uniform, seed, x)
-    if (rounding == "nearest" and x.dtype.itemsize == 2 and _small_formats_in_float_arithmetic(x.device)
-            and _fits_binade_steps(fmt)):
-        return _encode_by_binade_steps(x, fmt)
+    if rounding == "nearest" and _small_formats_in_float_arithmetic(x.device) and _encodes_by_binade_steps(fmt, x.dtype):
+        return _encode_by_binade_steps(x, fmt, saturate)
     code = _encode_int(x, fmt, saturate, _draws(x, rounding, generator, uniform, seed))
     return code.to(torch.uint8)
 
@@ -787,8 +787,10 @@ def decode(codes: torch.Tensor, fmt: FloatFormat, dtype: torch.dtype = torch.flo
 def _small_formats_in_float_arithmetic(device: torch.device) -> bool:
     """Whether decode to bfloat16 or float16 takes :func:`_decode_bytes_by_float_products`
     (formats of :func:`_fits_byte_products`), round_to to nearest of float32 / bfloat16 /
-    float16 takes :func:`_round_by_binade_steps`, and encode to nearest of bfloat16 / float16
-    takes :func:`_encode_by_binade_steps` (formats of :func:`_fits_binade_steps`): on
+    float16 takes :func:`_round_by_binade_steps` (formats and dtypes of
+    :func:`_rounds_by_binade_steps`), and
+    encode to nearest of bfloat16 / float16 takes :func:`_encode_by_binade_steps` (formats and
+    dtypes of :func:`_encodes_by_binade_steps`): on
     CPU under ``torch.compile``. Eager CPU decodes by a table (:func:`_decodes_by_table`) and
     rounds by one float add (:func:`_float_add_pays_off`), in fewer eager operations; CUDA
     places decode's fields in a float32 and its views cost nothing. float32 and float64 decode
@@ -1063,8 +1065,8 @@ def round_to(
     fmt = _check_format(fmt)
     saturate = _check_saturate(saturate)
     _check_rounding(rounding, generator, uniform, seed, x)
-    if rounding == "nearest" and x.dtype != torch.float64 and _small_formats_in_float_arithmetic(x.device) and _fits_binade_steps(fmt):
-        return _round_by_binade_steps(x, fmt)
+    if rounding == "nearest" and _small_formats_in_float_arithmetic(x.device) and _rounds_by_binade_steps(fmt, x.dtype):
+        return _round_by_binade_steps(x, fmt, saturate)
     code = _encode_int(x, fmt, saturate, _draws(x, rounding, generator, uniform, seed))
     return _decode_int(code.to(torch.int32), fmt, x.dtype)
 
@@ -1072,59 +1074,118 @@ def round_to(
 # ---- round_to and encode in float arithmetic (compiled CPU) ---------------------------------
 # The bit-level round_to and encode compute in int32 lanes from the input's float32 bits and
 # back: on CPU each float <-> int32 view and, with 16-bit x, each int32 <-> float conversion of a
-# 32-lane kernel is a scalar loop (see _decode_bytes_by_float_products). For formats of a few
-# binades the step of each binade is a where() on the magnitude, and the rounding a float
-# round() (taken where _small_formats_in_float_arithmetic says).
+# 32-lane kernel is a scalar loop (see _decode_bytes_by_float_products). In float32 instead, a
+# magnitude's binade comes from a few halving steps (compare, scale by a power of two) and the
+# rounding from a float round() (taken where _small_formats_in_float_arithmetic says).
+def _steps_are_normal_floats(fmt: FloatFormat) -> bool:
+    """Signed formats with zero and subnormals whose every step 2^(e - m) and the first power
+    of two past max are normal float32s: the float arithmetic of :func:`_binade_steps` is exact
+    for them."""
+    return fmt.signed and fmt.has_subnormals and fmt.min_subnormal >= 2.0**-126 and fmt.emax + 1 < 127
+
+
 def _fits_binade_steps(fmt: FloatFormat) -> bool:
-    """The signed formats of :func:`_fits_byte_products` (every code finite: they saturate; at
-    most 3 exponent bits, so at most 7 binade compares; steps that are normal float32s)."""
+    """The signed formats of :func:`_fits_byte_products` (every code finite, so a 16-bit
+    result needs no NaN sign; at most 3 exponent bits)."""
     return fmt.signed and _fits_byte_products(fmt)
 
 
-def _binade_steps(x: torch.Tensor, fmt: FloatFormat):
-    """x in float32, its magnitude saturated at max (NaN stays NaN, inf becomes max), the
-    inverse of that magnitude's binade step 2^(m - e) (e its exponent, at least the format's min
-    normal exponent; a normal float32 power of two, so a product by it is exact) and the code of
-    the binade's first step count, (e - emin) << m, as a float: round(magnitude x inverse step)
-    plus it is the magnitude's code (a subnormal's count being its code, and a count that
-    reaches the next binade landing on that binade's first code, as the value does)."""
+def _rounds_by_binade_steps(fmt: FloatFormat, dtype: torch.dtype) -> bool:
+    """The formats and input dtypes round_to takes in float arithmetic
+    (:func:`_round_by_binade_steps`): float32 / bfloat16 / float16 x for formats of
+    :func:`_fits_binade_steps`, and float32 x for every format of
+    :func:`_steps_are_normal_floats` (FP8 too: a float32 result keeps a NaN's sign, where
+    torch's vectorized float32 -> bfloat16 conversion writes every NaN as 0xFFFF)."""
+    if dtype == torch.float32 and _steps_are_normal_floats(fmt):
+        return True
+    return dtype in (torch.bfloat16, torch.float16) and _fits_binade_steps(fmt)
+
+
+def _encodes_by_binade_steps(fmt: FloatFormat, dtype: torch.dtype) -> bool:
+    """The formats and input dtypes encode takes in float arithmetic (:func:`_binade_steps`):
+    bfloat16 x, or float16 x for formats without NaN codes (the float32 conversion of a
+    float16 NaN may lose its sign: see :func:`_signs_from_bits`), and formats of
+    :func:`_steps_are_normal_floats`, FP8 (E4M3, E5M2) to FP4. float32 x keeps the bit level,
+    16 lanes wide, where at::vec has the int32 conversions: as fast there (4 Mi values to E2M1:
+    1.35 ms against 1.28-1.61) or faster (E4M3 1.5-1.6 against 2.0)."""
+    return (dtype == torch.bfloat16 or (dtype == torch.float16 and not fmt.has_nan)) and _steps_are_normal_floats(fmt)
+
+
+def _binade_steps(x: torch.Tensor, fmt: FloatFormat, cap: float):
+    """x in float32; its magnitude capped at ``cap`` (NaN stays NaN, inf becomes cap); that
+    magnitude over its binade's first power 2^e, e at least the format's min normal exponent
+    emin (``scaled``: in [1, 2) above 2^emin, below 1 under it); the step count of that first
+    power, (e - emin) << m, as a float (``first_code``); and 2^e (``power``). So
+    round(scaled x 2^m) + first_code is the magnitude's code (a subnormal's count being its
+    code, and a count that reaches 2^(m + 1) landing on the next binade's first code, as the
+    value does), and round(scaled x 2^m) x 2^-m x power its value. e comes from halving steps:
+    the magnitude over 2^emin compared with 2^k and scaled by 2^-k where it is at least that,
+    for k = ..., 4, 2, 1: every product by a power of two, exact (formats of
+    :func:`_steps_are_normal_floats`)."""
     m = fmt.mantissa_bits
     emin = _min_exponent(fmt)
     values = x.to(torch.float32)
-    size = torch.clamp(values.abs(), max=fmt.max)
-    inverse_step = torch.full_like(size, 2.0 ** (m - emin))
+    size = torch.clamp(values.abs(), max=cap)
+    scaled = size * 2.0**-emin
     first_code = torch.zeros_like(size)
-    for exponent in range(emin + 1, fmt.emax + 1):
-        in_binade_or_above = size >= 2.0**exponent
-        inverse_step = torch.where(in_binade_or_above, 2.0 ** (m - exponent), inverse_step)
-        first_code = torch.where(in_binade_or_above, float((exponent - emin) << m), first_code)
-    return values, size, inverse_step, first_code
+    power = torch.full_like(size, 2.0**emin)
+    top = math.floor(math.log2(cap)) - emin  # the largest e - emin
+    k = 1
+    while 2 * k - 1 < top:  # halving steps k, k/2, ..., 1 reach e - emin up to 2k - 1
+        k *= 2
+    while top > 0 and k >= 1:
+        at_least = scaled >= 2.0**k
+        scaled = torch.where(at_least, scaled * 2.0**-k, scaled)
+        first_code = torch.where(at_least, first_code + float(k << m), first_code)
+        power = torch.where(at_least, power * 2.0**k, power)
+        k //= 2
+    return values, size, scaled, first_code, power
 
 
-def _round_by_binade_steps(x: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
-    """round_to(x, fmt), nearest, for float32 / bfloat16 / float16 x (exact in float32) and
-    formats of :func:`_fits_binade_steps`: the magnitude saturated at max, scaled by its
-    binade's inverse step (:func:`_binade_steps`), rounded half to even by ``torch.round`` and
-    scaled back; the sign copied from x (so negatives that round to 0 give -0.0); NaN gives
-    +max, the policy of formats without NaN codes. (Inductor drops the unused code offsets.)"""
-    values, size, inverse_step, _ = _binade_steps(x, fmt)
-    rounded = torch.copysign(torch.round(size * inverse_step) / inverse_step, values)
-    return torch.where(size != size, fmt.max, rounded).to(x.dtype)
+def _round_by_binade_steps(x: torch.Tensor, fmt: FloatFormat, saturate: bool) -> torch.Tensor:
+    """round_to(x, fmt, saturate=saturate), nearest, for x and formats of
+    :func:`_rounds_by_binade_steps` (exact in float32): the magnitude capped as in
+    :func:`_encode_by_binade_steps`, scaled into its binade (:func:`_binade_steps`), rounded
+    half to even by ``torch.round`` at m fraction bits and scaled back; past max (unsaturated)
+    the overflow value, inf or NaN; a NaN the quiet NaN decode gives; the sign copied from x
+    (so negatives that round to 0 give -0.0, and NaNs keep theirs). Formats without NaN codes
+    give +max for NaN, the policy. (Inductor drops the unused code counts.)"""
+    m = fmt.mantissa_bits
+    saturate = saturate or not (fmt.has_inf or fmt.has_nan)
+    values, size, scaled, _, power = _binade_steps(x, fmt, fmt.max if saturate else 2.0 ** (fmt.emax + 1))
+    rounded = torch.round(scaled * 2.0**m) * (power * 2.0**-m)
+    if not saturate:
+        rounded = torch.where(rounded > fmt.max, float("inf") if fmt.has_inf else float("nan"), rounded)
+    if fmt.has_nan:
+        rounded = torch.where(size != size, float("nan"), rounded)  # the quiet NaN, not x's payload
+    rounded = torch.copysign(rounded, values)
+    if not fmt.has_nan:
+        rounded = torch.where(size != size, fmt.max, rounded)
+    return rounded.to(x.dtype)
 
 
-def _encode_by_binade_steps(x: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
-    """encode(x, fmt), nearest, as uint8, for bfloat16 / float16 x and formats of
-    :func:`_fits_binade_steps`: the magnitude's code round(magnitude x inverse step) + the
-    binade's first code (:func:`_binade_steps`), in float32; the sign bit added where
-    copysign(1, x) is negative (-0.0 included: its code is the -0 code); NaN gives +max's code,
-    the policy of formats without NaN codes. Every step is exact in float32 (codes below 256).
-    float32 x keeps the bit level: 16 lanes, where at::vec has the int32 conversions, and as
-    fast there (4 Mi values to E2M1: 1.35 ms against 1.28-1.61)."""
-    values, size, inverse_step, first_code = _binade_steps(x, fmt)
-    code = torch.round(size * inverse_step) + first_code
+def _encode_by_binade_steps(x: torch.Tensor, fmt: FloatFormat, saturate: bool) -> torch.Tensor:
+    """encode(x, fmt, saturate=saturate), nearest, as uint8, for x and formats of
+    :func:`_encodes_by_binade_steps`: the magnitude's code round(scaled x 2^m) + first_code
+    (:func:`_binade_steps`) in float32, every step exact (codes below 256). Saturating, the
+    magnitude is capped at max first; otherwise at the first power of two past max, so that a
+    magnitude rounding past max (exponent unbounded, OFP8 5.2.1) or inf gets a code past the
+    max code, which becomes the overflow code. A NaN gets the NaN code (formats without one:
+    +max's, the policy), and the sign bit is added where copysign(1, x) is negative (-0.0 and
+    negative NaNs included)."""
+    m = fmt.mantissa_bits
+    saturate = saturate or not (fmt.has_inf or fmt.has_nan)
+    values, size, scaled, first_code, _ = _binade_steps(x, fmt, fmt.max if saturate else 2.0 ** (fmt.emax + 1))
+    code = torch.round(scaled * 2.0**m) + first_code
+    if not saturate:
+        code = torch.where(code > fmt.max_code, float(fmt.inf_code if fmt.has_inf else fmt.nan_code), code)
+    if fmt.has_nan:
+        code = torch.where(size != size, float(fmt.nan_code), code)
     negative = torch.copysign(torch.ones_like(values), values) < 0
     code = torch.where(negative, code + float(1 << (fmt.bits - 1)), code)
-    return torch.where(size != size, float(fmt.max_code), code).to(torch.uint8)
+    if not fmt.has_nan:
+        code = torch.where(size != size, float(fmt.max_code), code)
+    return code.to(torch.uint8)
 
 
 # ---- OCP MX shared scale ----------------------------------------------------------------------
