@@ -8,7 +8,9 @@ GPUs with FP8 conversion instructions, compute capability 8.9 and up, E4M3 and E
 nearest through the instruction instead, with the same results: see _encode_by_conversion.
 On CUDA, formats without inf or NaN codes, FP6 and FP4, round to nearest by one float add:
 see _encode_by_float_add; and decode places the fields in a float32 and scales it once: see
-_decode_by_float32_placement.)
+_decode_by_float32_placement. Compiled on CPU, where a kernel of 16-bit floats converts integers
+lane by lane, encode of bfloat16, round_to and decode to 16-bit floats work in float32 where the
+format allows: see _small_formats_in_float_arithmetic.)
 
 Every input is rounded once, from its exact value: float32, bfloat16 and float16 give the same
 code for the same value, and float64 is rounded from its own 53-bit significand (never through
