@@ -35,6 +35,17 @@ def assert_bits_equal(actual, expected):
     assert torch.equal(actual.cpu(), expected.cpu())
 
 
+def assert_compiles_without_int32_lanes(fn, x):
+    """fn compiled on CPU: eager's bits, and one vectorized kernel with no int32 lane and no
+    lane-by-lane fallback (inductor's ``tmpbuf`` loops)."""
+    out, source = compile_and_code(fn, x)
+    assert_bits_equal(out, fn(x))
+    assert kernel_count(source, "cpu") == 1, source
+    assert "int32_t" not in source and "tmpbuf" not in source, source
+    if vectorizes():  # without a vector ISA every loop is scalar
+        assert "at::vec::Vectorized" in source, source
+
+
 def check_one_kernel(fn, *args, device, dynamic=False):
     out, source = compile_and_code(fn, *args, dynamic=dynamic)
     assert kernel_count(source, device) == 1, source
@@ -207,12 +218,7 @@ def test_compiled_cpu_decode_to_16_bit_floats_by_byte_products_has_no_int32_lane
     assert [_fits_byte_products(f) for f in (E2M1, E3M2, fpx.E2M3, exmy(3, 4))] == [True] * 4
     assert not any(_fits_byte_products(f) for f in (E4M3, E5M2, E8M0, exmy(4, 3), exmy(3, 2, bias=130)))
     codes = torch.arange(256, dtype=torch.uint8).repeat(9)
-    out, source = compile_and_code(lambda c: decode(c, E2M1, torch.bfloat16), codes)
-    assert_bits_equal(out, decode(codes, E2M1, torch.bfloat16))
-    assert kernel_count(source, "cpu") == 1, source
-    assert "int32_t" not in source and "tmpbuf" not in source, source
-    if vectorizes():
-        assert "at::vec::Vectorized" in source, source
+    assert_compiles_without_int32_lanes(lambda c: decode(c, E2M1, torch.bfloat16), codes)
 
 
 # Signed formats whose every code is finite, of at most 3 exponent bits (fpx.convert.
@@ -260,11 +266,7 @@ def test_compiled_cpu_round_to_by_binade_steps_has_no_int32_lanes():
     assert not any(_rounds_by_binade_steps(f, d) for f in (E8M0, unsigned, exmy(3, 2, bias=130))
                    for d in (torch.float32, torch.bfloat16))
     x = all_16_bit(torch.bfloat16)
-    out, source = compile_and_code(lambda t: round_to(t, E2M1), x)
-    assert_bits_equal(out, round_to(x, E2M1))
-    assert "int32_t" not in source and "tmpbuf" not in source, source
-    if vectorizes():
-        assert "at::vec::Vectorized" in source, source
+    assert_compiles_without_int32_lanes(lambda t: round_to(t, E2M1), x)
     # float64 just off E2M1's midpoints: a float32 conversion first would round them onto the
     # midpoint, then to even (0.25 + 2^-40 to 0.0, not 0.5).
     midpoints = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0], dtype=torch.float64)
@@ -326,11 +328,7 @@ def test_compiled_cpu_encode_of_16_bit_floats_by_binade_steps_has_no_int32_lanes
     unsigned = FloatFormat("UE2M3", 2, 3, 1, signed=False)
     assert not any(_encodes_by_binade_steps(f, torch.bfloat16) for f in (E8M0, unsigned, exmy(3, 2, bias=130)))
     x = all_16_bit(torch.float16)
-    out, source = compile_and_code(lambda t: encode(t, E2M1), x)
-    assert_bits_equal(out, encode(x, E2M1))
-    assert "int32_t" not in source and "tmpbuf" not in source, source
-    if vectorizes():
-        assert "at::vec::Vectorized" in source, source
+    assert_compiles_without_int32_lanes(lambda t: encode(t, E2M1), x)
     wide = x.float()
     out, source = compile_and_code(lambda t: encode(t, E2M1), wide)
     assert_bits_equal(out, encode(wide, E2M1))
