@@ -325,16 +325,23 @@ def _encode_int(x, fmt: FloatFormat, saturate: bool, uniform) -> torch.Tensor:
     return _with_overflow_nan_and_sign(code, negative, is_nan, is_inf, fmt, saturate)
 
 
+def _saturates(fmt: FloatFormat, saturate: bool) -> bool:
+    """Whether a magnitude past max becomes max: asked for, or the format has no inf or NaN
+    code to become (FP6 / FP4 always saturate)."""
+    return saturate or not (fmt.has_inf or fmt.has_nan)
+
+
+def _overflow_code(fmt: FloatFormat) -> int:
+    """The magnitude code of a value past max without saturation: inf's, else NaN's."""
+    return fmt.inf_code if fmt.has_inf else fmt.nan_code
+
+
 def _with_overflow_nan_and_sign(code, negative, is_nan, is_inf, fmt: FloatFormat, saturate: bool) -> torch.Tensor:
     """The magnitude ``code`` (exponent unbounded) with the contract's overflow, inf, NaN and
     sign rules applied (the table of the module docstring). ``is_inf`` None: every inf's
     ``code`` is past the format's max code already."""
     overflow = code > fmt.max_code if is_inf is None else (code > fmt.max_code) | is_inf
-    if saturate or not (fmt.has_inf or fmt.has_nan):
-        overflow_code = fmt.max_code
-    else:
-        overflow_code = fmt.inf_code if fmt.has_inf else fmt.nan_code
-    code = torch.where(overflow, overflow_code, code)
+    code = torch.where(overflow, fmt.max_code if _saturates(fmt, saturate) else _overflow_code(fmt), code)
     if fmt.has_nan:
         code = torch.where(is_nan, fmt.nan_code, code)
     if fmt.signed:
@@ -539,8 +546,7 @@ def _overflow_and_nan_set(x: torch.Tensor, magnitude: torch.Tensor, fmt: FloatFo
     else:
         bound, inclusive = _overflow_bound(fmt)
         overflow = size >= bound if inclusive else size > bound
-        overflow_code = fmt.inf_code if fmt.has_inf else fmt.nan_code
-        magnitude = torch.where(overflow, overflow_code, torch.where(at_least_max, fmt.max_code, magnitude))
+        magnitude = torch.where(overflow, _overflow_code(fmt), torch.where(at_least_max, fmt.max_code, magnitude))
     if fmt.special != "fn":  # E5M2's conversions may return any of its three NaN magnitudes
         magnitude = torch.where(size != size, fmt.nan_code, magnitude)
     return magnitude
@@ -1113,8 +1119,10 @@ def _encodes_by_binade_steps(fmt: FloatFormat, dtype: torch.dtype) -> bool:
     return (dtype == torch.bfloat16 or (dtype == torch.float16 and not fmt.has_nan)) and _steps_are_normal_floats(fmt)
 
 
-def _binade_steps(x: torch.Tensor, fmt: FloatFormat, cap: float):
-    """x in float32; its magnitude capped at ``cap`` (NaN stays NaN, inf becomes cap); that
+def _binade_steps(x: torch.Tensor, fmt: FloatFormat, saturate: bool):
+    """x in float32; its magnitude capped (NaN stays NaN, inf becomes the cap), saturating at
+    max, otherwise at the first power of two past max, so that a magnitude rounding past max
+    (exponent unbounded, OFP8 5.2.1) or inf lands past the max code and value; that
     magnitude over its binade's first power 2^e, e at least the format's min normal exponent
     emin (``scaled``: in [1, 2) above 2^emin, below 1 under it); the step count of that first
     power, (e - emin) << m, as a float (``first_code``); and 2^e (``power``). So
@@ -1126,6 +1134,7 @@ def _binade_steps(x: torch.Tensor, fmt: FloatFormat, cap: float):
     :func:`_steps_are_normal_floats`)."""
     m = fmt.mantissa_bits
     emin = _min_exponent(fmt)
+    cap = fmt.max if saturate else 2.0 ** (fmt.emax + 1)
     values = x.to(torch.float32)
     size = torch.clamp(values.abs(), max=cap)
     scaled = size * 2.0**-emin
@@ -1146,15 +1155,15 @@ def _binade_steps(x: torch.Tensor, fmt: FloatFormat, cap: float):
 
 def _round_by_binade_steps(x: torch.Tensor, fmt: FloatFormat, saturate: bool) -> torch.Tensor:
     """round_to(x, fmt, saturate=saturate), nearest, for x and formats of
-    :func:`_rounds_by_binade_steps` (exact in float32): the magnitude capped as in
-    :func:`_encode_by_binade_steps`, scaled into its binade (:func:`_binade_steps`), rounded
+    :func:`_rounds_by_binade_steps` (exact in float32): the magnitude capped and scaled into
+    its binade (:func:`_binade_steps`), rounded
     half to even by ``torch.round`` at m fraction bits and scaled back; past max (unsaturated)
     the overflow value, inf or NaN; a NaN the quiet NaN decode gives; the sign copied from x
     (so negatives that round to 0 give -0.0, and NaNs keep theirs). Formats without NaN codes
     give +max for NaN, the policy. (Inductor drops the unused code counts.)"""
     m = fmt.mantissa_bits
-    saturate = saturate or not (fmt.has_inf or fmt.has_nan)
-    values, size, scaled, _, power = _binade_steps(x, fmt, fmt.max if saturate else 2.0 ** (fmt.emax + 1))
+    saturate = _saturates(fmt, saturate)
+    values, size, scaled, _, power = _binade_steps(x, fmt, saturate)
     rounded = torch.round(scaled * 2.0**m) * (power * 2.0**-m)
     if not saturate:
         rounded = torch.where(rounded > fmt.max, float("inf") if fmt.has_inf else float("nan"), rounded)
@@ -1169,18 +1178,16 @@ def _round_by_binade_steps(x: torch.Tensor, fmt: FloatFormat, saturate: bool) ->
 def _encode_by_binade_steps(x: torch.Tensor, fmt: FloatFormat, saturate: bool) -> torch.Tensor:
     """encode(x, fmt, saturate=saturate), nearest, as uint8, for x and formats of
     :func:`_encodes_by_binade_steps`: the magnitude's code round(scaled x 2^m) + first_code
-    (:func:`_binade_steps`) in float32, every step exact (codes below 256). Saturating, the
-    magnitude is capped at max first; otherwise at the first power of two past max, so that a
-    magnitude rounding past max (exponent unbounded, OFP8 5.2.1) or inf gets a code past the
-    max code, which becomes the overflow code. A NaN gets the NaN code (formats without one:
+    (:func:`_binade_steps`) in float32, every step exact (codes below 256); unsaturated, a code
+    past the max code becomes the overflow code. A NaN gets the NaN code (formats without one:
     +max's, the policy), and the sign bit is added where copysign(1, x) is negative (-0.0 and
     negative NaNs included)."""
     m = fmt.mantissa_bits
-    saturate = saturate or not (fmt.has_inf or fmt.has_nan)
-    values, size, scaled, first_code, _ = _binade_steps(x, fmt, fmt.max if saturate else 2.0 ** (fmt.emax + 1))
+    saturate = _saturates(fmt, saturate)
+    values, size, scaled, first_code, _ = _binade_steps(x, fmt, saturate)
     code = torch.round(scaled * 2.0**m) + first_code
     if not saturate:
-        code = torch.where(code > fmt.max_code, float(fmt.inf_code if fmt.has_inf else fmt.nan_code), code)
+        code = torch.where(code > fmt.max_code, float(_overflow_code(fmt)), code)
     if fmt.has_nan:
         code = torch.where(size != size, float(fmt.nan_code), code)
     negative = torch.copysign(torch.ones_like(values), values) < 0
