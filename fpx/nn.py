@@ -182,9 +182,7 @@ CHANNEL_SCALED_TEMPLATE_FORMATS = (E4M3, E5M2, INT8)
 CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES = 8192
 
 # E4M3 per channel takes the template from 2 rows as well with bfloat16 x where its rows are not
-# long (H200, 2 rows, reductions / template, fortieth session): 14336 x 4096 27.1 / 21.7 us,
-# 8192 x 8192 30.9 / 27.4 and 30.3 / 29.4, 8192 x 14336 50.9 / 48.2; 8192 x 28672 83.9 / 86.3.
-# INT8 ties or loses (8192 x 8192 28.3 / 28.2, 8192 x 28672 82.6 / 87.1); E5M2 unmeasured.
+# long (H200, fortieth session; the numbers in default_gemv_max_rows's docstring).
 TWO_ROW_TEMPLATE_FORMATS = (E4M3,)
 TWO_ROW_TEMPLATE_MAX_IN_FEATURES = 16384
 
@@ -195,12 +193,8 @@ TWO_ROW_TEMPLATE_MAX_IN_FEATURES = 16384
 FOUR_ROW_TEMPLATE_FORMATS = (INT1, INT2, INT3, INT5, INT6, INT7, INT8, E3M2, E2M3)
 FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES = 8192
 
-# INT4 and UINT4 by groups join them where the rows are long as well (H200, by 128, 4 rows,
-# reductions / template, fortieth session): INT4 8192 x 14336 90.2 / 84.5 us, 8192 x 16384
-# 102.3 / 90.7, 8192 x 22016 136.4 / 131.4, 8192 x 28672 178.1 / 160.1; UINT4 8192 x 14336
-# 93.1 / 82.7, 8192 x 28672 180.5 / 164.6. Shorter rows keep the reductions (INT4 8192 x 8192
-# 39.7 / 52.0, 8192 x 11008 70.0 / 78.9, 28672 x 8192 133.6 / 139.7; UINT4 8192 x 11008 73.2 /
-# 75.6). E2M1 ties (8192 x 14336 92.3 / 91.9, 8192 x 28672 181.2 / 182.1): left out.
+# INT4 and UINT4 by groups join them where the rows are long as well (H200, fortieth session;
+# the numbers in default_gemv_max_rows's docstring). E2M1 ties there: left out.
 LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS = (INT4, UINT4)
 LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES = 14336
 
