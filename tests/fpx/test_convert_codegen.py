@@ -221,10 +221,10 @@ def test_compiled_cpu_decode_to_16_bit_floats_by_byte_products_has_no_int32_lane
     assert_compiles_without_int32_lanes(lambda c: decode(c, E2M1, torch.bfloat16), codes)
 
 
-# Signed formats whose every code is finite, of at most 3 exponent bits (fpx.convert.
-# _fits_binade_steps): compiled on CPU, round_to to nearest works in float32 (each binade's step
-# a where(), the rounding torch.round): against eager's float-add rounding, itself checked
-# against the value tables for every 16-bit input in tests/fpx/test_encode.py.
+# Signed formats whose every code is finite, of at most 3 exponent bits, from any input, and FP8
+# from float32 (fpx.convert._rounds_by_binade_steps): compiled on CPU, round_to to nearest works
+# in float32 (the binade by halving steps, the rounding torch.round): against eager, itself
+# checked against the value tables for every 16-bit input in tests/fpx/test_encode.py.
 @pytest.mark.parametrize("fmt, dtype, saturate",
                          [(E2M1, torch.bfloat16, True), (E2M1, torch.float32, True), (E3M2, torch.float16, True),
                           (fpx.E2M3, torch.bfloat16, True), (exmy(3, 4), torch.float16, True),
