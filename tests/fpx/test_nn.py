@@ -489,19 +489,20 @@ def test_codes_by_groups_but_the_4_bit_ones_take_the_template_from_four_rows_wit
 
 def test_4_bit_integers_by_groups_take_the_template_from_four_rows_where_their_rows_are_long():
     """INT4 and UINT4 without an MX block or per-channel scales on the product, bfloat16 x, 8192
-    or more output features and 14336 or more input features: 3 rows on CUDA (the template wins
+    or more output features and 12288 or more input features: 3 rows on CUDA (the template wins
     from 4 rows there, measured on an H200); one feature fewer of either kind, another or an
     unknown x dtype or in_features, E2M1 (a tie), MX blocks, per-channel scales, CPU and a
     symbolic batch as before."""
     limit = fpx.nn.default_gemv_max_rows
     long_rows = fpx.nn.LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES
-    assert long_rows == 14336
+    assert long_rows == 12288
     bf16 = torch.bfloat16
     shape = {"out_features": 8192, "in_features": long_rows, "x_dtype": bf16}
     for fmt in (fpx.INT4, fpx.UINT4):
         assert limit("cuda", fmt, **shape) == 3, fmt
         assert limit("cuda", fmt, **shape | {"out_features": 28672, "in_features": 28672}) == 3, fmt
         assert limit("cuda", fmt, **shape | {"in_features": long_rows - 1}) == 4, fmt
+        assert limit("cuda", fmt, **shape | {"in_features": 11008}) == 4, fmt  # measured: the reductions win
         assert limit("cuda", fmt, **shape | {"out_features": 8191}) == 4, fmt
         assert limit("cuda", fmt, out_features=8192, x_dtype=bf16) == 4, fmt  # in_features unknown
         for other in (torch.float16, torch.float32, None):
@@ -513,26 +514,27 @@ def test_4_bit_integers_by_groups_take_the_template_from_four_rows_where_their_r
     assert limit("cuda", fpx.INT4, channel_scales_on_product=True, **shape) == 4
 
 
-def test_e4m3_per_channel_takes_the_template_from_two_rows_where_its_rows_are_not_long():
-    """E4M3 with its per-channel scales on the product, bfloat16 x, 8192 or more output features
-    and 1-16384 input features: 1 row on CUDA (the template wins from 2 rows there, measured on
-    an H200); longer rows, unknown in_features, another x dtype, fewer output features, E5M2
-    and INT8 keep the 3-row rule's 2 (or 4); CPU and a symbolic batch as before."""
+@pytest.mark.parametrize("fmt", [fpx.E4M3, fpx.E5M2], ids=["E4M3", "E5M2"])
+def test_8_bit_floats_per_channel_take_the_template_from_two_rows_where_their_rows_are_not_long(fmt):
+    """E4M3 and E5M2 with their per-channel scales on the product, bfloat16 x, 8192 or more output
+    features and 1-16384 input features: 1 row on CUDA (the template wins from 2 rows there,
+    measured on an H200); longer rows, unknown in_features, another x dtype, fewer output
+    features and INT8 keep the 3-row rule's 2 (or 4); CPU and a symbolic batch as before."""
     limit = fpx.nn.default_gemv_max_rows
     most = fpx.nn.TWO_ROW_TEMPLATE_MAX_IN_FEATURES
     assert most == 16384
     shape = {"channel_scales_on_product": True, "out_features": 8192, "in_features": 4096, "x_dtype": torch.bfloat16}
-    assert limit("cuda", fpx.E4M3, **shape) == 1
-    assert limit("cuda", fpx.E4M3, **shape | {"out_features": 14336, "in_features": most}) == 1
-    assert limit("cuda", fpx.E4M3, **shape | {"in_features": most + 1}) == 2
-    assert limit("cuda", fpx.E4M3, **shape | {"in_features": 0}) == 2
-    assert limit("cuda", fpx.E4M3, **shape | {"x_dtype": torch.float32}) == 2
-    assert limit("cuda", fpx.E4M3, **shape | {"x_dtype": None}) == 2
-    assert limit("cuda", fpx.E4M3, **shape | {"out_features": 8191}) == 4
-    assert limit("cuda", fpx.E4M3, **shape | {"channel_scales_on_product": False}) == 4
-    assert limit("cuda", fpx.E5M2, **shape) == limit("cuda", fpx.INT8, **shape) == 2
-    assert limit("cuda", fpx.E4M3, static_rows=False, **shape) == 2
-    assert limit("cpu", fpx.E4M3, **shape) == 16
+    assert limit("cuda", fmt, **shape) == 1
+    assert limit("cuda", fmt, **shape | {"out_features": 14336, "in_features": most}) == 1
+    assert limit("cuda", fmt, **shape | {"in_features": most + 1}) == 2
+    assert limit("cuda", fmt, **shape | {"in_features": 0}) == 2
+    assert limit("cuda", fmt, **shape | {"x_dtype": torch.float32}) == 2
+    assert limit("cuda", fmt, **shape | {"x_dtype": None}) == 2
+    assert limit("cuda", fmt, **shape | {"out_features": 8191}) == 4
+    assert limit("cuda", fmt, **shape | {"channel_scales_on_product": False}) == 4
+    assert limit("cuda", fpx.INT8, **shape) == 2
+    assert limit("cuda", fmt, static_rows=False, **shape) == 2
+    assert limit("cpu", fmt, **shape) == 16
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -577,7 +579,7 @@ def test_the_layer_gives_its_row_limit_its_scales_layout_and_output_features(fmt
                                                                               first_matmul_rows, monkeypatch):
     """The compiled forward as on CUDA (its row limit read for "cuda"; the choices of CUDA's
     matmul path forced on, eagerly): per-channel E4M3 with 8192 output features and bfloat16 x takes
-    the matmul from 2 rows, E5M2 and INT8 from 3, the reductions at 2; codes of 1-3 and 5-8 bits and the 6-bit floats
+    the matmul from 2 rows, E5M2 with float32 x and INT8 from 3, the reductions at 2; codes of 1-3 and 5-8 bits and the 6-bit floats
     by groups with 8192 output features and bfloat16 x from 4 rows, the reductions at 3; the
     other layers the reductions at 2-4. Outputs against the dequantized weight in float64
     either way."""
@@ -588,7 +590,7 @@ def test_the_layer_gives_its_row_limit_its_scales_layout_and_output_features(fmt
 def test_the_layer_gives_its_row_limit_its_input_features(least_in_features, first_matmul_rows, monkeypatch):
     """INT4 by groups with 8192 output features and bfloat16 x: the matmul from 4 rows where its
     64 input features reach the long-row threshold (lowered to 64 here: a CPU test cannot afford
-    14336), the reductions at 2-4 one feature short of it. E4M3 per channel: the matmul from 2
+    12288), the reductions at 2-4 one feature short of it. E4M3 per channel: the matmul from 2
     rows with 64 input features, from 3 where 64 is past the two-row rule's most (lowered to 63)."""
     monkeypatch.setattr(fpx.nn, "LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES", least_in_features)
     check_row_routes(fpx.INT4, 32, 8192, torch.bfloat16, first_matmul_rows, monkeypatch)

@@ -219,17 +219,19 @@ def test_cuda_forward_per_channel_8_bit_codes_at_3_rows_take_the_fused_template(
         assert loops and not any("float32" in loop for loop in loops), loops
 
 
-# E4M3 per channel with bfloat16 x and rows that are not long leaves the reductions after 1 row
-# (fpx.nn.TWO_ROW_TEMPLATE_FORMATS; H200, 2 rows: 14336 x 4096 27.1 us reduced, 21.7 in the
-# template; 8192 x 8192 30.9, 27.4): at 2 rows its float8 cast fuses into the template.
+# E4M3 and E5M2 per channel with bfloat16 x and rows that are not long leave the reductions after
+# 1 row (fpx.nn.TWO_ROW_TEMPLATE_FORMATS; H200, 2 rows: E4M3 14336 x 4096 27.1 us reduced, 21.7 in
+# the template; E5M2 30.7, 24.8): at 2 rows their float8 cast fuses into the template.
 @pytest.mark.cuda
-def test_cuda_e4m3_per_channel_forward_at_2_rows_takes_the_fused_template():
-    assert fpx.nn.default_gemv_max_rows("cuda", fpx.E4M3, channel_scales_on_product=True, out_features=8192,
+@pytest.mark.parametrize("fmt, triton_type", [(fpx.E4M3, "tl.float8e4nv"), (fpx.E5M2, "tl.float8e5")],
+                         ids=["E4M3", "E5M2"])
+def test_cuda_8_bit_float_per_channel_forward_at_2_rows_takes_the_fused_template(fmt, triton_type):
+    assert fpx.nn.default_gemv_max_rows("cuda", fmt, channel_scales_on_product=True, out_features=8192,
                                         in_features=2048, x_dtype=torch.bfloat16) == 1
-    source, weight_size = compiled_bf16_forward(fpx.E4M3, {"group_size": None}, k=2048, rows=2)
+    source, weight_size = compiled_bf16_forward(fmt, {"group_size": None}, k=2048, rows=2)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert "triton_tem_" in source and "r0_numel" not in source, source
-    assert "tl.float8e4nv" in source, source
+    assert triton_type in source, source
 
 
 # Codes of 1-3 and 5-8 bits and the 6-bit floats scaled by groups, with bfloat16 x and 8192 output
@@ -246,8 +248,8 @@ def test_cuda_forward_by_groups_at_4_rows_takes_the_fused_template(fmt):
 
 
 # INT4 and UINT4 by groups with long rows as well (fpx.nn.LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES;
-# H200, by 128, 4 rows: INT4 8192 x 14336 90.2 us reduced, 84.5 in the template; 8192 x 28672
-# 178.1, 160.1; UINT4 8192 x 14336 93.1, 82.7): at 4 rows the decode and group scales (and
+# H200, by 128, 4 rows: INT4 8192 x 12288 77.1 us reduced, 73.8 in the template; 8192 x 28672
+# 178.1, 160.1; UINT4 8192 x 12288 80.2, 69.9): at 4 rows the decode and group scales (and
 # UINT4's zero-points) fuse into the template, no weight written.
 @pytest.mark.cuda
 @pytest.mark.parametrize("fmt", [fpx.INT4, fpx.UINT4], ids=["INT4", "UINT4"])
