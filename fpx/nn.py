@@ -194,6 +194,10 @@ TWO_ROW_TEMPLATE_MAX_IN_FEATURES = 16384
 FOUR_ROW_TEMPLATE_FORMATS = (INT1, INT2, INT3, INT5, INT6, INT7, INT8, E3M2, E2M3)
 FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES = 8192
 
+# With float16 x only the 8-plane formats (3, 5, 6, 7 bits and INT1) do (H200, forty-second
+# session): INT2 ties and INT8 loses there (its one-step int8 -> bfloat16 decode is bfloat16's).
+FLOAT16_FOUR_ROW_TEMPLATE_FORMATS = (INT1, INT3, INT5, INT6, INT7, E3M2, E2M3)
+
 # INT4 and UINT4 by groups join them where the rows are long as well (H200, fortieth and
 # forty-second sessions; the numbers in default_gemv_max_rows's docstring). E2M1 ties there: left out.
 LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS = (INT4, UINT4)
@@ -264,7 +268,16 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       4096 output features the reductions win (4096 x 4096 12.1 / 15.5 and 14.9 / 15.5, 4096 x
       14336 49.7 / 52.0 and 45.9 / 53.5). The 4-bit codes keep 4: INT4 39.7 / 52.0, UINT4
       41.7 / 47.0, E2M1 39.7 / 54.4 at 8192 x 8192. INT5-7 as their 8-plane siblings,
-      unmeasured; float16 x unmeasured.
+      unmeasured.
+    - CUDA, ``FLOAT16_FOUR_ROW_TEMPLATE_FORMATS`` (INT1, INT3, INT5-7, E3M2, E2M3: the 8-plane
+      formats) without an MX block, float16 x and at least
+      ``FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES`` output features: 3, the template from 4 rows.
+      Measured on an H200 (torch 2.11, by 128, 2026-12-03, two grids in each order),
+      reductions / template at M = 4, 8192 x 8192, us: INT3 60.1 and 60.2 / 55.5 and 55.6, E3M2
+      76.8 and 76.5 / 62.5 and 64.8, INT1 67.7 / 51.5 (one grid). With float16 x the others
+      keep the reductions: INT2 49.3 and 49.3 / 50.9 and 51.8, INT8 42.1 / 47.6 (its template
+      decode is bfloat16's one-step conversion only with bfloat16 x), INT4 36.7 / 50.1.
+      INT5-7 and E2M3 as their 8-plane siblings, unmeasured.
     - CUDA, ``LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS`` (INT4, UINT4) by groups (no MX block, no
       per-channel scales on the product), bfloat16 x, at least
       ``FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES`` output and ``LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES``
@@ -320,6 +333,9 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
         if fmt in TWO_ROW_TEMPLATE_FORMATS and x_dtype == torch.bfloat16 and 0 < in_features <= TWO_ROW_TEMPLATE_MAX_IN_FEATURES:
             return 1
         return 2
+    if block is None and x_dtype == torch.float16 and out_features >= FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES:
+        if fmt in FLOAT16_FOUR_ROW_TEMPLATE_FORMATS:
+            return 3
     if block is None and x_dtype == torch.bfloat16 and out_features >= FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES:
         if fmt in FOUR_ROW_TEMPLATE_FORMATS:
             return 3
