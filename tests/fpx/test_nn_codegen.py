@@ -180,18 +180,18 @@ def test_one_row_reads_a_computed_x_written_out_not_its_producer(fmt, kwargs, de
     ids=["INT8", "INT4", "E2M1", "INT3", "E3M2", "E2M3"],
 )
 def test_cuda_forward_at_16_rows_fuses_the_decode_into_the_matmul_template(fmt, kwargs):
-    source, weight_size = compiled_bf16_forward(fmt, kwargs)
+    source, weight_size = compiled_cuda_forward(fmt, kwargs)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert kernel_count(source, "cuda") <= 2, source  # the template (+ the bias epilogue if unfused)
 
 
-def compiled_bf16_forward(fmt, kwargs, n=8192, k=8192, tuning=contextlib.nullcontext, rows=16):
+def compiled_cuda_forward(fmt, kwargs, n=8192, k=8192, tuning=contextlib.nullcontext, rows=16, dtype=torch.bfloat16):
     """(generated source, weight elements) of the layer compiled with compile_options("cuda")
-    at ``rows`` rows of bfloat16 (compiled and tuned inside ``tuning()``), its output checked
+    at ``rows`` rows of ``dtype`` (compiled and tuned inside ``tuning()``), its output checked
     against the dequantized weight."""
     torch.manual_seed(0)
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n), fmt, **kwargs).to("cuda", torch.bfloat16)
-    x = torch.randn(rows, k, device="cuda", dtype=torch.bfloat16)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n), fmt, **kwargs).to("cuda", dtype)
+    x = torch.randn(rows, k, device="cuda", dtype=dtype)
     with tuning():
         out, source = compile_and_code(layer, x, options=fpx.nn.compile_options("cuda"))
     expected = x.float() @ layer.dequantize_weight().T + layer.bias.float()
@@ -208,7 +208,7 @@ def compiled_bf16_forward(fmt, kwargs, n=8192, k=8192, tuning=contextlib.nullcon
 @pytest.mark.parametrize("fmt, triton_type", [(fpx.E4M3, "tl.float8e4nv"), (fpx.E5M2, "tl.float8e5"), (fpx.INT8, None)],
                          ids=["E4M3", "E5M2", "INT8"])
 def test_cuda_forward_per_channel_8_bit_codes_at_3_rows_take_the_fused_template(fmt, triton_type):
-    source, weight_size = compiled_bf16_forward(fmt, {"group_size": None}, k=2048, rows=3)
+    source, weight_size = compiled_cuda_forward(fmt, {"group_size": None}, k=2048, rows=3)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert "triton_tem_" in source and "r0_numel" not in source, source
     assert kernel_count(source, "cuda") <= 2, source  # the template (+ the scale epilogue if unfused)
@@ -228,7 +228,7 @@ def test_cuda_forward_per_channel_8_bit_codes_at_3_rows_take_the_fused_template(
 def test_cuda_8_bit_float_per_channel_forward_at_2_rows_takes_the_fused_template(fmt, triton_type):
     assert fpx.nn.default_gemv_max_rows("cuda", fmt, channel_scales_on_product=True, out_features=8192,
                                         in_features=2048, x_dtype=torch.bfloat16) == 1
-    source, weight_size = compiled_bf16_forward(fmt, {"group_size": None}, k=2048, rows=2)
+    source, weight_size = compiled_cuda_forward(fmt, {"group_size": None}, k=2048, rows=2)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert "triton_tem_" in source and "r0_numel" not in source, source
     assert triton_type in source, source
@@ -242,7 +242,7 @@ def test_cuda_8_bit_float_per_channel_forward_at_2_rows_takes_the_fused_template
 @pytest.mark.parametrize("fmt", [fpx.INT3, fpx.INT8], ids=["INT3", "INT8"])
 def test_cuda_forward_by_groups_at_4_rows_takes_the_fused_template(fmt):
     assert fpx.nn.default_gemv_max_rows("cuda", fmt, out_features=8192, x_dtype=torch.bfloat16) == 3
-    source, weight_size = compiled_bf16_forward(fmt, {"group_size": 128}, k=2048, rows=4)
+    source, weight_size = compiled_cuda_forward(fmt, {"group_size": 128}, k=2048, rows=4)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert "triton_tem_" in source and "r0_numel" not in source, source
 
@@ -256,7 +256,7 @@ def test_cuda_forward_by_groups_at_4_rows_takes_the_fused_template(fmt):
 def test_cuda_4_bit_forward_by_groups_with_long_rows_at_4_rows_takes_the_fused_template(fmt):
     k = fpx.nn.LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES
     assert fpx.nn.default_gemv_max_rows("cuda", fmt, out_features=8192, in_features=k, x_dtype=torch.bfloat16) == 3
-    source, weight_size = compiled_bf16_forward(fmt, {"group_size": 128}, k=k, rows=4)
+    source, weight_size = compiled_cuda_forward(fmt, {"group_size": 128}, k=k, rows=4)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert "triton_tem_" in source and "r0_numel" not in source, source
 
@@ -300,7 +300,7 @@ def test_cuda_template_decodes_every_finite_e5m2_code_exactly():
                                          (fpx.E2M1, {"block": "mx"})],
                          ids=["INT4", "E4M3", "INT4-g32", "E2M1-MX"])
 def test_cuda_forward_at_16_rows_under_cold_cache_tuning_fuses_into_a_given_tile(fmt, kwargs):
-    source, weight_size = compiled_bf16_forward(fmt, kwargs, tuning=fpx.nn.cold_cache_tuning)
+    source, weight_size = compiled_cuda_forward(fmt, kwargs, tuning=fpx.nn.cold_cache_tuning)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert kernel_count(source, "cuda") <= 2, source
     given = {(bm, bn, bk) for bm, bn, bk, _, _ in fpx.tuning.small_batch_tiles(16, 8192, 8192)}
@@ -383,7 +383,7 @@ def template_tiles(source):
 # (79.4 us in 128 x 64 x 128, 8 warps).
 @pytest.mark.cuda
 def test_cuda_forward_at_128_rows_under_cold_cache_tuning_fuses_into_a_128_row_tile():
-    source, weight_size = compiled_bf16_forward(fpx.INT4, {"group_size": 128}, rows=128, tuning=fpx.nn.cold_cache_tuning)
+    source, weight_size = compiled_cuda_forward(fpx.INT4, {"group_size": 128}, rows=128, tuning=fpx.nn.cold_cache_tuning)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert kernel_count(source, "cuda") <= 2, source
     tiles = template_tiles(source)
@@ -400,7 +400,7 @@ def test_cuda_forward_at_128_rows_under_cold_cache_tuning_fuses_into_a_128_row_t
 @pytest.mark.parametrize("fmt, rows", [(fpx.E4M3, 64), (fpx.E4M3, 128), (fpx.INT8, 64)],
                          ids=["E4M3-64", "E4M3-128", "INT8-64"])
 def test_cuda_forward_per_channel_at_64_and_128_rows_takes_the_weight_as_left_operand(fmt, rows):
-    source, weight_size = compiled_bf16_forward(fmt, {"group_size": None}, rows=rows, tuning=fpx.nn.cold_cache_tuning)
+    source, weight_size = compiled_cuda_forward(fmt, {"group_size": None}, rows=rows, tuning=fpx.nn.cold_cache_tuning)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert kernel_count(source, "cuda") == 2, source
     tiles = template_tiles(source)
@@ -426,7 +426,7 @@ def template_launches(source):
                          ids=["INT4-8-right", "INT4-16-right", "INT4-17-left", "INT4-64-left", "INT2-16-right",
                               "INT2-64-left", "E2M1-16-right"])
 def test_cuda_forward_per_channel_inside_cold_cache_tuning_is_one_product_per_plane(fmt, rows, kernels):
-    source, weight_size = compiled_bf16_forward(fmt, {"group_size": None}, rows=rows, tuning=fpx.nn.cold_cache_tuning)
+    source, weight_size = compiled_cuda_forward(fmt, {"group_size": None}, rows=rows, tuning=fpx.nn.cold_cache_tuning)
     planes = 8 // fmt.bits
     assert weight_sized_allocations(source, weight_size // planes) == [], allocations(source)
     assert template_launches(source) == planes, source
@@ -483,7 +483,7 @@ def test_cuda_plane_products_give_every_weight_exactly(fmt, monkeypatch):
 # when called outside (the choice is read while tracing, with no guard).
 @pytest.mark.cuda
 def test_cuda_per_channel_int4_outside_the_block_is_one_product_and_inside_keeps_its_graph():
-    source, _ = compiled_bf16_forward(fpx.INT4, {"group_size": None}, rows=16)
+    source, _ = compiled_cuda_forward(fpx.INT4, {"group_size": None}, rows=16)
     assert template_launches(source) == 1, source
     assert_compiled_inside_the_block_is_not_recompiled_outside(fpx.INT4, rows=16, features=8192)  # the planes' shape
 
@@ -495,7 +495,7 @@ def test_cuda_per_channel_int4_outside_the_block_is_one_product_and_inside_keeps
 @pytest.mark.cuda
 def test_cuda_forward_per_channel_int4_at_4096_features_splits_k_on_the_left():
     rows = 64
-    source, weight_size = compiled_bf16_forward(fpx.INT4, {"group_size": None}, n=4096, k=14336, rows=rows,
+    source, weight_size = compiled_cuda_forward(fpx.INT4, {"group_size": None}, n=4096, k=14336, rows=rows,
                                                 tuning=fpx.nn.cold_cache_tuning)
     assert weight_sized_allocations(source, weight_size // 2) == [], allocations(source)  # nor a half
     assert kernel_count(source, "cuda") == 2, source
@@ -511,7 +511,7 @@ SPLIT_LEFT_TILES = [(128, 128, 64, 3, 4), (64, 128, 64, 3, 4), *fpx.tuning.FEW_C
 
 
 def only_tile(tile, within=contextlib.nullcontext):
-    """A tuning scope for compiled_bf16_forward: ``within()``, the matmul template given ``tile``
+    """A tuning scope for compiled_cuda_forward: ``within()``, the matmul template given ``tile``
     alone inside it."""
     @contextlib.contextmanager
     def scope():
@@ -523,7 +523,7 @@ def only_tile(tile, within=contextlib.nullcontext):
 @pytest.mark.cuda
 @pytest.mark.parametrize("tile", SPLIT_LEFT_TILES, ids=["x".join(map(str, tile)) for tile in SPLIT_LEFT_TILES])
 def test_cuda_forward_per_channel_int4_split_on_the_left_is_right_in_every_tile_it_is_given(tile):
-    source, _ = compiled_bf16_forward(fpx.INT4, {"group_size": None}, n=4096, k=14336, rows=64,
+    source, _ = compiled_cuda_forward(fpx.INT4, {"group_size": None}, n=4096, k=14336, rows=64,
                                       tuning=only_tile(tile))
     assert template_tiles(source) == [tile[:3]], source  # the output was checked against the weight's
 
@@ -539,7 +539,7 @@ LEFT_64_COLUMN_TILES = fpx.tuning.FEW_COLUMN_TILES[64] + fpx.tuning.SMALL_WEIGHT
 @pytest.mark.parametrize("tile", LEFT_64_COLUMN_TILES, ids=["x".join(map(str, tile)) for tile in LEFT_64_COLUMN_TILES])
 def test_cuda_forward_per_channel_int8_on_the_left_is_right_in_every_64_column_tile(tile):
     # cold_cache_tuning's decode fusion timed, the tile given alone
-    source, weight_size = compiled_bf16_forward(fpx.INT8, {"group_size": None}, rows=64,
+    source, weight_size = compiled_cuda_forward(fpx.INT8, {"group_size": None}, rows=64,
                                                 tuning=only_tile(tile, within=fpx.nn.cold_cache_tuning))
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert template_tiles(source) == [tile[:3]], source  # the output was checked against the weight's
@@ -554,7 +554,7 @@ def test_cuda_forward_per_channel_int8_on_the_left_is_right_in_every_64_column_t
                          ids=["16-rows", "32-rows", "64-rows"])
 def test_cuda_forward_int8_by_groups_is_fused_and_right_in_the_256_deep_tiles(rows, tile):
     assert tile in fpx.tuning.SMALL_BATCH_TILES[rows]
-    source, weight_size = compiled_bf16_forward(fpx.INT8, {"group_size": 128}, rows=rows,
+    source, weight_size = compiled_cuda_forward(fpx.INT8, {"group_size": 128}, rows=rows,
                                                 tuning=only_tile(tile, within=fpx.nn.cold_cache_tuning))
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert kernel_count(source, "cuda") == 1, source
@@ -586,7 +586,7 @@ def test_cuda_template_choices_are_precompiled_in_threads_with_the_worker_pool_u
     logger.addHandler(lines)
     try:
         with torch._inductor.config.patch(force_disable_caches=True):  # tuned here, not found in a cache
-            compiled_bf16_forward(fpx.INT4, {"group_size": 128}, n=1536, k=2560, rows=16, tuning=fpx.nn.cold_cache_tuning)
+            compiled_cuda_forward(fpx.INT4, {"group_size": 128}, n=1536, k=2560, rows=16, tuning=fpx.nn.cold_cache_tuning)
     finally:
         logger.removeHandler(lines)
         logger.setLevel(level)
@@ -603,7 +603,7 @@ def test_cuda_template_choices_are_precompiled_in_threads_with_the_worker_pool_u
 @pytest.mark.parametrize("fmt, group_size, rows", [(fpx.INT4, 128, 16), (fpx.INT8, None, 32)],
                          ids=["INT4-by-128", "INT8-per-channel"])
 def test_cuda_forward_at_4096_features_splits_k_on_the_right(fmt, group_size, rows):
-    source, weight_size = compiled_bf16_forward(fmt, {"group_size": group_size}, n=4096, k=14336, rows=rows,
+    source, weight_size = compiled_cuda_forward(fmt, {"group_size": group_size}, n=4096, k=14336, rows=rows,
                                                 tuning=fpx.nn.cold_cache_tuning)
     assert weight_sized_allocations(source, weight_size // 2) == [], allocations(source)
     assert kernel_count(source, "cuda") == 2, source
@@ -616,7 +616,7 @@ def test_cuda_forward_at_4096_features_splits_k_on_the_right(fmt, group_size, ro
 # per channel at 8192 x 8192, 21 rows: 47.1 us padded, 29.7 not).
 @pytest.mark.cuda
 def test_cuda_forward_on_the_left_at_21_rows_is_not_padded():
-    source, weight_size = compiled_bf16_forward(fpx.E4M3, {"group_size": None}, rows=21, tuning=fpx.nn.cold_cache_tuning)
+    source, weight_size = compiled_cuda_forward(fpx.E4M3, {"group_size": None}, rows=21, tuning=fpx.nn.cold_cache_tuning)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert kernel_count(source, "cuda") == 2, source
     tiles = template_tiles(source)
@@ -637,7 +637,7 @@ def test_cuda_forward_on_the_left_at_21_rows_is_not_padded():
     ids=["E2M1-MX", "UINT3"],
 )
 def test_cuda_forward_at_16_rows_writes_no_half_decoded_weight(fmt, kwargs):
-    source, weight_size = compiled_bf16_forward(fmt, kwargs)
+    source, weight_size = compiled_cuda_forward(fmt, kwargs)
     half_decoded = [(shape, dtype) for shape, dtype in weight_sized_allocations(source, weight_size)
                     if dtype != "torch.bfloat16"]
     assert half_decoded == [], half_decoded
