@@ -280,25 +280,27 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       INT5-7 and E2M3 as their 8-plane siblings, unmeasured.
     - CUDA, ``LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS`` (INT4, UINT4) by groups (no MX block, no
       per-channel scales on the product), bfloat16 x, at least
-      ``FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES`` output and ``LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES``
-      (12288) input features: 3, the template from 4 rows. Measured on an H200 (torch 2.11, by
-      128, 2026-12-03, each route's cases side by side in one grid), reductions / template at M
-      = 4 in us: INT4 8192 x 12288 77.1 / 73.8 and 77.6 / 74.7 (two grids), 8192 x 14336 90.2 / 84.5, 8192 x 16384 102.3 /
-      90.7, 8192 x 22016 136.4 / 131.4, 8192 x 28672 178.1 / 160.1 (153.8 in an earlier grid);
-      UINT4 8192 x 12288 80.2 / 69.9 and 80.7 / 74.9, 8192 x 14336 93.1 / 82.7, 8192 x 28672 180.5 / 164.6.
+      ``FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES`` output and
+      ``LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES`` (12288) input features: 3, the template
+      from 4 rows. Measured on an H200 (torch 2.11, by 128, 2026-12-03, each route's cases side
+      by side in one grid), reductions / template at M = 4 in us: INT4 8192 x 12288 77.1 / 73.8
+      and 77.6 / 74.7 (two grids), 8192 x 14336 90.2 / 84.5, 8192 x 16384 102.3 / 90.7, 8192 x
+      22016 136.4 / 131.4, 8192 x 28672 178.1 / 160.1 (153.8 in an earlier grid); UINT4 8192 x
+      12288 80.2 / 69.9 and 80.7 / 74.9, 8192 x 14336 93.1 / 82.7, 8192 x 28672 180.5 / 164.6.
       Shorter rows keep the reductions: INT4 8192 x 8192 39.7 / 52.0, 8192 x 11008 70.0 / 78.9,
-      28672 x 8192 133.6 / 139.7, 14336 x 4096 34.1 / 39.9; UINT4 8192 x 11008 73.2 / 75.6 and 72.2 / 74.6.
-      E2M1 ties (8192 x 14336 92.3 / 91.9, 8192 x 28672 181.2 / 182.1) and keeps them.
+      28672 x 8192 133.6 / 139.7, 14336 x 4096 34.1 / 39.9; UINT4 8192 x 11008 73.2 / 75.6 and
+      72.2 / 74.6. E2M1 ties (8192 x 14336 92.3 / 91.9, 8192 x 28672 181.2 / 182.1) and keeps
+      them.
     - CUDA, ``TWO_ROW_TEMPLATE_FORMATS`` (E4M3, E5M2) with their per-channel scales on the
       product, bfloat16 x, at least ``CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES`` output features
       and 1 to ``TWO_ROW_TEMPLATE_MAX_IN_FEATURES`` (16384) input features: 1, the template from
       2 rows. Measured on an H200 (2026-12-03, same method), reductions / template at M = 2:
       E4M3 14336 x 4096 27.1 / 21.7 us, 8192 x 8192 30.9 / 27.4 and 30.3 / 29.4 (two grids),
-      8192 x 14336 50.9 / 48.2; E5M2 14336 x 4096 30.7 / 24.8 and 31.0 / 27.0 (two grids), 8192 x
-      8192 28.6 / 28.3 and 28.5 / 28.4, 8192 x 14336 47.9 / 46.7 and 47.6 / 45.3. With longer rows the two routes trade places from grid to grid (E4M3
-      8192 x 20480 61.7 / 65.9, 8192 x 22016 76.2 / 68.8, 8192 x 28672 83.9 / 86.3): the
-      reductions kept there. INT8 ties or loses (8192 x 8192 28.3 / 28.2, 8192 x 28672 82.6 /
-      87.1).
+      8192 x 14336 50.9 / 48.2; E5M2 14336 x 4096 30.7 / 24.8 and 31.0 / 27.0 (two grids), 8192
+      x 8192 28.6 / 28.3 and 28.5 / 28.4, 8192 x 14336 47.9 / 46.7 and 47.6 / 45.3. With longer
+      rows the two routes trade places from grid to grid (E4M3 8192 x 20480 61.7 / 65.9, 8192 x
+      22016 76.2 / 68.8, 8192 x 28672 83.9 / 86.3): the reductions kept there. INT8 ties or
+      loses (8192 x 8192 28.3 / 28.2, 8192 x 28672 82.6 / 87.1).
 
     >>> import fpx
     >>> [fpx.nn.default_gemv_max_rows("cuda", f) for f in (fpx.INT4, fpx.E2M1, fpx.E3M2, fpx.E4M3)]
@@ -333,13 +335,12 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
         if fmt in TWO_ROW_TEMPLATE_FORMATS and x_dtype == torch.bfloat16 and 0 < in_features <= TWO_ROW_TEMPLATE_MAX_IN_FEATURES:
             return 1
         return 2
-    if block is None and x_dtype == torch.float16 and out_features >= FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES:
-        if fmt in FLOAT16_FOUR_ROW_TEMPLATE_FORMATS:
+    if block is None and out_features >= FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES:
+        four_row_formats = {torch.bfloat16: FOUR_ROW_TEMPLATE_FORMATS,
+                            torch.float16: FLOAT16_FOUR_ROW_TEMPLATE_FORMATS}.get(x_dtype, ())
+        if fmt in four_row_formats:
             return 3
-    if block is None and x_dtype == torch.bfloat16 and out_features >= FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES:
-        if fmt in FOUR_ROW_TEMPLATE_FORMATS:
-            return 3
-        if (fmt in LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS and not channel_scales_on_product
+        if (x_dtype == torch.bfloat16 and fmt in LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS and not channel_scales_on_product
                 and in_features >= LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES):
             return 3
     # 4 for every other format: at most ROW_REDUCTIONS // planar_group(bits) for formats of 8 planes
