@@ -770,10 +770,12 @@ class LowBitLinear(nn.Module):
         :func:`_float_values_by_float32_shift`.
 
         Integer fields take their XOR patterns from the ``field_patterns`` buffer where
-        :func:`_patterns_from_buffer_pays_off` says so (CUDA, one row). x is converted to float32
-        inside the reductions, once per weight and row: written out in float32 by a kernel of its
-        own instead, it counted fewer instructions per weight offline but ran slower on an H200
-        (INT4 at one row 28.7 against about 23 us, at four 77.5 against 60.3).
+        :func:`_patterns_from_buffer_pays_off` says so (CUDA, one row). On CUDA x is converted to
+        float32 inside the reductions, once per weight and row: written out in float32 by a
+        kernel of its own instead, it counted fewer instructions per weight offline but ran
+        slower on an H200 (INT4 at one row 28.7 against about 23 us, at four 77.5 against 60.3).
+        On CPU a 16-bit x is written out in float32 first (:func:`_x_in_float32_first`: up to
+        10x faster there).
 
         One reduction per plane over the scaled weights instead (scales applied per weight, one
         kernel) counted fewer instructions per weight offline but ran slower on an H200 (INT4
@@ -806,7 +808,10 @@ class LowBitLinear(nn.Module):
         # producer there, such as an MLP's SiLU and product, computed again for every weight
         # (H200, Llama 3 8B's MLP at one row, INT4: the down projection's reduction took
         # about 45 us more).
-        xf = _inductor_buffer(x2d).float()
+        if _x_in_float32_first(x2d.device, x2d.dtype) and not words:
+            xf = _inductor_buffer(x2d.float())
+        else:
+            xf = _inductor_buffer(x2d).float()
         if words:
             # Plane (p, b): byte b of each word of plane p, i.e. columns 4 w + b of plane p.
             # In that order in a buffer of its own (K values, one small kernel): read in place, x
@@ -1238,6 +1243,21 @@ def _word_planes_pay_off(fmt, group_size: int) -> bool:
     True
     """
     return _cpu_vector_bits() < 512 or (fmt.bits < 8 and group_size >= 128)
+
+
+def _x_in_float32_first(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the small-batch reductions (:meth:`LowBitLinear._gemv`, byte planes) read a
+    16-bit x from a float32 copy that a small kernel of its own writes (M x K values) instead
+    of converting x inside the reductions: on CPU. There a 16-bit load makes inductor's C++
+    run the reduction 32 lanes wide, where at::vec converts the codes (uint8 -> int32 ->
+    float32) by scalar fallbacks. 2 cores, 4096 x 4096 by 128 (E4M3 per channel), compiled,
+    ms, inside -> copy first: bfloat16 x, M = 1 INT8 10.8 -> 1.05, INT3 10.4 -> 0.89, E4M3
+    31.3 -> 3.0; M = 4 INT4 16.8 -> 3.0, INT8 20.1 -> 2.2, E2M1 33.5 -> 4.5; M = 16 INT4 50.7 ->
+    14.5, INT2 231 -> 35.9, E4M3 50.2 -> 12.9; float16 x, M = 1 INT8 11.8 -> 0.82, E4M3 34.6 ->
+    2.4; M = 4 INT4 10.8 -> 2.7. (The word planes of one row write x into a float32 buffer of
+    their own already.) On CUDA the conversion inside the reductions ran faster (see
+    :meth:`LowBitLinear._gemv`)."""
+    return device.type == "cpu" and dtype in (torch.bfloat16, torch.float16)
 
 
 def _float_bits_pay_off(device: torch.device) -> bool:

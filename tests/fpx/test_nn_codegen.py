@@ -89,6 +89,28 @@ def test_cpu_forward_is_fused_without_a_dequantized_weight(fmt, kwargs, name, ro
     assert_fused(fmt, kwargs, rows, "cpu", kernels=2 if rows == 1 and reads_words(fmt, kwargs) else 1)
 
 
+# CPU, a 16-bit x through the small-batch reductions (fpx.nn._x_in_float32_first): x is written
+# out in float32 first (M x K values), so the reductions run on float32 and uint8 lanes only.
+# Read as bfloat16 inside them, inductor's C++ ran the reductions 32 lanes wide, converting
+# each code uint8 -> int32 -> float32 by at::vec's scalar fallbacks (2 cores, 4096 x 4096,
+# one row: INT8 10.8 -> 1.05 ms, E4M3 31.3 -> 3.0).
+@pytest.mark.parametrize("fmt, kwargs, dtype", [(fpx.INT8, {"group_size": 32}, torch.bfloat16),
+                                                (fpx.E4M3, {"group_size": None}, torch.float16)],
+                         ids=["INT8-bf16", "E4M3-f16"])
+def test_cpu_forward_of_16_bit_x_reduces_in_float32_lanes(fmt, kwargs, dtype):
+    torch.manual_seed(0)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(K, N), fmt, **kwargs).to(dtype)
+    x = torch.randn(2, K).to(dtype)
+    out, source = compile_and_code(layer, x)
+    assert out.dtype == dtype
+    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
+    torch.testing.assert_close(out.double(), expected, rtol=2e-2, atol=2e-2)
+    assert kernel_count(source, "cpu") == 1, source
+    assert weight_sized_allocations(source, N * K) == [], allocations(source)
+    if vectorizes():
+        assert "int32_t,2" not in source, source  # 32-lane int32 vectors: the scalar fallbacks
+
+
 # CPU past gemv_max_rows (16 by default): the weight decoded a block of N / WEIGHT_BLOCKS output
 # rows at a time, a kernel per block, each block's buffer reused by the next and multiplied by a
 # library matmul straight into its columns of the output (bias included): two allocations, the
