@@ -983,8 +983,12 @@ def dequantize_packed(
     # Bytes straight to bfloat16 (see _bytes_as_bfloat16): signed codes, and unsigned ones
     # with their zero-points.
     bytes_to_bfloat16 = fmt.bits == 8 and dtype == torch.bfloat16 and (signed or zero_point is not None)
+    # Integer codes kept in uint8 lanes, one uint8 -> float32 conversion (see _int_codes_in_uint8_lanes).
+    uint8_codes = (isinstance(fmt, IntFormat) and not int_bits and not bytes_to_bfloat16
+                   and _int_codes_in_uint8_lanes(packed.device))
     codes_dtype = (torch.int8 if signed else torch.uint8) if bytes_to_bfloat16 else torch.int32
-    codes = bitpack.unpack(packed, fmt.bits, g, dim=1, signed=signed and not int_bits, dtype=codes_dtype)
+    codes_dtype = torch.uint8 if uint8_codes else codes_dtype
+    codes = bitpack.unpack(packed, fmt.bits, g, dim=1, signed=signed and not (int_bits or uint8_codes), dtype=codes_dtype)
     if scale is not None:
         scale = (_e8m0_values(scale) if block == "mx" else scale).to(dtype)
     if torch.compiler.is_compiling():
@@ -1025,6 +1029,8 @@ def dequantize_packed(
         grid = _float_field_values(codes, fmt, shift=0)
     elif bytes_to_bfloat16:
         grid, zero_point = _bytes_as_bfloat16(codes, zero_point)
+    elif uint8_codes:
+        grid = _uint8_code_values(codes, fmt.bits, signed)
     elif table:
         grid = _grid_values(codes, fmt, code_table)
     else:
@@ -1034,6 +1040,28 @@ def dequantize_packed(
     if torch.compiler.is_compiling():
         return weight  # (S N, K / S) already
     return _columns_as_rows(weight.reshape(n, g * columns), splits)
+
+
+def _int_codes_in_uint8_lanes(device: torch.device) -> bool:
+    """Whether :func:`dequantize_packed` keeps integer codes in uint8 lanes (unpacked as uint8,
+    the sign by an XOR there, :func:`_uint8_code_values`) until one uint8 -> float32
+    conversion, instead of unpacking them into int32: compiled on CPU. Inductor's C++ runs a
+    kernel that stores a 16-bit float 32 lanes wide, where at::vec's uint8 -> int32 and int32
+    -> float32 conversions are scalar fallbacks and uint8 -> float32 is not: the decode of each
+    weight block past the row limit with bfloat16 x (2 cores, a 512 x 4096 INT4 block: 6.0 ->
+    0.45 ms). CUDA converts int32 in one instruction, and its matmul template's prologue keeps
+    its measured routes."""
+    return device.type == "cpu" and torch.compiler.is_compiling()
+
+
+def _uint8_code_values(codes: torch.Tensor, bits: int, signed: bool) -> torch.Tensor:
+    """float32 values of ``bits``-bit integer codes held in uint8 (high bits clear): as they
+    are, or for signed codes the two's complement value, (code XOR 2^(bits-1)) - 2^(bits-1),
+    the XOR in uint8 lanes and the subtraction exact in float32."""
+    if not signed:
+        return codes.to(torch.float32)
+    half = 1 << (bits - 1)
+    return (codes ^ half).to(torch.float32) - float(half)
 
 
 def _bytes_as_bfloat16(codes: torch.Tensor, zero_point: torch.Tensor | None) -> tuple:
