@@ -1113,9 +1113,9 @@ def _encodes_by_binade_steps(fmt: FloatFormat, dtype: torch.dtype) -> bool:
     """The formats and input dtypes encode takes in float arithmetic (:func:`_binade_steps`):
     bfloat16 and float16 x, and formats of :func:`_steps_are_normal_floats`, FP8 (E4M3, E5M2)
     to FP4. (A float16 NaN's sign survives these kernels' float32 conversion, vectorized, in a
-    loop's tail and lane by lane: tested for every float16 pattern on torch 2.13.) float32 x keeps the bit level,
-    16 lanes wide, where at::vec has the int32 conversions: as fast there (4 Mi values to E2M1:
-    1.35 ms against 1.28-1.61) or faster (E4M3 1.5-1.6 against 2.0)."""
+    loop's tail and lane by lane: tested for every float16 pattern on torch 2.13.) float32 x
+    keeps the bit level, 16 lanes wide, where at::vec has the int32 conversions: as fast there
+    (4 Mi values to E2M1: 1.35 ms against 1.28-1.61) or faster (E4M3 1.5-1.6 against 2.0)."""
     return dtype in (torch.bfloat16, torch.float16) and _steps_are_normal_floats(fmt)
 
 

@@ -986,8 +986,10 @@ def dequantize_packed(
     # Integer codes kept in uint8 lanes, one uint8 -> float32 conversion (see _int_codes_in_uint8_lanes).
     uint8_codes = (isinstance(fmt, IntFormat) and not int_bits and not bytes_to_bfloat16
                    and _int_codes_in_uint8_lanes(packed.device))
-    codes_dtype = (torch.int8 if signed else torch.uint8) if bytes_to_bfloat16 else torch.int32
-    codes_dtype = torch.uint8 if uint8_codes else codes_dtype
+    if bytes_to_bfloat16:
+        codes_dtype = torch.int8 if signed else torch.uint8
+    else:
+        codes_dtype = torch.uint8 if uint8_codes else torch.int32
     codes = bitpack.unpack(packed, fmt.bits, g, dim=1, signed=signed and not (int_bits or uint8_codes), dtype=codes_dtype)
     if scale is not None:
         scale = (_e8m0_values(scale) if block == "mx" else scale).to(dtype)

@@ -50,15 +50,25 @@ CUDA_KERNELS[1] |= {"E4M3": 1, "E5M2": 2, "E3M2": 1, "E2M3": 1, "E2M1-mx": 2}
 CUDA_KERNELS[2] |= {"E4M3": 1, "E5M2": 2, "E3M2": 1, "E2M3": 1, "E2M1-mx": 4}
 
 
+def checked_forward_source(fmt, kwargs, rows, device, dtype=torch.float32):
+    """Compile the layer (N x K) in ``dtype`` at ``rows`` rows of x, check its output against
+    the dequantized weight in float64 (to 1e-4 in float32, 2e-2 in a 16-bit dtype); return the
+    generated source."""
+    torch.manual_seed(0)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(K, N), fmt, **kwargs).to(device, dtype)
+    x = torch.randn(rows, K, device=device).to(dtype)
+    out, source = compile_and_code(layer, x)
+    assert out.dtype == dtype
+    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
+    tolerance = 1e-4 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(out.double(), expected, rtol=tolerance, atol=tolerance)
+    return source
+
+
 def assert_fused(fmt, kwargs, rows, device, kernels):
     """Compile the layer at ``rows`` rows, check its output, kernel count and that no
     weight-sized buffer is allocated; return the generated source."""
-    torch.manual_seed(0)
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(K, N), fmt, **kwargs).to(device)
-    x = torch.randn(rows, K, device=device)
-    out, source = compile_and_code(layer, x)
-    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
-    torch.testing.assert_close(out.double(), expected, rtol=1e-4, atol=1e-4)
+    source = checked_forward_source(fmt, kwargs, rows, device)
     assert kernel_count(source, device) == kernels, source
     assert weight_sized_allocations(source, N * K) == [], allocations(source)
     return source
@@ -98,13 +108,7 @@ def test_cpu_forward_is_fused_without_a_dequantized_weight(fmt, kwargs, name, ro
                                                 (fpx.E4M3, {"group_size": None}, torch.float16)],
                          ids=["INT8-bf16", "E4M3-f16"])
 def test_cpu_forward_of_16_bit_x_reduces_in_float32_lanes(fmt, kwargs, dtype):
-    torch.manual_seed(0)
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(K, N), fmt, **kwargs).to(dtype)
-    x = torch.randn(2, K).to(dtype)
-    out, source = compile_and_code(layer, x)
-    assert out.dtype == dtype
-    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
-    torch.testing.assert_close(out.double(), expected, rtol=2e-2, atol=2e-2)
+    source = checked_forward_source(fmt, kwargs, 2, "cpu", dtype)
     assert kernel_count(source, "cpu") == 1, source
     assert weight_sized_allocations(source, N * K) == [], allocations(source)
     if vectorizes():
@@ -138,12 +142,7 @@ def test_cpu_forward_past_the_row_limit_decodes_the_weight_by_blocks(fmt, kwargs
 # are scalar fallbacks; a 512 x 4096 INT4 block 6.0 -> 0.45 ms on 2 cores).
 @pytest.mark.parametrize("fmt, kwargs", [CASES[3], (fpx.UINT4, {"group_size": 32})], ids=[IDS[3], "UINT4-32"])
 def test_cpu_forward_past_the_row_limit_with_bfloat16_x_decodes_in_uint8_lanes(fmt, kwargs):
-    torch.manual_seed(0)
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(K, N), fmt, **kwargs).to(torch.bfloat16)
-    x = torch.randn(fpx.nn.default_gemv_max_rows("cpu", fmt) + 4, K).to(torch.bfloat16)
-    out, source = compile_and_code(layer, x)
-    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
-    torch.testing.assert_close(out.double(), expected, rtol=2e-2, atol=2e-2)
+    source = checked_forward_source(fmt, kwargs, fpx.nn.default_gemv_max_rows("cpu", fmt) + 4, "cpu", torch.bfloat16)
     assert source.count("extern_kernels.addmm(") == fpx.nn.WEIGHT_BLOCKS, source
     if vectorizes():
         assert "int32_t" not in source, source
