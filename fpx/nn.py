@@ -194,9 +194,10 @@ TWO_ROW_TEMPLATE_MAX_IN_FEATURES = 16384
 FOUR_ROW_TEMPLATE_FORMATS = (INT1, INT2, INT3, INT5, INT6, INT7, INT8, E3M2, E2M3)
 FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES = 8192
 
-# With float16 x only the 8-plane formats (3, 5, 6, 7 bits and INT1) do (H200, forty-second
-# session): INT2 ties and INT8 loses there (its one-step int8 -> bfloat16 decode is bfloat16's).
-FLOAT16_FOUR_ROW_TEMPLATE_FORMATS = (INT1, INT3, INT5, INT6, INT7, E3M2, E2M3)
+# With float16 x the 8-plane formats (3, 5, 6, 7 bits and INT1) and INT2 do (H200, forty-second
+# and forty-third sessions; INT2 loses 3% at 8192 x 8192 and wins 5-11% at 14336 x 4096 and
+# 8192 x 28672); INT8 loses there (its one-step int8 -> bfloat16 decode is bfloat16's).
+FLOAT16_FOUR_ROW_TEMPLATE_FORMATS = (INT1, INT2, INT3, INT5, INT6, INT7, E3M2, E2M3)
 
 # INT4 and UINT4 by groups join them where the rows are long as well (H200, fortieth and
 # forty-second sessions; the numbers in default_gemv_max_rows's docstring). E2M1 ties there: left out.
@@ -270,14 +271,17 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       41.7 / 47.0, E2M1 39.7 / 54.4 at 8192 x 8192. INT5-7 as their 8-plane siblings,
       unmeasured.
     - CUDA, ``FLOAT16_FOUR_ROW_TEMPLATE_FORMATS`` (INT1, INT3, INT5-7, E3M2, E2M3: the 8-plane
-      formats) without an MX block, float16 x and at least
+      formats; and INT2) without an MX block, float16 x and at least
       ``FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES`` output features: 3, the template from 4 rows.
-      Measured on an H200 (torch 2.11, by 128, 2026-12-03, two grids in each order),
-      reductions / template at M = 4, 8192 x 8192, us: INT3 60.1 and 60.2 / 55.5 and 55.6, E3M2
-      76.8 and 76.5 / 62.5 and 64.8, INT1 67.7 / 51.5 (one grid). With float16 x the others
-      keep the reductions: INT2 49.3 and 49.3 / 50.9 and 51.8, INT8 42.1 / 47.6 (its template
-      decode is bfloat16's one-step conversion only with bfloat16 x), INT4 36.7 / 50.1.
-      INT5-7 and E2M3 as their 8-plane siblings, unmeasured.
+      Measured on an H200 (torch 2.11, by 128, 2026-12-03, each route's cases side by side in
+      one grid, the routes in both orders), reductions / template at M = 4 in us: 8192 x 8192
+      INT3 60.1 and 60.2 / 55.5 and 55.6, E3M2 76.8 and 76.5 / 62.5 and 64.8, INT1 67.7 / 51.5;
+      14336 x 4096 INT3 70.8 / 47.8, E3M2 90.0 / 55.2, INT1 89.0 / 41.7; 8192 x 28672 INT3
+      199.2 / 182.5, E3M2 237.9 / 202.2. INT2 loses 3% at 8192 x 8192 (49.3 and 49.3 / 50.9
+      and 51.8) and wins elsewhere (14336 x 4096 45.4 and 44.6 / 40.1 and 40.2, 8192 x 28672
+      165.3 and 165.5 / 156.8 and 158.2). With float16 x the others keep the reductions: INT8
+      42.1 / 47.6 (its template decode is bfloat16's one-step conversion only with bfloat16
+      x), INT4 36.7 / 50.1. INT5-7 and E2M3 as their 8-plane siblings, unmeasured.
     - CUDA, ``LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS`` (INT4, UINT4) by groups (no MX block, no
       per-channel scales on the product), bfloat16 x, at least
       ``FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES`` output and

@@ -285,13 +285,15 @@ def test_cuda_forward_by_groups_at_4_rows_takes_the_fused_template(fmt):
     assert "triton_tem_" in source and "r0_numel" not in source, source
 
 
-# With float16 x the 8-plane codes by groups (fpx.nn.FLOAT16_FOUR_ROW_TEMPLATE_FORMATS; H200,
-# 8192 x 8192 by 128, 4 rows: INT3 60.1 us reduced in four kernels, 55.5 in the template; E3M2
-# 76.8, 62.5) leave the reductions after 3 rows: at 4 rows the decode fuses into the template.
+# With float16 x the 8-plane codes and INT2 by groups (fpx.nn.FLOAT16_FOUR_ROW_TEMPLATE_FORMATS;
+# H200, by 128, 4 rows: INT3 8192 x 8192 60.1 us reduced in four kernels, 55.5 in the template;
+# INT2 14336 x 4096 45.4 in two, 40.1) leave the reductions after 3 rows: at 4 rows the decode
+# fuses into the template.
 @pytest.mark.cuda
-def test_cuda_8_plane_forward_by_groups_with_float16_x_at_4_rows_takes_the_fused_template():
-    assert fpx.nn.default_gemv_max_rows("cuda", fpx.INT3, out_features=8192, x_dtype=torch.float16) == 3
-    source, weight_size = compiled_cuda_forward(fpx.INT3, {"group_size": 128}, k=2048, rows=4, dtype=torch.float16)
+@pytest.mark.parametrize("fmt", [fpx.INT3, fpx.INT2], ids=["INT3", "INT2"])
+def test_cuda_forward_by_groups_with_float16_x_at_4_rows_takes_the_fused_template(fmt):
+    assert fpx.nn.default_gemv_max_rows("cuda", fmt, out_features=8192, x_dtype=torch.float16) == 3
+    source, weight_size = compiled_cuda_forward(fmt, {"group_size": 128}, k=2048, rows=4, dtype=torch.float16)
     assert weight_sized_allocations(source, weight_size) == [], allocations(source)
     assert "triton_tem_" in source and "r0_numel" not in source, source
 
