@@ -810,28 +810,55 @@ def _small_formats_in_float_arithmetic(device: torch.device) -> bool:
 def _fits_byte_products(fmt: FloatFormat) -> bool:
     """Formats whose every code is a finite value (no inf or NaN), with zero and subnormals, at
     most 3 exponent bits (so 2^(exponent field - 1) is at most 64, a uint8) and values that are
-    normal float32s: the MX FP6 / FP4 formats and their kind."""
-    if fmt.has_inf or fmt.has_nan or not fmt.has_subnormals or fmt.exponent_bits > 3:
-        return False
-    return fmt.min_subnormal >= 2.0**-126 and fmt.max < 2.0**127
+    normal float32s: the MX FP6 / FP4 formats and their kind, which decode to 16-bit floats
+    takes by :func:`_decode_bytes_by_float_products`."""
+    return _decodes_by_byte_products(fmt) and not (fmt.has_inf or fmt.has_nan) and fmt.exponent_bits <= 3
+
+
+def _decodes_by_byte_products(fmt: FloatFormat) -> bool:
+    """Formats :func:`_decode_bytes_by_float_products` decodes exactly: with zero and
+    subnormals, at most 6 exponent bits (its two uint8 powers of two) and finite values that are
+    normal float32s (E4M3, E5M2, the FP6 / FP4 formats and their kind; not E8M0)."""
+    return (fmt.has_subnormals and fmt.exponent_bits <= 6 and fmt.min_subnormal >= 2.0**-126
+            and fmt.max < 2.0**127)
 
 
 def _decode_bytes_by_float_products(codes: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
-    """float32 values of uint8 codes (formats of :func:`_fits_byte_products`; only the low
-    ``fmt.bits`` bits of each code are read), exact: fields taken in uint8, the value the
-    product of three exact float32s, significand x 2^(exponent field - 1) x 2^(1 - bias -
-    mantissa bits) (a subnormal code's significand being its mantissa, its power 1), and its
-    sign from a product by +-1, which gives the -0 code -0.0."""
+    """float32 values of uint8 codes (formats of :func:`_decodes_by_byte_products`; only the
+    low ``fmt.bits`` bits of each code are read), exact, with uint8 field operations and uint8
+    -> float32 conversions only: the product of exact float32s, significand x 2^(exponent
+    field - 1) x 2^(1 - bias - mantissa bits) (a subnormal code's significand being its
+    mantissa, its power 1). The power of two is one uint8 power, 2^(e - 1) for at most 3
+    exponent bits, else 2^((e - 1) mod 8) x (2^((e - 1) div 8))^8. Specials and the sign come
+    from comparisons of the code as a float32 (inf and NaN codes as :func:`decode` places them,
+    NaN signed like its code; the -0 code -0.0): at::vec has no 32-lane cast of a uint8 mask
+    to float lanes, and a float comparison's mask needs none."""
     m = fmt.mantissa_bits
     magnitude = codes & fmt.magnitude_mask
     exponent_field = magnitude >> m
     significand = (torch.clamp(exponent_field, max=1) << m) | (magnitude & ((1 << m) - 1))
-    power = 1 << (torch.clamp(exponent_field, min=1) - 1)
-    values = significand.to(torch.float32) * power.to(torch.float32) * 2.0 ** (1 - fmt.bias - m)
-    if fmt.signed:
-        # A product, not where(): at::vec has no 32-lane cast of a uint8 mask to float lanes.
-        values = values * (1.0 - 2.0 * ((codes >> (fmt.bits - 1)) & 1).to(torch.float32))
-    return values
+    power = torch.clamp(exponent_field, min=1) - 1
+    if fmt.exponent_bits <= 3:
+        values = significand.to(torch.float32) * (1 << power).to(torch.float32)
+    else:
+        eighth = (1 << (power >> 3)).to(torch.float32)  # 2^((e - 1) div 8), at most 2^7
+        eighth = eighth * eighth
+        eighth = eighth * eighth
+        values = significand.to(torch.float32) * (1 << (power & 7)).to(torch.float32) * (eighth * eighth)
+    values = values * 2.0 ** (1 - fmt.bias - m)
+    if not (fmt.signed or fmt.has_inf or fmt.has_nan):
+        return values
+    code = (codes & ((1 << fmt.bits) - 1)).to(torch.float32)
+    sign = float(fmt.sign_mask)
+    negative = code >= sign if fmt.signed else None
+    if fmt.has_inf or fmt.has_nan:
+        magnitude_value = torch.where(negative, code - sign, code) if fmt.signed else code
+        if fmt.has_inf:
+            values = torch.where(magnitude_value == float(fmt.inf_code), float("inf"), values)
+            values = torch.where(magnitude_value > float(fmt.inf_code), float("nan"), values)
+        else:
+            values = torch.where(magnitude_value == float(fmt.nan_code), float("nan"), values)
+    return torch.where(negative, -values, values) if fmt.signed else values
 
 
 def _bfloat16_by_float16_placement(device: torch.device) -> bool:

@@ -59,7 +59,7 @@ from torch import nn
 import bitpack
 from bitpack.words import _inductor_buffer
 
-from .convert import decode
+from .convert import _decode_bytes_by_float_products, _decodes_by_byte_products, decode
 from .fields import (
     _e8m0_values,
     _float32_shift_decodes,
@@ -589,9 +589,9 @@ class LowBitLinear(nn.Module):
             block = slice(start, start + rows)
             w = dequantize_packed(
                 packed[block], scale[block], None if zero_point is None else zero_point[block], code_table,
-                fmt=self.fmt, group_size=self.group_size, block=self.block, table=False,
+                fmt=self.fmt, group_size=self.group_size, block=self.block, table=False, out_dtype=x2d.dtype,
             )
-            w = w.to(x2d.dtype).t()
+            w = w.t()
             outs.append(x2d @ w if bias is None else torch.addmm(bias[block], x2d, w))
         return torch.cat(outs, -1)
 
@@ -949,10 +949,12 @@ class LowBitLinear(nn.Module):
 
 def dequantize_packed(
     packed, scale, zero_point, code_table, *, fmt, group_size, block, table=True, float_bits=None, dtype=torch.float32,
-    splits=1,
+    splits=1, out_dtype=None,
 ) -> torch.Tensor:
-    """The weight W (N, K) in ``dtype`` (float32 by default) from its stored tensors
-    (``scale=None``: unscaled, the codes' values less their zero-points).
+    """The weight W (N, K) computed in ``dtype`` (float32 by default) from its stored tensors
+    (``scale=None``: unscaled, the codes' values less their zero-points), returned in
+    ``out_dtype`` (default ``dtype``): the caller's conversion, done here so that the decode can
+    suit the kernel that stores it (compiled on CPU, see :func:`_codes_in_uint8_lanes`).
 
     ``splits`` S > 1: W's columns in S chunks stacked as rows, (S N, K / S), row s N + n
     holding W[n, s K/S : (s+1) K/S] (the split K of :func:`_splits_k_on_the_left` and
@@ -987,9 +989,12 @@ def dequantize_packed(
     # Bytes straight to bfloat16 (see _bytes_as_bfloat16): signed codes, and unsigned ones
     # with their zero-points.
     bytes_to_bfloat16 = fmt.bits == 8 and dtype == torch.bfloat16 and (signed or zero_point is not None)
-    # Integer codes kept in uint8 lanes, one uint8 -> float32 conversion (see _int_codes_in_uint8_lanes).
-    uint8_codes = (isinstance(fmt, IntFormat) and not int_bits and not bytes_to_bfloat16
-                   and _int_codes_in_uint8_lanes(packed.device))
+    # Codes kept in uint8 lanes up to uint8 -> float32 conversions (see _codes_in_uint8_lanes):
+    # integer codes by one conversion, float codes by _decode_bytes_by_float_products.
+    out_dtype = dtype if out_dtype is None else out_dtype
+    uint8_codes = (_codes_in_uint8_lanes(packed.device) and not int_bits and not bytes_to_bfloat16
+                   and (isinstance(fmt, IntFormat) or (out_dtype.itemsize == 2 and not float_in_place
+                                                        and _decodes_by_byte_products(fmt) and 8 % fmt.bits == 0)))
     if bytes_to_bfloat16:
         codes_dtype = torch.int8 if signed else torch.uint8
     else:
@@ -1035,6 +1040,8 @@ def dequantize_packed(
         grid = _float_field_values(codes, fmt, shift=0)
     elif bytes_to_bfloat16:
         grid, zero_point = _bytes_as_bfloat16(codes, zero_point)
+    elif uint8_codes and isinstance(fmt, FloatFormat):
+        grid = _decode_bytes_by_float_products(codes, fmt)
     elif uint8_codes:
         grid = _uint8_code_values(codes, fmt.bits, signed)
     elif table:
@@ -1042,21 +1049,29 @@ def dequantize_packed(
     else:
         grid = _grid_values(codes, fmt, casts_only=True)
     grid = grid.to(dtype)  # the float32 decodes' values; integer fields are placed in dtype already
-    weight = _dequantize_grid(grid, scale, zero_point, fmt)
+    weight = _dequantize_grid(grid, scale, zero_point, fmt).to(out_dtype)
     if torch.compiler.is_compiling():
         return weight  # (S N, K / S) already
     return _columns_as_rows(weight.reshape(n, g * columns), splits)
 
 
-def _int_codes_in_uint8_lanes(device: torch.device) -> bool:
-    """Whether :func:`dequantize_packed` keeps integer codes in uint8 lanes (unpacked as uint8,
-    the sign by an XOR there, :func:`_uint8_code_values`) until one uint8 -> float32
-    conversion, instead of unpacking them into int32: compiled on CPU. Inductor's C++ runs a
-    kernel that stores a 16-bit float 32 lanes wide, where at::vec's uint8 -> int32 and int32
-    -> float32 conversions are scalar fallbacks and uint8 -> float32 is not: the decode of each
-    weight block past the row limit with bfloat16 x (2 cores, a 512 x 4096 INT4 block: 6.0 ->
-    0.45 ms). CUDA converts int32 in one instruction, and its matmul template's prologue keeps
-    its measured routes."""
+def _codes_in_uint8_lanes(device: torch.device) -> bool:
+    """Whether :func:`dequantize_packed` keeps codes in uint8 lanes (unpacked as uint8) up to
+    their uint8 -> float32 conversions, instead of unpacking them into int32: compiled on CPU.
+    Integer codes always (the sign by an XOR there, :func:`_uint8_code_values`); float codes
+    of whole-byte planes (1, 2, 4 or 8 bits) decoded by
+    :func:`fpx.convert._decode_bytes_by_float_products` where W is returned in a 16-bit dtype.
+
+    Why: inductor's C++ runs a kernel that stores a 16-bit float 32 lanes wide, where at::vec's
+    uint8 -> int32 and int32 -> float32 conversions are scalar fallbacks and uint8 -> float32
+    is not: the decode of each weight block past the row limit with 16-bit x. 2 cores, one 512
+    x 4096 block to bfloat16, ms: INT4 6.0 -> 0.45; by 128, int32 route -> uint8 lanes, E4M3
+    4.96 -> 0.99-1.68, E5M2 3.68 -> 1.09, E2M1 5.09 -> 0.83; to float16 E4M3 6.07 -> 0.90,
+    E5M2 4.80 -> 1.01, E2M1 5.00 -> 0.74. Not the 8-plane float codes (E3M2 0.93 -> 3.15: their
+    unpack combines bytes in int32, and the int32 route's kernel ran 16 lanes wide) nor float
+    codes stored in float32 (16 lanes, where the int32 route has its conversions: E4M3
+    0.61-0.74 against 1.02-1.19). CUDA converts int32 in one instruction, and its matmul
+    template's prologue keeps its measured routes."""
     return device.type == "cpu" and torch.compiler.is_compiling()
 
 

@@ -221,6 +221,46 @@ def test_compiled_cpu_decode_to_16_bit_floats_by_byte_products_has_no_int32_lane
     assert_compiles_without_int32_lanes(lambda c: decode(c, E2M1, torch.bfloat16), codes)
 
 
+# Formats with 4-6 exponent bits or inf / NaN codes (fpx.convert._decodes_by_byte_products): the
+# two-factor power of two and the specials by float comparisons, which LowBitLinear's compiled CPU
+# weight blocks take for whole-byte-plane float codes stored in 16 bits (fpx.nn._codes_in_uint8_lanes).
+BYTE_PRODUCT_SPECIAL_CASES = [E4M3, E5M2, exmy(6, 1, special="ieee"), exmy(4, 2, special="fn", bias=3),
+                              FloatFormat("UE5M3", 5, 3, 15, special="fn", signed=False), exmy(3, 2, special="ieee")]
+
+
+@pytest.mark.parametrize("fmt", BYTE_PRODUCT_SPECIAL_CASES, ids=[f.name for f in BYTE_PRODUCT_SPECIAL_CASES])
+def test_decode_by_byte_products_of_every_code_with_specials_and_long_exponents(fmt):
+    """Every byte (the bits above the format's ignored), eager and compiled on CPU, against the
+    value formula of tests/fpx/test_formats.py: equal values, infinities, signs of zero, and NaN
+    where NaN with the code's sign (as fpx.decode's contract), in float32 with no int32 lanes."""
+    from fpx.convert import _decode_bytes_by_float_products, _decodes_by_byte_products
+
+    assert _decodes_by_byte_products(fmt)
+    codes = torch.arange(256, dtype=torch.uint8).repeat(5)[:1283]
+    low = codes.numpy() & ((1 << fmt.bits) - 1)
+    expected = format_values(fmt)[low]
+    eager = _decode_bytes_by_float_products(codes, fmt)
+    compiled, source = compile_and_code(lambda c: _decode_bytes_by_float_products(c, fmt), codes)
+    for out in (eager, compiled):
+        assert out.dtype == torch.float32
+        assert_same_floats(out.double().numpy(), expected)
+        nan = np.isnan(expected)
+        negative_code = (low >> (fmt.bits - 1)) & 1 if fmt.signed else np.zeros_like(low)
+        np.testing.assert_array_equal(np.signbit(out.numpy()[nan]), negative_code[nan] == 1)
+    assert kernel_count(source, "cpu") == 1, source
+    if vectorizes():
+        assert "int32_t" not in source, source
+
+
+def test_decode_by_byte_products_takes_no_format_it_cannot_decode_exactly():
+    """E8M0 (no zero, no subnormals), 7 exponent bits (a uint8 power of 2^15) and a bias that
+    puts subnormals below float32's normals are left to the int32 route."""
+    from fpx.convert import _decodes_by_byte_products
+
+    assert [_decodes_by_byte_products(f) for f in (E2M1, E3M2, E4M3, E5M2, exmy(6, 1))] == [True] * 5
+    assert not any(_decodes_by_byte_products(f) for f in (E8M0, exmy(7, 0), exmy(4, 3, bias=130)))
+
+
 # Signed formats whose every code is finite, of at most 3 exponent bits, from any input, and FP8
 # from float32 and float16 (fpx.convert._rounds_by_binade_steps): compiled on CPU, round_to to nearest works
 # in float32 (the binade by halving steps, the rounding torch.round): against eager, itself

@@ -136,7 +136,7 @@ def test_cpu_forward_past_the_row_limit_decodes_the_weight_by_blocks(fmt, kwargs
         assert not re.search(r"tmpbuf\[\w+\] = in_ptr", source), source
 
 
-# CPU past the row limit with bfloat16 x (fpx.nn._int_codes_in_uint8_lanes): each block's kernel
+# CPU past the row limit with bfloat16 x (fpx.nn._codes_in_uint8_lanes): each block's kernel
 # stores bfloat16, so inductor's C++ runs it 32 lanes wide; the integer codes stay in uint8
 # lanes up to one uint8 -> float32 conversion (no int32 lanes: at 32 lanes their conversions
 # are scalar fallbacks; a 512 x 4096 INT4 block 6.0 -> 0.45 ms on 2 cores).
@@ -146,6 +146,31 @@ def test_cpu_forward_past_the_row_limit_with_bfloat16_x_decodes_in_uint8_lanes(f
     assert source.count("extern_kernels.addmm(") == fpx.nn.WEIGHT_BLOCKS, source
     if vectorizes():
         assert "int32_t" not in source, source
+
+
+# And float codes of whole-byte planes (E4M3, E5M2, E2M1) returned in a 16-bit dtype: decoded in
+# uint8 lanes by float products (fpx.convert._decode_bytes_by_float_products; a 512 x 4096 block
+# to bfloat16, 2 cores: E4M3 4.96 -> 0.99 ms, E2M1 5.09 -> 0.83). The block's compiled decode
+# against the eager weight rounded to that dtype, bit for bit, and no int32 lanes.
+@pytest.mark.parametrize("fmt, kwargs, dtype", [(fpx.E4M3, {"group_size": None}, torch.bfloat16),
+                                                (fpx.E5M2, {"group_size": 128}, torch.float16),
+                                                (fpx.E2M1, {"block": "mx"}, torch.bfloat16)],
+                         ids=["E4M3-bf16", "E5M2-f16", "E2M1-mx-bf16"])
+def test_cpu_weight_block_of_float_codes_in_a_16_bit_dtype_decodes_in_uint8_lanes(fmt, kwargs, dtype):
+    torch.manual_seed(0)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(K, N), fmt, **kwargs)
+    expected = layer.dequantize_weight().to(dtype)
+
+    def block_weight(packed, scale, zero_point, code_table):
+        return fpx.nn.dequantize_packed(packed, scale, zero_point, code_table, fmt=fmt, group_size=layer.group_size,
+                                        block=layer.block, table=False, out_dtype=dtype)
+
+    out, source = compile_and_code(block_weight, *layer._weight_tensors())
+    assert out.dtype == dtype
+    assert torch.equal(out.view(torch.int16), expected.view(torch.int16))
+    if vectorizes():
+        # No int32 vectors (the MX scale's E8M0 decode is scalar int32 arithmetic, once per block).
+        assert not re.search(r"Vectorized(N)?<int32_t|at::vec::convert<int32_t", source), source
 
 
 @pytest.mark.cuda
