@@ -994,12 +994,15 @@ def dequantize_packed(
     out_dtype = dtype if out_dtype is None else out_dtype
     uint8_codes = (_codes_in_uint8_lanes(packed.device) and not int_bits and not bytes_to_bfloat16
                    and (isinstance(fmt, IntFormat) or (out_dtype.itemsize == 2 and not float_in_place
-                                                        and _decodes_by_byte_products(fmt) and 8 % fmt.bits == 0)))
+                                                        and _decodes_by_byte_products(fmt))))
     if bytes_to_bfloat16:
         codes_dtype = torch.int8 if signed else torch.uint8
     else:
         codes_dtype = torch.uint8 if uint8_codes else torch.int32
-    codes = bitpack.unpack(packed, fmt.bits, g, dim=1, signed=signed and not (int_bits or uint8_codes), dtype=codes_dtype)
+    if uint8_codes and out_dtype.itemsize == 2 and 8 % fmt.bits != 0:
+        codes = _planar_codes_in_uint8_lanes(packed, fmt.bits)
+    else:
+        codes = bitpack.unpack(packed, fmt.bits, g, dim=1, signed=signed and not (int_bits or uint8_codes), dtype=codes_dtype)
     if scale is not None:
         scale = (_e8m0_values(scale) if block == "mx" else scale).to(dtype)
     if torch.compiler.is_compiling():
@@ -1059,20 +1062,40 @@ def _codes_in_uint8_lanes(device: torch.device) -> bool:
     """Whether :func:`dequantize_packed` keeps codes in uint8 lanes (unpacked as uint8) up to
     their uint8 -> float32 conversions, instead of unpacking them into int32: compiled on CPU.
     Integer codes always (the sign by an XOR there, :func:`_uint8_code_values`); float codes
-    of whole-byte planes (1, 2, 4 or 8 bits) decoded by
-    :func:`fpx.convert._decode_bytes_by_float_products` where W is returned in a 16-bit dtype.
+    decoded by :func:`fpx.convert._decode_bytes_by_float_products` where W is returned in a
+    16-bit dtype; codes of 3, 5, 6 or 7 bits for such a W unpacked by
+    :func:`_planar_codes_in_uint8_lanes`.
 
     Why: inductor's C++ runs a kernel that stores a 16-bit float 32 lanes wide, where at::vec's
     uint8 -> int32 and int32 -> float32 conversions are scalar fallbacks and uint8 -> float32
     is not: the decode of each weight block past the row limit with 16-bit x. 2 cores, one 512
     x 4096 block to bfloat16, ms: INT4 6.0 -> 0.45; by 128, int32 route -> uint8 lanes, E4M3
     4.96 -> 0.99-1.68, E5M2 3.68 -> 1.09, E2M1 5.09 -> 0.83; to float16 E4M3 6.07 -> 0.90,
-    E5M2 4.80 -> 1.01, E2M1 5.00 -> 0.74. Not the 8-plane float codes (E3M2 0.93 -> 3.15: their
-    unpack combines bytes in int32, and the int32 route's kernel ran 16 lanes wide) nor float
-    codes stored in float32 (16 lanes, where the int32 route has its conversions: E4M3
-    0.61-0.74 against 1.02-1.19). CUDA converts int32 in one instruction, and its matmul
-    template's prologue keeps its measured routes."""
+    E5M2 4.80 -> 1.01, E2M1 5.00 -> 0.74; INT3 2.7-3.3 -> 0.49, INT5-7 2.0-3.6 -> 0.48-0.49,
+    E3M2 0.93-1.24 -> 0.91, E2M3 1.06-1.31 -> 0.88 (their int32 route's kernel had run 16
+    lanes wide). Not float codes stored in float32 (16 lanes, where the int32 route has its
+    conversions: E4M3 0.61-0.74 against 1.02-1.19). CUDA converts int32 in one instruction,
+    and its matmul template's prologue keeps its measured routes."""
     return device.type == "cpu" and torch.compiler.is_compiling()
+
+
+def _planar_codes_in_uint8_lanes(packed: torch.Tensor, bits: int) -> torch.Tensor:
+    """The (N, 8, C) uint8 codes of planar (N, bits, C) bytes of 3, 5, 6 or 7-bit codes (each
+    column's ``bits`` bytes a little-endian stream of 8 codes, as ``bitpack.unpack(packed,
+    bits, 8, dim=1)`` reads them), computed in uint8 lanes: a code that straddles two bytes is
+    the first shifted down and the last shifted up by 8 - shift, in two shifts of at most 7
+    (a uint8 shift by 8 is past the lane's width).
+
+    Why not bitpack.unpack: it joins the two bytes in an int32 word, the faster form in a
+    kernel of 16 lanes or fewer (its own uint8 output: 0.24 ms for 1024 x 4096 3-bit codes
+    on 2 cores, 0.55 in uint8 lanes). In a weight block stored in a 16-bit dtype, 32 lanes wide,
+    at::vec's uint8 -> int32 conversion is a scalar fallback (2 cores, one 512 x 4096 INT3
+    block to bfloat16: 2.7-3.3 -> 0.41-0.53 ms)."""
+    first_bit = torch.arange(8, device=packed.device, dtype=torch.int32) * bits
+    shift = (first_bit % 8).to(torch.uint8)[:, None]
+    low = packed[:, first_bit // 8] >> shift
+    high = (packed[:, (first_bit + bits - 1) // 8] << (7 - shift)) << 1
+    return (low | high) & ((1 << bits) - 1)
 
 
 def _uint8_code_values(codes: torch.Tensor, bits: int, signed: bool) -> torch.Tensor:

@@ -1137,3 +1137,21 @@ def test_plane_route_matches_the_dequantized_weight_for_any_shape(fmt, k8, n, ba
     expected = x.double() @ weight.double().T + layer.bias.double()
     bound = x.double().abs() @ weight.double().abs().T + layer.bias.double().abs()
     assert bool(((out.double() - expected).abs() <= 1e-5 * bound).all())
+
+
+@pytest.mark.parametrize("bits", [3, 5, 6, 7])
+def test_planar_codes_in_uint8_lanes_read_the_bytes_as_bitpack_unpack_does(bits):
+    """Every byte value in each of a column's ``bits`` bytes (column j's byte j runs through
+    0-255, its other bytes random) and a column of random bytes: the same 8 codes per column as
+    bitpack.unpack, eager and compiled."""
+    from fpx.nn import _planar_codes_in_uint8_lanes
+
+    torch.manual_seed(bits)
+    packed = torch.randint(0, 256, (256, bits, bits + 1), dtype=torch.uint8)
+    for j in range(bits):
+        packed[:, j, j] = torch.arange(256, dtype=torch.uint8)
+    expected = bitpack.unpack(packed, bits, 8, dim=1)
+    for decode in (_planar_codes_in_uint8_lanes, torch.compile(_planar_codes_in_uint8_lanes, dynamic=False)):
+        got = decode(packed, bits)
+        assert got.dtype == torch.uint8 and got.shape == (256, 8, packed.shape[-1])
+        assert torch.equal(got, expected)

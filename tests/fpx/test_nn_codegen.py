@@ -148,15 +148,19 @@ def test_cpu_forward_past_the_row_limit_with_bfloat16_x_decodes_in_uint8_lanes(f
         assert "int32_t" not in source, source
 
 
-# And float codes of whole-byte planes (E4M3, E5M2, E2M1) returned in a 16-bit dtype: decoded in
-# uint8 lanes by float products (fpx.convert._decode_bytes_by_float_products; a 512 x 4096 block
-# to bfloat16, 2 cores: E4M3 4.96 -> 0.99 ms, E2M1 5.09 -> 0.83). The block's compiled decode
-# against the eager weight rounded to that dtype, bit for bit, and no int32 lanes.
+# And float codes returned in a 16-bit dtype, decoded in uint8 lanes by float products
+# (fpx.convert._decode_bytes_by_float_products; a 512 x 4096 block to bfloat16, 2 cores: E4M3
+# 4.96 -> 0.99 ms, E2M1 5.09 -> 0.83), with the 3, 5, 6 and 7-bit codes' straddling bytes
+# joined in uint8 lanes too (fpx.nn._planar_codes_in_uint8_lanes; INT3 2.7-3.3 -> 0.49). The
+# block's compiled decode against the eager weight rounded to that dtype, bit for bit, and no
+# int32 lanes.
 @pytest.mark.parametrize("fmt, kwargs, dtype", [(fpx.E4M3, {"group_size": None}, torch.bfloat16),
                                                 (fpx.E5M2, {"group_size": 128}, torch.float16),
-                                                (fpx.E2M1, {"block": "mx"}, torch.bfloat16)],
-                         ids=["E4M3-bf16", "E5M2-f16", "E2M1-mx-bf16"])
-def test_cpu_weight_block_of_float_codes_in_a_16_bit_dtype_decodes_in_uint8_lanes(fmt, kwargs, dtype):
+                                                (fpx.E2M1, {"block": "mx"}, torch.bfloat16),
+                                                (fpx.INT3, {"group_size": 64}, torch.bfloat16),
+                                                (fpx.E3M2, {"group_size": 32}, torch.float16)],
+                         ids=["E4M3-bf16", "E5M2-f16", "E2M1-mx-bf16", "INT3-bf16", "E3M2-f16"])
+def test_cpu_weight_block_in_a_16_bit_dtype_decodes_in_uint8_lanes(fmt, kwargs, dtype):
     torch.manual_seed(0)
     layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(K, N), fmt, **kwargs)
     expected = layer.dequantize_weight().to(dtype)
