@@ -52,6 +52,7 @@ CUDA_ANSWERS = {
     ("fpx.nn", "_decodes_in_x_dtype"): lambda device: True,
     ("fpx.nn", "_x_in_float32_first"): lambda device, dtype: False,
     ("fpx.nn", "_codes_in_uint8_lanes"): lambda device: False,
+    ("fpx.nn", "_float16_matmul_in_float32"): lambda device, dtype: False,
     ("fpx.nn", "_weight_as_left_operand"): lambda device, fmt, rows, out_features: (
         (fmt == fpx.E4M3 and rows >= 20) or (fmt == fpx.E5M2 and rows >= 24)
         or (out_features >= 8192 and ((fmt == fpx.INT4 and rows >= 24) or (fmt == fpx.INT8 and rows >= 24)))
@@ -136,6 +137,7 @@ def test_the_answers_are_the_functions_own_for_a_cuda_device(choice):
         "_small_formats_in_float_arithmetic": ([], [()]),  # CPU's choice when compiled: CUDA says no
         "_x_in_float32_first": ([], [(torch.bfloat16,), (torch.float16,), (torch.float32,)]),  # CPU's choice
         "_codes_in_uint8_lanes": ([], [()]),  # CPU's choice when compiled: CUDA says no
+        "_float16_matmul_in_float32": ([], [(torch.float16,), (torch.bfloat16,), (torch.float32,)]),  # CPU's choice
         "_weight_as_left_operand": ([(fpx.E4M3, 20, 48), (fpx.E5M2, 24, 4096), (fpx.INT4, 24, 8192), (fpx.INT8, 24, 14336),
                                      (fpx.INT4, 64, 2048), (fpx.INT4, 16, 8191)],
                                     [(fpx.E4M3, 19, 8192), (fpx.E5M2, 23, 8192), (fpx.INT4, 23, 8192), (fpx.INT4, 65, 4096),

@@ -23,7 +23,8 @@ import torch
 
 import fpx
 
-from ..codegen import allocations, compile_and_code, kernel_count, vector_bits, vectorizes, weight_sized_allocations
+from ..codegen import (allocations, compile_and_code, kernel_count, typed_allocations, vector_bits, vectorizes,
+                       weight_sized_allocations)
 
 N, K = 64, 256
 CASES = [
@@ -146,6 +147,19 @@ def test_cpu_forward_past_the_row_limit_with_bfloat16_x_decodes_in_uint8_lanes(f
     assert source.count("extern_kernels.addmm(") == fpx.nn.WEIGHT_BLOCKS, source
     if vectorizes():
         assert "int32_t" not in source, source
+
+
+# float16 x past the row limit on CPU (fpx.nn._float16_matmul_in_float32): each block's W is
+# stored in float32 and multiplied in float32 (the library's float16 matmul has no hardware path
+# there: 4096 x 4096 at 32 rows, float16 F.linear 32-38 ms, float32 10-13), the output rounded to
+# float16 once. No float16 block, every block's product a float32 addmm.
+def test_cpu_forward_past_the_row_limit_with_float16_x_multiplies_in_float32():
+    source = checked_forward_source(fpx.INT4, {"group_size": 128}, fpx.nn.default_gemv_max_rows("cpu", fpx.INT4) + 4,
+                                    "cpu", torch.float16)
+    assert source.count("extern_kernels.addmm(") == fpx.nn.WEIGHT_BLOCKS, source
+    blocks = [dtype for shape, dtype in typed_allocations(source) if shape == (K, N // fpx.nn.WEIGHT_BLOCKS)
+              or shape == (N // fpx.nn.WEIGHT_BLOCKS, K)]
+    assert blocks and set(blocks) == {"torch.float32"}, typed_allocations(source)
 
 
 # And float codes returned in a 16-bit dtype, decoded in uint8 lanes by float products
