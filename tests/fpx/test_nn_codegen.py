@@ -151,8 +151,8 @@ def test_cpu_forward_past_the_row_limit_with_bfloat16_x_decodes_in_uint8_lanes(f
 
 # float16 x past the row limit on CPU (fpx.nn._float16_matmul_in_float32): each block's W is
 # stored in float32 and multiplied in float32 (the library's float16 matmul has no hardware path
-# there: 4096 x 4096 at 32 rows, float16 F.linear 32-38 ms, float32 10-13), the output rounded to
-# float16 once. No float16 block, every block's product a float32 addmm.
+# there: a 32 x 4096 x 512 block's addmm 4.0 ms in float16, 1.45 in float32), the output rounded
+# to float16 once. No float16 block, every block's product a float32 addmm.
 def test_cpu_forward_past_the_row_limit_with_float16_x_multiplies_in_float32():
     source = checked_forward_source(fpx.INT4, {"group_size": 128}, fpx.nn.default_gemv_max_rows("cpu", fpx.INT4) + 4,
                                     "cpu", torch.float16)
