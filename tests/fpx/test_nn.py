@@ -443,6 +443,30 @@ def test_default_row_limits_are_four_rows_on_cuda_inside_a_tuning_block_or_not()
     assert {limit("cpu", f, block=b) for f, b in ((fpx.INT4, None), (fpx.E2M1, "mx"), (fpx.E4M3, None))} == {16}
 
 
+def test_cpu_row_limit_with_bfloat16_x_is_7_rows_4_for_8_plane_float_codes_16_for_8_bit_floats():
+    """CPU with bfloat16 x and a static batch: 7 rows (the weight blocks win from 8 there), 4
+    for float codes of 3, 5, 6 or 7 bits (past ``ROW_REDUCTIONS // 8`` rows their reductions
+    decode each weight once per row), 16 for E4M3 and E5M2. float16, float32, an unknown dtype
+    and a symbolic batch keep 16."""
+    limit = fpx.nn.default_gemv_max_rows
+    bf16 = torch.bfloat16
+    assert fpx.nn.CPU_BFLOAT16_GEMV_MAX_ROWS == 7 and fpx.nn.ROW_REDUCTIONS // 8 == 4
+    for fmt in (fpx.INT8, fpx.INT4, fpx.INT3, fpx.INT2, fpx.INT1, fpx.INT5, fpx.UINT4, fpx.UINT8, fpx.E2M1):
+        assert limit("cpu", fmt, x_dtype=bf16) == 7, fmt
+    assert limit("cpu", fpx.E2M1, block="mx", x_dtype=bf16) == 7
+    for fmt in (fpx.E3M2, fpx.E2M3, fpx.exmy(3, 3), fpx.exmy(2, 2)):
+        assert limit("cpu", fmt, x_dtype=bf16) == 4, fmt
+    for fmt in (fpx.E4M3, fpx.E5M2):
+        assert limit("cpu", fmt, x_dtype=bf16) == 16
+        assert limit("cpu", fmt, x_dtype=bf16, channel_scales_on_product=True, out_features=8192) == 16
+    for fmt in (fpx.INT4, fpx.E3M2, fpx.E4M3, fpx.E2M1):
+        for dtype in (torch.float16, torch.float32, None):
+            assert limit("cpu", fmt, x_dtype=dtype) == 16, (fmt, dtype)
+        assert limit("cpu", fmt, static_rows=False, x_dtype=bf16) == 16
+    # The CUDA rules are not CPU's.
+    assert limit("cuda", fpx.INT4, x_dtype=bf16) == 4
+
+
 def test_per_channel_8_bit_codes_take_the_template_from_three_rows_on_cuda_with_many_output_features():
     """E4M3, E5M2 and INT8 with their per-channel scales on the product: 2 rows on CUDA from 8192
     output features (the template wins from 3 rows there, measured on an H200), 4 with fewer,
@@ -466,8 +490,8 @@ def test_codes_by_groups_but_the_4_bit_ones_take_the_template_from_four_rows_wit
     8192 or more output features (the template wins from 4 rows there, measured on an H200);
     4 with fewer output features, float32 or an unknown x dtype (float16: the test below), for
     the 4-bit codes, the
-    unsigned ones and 8-bit floats by groups; CPU, a symbolic batch and per-channel scales on
-    the product as before."""
+    unsigned ones and 8-bit floats by groups; a symbolic batch and per-channel scales on the
+    product as before; CPU by its own bfloat16 rule."""
     limit = fpx.nn.default_gemv_max_rows
     many = fpx.nn.FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
     assert many == 8192
@@ -479,7 +503,8 @@ def test_codes_by_groups_but_the_4_bit_ones_take_the_template_from_four_rows_wit
         for other in (torch.float32, None):
             assert limit("cuda", fmt, out_features=many, x_dtype=other) == 4, (fmt, other)
         assert limit("cuda", fmt, static_rows=False, out_features=many, x_dtype=bf16) == 2, fmt
-        assert limit("cpu", fmt, out_features=many, x_dtype=bf16) == 16, fmt
+        # CPU's own bfloat16 rule (the test above), whatever the output features.
+        assert limit("cpu", fmt, out_features=many, x_dtype=bf16) == (4 if fmt in (fpx.E3M2, fpx.E2M3) else 7), fmt
     for fmt in (fpx.INT4, fpx.UINT4, fpx.E2M1, fpx.UINT2, fpx.UINT8, fpx.E4M3, fpx.E5M2):
         assert limit("cuda", fmt, out_features=many, x_dtype=bf16) == 4, fmt
     assert limit("cuda", fpx.E2M3, block="mx", out_features=many, x_dtype=bf16) == 4
@@ -510,8 +535,8 @@ def test_4_bit_integers_by_groups_take_the_template_from_four_rows_where_their_r
     """INT4 and UINT4 without an MX block or per-channel scales on the product, bfloat16 x, 8192
     or more output features and 12288 or more input features: 3 rows on CUDA (the template wins
     from 4 rows there, measured on an H200); one feature fewer of either kind, another or an
-    unknown x dtype or in_features, E2M1 (a tie), MX blocks, per-channel scales, CPU and a
-    symbolic batch as before."""
+    unknown x dtype or in_features, E2M1 (a tie), MX blocks, per-channel scales and a symbolic
+    batch as before; CPU by its own bfloat16 rule."""
     limit = fpx.nn.default_gemv_max_rows
     long_rows = fpx.nn.LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES
     assert long_rows == 12288
@@ -528,7 +553,7 @@ def test_4_bit_integers_by_groups_take_the_template_from_four_rows_where_their_r
             assert limit("cuda", fmt, **shape | {"x_dtype": other}) == 4, (fmt, other)
         assert limit("cuda", fmt, block="mx", **shape) == 4, fmt
         assert limit("cuda", fmt, static_rows=False, **shape) == 2, fmt
-        assert limit("cpu", fmt, **shape) == 16, fmt
+        assert limit("cpu", fmt, **shape) == 7, fmt  # CPU's own bfloat16 rule, whatever the input features
     assert limit("cuda", fpx.E2M1, **shape) == 4
     assert limit("cuda", fpx.INT4, channel_scales_on_product=True, **shape) == 4
 

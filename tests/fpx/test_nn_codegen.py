@@ -143,10 +143,28 @@ def test_cpu_forward_past_the_row_limit_decodes_the_weight_by_blocks(fmt, kwargs
 # are scalar fallbacks; a 512 x 4096 INT4 block 6.0 -> 0.45 ms on 2 cores).
 @pytest.mark.parametrize("fmt, kwargs", [CASES[3], (fpx.UINT4, {"group_size": 32})], ids=[IDS[3], "UINT4-32"])
 def test_cpu_forward_past_the_row_limit_with_bfloat16_x_decodes_in_uint8_lanes(fmt, kwargs):
-    source = checked_forward_source(fmt, kwargs, fpx.nn.default_gemv_max_rows("cpu", fmt) + 4, "cpu", torch.bfloat16)
+    rows = fpx.nn.default_gemv_max_rows("cpu", fmt, x_dtype=torch.bfloat16) + 1  # 8: bfloat16's lower limit
+    assert rows == 8
+    source = checked_forward_source(fmt, kwargs, rows, "cpu", torch.bfloat16)
     assert source.count("extern_kernels.addmm(") == fpx.nn.WEIGHT_BLOCKS, source
     if vectorizes():
         assert "int32_t" not in source, source
+
+
+# CPU with bfloat16 x (fpx.nn.CPU_BFLOAT16_GEMV_MAX_ROWS): the reductions up to 7 rows, the
+# weight blocks from 8 (the blocks won from 8 rows on 2 cores, 4096 x 4096); float codes of 8
+# planes from 5 rows, where the reductions would decode every weight once per row (E3M2 at 6
+# rows: 25.5 ms by the reductions, 9.3 by blocks); the 8-bit floats at 16 rows as before.
+@pytest.mark.parametrize("fmt, kwargs, rows, blocks", [(fpx.INT4, {"group_size": 128}, 7, False),
+                                                       (fpx.E3M2, {"group_size": 32}, 5, True),
+                                                       (fpx.E4M3, {"group_size": None}, 8, False)],
+                         ids=["INT4-7", "E3M2-5", "E4M3-8"])
+def test_cpu_forward_with_bfloat16_x_takes_the_weight_blocks_from_its_own_row_limit(fmt, kwargs, rows, blocks):
+    source = checked_forward_source(fmt, kwargs, rows, "cpu", torch.bfloat16)
+    assert source.count("extern_kernels.addmm(") == (fpx.nn.WEIGHT_BLOCKS if blocks else 0), source
+    if not blocks:
+        assert kernel_count(source, "cpu") == 1, source
+        assert weight_sized_allocations(source, N * K) == [], allocations(source)
 
 
 # float16 x past the row limit on CPU (fpx.nn._float16_matmul_in_float32): each block's W is
