@@ -177,8 +177,9 @@ ROW_REDUCTIONS = 32
 # CPU with bfloat16 x: the weight blocks (codes decoded in uint8 lanes, each block multiplied
 # by the library's bfloat16 matmul) overtake the reductions from fewer rows than 16 (2 cores,
 # 4096 x 4096, forty-fourth session; the numbers in default_gemv_max_rows's docstring). Not
-# the 8-bit floats, whose reductions win up to 12 rows, and 4 for float codes of 8 planes,
-# whose reductions past ROW_REDUCTIONS // 8 rows decode every weight once per row.
+# the 8-bit floats, whose reductions win up to 12 rows. (Float codes of 8 planes take 4 rows
+# on CPU whatever x's dtype: past ROW_REDUCTIONS // 8 rows their reductions decode every
+# weight once per row.)
 CPU_BFLOAT16_GEMV_MAX_ROWS = 7
 CPU_BFLOAT16_FULL_LIMIT_FORMATS = (E4M3, E5M2)
 
@@ -225,10 +226,14 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
     which keeps the rules that need it off); ``x_dtype``: x's dtype (None: unknown, which keeps
     the rules that need it off).
 
+    - CPU, a static batch of float codes of 3, 5, 6 or 7 bits (E3M2, E2M3): ``ROW_REDUCTIONS
+      // 8`` (4), whatever x's dtype. Past that the reductions take all rows in one and decode
+      each weight once per row (2 cores, 4096 x 4096, 2026-12-03, weight blocks / reductions
+      in ms: float32 x at 6 / 12 rows E3M2 11.5 / 25.8 and 14.1 / 40.0, E2M3 13.2 / 18.4 and
+      14.9 / 63.8; float16 x E3M2 13.6 / 26.0 and 13.1 / 38.1, E2M3 11.1 / 18.0 and 23.0 /
+      32.0; bfloat16 below).
     - CPU with bfloat16 x and a static batch: ``CPU_BFLOAT16_GEMV_MAX_ROWS`` (7); 16 for
-      ``CPU_BFLOAT16_FULL_LIMIT_FORMATS`` (E4M3, E5M2); ``ROW_REDUCTIONS // 8`` (4) for float
-      codes of 3, 5, 6 or 7 bits (E3M2, E2M3): past that the reductions take all rows in one
-      and decode each weight once per row. Measured (2 cores, 4096 x 4096 by 128, E4M3 per
+      ``CPU_BFLOAT16_FULL_LIMIT_FORMATS`` (E4M3, E5M2). Measured (2 cores, 4096 x 4096 by 128, E4M3 per
       channel, torch 2.13, 2026-12-03, ``benchmarks/linear.py --gemv-max-rows 4`` against 16
       in consecutive runs), weight blocks / reductions in ms: 6 rows INT4 4.8 / 4.7, INT3 5.4
       / 5.4, INT8 3.0 / 3.4, E2M1 10.3 / 5.7, E3M2 9.3 / 25.5; 8 rows INT4 5.7 / 6.8-10.6,
@@ -240,7 +245,7 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       and 12 rows (INT4 6.7 / 8.0 and 9.5 / 16.6 reductions / blocks, E4M3 4.2 / 9.7 and 6.8
       / 12.9, INT3 and E2M1 tied at 12), the blocks at 16 (INT4 9.3 / 13.4, E4M3 10.6 /
       12.2, E2M1 11.6 / 15.3).
-    - CPU otherwise: 16. Measured (2 cores, 4096 x 4096, float32, separate runs), reductions against
+    - CPU otherwise (float32 or float16 x, a symbolic batch): 16. Measured (2 cores, 4096 x 4096, float32, separate runs), reductions against
       inductor's decode kernel plus a library matmul: M = 4: INT4 11.8 / 70.0 ms, INT8 19.1 /
       67.7, E2M1 16.5 / 98.6; M = 16: INT4 40.1 / 67.7, INT8 28.2 / 74.5, E2M1 46.5 / 86.5.
       Against the matmul by weight blocks (2026-11-30, AVX-512 machine, two runs each): M = 8
@@ -357,11 +362,13 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
     if x_dtype is not None and not isinstance(x_dtype, torch.dtype):
         raise TypeError(f"x_dtype must be a torch.dtype or None, got {x_dtype!r}")
     if device_type != "cuda":
-        if not (static_rows and x_dtype == torch.bfloat16) or fmt in CPU_BFLOAT16_FULL_LIMIT_FORMATS:
+        if not static_rows:
             return 16
         if isinstance(fmt, FloatFormat) and planar_group(fmt.bits) == 8:
             return ROW_REDUCTIONS // 8
-        return CPU_BFLOAT16_GEMV_MAX_ROWS
+        if x_dtype == torch.bfloat16 and fmt not in CPU_BFLOAT16_FULL_LIMIT_FORMATS:
+            return CPU_BFLOAT16_GEMV_MAX_ROWS
+        return 16
     if not static_rows:
         return 2
     if (channel_scales_on_product and fmt in CHANNEL_SCALED_TEMPLATE_FORMATS

@@ -430,7 +430,8 @@ def test_default_row_limits_are_four_rows_on_cuda_inside_a_tuning_block_or_not()
     """CUDA: 4 rows for every format (8 planes need at most 4: ``ROW_REDUCTIONS``), whether
     :func:`fpx.nn.cold_cache_tuning` is open or not: the limit is read while tracing, and one
     read from the block's state made a model compiled inside recompile to the other route at
-    its first call outside. 2 for a symbolic batch; 16 on CPU whatever the format."""
+    its first call outside. 2 for a symbolic batch; 16 on CPU with float32 x but for E3M2 (4:
+    the test below)."""
     limit = fpx.nn.default_gemv_max_rows
     formats = (fpx.INT8, fpx.INT4, fpx.INT3, fpx.INT2, fpx.INT1, fpx.UINT4, fpx.E4M3, fpx.E5M2, fpx.E3M2, fpx.E2M3,
                fpx.E2M1)
@@ -441,13 +442,15 @@ def test_default_row_limits_are_four_rows_on_cuda_inside_a_tuning_block_or_not()
     assert all(4 <= fpx.nn.ROW_REDUCTIONS // fpx.nn.planar_group(f.bits) for f in formats)
     assert limit("cuda", fpx.INT4, static_rows=False) == limit("cuda", fpx.E2M1, static_rows=False) == 2
     assert {limit("cpu", f, block=b) for f, b in ((fpx.INT4, None), (fpx.E2M1, "mx"), (fpx.E4M3, None))} == {16}
+    assert limit("cpu", fpx.E3M2) == 4  # CPU's 8-plane float codes (the test below)
 
 
 def test_cpu_row_limit_with_bfloat16_x_is_7_rows_4_for_8_plane_float_codes_16_for_8_bit_floats():
-    """CPU with bfloat16 x and a static batch: 7 rows (the weight blocks win from 8 there), 4
-    for float codes of 3, 5, 6 or 7 bits (past ``ROW_REDUCTIONS // 8`` rows their reductions
-    decode each weight once per row), 16 for E4M3 and E5M2. float16, float32, an unknown dtype
-    and a symbolic batch keep 16."""
+    """CPU with a static batch: 4 rows for float codes of 3, 5, 6 or 7 bits whatever x's dtype
+    (past ``ROW_REDUCTIONS // 8`` rows their reductions decode each weight once per row); with
+    bfloat16 x 7 rows for the other codes (the weight blocks win from 8 there), 16 for E4M3 and
+    E5M2. float16, float32 and an unknown dtype keep 16 for the other codes, a symbolic batch
+    16 for all."""
     limit = fpx.nn.default_gemv_max_rows
     bf16 = torch.bfloat16
     assert fpx.nn.CPU_BFLOAT16_GEMV_MAX_ROWS == 7 and fpx.nn.ROW_REDUCTIONS // 8 == 4
@@ -455,13 +458,15 @@ def test_cpu_row_limit_with_bfloat16_x_is_7_rows_4_for_8_plane_float_codes_16_fo
         assert limit("cpu", fmt, x_dtype=bf16) == 7, fmt
     assert limit("cpu", fpx.E2M1, block="mx", x_dtype=bf16) == 7
     for fmt in (fpx.E3M2, fpx.E2M3, fpx.exmy(3, 3), fpx.exmy(2, 2)):
-        assert limit("cpu", fmt, x_dtype=bf16) == 4, fmt
+        for dtype in (bf16, torch.float16, torch.float32, None):
+            assert limit("cpu", fmt, x_dtype=dtype) == 4, (fmt, dtype)
     for fmt in (fpx.E4M3, fpx.E5M2):
         assert limit("cpu", fmt, x_dtype=bf16) == 16
         assert limit("cpu", fmt, x_dtype=bf16, channel_scales_on_product=True, out_features=8192) == 16
-    for fmt in (fpx.INT4, fpx.E3M2, fpx.E4M3, fpx.E2M1):
+    for fmt in (fpx.INT4, fpx.INT3, fpx.E4M3, fpx.E2M1):
         for dtype in (torch.float16, torch.float32, None):
             assert limit("cpu", fmt, x_dtype=dtype) == 16, (fmt, dtype)
+    for fmt in (fpx.INT4, fpx.E3M2, fpx.E4M3, fpx.E2M1):
         assert limit("cpu", fmt, static_rows=False, x_dtype=bf16) == 16
     # The CUDA rules are not CPU's.
     assert limit("cuda", fpx.INT4, x_dtype=bf16) == 4
@@ -525,7 +530,8 @@ def test_8_plane_codes_by_groups_take_the_template_from_four_rows_with_float16_x
         assert limit("cuda", fmt, out_features=many - 1, x_dtype=f16) == 4, fmt
         assert limit("cuda", fmt, block="mx", out_features=many, x_dtype=f16) == 4, fmt
         assert limit("cuda", fmt, static_rows=False, out_features=many, x_dtype=f16) == 2, fmt
-        assert limit("cpu", fmt, out_features=many, x_dtype=f16) == 16, fmt
+        # CPU's own rule (4 for FP6 whatever x's dtype; 16 for the others with float16 x).
+        assert limit("cpu", fmt, out_features=many, x_dtype=f16) == (4 if fmt in (fpx.E3M2, fpx.E2M3) else 16), fmt
     for fmt in (fpx.INT8, fpx.INT4, fpx.UINT4, fpx.E2M1, fpx.UINT8):
         assert limit("cuda", fmt, out_features=many, x_dtype=f16) == 4, fmt
         assert limit("cuda", fmt, out_features=many, in_features=28672, x_dtype=f16) == 4, fmt

@@ -87,12 +87,14 @@ def reads_words(fmt, kwargs) -> bool:
     return vector_bits() < 512 or (fmt.bits < 8 and group >= 128)
 
 
-# Every format at one row; at CPU's row limit (16 rows, one accumulator per row and plane) the
-# formats whose reductions differ: 1, 3 and 4-bit planes, FP6, FP8 per channel and MX (INT2,
-# INT8, UINT4 and E5M2 share theirs; each 16-row compile costs 10-27 s on the CI machine).
+# Every format at one row; at CPU's row limit with float32 x (16 rows, 4 for FP6; one
+# accumulator per row and plane) the formats whose reductions differ: 1, 3 and 4-bit planes,
+# FP6, FP8 per channel and MX (INT2, INT8, UINT4 and E5M2 share theirs; each 16-row compile
+# costs 10-27 s on the CI machine).
 AT_THE_LIMIT = {"INT1", "INT3", "INT4", "E4M3", "E3M2", "E2M3", "E2M1-mx"}
 CPU_FUSED_CASES = [(*case, name, rows) for case, name in zip(CASES, IDS)
-                   for rows in (1, 16) if rows == 1 or name in AT_THE_LIMIT]
+                   for rows in (1, fpx.nn.default_gemv_max_rows("cpu", case[0], block=case[1].get("block")))
+                   if rows == 1 or name in AT_THE_LIMIT]
 
 
 @pytest.mark.parametrize("fmt, kwargs, name, rows", CPU_FUSED_CASES, ids=[f"{c[2]}-{c[3]}" for c in CPU_FUSED_CASES])
