@@ -233,20 +233,20 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       14.9 / 63.8; float16 x E3M2 13.6 / 26.0 and 13.1 / 38.1, E2M3 11.1 / 18.0 and 23.0 /
       32.0; bfloat16 below).
     - CPU with bfloat16 x and a static batch: ``CPU_BFLOAT16_GEMV_MAX_ROWS`` (7); 16 for
-      ``CPU_BFLOAT16_FULL_LIMIT_FORMATS`` (E4M3, E5M2). Measured (2 cores, 4096 x 4096 by 128, E4M3 per
-      channel, torch 2.13, 2026-12-03, ``benchmarks/linear.py --gemv-max-rows 4`` against 16
-      in consecutive runs), weight blocks / reductions in ms: 6 rows INT4 4.8 / 4.7, INT3 5.4
-      / 5.4, INT8 3.0 / 3.4, E2M1 10.3 / 5.7, E3M2 9.3 / 25.5; 8 rows INT4 5.7 / 6.8-10.6,
-      INT3 5.6 / 6.9-7.2, INT8 3.5 / 4.2-4.7, E2M1 7.4 / 8.1, E4M3 9.3 / 5.1; 12 rows INT4 5.6
-      / 9.9, INT3 5.7 / 10.6, INT8 4.3 / 7.6, E2M1 8.6 / 10.4, E3M2 9.2 / 32.5, E4M3 14.6 /
-      6.6; 16 rows INT4 6.5 / 13.1, INT3 6.2 / 14.3, INT8 4.1 / 15.0, E2M1 8.0 / 15.4, E4M3
-      9.3 / 12.6. E3M2 at 4 rows by the reductions 5.8-8.5. float16 x keeps 16: its blocks
-      multiply in float32 (:func:`_float16_matmul_in_float32`), and the reductions won at 8
-      and 12 rows (INT4 6.7 / 8.0 and 9.5 / 16.6 reductions / blocks, E4M3 4.2 / 9.7 and 6.8
-      / 12.9, INT3 and E2M1 tied at 12), the blocks at 16 (INT4 9.3 / 13.4, E4M3 10.6 /
-      12.2, E2M1 11.6 / 15.3).
-    - CPU otherwise (float32 or float16 x, a symbolic batch): 16. Measured (2 cores, 4096 x 4096, float32, separate runs), reductions against
-      inductor's decode kernel plus a library matmul: M = 4: INT4 11.8 / 70.0 ms, INT8 19.1 /
+      ``CPU_BFLOAT16_FULL_LIMIT_FORMATS`` (E4M3, E5M2). Measured (2 cores, 4096 x 4096 by 128,
+      E4M3 per channel, torch 2.13, 2026-12-03, ``benchmarks/linear.py --gemv-max-rows 4`` against
+      16 in consecutive runs), weight blocks / reductions in ms: 6 rows INT4 4.8 / 4.7, INT3 5.4 /
+      5.4, INT8 3.0 / 3.4, E2M1 10.3 / 5.7, E3M2 9.3 / 25.5; 8 rows INT4 5.7 / 6.8-10.6, INT3 5.6
+      / 6.9-7.2, INT8 3.5 / 4.2-4.7, E2M1 7.4 / 8.1, E4M3 9.3 / 5.1; 12 rows INT4 5.6 / 9.9, INT3
+      5.7 / 10.6, INT8 4.3 / 7.6, E2M1 8.6 / 10.4, E3M2 9.2 / 32.5, E4M3 14.6 / 6.6; 16 rows INT4
+      6.5 / 13.1, INT3 6.2 / 14.3, INT8 4.1 / 15.0, E2M1 8.0 / 15.4, E4M3 9.3 / 12.6. E3M2 at 4
+      rows by the reductions 5.8-8.5. float16 x keeps 16: its blocks multiply in float32
+      (:func:`_float16_matmul_in_float32`), and the reductions won at 8 and 12 rows (INT4 6.7 /
+      8.0 and 9.5 / 16.6 reductions / blocks, E4M3 4.2 / 9.7 and 6.8 / 12.9, INT3 and E2M1 tied at
+      12), the blocks at 16 (INT4 9.3 / 13.4, E4M3 10.6 / 12.2, E2M1 11.6 / 15.3).
+    - CPU otherwise (float32 or float16 x, a symbolic batch): 16. Measured (2 cores, 4096 x
+      4096, float32, separate runs), reductions against inductor's decode kernel plus a
+      library matmul: M = 4: INT4 11.8 / 70.0 ms, INT8 19.1 /
       67.7, E2M1 16.5 / 98.6; M = 16: INT4 40.1 / 67.7, INT8 28.2 / 74.5, E2M1 46.5 / 86.5.
       Against the matmul by weight blocks (2026-11-30, AVX-512 machine, two runs each): M = 8
       reductions faster (INT4 6.3-6.6 / 9.5-9.7 ms, INT8 3.3-3.7 / 7.8-8.3, E2M1 5.9-6.4 /

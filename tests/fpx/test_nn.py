@@ -430,8 +430,8 @@ def test_default_row_limits_are_four_rows_on_cuda_inside_a_tuning_block_or_not()
     """CUDA: 4 rows for every format (8 planes need at most 4: ``ROW_REDUCTIONS``), whether
     :func:`fpx.nn.cold_cache_tuning` is open or not: the limit is read while tracing, and one
     read from the block's state made a model compiled inside recompile to the other route at
-    its first call outside. 2 for a symbolic batch; 16 on CPU with float32 x but for E3M2 (4:
-    the test below)."""
+    its first call outside. 2 for a symbolic batch; 16 on CPU with float32 or unknown x but for
+    E3M2 (4: the test below)."""
     limit = fpx.nn.default_gemv_max_rows
     formats = (fpx.INT8, fpx.INT4, fpx.INT3, fpx.INT2, fpx.INT1, fpx.UINT4, fpx.E4M3, fpx.E5M2, fpx.E3M2, fpx.E2M3,
                fpx.E2M1)
