@@ -388,6 +388,31 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
     return 4
 
 
+# Fewest elements of a reduction that inductor keeps a reduction on CUDA
+# (``unroll_reductions_threshold``, 8): fewer it unrolls into pointwise additions.
+SUMMED_SEGMENTS_MIN = 8
+
+
+def _segment_for_summed_segments(device: torch.device, segment: int, segments: int) -> int:
+    """The segment length for :meth:`LowBitLinear._gemv`: ``segment``, halved on CUDA while the
+    sum over a plane's segments has 2 to 7 elements (:data:`SUMMED_SEGMENTS_MIN`).
+
+    Why: inductor unrolls a reduction of fewer than 8 elements into pointwise additions, and the
+    sum over segments then read each plane's dot products from buffers of their own. The 8-plane
+    codes (INT3, E3M2, INT1) with 4096 input features in groups of 128 have 4 segments per
+    plane; at 4 rows with float16 x on an H200 their reductions split into 13-21 kernels, most of
+    them pointwise (4096 x 4096: INT3 33.9 us, E3M2 46.7, INT1 at 2 rows 21.6), against 4-6 with
+    14336 input features (14 segments). One segment (a group per plane, per channel) is no sum.
+
+    >>> _segment_for_summed_segments(torch.device("cuda"), 128, 4), _segment_for_summed_segments(torch.device("cpu"), 128, 4)
+    (64, 128)
+    """
+    if torch.device(device).type == "cuda":
+        while 1 < segments < SUMMED_SEGMENTS_MIN and segment % 2 == 0:
+            segment, segments = segment // 2, segments * 2
+    return segment
+
+
 def planar_group(bits: int) -> int:
     """G: how many values one planar group holds (8 div bits, or 8 for 3/5/6/7 bits)."""
     return 8 // bits if 8 % bits == 0 else 8
@@ -849,6 +874,7 @@ class LowBitLinear(nn.Module):
         per_word = 4 if words else 1  # a plane's columns each step of a reduction covers
         planes, width = g * per_word, columns // per_word
         segment = math.gcd(self.group_size // per_word, width)  # never straddles a group or a plane
+        segment = _segment_for_summed_segments(x2d.device, segment, width // segment)
         segments = width // segment
         # x written out first where the graph computes it (an input, or a view of one, stays as
         # it is): the reductions read x once per weight, and inductor would otherwise inline x's

@@ -48,7 +48,7 @@ CUDA_KERNELS = {
     2: {"INT1": 3, "INT2": 1, "INT3": 1, "INT4": 1, "INT8": 2, "UINT4": 3},
 }
 CUDA_KERNELS[1] |= {"E4M3": 1, "E5M2": 2, "E3M2": 1, "E2M3": 1, "E2M1-mx": 2}
-CUDA_KERNELS[2] |= {"E4M3": 1, "E5M2": 2, "E3M2": 1, "E2M3": 1, "E2M1-mx": 4}
+CUDA_KERNELS[2] |= {"E4M3": 1, "E5M2": 2, "E3M2": 1, "E2M3": 1, "E2M1-mx": 2}
 
 
 def checked_forward_source(fmt, kwargs, rows, device, dtype=torch.float32):
@@ -235,6 +235,26 @@ def test_cuda_sums_at_one_row_are_persistent_reductions(fmt):
     torch.testing.assert_close(out.double(), expected, rtol=1e-4, atol=1e-4)
     assert "triton_per_" in source and "triton_red_" not in source, source
     assert weight_sized_allocations(source, n * k) == [], allocations(source)
+
+
+# Inductor unrolls a reduction of fewer than 8 elements into pointwise additions. With 4096
+# input features in groups of 128 the 8-plane codes (3, 6 and 1 bits) have 4 segments per plane;
+# the sum over them, unrolled, was a pointwise kernel of its own that read every plane's dot
+# products back, and at 4 rows and 4096 outputs the reductions split into 13-21 kernels (H200,
+# float16 x). Segments halved to 8 per plane (fpx.nn._segment_for_summed_segments) keep that sum
+# a reduction: at one row every kernel is a persistent reduction (with 4 segments one of them
+# was pointwise).
+@pytest.mark.cuda
+@pytest.mark.parametrize("fmt, kernels", [(fpx.INT3, 2), (fpx.E3M2, 3), (fpx.INT1, 3)], ids=["INT3", "E3M2", "INT1"])
+def test_cuda_sums_over_four_segments_per_plane_stay_reductions(fmt, kernels):
+    torch.manual_seed(0)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(4096, 256), fmt, group_size=128).to("cuda", torch.float16)
+    x = torch.randn(1, 4096, device="cuda", dtype=torch.float16)
+    out, source = compile_and_code(layer, x)
+    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
+    torch.testing.assert_close(out.double(), expected, rtol=2e-2, atol=2e-2)
+    assert kernel_count(source, "cuda") == kernels, source
+    assert "triton_poi_" not in source and "triton_red_" not in source, source
 
 
 # At one row the reductions read x once per weight. Where the graph computes x (an MLP's SiLU
