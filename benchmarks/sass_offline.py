@@ -88,7 +88,7 @@ CUDA_CHOICES = {
                "_sums_products_in_one_trip", "_matmul_by_weight_blocks", "_channel_scale_after_matmul", "_decodes_in_x_dtype",
                "_weight_as_left_operand", "_splits_k_on_the_left", "_splits_k_on_the_right",
                "_plane_decodes_kept_apart", "_x_in_float32_first", "_codes_in_uint8_lanes",
-               "_float16_matmul_in_float32"],
+               "_float16_matmul_in_float32", "_halves_short_segment_sums"],
     "fpx.convert": ["_conversion_pays_off", "_float_add_pays_off", "_stochastic_by_float_pays_off", "_float32_placement_pays_off",
                     "_signs_from_bits", "_bfloat16_by_float16_placement", "_decodes_by_table", "_16_bit_floats_by_byte_pairs",
                     "_small_formats_in_float_arithmetic"],

@@ -393,23 +393,31 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
 SUMMED_SEGMENTS_MIN = 8
 
 
-def _segment_for_summed_segments(device: torch.device, segment: int, segments: int) -> int:
-    """The segment length for :meth:`LowBitLinear._gemv`: ``segment``, halved on CUDA while the
-    sum over a plane's segments has 2 to 7 elements (:data:`SUMMED_SEGMENTS_MIN`).
+def _halves_short_segment_sums(device: torch.device) -> bool:
+    """Whether :meth:`LowBitLinear._gemv` halves its segments while a plane has 2 to 7 of them
+    (:func:`_segment_for_summed_segments`): on CUDA.
 
-    Why: inductor unrolls a reduction of fewer than 8 elements into pointwise additions, and the
-    sum over segments then read each plane's dot products from buffers of their own. The 8-plane
-    codes (INT3, E3M2, INT1) with 4096 input features in groups of 128 have 4 segments per
-    plane; at 4 rows with float16 x on an H200 their reductions split into 13-21 kernels, most of
-    them pointwise (4096 x 4096: INT3 33.9 us, E3M2 46.7, INT1 at 2 rows 21.6), against 4-6 with
-    14336 input features (14 segments). One segment (a group per plane, per channel) is no sum.
+    Why: inductor unrolls a reduction of fewer than 8 elements into pointwise additions, and
+    the sum over a plane's segments then read each plane's dot products from buffers of their
+    own. The 8-plane codes (INT3, E3M2, INT1) with 4096 input features in groups of 128 have 4
+    segments per plane. H200 (torch 2.11), float16 x, 4096 x 4096, 4 segments -> 8, us: INT3
+    at 2 rows 20.3 (7 kernels) -> 9.9 (2), at 4 rows 33.9 (13) -> 23.0 (4); E3M2 at 2 rows
+    22.4 -> 14.4, at 4 rows 46.7 (15) -> 24.7 (6); INT1 at 2 rows 21.6 -> 10.9. On CPU,
+    inductor's ``unroll_reductions_threshold`` at 1 (the same effect) made INT3 at 4 rows
+    slower (2.5 -> 3.2-3.5 ms): there every loop nest is one C++ function either way."""
+    return device.type == "cuda"
 
-    >>> _segment_for_summed_segments(torch.device("cuda"), 128, 4), _segment_for_summed_segments(torch.device("cpu"), 128, 4)
-    (64, 128)
+
+def _segment_for_summed_segments(segment: int, segments: int) -> int:
+    """``segment`` halved while the sum over a plane's ``segments`` has 2 to 7 elements
+    (:data:`SUMMED_SEGMENTS_MIN`) and the segment's length is even. One segment (a group per
+    plane, or per channel) is no sum and stays.
+
+    >>> _segment_for_summed_segments(128, 4), _segment_for_summed_segments(128, 2), _segment_for_summed_segments(128, 1)
+    (64, 32, 128)
     """
-    if torch.device(device).type == "cuda":
-        while 1 < segments < SUMMED_SEGMENTS_MIN and segment % 2 == 0:
-            segment, segments = segment // 2, segments * 2
+    while 1 < segments < SUMMED_SEGMENTS_MIN and segment % 2 == 0:
+        segment, segments = segment // 2, segments * 2
     return segment
 
 
@@ -874,7 +882,8 @@ class LowBitLinear(nn.Module):
         per_word = 4 if words else 1  # a plane's columns each step of a reduction covers
         planes, width = g * per_word, columns // per_word
         segment = math.gcd(self.group_size // per_word, width)  # never straddles a group or a plane
-        segment = _segment_for_summed_segments(x2d.device, segment, width // segment)
+        if _halves_short_segment_sums(x2d.device):  # the sum over segments stays a reduction
+            segment = _segment_for_summed_segments(segment, width // segment)
         segments = width // segment
         # x written out first where the graph computes it (an input, or a view of one, stays as
         # it is): the reductions read x once per weight, and inductor would otherwise inline x's

@@ -53,6 +53,7 @@ CUDA_ANSWERS = {
     ("fpx.nn", "_x_in_float32_first"): lambda device, dtype: False,
     ("fpx.nn", "_codes_in_uint8_lanes"): lambda device: False,
     ("fpx.nn", "_float16_matmul_in_float32"): lambda device, dtype: False,
+    ("fpx.nn", "_halves_short_segment_sums"): lambda device: True,
     ("fpx.nn", "_weight_as_left_operand"): lambda device, fmt, rows, out_features: (
         (fmt == fpx.E4M3 and rows >= 20) or (fmt == fpx.E5M2 and rows >= 24)
         or (out_features >= 8192 and ((fmt == fpx.INT4 and rows >= 24) or (fmt == fpx.INT8 and rows >= 24)))
