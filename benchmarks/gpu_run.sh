@@ -142,14 +142,13 @@
 #         seed= (benchmarks/probe_stochastic_kernels.py): why 0.69x against seed='s 0.82x?
 #         The encode kernels within 7%; the default's ATen seed draw, its 0-d key kernel and
 #         the gaps between launches, about 7 us per call (thirty-eighth session, RESULTS.md).
-#   unroll: the 8-plane reductions with 4096 input features (forty-fourth session: 13-21
-#         kernels at 4 rows, most of them pointwise, against 4-6 with 14336). Hypothesis: each
-#         plane's segment sum has 4 elements there, which inductor unrolls into pointwise nodes
-#         (fewer than unroll_reductions_threshold, 8). Two grids of INT3, E3M2 and INT1 at 2-4
-#         rows, 4096 x 4096 and 14336 x 4096, in UNROLL_DTYPE (default float16), the reductions
-#         forced (--gemv-max-rows 4): inductor's default, then unroll_reductions_threshold 1.
-#         Predicted in docs/inductor.md: 4-6 kernels, INT3 at 4 rows 32.3 -> about 17 us in
-#         float16 (the template: 20.4). About 8 minutes.
+#   segments: the 8-plane codes at 4096 x 4096 since the sum over segments stays a reduction
+#         (forty-fifth session: float16 x at 4 rows, INT3 / E3M2 / INT1 23.0 / 24.7 / 24.3 us
+#         reduced against 20.4 / 22.4 / 19.4 in the template; 2 rows 9.9 / 14.4 / 10.9 reduced).
+#         Two grids of INT3, E3M2 and INT1 at 2-4 rows in SEGMENTS_DTYPE (default bfloat16):
+#         the reductions (--gemv-max-rows 4), then the template (--gemv-max-rows 1). Does the
+#         template win at 3-4 rows below 8192 output features, and in which dtype? About 7
+#         minutes.
 #   weight-blocks: past the template, the weight decoded by blocks of output rows into one
 #         reused buffer, each block by cuBLAS (CPU's route): WB_COUNTS (1 4 8 16 blocks),
 #         WB_FORMATS, WB_MS (64,128). Is a block still in L2 when its matmul reads it?
@@ -501,14 +500,12 @@ if [[ $what == stochastic-kernels ]]; then
   grep -E "^\||^#" "$OUT/stochastic_kernels.log"
 fi
 
-if [[ $what == unroll ]]; then
-  for variant in default unroll1; do
-    options='{}'
-    [[ $variant == unroll1 ]] && options='{"unroll_reductions_threshold":1}'
-    GRID_JOBS="4096x4096 INT3,E3M2,INT1 2,3,4;14336x4096 INT3,E3M2,INT1 4" GRID_NAME="unroll_$variant" \
-      GRID_ARGS="--gemv-max-rows 4 --dtype ${UNROLL_DTYPE:-float16} --options $options" \
+if [[ $what == segments ]]; then
+  for limit in 4 1; do
+    GRID_JOBS="4096x4096 INT3,E3M2,INT1 2,3,4" GRID_NAME="segments_$limit" \
+      GRID_ARGS="--gemv-max-rows $limit --dtype ${SEGMENTS_DTYPE:-bfloat16}" \
       TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) WARM_TIMEOUT=200 TIMED_TIMEOUT=150 bash "$0" grid 2>&1 \
-      | grep -v "^phase" | tail -13 | sed "s/^/$variant /"
+      | grep -v "^phase" | tail -10 | sed "s/^/max-rows-$limit /"
   done
 fi
 
