@@ -825,6 +825,9 @@ class LowBitLinear(nn.Module):
         2. The sum over segments of ``slope * dot + offset * sum(x)``, with the group's scale
            (and zero-point) as slope and offset.
 
+        On CUDA a plane has at least 8 segments where halving its segments allows, so that
+        inductor keeps the sum over them a reduction (:func:`_halves_short_segment_sums`).
+
         Scales are applied once per segment instead of once per weight and no scale index is
         computed per weight: 1.6x faster than one reduction over dequantized weights on an H100
         (INT4 8192 x 8192, M = 1: 27.9 vs 44 us; benchmarks/probe_linear.py, groupsum), when
