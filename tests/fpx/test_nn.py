@@ -2,6 +2,7 @@
 
 import io
 import math
+from unittest import mock
 
 import pytest
 import torch
@@ -290,6 +291,21 @@ def test_e8m0_scale_decode_gives_every_codes_exact_value(device):
         assert got[255].isnan()
 
 
+@given(st.integers(1, 512), st.integers(1, 64))
+def test_segments_are_halved_until_a_plane_has_8_or_they_are_odd(segment, segments):
+    # CUDA's segments (fpx.nn._segment_for_summed_segments): inductor unrolls a sum of fewer
+    # than 8 elements into pointwise additions, so a plane's 2-7 segments are halved, each a
+    # divisor of the original segment (which never straddles a group), and no further than needed.
+    halved = fpx.nn._segment_for_summed_segments(segment, segments)
+    assert segment % halved == 0
+    count = segments * (segment // halved)
+    if segments == 1 or segments >= 8:
+        assert halved == segment
+    else:
+        assert count >= 8 or halved % 2 == 1
+        assert halved == segment or count < 16
+
+
 FORMULATION_FORMATS = [
     (fpx.INT1, None), (fpx.INT2, None), (fpx.INT3, None), (fpx.INT4, None), (fpx.INT7, None), (fpx.INT8, None),
     (fpx.UINT2, None), (fpx.UINT5, None), (fpx.E4M3, None), (fpx.E5M2, None), (fpx.E3M2, None),
@@ -327,12 +343,15 @@ def test_both_compiled_formulations_match_the_dequantized_weight(config):
     expected = x.double() @ weight.double().T
     scale = x.double().abs() @ weight.double().abs().T
     # byte planes with codes by float bits (CUDA's default) or by conversion, 32-bit word
-    # planes (CPU's default for one row)
-    for words, float_bits in ((False, True), (False, False), (True, False)):
-        got = layer._gemv(x, words=words, float_bits=float_bits).double()
+    # planes (CPU's default for one row); byte planes also with CUDA's segments (halved while a
+    # plane has 2-7 of them)
+    for words, float_bits, halved in ((False, True, False), (False, False, False), (True, False, False),
+                                      (False, True, True), (False, False, True)):
+        with mock.patch.object(fpx.nn, "_halves_short_segment_sums", lambda device: halved):
+            got = layer._gemv(x, words=words, float_bits=float_bits).double()
         assert got.shape == (rows, n)
         close = (got - expected).abs() <= 1e-5 * scale + 1e-6
-        assert bool(close.all()), (words, float_bits, got, expected)
+        assert bool(close.all()), (words, float_bits, halved, got, expected)
     assert torch.equal(layer._matmul_weight(torch.float32), weight.T)
     # The matmul by blocks of output rows (CPU's past gemv_max_rows: n of 1-9 rows make blocks
     # of one row, or of two with a shorter last one), with a bias.
