@@ -51,13 +51,13 @@ CUDA_KERNELS[1] |= {"E4M3": 1, "E5M2": 2, "E3M2": 1, "E2M3": 1, "E2M1-mx": 2}
 CUDA_KERNELS[2] |= {"E4M3": 1, "E5M2": 2, "E3M2": 1, "E2M3": 1, "E2M1-mx": 2}
 
 
-def checked_forward_source(fmt, kwargs, rows, device, dtype=torch.float32):
-    """Compile the layer (N x K) in ``dtype`` at ``rows`` rows of x, check its output against
+def checked_forward_source(fmt, kwargs, rows, device, dtype=torch.float32, n=N, k=K):
+    """Compile the layer (n x k) in ``dtype`` at ``rows`` rows of x, check its output against
     the dequantized weight in float64 (to 1e-4 in float32, 2e-2 in a 16-bit dtype); return the
     generated source."""
     torch.manual_seed(0)
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(K, N), fmt, **kwargs).to(device, dtype)
-    x = torch.randn(rows, K, device=device).to(dtype)
+    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n), fmt, **kwargs).to(device, dtype)
+    x = torch.randn(rows, k, device=device).to(dtype)
     out, source = compile_and_code(layer, x)
     assert out.dtype == dtype
     expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
@@ -226,13 +226,8 @@ def test_cuda_forward_at_few_rows_is_fused(fmt, kwargs, name, rows):
 @pytest.mark.cuda
 @pytest.mark.parametrize("fmt", [fpx.INT3, fpx.E2M3], ids=["INT3", "E2M3"])
 def test_cuda_sums_at_one_row_are_persistent_reductions(fmt):
-    torch.manual_seed(0)
     n = k = 4096
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(k, n), fmt, group_size=128).to("cuda")
-    x = torch.randn(1, k, device="cuda")
-    out, source = compile_and_code(layer, x)
-    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
-    torch.testing.assert_close(out.double(), expected, rtol=1e-4, atol=1e-4)
+    source = checked_forward_source(fmt, {"group_size": 128}, 1, "cuda", n=n, k=k)
     assert "triton_per_" in source and "triton_red_" not in source, source
     assert weight_sized_allocations(source, n * k) == [], allocations(source)
 
@@ -247,12 +242,7 @@ def test_cuda_sums_at_one_row_are_persistent_reductions(fmt):
 @pytest.mark.cuda
 @pytest.mark.parametrize("fmt, kernels", [(fpx.INT3, 2), (fpx.E3M2, 3), (fpx.INT1, 3)], ids=["INT3", "E3M2", "INT1"])
 def test_cuda_sums_over_four_segments_per_plane_stay_reductions(fmt, kernels):
-    torch.manual_seed(0)
-    layer = fpx.LowBitLinear.from_linear(torch.nn.Linear(4096, 256), fmt, group_size=128).to("cuda", torch.float16)
-    x = torch.randn(1, 4096, device="cuda", dtype=torch.float16)
-    out, source = compile_and_code(layer, x)
-    expected = x.double() @ layer.dequantize_weight().double().T + layer.bias.double()
-    torch.testing.assert_close(out.double(), expected, rtol=2e-2, atol=2e-2)
+    source = checked_forward_source(fmt, {"group_size": 128}, 1, "cuda", torch.float16, n=256, k=4096)
     assert kernel_count(source, "cuda") == kernels, source
     assert "triton_poi_" not in source and "triton_red_" not in source, source
 
