@@ -203,6 +203,10 @@ TWO_ROW_TEMPLATE_MAX_IN_FEATURES = 16384
 # (INT4, UINT4, E2M1: their reductions win at 4 rows) nor 8-bit floats by groups (unmeasured).
 FOUR_ROW_TEMPLATE_FORMATS = (INT1, INT2, INT3, INT5, INT6, INT7, INT8, E3M2, E2M3)
 FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES = 8192
+# The 8-plane formats among them (and among FLOAT16_FOUR_ROW_TEMPLATE_FORMATS) from this many
+# output features (H200, forty-sixth session, 4096 x 4096 and 4096 x 14336: the numbers in
+# default_gemv_max_rows's docstring). INT2 and INT8 keep 8192: their reductions win at 4096.
+EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES = 4096
 
 # With float16 x the 8-plane formats (3, 5, 6, 7 bits and INT1) and INT2 do (H200, forty-second
 # and forty-third sessions; INT2 loses 3% at 8192 x 8192 and wins 5-11% at 14336 x 4096 and
@@ -299,6 +303,17 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       14336 49.7 / 52.0 and 45.9 / 53.5). The 4-bit codes keep 4: INT4 39.7 / 52.0, UINT4
       41.7 / 47.0, E2M1 39.7 / 54.4 at 8192 x 8192. INT5-7 as their 8-plane siblings,
       unmeasured.
+    - The 8-plane formats among them (INT1, INT3, INT5-7, E3M2, E2M3), with bfloat16 or float16
+      x, from ``EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES`` (4096) output features: 3 as
+      well. Measured on an H200 (torch 2.11, by 128, 2026-12-03, each route's cases side by
+      side in one grid; the sum over a plane's segments a reduction since
+      :func:`_halves_short_segment_sums`), reductions / template in us, bfloat16 x at M = 4:
+      4096 x 4096 INT3 23.2 / 20.0, E3M2 28.2 / 21.8, INT1 26.7 / 17.5; 4096 x 14336 INT3
+      60.3 / 62.9 (the one loss, 4%), E3M2 75.5 / 69.5, INT1 62.7 / 56.2. float16 x, 4096 x
+      4096: INT3 22.2 / 20.1, E3M2 27.2 / 22.1, INT1 24.4 / 17.5. At M = 3 the reductions win
+      (bfloat16 x, 4096 x 4096: INT3 17.3 / 19.8, E3M2 16.4 / 22.7; 4096 x 14336 43.8 / 61.2,
+      47.1 / 69.6), and INT1 splits (20.9 / 17.4; 46.4 / 54.7): 3 rows stay with the
+      reductions. Fewer output features are unmeasured and keep 4.
     - CUDA, ``FLOAT16_FOUR_ROW_TEMPLATE_FORMATS`` (INT1, INT3, INT5-7, E3M2, E2M3: the 8-plane
       formats; and INT2) without an MX block, float16 x and at least
       ``FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES`` output features: 3, the template from 4 rows.
@@ -347,6 +362,8 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
     4
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.INT2, out_features=8192, x_dtype=torch.bfloat16)
     3
+    >>> [fpx.nn.default_gemv_max_rows("cuda", f, out_features=4096, x_dtype=torch.float16) for f in (fpx.INT3, fpx.INT2)]
+    [3, 4]
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.INT4, out_features=8192, in_features=28672, x_dtype=torch.bfloat16)
     3
     >>> fpx.nn.default_gemv_max_rows("cuda", fpx.E2M1, static_rows=False)
@@ -376,12 +393,15 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
         if fmt in TWO_ROW_TEMPLATE_FORMATS and x_dtype == torch.bfloat16 and 0 < in_features <= TWO_ROW_TEMPLATE_MAX_IN_FEATURES:
             return 1
         return 2
-    if block is None and out_features >= FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES:
+    if block is None:
         four_row_formats = {torch.bfloat16: FOUR_ROW_TEMPLATE_FORMATS,
                             torch.float16: FLOAT16_FOUR_ROW_TEMPLATE_FORMATS}.get(x_dtype, ())
-        if fmt in four_row_formats:
+        least_out_features = (EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES if planar_group(fmt.bits) == 8
+                              else FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES)
+        if fmt in four_row_formats and out_features >= least_out_features:
             return 3
         if (x_dtype == torch.bfloat16 and fmt in LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS and not channel_scales_on_product
+                and out_features >= FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
                 and in_features >= LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES):
             return 3
     # 4 for every other format: at most ROW_REDUCTIONS // planar_group(bits) for formats of 8 planes

@@ -511,8 +511,8 @@ def test_per_channel_8_bit_codes_take_the_template_from_three_rows_on_cuda_with_
 
 def test_codes_by_groups_but_the_4_bit_ones_take_the_template_from_four_rows_with_bfloat16_x():
     """INT1-3, INT5-8, E3M2 and E2M3 without an MX block: 3 rows on CUDA with bfloat16 x and
-    8192 or more output features (the template wins from 4 rows there, measured on an H200);
-    4 with fewer output features, float32 or an unknown x dtype (float16: the test below), for
+    8192 or more output features, the 8-plane ones (INT1, INT3, INT5-7, E3M2, E2M3) from 4096
+    (the template wins from 4 rows there, measured on an H200); 4 with fewer output features, float32 or an unknown x dtype (float16: the test below), for
     the 4-bit codes, the
     unsigned ones and 8-bit floats by groups; a symbolic batch and per-channel scales on the
     product as before; CPU by its own bfloat16 rule."""
@@ -520,10 +520,16 @@ def test_codes_by_groups_but_the_4_bit_ones_take_the_template_from_four_rows_wit
     many = fpx.nn.FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
     assert many == 8192
     bf16 = torch.bfloat16
+    eight_planes = fpx.nn.EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
+    assert eight_planes == 4096
     for fmt in (fpx.INT1, fpx.INT2, fpx.INT3, fpx.INT5, fpx.INT6, fpx.INT7, fpx.INT8, fpx.E3M2, fpx.E2M3):
+        # The 8-plane formats from 4096 output features, INT2 and INT8 from 8192.
+        least = many if fmt in (fpx.INT2, fpx.INT8) else eight_planes
+        assert limit("cuda", fmt, out_features=least, x_dtype=bf16) == 3, fmt
         assert limit("cuda", fmt, out_features=many, x_dtype=bf16) == 3, fmt
         assert limit("cuda", fmt, out_features=28672, x_dtype=bf16) == 3, fmt
-        assert limit("cuda", fmt, out_features=many - 1, x_dtype=bf16) == 4, fmt
+        assert limit("cuda", fmt, out_features=least - 1, x_dtype=bf16) == 4, fmt
+        assert limit("cuda", fmt, block="mx", out_features=many, x_dtype=bf16) == 4, fmt
         for other in (torch.float32, None):
             assert limit("cuda", fmt, out_features=many, x_dtype=other) == 4, (fmt, other)
         assert limit("cuda", fmt, static_rows=False, out_features=many, x_dtype=bf16) == 2, fmt
@@ -539,14 +545,18 @@ def test_codes_by_groups_but_the_4_bit_ones_take_the_template_from_four_rows_wit
 
 def test_8_plane_codes_by_groups_take_the_template_from_four_rows_with_float16_x():
     """INT1, INT3, INT5-7, E3M2 and E2M3 (8 planes) and INT2 without an MX block: 3 rows on
-    CUDA with float16 x and 8192 or more output features (measured on an H200); INT8 and the
+    CUDA with float16 x and 4096 (8 planes) or 8192 (INT2) or more output features (measured on
+    an H200); INT8 and the
     4-bit codes keep 4 with float16 x (losses), as do fewer output features and MX blocks."""
     limit = fpx.nn.default_gemv_max_rows
     many = fpx.nn.FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
     f16 = torch.float16
     for fmt in (fpx.INT1, fpx.INT2, fpx.INT3, fpx.INT5, fpx.INT6, fpx.INT7, fpx.E3M2, fpx.E2M3):
+        # The 8-plane formats from 4096 output features, INT2 from 8192.
+        least = many if fmt == fpx.INT2 else fpx.nn.EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
+        assert limit("cuda", fmt, out_features=least, x_dtype=f16) == 3, fmt
         assert limit("cuda", fmt, out_features=many, x_dtype=f16) == 3, fmt
-        assert limit("cuda", fmt, out_features=many - 1, x_dtype=f16) == 4, fmt
+        assert limit("cuda", fmt, out_features=least - 1, x_dtype=f16) == 4, fmt
         assert limit("cuda", fmt, block="mx", out_features=many, x_dtype=f16) == 4, fmt
         assert limit("cuda", fmt, static_rows=False, out_features=many, x_dtype=f16) == 2, fmt
         # CPU's own rule (4 for FP6 whatever x's dtype; 16 for the others with float16 x).
