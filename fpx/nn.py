@@ -303,17 +303,6 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       14336 49.7 / 52.0 and 45.9 / 53.5). The 4-bit codes keep 4: INT4 39.7 / 52.0, UINT4
       41.7 / 47.0, E2M1 39.7 / 54.4 at 8192 x 8192. INT5-7 as their 8-plane siblings,
       unmeasured.
-    - The 8-plane formats among them (INT1, INT3, INT5-7, E3M2, E2M3), with bfloat16 or float16
-      x, from ``EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES`` (4096) output features: 3 as
-      well. Measured on an H200 (torch 2.11, by 128, 2026-12-03, each route's cases side by
-      side in one grid; the sum over a plane's segments a reduction since
-      :func:`_halves_short_segment_sums`), reductions / template in us, bfloat16 x at M = 4:
-      4096 x 4096 INT3 23.2 / 20.0, E3M2 28.2 / 21.8, INT1 26.7 / 17.5; 4096 x 14336 INT3
-      60.3 / 62.9 (the one loss, 4%), E3M2 75.5 / 69.5, INT1 62.7 / 56.2. float16 x, 4096 x
-      4096: INT3 22.2 / 20.1, E3M2 27.2 / 22.1, INT1 24.4 / 17.5. At M = 3 the reductions win
-      (bfloat16 x, 4096 x 4096: INT3 17.3 / 19.8, E3M2 16.4 / 22.7; 4096 x 14336 43.8 / 61.2,
-      47.1 / 69.6), and INT1 splits (20.9 / 17.4; 46.4 / 54.7): 3 rows stay with the
-      reductions. Fewer output features are unmeasured and keep 4.
     - CUDA, ``FLOAT16_FOUR_ROW_TEMPLATE_FORMATS`` (INT1, INT3, INT5-7, E3M2, E2M3: the 8-plane
       formats; and INT2) without an MX block, float16 x and at least
       ``FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES`` output features: 3, the template from 4 rows.
@@ -326,6 +315,18 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       165.3 and 165.5 / 156.8 and 158.2). With float16 x the others keep the reductions: INT8
       42.1 / 47.6 (its template decode is bfloat16's one-step conversion only with bfloat16
       x), INT4 36.7 / 50.1. INT5-7 and E2M3 as their 8-plane siblings, unmeasured.
+    - CUDA, the 8-plane formats of both lists above (INT1, INT3, INT5-7, E3M2, E2M3) without
+      an MX block, with bfloat16 or float16 x, from
+      ``EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES`` (4096) output features: 3 as well.
+      Measured on an H200 (torch 2.11, by 128, 2026-12-03, each route's cases side by
+      side in one grid; the sum over a plane's segments a reduction since
+      :func:`_halves_short_segment_sums`), reductions / template in us, bfloat16 x at M = 4:
+      4096 x 4096 INT3 23.2 / 20.0, E3M2 28.2 / 21.8, INT1 26.7 / 17.5; 4096 x 14336 INT3
+      60.3 / 62.9 (the one loss, 4%), E3M2 75.5 / 69.5, INT1 62.7 / 56.2. float16 x, 4096 x
+      4096: INT3 22.2 / 20.1, E3M2 27.2 / 22.1, INT1 24.4 / 17.5. At M = 3 the reductions win
+      (bfloat16 x, 4096 x 4096: INT3 17.3 / 19.8, E3M2 16.4 / 22.7; 4096 x 14336 43.8 / 61.2,
+      47.1 / 69.6), and INT1 splits (20.9 / 17.4; 46.4 / 54.7): 3 rows stay with the
+      reductions. Fewer output features are unmeasured and keep 4.
     - CUDA, ``LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS`` (INT4, UINT4) by groups (no MX block, no
       per-channel scales on the product), bfloat16 x, at least
       ``FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES`` output and

@@ -512,10 +512,10 @@ def test_per_channel_8_bit_codes_take_the_template_from_three_rows_on_cuda_with_
 def test_codes_by_groups_but_the_4_bit_ones_take_the_template_from_four_rows_with_bfloat16_x():
     """INT1-3, INT5-8, E3M2 and E2M3 without an MX block: 3 rows on CUDA with bfloat16 x and
     8192 or more output features, the 8-plane ones (INT1, INT3, INT5-7, E3M2, E2M3) from 4096
-    (the template wins from 4 rows there, measured on an H200); 4 with fewer output features, float32 or an unknown x dtype (float16: the test below), for
-    the 4-bit codes, the
-    unsigned ones and 8-bit floats by groups; a symbolic batch and per-channel scales on the
-    product as before; CPU by its own bfloat16 rule."""
+    (the template wins from 4 rows there, measured on an H200); 4 with fewer output features,
+    float32 or an unknown x dtype (float16: the test below), for the 4-bit codes, the unsigned
+    ones and 8-bit floats by groups; a symbolic batch and per-channel scales on the product as
+    before; CPU by its own bfloat16 rule."""
     limit = fpx.nn.default_gemv_max_rows
     many = fpx.nn.FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
     assert many == 8192
@@ -546,8 +546,8 @@ def test_codes_by_groups_but_the_4_bit_ones_take_the_template_from_four_rows_wit
 def test_8_plane_codes_by_groups_take_the_template_from_four_rows_with_float16_x():
     """INT1, INT3, INT5-7, E3M2 and E2M3 (8 planes) and INT2 without an MX block: 3 rows on
     CUDA with float16 x and 4096 (8 planes) or 8192 (INT2) or more output features (measured on
-    an H200); INT8 and the
-    4-bit codes keep 4 with float16 x (losses), as do fewer output features and MX blocks."""
+    an H200); INT8 and the 4-bit codes keep 4 with float16 x (losses), as do fewer output
+    features and MX blocks."""
     limit = fpx.nn.default_gemv_max_rows
     many = fpx.nn.FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
     f16 = torch.float16
