@@ -310,6 +310,15 @@ def compiled_cuda_forward(fmt, kwargs, n=8192, k=8192, tuning=contextlib.nullcon
     return source, n * k
 
 
+def compiled_cuda_template_forward(fmt, kwargs, **forward):
+    """The source of :func:`compiled_cuda_forward` (``forward`` its size, rows and dtype),
+    checked to be the matmul template (no reduction kernel) with the decode fused into it: no
+    buffer of the weight's size."""
+    source, weight_size = compiled_cuda_forward(fmt, kwargs, **forward)
+    assert weight_sized_allocations(source, weight_size) == [], allocations(source)
+    assert "triton_tem_" in source and "r0_numel" not in source, source
+    return source
+
 # Per-channel E4M3, E5M2 and INT8 with 8192 output features leave the reductions after 2 rows
 # (fpx.nn.CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES; H200, 8192 x 8192, 3 rows: E4M3 42.7 us
 # reduced, 26.5 in the template; INT8 36.7, 31.9): at 3 rows the decode, torch's float8 cast
@@ -319,9 +328,7 @@ def compiled_cuda_forward(fmt, kwargs, n=8192, k=8192, tuning=contextlib.nullcon
 @pytest.mark.parametrize("fmt, triton_type", [(fpx.E4M3, "tl.float8e4nv"), (fpx.E5M2, "tl.float8e5"), (fpx.INT8, None)],
                          ids=["E4M3", "E5M2", "INT8"])
 def test_cuda_forward_per_channel_8_bit_codes_at_3_rows_take_the_fused_template(fmt, triton_type):
-    source, weight_size = compiled_cuda_forward(fmt, {"group_size": None}, k=2048, rows=3)
-    assert weight_sized_allocations(source, weight_size) == [], allocations(source)
-    assert "triton_tem_" in source and "r0_numel" not in source, source
+    source = compiled_cuda_template_forward(fmt, {"group_size": None}, k=2048, rows=3)
     assert kernel_count(source, "cuda") <= 2, source  # the template (+ the scale epilogue if unfused)
     if triton_type is not None:
         assert triton_type in source, source  # the cast
@@ -339,9 +346,7 @@ def test_cuda_forward_per_channel_8_bit_codes_at_3_rows_take_the_fused_template(
 def test_cuda_8_bit_float_per_channel_forward_at_2_rows_takes_the_fused_template(fmt, triton_type):
     assert fpx.nn.default_gemv_max_rows("cuda", fmt, channel_scales_on_product=True, out_features=8192,
                                         in_features=2048, x_dtype=torch.bfloat16) == 1
-    source, weight_size = compiled_cuda_forward(fmt, {"group_size": None}, k=2048, rows=2)
-    assert weight_sized_allocations(source, weight_size) == [], allocations(source)
-    assert "triton_tem_" in source and "r0_numel" not in source, source
+    source = compiled_cuda_template_forward(fmt, {"group_size": None}, k=2048, rows=2)
     assert triton_type in source, source
 
 
@@ -353,9 +358,7 @@ def test_cuda_8_bit_float_per_channel_forward_at_2_rows_takes_the_fused_template
 @pytest.mark.parametrize("fmt", [fpx.INT3, fpx.INT8], ids=["INT3", "INT8"])
 def test_cuda_forward_by_groups_at_4_rows_takes_the_fused_template(fmt):
     assert fpx.nn.default_gemv_max_rows("cuda", fmt, out_features=8192, x_dtype=torch.bfloat16) == 3
-    source, weight_size = compiled_cuda_forward(fmt, {"group_size": 128}, k=2048, rows=4)
-    assert weight_sized_allocations(source, weight_size) == [], allocations(source)
-    assert "triton_tem_" in source and "r0_numel" not in source, source
+    compiled_cuda_template_forward(fmt, {"group_size": 128}, k=2048, rows=4)
 
 
 # With float16 x the 8-plane codes and INT2 by groups (fpx.nn.FLOAT16_FOUR_ROW_TEMPLATE_FORMATS;
@@ -366,9 +369,7 @@ def test_cuda_forward_by_groups_at_4_rows_takes_the_fused_template(fmt):
 @pytest.mark.parametrize("fmt", [fpx.INT3, fpx.INT2], ids=["INT3", "INT2"])
 def test_cuda_forward_by_groups_with_float16_x_at_4_rows_takes_the_fused_template(fmt):
     assert fpx.nn.default_gemv_max_rows("cuda", fmt, out_features=8192, x_dtype=torch.float16) == 3
-    source, weight_size = compiled_cuda_forward(fmt, {"group_size": 128}, k=2048, rows=4, dtype=torch.float16)
-    assert weight_sized_allocations(source, weight_size) == [], allocations(source)
-    assert "triton_tem_" in source and "r0_numel" not in source, source
+    compiled_cuda_template_forward(fmt, {"group_size": 128}, k=2048, rows=4, dtype=torch.float16)
 
 
 # The 8-plane codes from 4096 output features (fpx.nn.EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES;
@@ -379,9 +380,7 @@ def test_cuda_forward_by_groups_with_float16_x_at_4_rows_takes_the_fused_templat
 def test_cuda_8_plane_forward_with_4096_outputs_at_4_rows_takes_the_fused_template(fmt, dtype):
     n = fpx.nn.EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
     assert fpx.nn.default_gemv_max_rows("cuda", fmt, out_features=n, x_dtype=dtype) == 3
-    source, weight_size = compiled_cuda_forward(fmt, {"group_size": 128}, n=n, k=2048, rows=4, dtype=dtype)
-    assert weight_sized_allocations(source, weight_size) == [], allocations(source)
-    assert "triton_tem_" in source and "r0_numel" not in source, source
+    compiled_cuda_template_forward(fmt, {"group_size": 128}, n=n, k=2048, rows=4, dtype=dtype)
 
 
 # INT4 and UINT4 by groups with long rows as well (fpx.nn.LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES;
@@ -393,9 +392,7 @@ def test_cuda_8_plane_forward_with_4096_outputs_at_4_rows_takes_the_fused_templa
 def test_cuda_4_bit_forward_by_groups_with_long_rows_at_4_rows_takes_the_fused_template(fmt):
     k = fpx.nn.LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES
     assert fpx.nn.default_gemv_max_rows("cuda", fmt, out_features=8192, in_features=k, x_dtype=torch.bfloat16) == 3
-    source, weight_size = compiled_cuda_forward(fmt, {"group_size": 128}, k=k, rows=4)
-    assert weight_sized_allocations(source, weight_size) == [], allocations(source)
-    assert "triton_tem_" in source and "r0_numel" not in source, source
+    compiled_cuda_template_forward(fmt, {"group_size": 128}, k=k, rows=4)
 
 
 # E5M2 by Triton's float8 conversion in the template's prologue (fpx.nn._e5m2_by_float8_cast):
