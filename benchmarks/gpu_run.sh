@@ -148,7 +148,9 @@
 #         Two grids of INT3, E3M2 and INT1 at 2-4 rows in SEGMENTS_DTYPE (default bfloat16):
 #         the reductions (--gemv-max-rows 4), then the template (--gemv-max-rows 1). Does the
 #         template win at 3-4 rows below 8192 output features, and in which dtype? About 7
-#         minutes.
+#         minutes. Forty-sixth session: at 4 rows yes, in both dtypes (bfloat16 INT3 / E3M2 /
+#         INT1 23.2 / 28.2 / 26.7 us reduced, 20.0 / 21.8 / 17.5 template), at 3 rows no but
+#         INT1: fpx.nn.EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES (4096) since.
 #   weight-blocks: past the template, the weight decoded by blocks of output rows into one
 #         reused buffer, each block by cuBLAS (CPU's route): WB_COUNTS (1 4 8 16 blocks),
 #         WB_FORMATS, WB_MS (64,128). Is a block still in L2 when its matmul reads it?
