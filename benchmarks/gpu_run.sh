@@ -151,6 +151,13 @@
 #         minutes. Forty-sixth session: at 4 rows yes, in both dtypes (bfloat16 INT3 / E3M2 /
 #         INT1 23.2 / 28.2 / 26.7 us reduced, 20.0 / 21.8 / 17.5 template), at 3 rows no but
 #         INT1: fpx.nn.EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES (4096) since.
+#   fusion-size: the 8-plane codes at 4 rows below 4096 output features, where they keep the
+#         reductions (2048 x 2048 and 2048 x 8192, INT3 / E3M2 / INT1, FUSION_DTYPE default
+#         bfloat16): three grids, the reductions with inductor's defaults, the reductions with
+#         {"max_fusion_size": 128} (CPU's fusion log with CUDA's graph: 40 fusions refused as
+#         "exceeds max fusion" at the default 64, none at 128), and the template. Does the
+#         option merge the 4-6 kernels, and does either beat the template there? About 8
+#         minutes.
 #   weight-blocks: past the template, the weight decoded by blocks of output rows into one
 #         reused buffer, each block by cuBLAS (CPU's route): WB_COUNTS (1 4 8 16 blocks),
 #         WB_FORMATS, WB_MS (64,128). Is a block still in L2 when its matmul reads it?
@@ -508,6 +515,16 @@ if [[ $what == segments ]]; then
       GRID_ARGS="--gemv-max-rows $limit --dtype ${SEGMENTS_DTYPE:-bfloat16}" \
       TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) WARM_TIMEOUT=200 TIMED_TIMEOUT=150 bash "$0" grid 2>&1 \
       | grep -v "^phase" | tail -10 | sed "s/^/max-rows-$limit /"
+  done
+fi
+
+if [[ $what == fusion-size ]]; then
+  for variant in "4 {}" '4 {"max_fusion_size":128}' "1 {}"; do
+    limit=${variant%% *} options=${variant#* }
+    GRID_JOBS="2048x2048,2048x8192 INT3,E3M2,INT1 4" GRID_NAME="fusion_size_${limit}_${#options}" \
+      GRID_ARGS="--gemv-max-rows $limit --dtype ${FUSION_DTYPE:-bfloat16} --options $options" \
+      TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) WARM_TIMEOUT=200 TIMED_TIMEOUT=150 bash "$0" grid 2>&1 \
+      | grep -v "^phase" | tail -7 | sed "s/^/max-rows-$limit $options /"
   done
 fi
 
