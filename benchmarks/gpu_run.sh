@@ -201,6 +201,18 @@ cuda_tests() {  # NAME PYTEST_ARGS...: the CUDA tests named, their last line and
 ab_sweep() {  # OPTION TIMEOUT ARGS: linear.py ARGS with OPTION 1, then 0, each compiled alone (sweep)
   SWEEP_TIMEOUT=$2 SWEEP_JOBS="$3 $1 1;$3 $1 0" bash "$0" sweep
 }
+route_grids() {  # NAME JOBS DTYPE LINES VARIANTS...: one grid (GRID_JOBS=JOBS, x in DTYPE) per
+  # variant "LIMIT OPTIONS" (--gemv-max-rows LIMIT, inductor --options OPTIONS), each with a fresh
+  # inductor cache; its last LINES lines, prefixed by the variant
+  local name=$1 jobs=$2 dtype=$3 lines=$4 variant limit options i=0; shift 4
+  for variant in "$@"; do
+    limit=${variant%% *} options=${variant#* }
+    GRID_JOBS="$jobs" GRID_NAME="${name}_$i" GRID_ARGS="--gemv-max-rows $limit --dtype $dtype --options $options" \
+      TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) WARM_TIMEOUT=200 TIMED_TIMEOUT=150 bash "$0" grid 2>&1 \
+      | grep -v "^phase" | tail -$lines | sed "s/^/max-rows-$limit $options /"
+    i=$((i + 1))
+  done
+}
 probe_jobs() {  # SCRIPT LOG TIMEOUT JOBS: SCRIPT once per ';'-separated argument set of JOBS, each a
   # process with a fresh inductor cache, logged to $OUT/LOG_N.log; its M= lines and errors
   local script=$1 log=$2 limit=$3 i=0 job jobs
@@ -510,22 +522,12 @@ if [[ $what == stochastic-kernels ]]; then
 fi
 
 if [[ $what == segments ]]; then
-  for limit in 4 1; do
-    GRID_JOBS="4096x4096 INT3,E3M2,INT1 2,3,4" GRID_NAME="segments_$limit" \
-      GRID_ARGS="--gemv-max-rows $limit --dtype ${SEGMENTS_DTYPE:-bfloat16}" \
-      TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) WARM_TIMEOUT=200 TIMED_TIMEOUT=150 bash "$0" grid 2>&1 \
-      | grep -v "^phase" | tail -10 | sed "s/^/max-rows-$limit /"
-  done
+  route_grids segments "4096x4096 INT3,E3M2,INT1 2,3,4" "${SEGMENTS_DTYPE:-bfloat16}" 10 "4 {}" "1 {}"
 fi
 
 if [[ $what == fusion-size ]]; then
-  for variant in "4 {}" '4 {"max_fusion_size":128}' "1 {}"; do
-    limit=${variant%% *} options=${variant#* }
-    GRID_JOBS="2048x2048,2048x8192 INT3,E3M2,INT1 4" GRID_NAME="fusion_size_${limit}_${#options}" \
-      GRID_ARGS="--gemv-max-rows $limit --dtype ${FUSION_DTYPE:-bfloat16} --options $options" \
-      TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) WARM_TIMEOUT=200 TIMED_TIMEOUT=150 bash "$0" grid 2>&1 \
-      | grep -v "^phase" | tail -7 | sed "s/^/max-rows-$limit $options /"
-  done
+  route_grids fusion_size "2048x2048,2048x8192 INT3,E3M2,INT1 4" "${FUSION_DTYPE:-bfloat16}" 7 \
+    "4 {}" '4 {"max_fusion_size":128}' "1 {}"
 fi
 
 if [[ $what == weight-blocks ]]; then
