@@ -374,6 +374,8 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
     """
     if not isinstance(device_type, str) or ":" in device_type:
         raise ValueError(f"device_type must be a device type such as 'cuda' or 'cpu' (no index), got {device_type!r}")
+    if not isinstance(fmt, (IntFormat, FloatFormat)):
+        raise TypeError(f"fmt must be an fpx format such as fpx.INT4 or fpx.E2M1, got {fmt!r}")
     for name, features in (("out_features", out_features), ("in_features", in_features)):
         if isinstance(features, bool) or not isinstance(features, int) or features < 0:
             raise ValueError(f"{name} must be a non-negative int, got {features!r}")

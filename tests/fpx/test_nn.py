@@ -543,6 +543,24 @@ def test_codes_by_groups_but_the_4_bit_ones_take_the_template_from_four_rows_wit
         limit("cuda", fpx.INT2, out_features=many, x_dtype="bfloat16")
 
 
+
+def test_default_gemv_max_rows_rejects_bad_arguments_by_name():
+    """A device with an index, a format given by name, negative or non-int feature counts and
+    an x dtype given as a string are refused, naming the argument and the value."""
+    limit = fpx.nn.default_gemv_max_rows
+    with pytest.raises(ValueError, match="device_type .*'cuda:0'"):
+        limit("cuda:0", fpx.INT4)
+    for device in ("cuda", "cpu"):
+        for fmt in ("INT4", None, 4):
+            with pytest.raises(TypeError, match=f"fmt must be an fpx format.*got {fmt!r}"):
+                limit(device, fmt)
+        for name in ("out_features", "in_features"):
+            for value in (-1, 2.0, True):
+                with pytest.raises(ValueError, match=f"{name} must be a non-negative int, got {value!r}"):
+                    limit(device, fpx.INT3, **{name: value})
+        with pytest.raises(TypeError, match="x_dtype.*'float16'"):
+            limit(device, fpx.INT3, x_dtype="float16")
+
 def test_8_plane_codes_by_groups_take_the_template_from_four_rows_with_float16_x():
     """INT1, INT3, INT5-7, E3M2 and E2M3 (8 planes) and INT2 without an MX block: 3 rows on
     CUDA with float16 x and 4096 (8 planes) or 8192 (INT2) or more output features (measured on
