@@ -89,7 +89,8 @@ DECODE_OPCOUNT = 40
 
 
 def compile_options(device="cuda") -> dict:
-    """Inductor options for ``torch.compile`` of a model with LowBitLinear layers on ``device``.
+    """Inductor options for ``torch.compile`` of a model with LowBitLinear layers on ``device``
+    (a str or torch.device: CUDA's options for a CUDA device of any index, none elsewhere).
 
     CUDA: max-autotune with Triton matmul templates, so the weight decode fuses into the matmul
     as a prologue (measured on an H100, torch 2.11: with cuBLAS among the choices inductor kept
@@ -155,7 +156,13 @@ def compile_options(device="cuda") -> dict:
     >>> model = fpx.quantize_(torch.nn.Sequential(torch.nn.Linear(64, 32)), fpx.INT4, group_size=32)
     >>> compiled = torch.compile(model, options=fpx.nn.compile_options("cpu"))
     """
-    if torch.device(device).type == "cuda":
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or torch.device such as 'cuda' or 'cpu', got {device!r}")
+    try:
+        device_type = torch.device(device).type
+    except RuntimeError as error:  # torch's message lists every device type it knows
+        raise ValueError(f"device must name a device such as 'cuda' or 'cpu', got {device!r}") from error
+    if device_type == "cuda":
         return {
             "max_autotune": True,
             "max_autotune_gemm_backends": "TRITON",

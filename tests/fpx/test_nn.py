@@ -2,6 +2,7 @@
 
 import io
 import math
+import re
 from unittest import mock
 
 import pytest
@@ -543,6 +544,20 @@ def test_codes_by_groups_but_the_4_bit_ones_take_the_template_from_four_rows_wit
         limit("cuda", fpx.INT2, out_features=many, x_dtype="bfloat16")
 
 
+
+
+def test_compile_options_take_a_device_and_refuse_anything_else_by_name():
+    """CUDA's options for 'cuda', 'cuda:1' or a CUDA torch.device (no GPU needed to build them);
+    none for CPU; a device index alone or a name torch does not know is refused, naming it."""
+    cuda = fpx.nn.compile_options("cuda")
+    assert cuda["max_autotune"] and cuda["max_autotune_gemm_backends"] == "TRITON"
+    assert fpx.nn.compile_options("cuda:1") == cuda == fpx.nn.compile_options(torch.device("cuda", 0))
+    assert fpx.nn.compile_options("cpu") == {} == fpx.nn.compile_options(torch.device("cpu"))
+    for device in (0, None, ["cuda"]):
+        with pytest.raises(TypeError, match=f"device must be a str or torch.device.*got {re.escape(repr(device))}"):
+            fpx.nn.compile_options(device)
+    with pytest.raises(ValueError, match="device must name a device.*got 'gpu'"):
+        fpx.nn.compile_options("gpu")
 
 def test_default_gemv_max_rows_rejects_bad_arguments_by_name():
     """A device with an index, a format given by name, negative or non-int feature counts and
