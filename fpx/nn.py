@@ -452,7 +452,13 @@ def _segment_for_summed_segments(segment: int, segments: int) -> int:
 
 
 def planar_group(bits: int) -> int:
-    """G: how many values one planar group holds (8 div bits, or 8 for 3/5/6/7 bits)."""
+    """G: how many values one planar group holds (8 div bits, or 8 for 3/5/6/7 bits).
+
+    >>> [planar_group(bits) for bits in range(1, 9)]
+    [8, 4, 8, 2, 8, 8, 8, 1]
+    """
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
+        raise ValueError(f"bits must be an int from 1 to 8, got {bits!r}")
     return 8 // bits if 8 % bits == 0 else 8
 
 
@@ -496,6 +502,10 @@ class LowBitLinear(nn.Module):
     ):
         super().__init__()
         _check_config(in_features, out_features, fmt, group_size, block, scale_dtype)
+        if gemv_max_rows is not None and (
+            isinstance(gemv_max_rows, bool) or not isinstance(gemv_max_rows, int) or gemv_max_rows < 0
+        ):
+            raise ValueError(f"gemv_max_rows must be None or a non-negative int, got {gemv_max_rows!r}")
         if block == "mx":
             group_size = 32 if group_size is None else group_size
         self.in_features = in_features
@@ -1831,6 +1841,8 @@ def quantize_(model: nn.Module, fmt, *, group_size: int | None = 128, block: str
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if filter_fn is not None and not callable(filter_fn):
+        raise TypeError(f"filter_fn must be None or a callable (module, name) -> bool, got {filter_fn!r}")
     chosen = [
         (name, module)
         for name, module in model.named_modules()

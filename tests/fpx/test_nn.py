@@ -193,6 +193,17 @@ def test_bad_configurations_raise():
         LowBitLinear(256, 8, fpx.INT4, scale_dtype=torch.int8)
     with pytest.raises(TypeError, match="linear must be a torch.nn.Linear"):
         LowBitLinear.from_linear(nn.Conv1d(2, 2, 1), fpx.INT4)
+    for rows in (-1, 2.0, "4", True):
+        with pytest.raises(ValueError, match=f"gemv_max_rows must be None or a non-negative int, got {rows!r}"):
+            LowBitLinear(256, 8, fpx.INT4, gemv_max_rows=rows)
+        with pytest.raises(ValueError, match="gemv_max_rows must be"):
+            LowBitLinear.from_linear(nn.Linear(256, 8), fpx.INT4, gemv_max_rows=rows)
+    assert LowBitLinear(256, 8, fpx.INT4, gemv_max_rows=0).gemv_max_rows == 0  # the matmul path at every row count
+    with pytest.raises(TypeError, match="filter_fn must be None or a callable.*got 3"):
+        quantize_(nn.Sequential(nn.Linear(64, 32)), fpx.INT4, group_size=32, filter_fn=3)
+    for bits in (0, 9, "4", True):
+        with pytest.raises(ValueError, match=f"bits must be an int from 1 to 8, got {bits!r}"):
+            fpx.nn.planar_group(bits)
     layer = LowBitLinear(256, 8, fpx.INT4)
     with pytest.raises(ValueError, match=r"in_features=256 in its last dim, got shape \(2, 128\)"):
         layer(torch.randn(2, 128))
@@ -559,44 +570,12 @@ def test_compile_options_take_a_device_and_refuse_anything_else_by_name():
     with pytest.raises(ValueError, match="device must name a device.*got 'gpu'"):
         fpx.nn.compile_options("gpu")
 
-def test_default_gemv_max_rows_rejects_bad_arguments_by_name():
-    """A device with an index, a format given by name, negative or non-int feature counts and
-    an x dtype given as a string are refused, naming the argument and the value."""
-    limit = fpx.nn.default_gemv_max_rows
-    with pytest.raises(ValueError, match="device_type .*'cuda:0'"):
-        limit("cuda:0", fpx.INT4)
+def test_row_limit_rejects_a_format_that_is_not_an_fpx_format():
+    """On either device (the device, feature and dtype checks: the tests below and above)."""
     for device in ("cuda", "cpu"):
         for fmt in ("INT4", None, 4):
             with pytest.raises(TypeError, match=f"fmt must be an fpx format.*got {fmt!r}"):
-                limit(device, fmt)
-        for name in ("out_features", "in_features"):
-            for value in (-1, 2.0, True):
-                with pytest.raises(ValueError, match=f"{name} must be a non-negative int, got {value!r}"):
-                    limit(device, fpx.INT3, **{name: value})
-        with pytest.raises(TypeError, match="x_dtype.*'float16'"):
-            limit(device, fpx.INT3, x_dtype="float16")
-
-def test_8_plane_codes_by_groups_take_the_template_from_four_rows_with_float16_x():
-    """INT1, INT3, INT5-7, E3M2 and E2M3 (8 planes) and INT2 without an MX block: 3 rows on
-    CUDA with float16 x and 4096 (8 planes) or 8192 (INT2) or more output features (measured on
-    an H200); INT8 and the 4-bit codes keep 4 with float16 x (losses), as do fewer output
-    features and MX blocks."""
-    limit = fpx.nn.default_gemv_max_rows
-    many = fpx.nn.FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
-    f16 = torch.float16
-    for fmt in (fpx.INT1, fpx.INT2, fpx.INT3, fpx.INT5, fpx.INT6, fpx.INT7, fpx.E3M2, fpx.E2M3):
-        # The 8-plane formats from 4096 output features, INT2 from 8192.
-        least = many if fmt == fpx.INT2 else fpx.nn.EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
-        assert limit("cuda", fmt, out_features=least, x_dtype=f16) == 3, fmt
-        assert limit("cuda", fmt, out_features=many, x_dtype=f16) == 3, fmt
-        assert limit("cuda", fmt, out_features=least - 1, x_dtype=f16) == 4, fmt
-        assert limit("cuda", fmt, block="mx", out_features=many, x_dtype=f16) == 4, fmt
-        assert limit("cuda", fmt, static_rows=False, out_features=many, x_dtype=f16) == 2, fmt
-        # CPU's own rule (4 for FP6 whatever x's dtype; 16 for the others with float16 x).
-        assert limit("cpu", fmt, out_features=many, x_dtype=f16) == (4 if fmt in (fpx.E3M2, fpx.E2M3) else 16), fmt
-    for fmt in (fpx.INT8, fpx.INT4, fpx.UINT4, fpx.E2M1, fpx.UINT8):
-        assert limit("cuda", fmt, out_features=many, x_dtype=f16) == 4, fmt
-        assert limit("cuda", fmt, out_features=many, in_features=28672, x_dtype=f16) == 4, fmt
+                fpx.nn.default_gemv_max_rows(device, fmt)
 
 
 def test_4_bit_integers_by_groups_take_the_template_from_four_rows_where_their_rows_are_long():
