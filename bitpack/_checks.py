@@ -34,6 +34,13 @@ def check_layout(layout) -> str:
     return layout
 
 
+def check_flag(value, name: str) -> bool:
+    """Return ``value`` after checking it is a bool (a truthy string or 1 would pass unnoticed)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
 def check_tensor(x, name: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")

@@ -27,8 +27,12 @@ from ._checks import check_bits, check_layout
 
 
 def values_per_byte(bits: int) -> int:
-    """k = 8 div bits: how many values the padded layout puts in one byte."""
-    return 8 // bits
+    """k = 8 div bits: how many values the padded layout puts in one byte (``bits`` 1-8).
+
+    >>> [values_per_byte(bits) for bits in range(1, 9)]
+    [8, 4, 2, 2, 1, 1, 1, 1]
+    """
+    return 8 // check_bits(bits)
 
 
 def packed_size(n, bits: int, layout: str = "dense"):

@@ -25,6 +25,7 @@ from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from ._checks import (
     check_bits,
+    check_flag,
     check_integer_input,
     check_layout,
     check_tensor,
@@ -51,8 +52,14 @@ from .words import (
 
 
 def value_range(bits: int, signed: bool) -> tuple[int, int]:
-    """Inclusive range of a ``bits``-bit value: [0, 2**bits - 1] or two's complement."""
-    if signed:
+    """Inclusive range of a ``bits``-bit value (``bits`` 1-8): [0, 2**bits - 1], or with
+    ``signed`` two's complement.
+
+    >>> value_range(3, False), value_range(3, True)
+    ((0, 7), (-4, 3))
+    """
+    check_bits(bits)
+    if check_flag(signed, "signed"):
         return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return 0, (1 << bits) - 1
 
@@ -136,6 +143,8 @@ def pack(
     check_integer_input(x, "x")
     bits = check_bits(bits)
     check_layout(layout)
+    check_flag(signed, "signed")
+    check_flag(check, "check")
     dim = normalize_dim(dim, x.ndim)
     if check and not torch.compiler.is_compiling():
         _check_values_in_range(x, bits, signed)
@@ -377,6 +386,7 @@ def unpack(
         raise TypeError(f"packed must be a torch.uint8 tensor, got {packed.dtype}")
     bits = check_bits(bits)
     check_layout(layout)
+    check_flag(signed, "signed")
     dim = normalize_dim(dim, packed.ndim)
     dtype = _output_dtype(dtype, bits, signed)
     if not torch.compiler.is_compiling():

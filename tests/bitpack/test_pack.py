@@ -161,6 +161,21 @@ def test_bad_arguments():
         unpack(packed, 3, 3, signed=True, dtype=torch.uint8)
     with pytest.raises(ValueError, match="dtype=torch.bool holds only unsigned 1-bit"):
         unpack(packed, 3, 3, dtype=torch.bool)
+    # Flags are bools: a truthy string or 1 would silently pick the signed layout.
+    for flag in ("no", 1, None):
+        with pytest.raises(TypeError, match=f"signed must be a bool, got {flag!r}"):
+            pack(x, 3, signed=flag)
+        with pytest.raises(TypeError, match=f"signed must be a bool, got {flag!r}"):
+            unpack(packed, 3, 3, signed=flag)
+        with pytest.raises(TypeError, match=f"signed must be a bool, got {flag!r}"):
+            bitpack.value_range(3, flag)
+        with pytest.raises(TypeError, match=f"check must be a bool, got {flag!r}"):
+            pack(x, 3, check=flag)
+    for bits, error in ((0, ValueError), (9, ValueError), ("3", TypeError)):
+        with pytest.raises(error, match=f"bits must be .*{bits}"):
+            bitpack.values_per_byte(bits)
+        with pytest.raises(error, match=f"bits must be .*{bits}"):
+            bitpack.value_range(bits, False)
 
 
 def test_unpack_to_float_and_bool():
