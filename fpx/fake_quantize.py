@@ -176,6 +176,10 @@ def fake_quantize_lsq(
     geometry = _Geometry(x.shape, axis, group_size)
     if not torch.compiler.is_compiling():
         _check_lsq_arguments(scale, zero_point, fmt, geometry)
+    if grad_scale is not None and (
+        isinstance(grad_scale, bool) or not isinstance(grad_scale, (int, float)) or not 0 <= grad_scale < math.inf
+    ):
+        raise ValueError(f"grad_scale must be None or a finite number >= 0, got {grad_scale!r}")
     if grad_scale is None:
         grad_scale = 1.0 / math.sqrt(geometry.grouped_shape[geometry.group_dim] * _positive_levels(fmt))
     return _LearnedStepSize.apply(x, scale, zero_point, fmt, axis, group_size, grad_scale)

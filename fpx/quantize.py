@@ -180,6 +180,8 @@ class QuantizedTensor:
         Bitwise equal to :func:`fpx.fake_quantize` with the same arguments when ``dtype`` is
         the input's dtype.
         """
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating-point torch.dtype or None, got {dtype!r}")
         geometry = _Geometry(self.shape, self.axis, self.group_size)
         compute = self.scale.dtype
         codes = self._unpacked_codes(torch.int32).reshape(geometry.grouped_shape)
@@ -257,6 +259,8 @@ def quantize(
     """
     fmt = _constant_format(fmt)  # plain-int fields under torch.compile(dynamic=True), see fpx.convert
     axis, group_size = _check_arguments(x, fmt, axis, group_size, block, clip_search)
+    if not isinstance(packed, bool):
+        raise TypeError(f"packed must be a bool, got {packed!r}")
     geometry = _Geometry(x.shape, axis, group_size)
     xg = x.to(_compute_dtype(x)).reshape(geometry.grouped_shape)
     scale, zero_point = _choose_scale(xg, fmt, geometry.group_dim, block, clip_search)

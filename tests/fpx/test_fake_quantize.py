@@ -312,6 +312,10 @@ def test_lsq_default_grad_scale_and_training_step_compile():
         (fpx.UINT4, dict(scale=torch.ones(4, 1)), ValueError, "needs a zero_point"),
         (fpx.INT4, dict(scale=torch.ones(4, 1), zero_point=torch.zeros(4, 1)), ValueError, "zero_point is only for UINT"),
         (fpx.INT4, dict(scale=torch.ones(4, 1, dtype=torch.int32)), TypeError, "scale must be a floating-point"),
+        (fpx.INT4, dict(scale=torch.ones(4, 1), grad_scale=-1.0), ValueError, "grad_scale must be .* got -1.0"),
+        (fpx.INT4, dict(scale=torch.ones(4, 1), grad_scale=float("nan")), ValueError, "grad_scale must be .* got nan"),
+        (fpx.INT4, dict(scale=torch.ones(4, 1), grad_scale="1"), ValueError, "grad_scale must be .* got '1'"),
+        (fpx.INT4, dict(scale=torch.ones(4, 1), grad_scale=True), ValueError, "grad_scale must be .* got True"),
     ],
 )
 def test_lsq_bad_arguments(fmt, kwargs, error, match):

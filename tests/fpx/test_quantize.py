@@ -450,6 +450,11 @@ def test_cuda_quantize_matches_cpu(fmt, kwargs, dtype):
         (lambda: fpx.quantize(torch.randn(0, 3), fpx.INT4, axis=None), ValueError, "x is empty"),
         (lambda: fpx.quantize(torch.tensor(1.0), fpx.INT4), ValueError, "axis=-1 is out of range"),
         (lambda: fpx.dequantize(torch.randn(3)), TypeError, "q must be a QuantizedTensor, got Tensor"),
+        (lambda: fpx.dequantize(fpx.quantize(torch.randn(4), fpx.INT4), torch.int32), TypeError,
+         "dtype must be a floating-point torch.dtype or None, got torch.int32"),
+        (lambda: fpx.quantize(torch.randn(4), fpx.INT4).dequantize("float16"), TypeError, "dtype must be .* got 'float16'"),
+        (lambda: fpx.quantize(torch.randn(4, 32), fpx.INT4, packed="yes"), TypeError, "packed must be a bool, got 'yes'"),
+        (lambda: fpx.quantize(torch.randn(4, 32), fpx.INT4, packed=1), TypeError, "packed must be a bool, got 1"),
     ],
 )
 def test_bad_arguments(call, error, match):
