@@ -27,6 +27,23 @@ from dataclasses import dataclass
 SPECIALS = ("ieee", "fn", "finite")
 
 
+def _check_field_types(fmt, ints: tuple[str, ...], bools: tuple[str, ...]) -> None:
+    """A format's name is a str, its ``ints`` fields ints and its ``bools`` fields bools:
+    a string bias or a truthy ``signed="no"`` would otherwise build a format that fails (or
+    encodes wrongly) later, far from its definition."""
+    kind = type(fmt).__name__
+    if not isinstance(fmt.name, str):
+        raise TypeError(f"{kind} name must be a str, got {fmt.name!r}")
+    for field in ints:
+        value = getattr(fmt, field)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{kind} {field} must be an int, got {value!r}")
+    for field in bools:
+        value = getattr(fmt, field)
+        if not isinstance(value, bool):
+            raise TypeError(f"{kind} {field} must be a bool, got {value!r}")
+
+
 @dataclass(frozen=True)
 class FloatFormat:
     """A sign-exponent-mantissa float format of at most 8 bits.
@@ -49,6 +66,7 @@ class FloatFormat:
     has_zero: bool = True
 
     def __post_init__(self):
+        _check_field_types(self, ints=("exponent_bits", "mantissa_bits", "bias"), bools=("signed", "has_zero"))
         if self.special not in SPECIALS:
             raise ValueError(f"special must be one of {SPECIALS}, got {self.special!r}")
         if self.exponent_bits < 1 or self.mantissa_bits < 0:
@@ -192,6 +210,7 @@ class IntFormat:
     signed: bool
 
     def __post_init__(self):
+        _check_field_types(self, ints=(), bools=("signed",))
         if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 1 <= self.bits <= 8:
             raise ValueError(f"bits must be an int in 1..8, got {self.bits!r}")
 

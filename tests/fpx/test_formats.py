@@ -294,6 +294,38 @@ def test_formats_outside_float32_are_refused():
         encode(torch.zeros(1), exmy(4, 3, bias=-130))
 
 
+
+def test_formats_refuse_bad_fields_by_name():
+    """Ranges (ValueError) and field types (TypeError): a string bias or a truthy signed="no"
+    would otherwise make a format that fails or encodes wrongly far from its definition."""
+    with pytest.raises(ValueError, match="need exponent_bits >= 1 and mantissa_bits >= 0, got 0, 1"):
+        exmy(0, 1)
+    with pytest.raises(ValueError, match="E4M5 has 10 bits; at most 8"):
+        exmy(4, 5)
+    with pytest.raises(ValueError, match="special must be one of .* got 'nan'"):
+        exmy(4, 3, special="nan")
+    with pytest.raises(TypeError, match="exponent_bits must be an int, got '4'"):
+        exmy("4", 3)
+    for bias in ("7", 7.0, True):
+        with pytest.raises(TypeError, match=f"FloatFormat bias must be an int, got {bias!r}"):
+            exmy(4, 3, bias=bias)
+    for field, value in (("signed", "no"), ("has_zero", 1)):
+        with pytest.raises(TypeError, match=f"FloatFormat {field} must be a bool, got {value!r}"):
+            FloatFormat("F", 4, 3, 7, **{field: value})
+    with pytest.raises(TypeError, match="FloatFormat name must be a str, got 43"):
+        FloatFormat(43, 4, 3, 7)
+    for bits in (0, 9, 4.0):
+        with pytest.raises(ValueError, match=f"bits must be an int in 1..8, got {bits!r}"):
+            fpx.IntFormat("I", bits, True)
+    with pytest.raises(TypeError, match="IntFormat signed must be a bool, got 'no'"):
+        fpx.IntFormat("I", 4, "no")
+    with pytest.raises(TypeError, match="IntFormat name must be a str, got 4"):
+        fpx.IntFormat(4, 4, True)
+    # Valid fields still build, equal to the named formats.
+    assert exmy(4, 3, bias=8).bias == 8 and fpx.IntFormat("INT4", 4, True) == fpx.INT4
+    assert FloatFormat("E4M3", 4, 3, 7, special="fn") == E4M3
+
+
 # ---- packed storage ----------------------------------------------------------------------------
 @pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 8, 13])
 def test_fp6_storage(n):
