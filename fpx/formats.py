@@ -27,6 +27,11 @@ from dataclasses import dataclass
 SPECIALS = ("ieee", "fn", "finite")
 
 
+def _is_int(value) -> bool:
+    """Whether ``value`` is an int and not a bool (``True`` is an int to Python, never a count here)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check_field_types(fmt, ints: tuple[str, ...], bools: tuple[str, ...]) -> None:
     """A format's name is a str, its ``ints`` fields ints and its ``bools`` fields bools:
     a string bias or a truthy ``signed="no"`` would otherwise build a format that fails (or
@@ -36,7 +41,7 @@ def _check_field_types(fmt, ints: tuple[str, ...], bools: tuple[str, ...]) -> No
         raise TypeError(f"{kind} name must be a str, got {fmt.name!r}")
     for field in ints:
         value = getattr(fmt, field)
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not _is_int(value):
             raise TypeError(f"{kind} {field} must be an int, got {value!r}")
     for field in bools:
         value = getattr(fmt, field)
@@ -177,7 +182,7 @@ def exmy(exponent_bits: int, mantissa_bits: int, *, special: str = "finite", bia
     448.0
     """
     for name, value in (("exponent_bits", exponent_bits), ("mantissa_bits", mantissa_bits)):
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not _is_int(value):
             raise TypeError(f"{name} must be an int, got {value!r}")
     if bias is None:
         bias = (1 << (exponent_bits - 1)) - 1 if exponent_bits >= 1 else 0
@@ -211,7 +216,7 @@ class IntFormat:
 
     def __post_init__(self):
         _check_field_types(self, ints=(), bools=("signed",))
-        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 1 <= self.bits <= 8:
+        if not _is_int(self.bits) or not 1 <= self.bits <= 8:
             raise ValueError(f"bits must be an int in 1..8, got {self.bits!r}")
 
     @property

@@ -73,7 +73,8 @@ from .fields import (
     _int_field_values,
     _uint_values_plus_two_pow_23,
 )
-from .formats import E2M1, E2M3, E3M2, E4M3, E5M2, INT1, INT2, INT3, INT4, INT5, INT6, INT7, INT8, UINT4, FloatFormat, IntFormat
+from .formats import E2M1, E2M3, E3M2, E4M3, E5M2, INT1, INT2, INT3, INT4, INT5, INT6, INT7, INT8, UINT4
+from .formats import FloatFormat, IntFormat, _is_int
 from .quantize import _dequantize_grid, _grid_affine, quantize
 from .tuning import cold_cache_tuning  # noqa: F401  (fpx.nn.cold_cache_tuning)
 from .tuning import marked_decodes_apart_here
@@ -384,7 +385,7 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
     if not isinstance(fmt, (IntFormat, FloatFormat)):
         raise TypeError(f"fmt must be an fpx format such as fpx.INT4 or fpx.E2M1, got {fmt!r}")
     for name, features in (("out_features", out_features), ("in_features", in_features)):
-        if isinstance(features, bool) or not isinstance(features, int) or features < 0:
+        if not _is_int(features) or features < 0:
             raise ValueError(f"{name} must be a non-negative int, got {features!r}")
     if x_dtype is not None and not isinstance(x_dtype, torch.dtype):
         raise TypeError(f"x_dtype must be a torch.dtype or None, got {x_dtype!r}")
@@ -457,7 +458,7 @@ def planar_group(bits: int) -> int:
     >>> [planar_group(bits) for bits in range(1, 9)]
     [8, 4, 8, 2, 8, 8, 8, 1]
     """
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
+    if not _is_int(bits) or not 1 <= bits <= 8:
         raise ValueError(f"bits must be an int from 1 to 8, got {bits!r}")
     return 8 // bits if 8 % bits == 0 else 8
 
@@ -502,9 +503,7 @@ class LowBitLinear(nn.Module):
     ):
         super().__init__()
         _check_config(in_features, out_features, fmt, group_size, block, scale_dtype)
-        if gemv_max_rows is not None and (
-            isinstance(gemv_max_rows, bool) or not isinstance(gemv_max_rows, int) or gemv_max_rows < 0
-        ):
+        if gemv_max_rows is not None and (not _is_int(gemv_max_rows) or gemv_max_rows < 0):
             raise ValueError(f"gemv_max_rows must be None or a non-negative int, got {gemv_max_rows!r}")
         if block == "mx":
             group_size = 32 if group_size is None else group_size
@@ -1797,7 +1796,7 @@ def _human(nbytes: int) -> str:
 
 def _check_config(in_features, out_features, fmt, group_size, block, scale_dtype) -> None:
     for name, value in (("in_features", in_features), ("out_features", out_features)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        if not _is_int(value) or value <= 0:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if not isinstance(fmt, (IntFormat, FloatFormat)):
         raise TypeError(f"fmt must be an fpx format such as fpx.INT4 or fpx.E2M1, got {fmt!r}")
@@ -1812,7 +1811,7 @@ def _check_config(in_features, out_features, fmt, group_size, block, scale_dtype
     if in_features % 8:
         raise ValueError(f"in_features must be a multiple of 8 for the packed layout, got {in_features}")
     if group_size is not None:
-        if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size <= 0:
+        if not _is_int(group_size) or group_size <= 0:
             raise ValueError(f"group_size must be a positive int or None, got {group_size!r}")
         if in_features % group_size:
             raise ValueError(f"group_size={group_size} does not divide in_features={in_features}")

@@ -66,7 +66,7 @@ import torch
 import bitpack
 
 from .convert import _constant_format, _decode_int, decode, encode, mx_scale_exponent, round_to
-from .formats import E8M0, FloatFormat, IntFormat
+from .formats import E8M0, FloatFormat, IntFormat, _is_int
 
 BLOCKS = (None, "mx")
 MX_BLOCK_SIZE = 32
@@ -546,7 +546,7 @@ def _check_x_and_fmt(x, fmt, block):
 def _normalize_axis(axis, ndim: int) -> int:
     if torch.compiler.is_compiling():
         return axis % ndim
-    if isinstance(axis, bool) or not isinstance(axis, int):
+    if not _is_int(axis):
         raise TypeError(f"axis must be an int or None, got {axis!r}")
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis={axis} is out of range for a tensor with {ndim} dimensions")
@@ -554,7 +554,7 @@ def _normalize_axis(axis, ndim: int) -> int:
 
 
 def _check_group_size(group_size, length: int, axis: int) -> None:
-    if isinstance(group_size, bool) or not isinstance(group_size, int):
+    if not _is_int(group_size):
         raise TypeError(f"group_size must be an int or None, got {group_size!r}")
     if group_size < 1:
         raise ValueError(f"group_size must be positive, got group_size={group_size}")
