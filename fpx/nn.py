@@ -74,6 +74,7 @@ from .fields import (
     _uint_values_plus_two_pow_23,
 )
 from .formats import E2M1, E2M3, E3M2, E4M3, E5M2, INT1, INT2, INT3, INT4, INT5, INT6, INT7, INT8, UINT4
+from . import formats
 from .formats import FloatFormat, IntFormat, _is_int
 from .quantize import _dequantize_grid, _grid_affine, quantize
 from .tuning import cold_cache_tuning  # noqa: F401  (fpx.nn.cold_cache_tuning)
@@ -467,6 +468,25 @@ def _format_name(fmt) -> str:
     return fmt.name
 
 
+def _format_fields(fmt) -> str:
+    """What decides a format's values, as a string for a state dict: a name does not, as
+    ``fpx.exmy(4, 3)`` (no NaN) and ``fpx.E4M3`` (NaN at 0x7F) are both named E4M3.
+
+    >>> import fpx
+    >>> _format_fields(fpx.E4M3), _format_fields(fpx.exmy(4, 3)), _format_fields(fpx.UINT4)
+    ('E4M3 bias 7 fn', 'E4M3 bias 7 finite', 'UINT4')
+    """
+    if isinstance(fmt, FloatFormat):
+        return f"E{fmt.exponent_bits}M{fmt.mantissa_bits} bias {fmt.bias} {fmt.special}"
+    return f"{'INT' if fmt.signed else 'UINT'}{fmt.bits}"
+
+
+def _named_format(name):
+    """fpx's own format of that name (fpx.E4M3, fpx.INT4, ...), or None."""
+    fmt = getattr(formats, name, None) if isinstance(name, str) and name.isidentifier() else None
+    return fmt if isinstance(fmt, (IntFormat, FloatFormat)) else None
+
+
 class LowBitLinear(nn.Module):
     """``y = x @ W.T + b`` with W stored as packed low-bit codes and scales (weight-only quantization).
 
@@ -482,8 +502,10 @@ class LowBitLinear(nn.Module):
     Activations may be float32, bfloat16 or float16 with any leading batch dims; the output
     has x's dtype. Scales are stored in ``scale_dtype`` (bf16, fp16 or fp32); ``.to(dtype)``
     converts scales and bias, never the codes. The state dict holds ``packed`` (uint8),
-    ``scale``, ``zero_point`` (UINT formats), ``bias`` and the format/shape/group size as extra
-    state; loading a state dict made for another format, shape or group size raises ValueError.
+    ``scale``, ``zero_point`` (UINT formats), ``bias`` and the format (its name and fields:
+    exponent and mantissa bits, bias, special values)/shape/group size as extra state; loading
+    a state dict made for another format, shape or group size raises ValueError, also for a
+    format of the same name and other values (``fpx.exmy(4, 3)`` has no NaN, ``fpx.E4M3`` has).
 
     Constraints (ValueError otherwise): ``in_features`` a multiple of 8 and of ``group_size``.
     """
@@ -1042,6 +1064,7 @@ class LowBitLinear(nn.Module):
     def _config(self) -> dict:
         return {
             "fmt": _format_name(self.fmt),
+            "fmt_fields": _format_fields(self.fmt),
             "bits": self.fmt.bits,
             "in_features": self.in_features,
             "out_features": self.out_features,
@@ -1054,6 +1077,9 @@ class LowBitLinear(nn.Module):
 
     def set_extra_state(self, state) -> None:
         mine = self._config()
+        if isinstance(state, dict) and "fmt_fields" not in state and _named_format(state.get("fmt")) is not None:
+            # Saved before the fields were recorded: the name then meant fpx's format of that name.
+            state = state | {"fmt_fields": _format_fields(_named_format(state["fmt"]))}
         if not isinstance(state, dict) or state != mine:
             raise ValueError(f"this state dict was saved for a LowBitLinear with {state}, but this layer is {mine}")
 

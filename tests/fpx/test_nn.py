@@ -169,6 +169,36 @@ def test_loading_a_state_dict_of_another_configuration_is_an_error(other):
         layer.load_state_dict(state)
 
 
+
+@pytest.mark.parametrize("saved, other", [
+    (fpx.exmy(4, 3), fpx.E4M3),  # both named E4M3: no NaN / NaN at 0x7F (480 against NaN)
+    (fpx.E5M2, fpx.exmy(5, 2)),  # both named E5M2: inf and NaN / every code finite
+    (fpx.E3M2, fpx.exmy(3, 2, bias=2)),  # another bias: every value doubled
+], ids=["E4M3-finite-fn", "E5M2-ieee-finite", "E3M2-bias"])
+def test_a_state_dict_of_a_format_of_the_same_name_and_other_values_is_an_error(saved, other):
+    """The state records the format's fields, not only its name: loading it into a layer of a
+    namesake format would decode every code differently, silently."""
+    assert saved.name == other.name and saved != other
+    state = LowBitLinear.from_linear(make_linear(), saved, group_size=64).state_dict()
+    layer = LowBitLinear(256, 48, other, group_size=64)
+    with pytest.raises(ValueError, match="saved for a LowBitLinear with"):
+        layer.load_state_dict(state)
+    LowBitLinear(256, 48, saved, group_size=64).load_state_dict(state)  # its own format loads
+
+
+def test_a_state_dict_saved_without_format_fields_loads_into_the_named_format():
+    """State dicts saved before the fields were recorded name fpx's own format: they load into
+    a layer of that format, and not into a namesake of other fields."""
+    layer = LowBitLinear.from_linear(make_linear(), fpx.E4M3, group_size=64)
+    state = layer.state_dict()
+    old = {key: value for key, value in state["_extra_state"].items() if key != "fmt_fields"}
+    state["_extra_state"] = old
+    fresh = LowBitLinear(256, 48, fpx.E4M3, group_size=64, scale_dtype=torch.float32)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.packed, layer.packed) and torch.equal(fresh.scale, layer.scale)
+    with pytest.raises(ValueError, match="saved for a LowBitLinear with"):
+        LowBitLinear(256, 48, fpx.exmy(4, 3), group_size=64).load_state_dict(state)
+
 def test_repr_shows_format_group_and_memory():
     layer = LowBitLinear.from_linear(make_linear(k=1024, n=1024), fpx.INT4, group_size=128, scale_dtype=torch.bfloat16)
     text = repr(layer)
