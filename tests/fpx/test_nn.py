@@ -169,7 +169,6 @@ def test_loading_a_state_dict_of_another_configuration_is_an_error(other):
         layer.load_state_dict(state)
 
 
-
 @pytest.mark.parametrize("saved, other", [
     (fpx.exmy(4, 3), fpx.E4M3),  # both named E4M3: no NaN / NaN at 0x7F (480 against NaN)
     (fpx.E5M2, fpx.exmy(5, 2)),  # both named E5M2: inf and NaN / every code finite
@@ -198,6 +197,7 @@ def test_a_state_dict_saved_without_format_fields_loads_into_the_named_format():
     assert torch.equal(fresh.packed, layer.packed) and torch.equal(fresh.scale, layer.scale)
     with pytest.raises(ValueError, match="saved for a LowBitLinear with"):
         LowBitLinear(256, 48, fpx.exmy(4, 3), group_size=64).load_state_dict(state)
+
 
 def test_repr_shows_format_group_and_memory():
     layer = LowBitLinear.from_linear(make_linear(k=1024, n=1024), fpx.INT4, group_size=128, scale_dtype=torch.bfloat16)
@@ -585,6 +585,27 @@ def test_codes_by_groups_but_the_4_bit_ones_take_the_template_from_four_rows_wit
         limit("cuda", fpx.INT2, out_features=many, x_dtype="bfloat16")
 
 
+def test_8_plane_codes_by_groups_take_the_template_from_four_rows_with_float16_x():
+    """INT1, INT3, INT5-7, E3M2 and E2M3 (8 planes) and INT2 without an MX block: 3 rows on
+    CUDA with float16 x and 4096 (8 planes) or 8192 (INT2) or more output features (measured on
+    an H200); INT8 and the 4-bit codes keep 4 with float16 x (losses), as do fewer output
+    features and MX blocks."""
+    limit = fpx.nn.default_gemv_max_rows
+    many = fpx.nn.FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
+    f16 = torch.float16
+    for fmt in (fpx.INT1, fpx.INT2, fpx.INT3, fpx.INT5, fpx.INT6, fpx.INT7, fpx.E3M2, fpx.E2M3):
+        # The 8-plane formats from 4096 output features, INT2 from 8192.
+        least = many if fmt == fpx.INT2 else fpx.nn.EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
+        assert limit("cuda", fmt, out_features=least, x_dtype=f16) == 3, fmt
+        assert limit("cuda", fmt, out_features=many, x_dtype=f16) == 3, fmt
+        assert limit("cuda", fmt, out_features=least - 1, x_dtype=f16) == 4, fmt
+        assert limit("cuda", fmt, block="mx", out_features=many, x_dtype=f16) == 4, fmt
+        assert limit("cuda", fmt, static_rows=False, out_features=many, x_dtype=f16) == 2, fmt
+        # CPU's own rule (4 for FP6 whatever x's dtype; 16 for the others with float16 x).
+        assert limit("cpu", fmt, out_features=many, x_dtype=f16) == (4 if fmt in (fpx.E3M2, fpx.E2M3) else 16), fmt
+    for fmt in (fpx.INT8, fpx.INT4, fpx.UINT4, fpx.E2M1, fpx.UINT8):
+        assert limit("cuda", fmt, out_features=many, x_dtype=f16) == 4, fmt
+        assert limit("cuda", fmt, out_features=many, in_features=28672, x_dtype=f16) == 4, fmt
 
 
 def test_compile_options_take_a_device_and_refuse_anything_else_by_name():
@@ -599,6 +620,7 @@ def test_compile_options_take_a_device_and_refuse_anything_else_by_name():
             fpx.nn.compile_options(device)
     with pytest.raises(ValueError, match="device must name a device.*got 'gpu'"):
         fpx.nn.compile_options("gpu")
+
 
 def test_row_limit_rejects_a_format_that_is_not_an_fpx_format():
     """On either device (the device, feature and dtype checks: the tests below and above)."""

@@ -319,6 +319,7 @@ def compiled_cuda_template_forward(fmt, kwargs, **forward):
     assert "triton_tem_" in source and "r0_numel" not in source, source
     return source
 
+
 # Per-channel E4M3, E5M2 and INT8 with 8192 output features leave the reductions after 2 rows
 # (fpx.nn.CHANNEL_SCALED_TEMPLATE_MIN_OUT_FEATURES; H200, 8192 x 8192, 3 rows: E4M3 42.7 us
 # reduced, 26.5 in the template; INT8 36.7, 31.9): at 3 rows the decode, torch's float8 cast
