@@ -74,8 +74,7 @@ from .fields import (
     _uint_values_plus_two_pow_23,
 )
 from .formats import E2M1, E2M3, E3M2, E4M3, E5M2, INT1, INT2, INT3, INT4, INT5, INT6, INT7, INT8, UINT4
-from . import formats
-from .formats import FloatFormat, IntFormat, _is_int
+from .formats import FLOAT_FORMATS, INT_FORMATS, UINT_FORMATS, FloatFormat, IntFormat, _is_int
 from .quantize import _dequantize_grid, _grid_affine, quantize
 from .tuning import cold_cache_tuning  # noqa: F401  (fpx.nn.cold_cache_tuning)
 from .tuning import marked_decodes_apart_here
@@ -383,8 +382,7 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
     """
     if not isinstance(device_type, str) or ":" in device_type:
         raise ValueError(f"device_type must be a device type such as 'cuda' or 'cpu' (no index), got {device_type!r}")
-    if not isinstance(fmt, (IntFormat, FloatFormat)):
-        raise TypeError(f"fmt must be an fpx format such as fpx.INT4 or fpx.E2M1, got {fmt!r}")
+    _check_format(fmt)
     for name, features in (("out_features", out_features), ("in_features", in_features)):
         if not _is_int(features) or features < 0:
             raise ValueError(f"{name} must be a non-negative int, got {features!r}")
@@ -481,10 +479,8 @@ def _format_fields(fmt) -> str:
     return f"{'INT' if fmt.signed else 'UINT'}{fmt.bits}"
 
 
-def _named_format(name):
-    """fpx's own format of that name (fpx.E4M3, fpx.INT4, ...), or None."""
-    fmt = getattr(formats, name, None) if isinstance(name, str) and name.isidentifier() else None
-    return fmt if isinstance(fmt, (IntFormat, FloatFormat)) else None
+# fpx's own element formats by name (the formats a state dict saved before ``fmt_fields`` named).
+_FORMATS_BY_NAME = {fmt.name: fmt for fmt in (*FLOAT_FORMATS, *INT_FORMATS, *UINT_FORMATS)}
 
 
 class LowBitLinear(nn.Module):
@@ -1077,9 +1073,11 @@ class LowBitLinear(nn.Module):
 
     def set_extra_state(self, state) -> None:
         mine = self._config()
-        if isinstance(state, dict) and "fmt_fields" not in state and _named_format(state.get("fmt")) is not None:
+        name = state.get("fmt") if isinstance(state, dict) else None
+        named = _FORMATS_BY_NAME.get(name) if isinstance(name, str) else None
+        if named is not None and "fmt_fields" not in state:
             # Saved before the fields were recorded: the name then meant fpx's format of that name.
-            state = state | {"fmt_fields": _format_fields(_named_format(state["fmt"]))}
+            state = state | {"fmt_fields": _format_fields(named)}
         if not isinstance(state, dict) or state != mine:
             raise ValueError(f"this state dict was saved for a LowBitLinear with {state}, but this layer is {mine}")
 
@@ -1820,12 +1818,16 @@ def _human(nbytes: int) -> str:
     raise AssertionError
 
 
+def _check_format(fmt) -> None:
+    if not isinstance(fmt, (IntFormat, FloatFormat)):
+        raise TypeError(f"fmt must be an fpx format such as fpx.INT4 or fpx.E2M1, got {fmt!r}")
+
+
 def _check_config(in_features, out_features, fmt, group_size, block, scale_dtype) -> None:
     for name, value in (("in_features", in_features), ("out_features", out_features)):
         if not _is_int(value) or value <= 0:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not isinstance(fmt, (IntFormat, FloatFormat)):
-        raise TypeError(f"fmt must be an fpx format such as fpx.INT4 or fpx.E2M1, got {fmt!r}")
+    _check_format(fmt)
     if isinstance(fmt, FloatFormat) and (not fmt.signed or not fmt.has_zero):
         raise ValueError(f"fmt={fmt!r} is a scale format; use a signed element format such as fpx.E2M1")
     if block not in (None, "mx"):
