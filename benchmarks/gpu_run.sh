@@ -157,7 +157,9 @@
 #         {"max_fusion_size": 128} (CPU's fusion log with CUDA's graph: 40 fusions refused as
 #         "exceeds max fusion" at the default 64, none at 128), and the template. Does the
 #         option merge the 4-6 kernels, and does either beat the template there? About 8
-#         minutes.
+#         minutes (a fresh machine: about 4 per grid). Forty-seventh session: no merge (the same
+#         kernels and times); the template wins at 2048 x 2048 (INT1 14.8 -> 8.6 us), loses at
+#         2048 x 8192: fpx.nn.EIGHT_PLANE_FOUR_ROW_SHORT_ROW_* since.
 #   weight-blocks: past the template, the weight decoded by blocks of output rows into one
 #         reused buffer, each block by cuBLAS (CPU's route): WB_COUNTS (1 4 8 16 blocks),
 #         WB_FORMATS, WB_MS (64,128). Is a block still in L2 when its matmul reads it?

@@ -215,6 +215,10 @@ FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES = 8192
 # output features (H200, forty-sixth session, 4096 x 4096 and 4096 x 14336: the numbers in
 # default_gemv_max_rows's docstring). INT2 and INT8 keep 8192: their reductions win at 4096.
 EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES = 4096
+# And from this many output features where the rows are this short or shorter (H200, forty-seventh
+# session: at 2048 x 2048 the template won, at 2048 x 8192 the reductions).
+EIGHT_PLANE_FOUR_ROW_SHORT_ROW_MIN_OUT_FEATURES = 2048
+EIGHT_PLANE_FOUR_ROW_SHORT_ROW_MAX_IN_FEATURES = 2048
 
 # With float16 x the 8-plane formats (3, 5, 6, 7 bits and INT1) and INT2 do (H200, forty-second
 # and forty-third sessions; INT2 loses 3% at 8192 x 8192 and wins 5-11% at 14336 x 4096 and
@@ -334,7 +338,17 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
       4096: INT3 22.2 / 20.1, E3M2 27.2 / 22.1, INT1 24.4 / 17.5. At M = 3 the reductions win
       (bfloat16 x, 4096 x 4096: INT3 17.3 / 19.8, E3M2 16.4 / 22.7; 4096 x 14336 43.8 / 61.2,
       47.1 / 69.6), and INT1 splits (20.9 / 17.4; 46.4 / 54.7): 3 rows stay with the
-      reductions. Fewer output features are unmeasured and keep 4.
+      reductions.
+    - CUDA, the same 8-plane formats and x dtypes from
+      ``EIGHT_PLANE_FOUR_ROW_SHORT_ROW_MIN_OUT_FEATURES`` (2048) output features where the
+      layer has 1 to ``EIGHT_PLANE_FOUR_ROW_SHORT_ROW_MAX_IN_FEATURES`` (2048) input features:
+      3 as well. Measured on an H200 (torch 2.11, by 128, 2026-12-04, bfloat16 x, each route's
+      cases side by side in one grid), reductions / template at M = 4 in us: 2048 x 2048 INT3
+      10.5 / 9.2, E3M2 15.0 / 11.6, INT1 14.8 / 8.6; with longer rows the reductions win,
+      2048 x 8192 INT3 23.6 / 32.1, E3M2 29.5 / 36.7, INT1 25.8 / 28.2. Inductor's
+      ``max_fusion_size`` at 128 (default 64) changed neither the reductions' kernels (4, 6,
+      6) nor their times (10.9, 14.9, 13.5 at 2048 x 2048). float16 x follows bfloat16 here,
+      as it did at 4096 x 4096; fewer output features are unmeasured and keep 4.
     - CUDA, ``LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS`` (INT4, UINT4) by groups (no MX block, no
       per-channel scales on the product), bfloat16 x, at least
       ``FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES`` output and
@@ -406,8 +420,12 @@ def default_gemv_max_rows(device_type: str, fmt, static_rows: bool = True, block
     if block is None:
         four_row_formats = {torch.bfloat16: FOUR_ROW_TEMPLATE_FORMATS,
                             torch.float16: FLOAT16_FOUR_ROW_TEMPLATE_FORMATS}.get(x_dtype, ())
-        least_out_features = (EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES if planar_group(fmt.bits) == 8
-                              else FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES)
+        if planar_group(fmt.bits) != 8:
+            least_out_features = FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
+        elif 0 < in_features <= EIGHT_PLANE_FOUR_ROW_SHORT_ROW_MAX_IN_FEATURES:
+            least_out_features = EIGHT_PLANE_FOUR_ROW_SHORT_ROW_MIN_OUT_FEATURES
+        else:
+            least_out_features = EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
         if fmt in four_row_formats and out_features >= least_out_features:
             return 3
         if (x_dtype == torch.bfloat16 and fmt in LONG_ROW_FOUR_ROW_TEMPLATE_FORMATS and not channel_scales_on_product

@@ -571,6 +571,7 @@ def test_codes_by_groups_but_the_4_bit_ones_take_the_template_from_four_rows_wit
         assert limit("cuda", fmt, out_features=many, x_dtype=bf16) == 3, fmt
         assert limit("cuda", fmt, out_features=28672, x_dtype=bf16) == 3, fmt
         assert limit("cuda", fmt, out_features=least - 1, x_dtype=bf16) == 4, fmt
+        assert limit("cuda", fmt, out_features=least - 1, in_features=4096, x_dtype=bf16) == 4, fmt
         assert limit("cuda", fmt, block="mx", out_features=many, x_dtype=bf16) == 4, fmt
         for other in (torch.float32, None):
             assert limit("cuda", fmt, out_features=many, x_dtype=other) == 4, (fmt, other)
@@ -599,6 +600,7 @@ def test_8_plane_codes_by_groups_take_the_template_from_four_rows_with_float16_x
         assert limit("cuda", fmt, out_features=least, x_dtype=f16) == 3, fmt
         assert limit("cuda", fmt, out_features=many, x_dtype=f16) == 3, fmt
         assert limit("cuda", fmt, out_features=least - 1, x_dtype=f16) == 4, fmt
+        assert limit("cuda", fmt, out_features=least - 1, in_features=4096, x_dtype=f16) == 4, fmt
         assert limit("cuda", fmt, block="mx", out_features=many, x_dtype=f16) == 4, fmt
         assert limit("cuda", fmt, static_rows=False, out_features=many, x_dtype=f16) == 2, fmt
         # CPU's own rule (4 for FP6 whatever x's dtype; 16 for the others with float16 x).
@@ -606,6 +608,30 @@ def test_8_plane_codes_by_groups_take_the_template_from_four_rows_with_float16_x
     for fmt in (fpx.INT8, fpx.INT4, fpx.UINT4, fpx.E2M1, fpx.UINT8):
         assert limit("cuda", fmt, out_features=many, x_dtype=f16) == 4, fmt
         assert limit("cuda", fmt, out_features=many, in_features=28672, x_dtype=f16) == 4, fmt
+
+
+def test_8_plane_codes_with_short_rows_take_the_template_from_four_rows_from_2048_outputs():
+    """The 8-plane codes (INT1, INT3, INT5-7, E3M2, E2M3) by groups: 3 rows on CUDA with
+    bfloat16 or float16 x from 2048 output features where the layer has at most 2048 input
+    features (the template won at 2048 x 2048 on an H200, the reductions at 2048 x 8192);
+    longer rows, fewer outputs, INT2 / INT8, MX blocks and float32 x keep 4."""
+    limit = fpx.nn.default_gemv_max_rows
+    least = fpx.nn.EIGHT_PLANE_FOUR_ROW_SHORT_ROW_MIN_OUT_FEATURES
+    longest = fpx.nn.EIGHT_PLANE_FOUR_ROW_SHORT_ROW_MAX_IN_FEATURES
+    assert (least, longest) == (2048, 2048)
+    for dtype in (torch.bfloat16, torch.float16):
+        for fmt in (fpx.INT1, fpx.INT3, fpx.INT5, fpx.INT6, fpx.INT7, fpx.E3M2, fpx.E2M3):
+            for k in (8, 1024, longest):
+                assert limit("cuda", fmt, out_features=least, in_features=k, x_dtype=dtype) == 3, (fmt, dtype, k)
+            assert limit("cuda", fmt, out_features=least, in_features=longest + 8, x_dtype=dtype) == 4, (fmt, dtype)
+            assert limit("cuda", fmt, out_features=least, in_features=8192, x_dtype=dtype) == 4, (fmt, dtype)
+            assert limit("cuda", fmt, out_features=least - 1, in_features=longest, x_dtype=dtype) == 4, (fmt, dtype)
+            assert limit("cuda", fmt, out_features=least, x_dtype=dtype) == 4, (fmt, dtype)  # rows unknown
+            assert limit("cuda", fmt, block="mx", out_features=least, in_features=longest, x_dtype=dtype) == 4, fmt
+        for fmt in (fpx.INT2, fpx.INT8, fpx.INT4, fpx.E2M1):
+            assert limit("cuda", fmt, out_features=least, in_features=longest, x_dtype=dtype) == 4, (fmt, dtype)
+    assert limit("cuda", fpx.INT3, out_features=least, in_features=longest, x_dtype=torch.float32) == 4
+    assert limit("cpu", fpx.INT3, out_features=least, in_features=longest, x_dtype=torch.bfloat16) == 7
 
 
 def test_compile_options_take_a_device_and_refuse_anything_else_by_name():

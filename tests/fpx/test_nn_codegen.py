@@ -375,13 +375,19 @@ def test_cuda_forward_by_groups_with_float16_x_at_4_rows_takes_the_fused_templat
 
 # The 8-plane codes from 4096 output features (fpx.nn.EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES;
 # H200, 4096 x 4096 by 128, 4 rows: INT1 26.7 us reduced in six kernels, 17.5 in the template with
-# bfloat16 x; E3M2 27.2, 22.1 with float16 x): the same fused template, no weight written.
+# bfloat16 x; E3M2 27.2, 22.1 with float16 x), and from 2048 with at most 2048 input features
+# (EIGHT_PLANE_FOUR_ROW_SHORT_ROW_*; 2048 x 2048: INT3 10.5, 9.2): the same fused template, no
+# weight written.
 @pytest.mark.cuda
-@pytest.mark.parametrize("fmt, dtype", [(fpx.INT1, torch.bfloat16), (fpx.E3M2, torch.float16)], ids=["INT1", "E3M2"])
-def test_cuda_8_plane_forward_with_4096_outputs_at_4_rows_takes_the_fused_template(fmt, dtype):
-    n = fpx.nn.EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES
-    assert fpx.nn.default_gemv_max_rows("cuda", fmt, out_features=n, x_dtype=dtype) == 3
-    compiled_cuda_template_forward(fmt, {"group_size": 128}, n=n, k=2048, rows=4, dtype=dtype)
+@pytest.mark.parametrize("fmt, dtype, n", [
+    (fpx.INT1, torch.bfloat16, fpx.nn.EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES),
+    (fpx.E3M2, torch.float16, fpx.nn.EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES),
+    (fpx.INT3, torch.bfloat16, fpx.nn.EIGHT_PLANE_FOUR_ROW_SHORT_ROW_MIN_OUT_FEATURES),
+], ids=["INT1-4096", "E3M2-4096", "INT3-2048"])
+def test_cuda_8_plane_forward_with_4096_outputs_at_4_rows_takes_the_fused_template(fmt, dtype, n):
+    k = 2048
+    assert fpx.nn.default_gemv_max_rows("cuda", fmt, out_features=n, in_features=k, x_dtype=dtype) == 3
+    compiled_cuda_template_forward(fmt, {"group_size": 128}, n=n, k=k, rows=4, dtype=dtype)
 
 
 # INT4 and UINT4 by groups with long rows as well (fpx.nn.LONG_ROW_FOUR_ROW_TEMPLATE_MIN_IN_FEATURES;
