@@ -18,6 +18,14 @@ E8M0        127   2^127 (0xFE)       2^-127      -             none   0xFF      
 (448.0, 0.015625, 0.001953125, 8)
 >>> exmy(3, 4).name, exmy(3, 4).max
 ('E3M4', 31.0)
+
+A format built by :func:`exmy` with the fields of a named one is that format; other fields give
+it another name, so that no two formats of different values share one:
+
+>>> exmy(4, 3, special="fn") == E4M3, exmy(4, 3).name, exmy(3, 2, bias=2).name
+(True, 'E4M3_finite', 'E3M2_bias2')
+>>> exmy(4, 3)
+fpx.exmy(4, 3)
 """
 
 from __future__ import annotations
@@ -167,7 +175,33 @@ class FloatFormat:
         return (self.max_code >> self.mantissa_bits) - self.bias
 
     def __repr__(self) -> str:
-        return f"fpx.{self.name}"
+        """``fpx.E4M3`` for fpx's own formats, else the call that builds it (``fpx.exmy(...)``
+        or ``fpx.FloatFormat(...)``): a repr never names a module attribute that is not there."""
+        if any(self == named for named in _NAMED_FLOATS.values()):
+            return f"fpx.{self.name}"
+        if self.signed and self.has_zero and self.name == _exmy_name(self.exponent_bits, self.mantissa_bits,
+                                                                     self.special, self.bias):
+            keywords = "".join([f", special={self.special!r}" if self.special != "finite" else "",
+                                f", bias={self.bias}" if self.bias != _default_bias(self.exponent_bits) else ""])
+            return f"fpx.exmy({self.exponent_bits}, {self.mantissa_bits}{keywords})"
+        return (f"fpx.FloatFormat({self.name!r}, {self.exponent_bits}, {self.mantissa_bits}, {self.bias}, "
+                f"special={self.special!r}, signed={self.signed}, has_zero={self.has_zero})")
+
+
+def _default_bias(exponent_bits: int) -> int:
+    """2^(e-1) - 1, IEEE's bias for e exponent bits (0 for an e that no format has: the fields'
+    own check names it)."""
+    return (1 << (exponent_bits - 1)) - 1 if exponent_bits >= 1 else 0
+
+
+def _exmy_name(exponent_bits: int, mantissa_bits: int, special: str, bias: int) -> str:
+    """``E{e}M{m}``, the name of fpx's format of those fields (E4M3, E5M2, ...) or of the default
+    (no inf or NaN, bias 2^(e-1) - 1); ``_{special}`` and ``_bias{bias}`` appended where they
+    differ from it."""
+    bare = f"E{exponent_bits}M{mantissa_bits}"
+    named = _NAMED_FLOATS.get(bare)
+    usual_special, usual_bias = (named.special, named.bias) if named else ("finite", _default_bias(exponent_bits))
+    return "".join([bare, f"_{special}" if special != usual_special else "", f"_bias{bias}" if bias != usual_bias else ""])
 
 
 def exmy(exponent_bits: int, mantissa_bits: int, *, special: str = "finite", bias: int | None = None) -> FloatFormat:
@@ -175,20 +209,24 @@ def exmy(exponent_bits: int, mantissa_bits: int, *, special: str = "finite", bia
 
     ``bias`` defaults to 2**(e-1) - 1; ``special`` is "ieee" (inf and NaN, like E5M2),
     "fn" (NaN only, like E4M3) or "finite" (no inf, no NaN, like the MX FP6/FP4 formats).
+    Its name is ``E{e}M{m}`` where it is fpx's format of that name (or none exists and the
+    special values and bias are the defaults); else ``_{special}`` and ``_bias{bias}`` tell
+    it apart.
 
     >>> exmy(2, 1) == E2M1
     True
-    >>> exmy(4, 3, special="fn").max
-    448.0
+    >>> exmy(4, 3, special="fn").max, exmy(4, 3).max
+    (448.0, 480.0)
+    >>> exmy(5, 2).name, exmy(3, 4, special="ieee", bias=5).name
+    ('E5M2_finite', 'E3M4_ieee_bias5')
     """
     for name, value in (("exponent_bits", exponent_bits), ("mantissa_bits", mantissa_bits)):
         if not _is_int(value):
             raise TypeError(f"{name} must be an int, got {value!r}")
     if bias is None:
-        bias = (1 << (exponent_bits - 1)) - 1 if exponent_bits >= 1 else 0
-    canonical = {(4, 3, "fn"): "E4M3", (5, 2, "ieee"): "E5M2"}
-    name = f"E{exponent_bits}M{mantissa_bits}"
-    return FloatFormat(canonical.get((exponent_bits, mantissa_bits, special), name), exponent_bits, mantissa_bits, bias, special)
+        bias = _default_bias(exponent_bits)
+    name = _exmy_name(exponent_bits, mantissa_bits, special, bias)
+    return FloatFormat(name, exponent_bits, mantissa_bits, bias, special)
 
 
 E4M3 = FloatFormat("E4M3", 4, 3, 7, special="fn")
@@ -197,6 +235,7 @@ E3M2 = FloatFormat("E3M2", 3, 2, 3)
 E2M3 = FloatFormat("E2M3", 2, 3, 1)
 E2M1 = FloatFormat("E2M1", 2, 1, 1)
 E8M0 = FloatFormat("E8M0", 8, 0, 127, special="finite", signed=False, has_zero=False)
+_NAMED_FLOATS = {fmt.name: fmt for fmt in (E4M3, E5M2, E3M2, E2M3, E2M1, E8M0)}
 
 
 @dataclass(frozen=True)
@@ -228,7 +267,9 @@ class IntFormat:
         return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
 
     def __repr__(self) -> str:
-        return f"fpx.{self.name}"
+        if self.name == f"{'' if self.signed else 'U'}INT{self.bits}":
+            return f"fpx.{self.name}"
+        return f"fpx.IntFormat({self.name!r}, {self.bits}, {self.signed})"
 
 
 INT1, INT2, INT3, INT4, INT5, INT6, INT7, INT8 = (IntFormat(f"INT{b}", b, True) for b in range(1, 9))

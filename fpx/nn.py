@@ -485,8 +485,9 @@ def _format_name(fmt) -> str:
 
 
 def _format_fields(fmt) -> str:
-    """What decides a format's values, as a string for a state dict: a name does not, as
-    ``fpx.exmy(4, 3)`` (no NaN) and ``fpx.E4M3`` (NaN at 0x7F) are both named E4M3.
+    """What decides a format's values, as a string for a state dict: a name does not (a
+    ``FloatFormat`` may be given any name, and ``fpx.exmy(4, 3)``, no NaN, was named E4M3 as
+    ``fpx.E4M3``, NaN at 0x7F, until its name told them apart).
 
     >>> import fpx
     >>> _format_fields(fpx.E4M3), _format_fields(fpx.exmy(4, 3)), _format_fields(fpx.UINT4)
@@ -1096,6 +1097,10 @@ class LowBitLinear(nn.Module):
         if named is not None and "fmt_fields" not in state:
             # Saved before the fields were recorded: the name then meant fpx's format of that name.
             state = state | {"fmt_fields": _format_fields(named)}
+        if isinstance(state, dict) and "fmt_fields" in state:
+            # The fields decide the values; the name only shows them (fpx.exmy(4, 3) was named
+            # E4M3 before its name told it apart from fpx.E4M3).
+            state, mine = (dict(config, fmt=None) for config in (state, mine))
         if not isinstance(state, dict) or state != mine:
             raise ValueError(f"this state dict was saved for a LowBitLinear with {state}, but this layer is {mine}")
 

@@ -170,19 +170,40 @@ def test_loading_a_state_dict_of_another_configuration_is_an_error(other):
 
 
 @pytest.mark.parametrize("saved, other", [
-    (fpx.exmy(4, 3), fpx.E4M3),  # both named E4M3: no NaN / NaN at 0x7F (480 against NaN)
-    (fpx.E5M2, fpx.exmy(5, 2)),  # both named E5M2: inf and NaN / every code finite
+    (fpx.exmy(4, 3), fpx.E4M3),  # no NaN / NaN at 0x7F (480 against NaN)
+    (fpx.E5M2, fpx.exmy(5, 2)),  # inf and NaN / every code finite
     (fpx.E3M2, fpx.exmy(3, 2, bias=2)),  # another bias: every value doubled
 ], ids=["E4M3-finite-fn", "E5M2-ieee-finite", "E3M2-bias"])
-def test_a_state_dict_of_a_format_of_the_same_name_and_other_values_is_an_error(saved, other):
-    """The state records the format's fields, not only its name: loading it into a layer of a
-    namesake format would decode every code differently, silently."""
-    assert saved.name == other.name and saved != other
+def test_a_state_dict_of_a_format_of_the_same_bits_and_other_values_is_an_error(saved, other):
+    """The state records the format's fields: loading it into a layer of a format with the same
+    exponent and mantissa bits (the same packed shape) and other values would decode every code
+    differently, silently; even with the state's name changed to the layer's format's name."""
+    assert (saved.exponent_bits, saved.mantissa_bits) == (other.exponent_bits, other.mantissa_bits) and saved != other
     state = LowBitLinear.from_linear(make_linear(), saved, group_size=64).state_dict()
     layer = LowBitLinear(256, 48, other, group_size=64)
     with pytest.raises(ValueError, match="saved for a LowBitLinear with"):
         layer.load_state_dict(state)
+    renamed = dict(state, _extra_state=dict(state["_extra_state"], fmt=other.name))
+    with pytest.raises(ValueError, match="saved for a LowBitLinear with"):
+        layer.load_state_dict(renamed)
     LowBitLinear(256, 48, saved, group_size=64).load_state_dict(state)  # its own format loads
+
+
+def test_a_state_dict_loads_by_its_format_fields_whatever_the_name_it_recorded():
+    """fpx.exmy(4, 3) (no NaN) was named "E4M3" like fpx.E4M3 until its name told them apart: a
+    state saved then records that name and the fields "E4M3 bias 7 finite", and loads into an
+    exmy(4, 3) layer, whose weights it restores exactly, and into no fpx.E4M3 layer."""
+    fmt = fpx.exmy(4, 3)
+    assert fmt.name != fpx.E4M3.name
+    layer = LowBitLinear.from_linear(make_linear(), fmt, group_size=64)
+    state = layer.state_dict()
+    assert state["_extra_state"]["fmt_fields"] == "E4M3 bias 7 finite"
+    state["_extra_state"] = dict(state["_extra_state"], fmt="E4M3")
+    fresh = LowBitLinear(256, 48, fmt, group_size=64, scale_dtype=layer.scale.dtype)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.packed, layer.packed) and torch.equal(fresh.scale, layer.scale)
+    with pytest.raises(ValueError, match="saved for a LowBitLinear with"):
+        LowBitLinear(256, 48, fpx.E4M3, group_size=64).load_state_dict(state)
 
 
 def test_a_state_dict_saved_without_format_fields_loads_into_the_named_format():
