@@ -520,7 +520,8 @@ class LowBitLinear(nn.Module):
     ``scale``, ``zero_point`` (UINT formats), ``bias`` and the format (its name and fields:
     exponent and mantissa bits, bias, special values)/shape/group size as extra state; loading
     a state dict made for another format, shape or group size raises ValueError, also for a
-    format of the same name and other values (``fpx.exmy(4, 3)`` has no NaN, ``fpx.E4M3`` has).
+    format of the same bits and other values (``fpx.exmy(4, 3)`` has no NaN, ``fpx.E4M3`` has);
+    the format is matched by its fields, not its name.
 
     Constraints (ValueError otherwise): ``in_features`` a multiple of 8 and of ``group_size``.
     """
