@@ -88,18 +88,18 @@ def fake_quantize(
     axis, group_size = _check_arguments(x, fmt, axis, group_size, block, clip_search)
     if x.requires_grad and torch.is_grad_enabled():
         return _StraightThrough.apply(x, fmt, axis, group_size, block, clip_search)
-    out, _ = _fake_quantize_with_mask(x, fmt, axis, group_size, block, clip_search)
+    out, _ = _fake_quantize_with_mask(x, fmt, axis, group_size, block, clip_search, mask=False)
     return out
 
 
-def _fake_quantize_with_mask(x, fmt, axis, group_size, block, clip_search):
-    """(fake-quantized x in x's dtype, in-range mask shaped like x)."""
+def _fake_quantize_with_mask(x, fmt, axis, group_size, block, clip_search, *, mask: bool = True):
+    """(fake-quantized x in x's dtype, in-range mask shaped like x, or None for ``mask=False``)."""
     geometry = _Geometry(x.shape, axis, group_size)
     xg = x.to(_compute_dtype(x)).reshape(geometry.grouped_shape)
     scale, zero_point = _choose_scale(xg, fmt, geometry.group_dim, block, clip_search)
-    grid, in_range = _round_to_grid(xg * _reciprocal(scale), zero_point, fmt)
+    grid, in_range = _round_to_grid(xg * _reciprocal(scale), zero_point, fmt, mask=mask)
     out = _dequantize_grid(grid, scale, zero_point, fmt)
-    return _as_output(out, x), in_range.reshape(x.shape)
+    return _as_output(out, x), None if in_range is None else in_range.reshape(x.shape)
 
 
 def _as_output(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

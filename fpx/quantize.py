@@ -399,7 +399,7 @@ def _search_clip_ratio(xg, fmt, dim, candidate, ratios):
     best_scale = best_zero_point = best_error = None
     for ratio in ratios:
         scale, zero_point = candidate(ratio)
-        grid, _ = _round_to_grid(xg * _reciprocal(scale), zero_point, fmt)
+        grid, _ = _round_to_grid(xg * _reciprocal(scale), zero_point, fmt, mask=False)
         error = (_dequantize_grid(grid, scale, zero_point, fmt) - xg).square().sum(dim, keepdim=True)
         if best_error is None:
             best_scale, best_zero_point, best_error = scale, zero_point, error
@@ -412,34 +412,38 @@ def _search_clip_ratio(xg, fmt, dim, candidate, ratios):
     return best_scale, best_zero_point
 
 
-def _round_to_grid(v, zero_point, fmt):
+def _round_to_grid(v, zero_point, fmt, *, mask: bool = True):
     """Round scaled values ``v`` onto the format's grid (in code units, as floats).
 
     Returns (grid, in_range): ``in_range`` is True where ``v`` was not clamped/saturated, the
     straight-through estimator's mask. For integers it is torch's rule (the rounded value,
     zero-point added, lies in [min, max]); for floats ``|v| <= max + ulp(max) / 2`` (the
-    values that round to a finite code without saturating).
+    values that round to a finite code without saturating). ``mask=False`` returns None for
+    it: eager code would otherwise spend passes over ``v`` on a mask nobody reads (compiled
+    code drops it either way).
     """
     if isinstance(fmt, FloatFormat):
         boundary = fmt.max + 2.0 ** (fmt.emax - fmt.mantissa_bits - 1)
-        return round_to(v, fmt), v.abs() <= boundary
+        return round_to(v, fmt), (v.abs() <= boundary) if mask else None
     if _is_sign_only(fmt):
         # Levels -1 and +1 (codes -1 and 0) are 2 apart: "in range" reaches half a step beyond.
-        return torch.where(v < 0, -1.0, 0.0).to(v.dtype), v.abs() <= 2.0
+        return torch.where(v < 0, -1.0, 0.0).to(v.dtype), (v.abs() <= 2.0) if mask else None
     rounded = torch.round(v)  # round first, then add the zero-point, as torch does (exact)
     if zero_point is not None:
         rounded = rounded + zero_point
-    grid = torch.clamp(rounded, fmt.min, fmt.max)
+    clamped = torch.clamp(rounded, fmt.min, fmt.max)
+    # In [min, max] exactly where the clamp changed nothing: one comparison, not two and an
+    # AND (a NaN is unequal to itself, so out of range, as it fails both bounds).
+    in_range = (clamped == rounded) if mask else None
     # round(-0.3) is -0.0, but an integer code has no sign of zero: keep +0.0, as the codes do.
-    grid = torch.where(grid == 0, 0.0, grid)
-    return grid, (rounded >= fmt.min) & (rounded <= fmt.max)
+    return torch.where(clamped == 0, 0.0, clamped), in_range
 
 
 def _encode_codes(v, zero_point, fmt):
     """Integer codes of the scaled values ``v``: int8 (INT), uint8 (UINT, float formats)."""
     if isinstance(fmt, FloatFormat):
         return encode(v, fmt)
-    grid, _ = _round_to_grid(v, zero_point, fmt)
+    grid, _ = _round_to_grid(v, zero_point, fmt, mask=False)
     return grid.to(torch.int8 if fmt.signed else torch.uint8)
 
 
