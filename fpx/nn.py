@@ -1098,11 +1098,12 @@ class LowBitLinear(nn.Module):
         if named is not None and "fmt_fields" not in state:
             # Saved before the fields were recorded: the name then meant fpx's format of that name.
             state = state | {"fmt_fields": _format_fields(named)}
-        if isinstance(state, dict) and "fmt_fields" in state:
+        def by_fields(config: dict) -> dict:
             # The fields decide the values; the name only shows them (fpx.exmy(4, 3) was named
             # E4M3 before its name told it apart from fpx.E4M3).
-            state, mine = (dict(config, fmt=None) for config in (state, mine))
-        if not isinstance(state, dict) or state != mine:
+            return dict(config, fmt=None) if "fmt_fields" in config else config
+
+        if not isinstance(state, dict) or by_fields(state) != by_fields(mine):
             raise ValueError(f"this state dict was saved for a LowBitLinear with {state}, but this layer is {mine}")
 
     def extra_repr(self) -> str:
