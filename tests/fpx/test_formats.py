@@ -326,6 +326,33 @@ def test_formats_refuse_bad_fields_by_name():
     assert FloatFormat("E4M3", 4, 3, 7, special="fn") == E4M3
 
 
+def test_no_two_exmy_formats_of_other_values_share_a_name_and_each_repr_rebuilds_its_format():
+    """Every signed ExMy of at most 8 bits with each special-value rule and a few biases: equal
+    names exactly where the formats are equal (a namesake of other values, as exmy(4, 3) was of
+    fpx.E4M3, would be shown and saved as the other), fpx's own formats under their own names,
+    and ``eval(repr(f))`` gives ``f`` back."""
+    formats = [exmy(e, m, special=special, bias=bias)
+               for e in range(1, 8) for m in range(0, 8 - e) for special in ("ieee", "fn", "finite")
+               for bias in (None, 0, 3, 7, 15, 127, -2)]
+    formats += [E4M3, E5M2, E3M2, E2M3, E2M1, E8M0, FloatFormat("custom", 3, 2, 3), FloatFormat("E3M2", 3, 2, 2),
+                FloatFormat("U3M2", 3, 2, 3, signed=False), fpx.INT4, fpx.UINT3, fpx.IntFormat("q4", 4, True)]
+    by_name = {}
+    for fmt in formats:
+        by_name.setdefault(fmt.name, set()).add(fmt)
+        assert eval(repr(fmt), {"fpx": fpx}) == fmt, repr(fmt)
+    shared = {name: group for name, group in by_name.items() if len(group) > 1}
+    # Only a hand-built FloatFormat can take a name that means other values (as "E3M2" here).
+    assert shared == {"E3M2": {E3M2, FloatFormat("E3M2", 3, 2, 2)}}, shared
+    for named in (E4M3, E5M2, E3M2, E2M3, E2M1):
+        same = exmy(named.exponent_bits, named.mantissa_bits, special=named.special, bias=named.bias)
+        assert same == named and repr(same) == f"fpx.{named.name}"
+    assert [exmy(4, 3).name, exmy(5, 2).name, exmy(3, 2, bias=2).name, exmy(3, 4).name,
+            exmy(3, 4, special="ieee", bias=5).name] == ["E4M3_finite", "E5M2_finite", "E3M2_bias2", "E3M4",
+                                                           "E3M4_ieee_bias5"]
+    assert [repr(exmy(4, 3)), repr(exmy(3, 2, special="fn", bias=2)), repr(fpx.IntFormat("q4", 4, True))] == [
+        "fpx.exmy(4, 3)", "fpx.exmy(3, 2, special='fn', bias=2)", "fpx.IntFormat('q4', 4, True)"]
+
+
 # ---- packed storage ----------------------------------------------------------------------------
 @pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 8, 13])
 def test_fp6_storage(n):

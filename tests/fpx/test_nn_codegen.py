@@ -384,7 +384,7 @@ def test_cuda_forward_by_groups_with_float16_x_at_4_rows_takes_the_fused_templat
     (fpx.E3M2, torch.float16, fpx.nn.EIGHT_PLANE_FOUR_ROW_TEMPLATE_MIN_OUT_FEATURES),
     (fpx.INT3, torch.bfloat16, fpx.nn.EIGHT_PLANE_FOUR_ROW_SHORT_ROW_MIN_OUT_FEATURES),
 ], ids=["INT1-4096", "E3M2-4096", "INT3-2048"])
-def test_cuda_8_plane_forward_with_4096_outputs_at_4_rows_takes_the_fused_template(fmt, dtype, n):
+def test_cuda_8_plane_forward_at_4_rows_from_its_output_feature_limits_takes_the_fused_template(fmt, dtype, n):
     k = 2048
     assert fpx.nn.default_gemv_max_rows("cuda", fmt, out_features=n, in_features=k, x_dtype=dtype) == 3
     compiled_cuda_template_forward(fmt, {"group_size": 128}, n=n, k=k, rows=4, dtype=dtype)
