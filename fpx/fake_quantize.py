@@ -44,6 +44,7 @@ from .quantize import (
     _Geometry,
     _reciprocal,
     _round_to_grid,
+    _without_negative_zero,
 )
 
 __all__ = ["fake_quantize", "fake_quantize_lsq"]
@@ -226,8 +227,7 @@ def _round_to_grid_lsq(v, fmt):
     """Round already clamped values onto the grid: ties to even (+0.0 for zero), or fpx.round_to."""
     if isinstance(fmt, FloatFormat):
         return round_to(v, fmt)
-    rounded = torch.round(v)
-    return torch.where(rounded == 0, 0.0, rounded)
+    return _without_negative_zero(torch.round(v))
 
 
 def _grid_range(fmt):
