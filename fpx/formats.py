@@ -177,7 +177,7 @@ class FloatFormat:
     def __repr__(self) -> str:
         """``fpx.E4M3`` for fpx's own formats, else the call that builds it (``fpx.exmy(...)``
         or ``fpx.FloatFormat(...)``): a repr never names a module attribute that is not there."""
-        if any(self == named for named in _NAMED_FLOATS.values()):
+        if _FORMATS_BY_NAME.get(self.name) == self:
             return f"fpx.{self.name}"
         if self.signed and self.has_zero and self.name == _exmy_name(self.exponent_bits, self.mantissa_bits,
                                                                      self.special, self.bias):
@@ -199,7 +199,7 @@ def _exmy_name(exponent_bits: int, mantissa_bits: int, special: str, bias: int) 
     (no inf or NaN, bias 2^(e-1) - 1); ``_{special}`` and ``_bias{bias}`` appended where they
     differ from it."""
     bare = f"E{exponent_bits}M{mantissa_bits}"
-    named = _NAMED_FLOATS.get(bare)
+    named = _FORMATS_BY_NAME.get(bare)
     usual_special, usual_bias = (named.special, named.bias) if named else ("finite", _default_bias(exponent_bits))
     return "".join([bare, f"_{special}" if special != usual_special else "", f"_bias{bias}" if bias != usual_bias else ""])
 
@@ -235,7 +235,6 @@ E3M2 = FloatFormat("E3M2", 3, 2, 3)
 E2M3 = FloatFormat("E2M3", 2, 3, 1)
 E2M1 = FloatFormat("E2M1", 2, 1, 1)
 E8M0 = FloatFormat("E8M0", 8, 0, 127, special="finite", signed=False, has_zero=False)
-_NAMED_FLOATS = {fmt.name: fmt for fmt in (E4M3, E5M2, E3M2, E2M3, E2M1, E8M0)}
 
 
 @dataclass(frozen=True)
@@ -267,7 +266,7 @@ class IntFormat:
         return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
 
     def __repr__(self) -> str:
-        if self.name == f"{'' if self.signed else 'U'}INT{self.bits}":
+        if _FORMATS_BY_NAME.get(self.name) == self:
             return f"fpx.{self.name}"
         return f"fpx.IntFormat({self.name!r}, {self.bits}, {self.signed})"
 
@@ -278,3 +277,7 @@ UINT1, UINT2, UINT3, UINT4, UINT5, UINT6, UINT7, UINT8 = (IntFormat(f"UINT{b}", 
 FLOAT_FORMATS = (E4M3, E5M2, E3M2, E2M3, E2M1)
 INT_FORMATS = (INT1, INT2, INT3, INT4, INT5, INT6, INT7, INT8)
 UINT_FORMATS = (UINT1, UINT2, UINT3, UINT4, UINT5, UINT6, UINT7, UINT8)
+
+# fpx's own formats by name: the ones a repr names as fpx.NAME, the ones exmy's names start
+# from, and the ones a LowBitLinear state dict saved before its format's fields meant.
+_FORMATS_BY_NAME = {fmt.name: fmt for fmt in (*FLOAT_FORMATS, E8M0, *INT_FORMATS, *UINT_FORMATS)}

@@ -74,7 +74,7 @@ from .fields import (
     _uint_values_plus_two_pow_23,
 )
 from .formats import E2M1, E2M3, E3M2, E4M3, E5M2, INT1, INT2, INT3, INT4, INT5, INT6, INT7, INT8, UINT4
-from .formats import FLOAT_FORMATS, INT_FORMATS, UINT_FORMATS, FloatFormat, IntFormat, _is_int
+from .formats import _FORMATS_BY_NAME, FloatFormat, IntFormat, _is_int
 from .quantize import _dequantize_grid, _grid_affine, quantize
 from .tuning import cold_cache_tuning  # noqa: F401  (fpx.nn.cold_cache_tuning)
 from .tuning import marked_decodes_apart_here
@@ -496,10 +496,6 @@ def _format_fields(fmt) -> str:
     if isinstance(fmt, FloatFormat):
         return f"E{fmt.exponent_bits}M{fmt.mantissa_bits} bias {fmt.bias} {fmt.special}"
     return f"{'INT' if fmt.signed else 'UINT'}{fmt.bits}"
-
-
-# fpx's own element formats by name (the formats a state dict saved before ``fmt_fields`` named).
-_FORMATS_BY_NAME = {fmt.name: fmt for fmt in (*FLOAT_FORMATS, *INT_FORMATS, *UINT_FORMATS)}
 
 
 class LowBitLinear(nn.Module):
